@@ -1,0 +1,102 @@
+"""spout: one streaming-first interface to every LLM provider.
+
+Example::
+
+    from spout import create_llm
+
+    llm = create_llm()  # the bundled local model
+    for chunk in llm.generate_stream("Write a haiku about rivers."):
+        print(chunk, end="", flush=True)
+"""
+
+from __future__ import annotations
+
+from ._capabilities import Capabilities, ModelCapability, has_capability
+from ._errors import (
+    AuthenticationError,
+    BadRequestError,
+    ConfigurationError,
+    ConnectionError,
+    ConnectTimeout,
+    ContextWindowExceededError,
+    FirstTokenTimeout,
+    IdleTimeout,
+    InternalServerError,
+    NotFoundError,
+    OverloadedError,
+    PermissionDeniedError,
+    ProtocolError,
+    ProviderError,
+    RateLimitError,
+    ServiceUnavailableError,
+    SpoutError,
+    StreamError,
+    StreamInterruptedError,
+    TimeoutError,
+    TotalTimeout,
+    TransportError,
+)
+from ._events import (
+    Event,
+    Finish,
+    FinishReason,
+    ReasoningDelta,
+    ResponseStart,
+    TextDelta,
+    ToolCall,
+    ToolCallDelta,
+    ToolCallEnd,
+    ToolCallStart,
+    Usage,
+)
+from ._llm import LLM, create_llm
+from ._response import Accumulator, Response
+from ._stream import AsyncStream, Stream
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "LLM",
+    "Accumulator",
+    "AsyncStream",
+    "AuthenticationError",
+    "BadRequestError",
+    "Capabilities",
+    "ConfigurationError",
+    "ConnectTimeout",
+    "ConnectionError",
+    "ContextWindowExceededError",
+    "Event",
+    "Finish",
+    "FinishReason",
+    "FirstTokenTimeout",
+    "IdleTimeout",
+    "InternalServerError",
+    "ModelCapability",
+    "NotFoundError",
+    "OverloadedError",
+    "PermissionDeniedError",
+    "ProtocolError",
+    "ProviderError",
+    "RateLimitError",
+    "ReasoningDelta",
+    "Response",
+    "ResponseStart",
+    "ServiceUnavailableError",
+    "SpoutError",
+    "Stream",
+    "StreamError",
+    "StreamInterruptedError",
+    "TextDelta",
+    "TimeoutError",
+    "ToolCall",
+    "ToolCallDelta",
+    "ToolCallEnd",
+    "ToolCallStart",
+    "TotalTimeout",
+    "TransportError",
+    "Usage",
+    "__version__",
+    "create_llm",
+    "has_capability",
+]

@@ -1,0 +1,7 @@
+"""`python -m spout`: the same as the `spout` command."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())

@@ -1,0 +1,266 @@
+"""The exceptions spout raises, as one tree.
+
+::
+
+    SpoutError
+    ├── ConfigurationError          missing key, unknown provider or model string, missing extra
+    ├── ProviderError               the provider answered with an error (HTTP status, or in-stream)
+    │   ├── AuthenticationError         401
+    │   ├── PermissionDeniedError       403
+    │   ├── NotFoundError               404, model not found
+    │   ├── BadRequestError             400, 422
+    │   │   └── ContextWindowExceededError
+    │   ├── RateLimitError              429 (``retry_after`` in seconds, when the provider says)
+    │   ├── ServiceUnavailableError     502, 503, 504
+    │   │   └── OverloadedError             529, Anthropic ``overloaded_error``
+    │   └── InternalServerError         500 and other 5xx
+    ├── TransportError              no usable answer arrived
+    │   ├── ConnectionError             could not connect, or the connection broke before a response
+    │   └── TimeoutError
+    │       ├── ConnectTimeout
+    │       ├── FirstTokenTimeout
+    │       ├── IdleTimeout
+    │       └── TotalTimeout
+    └── StreamError                 the stream itself went wrong after it began
+        ├── StreamInterruptedError      connection lost mid-stream, or no terminator before the end
+        └── ProtocolError               malformed event, invalid UTF-8 or JSON (``.data`` holds the bytes)
+
+Every error raised after a stream began carries ``.partial``: the :class:`~spout.Response`
+rebuilt from what arrived before it, so nothing the user saw is lost. httpx exceptions are
+translated in :mod:`spout._transport` and never escape.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ._response import Response
+
+__all__ = [
+    "AuthenticationError",
+    "BadRequestError",
+    "ConfigurationError",
+    "ConnectTimeout",
+    "ConnectionError",
+    "ContextWindowExceededError",
+    "FirstTokenTimeout",
+    "IdleTimeout",
+    "InternalServerError",
+    "NotFoundError",
+    "OverloadedError",
+    "PermissionDeniedError",
+    "ProtocolError",
+    "ProviderError",
+    "RateLimitError",
+    "ServiceUnavailableError",
+    "SpoutError",
+    "StreamError",
+    "StreamInterruptedError",
+    "TimeoutError",
+    "TotalTimeout",
+    "TransportError",
+    "error_for_status",
+]
+
+
+class SpoutError(Exception):
+    """The root of every exception spout raises.
+
+    ``partial`` is the response rebuilt so far when the error interrupted a stream, else None.
+    """
+
+    partial: Response | None = None
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class ConfigurationError(SpoutError):
+    """The call cannot be made as configured: an unknown provider, a missing key or extra."""
+
+
+class ProviderError(SpoutError):
+    """The provider answered with an error, as an HTTP status or as an error inside a stream.
+
+    Example::
+
+        try:
+            llm.generate("hi")
+        except spout.RateLimitError as exc:
+            print(exc.status_code, exc.retry_after, exc.request_id)
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        provider: str | None = None,
+        model: str | None = None,
+        status_code: int | None = None,
+        request_id: str | None = None,
+        body: Any = None,
+        error_type: str | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.provider = provider
+        self.model = model
+        self.status_code = status_code
+        self.request_id = request_id
+        self.body = body
+        self.error_type = error_type
+        self.retry_after = retry_after
+
+    def __str__(self) -> str:
+        where = ", ".join(
+            part
+            for part in (
+                self.provider,
+                self.model,
+                f"HTTP {self.status_code}" if self.status_code else None,
+                f"request {self.request_id}" if self.request_id else None,
+            )
+            if part
+        )
+        return f"{self.message} ({where})" if where else self.message
+
+
+class AuthenticationError(ProviderError):
+    """401: the API key is missing, wrong or revoked."""
+
+
+class PermissionDeniedError(ProviderError):
+    """403: the key is valid but may not use this model or endpoint."""
+
+
+class NotFoundError(ProviderError):
+    """404: the endpoint or the model does not exist."""
+
+
+class BadRequestError(ProviderError):
+    """400 or 422: the request was rejected as malformed; retrying will not help."""
+
+
+class ContextWindowExceededError(BadRequestError):
+    """The prompt and the requested output do not fit in the model's context window."""
+
+
+class RateLimitError(ProviderError):
+    """429: too many requests or tokens; ``retry_after`` says how long to wait, if known."""
+
+
+class ServiceUnavailableError(ProviderError):
+    """502, 503 or 504: the service is down or overloaded for now."""
+
+
+class OverloadedError(ServiceUnavailableError):
+    """The provider said it is overloaded (Anthropic 529 / ``overloaded_error``)."""
+
+
+class InternalServerError(ProviderError):
+    """500 or another 5xx: the provider failed."""
+
+
+class TransportError(SpoutError):
+    """No usable answer arrived from the server."""
+
+
+class ConnectionError(TransportError):  # noqa: A001 - the name users look for; builtins' is not shadowed in user code
+    """The connection could not be made, or broke before a response arrived."""
+
+
+class TimeoutError(TransportError):  # noqa: A001
+    """A time limit ran out."""
+
+
+class ConnectTimeout(TimeoutError):
+    """The connection was not established in time."""
+
+
+class FirstTokenTimeout(TimeoutError):
+    """The server answered but sent no content in time."""
+
+
+class IdleTimeout(TimeoutError):
+    """The stream went quiet for longer than the idle limit."""
+
+
+class TotalTimeout(TimeoutError):
+    """The whole call took longer than its total limit."""
+
+
+class StreamError(SpoutError):
+    """The stream went wrong after it began."""
+
+
+class StreamInterruptedError(StreamError):
+    """The connection was lost mid-stream, or the stream ended without its terminator."""
+
+
+class ProtocolError(StreamError):
+    """The server sent something that is not valid for its protocol; ``data`` holds it."""
+
+    def __init__(self, message: str, *, data: bytes | str | None = None) -> None:
+        super().__init__(message)
+        self.data = data
+
+
+_CONTEXT_MARKERS = (
+    "context_length_exceeded",
+    "context length",
+    "context window",
+    "maximum context",
+    "too many tokens",
+    "prompt is too long",
+    "exceeds the context",
+)
+
+
+def error_for_status(
+    status_code: int,
+    message: str,
+    *,
+    provider: str | None = None,
+    model: str | None = None,
+    request_id: str | None = None,
+    body: Any = None,
+    error_type: str | None = None,
+    retry_after: float | None = None,
+) -> ProviderError:
+    """Build the :class:`ProviderError` subclass that fits an HTTP status and error type."""
+    cls: type[ProviderError]
+    lowered = f"{error_type or ''} {message}".lower()
+    if error_type == "overloaded_error" or status_code == 529:
+        cls = OverloadedError
+    elif status_code == 401:
+        cls = AuthenticationError
+    elif status_code == 403:
+        cls = PermissionDeniedError
+    elif status_code == 404:
+        cls = NotFoundError
+    elif status_code in (400, 413, 422):
+        cls = (
+            ContextWindowExceededError
+            if any(marker in lowered for marker in _CONTEXT_MARKERS)
+            else BadRequestError
+        )
+    elif status_code == 429:
+        cls = RateLimitError
+    elif status_code in (502, 503, 504):
+        cls = ServiceUnavailableError
+    elif status_code >= 500:
+        cls = InternalServerError
+    else:
+        cls = ProviderError
+    return cls(
+        message,
+        provider=provider,
+        model=model,
+        status_code=status_code,
+        request_id=request_id,
+        body=body,
+        error_type=error_type,
+        retry_after=retry_after,
+    )

@@ -1,0 +1,129 @@
+"""The typed events every provider's stream is turned into."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal, Union
+
+__all__ = [
+    "Event",
+    "Finish",
+    "FinishReason",
+    "ReasoningDelta",
+    "ResponseStart",
+    "TextDelta",
+    "ToolCall",
+    "ToolCallDelta",
+    "ToolCallEnd",
+    "ToolCallStart",
+    "Usage",
+]
+
+FinishReason = Literal["stop", "length", "tool_calls", "refusal", "content_filter", "error"]
+
+
+@dataclass(frozen=True, slots=True)
+class ResponseStart:
+    """The provider named the response and the model that produces it.
+
+    Sent once, before any content, by providers whose stream carries an id or a model name.
+    """
+
+    id: str | None = None
+    model: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TextDelta:
+    """A piece of the answer's text.
+
+    >>> TextDelta("Hel").text
+    'Hel'
+    """
+
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class ReasoningDelta:
+    """A piece of the model's reasoning (thinking) text, or of its signature."""
+
+    text: str = ""
+    signature: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCall:
+    """A complete tool call: what the model asked to run, with its arguments parsed.
+
+    ``arguments_raw`` is the JSON text as the provider sent it (None when the provider sent an
+    object rather than text).
+    """
+
+    id: str
+    name: str
+    arguments: dict[str, Any] = field(default_factory=dict)
+    arguments_raw: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCallStart:
+    """The model began a tool call; ``index`` tells calls apart within one response."""
+
+    index: int
+    id: str
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCallDelta:
+    """A piece of a tool call's JSON arguments."""
+
+    index: int
+    arguments: str
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCallEnd:
+    """A tool call is complete."""
+
+    index: int
+    tool_call: ToolCall
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """Token counts. ``extras`` keeps what else the provider reported (cached tokens, cost...).
+
+    A later ``Usage`` event in the same stream replaces an earlier one: providers report totals.
+    """
+
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    extras: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def total_tokens(self) -> int | None:
+        if self.input_tokens is None and self.output_tokens is None:
+            return None
+        return (self.input_tokens or 0) + (self.output_tokens or 0)
+
+
+@dataclass(frozen=True, slots=True)
+class Finish:
+    """Why the model stopped: ``reason`` normalized across providers, ``raw_reason`` as sent."""
+
+    reason: FinishReason
+    raw_reason: str | None = None
+
+
+Event = Union[
+    ResponseStart,
+    TextDelta,
+    ReasoningDelta,
+    ToolCallStart,
+    ToolCallDelta,
+    ToolCallEnd,
+    Usage,
+    Finish,
+]

@@ -1,0 +1,293 @@
+"""Stream and AsyncStream: the two thin loops that drive a provider's events to the caller."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Generator, Iterator
+from types import TracebackType
+from ._errors import SpoutError
+from ._events import Event, TextDelta
+from ._response import Accumulator, Response
+
+__all__ = ["AsyncStream", "Stream"]
+
+#: What a provider hands a Stream: its events, and how to release what it holds.
+SyncSource = tuple[Iterator[Event], Callable[[], None]]
+AsyncSource = tuple[AsyncIterator[Event], Callable[[], Awaitable[None]]]
+
+
+class Stream:
+    """A response being streamed: iterate it for text, or :meth:`events` for typed events.
+
+    Example::
+
+        with llm.generate_stream("Count from 1 to 5") as stream:
+            for chunk in stream:
+                print(chunk, end="", flush=True)
+        print(stream.response.usage.output_tokens)
+
+    A ``for`` loop that stops early (``break``, ``return``, an exception) closes the stream and
+    its connection at once; so do :meth:`close`, leaving a ``with`` block, and garbage
+    collection. :attr:`response` is then the response as far as it arrived.
+    """
+
+    def __init__(self, source: SyncSource, accumulator: Accumulator) -> None:
+        events, self._release = source
+        self._accumulator = accumulator
+        self._closed = False
+        # The pump must not refer back to the Stream: a cycle would delay collection, and an
+        # abandoned stream must close its connection as soon as nothing refers to it.
+        self._pump = _pump(events, self._release, accumulator)
+
+    def __iter__(self) -> Iterator[str]:
+        """The text, chunk by chunk as it arrives."""
+        return self._texts()
+
+    def _texts(self) -> Generator[str, None, None]:
+        done = False
+        try:
+            for event in self._pump:
+                if type(event) is TextDelta:
+                    yield event.text
+            done = True
+        finally:
+            if not done:
+                self.close()
+
+    def events(self) -> Iterator[Event]:
+        """The typed events: text, reasoning, tool-call deltas, usage, finish."""
+        return self._events()
+
+    def _events(self) -> Generator[Event, None, None]:
+        done = False
+        try:
+            yield from self._pump
+            done = True
+        finally:
+            if not done:
+                self.close()
+
+    @property
+    def text(self) -> str:
+        """The text received so far."""
+        return self._accumulator.text
+
+    @property
+    def snapshot(self) -> Response:
+        """The response as it stands now, without reading further."""
+        return self._accumulator.response()
+
+    @property
+    def response(self) -> Response:
+        """The final response, reading the rest of the stream first if it is still open."""
+        if not self._closed:
+            for _ in self._pump:
+                pass
+        return self._accumulator.response()
+
+    @property
+    def closed(self) -> bool:
+        """Whether the stream ended or was closed."""
+        return self._closed or self._pump.gi_frame is None
+
+    def close(self) -> None:
+        """Stop the stream and release its connection (or its local generation) now."""
+        if not self._closed:
+            self._closed = True
+            self._pump.close()
+            self._release()
+
+    def __enter__(self) -> Stream:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:  # noqa: S110 - nothing can be reported from a finalizer
+            pass
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else "open"
+        return f"<spout.Stream {state} text={self.text[:40]!r}>"
+
+
+class AsyncStream:
+    """A response being streamed asynchronously: ``async for`` gives text chunks.
+
+    Example::
+
+        async with llm.agenerate_stream("Count from 1 to 5") as stream:
+            async for chunk in stream:
+                print(chunk, end="", flush=True)
+        print((await stream.get_response()).usage.output_tokens)
+
+    The request is sent on first use (iteration, ``async with``, or awaiting
+    :meth:`LLM.generate_async` with ``stream=True``). Cancelling the task that reads it, a loop
+    that stops early, or :meth:`aclose` closes the connection.
+    """
+
+    def __init__(
+        self,
+        opener: Callable[[], Awaitable[AsyncSource]],
+        accumulator: Accumulator,
+    ) -> None:
+        self._opener: Callable[[], Awaitable[AsyncSource]] | None = opener
+        self._source: AsyncIterator[Event] | None = None
+        self._release: Callable[[], Awaitable[None]] | None = None
+        self._accumulator = accumulator
+        self._closed = False
+        self._pump: AsyncGenerator[Event, None] | None = None
+
+    async def start(self) -> AsyncStream:
+        """Send the request now (it is otherwise sent on first use); returns the stream."""
+        if self._opener is not None:
+            opener, self._opener = self._opener, None
+            self._accumulator.restart_clock()
+            try:
+                events, self._release = await opener()
+            except BaseException:
+                self._closed = True
+                raise
+            self._pump = _apump(events, self._release, self._accumulator)
+        return self
+
+    async def _started_pump(self) -> AsyncGenerator[Event, None]:
+        await self.start()
+        if self._pump is None:
+            return _closed_apump()
+        return self._pump
+
+    async def _release_now(self) -> None:
+        release, self._release = self._release, None
+        if release is not None:
+            await release()
+
+    def __aiter__(self) -> AsyncIterator[str]:
+        """The text, chunk by chunk as it arrives."""
+        return self._texts()
+
+    async def _texts(self) -> AsyncGenerator[str, None]:
+        done = False
+        try:
+            async for event in await self._started_pump():
+                if type(event) is TextDelta:
+                    yield event.text
+            done = True
+        finally:
+            if not done:
+                await self.aclose()
+
+    def events(self) -> AsyncIterator[Event]:
+        """The typed events: text, reasoning, tool-call deltas, usage, finish."""
+        return self._events()
+
+    async def _events(self) -> AsyncGenerator[Event, None]:
+        done = False
+        try:
+            async for event in await self._started_pump():
+                yield event
+            done = True
+        finally:
+            if not done:
+                await self.aclose()
+
+    @property
+    def text(self) -> str:
+        """The text received so far."""
+        return self._accumulator.text
+
+    @property
+    def snapshot(self) -> Response:
+        """The response as it stands now, without reading further."""
+        return self._accumulator.response()
+
+    async def get_response(self) -> Response:
+        """The final response, reading the rest of the stream first if it is still open."""
+        if not self._closed:
+            async for _ in await self._started_pump():
+                pass
+        return self._accumulator.response()
+
+    @property
+    def response(self) -> Response:
+        """The response so far; once the stream has ended, the final one.
+
+        To read the rest of an open stream first, ``await stream.get_response()``.
+        """
+        return self._accumulator.response()
+
+    @property
+    def closed(self) -> bool:
+        """Whether the stream ended or was closed."""
+        return self._closed or (self._pump is not None and self._pump.ag_frame is None)
+
+    async def aclose(self) -> None:
+        """Stop the stream and release its connection (or its local generation) now."""
+        if not self._closed:
+            self._closed = True
+            self._opener = None
+            if self._pump is not None:
+                await self._pump.aclose()
+            await self._release_now()
+
+    async def __aenter__(self) -> AsyncStream:
+        return await self.start()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else "open"
+        return f"<spout.AsyncStream {state} text={self.text[:40]!r}>"
+
+
+
+def _pump(
+    events: Iterator[Event], release: Callable[[], None], accumulator: Accumulator
+) -> Generator[Event, None, None]:
+    add = accumulator.add
+    try:
+        for event in events:
+            add(event)
+            yield event
+    except SpoutError as exc:
+        if exc.partial is None:
+            exc.partial = accumulator.response()
+        raise
+    finally:
+        release()
+
+
+async def _apump(
+    events: AsyncIterator[Event],
+    release: Callable[[], Awaitable[None]],
+    accumulator: Accumulator,
+) -> AsyncGenerator[Event, None]:
+    add = accumulator.add
+    try:
+        async for event in events:
+            add(event)
+            yield event
+    except SpoutError as exc:
+        if exc.partial is None:
+            exc.partial = accumulator.response()
+        raise
+    finally:
+        await release()
+
+
+async def _closed_apump() -> AsyncGenerator[Event, None]:
+    return
+    yield  # pragma: no cover - makes this an async generator

