@@ -205,7 +205,7 @@ class LLM:
         """
         call = self._call(prompt, messages, system_prompt, params)
         accumulator = self._accumulator()
-        return Stream(self.provider.open_stream(call), accumulator)
+        return Stream(self.provider.open_stream(call), accumulator, owner=self)
 
     # -- async ---------------------------------------------------------------------------------
 
@@ -274,7 +274,7 @@ class LLM:
         async def opener() -> Any:
             return await provider.aopen_stream(call)
 
-        return AsyncStream(opener, accumulator)
+        return AsyncStream(opener, accumulator, owner=self)
 
     # -- lifetime ------------------------------------------------------------------------------
 

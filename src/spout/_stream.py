@@ -30,7 +30,10 @@ class Stream:
     collection. :attr:`response` is then the response as far as it arrived.
     """
 
-    def __init__(self, source: SyncSource, accumulator: Accumulator) -> None:
+    def __init__(self, source: SyncSource, accumulator: Accumulator, owner: object = None) -> None:
+        # The owner (the LLM) holds the connection pool this stream reads from: keep it alive
+        # while the stream is, as in ``for chunk in create_llm().generate_stream(...)``.
+        self._owner = owner
         events, self._release = source
         self._accumulator = accumulator
         self._closed = False
@@ -137,7 +140,9 @@ class AsyncStream:
         self,
         opener: Callable[[], Awaitable[AsyncSource]],
         accumulator: Accumulator,
+        owner: object = None,
     ) -> None:
+        self._owner = owner
         self._opener: Callable[[], Awaitable[AsyncSource]] | None = opener
         self._source: AsyncIterator[Event] | None = None
         self._release: Callable[[], Awaitable[None]] | None = None

@@ -101,6 +101,13 @@ class Transport:
             self._client.close()
             self._client = None
 
+    def __del__(self) -> None:
+        # An LLM dropped without close() must not leave its pooled sockets to the collector.
+        try:
+            self.close()
+        except Exception:  # noqa: S110 - nothing can be reported from a finalizer
+            pass
+
     async def aclose(self) -> None:
         self.close()
         loop = asyncio.get_running_loop()

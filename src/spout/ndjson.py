@@ -34,41 +34,55 @@ class NDJSONDecoder:
         self._line_number = 0
 
     def feed(self, chunk: bytes) -> list[Any]:
-        """Decode one chunk; returns the values of the lines it completed, in order."""
+        """Decode one chunk; returns the values of the lines it completed, in order.
+
+        Values before a malformed line are returned first; the error is raised by the next
+        call, so what a caller receives does not depend on how the bytes were split.
+        """
         if self._buffer:
             chunk = self._buffer + chunk
         end = chunk.rfind(b"\n")
         if end < 0:
             self._buffer = chunk
             return []
+        values: list[Any] = []
+        start = 0
+        while start <= end:
+            stop = chunk.index(b"\n", start)
+            try:
+                value = self._parse(chunk[start:stop])
+            except ProtocolError:
+                if not values:
+                    raise
+                self._buffer = chunk[start:]  # raise when the caller comes back for more
+                return values
+            if value is not _BLANK:
+                values.append(value)
+            start = stop + 1
         self._buffer = chunk[end + 1 :]
-        return [
-            value
-            for value in map(self._parse, chunk[:end].split(b"\n"))
-            if value is not _BLANK
-        ]
+        return values
 
     def close(self) -> list[Any]:
-        """End of stream: parses a last line that had no line end."""
-        rest, self._buffer = self._buffer, b""
-        value = self._parse(rest)
-        return [] if value is _BLANK else [value]
+        """End of stream: parses what is left, including a last line with no line end."""
+        return self.feed(b"\n") if self._buffer else []
 
     def _parse(self, line: bytes) -> Any:
-        self._line_number += 1
         if line.endswith(b"\r"):
             line = line[:-1]
-        if not line or line.isspace():
+        if not line.strip(b" \t"):  # only JSON's whitespace makes a line blank
+            self._line_number += 1
             return _BLANK
         try:
-            return orjson.loads(line)
+            value = orjson.loads(line)
         except orjson.JSONDecodeError as exc:
             shown = line if len(line) <= 200 else line[:200] + b"..."
             raise ProtocolError(
-                f"line {self._line_number} of the NDJSON stream is not valid JSON ({exc}): "
+                f"line {self._line_number + 1} of the NDJSON stream is not valid JSON ({exc}): "
                 f"{shown!r}",
                 data=line,
             ) from None
+        self._line_number += 1
+        return value
 
 
 _BLANK: Any = object()

@@ -198,21 +198,26 @@ class ToolCallAssembler:
     def add(
         self, index: int | None, id: str | None, name: str | None, arguments: str | None
     ) -> list[Event]:
+        calls = self._calls
         if index is None:
-            if self._last is None or (id and id != self._calls[self._last][0]):
-                index = 0 if self._last is None else max(self._calls) + 1
+            if self._last is None or (id and id != calls[self._last][0]):
+                index = 0 if self._last is None else max(calls) + 1
             else:
                 index = self._last
-        self._last = index
-        call = self._calls.get(index)
+        events: list[Event] = []
+        call = calls.get(index)
         if call is None:
-            call = self._calls[index] = [id or None, name or None, [], False]
+            # Calls stream one after another: a new one means those before it are complete,
+            # and ending them now lets a caller run them while this one streams.
+            for earlier in [i for i in calls if i < index]:
+                events += self._end(earlier)
+            call = calls[index] = [id or None, name or None, [], False]
         else:
             if call[0] is None and id:
                 call[0] = id
             if call[1] is None and name:
                 call[1] = name
-        events: list[Event] = []
+        self._last = index
         if not call[3] and call[1] is not None:
             # Start once the name is known; arguments that came before it go out with it.
             call[3] = True
@@ -226,27 +231,24 @@ class ToolCallAssembler:
         return events
 
     def finish(self) -> list[Event]:
-        """End every call in progress, in index order; their arguments are parsed here."""
+        """End every call in progress, in index order."""
         events: list[Event] = []
         for index in sorted(self._calls):
-            call_id, name, parts, started = self._calls[index]
-            call_id = call_id or f"call_{index}"
-            if not started:
-                events.append(ToolCallStart(index, call_id, name or ""))
-            raw = "".join(parts)
-            events.append(
-                ToolCallEnd(
-                    index,
-                    ToolCall(
-                        id=call_id,
-                        name=name or "",
-                        arguments=parse_arguments(raw),
-                        arguments_raw=raw,
-                    ),
-                )
-            )
-        self._calls.clear()
+            events += self._end(index)
         self._last = None
+        return events
+
+    def _end(self, index: int) -> list[Event]:
+        call_id, name, parts, started = self._calls.pop(index)
+        call_id = call_id or f"call_{index}"
+        events: list[Event] = []
+        if not started:
+            events.append(ToolCallStart(index, call_id, name or ""))
+        raw = "".join(parts)
+        tool_call = ToolCall(
+            id=call_id, name=name or "", arguments=parse_arguments(raw), arguments_raw=raw
+        )
+        events.append(ToolCallEnd(index, tool_call))
         return events
 
 

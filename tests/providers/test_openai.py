@@ -1,0 +1,321 @@
+"""The OpenAI-compatible provider against recorded transcripts replayed over loopback HTTP."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import pytest
+from helpers import generate, stream, stream_text
+from replay_server import CUTS, Reply, ReplayServer, transcript
+
+import spout
+from spout import (
+    Finish,
+    TextDelta,
+    ToolCallDelta,
+    ToolCallEnd,
+    ToolCallStart,
+    Usage,
+    create_llm,
+)
+
+
+def openai(server: ReplayServer, **config: Any) -> spout.LLM:
+    config.setdefault("api_key", "sk-test")
+    return create_llm("openai", model="gpt-4o-mini", base_url=f"{server.url}/v1", **config)
+
+
+def sse(*payloads: Any, done: bool = True) -> bytes:
+    """An SSE body of JSON payloads, as OpenAI frames it."""
+    body = b"".join(b"data: " + json.dumps(p).encode() + b"\n\n" for p in payloads)
+    return body + (b"data: [DONE]\n\n" if done else b"")
+
+
+def chunk(delta: dict[str, Any], finish: str | None = None, **extra: Any) -> dict[str, Any]:
+    return {
+        "id": "chatcmpl-x",
+        "object": "chat.completion.chunk",
+        "model": "m",
+        "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+        **extra,
+    }
+
+
+@pytest.mark.parametrize("cut", sorted(CUTS))
+def test_text_transcript(replay: ReplayServer, mode: str, cut: str) -> None:
+    body, expected = transcript("openai_chat", "text")
+    replay.replies = [Reply(chunks=CUTS[cut](body))]
+    result = stream_text(openai(replay), mode)
+    assert "".join(result.chunks) == expected["text"]
+    assert len(result.chunks) > 1
+    response = result.response
+    assert response.text == expected["text"]
+    assert response.finish_reason == expected["finish_reason"]
+    assert response.raw_finish_reason == expected["finish_reason_raw"]
+    # This server sent no usage: the counts are unknown, not zero.
+    assert response.usage.input_tokens is None and response.usage.output_tokens is None
+    assert response.model == "gpt-4o-mini-2024-07-18"
+    assert response.id == "chatcmpl-WIREtext0000000000000000001"
+    assert response.time_to_first_token is not None and response.duration is not None
+
+
+@pytest.mark.parametrize("cut", sorted(CUTS))
+def test_parallel_tool_calls_transcript(replay: ReplayServer, mode: str, cut: str) -> None:
+    body, expected = transcript("openai_chat", "parallel_tool_calls")
+    replay.replies = [Reply(chunks=CUTS[cut](body))]
+    result = stream(openai(replay), mode)
+    response = result.response
+    assert [
+        {"id": c.id, "name": c.name, "arguments": c.arguments, "arguments_raw": c.arguments_raw}
+        for c in response.tool_calls
+    ] == expected["tool_calls"]
+    assert response.finish_reason == "tool_calls"
+    assert (response.usage.input_tokens, response.usage.output_tokens) == (142, 58)
+    assert response.usage.extras["total_tokens"] == 200
+    # Each call's arguments arrive as deltas between its start and its end, in order.
+    kinds = [
+        (type(e).__name__, e.index)
+        for e in result.events
+        if isinstance(e, (ToolCallStart, ToolCallDelta, ToolCallEnd))
+    ]
+    assert kinds[0] == ("ToolCallStart", 0)
+    assert kinds.index(("ToolCallEnd", 0)) < kinds.index(("ToolCallStart", 1))
+    joined = "".join(e.arguments for e in result.events if isinstance(e, ToolCallDelta) and e.index == 1)
+    assert joined == expected["tool_calls"][1]["arguments_raw"]
+    assert isinstance(result.events[-1], Finish)
+
+
+def test_openrouter_keepalive_comments(replay: ReplayServer, mode: str) -> None:
+    body, expected = transcript("openrouter", "keepalive_comments")
+    replay.replies = [Reply(chunks=CUTS["mid_line"](body))]
+    response = stream_text(openai(replay), mode).response
+    assert response.text == expected["text"]
+    assert response.usage.input_tokens == expected["usage"]["input_tokens"]
+    assert response.usage.output_tokens == expected["usage"]["output_tokens"]
+    assert response.usage.extras["cost"] == expected["usage_raw"]["cost"]
+
+
+def test_repeated_id_and_name_are_not_concatenated(replay: ReplayServer, mode: str) -> None:
+    # llama.cpp's server repeats id and name on every delta of a call.
+    def delta(args: str) -> dict[str, Any]:
+        return chunk({"tool_calls": [{"index": 0, "id": "call_1", "type": "function",
+                                      "function": {"name": "get_weather", "arguments": args}}]})
+
+    body = sse(delta('{"ci'), delta('ty": "Os'), delta('lo"}'), chunk({}, "tool_calls"))
+    replay.replies = [Reply(chunks=CUTS["every_byte"](body))]
+    (call,) = stream(openai(replay), mode).response.tool_calls
+    assert (call.id, call.name, call.arguments) == ("call_1", "get_weather", {"city": "Oslo"})
+
+
+def test_chunks_with_empty_choices_are_accepted(replay: ReplayServer, mode: str) -> None:
+    body = sse(
+        {"id": "x", "object": "chat.completion.chunk", "choices": []},
+        chunk({"content": "Hi"}),
+        {"id": "x", "choices": [], "usage": None},
+        chunk({}, "stop"),
+    )
+    replay.replies = [Reply(chunks=[body])]
+    assert stream_text(openai(replay), mode).response.text == "Hi"
+
+
+def test_error_inside_the_stream_raises_with_the_partial_response(
+    replay: ReplayServer, mode: str
+) -> None:
+    body = sse(
+        chunk({"content": "Once upon"}),
+        chunk({"content": " a time"}),
+        {"error": {"message": "The server had an error", "type": "server_error"}},
+        done=False,
+    )
+    replay.replies = [Reply(chunks=CUTS["mid_line"](body))]
+    with pytest.raises(spout.InternalServerError) as caught:
+        stream_text(openai(replay), mode)
+    assert caught.value.partial is not None
+    assert caught.value.partial.text == "Once upon a time"
+    assert caught.value.provider == "openai"
+    assert "server had an error" in str(caught.value)
+
+
+def test_stream_without_terminator_is_an_interruption(replay: ReplayServer, mode: str) -> None:
+    replay.replies = [Reply(chunks=[sse(chunk({"content": "Half an ans"}), done=False)])]
+    with pytest.raises(spout.StreamInterruptedError) as caught:
+        stream_text(openai(replay), mode)
+    assert caught.value.partial is not None
+    assert caught.value.partial.text == "Half an ans"
+
+
+def test_connection_dropped_mid_stream_is_an_interruption(replay: ReplayServer, mode: str) -> None:
+    replay.replies = [Reply(chunks=[sse(chunk({"content": "Half"}), done=False)], abort=True)]
+    with pytest.raises(spout.StreamInterruptedError) as caught:
+        stream_text(openai(replay), mode)
+    assert caught.value.partial is not None and caught.value.partial.text == "Half"
+
+
+def test_finish_without_done_is_complete(replay: ReplayServer, mode: str) -> None:
+    # Some compatible servers end after the finish_reason chunk without "[DONE]".
+    replay.replies = [Reply(chunks=[sse(chunk({"content": "ok"}), chunk({}, "length"), done=False)])]
+    response = stream_text(openai(replay), mode).response
+    assert (response.text, response.finish_reason) == ("ok", "length")
+
+
+def test_reasoning_and_refusal(replay: ReplayServer, mode: str) -> None:
+    replay.replies = [Reply(chunks=[sse(
+        chunk({"reasoning_content": "The user wants"}),
+        chunk({"reasoning_content": " a refusal."}),
+        chunk({"refusal": "I can't help with that."}),
+        chunk({}, "stop"),
+    )])]
+    response = stream(openai(replay), mode).response
+    assert response.reasoning == "The user wants a refusal."
+    assert response.text == "I can't help with that."
+    assert response.finish_reason == "refusal"
+
+
+def test_request_body_and_headers(replay: ReplayServer, mode: str) -> None:
+    body, _ = transcript("openai_chat", "text")
+    replay.replies = [Reply(chunks=[body])]
+    llm = openai(replay, headers={"X-Title": "spout tests"}, temperature=0.5)
+    stream_text(
+        llm, mode, "Count from 1 to 5",
+        system_prompt="Be brief.", max_tokens=20, stop=["6"], seed=7, top_p=0.9,
+        logit_bias={"50256": -100},
+    )
+    request = replay.requests[-1]
+    assert request.method == "POST" and request.path == "/v1/chat/completions"
+    assert request.headers["Authorization"] == "Bearer sk-test"
+    assert request.headers["X-Title"] == "spout tests"
+    assert request.json() == {
+        "model": "gpt-4o-mini",
+        "messages": [
+            {"role": "system", "content": "Be brief."},
+            {"role": "user", "content": "Count from 1 to 5"},
+        ],
+        "temperature": 0.5,
+        "max_tokens": 20,
+        "stop": ["6"],
+        "seed": 7,
+        "top_p": 0.9,
+        "logit_bias": {"50256": -100},
+        "stream": True,
+        "stream_options": {"include_usage": True},
+    }
+
+
+def test_messages_are_sent_as_given(replay: ReplayServer, mode: str) -> None:
+    body, _ = transcript("openai_chat", "text")
+    replay.replies = [Reply(chunks=[body])]
+    history = [
+        {"role": "user", "content": "Hi"},
+        {"role": "assistant", "content": "Hello!"},
+    ]
+    stream_text(openai(replay), mode, "And now?", messages=history)
+    assert replay.requests[-1].json()["messages"] == [*history, {"role": "user", "content": "And now?"}]
+
+
+def test_not_streamed(replay: ReplayServer, mode: str) -> None:
+    completion = {
+        "id": "chatcmpl-1",
+        "object": "chat.completion",
+        "model": "gpt-4o-mini-2024-07-18",
+        "choices": [{
+            "index": 0,
+            "message": {
+                "role": "assistant",
+                "content": "Let me check.",
+                "tool_calls": [{"id": "call_9", "type": "function",
+                                "function": {"name": "get_time", "arguments": "{\"tz\":\"UTC\"}"}}],
+            },
+            "finish_reason": "tool_calls",
+        }],
+        "usage": {"prompt_tokens": 9, "completion_tokens": 12, "total_tokens": 21},
+    }
+    replay.replies = [Reply(chunks=[json.dumps(completion).encode()],
+                            headers={"Content-Type": "application/json"})]
+    response = generate(openai(replay), mode, "What time is it?")
+    assert response.text == "Let me check."
+    assert [(c.id, c.name, c.arguments) for c in response.tool_calls] == [("call_9", "get_time", {"tz": "UTC"})]
+    assert (response.usage.input_tokens, response.usage.output_tokens) == (9, 12)
+    assert response.finish_reason == "tool_calls" and response.id == "chatcmpl-1"
+    sent = replay.requests[-1].json()
+    assert "stream" not in sent and "stream_options" not in sent
+
+
+@pytest.mark.parametrize(
+    ("status", "error_class"),
+    [
+        (400, spout.BadRequestError),
+        (401, spout.AuthenticationError),
+        (403, spout.PermissionDeniedError),
+        (404, spout.NotFoundError),
+        (429, spout.RateLimitError),
+        (500, spout.InternalServerError),
+        (503, spout.ServiceUnavailableError),
+    ],
+)
+def test_http_errors_raise_before_streaming(
+    replay: ReplayServer, mode: str, status: int, error_class: type[spout.ProviderError]
+) -> None:
+    error = {"error": {"message": f"status {status} for you", "type": "some_error", "code": None}}
+    replay.replies = [Reply(
+        status=status,
+        chunks=[json.dumps(error).encode()],
+        headers={"Content-Type": "application/json", "x-request-id": "req_123", "retry-after": "7"},
+    )]
+    llm = openai(replay)
+    if mode == "sync":
+        with pytest.raises(error_class) as caught:
+            llm.generate_stream("hi")  # raised when the call is made, not on first read
+    else:
+        async def run() -> None:
+            async with llm:
+                await llm.generate_async("hi", stream=True)
+        with pytest.raises(error_class) as caught:
+            asyncio.run(run())
+    exc = caught.value
+    assert exc.status_code == status
+    assert exc.request_id == "req_123"
+    assert exc.body == error["error"]
+    assert f"status {status} for you" in str(exc)
+    if status == 429:
+        assert exc.retry_after == 7.0
+
+
+def test_context_window_error_is_recognized(replay: ReplayServer) -> None:
+    error = {"error": {"message": "This model's maximum context length is 128000 tokens.",
+                       "type": "invalid_request_error", "code": "context_length_exceeded"}}
+    replay.replies = [Reply(status=400, chunks=[json.dumps(error).encode()])]
+    with pytest.raises(spout.ContextWindowExceededError):
+        openai(replay).generate("x" * 10)
+
+
+def test_connection_refused_is_a_spout_error(mode: str) -> None:
+    from conftest import free_port
+
+    llm = create_llm("openai", model="m", base_url=f"http://127.0.0.1:{free_port()}/v1")
+    with pytest.raises(spout.ConnectionError):
+        stream_text(llm, mode)
+
+
+def test_default_endpoint_needs_a_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
+    with pytest.raises(spout.ConfigurationError, match="OPENAI_API_KEY"):
+        create_llm("openai", model="gpt-4o-mini")
+
+
+def test_key_from_environment(replay: ReplayServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-from-env")
+    body, _ = transcript("openai_chat", "text")
+    replay.replies = [Reply(chunks=[body])]
+    create_llm("openai", model="m", base_url=f"{replay.url}/v1").generate_stream("hi").close()
+    assert replay.requests[-1].headers["Authorization"] == "Bearer sk-from-env"
+
+
+def test_usage_event_comes_before_finish(replay: ReplayServer) -> None:
+    body, _ = transcript("openai_chat", "parallel_tool_calls")
+    replay.replies = [Reply(chunks=[body])]
+    events = list(openai(replay).generate_stream("hi").events())
+    assert isinstance(events[-2], Usage) and isinstance(events[-1], Finish)
+    assert not any(isinstance(e, TextDelta) and e.text == "" for e in events)
