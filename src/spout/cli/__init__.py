@@ -68,7 +68,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     stdout, stderr = sys.stdout, sys.stderr
 
     def fail(message: str, status: int = 1) -> int:
-        print(f"spout: error: {message}", file=stderr)
+        # One line, always: a server's error body (an HTML 502 page, a stack trace) may span many.
+        print(f"spout: error: {' '.join(message.split())}", file=stderr)
         return status
 
     try:

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from .._capabilities import Capabilities, ModelCapability
-from .._errors import ConfigurationError, ContextWindowExceededError
+from .._errors import ConfigurationError, ContextWindowExceededError, ProviderError
 from .._events import Event, Finish, ResponseStart, TextDelta, Usage
 from .._stream import AsyncSource, SyncSource
 from ._base import Call, Provider
@@ -290,7 +290,8 @@ def _generate(model: _LoadedModel, call: Call) -> Iterator[Event]:
         add_bos=not getattr(formatted, "added_special", False),
         special=True,
     )
-    n_ctx = llama.n_ctx()
+    # llama.cpp may round the context up, but the bindings' token buffer keeps the size asked.
+    n_ctx = min(llama.n_ctx(), len(llama.input_ids))
     if len(prompt_tokens) >= n_ctx:
         raise ContextWindowExceededError(
             f"the prompt is {len(prompt_tokens)} tokens; the context window is {n_ctx}",
@@ -308,6 +309,10 @@ def _generate(model: _LoadedModel, call: Call) -> Iterator[Event]:
         stops = [*stops, *([template_stop] if isinstance(template_stop, str) else template_stop)]
     stops = [s for s in stops if s]
     seed = params.pop("seed", None)
+    if seed is not None:
+        # Reusing a cached prompt prefix evaluates in other batches, which moves the logits
+        # slightly; with a seed the caller wants the same text every time, so start afresh.
+        llama.reset()
     llama.set_seed(seed if seed is not None else random.randrange(2**31))
     sampling = {**_SAMPLING}
     for key in list(params):
@@ -348,7 +353,7 @@ def _events(
     held = ""  # text that may be the start of a stop string
     stopped_by_string = False
     try:
-        for token in tokens:
+        for token in _guarded(tokens, model.name):
             if is_end(vocab, token):
                 finish = "stop"
                 break
@@ -374,6 +379,14 @@ def _events(
             yield TextDelta(tail)
     yield Usage(prompt_count, count, {"total_tokens": prompt_count + count})
     yield Finish("stop" if finish == "stop" else "length", finish)
+
+
+def _guarded(tokens: Iterator[int], name: str) -> Iterator[int]:
+    """llama.cpp's tokens, with its failures raised as spout errors."""
+    try:
+        yield from tokens
+    except (ValueError, RuntimeError, OSError) as exc:
+        raise ProviderError(f"llama.cpp failed: {exc}", provider="local", model=name) from exc
 
 
 def _hold_stops(text: str, stops: list[str]) -> tuple[str, str, bool]:

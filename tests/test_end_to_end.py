@@ -1,0 +1,76 @@
+"""End to end: spout's OpenAI provider against a real server, llama_cpp.server, on loopback."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from helpers import generate, stream, stream_text
+
+import spout
+from spout import ToolCallDelta, ToolCallStart, create_llm
+
+WEATHER_TOOL = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "description": "Current weather for a city.",
+        "parameters": {
+            "type": "object",
+            "properties": {"city": {"type": "string"}},
+            "required": ["city"],
+        },
+    },
+}
+
+
+@pytest.fixture
+def llm(llama_server: str) -> spout.LLM:
+    return create_llm("openai", model="smollm2", base_url=llama_server, api_key="sk-local")
+
+
+def test_streamed_text(llm: spout.LLM, mode: str) -> None:
+    result = stream_text(llm, mode, "Count from 1 to 5", max_tokens=40, seed=1, temperature=0)
+    response = result.response
+    assert len(result.chunks) > 3
+    assert "".join(result.chunks) == response.text and response.text.strip()
+    assert response.finish_reason in ("stop", "length")
+    assert response.id and response.id.startswith("chatcmpl-")
+    # llama_cpp.server ignores stream_options and never streams usage: spout asked for it,
+    # and reports the counts as unknown rather than inventing them.
+    assert response.usage.output_tokens is None
+
+
+def test_not_streamed_carries_usage(llm: spout.LLM, mode: str) -> None:
+    response = generate(llm, mode, "Count from 1 to 5", max_tokens=40, seed=1, temperature=0)
+    assert response.text
+    assert response.usage.input_tokens and response.usage.input_tokens > 5
+    assert response.usage.output_tokens and response.usage.output_tokens > 3
+
+
+def test_same_answer_streamed_or_not(llm: spout.LLM) -> None:
+    settings: dict[str, Any] = {"max_tokens": 30, "seed": 5, "temperature": 0}
+    streamed = llm.generate_stream("Name three rivers.", **settings).response.text
+    assert llm.generate("Name three rivers.", **settings).text == streamed
+
+
+def test_forced_tool_call_assembled_from_deltas(llm: spout.LLM, mode: str) -> None:
+    result = stream(
+        llm,
+        mode,
+        "What is the weather in Oslo?",
+        max_tokens=60,
+        temperature=0,
+        tools=[WEATHER_TOOL],
+        tool_choice={"type": "function", "function": {"name": "get_weather"}},
+    )
+    (call,) = result.response.tool_calls
+    # The server repeats id and name on every delta; they must arrive once, not concatenated.
+    assert call.name == "get_weather"
+    assert call.id.startswith("call_") and call.id.count("call_") == 1
+    assert isinstance(call.arguments, dict) and isinstance(call.arguments.get("city"), str)
+    starts = [e for e in result.events if isinstance(e, ToolCallStart)]
+    deltas = [e for e in result.events if isinstance(e, ToolCallDelta)]
+    assert len(starts) == 1 and len(deltas) > 1  # the arguments really streamed
+    assert "".join(d.arguments for d in deltas) == call.arguments_raw
+    assert result.response.finish_reason == "tool_calls"
