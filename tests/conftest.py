@@ -12,8 +12,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-from replay_server import ReplayServer
 
+from replay_server import ReplayServer
 from spout.providers.local import bundled_model_path
 
 

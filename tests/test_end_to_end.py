@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from helpers import generate, stream, stream_text
 
 import spout
+from helpers import generate, stream, stream_text
 from spout import ToolCallDelta, ToolCallStart, create_llm
 
 WEATHER_TOOL = {

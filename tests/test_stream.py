@@ -8,9 +8,9 @@ import json
 from typing import Any
 
 import pytest
-from replay_server import Reply, ReplayServer
 
 import spout
+from replay_server import ReplayServer, Reply
 from spout import Finish, TextDelta, create_llm
 
 EVENTS = 400  # far more than any test reads: the server would take 4 s to send them all

@@ -167,11 +167,11 @@ class TransportError(SpoutError):
     """No usable answer arrived from the server."""
 
 
-class ConnectionError(TransportError):  # noqa: A001 - the name users look for; builtins' is not shadowed in user code
+class ConnectionError(TransportError):
     """The connection could not be made, or broke before a response arrived."""
 
 
-class TimeoutError(TransportError):  # noqa: A001
+class TimeoutError(TransportError):
     """A time limit ran out."""
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal, Union
+from typing import Any, Literal
 
 __all__ = [
     "Event",
@@ -117,13 +117,13 @@ class Finish:
     raw_reason: str | None = None
 
 
-Event = Union[
-    ResponseStart,
-    TextDelta,
-    ReasoningDelta,
-    ToolCallStart,
-    ToolCallDelta,
-    ToolCallEnd,
-    Usage,
-    Finish,
-]
+Event = (
+    ResponseStart
+    | TextDelta
+    | ReasoningDelta
+    | ToolCallStart
+    | ToolCallDelta
+    | ToolCallEnd
+    | Usage
+    | Finish
+)

@@ -74,6 +74,7 @@ class Accumulator:
     """
 
     __slots__ = (
+        "_ended_at",
         "_finish",
         "_first_token_at",
         "_id",
@@ -82,7 +83,6 @@ class Accumulator:
         "_reasoning",
         "_signature",
         "_started_at",
-        "_ended_at",
         "_text",
         "_tool_calls",
         "_usage",

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Generator, Iterator
 from types import TracebackType
+
 from ._errors import SpoutError
 from ._events import Event, TextDelta
 from ._response import Accumulator, Response
@@ -39,7 +41,8 @@ class Stream:
         self._closed = False
         # The pump must not refer back to the Stream: a cycle would delay collection, and an
         # abandoned stream must close its connection as soon as nothing refers to it.
-        self._pump = _pump(events, self._release, accumulator)
+        self._ended = _Flag()
+        self._pump = _pump(events, self._release, accumulator, self._ended)
 
     def __iter__(self) -> Iterator[str]:
         """The text, chunk by chunk as it arrives."""
@@ -90,7 +93,7 @@ class Stream:
     @property
     def closed(self) -> bool:
         """Whether the stream ended or was closed."""
-        return self._closed or self._pump.gi_frame is None
+        return self._closed or self._ended.set
 
     def close(self) -> None:
         """Stop the stream and release its connection (or its local generation) now."""
@@ -111,10 +114,8 @@ class Stream:
         self.close()
 
     def __del__(self) -> None:
-        try:
+        with contextlib.suppress(Exception):
             self.close()
-        except Exception:  # noqa: S110 - nothing can be reported from a finalizer
-            pass
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open"
@@ -149,6 +150,7 @@ class AsyncStream:
         self._accumulator = accumulator
         self._closed = False
         self._pump: AsyncGenerator[Event, None] | None = None
+        self._ended = _Flag()
 
     async def start(self) -> AsyncStream:
         """Send the request now (it is otherwise sent on first use); returns the stream."""
@@ -160,7 +162,7 @@ class AsyncStream:
             except BaseException:
                 self._closed = True
                 raise
-            self._pump = _apump(events, self._release, self._accumulator)
+            self._pump = _apump(events, self._release, self._accumulator, self._ended)
         return self
 
     async def _started_pump(self) -> AsyncGenerator[Event, None]:
@@ -231,7 +233,7 @@ class AsyncStream:
     @property
     def closed(self) -> bool:
         """Whether the stream ended or was closed."""
-        return self._closed or (self._pump is not None and self._pump.ag_frame is None)
+        return self._closed or self._ended.set
 
     async def aclose(self) -> None:
         """Stop the stream and release its connection (or its local generation) now."""
@@ -259,8 +261,20 @@ class AsyncStream:
 
 
 
+class _Flag:
+    """Set by a pump when its events end, however they end; shared without a cycle."""
+
+    __slots__ = ("set",)
+
+    def __init__(self) -> None:
+        self.set = False
+
+
 def _pump(
-    events: Iterator[Event], release: Callable[[], None], accumulator: Accumulator
+    events: Iterator[Event],
+    release: Callable[[], None],
+    accumulator: Accumulator,
+    ended: _Flag,
 ) -> Generator[Event, None, None]:
     add = accumulator.add
     try:
@@ -272,6 +286,7 @@ def _pump(
             exc.partial = accumulator.response()
         raise
     finally:
+        ended.set = True
         release()
 
 
@@ -279,6 +294,7 @@ async def _apump(
     events: AsyncIterator[Event],
     release: Callable[[], Awaitable[None]],
     accumulator: Accumulator,
+    ended: _Flag,
 ) -> AsyncGenerator[Event, None]:
     add = accumulator.add
     try:
@@ -290,6 +306,7 @@ async def _apump(
             exc.partial = accumulator.response()
         raise
     finally:
+        ended.set = True
         await release()
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
@@ -103,10 +104,8 @@ class Transport:
 
     def __del__(self) -> None:
         # An LLM dropped without close() must not leave its pooled sockets to the collector.
-        try:
+        with contextlib.suppress(Exception):
             self.close()
-        except Exception:  # noqa: S110 - nothing can be reported from a finalizer
-            pass
 
     async def aclose(self) -> None:
         self.close()

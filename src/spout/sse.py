@@ -176,9 +176,8 @@ class SSEDecoder:
         elif name == b"id":
             if b"\0" not in value:
                 self._id = value.decode("utf-8", "replace")
-        elif name == b"retry":
-            if value and value.isdigit():  # bytes.isdigit is ASCII digits only
-                self.retry = self._retry = int(value)
+        elif name == b"retry" and value.isdigit():  # bytes.isdigit: ASCII digits only
+            self.retry = self._retry = int(value)
         # Any other field name is ignored, as the standard says.
 
     def close(self) -> list[ServerSentEvent]:

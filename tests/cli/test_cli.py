@@ -255,20 +255,7 @@ def test_no_prompt() -> None:
     assert result.stdout == ""
 
 
-@pytest.mark.parametrize(
-    "delivery",
-    [
-        "event_by_event",
-        pytest.param(
-            "one_read",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="bug in spout.providers.openai._StreamParser.feed: an error event "
-                "discards the text events decoded in the same read",
-            ),
-        ),
-    ],
-)
+@pytest.mark.parametrize("delivery", ["event_by_event", "one_read"])
 def test_error_mid_stream_keeps_the_partial_text(replay: ReplayServer, delivery: str) -> None:
     body = sse(
         content_chunk("Once upon"),

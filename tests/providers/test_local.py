@@ -7,9 +7,9 @@ import threading
 import time
 
 import pytest
-from helpers import generate, stream, stream_text
 
 import spout
+from helpers import generate, stream, stream_text
 from spout import ModelCapability, create_llm, has_capability
 
 PROMPT = "Count from 1 to 5"

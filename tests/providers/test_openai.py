@@ -7,10 +7,10 @@ import json
 from typing import Any
 
 import pytest
-from helpers import generate, stream, stream_text
-from replay_server import CUTS, Reply, ReplayServer, transcript
 
 import spout
+from helpers import generate, stream, stream_text
+from replay_server import CUTS, ReplayServer, Reply, transcript
 from spout import (
     Finish,
     TextDelta,
@@ -120,16 +120,18 @@ def test_chunks_with_empty_choices_are_accepted(replay: ReplayServer, mode: str)
     assert stream_text(openai(replay), mode).response.text == "Hi"
 
 
+@pytest.mark.parametrize("cut", ["whole", "mid_line"])
 def test_error_inside_the_stream_raises_with_the_partial_response(
-    replay: ReplayServer, mode: str
+    replay: ReplayServer, mode: str, cut: str
 ) -> None:
+    # "whole": the text and the error arrive in one read, and the text must still be kept.
     body = sse(
         chunk({"content": "Once upon"}),
         chunk({"content": " a time"}),
         {"error": {"message": "The server had an error", "type": "server_error"}},
         done=False,
     )
-    replay.replies = [Reply(chunks=CUTS["mid_line"](body))]
+    replay.replies = [Reply(chunks=CUTS[cut](body))]
     with pytest.raises(spout.InternalServerError) as caught:
         stream_text(openai(replay), mode)
     assert caught.value.partial is not None

@@ -11,7 +11,7 @@ import httpx
 import orjson
 
 from .._capabilities import Capabilities
-from .._errors import ConfigurationError, ProviderError
+from .._errors import ConfigurationError, ProviderError, SpoutError
 from .._events import Event, ToolCall, ToolCallDelta, ToolCallEnd, ToolCallStart
 from .._stream import AsyncSource, SyncSource
 from .._transport import (
@@ -21,7 +21,7 @@ from .._transport import (
     Transport,
 )
 
-__all__ = ["Call", "HTTPProvider", "Parser", "Provider", "ToolCallAssembler"]
+__all__ = ["Call", "HTTPProvider", "Parser", "Provider", "StreamParser", "ToolCallAssembler"]
 
 
 @dataclass(slots=True)
@@ -37,11 +37,53 @@ class Call:
 
 
 class Parser(Protocol):
-    """Turns a response body's bytes into events, incrementally and without I/O."""
+    """Turns a response body's bytes into events, incrementally and without I/O.
+
+    ``error`` is set when a chunk held an error after some events: ``feed`` returned those
+    events, and the driver raises ``error`` right after delivering them.
+    """
+
+    error: SpoutError | None
 
     def feed(self, chunk: bytes) -> list[Event]: ...
 
     def close(self) -> list[Event]: ...
+
+
+class StreamParser:
+    """A base for parsers: an error found mid-chunk never swallows the events before it.
+
+    Subclasses implement :meth:`_feed`, appending to the list they are given, and
+    :meth:`_close`. What a caller receives then does not depend on how the bytes were split.
+    """
+
+    __slots__ = ("error",)
+
+    def __init__(self) -> None:
+        self.error: SpoutError | None = None
+
+    def feed(self, chunk: bytes) -> list[Event]:
+        if self.error is not None:
+            raise self.error
+        events: list[Event] = []
+        try:
+            self._feed(chunk, events)
+        except SpoutError as exc:
+            if not events:
+                raise
+            self.error = exc
+        return events
+
+    def close(self) -> list[Event]:
+        if self.error is not None:
+            raise self.error
+        return self._close()
+
+    def _feed(self, chunk: bytes, events: list[Event]) -> None:
+        raise NotImplementedError
+
+    def _close(self) -> list[Event]:
+        raise NotImplementedError
 
 
 class Provider:
@@ -156,14 +198,20 @@ def _parse(chunks: Iterator[bytes], parser: Parser) -> Iterator[Event]:
         events = feed(chunk)
         if events:
             yield from events
+            if parser.error is not None:
+                raise parser.error
     yield from parser.close()
 
 
 async def _aparse(chunks: AsyncIterator[bytes], parser: Parser) -> AsyncIterator[Event]:
     feed = parser.feed
     async for chunk in chunks:
-        for event in feed(chunk):
-            yield event
+        events = feed(chunk)
+        if events:
+            for event in events:
+                yield event
+            if parser.error is not None:
+                raise parser.error
     for event in parser.close():
         yield event
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import atexit
 import codecs
 import concurrent.futures
 import importlib.metadata
@@ -11,7 +12,7 @@ import os
 import random
 import threading
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Generator, Iterator
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -96,6 +97,17 @@ class _LoadedModel:
 
 _models: dict[tuple[Any, ...], _LoadedModel] = {}
 _models_lock = threading.Lock()
+
+
+@atexit.register
+def _unload_all() -> None:
+    # Free llama.cpp's models while the interpreter is whole: left to module teardown, the
+    # bindings' finalizers find their C functions already gone and print errors.
+    with _models_lock:
+        for model in _models.values():
+            model.worker.shutdown(wait=False, cancel_futures=True)
+            model.llama.close()
+        _models.clear()
 
 
 def _load(path: Path, n_ctx: int, n_threads: int, n_batch: int) -> _LoadedModel:
@@ -263,7 +275,7 @@ _DONE = object()
 
 
 async def _astep(
-    events: Iterator[Event], model: _LoadedModel, loop: asyncio.AbstractEventLoop
+    events: Generator[Event, None, None], model: _LoadedModel, loop: asyncio.AbstractEventLoop
 ) -> AsyncIterator[Event]:
     step = events.__next__
 
@@ -280,7 +292,7 @@ async def _astep(
         yield event
 
 
-def _generate(model: _LoadedModel, call: Call) -> Iterator[Event]:
+def _generate(model: _LoadedModel, call: Call) -> Generator[Event, None, None]:
     """Format and tokenize the prompt now (errors raise here), then generate lazily."""
     llama = model.llama
     params = dict(call.params)
@@ -336,11 +348,11 @@ def _generate(model: _LoadedModel, call: Call) -> Iterator[Event]:
 
 def _events(
     model: _LoadedModel,
-    tokens: Iterator[int],
+    tokens: Generator[int, Any, None],
     prompt_count: int,
     max_tokens: int,
     stops: list[str],
-) -> Iterator[Event]:
+) -> Generator[Event, None, None]:
     import llama_cpp
 
     vocab = model.llama._model.vocab
@@ -371,7 +383,7 @@ def _events(
             if count >= max_tokens:
                 break
     finally:
-        tokens.close()  # type: ignore[attr-defined]
+        tokens.close()
     if not stopped_by_string:
         # What was held back as a possible stop string was not one, and is text after all.
         tail = held + decoder.decode(b"", final=True)

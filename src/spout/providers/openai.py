@@ -32,7 +32,7 @@ from .._events import (
 )
 from .._transport import HTTPRequest, header_value
 from ..sse import SSEDecoder
-from ._base import Call, HTTPProvider, ToolCallAssembler, env_value
+from ._base import Call, HTTPProvider, StreamParser, ToolCallAssembler, env_value
 
 __all__ = ["ChatChunkMapper", "OpenAIProvider"]
 
@@ -222,18 +222,18 @@ class ChatChunkMapper:
         return events
 
 
-class _StreamParser:
+class _StreamParser(StreamParser):
     """SSE bytes in, events out, for the chat completions stream."""
 
     __slots__ = ("_decoder", "_done", "_mapper")
 
     def __init__(self, mapper: ChatChunkMapper) -> None:
+        super().__init__()
         self._decoder = SSEDecoder()
         self._mapper = mapper
         self._done = False
 
-    def feed(self, chunk: bytes) -> list[Event]:
-        events: list[Event] = []
+    def _feed(self, chunk: bytes, events: list[Event]) -> None:
         map_chunk = self._mapper.map
         for sse in self._decoder.feed(chunk):
             raw = sse.raw
@@ -246,9 +246,8 @@ class _StreamParser:
                 raise ProtocolError(f"a stream event is not valid JSON ({exc})", data=raw) from None
             if type(data) is dict:
                 events += map_chunk(data)
-        return events
 
-    def close(self) -> list[Event]:
+    def _close(self) -> list[Event]:
         self._decoder.close()
         if not (self._done or self._mapper.finish_seen):
             raise StreamInterruptedError(
@@ -306,7 +305,10 @@ class OpenAIProvider(HTTPProvider):
             ModelCapability.ASYNC: True,
             ModelCapability.TOOLS: True,
             ModelCapability.TOOL_STREAMING: True,
-            ModelCapability.USAGE_IN_STREAM: self.stream_usage,
+            # OpenAI sends usage when asked; a compatible server may not (llama_cpp.server
+            # ignores stream_options), so only OpenAI's own endpoint declares it.
+            ModelCapability.USAGE_IN_STREAM: self.stream_usage
+            and self.base_url == self.default_base_url,
             ModelCapability.REASONING: False,
             ModelCapability.SYSTEM_PROMPT: True,
         }

@@ -1,0 +1,79 @@
+"""Every script in examples/ runs to its end, without keys or network, and shows what it says."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).parent.parent
+EXAMPLES = sorted((ROOT / "examples").glob("*.py"))
+
+# What each example must print (regular expressions, searched line by line). A new example
+# needs an entry: an example that runs but shows nothing useful is broken too.
+CHECKS: dict[str, list[str]] = {
+    "quickstart": [
+        r"\A\s*\S",  # the haiku comes first
+        r"^usage: \d+ prompt tokens, \d+ output tokens$",
+        r"^finish reason: (stop|length)$|finish reason: (stop|length)",
+        r"^first token after \d+\.\d+ s$",
+        r"^\d+\.\d+ tokens/s",
+    ],
+    "async_streaming": [
+        r"^-- agenerate_stream.*\n\s*\S",
+        r"^-- generate_async\(stream=True\).*\n\s*\S",
+        r"^\(\d+ tokens, finish reason: (stop|length)\)$",
+        r"^-- generate_async: .*\n\s*\S",
+    ],
+    "events": [
+        r"\AResponseStart +id=\S+",
+        r"^TextDelta +'.+'$",
+        r"^Usage +\d+ prompt tokens, \d+ output tokens$",
+        r"^Finish +reason=(stop|length) .*\n\Z",  # the last event
+    ],
+    "openai_compatible": [
+        r"\A\s*\S",  # the streamed answer comes first
+        r"^finish reason: (stop|length) ",
+        r"^usage(, not streamed)?: \d+ prompt tokens, \d+ output tokens$",
+    ],
+    "cancel": [
+        r"^closed: True$",
+        r"^kept: (['\"]).+\1$",
+        r"^finish reason: None ",
+    ],
+    "errors": [
+        r"^ConfigurationError: unknown provider 'nosuch'",
+        r"^ConnectionError: .*[Rr]efused",
+    ],
+}
+
+
+def test_there_are_examples() -> None:
+    assert {path.stem for path in EXAMPLES} == set(CHECKS)
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=[path.stem for path in EXAMPLES])
+def test_example_runs(path: Path) -> None:
+    env = dict(os.environ)
+    for name in ("OPENAI_API_KEY", "OPENAI_BASE_URL"):  # an example must not need them
+        env.pop(name, None)
+    result = subprocess.run(
+        [sys.executable, str(path)],
+        cwd=ROOT,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=180,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr
+    assert path.stem in CHECKS, f"add what {path.name} must print to CHECKS"
+    for pattern in CHECKS[path.stem]:
+        assert re.search(pattern, result.stdout, re.MULTILINE), (
+            f"{path.name} did not print {pattern!r}:\n{result.stdout}"
+        )
