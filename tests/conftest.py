@@ -22,6 +22,7 @@ def replay() -> Iterator[ReplayServer]:
     server = ReplayServer().start()
     yield server
     server.stop()
+    assert not server.errors, f"the replay server failed: {server.errors}"
 
 
 @pytest.fixture(params=["sync", "async"])

@@ -102,8 +102,20 @@ class ReplayServer:
                     server._record_disconnect(sent)
                     self.close_connection = True
 
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._httpd.daemon_threads = True
+        class Server(ThreadingHTTPServer):
+            daemon_threads = True
+
+            def handle_error(self, request: Any, client_address: Any) -> None:
+                import sys
+
+                error = sys.exc_info()[1]
+                # A client may reset a kept-alive connection while the server waits on it.
+                if not isinstance(error, (ConnectionResetError, BrokenPipeError)):
+                    server.errors.append(error)
+
+        #: exceptions the handler raised, other than clients going away
+        self.errors: list[BaseException | None] = []
+        self._httpd = Server(("127.0.0.1", 0), Handler)
         self.port = self._httpd.server_address[1]
         self.url = f"http://127.0.0.1:{self.port}"
         self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
