@@ -192,3 +192,13 @@ def test_capabilities(llm: spout.LLM) -> None:
     assert has_capability(caps, "usage_in_stream")
     assert not has_capability(caps, ModelCapability.REASONING)
     assert caps[ModelCapability.CONTEXT_WINDOW] == 2048
+
+
+def test_any_gguf_file_by_path(llm: spout.LLM, model_path: object) -> None:
+    by_path = create_llm("local", model=str(model_path))
+    assert by_path.model == str(model_path)
+    # The same file and settings: the already loaded model is reused, not loaded again.
+    assert by_path.provider._model().llama is llm.provider._model().llama  # type: ignore[attr-defined]
+    assert by_path.generate(PROMPT, seed=9, max_tokens=10).text == llm.generate(
+        PROMPT, seed=9, max_tokens=10
+    ).text
