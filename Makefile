@@ -24,13 +24,25 @@ demo: $(VENV)/.local
 
 ## Install everything the tests need into .venv, then lint, type-check and run every test.
 test: $(VENV)/.dev
-	$(VENV)/bin/ruff check src tests examples
+	$(VENV)/bin/ruff check src tests examples bench
 	$(VENV)/bin/mypy
 	$(VENV)/bin/pytest
 
 lint: $(VENV)/.dev
-	$(VENV)/bin/ruff check src tests examples
+	$(VENV)/bin/ruff check src tests examples bench
 	$(VENV)/bin/mypy
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+
+BENCH_VENV := bench/.venv
+
+$(BENCH_VENV)/.installed: pyproject.toml bench/requirements.txt
+	$(PYTHON) -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/python -m pip install -q --upgrade pip
+	$(BENCH_VENV)/bin/python -m pip install -q -e ".[local]" -r bench/requirements.txt
+	touch $@
+
+## Install the peers into bench/.venv, run every benchmark, write docs/benchmarks.md (~15 min).
+bench: $(BENCH_VENV)/.installed
+	LITELLM_LOCAL_MODEL_COST_MAP=True $(BENCH_VENV)/bin/python bench/run.py --write

@@ -19,8 +19,13 @@ __all__ = ["LLM", "create_llm", "parse_model_string"]
 
 # name -> (module, class), imported on first use so `import spout` stays light.
 _PROVIDERS: dict[str, tuple[str, str]] = {
+    "anthropic": ("spout.providers.anthropic", "AnthropicProvider"),
+    "gemini": ("spout.providers.gemini", "GeminiProvider"),
+    "huggingface": ("spout.providers.huggingface", "HuggingFaceProvider"),
     "local": ("spout.providers.local", "LocalProvider"),
+    "ollama": ("spout.providers.ollama", "OllamaProvider"),
     "openai": ("spout.providers.openai", "OpenAIProvider"),
+    "openai_responses": ("spout.providers.openai_responses", "OpenAIResponsesProvider"),
 }
 
 #: Generation settings, in spout's names; every provider translates them.
@@ -55,17 +60,28 @@ def create_llm(provider: str | None = None, *, model: str | None = None, **confi
     ``provider`` may carry the model as ``"provider:model"``. ``config`` holds the provider's
     connection settings (``base_url``, ``api_key``, ``headers``, ``timeout``...) and default
     generation settings for every call (``temperature``, ``max_tokens``, ``top_p``, ``stop``,
-    ``seed``, ``system_prompt``).
+    ``seed``, ``system_prompt``). ``api`` picks the wire format of a provider that has several:
+    ``"chat"`` or ``"responses"`` for ``openai``, ``"generate"`` or ``"chat"`` for
+    ``huggingface``.
 
     Example::
 
         llm = create_llm()
         llm = create_llm("openai", model="gpt-4o-mini", base_url="http://127.0.0.1:8080/v1")
         llm = create_llm("openai:gpt-4o-mini", temperature=0)
+        llm = create_llm("openai", model="gpt-4.1", api="responses")
     """
     name, routed_model = parse_model_string(provider or "local")
     model = model or routed_model
     cls = _provider_class(name)
+    # A provider that speaks more than one wire API picks the class for `api=` (and may infer
+    # it from the rest of the config): OpenAI chat or responses, TGI native or chat.
+    api = config.pop("api", None)
+    for_api = getattr(cls, "for_api", None)
+    if for_api is not None:
+        cls = for_api(api, config)
+    elif api is not None:
+        raise ConfigurationError(f"provider {name!r} speaks one API: it takes no api=")
     defaults = {key: config.pop(key) for key in (*GENERATION_PARAMS, "system_prompt") if key in config}
     accepted = inspect.signature(cls.__init__).parameters
     takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in accepted.values())

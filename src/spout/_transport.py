@@ -1,13 +1,18 @@
-"""Sync and async HTTP for every provider; the only place httpx is called or its errors seen."""
+"""Sync and async HTTP for every provider; the only place the HTTP libraries are called.
+
+Sync requests go through httpx; async ones through aiohttp, which costs about a third of
+httpx's async stack per socket read (measured in ``docs/benchmarks.md``) and is imported on
+first async use only. Their exceptions are translated into spout's here, and never escape.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import weakref
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
@@ -24,13 +29,16 @@ from ._errors import (
     TransportError,
 )
 
+if TYPE_CHECKING:
+    import aiohttp
+
 __all__ = ["HTTPRequest", "Transport"]
 
 DEFAULT_TIMEOUT = 600.0
 DEFAULT_CONNECT_TIMEOUT = 10.0
 
 #: Builds the provider's error from a failed response: (status, headers, body) -> error.
-ErrorMapper = Callable[[int, httpx.Headers, bytes], ProviderError]
+ErrorMapper = Callable[[int, Mapping[str, str], bytes], ProviderError]
 
 
 @dataclass(slots=True)
@@ -58,10 +66,39 @@ def _translate(exc: httpx.HTTPError, *, streaming: bool) -> SpoutError:
         return ProtocolError(f"the response body could not be decoded: {detail}")
     if streaming and isinstance(exc, (httpx.ReadError, httpx.RemoteProtocolError)):
         return StreamInterruptedError(f"the connection was lost mid-stream: {detail}")
-    if isinstance(exc, (httpx.ConnectError, httpx.ReadError, httpx.WriteError,
-                        httpx.RemoteProtocolError)):
+    if isinstance(
+        exc, (httpx.ConnectError, httpx.ReadError, httpx.WriteError, httpx.RemoteProtocolError)
+    ):
         return ConnectionError(f"connection failed: {detail}")
     return TransportError(f"HTTP transport failed: {detail}")
+
+
+def _atranslate(exc: BaseException, *, streaming: bool) -> SpoutError:
+    """One aiohttp (or asyncio timeout) exception as the spout error it means."""
+    import aiohttp
+
+    detail = str(exc) or type(exc).__name__
+    if isinstance(exc, aiohttp.ConnectionTimeoutError):
+        return ConnectTimeout(f"could not connect in time: {detail}")
+    if isinstance(exc, (aiohttp.SocketTimeoutError, asyncio.TimeoutError)):
+        if streaming:
+            return IdleTimeout(f"the stream sent nothing for too long: {detail}")
+        return FirstTokenTimeout(f"the server did not answer in time: {detail}")
+    if streaming and isinstance(
+        exc, (aiohttp.ClientPayloadError, aiohttp.ServerDisconnectedError, aiohttp.ClientOSError)
+    ):
+        return StreamInterruptedError(f"the connection was lost mid-stream: {detail}")
+    if isinstance(exc, aiohttp.ClientPayloadError):
+        return ProtocolError(f"the response body could not be read: {detail}")
+    if isinstance(exc, aiohttp.ClientConnectionError):
+        return ConnectionError(f"connection failed: {detail}")
+    return TransportError(f"HTTP transport failed: {detail}")
+
+
+def _aiohttp_errors() -> tuple[type[BaseException], ...]:
+    import aiohttp
+
+    return (aiohttp.ClientError, asyncio.TimeoutError)
 
 
 class Transport:
@@ -73,29 +110,50 @@ class Transport:
         timeout: float | None = DEFAULT_TIMEOUT,
         connect_timeout: float | None = DEFAULT_CONNECT_TIMEOUT,
         headers: dict[str, str] | None = None,
+        max_connections: int | None = None,
     ) -> None:
+        self._timeout_s = timeout
+        self._connect_timeout_s = connect_timeout
         self._timeout = httpx.Timeout(timeout, connect=connect_timeout)
         self._headers = headers or {}
+        # No cap by default: a thousand concurrent streams must not queue behind a pool limit.
+        self._max_connections = max_connections
         self._client: httpx.Client | None = None
-        self._async_clients: weakref.WeakKeyDictionary[
-            asyncio.AbstractEventLoop, httpx.AsyncClient
+        self._sessions: weakref.WeakKeyDictionary[
+            asyncio.AbstractEventLoop, aiohttp.ClientSession
         ] = weakref.WeakKeyDictionary()
 
     # -- clients -------------------------------------------------------------------------------
 
     def _sync_client(self) -> httpx.Client:
         if self._client is None:
-            self._client = httpx.Client(timeout=self._timeout, headers=self._headers)
+            self._client = httpx.Client(
+                timeout=self._timeout,
+                headers=self._headers,
+                limits=httpx.Limits(
+                    max_connections=self._max_connections, max_keepalive_connections=20
+                ),
+            )
         return self._client
 
-    def _async_client(self) -> httpx.AsyncClient:
-        # An AsyncClient's connections belong to the loop that opened them.
+    def _session(self) -> aiohttp.ClientSession:
+        # A session's connections belong to the event loop that opened them.
         loop = asyncio.get_running_loop()
-        client = self._async_clients.get(loop)
-        if client is None:
-            client = httpx.AsyncClient(timeout=self._timeout, headers=self._headers)
-            self._async_clients[loop] = client
-        return client
+        session = self._sessions.get(loop)
+        if session is None or session.closed:
+            import aiohttp
+
+            session = aiohttp.ClientSession(
+                headers=self._headers,
+                connector=aiohttp.TCPConnector(limit=self._max_connections or 0),
+                timeout=aiohttp.ClientTimeout(
+                    total=None, connect=self._connect_timeout_s, sock_read=self._timeout_s
+                ),
+                # spout's providers serialize their own JSON bodies and read raw bytes.
+                skip_auto_headers=("User-Agent",),
+            )
+            self._sessions[loop] = session
+        return session
 
     def close(self) -> None:
         if self._client is not None:
@@ -110,9 +168,9 @@ class Transport:
     async def aclose(self) -> None:
         self.close()
         loop = asyncio.get_running_loop()
-        client = self._async_clients.pop(loop, None)
-        if client is not None:
-            await client.aclose()
+        session = self._sessions.pop(loop, None)
+        if session is not None:
+            await session.close()
 
     # -- sync ----------------------------------------------------------------------------------
 
@@ -161,40 +219,47 @@ class Transport:
 
     async def arequest(self, request: HTTPRequest, on_error: ErrorMapper) -> bytes:
         """Send a request and return the body of a successful response."""
-        client = self._async_client()
+        session = self._session()
         try:
-            response = await client.request(
-                request.method, request.url, headers=request.headers, content=request.body
-            )
-        except httpx.HTTPError as exc:
-            raise _translate(exc, streaming=False) from exc
-        if response.status_code >= 400:
-            raise on_error(response.status_code, response.headers, response.content)
-        return response.content
+            async with session.request(
+                request.method, request.url, headers=request.headers, data=request.body
+            ) as response:
+                body = await response.read()
+                if response.status >= 400:
+                    raise on_error(response.status, response.headers, body)
+                return body
+        except _aiohttp_errors() as exc:
+            raise _atranslate(exc, streaming=False) from exc
 
     async def astream(
         self, request: HTTPRequest, on_error: ErrorMapper
     ) -> tuple[AsyncIterator[bytes], Callable[[], Awaitable[None]]]:
         """Send a request; returns the body's chunks as they arrive and how to close it."""
-        client = self._async_client()
+        session = self._session()
         try:
-            response = await client.send(
-                client.build_request(
-                    request.method, request.url, headers=request.headers, content=request.body
-                ),
-                stream=True,
+            response = await session.request(
+                request.method, request.url, headers=request.headers, data=request.body
             )
-        except httpx.HTTPError as exc:
-            raise _translate(exc, streaming=False) from exc
-        if response.status_code >= 400:
+        except _aiohttp_errors() as exc:
+            raise _atranslate(exc, streaming=False) from exc
+        if response.status >= 400:
             try:
-                body = await response.aread()
-            except httpx.HTTPError:
+                body = await response.read()
+            except _aiohttp_errors():
                 body = b""
             finally:
-                await response.aclose()
-            raise on_error(response.status_code, response.headers, body)
-        return _achunks(response), response.aclose
+                response.release()
+            raise on_error(response.status, response.headers, body)
+
+        async def close() -> None:
+            # Read to the end, the connection goes back to the pool; stopped early, it is
+            # closed, so the server sees the client go and stops generating.
+            if response.content.at_eof():
+                response.release()
+            else:
+                response.close()
+
+        return _achunks(response), close
 
 
 def _chunks(response: httpx.Response) -> Iterator[bytes]:
@@ -204,12 +269,17 @@ def _chunks(response: httpx.Response) -> Iterator[bytes]:
         raise _translate(exc, streaming=True) from exc
 
 
-async def _achunks(response: httpx.Response) -> AsyncIterator[bytes]:
+async def _achunks(response: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
+    errors = _aiohttp_errors()
+    read = response.content.readany
     try:
-        async for chunk in response.aiter_bytes():
+        while True:
+            chunk = await read()
+            if not chunk:
+                return
             yield chunk
-    except httpx.HTTPError as exc:
-        raise _translate(exc, streaming=True) from exc
+    except errors as exc:
+        raise _atranslate(exc, streaming=True) from exc
 
 
 def header_value(headers: Any, *names: str) -> str | None:

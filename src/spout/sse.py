@@ -41,12 +41,12 @@ class ServerSentEvent:
         id: str = "",
         retry: int | None = None,
     ) -> None:
-        if isinstance(data, str):
-            self._data: str | None = data
-            self.raw = data.encode()
-        else:
-            self._data = None
+        if type(data) is bytes:  # the decoder's case, checked first: it is the hot path
+            self._data: str | None = None
             self.raw = data
+        else:
+            self._data = str(data)
+            self.raw = self._data.encode()
         self.event = event
         self.id = id
         self.retry = retry
@@ -90,6 +90,7 @@ class SSEDecoder:
         "_buffer",
         "_data",
         "_event",
+        "_fields",
         "_id",
         "_retry",
         "_skip_lf",
@@ -105,6 +106,7 @@ class SSEDecoder:
         self._event = ""
         self._retry: int | None = None
         self._id = ""
+        self._fields = False  # whether the block being read set event, id or retry
         #: The last event id, as the standard's event source keeps it across events.
         self.last_event_id = ""
         #: The reconnection time in milliseconds, as last set by a ``retry`` field.
@@ -140,8 +142,14 @@ class SSEDecoder:
         events: list[ServerSentEvent] = []
         data = self._data
         for line in chunk[: end + 1].splitlines():
-            if not line:
-                self.last_event_id = self._id
+            if line:
+                if line.startswith(b"data: "):  # the common case first
+                    data.append(line[6:])
+                elif line.startswith(b"data:"):
+                    data.append(line[5:])
+                elif line[0] != 58:  # ':' starts a comment
+                    self._field(line)
+            else:
                 if data:
                     events.append(
                         ServerSentEvent(
@@ -152,16 +160,15 @@ class SSEDecoder:
                         )
                     )
                     data.clear()
-                self._event = ""
-                self._retry = None
-            elif line.startswith(b"data:"):
-                # The common case first: "data: ..." with its one optional space.
-                data.append(line[6:] if line[5:6] == b" " else line[5:])
-            elif line[0] != 58:  # ':' starts a comment
-                self._field(line)
+                if self._fields:
+                    self._fields = False
+                    self.last_event_id = self._id
+                    self._event = ""
+                    self._retry = None
         return events
 
     def _field(self, line: bytes) -> None:
+        self._fields = True
         colon = line.find(b":")
         if colon < 0:
             name, value = line, b""
@@ -187,5 +194,6 @@ class SSEDecoder:
         self._event = ""
         self._retry = None
         self._id = self.last_event_id
+        self._fields = False
         self._skip_lf = False
         return []

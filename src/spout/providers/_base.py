@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator, Iterable, Iterator
+from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol
 
-import httpx
 import orjson
 
 from .._capabilities import Capabilities
@@ -158,7 +157,7 @@ class HTTPProvider(Provider):
     def parse_response(self, body: bytes, call: Call) -> Iterable[Event]:
         raise NotImplementedError
 
-    def error_from_response(self, status: int, headers: httpx.Headers, body: bytes) -> ProviderError:
+    def error_from_response(self, status: int, headers: Mapping[str, str], body: bytes) -> ProviderError:
         raise NotImplementedError
 
     # -- the drivers ---------------------------------------------------------------------------

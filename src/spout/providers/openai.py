@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any, ClassVar
 
-import httpx
 import orjson
 
 from .._capabilities import Capabilities, ModelCapability
@@ -32,7 +31,7 @@ from .._events import (
 )
 from .._transport import HTTPRequest, header_value
 from ..sse import SSEDecoder
-from ._base import Call, HTTPProvider, StreamParser, ToolCallAssembler, env_value
+from ._base import Call, HTTPProvider, Provider, StreamParser, ToolCallAssembler, env_value
 
 __all__ = ["ChatChunkMapper", "OpenAIProvider"]
 
@@ -157,15 +156,16 @@ class ChatChunkMapper:
         return self._finish_raw is not None
 
     def map(self, chunk: dict[str, Any]) -> list[Event]:
+        """The events one parsed chunk carries."""
         events: list[Event] = []
+        self.map_into(chunk, events)
+        return events
+
+    def map_into(self, chunk: dict[str, Any], events: list[Event]) -> None:
+        """Append the events one parsed chunk carries to ``events`` (the hot path)."""
         if not self._started:
             self._started = True
             events.append(ResponseStart(chunk.get("id"), chunk.get("model")))
-        error = chunk.get("error")
-        if error is not None:
-            raise error_from_body(
-                error, status_code=None, provider=self._provider, model=self._model
-            )
         choices = chunk.get("choices")
         if choices:
             # n > 1 is not supported: the first choice is the answer.
@@ -175,34 +175,51 @@ class ChatChunkMapper:
                 content = delta.get("content")
                 if content:
                     events.append(TextDelta(content))
-                reasoning = delta.get("reasoning_content") or delta.get("reasoning")
-                if reasoning and isinstance(reasoning, str):
-                    events.append(ReasoningDelta(reasoning))
-                refusal = delta.get("refusal")
-                if refusal:
-                    self._refusal = True
-                    events.append(TextDelta(refusal))
-                tool_calls = delta.get("tool_calls")
-                if tool_calls:
-                    add = self._tools.add
-                    for tool_call in tool_calls:
-                        function = tool_call.get("function") or {}
-                        events += add(
-                            tool_call.get("index"),
-                            tool_call.get("id"),
-                            function.get("name"),
-                            function.get("arguments"),
-                        )
+                    # Most chunks carry text and nothing else: skip the other lookups.
+                    if len(delta) > 1:
+                        self._rest_of_delta(delta, events)
+                else:
+                    self._rest_of_delta(delta, events)
             finish = choice.get("finish_reason")
             if finish:
                 self._finish_raw = finish
                 if self._tools:
                     self._had_tools = True
                     events += self._tools.finish()
+            if "usage" in chunk or "error" in chunk:
+                self._rest_of_chunk(chunk, events)
+        else:
+            self._rest_of_chunk(chunk, events)
+
+    def _rest_of_delta(self, delta: dict[str, Any], events: list[Event]) -> None:
+        reasoning = delta.get("reasoning_content") or delta.get("reasoning")
+        if reasoning and isinstance(reasoning, str):
+            events.append(ReasoningDelta(reasoning))
+        refusal = delta.get("refusal")
+        if refusal:
+            self._refusal = True
+            events.append(TextDelta(refusal))
+        tool_calls = delta.get("tool_calls")
+        if tool_calls:
+            add = self._tools.add
+            for tool_call in tool_calls:
+                function = tool_call.get("function") or {}
+                events += add(
+                    tool_call.get("index"),
+                    tool_call.get("id"),
+                    function.get("name"),
+                    function.get("arguments"),
+                )
+
+    def _rest_of_chunk(self, chunk: dict[str, Any], events: list[Event]) -> None:
+        error = chunk.get("error")
+        if error is not None:
+            raise error_from_body(
+                error, status_code=None, provider=self._provider, model=self._model
+            )
         usage = chunk.get("usage")
         if usage:
             events.append(usage_from(usage))
-        return events
 
     def finish(self) -> list[Event]:
         """The events that close the response: tool calls still open, then :class:`Finish`."""
@@ -234,18 +251,19 @@ class _StreamParser(StreamParser):
         self._done = False
 
     def _feed(self, chunk: bytes, events: list[Event]) -> None:
-        map_chunk = self._mapper.map
+        map_into = self._mapper.map_into
+        loads = orjson.loads
         for sse in self._decoder.feed(chunk):
             raw = sse.raw
-            if raw == b"[DONE]":
-                self._done = True
-                continue
             try:
-                data = orjson.loads(raw)
+                data = loads(raw)
             except orjson.JSONDecodeError as exc:
+                if raw == b"[DONE]":
+                    self._done = True
+                    continue
                 raise ProtocolError(f"a stream event is not valid JSON ({exc})", data=raw) from None
             if type(data) is dict:
-                events += map_chunk(data)
+                map_into(data, events)
 
     def _close(self) -> list[Event]:
         self._decoder.close()
@@ -272,6 +290,8 @@ class OpenAIProvider(HTTPProvider):
     default_base_url: ClassVar[str] = "https://api.openai.com/v1"
     base_url_env: ClassVar[tuple[str, ...]] = ("OPENAI_BASE_URL",)
     api_key_env: ClassVar[tuple[str, ...]] = ("OPENAI_API_KEY",)
+    #: The endpoint under ``base_url`` that this wire format is served at.
+    path: ClassVar[str] = "/chat/completions"
 
     def __init__(
         self,
@@ -294,10 +314,25 @@ class OpenAIProvider(HTTPProvider):
                 f"{' or '.join(self.api_key_env)}"
             )
         self.stream_usage = stream_usage
-        self._url = f"{self.base_url}/chat/completions"
+        self._url = f"{self.base_url}{self.path}"
         self._headers = {"Content-Type": "application/json"}
         if self.api_key:
             self._headers["Authorization"] = f"Bearer {self.api_key}"
+
+    @classmethod
+    def for_api(cls, api: str | None, config: Mapping[str, Any]) -> type[Provider]:
+        """The class for ``create_llm(..., api=...)``: ``"chat"`` (this one) or ``"responses"``.
+
+        Only OpenAI itself offers both here; a profile (a subclass) speaks chat completions.
+        """
+        if api is None or api == "chat":
+            return cls
+        if api == "responses" and cls is OpenAIProvider:
+            from .openai_responses import OpenAIResponsesProvider
+
+            return OpenAIResponsesProvider
+        options = "'chat' or 'responses'" if cls is OpenAIProvider else "'chat'"
+        raise ConfigurationError(f"provider {cls.name!r} has no api {api!r}; choose {options}")
 
     def capabilities(self) -> Capabilities:
         return {
@@ -328,7 +363,7 @@ class OpenAIProvider(HTTPProvider):
             headers = self._headers
         return HTTPRequest("POST", self._url, headers, orjson.dumps(body))
 
-    def new_parser(self, call: Call) -> _StreamParser:
+    def new_parser(self, call: Call) -> StreamParser:
         return _StreamParser(ChatChunkMapper(self.name, self.model))
 
     def parse_response(self, body: bytes, call: Call) -> Iterable[Event]:
@@ -361,7 +396,7 @@ class OpenAIProvider(HTTPProvider):
         events += mapper.finish()
         return events
 
-    def error_from_response(self, status: int, headers: httpx.Headers, body: bytes) -> ProviderError:
+    def error_from_response(self, status: int, headers: Mapping[str, str], body: bytes) -> ProviderError:
         try:
             data = orjson.loads(body) if body else None
         except orjson.JSONDecodeError:
@@ -380,7 +415,7 @@ class OpenAIProvider(HTTPProvider):
         )
 
 
-def retry_after_seconds(headers: httpx.Headers) -> float | None:
+def retry_after_seconds(headers: Mapping[str, str]) -> float | None:
     """The wait a server asked for, from ``retry-after-ms`` or ``retry-after`` (seconds)."""
     value = headers.get("retry-after-ms")
     if value:

@@ -1,0 +1,504 @@
+"""Anthropic's Messages API: requests, the SSE event stream, and errors."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any, ClassVar
+
+import orjson
+
+from .._capabilities import Capabilities, ModelCapability
+from .._errors import (
+    ConfigurationError,
+    ProtocolError,
+    ProviderError,
+    StreamInterruptedError,
+    error_for_status,
+)
+from .._events import (
+    Event,
+    Finish,
+    FinishReason,
+    ReasoningDelta,
+    ResponseStart,
+    TextDelta,
+    ToolCall,
+    ToolCallDelta,
+    ToolCallEnd,
+    ToolCallStart,
+    Usage,
+)
+from .._transport import HTTPRequest, header_value
+from ..sse import SSEDecoder
+from ._base import Call, HTTPProvider, StreamParser, env_value, parse_arguments
+from .openai import retry_after_seconds
+
+__all__ = ["AnthropicProvider", "MessageEventMapper"]
+
+#: Sent with every request; https://docs.anthropic.com/en/api/versioning
+API_VERSION = "2023-06-01"
+
+#: ``max_tokens`` is required by the Messages API; this is sent when the caller gives none.
+DEFAULT_MAX_TOKENS = 4096
+
+# https://docs.anthropic.com/en/api/handling-stop-reasons
+_FINISH: dict[str, FinishReason] = {
+    "end_turn": "stop",
+    "stop_sequence": "stop",
+    "max_tokens": "length",
+    "model_context_window_exceeded": "length",
+    "tool_use": "tool_calls",
+    "refusal": "refusal",
+    # A server tool loop paused; the turn may be continued by sending it back. Not an error.
+    "pause_turn": "stop",
+}
+
+# The HTTP status each documented error type stands for (https://docs.anthropic.com/en/api/errors),
+# so an ``event: error`` inside a 200 stream becomes the same class as the status would.
+_STATUS_FOR_TYPE = {
+    "invalid_request_error": 400,
+    "authentication_error": 401,
+    "billing_error": 402,
+    "permission_error": 403,
+    "not_found_error": 404,
+    "request_too_large": 413,
+    "rate_limit_error": 429,
+    "api_error": 500,
+    "timeout_error": 504,
+    "overloaded_error": 529,
+}
+
+
+def anthropic_error(
+    error: Any,
+    *,
+    status_code: int | None,
+    provider: str,
+    model: str | None,
+    request_id: str | None = None,
+    retry_after: float | None = None,
+) -> ProviderError:
+    """The spout error for an Anthropic error object (``{"type": ..., "message": ...}``).
+
+    ``status_code`` is None for an error sent inside a stream: the class then follows the
+    error's type, and the error carries no status, since none was sent.
+    """
+    if isinstance(error, dict):
+        error_type = error.get("type")
+        error_type = None if error_type is None else str(error_type)
+        message = str(error.get("message") or error_type or error)
+    else:
+        error_type, message = None, str(error)
+    status = status_code if status_code is not None else _STATUS_FOR_TYPE.get(error_type or "", 0)
+    exc = error_for_status(
+        status,
+        message,
+        provider=provider,
+        model=model,
+        request_id=request_id,
+        body=error,
+        error_type=error_type,
+        retry_after=retry_after,
+    )
+    if status_code is None:
+        exc.status_code = None
+    return exc
+
+
+def _usage(data: dict[str, Any]) -> tuple[int | None, int | None, dict[str, Any]]:
+    extras = {
+        key: value
+        for key, value in data.items()
+        if key not in ("input_tokens", "output_tokens") and value is not None
+    }
+    return data.get("input_tokens"), data.get("output_tokens"), extras
+
+
+class MessageEventMapper:
+    """Turns parsed Messages API stream events into spout events, with no I/O.
+
+    Content blocks are keyed by their ``index``; a ``tool_use`` block becomes a tool call
+    numbered in the order calls appear (0, 1...), whatever its block index.
+    """
+
+    __slots__ = (
+        "_blocks",
+        "_finish_raw",
+        "_input_tokens",
+        "_model",
+        "_output_tokens",
+        "_provider",
+        "_tool_count",
+        "_usage_extras",
+        "stopped",
+    )
+
+    def __init__(self, provider: str, model: str | None) -> None:
+        self._provider = provider
+        self._model = model
+        # block index -> [tool index, id, name, argument parts] for open tool_use blocks
+        self._blocks: dict[int, list[Any]] = {}
+        self._tool_count = 0
+        self._input_tokens: int | None = None
+        self._output_tokens: int | None = None
+        self._usage_extras: dict[str, Any] = {}
+        self._finish_raw: str | None = None
+        #: Whether ``message_stop`` arrived: the stream's terminator.
+        self.stopped = False
+
+    def map(self, data: dict[str, Any]) -> list[Event]:
+        kind = data.get("type")
+        if kind == "content_block_delta":
+            return self._delta(data)
+        if kind == "content_block_start":
+            return self._block_start(data)
+        if kind == "content_block_stop":
+            return self._block_stop(data.get("index"))
+        if kind == "message_start":
+            message = data.get("message") or {}
+            events: list[Event] = [ResponseStart(message.get("id"), message.get("model"))]
+            usage = message.get("usage")
+            if usage:
+                events.append(self._update_usage(usage))
+            return events
+        if kind == "message_delta":
+            delta = data.get("delta") or {}
+            if delta.get("stop_reason"):
+                self._finish_raw = delta["stop_reason"]
+            usage = data.get("usage")
+            return [self._update_usage(usage)] if usage else []
+        if kind == "message_stop":
+            self.stopped = True
+            return self.finish()
+        if kind == "error":
+            raise anthropic_error(
+                data.get("error"), status_code=None, provider=self._provider, model=self._model
+            )
+        # "ping", and event types added later: the docs ask clients to ignore unknown ones.
+        return []
+
+    def _delta(self, data: dict[str, Any]) -> list[Event]:
+        delta = data.get("delta") or {}
+        kind = delta.get("type")
+        if kind == "text_delta":
+            text = delta.get("text")
+            return [TextDelta(text)] if text else []
+        if kind == "input_json_delta":
+            block = self._blocks.get(data.get("index", -1))
+            partial = delta.get("partial_json")
+            if block is None or not partial:
+                return []
+            block[3].append(partial)
+            return [ToolCallDelta(block[0], partial)]
+        if kind == "thinking_delta":
+            thinking = delta.get("thinking")
+            return [ReasoningDelta(thinking)] if thinking else []
+        if kind == "signature_delta":
+            signature = delta.get("signature")
+            return [ReasoningDelta(signature=signature)] if signature else []
+        return []  # citations_delta and later kinds
+
+    def _block_start(self, data: dict[str, Any]) -> list[Event]:
+        block = data.get("content_block") or {}
+        kind = block.get("type")
+        if kind == "tool_use":
+            index = self._tool_count
+            self._tool_count += 1
+            call_id = block.get("id") or f"call_{index}"
+            name = block.get("name") or ""
+            self._blocks[data.get("index", -1)] = [index, call_id, name, []]
+            return [ToolCallStart(index, call_id, name)]
+        # Blocks start empty in practice; anything they do carry is content all the same.
+        if kind == "text" and block.get("text"):
+            return [TextDelta(block["text"])]
+        if kind == "thinking" and (block.get("thinking") or block.get("signature")):
+            return [ReasoningDelta(block.get("thinking") or "", block.get("signature") or None)]
+        # server_tool_use and its results run on Anthropic's side, not the caller's: they
+        # are not tool calls to run. redacted_thinking carries no readable text.
+        return []
+
+    def _block_stop(self, index: Any) -> list[Event]:
+        block = self._blocks.pop(index, None)
+        if block is None:
+            return []
+        tool_index, call_id, name, parts = block
+        raw = "".join(parts)
+        return [
+            ToolCallEnd(
+                tool_index,
+                ToolCall(id=call_id, name=name, arguments=parse_arguments(raw), arguments_raw=raw),
+            )
+        ]
+
+    def _update_usage(self, usage: dict[str, Any]) -> Usage:
+        # message_delta's counts are cumulative: each one replaces, never adds.
+        # https://docs.anthropic.com/en/docs/build-with-claude/streaming
+        input_tokens, output_tokens, extras = _usage(usage)
+        if input_tokens is not None:
+            self._input_tokens = input_tokens
+        if output_tokens is not None:
+            self._output_tokens = output_tokens
+        self._usage_extras.update(extras)
+        return Usage(self._input_tokens, self._output_tokens, dict(self._usage_extras))
+
+    def finish(self) -> list[Event]:
+        """The events that close the response: tool calls left open, then :class:`Finish`."""
+        events: list[Event] = []
+        for index in sorted(self._blocks):
+            events += self._block_stop(index)
+        raw = self._finish_raw
+        events.append(Finish(_FINISH.get(raw, "stop") if raw else "stop", raw))
+        return events
+
+
+class _StreamParser(StreamParser):
+    """SSE bytes in, events out, for the Messages API stream."""
+
+    __slots__ = ("_decoder", "_mapper")
+
+    def __init__(self, mapper: MessageEventMapper) -> None:
+        super().__init__()
+        self._decoder = SSEDecoder()
+        self._mapper = mapper
+
+    def _feed(self, chunk: bytes, events: list[Event]) -> None:
+        map_event = self._mapper.map
+        for sse in self._decoder.feed(chunk):
+            try:
+                data = orjson.loads(sse.raw)
+            except orjson.JSONDecodeError as exc:
+                raise ProtocolError(
+                    f"a stream event is not valid JSON ({exc})", data=sse.raw
+                ) from None
+            if type(data) is dict:
+                if "type" not in data:
+                    data["type"] = sse.event
+                events += map_event(data)
+
+    def _close(self) -> list[Event]:
+        self._decoder.close()
+        if not self._mapper.stopped:
+            raise StreamInterruptedError("the stream ended before its end: no message_stop")
+        return []
+
+
+class AnthropicProvider(HTTPProvider):
+    """Anthropic's Messages API at ``{base_url}/v1/messages``.
+
+    Example::
+
+        llm = create_llm("anthropic", model="claude-sonnet-4-5")          # ANTHROPIC_API_KEY
+        print(llm.generate("Say hi", max_tokens=100).text)
+
+    ``base_url`` is taken as Anthropic's SDK takes it, without ``/v1`` (default
+    ``https://api.anthropic.com``, or ``ANTHROPIC_BASE_URL``). ``max_tokens`` is required by
+    the API: 4096 is sent when the call gives none. System messages become the top-level
+    ``system`` field; any keyword spout does not know (``thinking``, ``tools``, ``top_k``...)
+    goes into the request body as it is. ``seed`` is refused: Anthropic has no such parameter.
+    """
+
+    name: ClassVar[str] = "anthropic"
+    default_base_url: ClassVar[str] = "https://api.anthropic.com"
+    base_url_env: ClassVar[tuple[str, ...]] = ("ANTHROPIC_BASE_URL",)
+    api_key_env: ClassVar[tuple[str, ...]] = ("ANTHROPIC_API_KEY",)
+
+    def __init__(
+        self,
+        model: str | None = None,
+        *,
+        base_url: str | None = None,
+        api_key: str | None = None,
+        headers: dict[str, str] | None = None,
+        **transport: Any,
+    ) -> None:
+        super().__init__(model, headers=headers, **transport)
+        self.base_url = (
+            base_url or env_value(*self.base_url_env) or self.default_base_url
+        ).rstrip("/")
+        self.api_key = api_key or env_value(*self.api_key_env)
+        if not self.api_key:
+            raise ConfigurationError(
+                f"provider {self.name!r} needs an API key: pass api_key=... or set "
+                f"{' or '.join(self.api_key_env)}"
+            )
+        self._url = f"{self.base_url}/v1/messages"
+        self._headers = {
+            "x-api-key": self.api_key,
+            "anthropic-version": API_VERSION,
+            "content-type": "application/json",
+        }
+
+    def capabilities(self) -> Capabilities:
+        return {
+            ModelCapability.STREAMING: True,
+            ModelCapability.ASYNC: True,
+            ModelCapability.TOOLS: True,
+            ModelCapability.TOOL_STREAMING: True,
+            ModelCapability.USAGE_IN_STREAM: True,
+            ModelCapability.REASONING: True,
+            ModelCapability.SYSTEM_PROMPT: True,
+        }
+
+    def build_request(self, call: Call, *, stream: bool) -> HTTPRequest:
+        params = dict(call.params)
+        if params.pop("seed", None) is not None:
+            raise ConfigurationError(
+                "Anthropic does not take seed: the Messages API has no such parameter; "
+                "leave seed out for this provider"
+            )
+        system, messages = _messages(call.messages)
+        body: dict[str, Any] = {"model": self.model, "messages": messages}
+        if system is not None:
+            body["system"] = system
+        max_tokens = params.pop("max_tokens", None)
+        body["max_tokens"] = DEFAULT_MAX_TOKENS if max_tokens is None else max_tokens
+        stop = params.pop("stop", None)
+        if stop is not None:
+            body["stop_sequences"] = [stop] if isinstance(stop, str) else list(stop)
+        for key, value in params.items():
+            if value is not None:
+                body[key] = value
+        if stream:
+            body["stream"] = True
+            headers = {**self._headers, "accept": "text/event-stream"}
+        else:
+            body.pop("stream", None)
+            headers = self._headers
+        return HTTPRequest("POST", self._url, headers, orjson.dumps(body))
+
+    def new_parser(self, call: Call) -> _StreamParser:
+        return _StreamParser(MessageEventMapper(self.name, self.model))
+
+    def parse_response(self, body: bytes, call: Call) -> Iterable[Event]:
+        try:
+            data = orjson.loads(body)
+        except orjson.JSONDecodeError as exc:
+            raise ProtocolError(f"the response is not valid JSON ({exc})", data=body) from None
+        if not isinstance(data, dict):
+            raise ProtocolError("the response is not a JSON object", data=body)
+        if data.get("type") == "error":
+            raise anthropic_error(
+                data.get("error"),
+                status_code=None,
+                provider=self.name,
+                model=self.model,
+                request_id=data.get("request_id"),
+            )
+        mapper = MessageEventMapper(self.name, self.model)
+        events: list[Event] = [ResponseStart(data.get("id"), data.get("model"))]
+        tool_index = 0
+        for block in data.get("content") or ():
+            kind = block.get("type")
+            if kind == "text":
+                if block.get("text"):
+                    events.append(TextDelta(block["text"]))
+            elif kind == "thinking":
+                events.append(ReasoningDelta(block.get("thinking") or ""))
+                if block.get("signature"):
+                    events.append(ReasoningDelta(signature=block["signature"]))
+            elif kind == "tool_use":
+                call_id = block.get("id") or f"call_{tool_index}"
+                name = block.get("name") or ""
+                arguments = block.get("input")
+                if not isinstance(arguments, dict):
+                    arguments = {} if arguments is None else {"value": arguments}
+                events.append(ToolCallStart(tool_index, call_id, name))
+                # The whole response carries the input as an object, not as JSON text.
+                events.append(
+                    ToolCallEnd(tool_index, ToolCall(call_id, name, arguments, arguments_raw=None))
+                )
+                tool_index += 1
+        events += mapper.map(
+            {
+                "type": "message_delta",
+                "delta": {"stop_reason": data.get("stop_reason")},
+                "usage": data.get("usage"),
+            }
+        )
+        events += mapper.finish()
+        return events
+
+    def error_from_response(
+        self, status: int, headers: Mapping[str, str], body: bytes
+    ) -> ProviderError:
+        try:
+            data = orjson.loads(body) if body else None
+        except orjson.JSONDecodeError:
+            data = None
+        error = data.get("error") if isinstance(data, dict) else None
+        if error is None:
+            text = body.decode("utf-8", "replace").strip()
+            error = {"message": text[:500] or f"HTTP {status}"}
+        request_id = header_value(headers, "request-id")
+        if request_id is None and isinstance(data, dict) and data.get("request_id"):
+            request_id = str(data["request_id"])
+        return anthropic_error(
+            error,
+            status_code=status,
+            provider=self.name,
+            model=self.model,
+            request_id=request_id,
+            retry_after=retry_after_seconds(headers),
+        )
+
+
+def _messages(messages: list[dict[str, Any]]) -> tuple[Any, list[dict[str, Any]]]:
+    """spout's OpenAI-style messages as Anthropic's ``system`` and ``messages``.
+
+    System messages are lifted out (the Messages API has no system role); assistant tool
+    calls become ``tool_use`` blocks and ``tool`` messages ``tool_result`` blocks in a user
+    turn; any other message is sent as its role and content, which may already be a list of
+    Anthropic content blocks.
+    """
+    system: list[Any] = []
+    out: list[dict[str, Any]] = []
+    for message in messages:
+        role = message.get("role")
+        content = message.get("content")
+        if role in ("system", "developer"):
+            if isinstance(content, list):
+                system.extend(content)
+            elif content:
+                system.append({"type": "text", "text": str(content)})
+        elif role == "tool":
+            block = {
+                "type": "tool_result",
+                "tool_use_id": message.get("tool_call_id"),
+                "content": "" if content is None else content,
+            }
+            # The results of parallel calls go back together, in one user turn.
+            last = out[-1] if out else None
+            if last and last["role"] == "user" and isinstance(last["content"], list) and all(
+                isinstance(b, dict) and b.get("type") == "tool_result" for b in last["content"]
+            ):
+                last["content"].append(block)
+            else:
+                out.append({"role": "user", "content": [block]})
+        elif role == "assistant" and message.get("tool_calls"):
+            blocks: list[Any] = []
+            if isinstance(content, list):
+                blocks.extend(content)
+            elif content:
+                blocks.append({"type": "text", "text": str(content)})
+            for tool_call in message["tool_calls"]:
+                function = tool_call.get("function") or tool_call
+                arguments = function.get("arguments")
+                if isinstance(arguments, str):
+                    arguments = parse_arguments(arguments)
+                blocks.append(
+                    {
+                        "type": "tool_use",
+                        "id": tool_call.get("id"),
+                        "name": function.get("name"),
+                        "input": arguments or {},
+                    }
+                )
+            out.append({"role": "assistant", "content": blocks})
+        else:
+            # Only role and content: the API rejects OpenAI's extra keys such as "name".
+            out.append({"role": role, "content": "" if content is None else content})
+    if not system:
+        return None, out
+    if all(set(block) == {"type", "text"} and block["type"] == "text" for block in system):
+        return "\n\n".join(block["text"] for block in system), out
+    return system, out

@@ -1,0 +1,467 @@
+"""Google's Gemini API (generateContent / streamGenerateContent): requests, stream, errors."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterable, Mapping
+from typing import Any, ClassVar
+from urllib.parse import quote
+
+import orjson
+
+from .._capabilities import Capabilities, ModelCapability
+from .._errors import (
+    ConfigurationError,
+    ProtocolError,
+    ProviderError,
+    StreamInterruptedError,
+    error_for_status,
+)
+from .._events import (
+    Event,
+    Finish,
+    FinishReason,
+    ReasoningDelta,
+    ResponseStart,
+    TextDelta,
+    ToolCall,
+    ToolCallDelta,
+    ToolCallEnd,
+    ToolCallStart,
+    Usage,
+)
+from .._transport import HTTPRequest, header_value
+from ..sse import SSEDecoder
+from ._base import Call, HTTPProvider, StreamParser, env_value, parse_arguments
+from .openai import retry_after_seconds
+
+__all__ = ["GeminiProvider", "GenerateContentMapper"]
+
+API_VERSION = "v1beta"
+
+# Candidate.FinishReason, https://ai.google.dev/api/generate-content#FinishReason
+_CONTENT_FILTER = frozenset(
+    {
+        "SAFETY",
+        "RECITATION",
+        "BLOCKLIST",
+        "PROHIBITED_CONTENT",
+        "SPII",
+        "IMAGE_SAFETY",
+        "IMAGE_PROHIBITED_CONTENT",
+        "IMAGE_RECITATION",
+    }
+)
+
+# The HTTP status of each google.rpc.Code, for an error that names only its status
+# (https://github.com/googleapis/googleapis/blob/master/google/rpc/code.proto).
+_STATUS_CODES = {
+    "INVALID_ARGUMENT": 400,
+    "FAILED_PRECONDITION": 400,
+    "OUT_OF_RANGE": 400,
+    "UNAUTHENTICATED": 401,
+    "PERMISSION_DENIED": 403,
+    "NOT_FOUND": 404,
+    "ALREADY_EXISTS": 409,
+    "ABORTED": 409,
+    "RESOURCE_EXHAUSTED": 429,
+    "CANCELLED": 499,
+    "UNKNOWN": 500,
+    "INTERNAL": 500,
+    "DATA_LOSS": 500,
+    "UNIMPLEMENTED": 501,
+    "UNAVAILABLE": 503,
+    "DEADLINE_EXCEEDED": 504,
+}
+
+
+def normalize_finish(raw: str | None, *, tool_calls: bool) -> FinishReason:
+    if raw == "MAX_TOKENS":
+        return "length"
+    if raw in _CONTENT_FILTER:
+        return "content_filter"
+    # STOP, and reasons spout has no name for (OTHER, LANGUAGE, MALFORMED_FUNCTION_CALL...),
+    # whose raw value the response keeps.
+    return "tool_calls" if tool_calls else "stop"
+
+
+def gemini_error(
+    error: Any,
+    *,
+    status_code: int | None,
+    provider: str,
+    model: str | None,
+    request_id: str | None = None,
+    retry_after: float | None = None,
+) -> ProviderError:
+    """The spout error for a Google error object (``{"code", "message", "status", "details"}``)."""
+    if not isinstance(error, dict):
+        error = {"message": str(error)}
+    status = error.get("status")
+    status = None if status is None else str(status)
+    message = str(error.get("message") or status or error)
+    if status_code is None:
+        code = error.get("code")
+        status_code = code if isinstance(code, int) else _STATUS_CODES.get(status or "", 0)
+    details = error.get("details")
+    if isinstance(details, list):
+        for detail in details:
+            if not isinstance(detail, dict):
+                continue
+            kind = str(detail.get("@type", ""))
+            # Gemini says how long to wait in the body, not in a Retry-After header.
+            if retry_after is None and kind.endswith("google.rpc.RetryInfo"):
+                retry_after = _duration_seconds(detail.get("retryDelay"))
+            elif request_id is None and kind.endswith("google.rpc.RequestInfo"):
+                request_id = detail.get("requestId") or None
+    return error_for_status(
+        status_code,
+        message,
+        provider=provider,
+        model=model,
+        request_id=request_id,
+        body=error,
+        error_type=status,
+        retry_after=retry_after,
+    )
+
+
+def _duration_seconds(value: Any) -> float | None:
+    """A protobuf Duration in its JSON form (``"45.837906927s"``) as seconds."""
+    if not isinstance(value, str) or not value.endswith("s"):
+        return None
+    try:
+        return float(value[:-1])
+    except ValueError:
+        return None
+
+
+class GenerateContentMapper:
+    """Turns parsed ``GenerateContentResponse`` objects into spout events, with no I/O.
+
+    A stream is a series of these, each with the new parts of the first candidate;
+    ``usageMetadata`` is cumulative, so each one replaces the last. A function call arrives
+    whole, its arguments an object: its start, its arguments as one delta and its end are
+    sent together, and ``arguments_raw`` is None since no JSON text was sent.
+    """
+
+    __slots__ = (
+        "_blocked",
+        "_finish_raw",
+        "_model",
+        "_provider",
+        "_started",
+        "_tool_count",
+    )
+
+    def __init__(self, provider: str, model: str | None) -> None:
+        self._provider = provider
+        self._model = model
+        self._started = False
+        self._tool_count = 0
+        self._finish_raw: str | None = None
+        self._blocked: str | None = None
+
+    @property
+    def finish_seen(self) -> bool:
+        """Whether a finish reason (or a blocked prompt) arrived: Gemini sends no terminator."""
+        return self._finish_raw is not None or self._blocked is not None
+
+    def map(self, data: dict[str, Any]) -> list[Event]:
+        error = data.get("error")
+        if error is not None:
+            raise gemini_error(error, status_code=None, provider=self._provider, model=self._model)
+        events: list[Event] = []
+        if not self._started:
+            self._started = True
+            events.append(ResponseStart(data.get("responseId"), data.get("modelVersion")))
+        candidates = data.get("candidates")
+        if candidates:
+            # candidateCount > 1 is not supported: the first candidate is the answer.
+            candidate = candidates[0]
+            content = candidate.get("content")
+            parts = content.get("parts") if content else None
+            if parts:
+                for part in parts:
+                    text = part.get("text")
+                    if text is not None:
+                        if text:
+                            events.append(
+                                ReasoningDelta(text) if part.get("thought") else TextDelta(text)
+                            )
+                    elif "functionCall" in part:
+                        events += self._function_call(part["functionCall"] or {})
+            finish = candidate.get("finishReason")
+            if finish:
+                self._finish_raw = finish
+        feedback = data.get("promptFeedback")
+        if feedback and feedback.get("blockReason"):
+            # The prompt itself was blocked: no candidates, and no finishReason, will come.
+            self._blocked = feedback["blockReason"]
+        usage = data.get("usageMetadata")
+        if usage:
+            extras = {
+                key: value
+                for key, value in usage.items()
+                if key not in ("promptTokenCount", "candidatesTokenCount")
+            }
+            events.append(
+                Usage(usage.get("promptTokenCount"), usage.get("candidatesTokenCount"), extras)
+            )
+        return events
+
+    def _function_call(self, function_call: dict[str, Any]) -> list[Event]:
+        index = self._tool_count
+        self._tool_count += 1
+        # Gemini names no call id (a newer field, "id", is used when present).
+        call_id = function_call.get("id") or f"call_{index}"
+        name = function_call.get("name") or ""
+        arguments = function_call.get("args")
+        if not isinstance(arguments, dict):
+            arguments = {} if arguments is None else {"value": arguments}
+        return [
+            ToolCallStart(index, call_id, name),
+            ToolCallDelta(index, orjson.dumps(arguments).decode()),
+            ToolCallEnd(index, ToolCall(call_id, name, arguments, arguments_raw=None)),
+        ]
+
+    def finish(self) -> list[Event]:
+        """The event that closes the response."""
+        if self._finish_raw is None and self._blocked is not None:
+            return [Finish("content_filter", self._blocked)]
+        raw = self._finish_raw
+        return [Finish(normalize_finish(raw, tool_calls=self._tool_count > 0), raw)]
+
+
+class _StreamParser(StreamParser):
+    """SSE bytes in, events out, for ``streamGenerateContent?alt=sse``."""
+
+    __slots__ = ("_decoder", "_mapper")
+
+    def __init__(self, mapper: GenerateContentMapper) -> None:
+        super().__init__()
+        self._decoder = SSEDecoder()
+        self._mapper = mapper
+
+    def _feed(self, chunk: bytes, events: list[Event]) -> None:
+        map_chunk = self._mapper.map
+        for sse in self._decoder.feed(chunk):
+            try:
+                data = orjson.loads(sse.raw)
+            except orjson.JSONDecodeError as exc:
+                raise ProtocolError(
+                    f"a stream event is not valid JSON ({exc})", data=sse.raw
+                ) from None
+            if type(data) is dict:
+                events += map_chunk(data)
+
+    def _close(self) -> list[Event]:
+        self._decoder.close()
+        # Gemini has no terminator: a stream is complete once it has said why it finished.
+        if not self._mapper.finish_seen:
+            raise StreamInterruptedError("the stream ended before its end: no finishReason")
+        return self._mapper.finish()
+
+
+class GeminiProvider(HTTPProvider):
+    """The Gemini API at ``{base_url}/v1beta/models/{model}:streamGenerateContent?alt=sse``.
+
+    Example::
+
+        llm = create_llm("gemini", model="gemini-2.5-flash")     # GEMINI_API_KEY
+        print(llm.generate("Say hi").text)
+
+    The key is ``api_key=``, or ``GOOGLE_API_KEY`` or ``GEMINI_API_KEY`` (the first wins when
+    both are set, as in Google's SDK), sent as ``x-goog-api-key``. ``base_url`` is the host,
+    as Google's SDK takes it (``GOOGLE_GEMINI_BASE_URL``). System messages become
+    ``systemInstruction``; ``temperature``, ``top_p``, ``max_tokens``, ``stop`` and ``seed``
+    go into ``generationConfig``; any other keyword (``tools``, ``safetySettings``,
+    ``generationConfig``...) goes into the request body as it is.
+    """
+
+    name: ClassVar[str] = "gemini"
+    default_base_url: ClassVar[str] = "https://generativelanguage.googleapis.com"
+    base_url_env: ClassVar[tuple[str, ...]] = ("GOOGLE_GEMINI_BASE_URL",)
+    # https://ai.google.dev/gemini-api/docs/api-key: GOOGLE_API_KEY takes precedence.
+    api_key_env: ClassVar[tuple[str, ...]] = ("GOOGLE_API_KEY", "GEMINI_API_KEY")
+
+    def __init__(
+        self,
+        model: str | None = None,
+        *,
+        base_url: str | None = None,
+        api_key: str | None = None,
+        headers: dict[str, str] | None = None,
+        **transport: Any,
+    ) -> None:
+        super().__init__(model, headers=headers, **transport)
+        self.base_url = (
+            base_url or env_value(*self.base_url_env) or self.default_base_url
+        ).rstrip("/")
+        self.api_key = api_key or env_value(*self.api_key_env)
+        if not self.api_key:
+            raise ConfigurationError(
+                f"provider {self.name!r} needs an API key: pass api_key=... or set "
+                "GEMINI_API_KEY or GOOGLE_API_KEY"
+            )
+        # "gemini-2.5-flash" and "models/gemini-2.5-flash" name the same model; a tuned
+        # model ("tunedModels/...") keeps its own collection.
+        resource = self.model if "/" in self.model else f"models/{self.model}"
+        prefix = f"{self.base_url}/{API_VERSION}/{quote(resource, safe='/')}"
+        self._stream_url = f"{prefix}:streamGenerateContent?alt=sse"
+        self._url = f"{prefix}:generateContent"
+        self._headers = {"x-goog-api-key": self.api_key, "content-type": "application/json"}
+
+    def capabilities(self) -> Capabilities:
+        return {
+            ModelCapability.STREAMING: True,
+            ModelCapability.ASYNC: True,
+            ModelCapability.TOOLS: True,
+            # A function call arrives whole, arguments and all.
+            ModelCapability.TOOL_STREAMING: False,
+            ModelCapability.USAGE_IN_STREAM: True,
+            ModelCapability.REASONING: True,
+            ModelCapability.SYSTEM_PROMPT: True,
+        }
+
+    def build_request(self, call: Call, *, stream: bool) -> HTTPRequest:
+        params = dict(call.params)
+        system, contents = _contents(call.messages)
+        body: dict[str, Any] = {"contents": contents}
+        if system:
+            body["systemInstruction"] = {"parts": system}
+        config: dict[str, Any] = {}
+        for name, key in (
+            ("temperature", "temperature"),
+            ("top_p", "topP"),
+            ("max_tokens", "maxOutputTokens"),
+            ("seed", "seed"),
+        ):
+            value = params.pop(name, None)
+            if value is not None:
+                config[key] = value
+        stop = params.pop("stop", None)
+        if stop is not None:
+            config["stopSequences"] = [stop] if isinstance(stop, str) else list(stop)
+        params.pop("stream", None)
+        for key, value in params.items():
+            if value is not None:
+                body[key] = value
+        if config:
+            # A generationConfig given as a keyword (thinkingConfig...) is kept, under
+            # the settings spout names.
+            given = body.get("generationConfig")
+            body["generationConfig"] = {**given, **config} if isinstance(given, dict) else config
+        if stream:
+            headers = {**self._headers, "accept": "text/event-stream"}
+            return HTTPRequest("POST", self._stream_url, headers, orjson.dumps(body))
+        return HTTPRequest("POST", self._url, self._headers, orjson.dumps(body))
+
+    def new_parser(self, call: Call) -> _StreamParser:
+        return _StreamParser(GenerateContentMapper(self.name, self.model))
+
+    def parse_response(self, body: bytes, call: Call) -> Iterable[Event]:
+        try:
+            data = orjson.loads(body)
+        except orjson.JSONDecodeError as exc:
+            raise ProtocolError(f"the response is not valid JSON ({exc})", data=body) from None
+        if not isinstance(data, dict):
+            raise ProtocolError("the response is not a JSON object", data=body)
+        mapper = GenerateContentMapper(self.name, self.model)
+        events = mapper.map(data)
+        events += mapper.finish()
+        return events
+
+    def error_from_response(
+        self, status: int, headers: Mapping[str, str], body: bytes
+    ) -> ProviderError:
+        try:
+            data = orjson.loads(body) if body else None
+        except orjson.JSONDecodeError:
+            data = None
+        # Without alt=sse an error body is a JSON array of one error: accept both.
+        if isinstance(data, list) and data and isinstance(data[0], dict):
+            data = data[0]
+        error = data.get("error") if isinstance(data, dict) else None
+        if error is None:
+            text = body.decode("utf-8", "replace").strip()
+            error = {"message": text[:500] or f"HTTP {status}"}
+        return gemini_error(
+            error,
+            status_code=status,
+            provider=self.name,
+            model=self.model,
+            # Gemini documents no request id header; a gateway in front of it may send one.
+            request_id=header_value(headers, "x-request-id"),
+            retry_after=retry_after_seconds(headers),
+        )
+
+
+def _parts(content: Any) -> list[Any]:
+    """A message's content as Gemini parts: text, or parts given in Gemini's own shape."""
+    if not content:
+        return []  # Gemini refuses an empty text part
+    if isinstance(content, str):
+        return [{"text": content}]
+    parts: list[Any] = []
+    for item in content:
+        if isinstance(item, str):
+            parts.append({"text": item})
+        elif isinstance(item, dict) and item.get("type") == "text":
+            parts.append({"text": item.get("text", "")})
+        else:
+            parts.append(item)
+    return parts
+
+
+def _contents(messages: list[dict[str, Any]]) -> tuple[list[Any], list[dict[str, Any]]]:
+    """spout's OpenAI-style messages as Gemini's ``systemInstruction`` parts and ``contents``.
+
+    Roles become "user" and "model"; assistant tool calls become ``functionCall`` parts and
+    ``tool`` messages ``functionResponse`` parts (named after the call they answer).
+    """
+    system: list[Any] = []
+    contents: list[dict[str, Any]] = []
+    names: dict[str, str] = {}  # tool call id -> function name
+    for message in messages:
+        role = message.get("role")
+        parts = list(message["parts"]) if "parts" in message else _parts(message.get("content"))
+        if role in ("system", "developer"):
+            system += parts
+        elif role == "tool":
+            call_id = message.get("tool_call_id") or ""
+            result: Any = message.get("content")
+            if isinstance(result, str):
+                with contextlib.suppress(orjson.JSONDecodeError):
+                    result = orjson.loads(result)
+            # functionResponse.response is a JSON object (a Struct).
+            if not isinstance(result, dict):
+                result = {"result": result}
+            part = {
+                "functionResponse": {
+                    "name": message.get("name") or names.get(call_id, ""),
+                    "response": result,
+                }
+            }
+            last = contents[-1] if contents else None
+            if last and last["role"] == "user" and all(
+                "functionResponse" in p for p in last["parts"]
+            ):
+                last["parts"].append(part)  # parallel calls answered in one turn
+            else:
+                contents.append({"role": "user", "parts": [part]})
+        elif role in ("assistant", "model"):
+            for tool_call in message.get("tool_calls") or ():
+                function = tool_call.get("function") or tool_call
+                arguments = function.get("arguments")
+                if isinstance(arguments, str):
+                    arguments = parse_arguments(arguments)
+                if tool_call.get("id"):
+                    names[tool_call["id"]] = function.get("name") or ""
+                parts.append(
+                    {"functionCall": {"name": function.get("name"), "args": arguments or {}}}
+                )
+            contents.append({"role": "model", "parts": parts})
+        else:
+            contents.append({"role": "user", "parts": parts})
+    return system, contents

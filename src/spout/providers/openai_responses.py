@@ -1,0 +1,413 @@
+"""The OpenAI Responses API (``POST {base_url}/responses``): semantic SSE events in, spout
+events out."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Any, ClassVar
+
+import orjson
+
+from .._capabilities import Capabilities, ModelCapability
+from .._errors import (
+    BadRequestError,
+    ConfigurationError,
+    InternalServerError,
+    ProtocolError,
+    ProviderError,
+    RateLimitError,
+    ServiceUnavailableError,
+    StreamInterruptedError,
+)
+from .._events import (
+    Event,
+    Finish,
+    FinishReason,
+    ReasoningDelta,
+    ResponseStart,
+    TextDelta,
+    ToolCall,
+    ToolCallDelta,
+    ToolCallEnd,
+    ToolCallStart,
+    Usage,
+)
+from .._transport import HTTPRequest
+from ..sse import SSEDecoder
+from ._base import Call, Provider, StreamParser, parse_arguments
+from .openai import OpenAIProvider, error_from_body
+
+__all__ = ["OpenAIResponsesProvider", "ResponsesEventMapper"]
+
+# spout's names -> the Responses API's (response_create_params.py in openai-python).
+_PARAMS = {"max_tokens": "max_output_tokens", "temperature": "temperature", "top_p": "top_p"}
+
+# Chat completions settings the Responses API does not have: sending them is a 400.
+_UNSUPPORTED = ("stop", "seed")
+
+# incomplete_details.reason -> the normalized finish reason.
+_INCOMPLETE: dict[str, FinishReason] = {
+    "max_output_tokens": "length",
+    "content_filter": "content_filter",
+}
+
+# ResponseError.code values (openai-python types/responses/response_error.py) that do not say
+# "bad request": every other code names something wrong with the input.
+_ERROR_CODES: dict[str, type[ProviderError]] = {
+    "server_error": InternalServerError,
+    "rate_limit_exceeded": RateLimitError,
+    "vector_store_timeout": ServiceUnavailableError,
+}
+
+_TERMINAL = frozenset(("response.completed", "response.incomplete", "response.failed"))
+
+
+def _stream_error(error: Any, provider: str, model: str | None) -> ProviderError:
+    """The spout error for an ``error`` event or a failed response's ``error`` object."""
+    if isinstance(error, dict):
+        code = error.get("code") or error.get("type")
+        cls = _ERROR_CODES.get(str(code)) if code else None
+        if cls is None and isinstance(code, str) and code.startswith(("invalid_", "image_")):
+            cls = BadRequestError
+        if cls is not None:
+            return cls(
+                str(error.get("message") or error),
+                provider=provider,
+                model=model,
+                body=error,
+                error_type=str(code),
+            )
+    return error_from_body(error, status_code=None, provider=provider, model=model)
+
+
+def _usage(data: dict[str, Any]) -> Usage:
+    extras = {
+        key: value
+        for key, value in data.items()
+        if key not in ("input_tokens", "output_tokens") and value is not None
+    }
+    return Usage(data.get("input_tokens"), data.get("output_tokens"), extras)
+
+
+class ResponsesEventMapper:
+    """Turns parsed Responses API stream events into spout events, with no I/O.
+
+    Function calls are keyed by their ``output_index`` (the event index); argument deltas name
+    their item by ``item_id``. The non-streamed path replays a whole response through the same
+    mapper (:func:`_replay`), so both agree.
+    """
+
+    __slots__ = (
+        "_calls",
+        "_ended",
+        "_had_tools",
+        "_model",
+        "_provider",
+        "_reasoning_at",
+        "_refusal",
+        "_started",
+    )
+
+    def __init__(self, provider: str, model: str | None) -> None:
+        self._provider = provider
+        self._model = model
+        self._started = False
+        self._ended = False
+        self._refusal = False
+        self._had_tools = False
+        # item_id -> [output_index, call_id, name, argument parts, ended]
+        self._calls: dict[str, list[Any]] = {}
+        # (item_id, summary_index) of the last reasoning text, to separate summary parts
+        self._reasoning_at: tuple[Any, Any] | None = None
+
+    @property
+    def ended(self) -> bool:
+        return self._ended
+
+    def map(self, data: dict[str, Any], event_name: str | None = None) -> list[Event]:
+        kind = data.get("type") or event_name
+        events: list[Event] = []
+        if kind == "response.output_text.delta":
+            delta = data.get("delta")
+            if delta:
+                events.append(TextDelta(delta))
+        elif kind in ("response.reasoning_summary_text.delta", "response.reasoning_text.delta"):
+            delta = data.get("delta")
+            if delta:
+                at = (data.get("item_id"), data.get("summary_index", data.get("content_index")))
+                if self._reasoning_at is not None and at != self._reasoning_at:
+                    events.append(ReasoningDelta("\n\n"))  # a new summary part
+                self._reasoning_at = at
+                events.append(ReasoningDelta(delta))
+        elif kind == "response.function_call_arguments.delta":
+            call = self._calls.get(data.get("item_id") or "")
+            delta = data.get("delta")
+            if call is not None and delta:
+                call[3].append(delta)
+                events.append(ToolCallDelta(call[0], delta))
+        elif kind == "response.function_call_arguments.done":
+            events += self._end_call(data.get("item_id") or "", data.get("arguments"))
+        elif kind == "response.output_item.added":
+            item = data.get("item") or {}
+            if item.get("type") == "function_call":
+                index = data.get("output_index", len(self._calls))
+                call_id = item.get("call_id") or item.get("id") or f"call_{index}"
+                name = item.get("name") or ""
+                self._calls[item.get("id") or call_id] = [index, call_id, name, [], False]
+                events.append(ToolCallStart(index, call_id, name))
+        elif kind == "response.output_item.done":
+            item = data.get("item") or {}
+            if item.get("type") == "function_call":
+                events += self._end_call(item.get("id") or item.get("call_id") or "",
+                                         item.get("arguments"))
+        elif kind == "response.refusal.delta":
+            delta = data.get("delta")
+            if delta:
+                self._refusal = True
+                events.append(TextDelta(delta))
+        elif kind == "response.created":
+            if not self._started:
+                self._started = True
+                response = data.get("response") or {}
+                events.append(ResponseStart(response.get("id"), response.get("model")))
+        elif kind in _TERMINAL:
+            events += self._terminal(kind, data.get("response") or {})
+        elif kind == "error":
+            # {"type": "error", "code", "message", "param"} (ResponseErrorEvent); some servers
+            # nest the same fields under "error".
+            error = data.get("error")
+            if not isinstance(error, dict):
+                error = {k: data.get(k) for k in ("code", "message", "param") if data.get(k)}
+            raise _stream_error(error, self._provider, self._model)
+        # Every other event (in_progress, content_part.*, *.done, annotations...) repeats or
+        # frames what the deltas carry.
+        return events
+
+    def _end_call(self, item_id: str, arguments: Any) -> list[Event]:
+        call = self._calls.get(item_id)
+        if call is None or call[4]:
+            return []
+        call[4] = True
+        self._had_tools = True
+        index, call_id, name, parts = call[0], call[1], call[2], call[3]
+        events: list[Event] = []
+        raw = arguments if isinstance(arguments, str) else "".join(parts)
+        if not parts and raw:
+            events.append(ToolCallDelta(index, raw))  # arguments that came whole
+        tool_call = ToolCall(call_id, name, parse_arguments(raw), raw)
+        events.append(ToolCallEnd(index, tool_call))
+        return events
+
+    def _terminal(self, kind: str, response: dict[str, Any]) -> list[Event]:
+        if kind == "response.failed":
+            error = response.get("error") or {"message": "the response failed"}
+            raise _stream_error(error, self._provider, self._model)
+        events: list[Event] = []
+        if not self._started:
+            self._started = True
+            events.append(ResponseStart(response.get("id"), response.get("model")))
+        for item_id in list(self._calls):
+            events += self._end_call(item_id, None)
+        usage = response.get("usage")
+        if usage:
+            events.append(_usage(usage))
+        status = response.get("status") or kind.rsplit(".", 1)[1]
+        reason: FinishReason = "stop"
+        raw = status
+        if status == "incomplete":
+            details = response.get("incomplete_details") or {}
+            raw = details.get("reason") or status
+            reason = _INCOMPLETE.get(raw, "stop")
+        elif self._refusal:
+            reason = "refusal"
+        elif self._had_tools:
+            reason = "tool_calls"
+        events.append(Finish(reason, raw))
+        self._ended = True
+        return events
+
+
+def _replay(response: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    """A whole Response object as the stream events that would have built it."""
+    yield {"type": "response.created", "response": response}
+    for index, item in enumerate(response.get("output") or ()):
+        kind = item.get("type")
+        item_id = item.get("id")
+        if kind == "message":
+            for part in item.get("content") or ():
+                if part.get("type") == "output_text":
+                    yield {"type": "response.output_text.delta", "delta": part.get("text")}
+                elif part.get("type") == "refusal":
+                    yield {"type": "response.refusal.delta", "delta": part.get("refusal")}
+        elif kind == "reasoning":
+            for i, part in enumerate(item.get("summary") or ()):
+                yield {"type": "response.reasoning_summary_text.delta", "item_id": item_id,
+                       "summary_index": i, "delta": part.get("text")}
+            for i, part in enumerate(item.get("content") or ()):
+                yield {"type": "response.reasoning_text.delta", "item_id": item_id,
+                       "content_index": i, "delta": part.get("text")}
+        elif kind == "function_call":
+            yield {"type": "response.output_item.added", "output_index": index,
+                   "item": {**item, "arguments": ""}}
+            yield {"type": "response.function_call_arguments.done", "item_id": item_id,
+                   "output_index": index, "arguments": item.get("arguments") or ""}
+    status = response.get("status")
+    terminal = f"response.{status}" if f"response.{status}" in _TERMINAL else "response.completed"
+    yield {"type": terminal, "response": response}
+
+
+class _ResponsesStreamParser(StreamParser):
+    """SSE bytes in, events out, for the Responses API stream."""
+
+    __slots__ = ("_decoder", "_mapper")
+
+    def __init__(self, mapper: ResponsesEventMapper) -> None:
+        super().__init__()
+        self._decoder = SSEDecoder()
+        self._mapper = mapper
+
+    def _feed(self, chunk: bytes, events: list[Event]) -> None:
+        map_event = self._mapper.map
+        for sse in self._decoder.feed(chunk):
+            raw = sse.raw
+            if raw == b"[DONE]":  # not OpenAI's, but some compatible servers add it
+                continue
+            try:
+                data = orjson.loads(raw)
+            except orjson.JSONDecodeError as exc:
+                raise ProtocolError(f"a stream event is not valid JSON ({exc})", data=raw) from None
+            if type(data) is dict:
+                events += map_event(data, sse.event)
+
+    def _close(self) -> list[Event]:
+        self._decoder.close()
+        if not self._mapper.ended:
+            # There is no [DONE]: a stream ends with response.completed, .incomplete or .failed.
+            raise StreamInterruptedError(
+                "the stream ended before its end: no response.completed or response.incomplete"
+            )
+        return []
+
+
+class OpenAIResponsesProvider(OpenAIProvider):
+    """The Responses API at ``{base_url}/responses``: ``create_llm("openai", api="responses")``.
+
+    Example::
+
+        llm = create_llm("openai", model="gpt-4.1", api="responses")      # OPENAI_API_KEY
+        llm.generate("Hi", reasoning={"effort": "low", "summary": "auto"})
+
+    Base URL and key work as for :class:`OpenAIProvider`. The messages become ``input``; a
+    leading system message becomes ``instructions``; assistant tool calls and ``tool`` results
+    become ``function_call`` and ``function_call_output`` items. ``max_tokens`` is sent as
+    ``max_output_tokens``; the API has no ``stop`` or ``seed``, so those raise
+    :class:`~spout.ConfigurationError`. Any other keyword (``reasoning``, ``tools``, ``text``,
+    ``store``...) goes into the body as it is. ``stream_usage`` has no effect here: usage always
+    comes with ``response.completed``.
+    """
+
+    path: ClassVar[str] = "/responses"
+
+    @classmethod
+    def for_api(cls, api: str | None, config: Mapping[str, Any]) -> type[Provider]:
+        if api is None or api == "responses":
+            return cls
+        if api == "chat":
+            return OpenAIProvider
+        raise ConfigurationError(
+            f"provider {cls.name!r} has no api {api!r}; choose 'chat' or 'responses'"
+        )
+
+    def capabilities(self) -> Capabilities:
+        return {
+            ModelCapability.STREAMING: True,
+            ModelCapability.ASYNC: True,
+            ModelCapability.TOOLS: True,
+            ModelCapability.TOOL_STREAMING: True,
+            ModelCapability.USAGE_IN_STREAM: True,
+            # Reasoning models stream a summary of their reasoning when asked
+            # (reasoning={"summary": "auto"}).
+            ModelCapability.REASONING: True,
+            ModelCapability.SYSTEM_PROMPT: True,
+        }
+
+    def build_request(self, call: Call, *, stream: bool) -> HTTPRequest:
+        unsupported = [key for key in _UNSUPPORTED if call.params.get(key) is not None]
+        if unsupported:
+            raise ConfigurationError(
+                f"the OpenAI Responses API has no {' or '.join(map(repr, unsupported))}; "
+                "leave it out, or use api='chat'"
+            )
+        body: dict[str, Any] = {"model": self.model}
+        instructions, items = _input(call.messages)
+        if instructions is not None:
+            body["instructions"] = instructions
+        body["input"] = items
+        for key, value in call.params.items():
+            if value is not None and key != "stream":
+                body[_PARAMS.get(key, key)] = value
+        if stream:
+            body["stream"] = True
+            headers = {**self._headers, "Accept": "text/event-stream"}
+        else:
+            headers = self._headers
+        return HTTPRequest("POST", self._url, headers, orjson.dumps(body))
+
+    def new_parser(self, call: Call) -> StreamParser:
+        return _ResponsesStreamParser(ResponsesEventMapper(self.name, self.model))
+
+    def parse_response(self, body: bytes, call: Call) -> Iterable[Event]:
+        try:
+            data = orjson.loads(body)
+        except orjson.JSONDecodeError as exc:
+            raise ProtocolError(f"the response is not valid JSON ({exc})", data=body) from None
+        if not isinstance(data, dict):
+            raise ProtocolError("the response is not a JSON object", data=body)
+        mapper = ResponsesEventMapper(self.name, self.model)
+        if data.get("error") is not None and data.get("object") != "response":
+            raise _stream_error(data["error"], self.name, self.model)
+        events: list[Event] = []
+        for event in _replay(data):
+            events += mapper.map(event)
+        return events
+
+
+def _input(messages: list[dict[str, Any]]) -> tuple[str | None, list[dict[str, Any]]]:
+    """Chat messages as Responses ``input`` items, and the instructions, if any.
+
+    A first system message with text content becomes ``instructions`` ("a system (or
+    developer) message inserted into the model's context", response_create_params.py). Other
+    messages are easy input messages as they are, except the chat shapes of tool calls.
+    """
+    instructions: str | None = None
+    if messages and messages[0].get("role") == "system" and isinstance(
+        messages[0].get("content"), str
+    ):
+        instructions = messages[0]["content"]
+        messages = messages[1:]
+    items: list[dict[str, Any]] = []
+    for message in messages:
+        role = message.get("role")
+        if role == "tool":
+            content = message.get("content")
+            items.append({
+                "type": "function_call_output",
+                "call_id": message.get("tool_call_id"),
+                "output": content if isinstance(content, str) else orjson.dumps(content).decode(),
+            })
+        elif role == "assistant" and message.get("tool_calls"):
+            if message.get("content"):
+                items.append({"role": "assistant", "content": message["content"]})
+            for tool_call in message["tool_calls"]:
+                function = tool_call.get("function") or {}
+                arguments = function.get("arguments")
+                items.append({
+                    "type": "function_call",
+                    "call_id": tool_call.get("id"),
+                    "name": function.get("name"),
+                    "arguments": arguments if isinstance(arguments, str)
+                    else orjson.dumps(arguments or {}).decode(),
+                })
+        else:
+            items.append(message)
+    return instructions, items

@@ -1,0 +1,462 @@
+"""The Anthropic provider against recorded transcripts replayed over loopback HTTP."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import pytest
+
+import spout
+from helpers import generate, stream, stream_text
+from replay_server import CUTS, WIRE, ReplayServer, Reply, transcript
+from spout import (
+    Finish,
+    ModelCapability,
+    ReasoningDelta,
+    Response,
+    ToolCallDelta,
+    ToolCallEnd,
+    ToolCallStart,
+    Usage,
+    create_llm,
+)
+
+CASES = sorted(path.name.removesuffix(".expected.json") for path in (WIRE / "anthropic").glob("*.expected.json"))
+
+
+def anthropic(server: ReplayServer, **config: Any) -> spout.LLM:
+    config.setdefault("api_key", "sk-ant-test")
+    return create_llm("anthropic", model="claude-sonnet-4-5", base_url=server.url, **config)
+
+
+def event(name: str, data: dict[str, Any]) -> bytes:
+    return f"event: {name}\ndata: {json.dumps(data)}\n\n".encode()
+
+
+def text_stream(*texts: str, stop_reason: str | None = "end_turn", end: bool = True) -> bytes:
+    """A Messages API stream of one text block, as Anthropic frames it."""
+    body = event("message_start", {"type": "message_start", "message": {
+        "id": "msg_x", "type": "message", "role": "assistant", "model": "claude-x", "content": [],
+        "stop_reason": None, "stop_sequence": None, "usage": {"input_tokens": 5, "output_tokens": 1}}})
+    body += event("content_block_start", {"type": "content_block_start", "index": 0,
+                                          "content_block": {"type": "text", "text": ""}})
+    for text in texts:
+        body += event("content_block_delta", {"type": "content_block_delta", "index": 0,
+                                              "delta": {"type": "text_delta", "text": text}})
+    if end:
+        body += event("content_block_stop", {"type": "content_block_stop", "index": 0})
+        body += event("message_delta", {"type": "message_delta",
+                                        "delta": {"stop_reason": stop_reason, "stop_sequence": None},
+                                        "usage": {"output_tokens": 7}})
+        body += event("message_stop", {"type": "message_stop"})
+    return body
+
+
+def headers_of(request: Any) -> dict[str, str]:
+    return {name.lower(): value for name, value in request.headers.items()}
+
+
+def check_response(response: Response, expected: dict[str, Any]) -> None:
+    """The rebuilt response, field by field, against a transcript's expected result."""
+    assert response.text == expected["text"]
+    assert [
+        {"id": c.id, "name": c.name, "arguments": c.arguments, "arguments_raw": c.arguments_raw}
+        for c in response.tool_calls
+    ] == expected["tool_calls"]
+    if expected["error"] is None:
+        assert response.finish_reason == expected["finish_reason"]
+        assert response.raw_finish_reason == expected["finish_reason_raw"]
+    else:
+        assert response.finish_reason is None  # the error, not a Finish, ended it
+    usage = expected["usage"] or {"input_tokens": None, "output_tokens": None}
+    assert response.usage.input_tokens == usage["input_tokens"]
+    assert response.usage.output_tokens == usage["output_tokens"]
+    assert response.reasoning == expected.get("reasoning", "")
+    assert response.reasoning_signature == expected.get("reasoning_signature")
+    assert response.id is not None and "WIRE" in response.id
+    assert response.model is not None and response.model.startswith("claude-")
+
+
+@pytest.mark.parametrize("cut", sorted(CUTS))
+@pytest.mark.parametrize("case", CASES)
+def test_transcript(replay: ReplayServer, mode: str, case: str, cut: str) -> None:
+    body, expected = transcript("anthropic", case)
+    replay.replies = [Reply(chunks=CUTS[cut](body))]
+    if expected["error"] is None:
+        check_response(stream(anthropic(replay), mode).response, expected)
+        return
+    with pytest.raises(spout.ProviderError) as caught:
+        stream(anthropic(replay), mode)
+    exc = caught.value
+    assert (exc.error_type, exc.message) == (expected["error"]["type"], expected["error"]["message"])
+    assert exc.provider == "anthropic" and exc.status_code is None  # no status was sent
+    assert exc.partial is not None
+    check_response(exc.partial, expected)
+
+
+def test_overloaded_error_in_stream_is_an_overloaded_error(replay: ReplayServer, mode: str) -> None:
+    body, _ = transcript("anthropic", "overloaded_error")
+    replay.replies = [Reply(chunks=[body])]  # the text and the error in one read
+    with pytest.raises(spout.OverloadedError) as caught:
+        stream_text(anthropic(replay), mode)
+    assert caught.value.partial is not None
+    assert caught.value.partial.text == "Once upon a time, in a château"
+
+
+@pytest.mark.parametrize(
+    ("error_type", "error_class"),
+    [
+        ("overloaded_error", spout.OverloadedError),
+        ("rate_limit_error", spout.RateLimitError),
+        ("api_error", spout.InternalServerError),
+        ("invalid_request_error", spout.BadRequestError),
+        ("authentication_error", spout.AuthenticationError),
+        ("permission_error", spout.PermissionDeniedError),
+        ("not_found_error", spout.NotFoundError),
+        ("timeout_error", spout.ServiceUnavailableError),
+        ("some_future_error", spout.ProviderError),
+    ],
+)
+def test_error_events_raise_the_matching_error(
+    replay: ReplayServer, error_type: str, error_class: type[spout.ProviderError]
+) -> None:
+    body = text_stream("Half", end=False) + event(
+        "error", {"type": "error", "error": {"type": error_type, "message": "went wrong"}}
+    )
+    replay.replies = [Reply(chunks=CUTS["mid_line"](body))]
+    with pytest.raises(error_class) as caught:
+        stream_text(anthropic(replay), "sync")
+    assert type(caught.value) is error_class
+    assert caught.value.error_type == error_type
+    assert caught.value.body == {"type": error_type, "message": "went wrong"}
+    assert caught.value.partial is not None and caught.value.partial.text == "Half"
+
+
+def test_tool_call_events_in_order(replay: ReplayServer, mode: str) -> None:
+    body, expected = transcript("anthropic", "text_and_tool_use")
+    replay.replies = [Reply(chunks=CUTS["every_byte"](body))]
+    events = stream(anthropic(replay), mode).events
+    tool_events = [e for e in events if isinstance(e, (ToolCallStart, ToolCallDelta, ToolCallEnd))]
+    assert tool_events[0] == ToolCallStart(0, "toolu_01WIRE00000000000000001", "get_weather")
+    assert isinstance(tool_events[-1], ToolCallEnd) and tool_events[-1].index == 0
+    joined = "".join(e.arguments for e in tool_events if isinstance(e, ToolCallDelta))
+    assert joined == expected["tool_calls"][0]["arguments_raw"]
+    # Usage replaces: message_start's count first, the cumulative message_delta one last.
+    usages = [e for e in events if isinstance(e, Usage)]
+    assert [(u.input_tokens, u.output_tokens) for u in usages] == [(472, 2), (472, 89)]
+    assert usages[-1].extras["cache_read_input_tokens"] == 0
+    assert events[-1] == Finish("tool_calls", "tool_use")
+
+
+def test_signature_arrives_whole(replay: ReplayServer) -> None:
+    body, expected = transcript("anthropic", "thinking_signature")
+    replay.replies = [Reply(chunks=CUTS["every_byte"](body))]
+    events = list(anthropic(replay).generate_stream("hi").events())
+    signatures = [e.signature for e in events if isinstance(e, ReasoningDelta) and e.signature]
+    assert signatures == [expected["reasoning_signature"]]
+
+
+@pytest.mark.parametrize(
+    ("stop_reason", "finish_reason"),
+    [
+        ("end_turn", "stop"),
+        ("stop_sequence", "stop"),
+        ("max_tokens", "length"),
+        ("tool_use", "tool_calls"),
+        ("refusal", "refusal"),
+        ("pause_turn", "stop"),
+        ("model_context_window_exceeded", "length"),
+        (None, "stop"),
+    ],
+)
+def test_stop_reasons(replay: ReplayServer, stop_reason: str | None, finish_reason: str) -> None:
+    replay.replies = [Reply(chunks=[text_stream("ok", stop_reason=stop_reason)])]
+    response = stream_text(anthropic(replay), "sync").response
+    assert (response.finish_reason, response.raw_finish_reason) == (finish_reason, stop_reason)
+
+
+def test_stream_cut_before_its_end_is_an_interruption(replay: ReplayServer, mode: str) -> None:
+    body, _ = transcript("anthropic", "text_and_tool_use")
+    cut = body[: body.index(b"event: content_block_stop")]  # ends cleanly, but early
+    replay.replies = [Reply(chunks=[cut])]
+    with pytest.raises(spout.StreamInterruptedError) as caught:
+        stream_text(anthropic(replay), mode)
+    assert caught.value.partial is not None
+    assert caught.value.partial.text == "I'll look up the weather in Oslo for you."
+
+
+def test_message_delta_without_message_stop_is_an_interruption(replay: ReplayServer, mode: str) -> None:
+    body = text_stream("All of it")
+    replay.replies = [Reply(chunks=[body[: body.index(b"event: message_stop")]])]
+    with pytest.raises(spout.StreamInterruptedError) as caught:
+        stream_text(anthropic(replay), mode)
+    assert caught.value.partial is not None and caught.value.partial.text == "All of it"
+
+
+def test_connection_dropped_mid_stream_is_an_interruption(replay: ReplayServer, mode: str) -> None:
+    replay.replies = [Reply(chunks=[text_stream("Half", end=False)], abort=True)]
+    with pytest.raises(spout.StreamInterruptedError) as caught:
+        stream_text(anthropic(replay), mode)
+    assert caught.value.partial is not None and caught.value.partial.text == "Half"
+
+
+def test_request_body_and_headers(replay: ReplayServer, mode: str) -> None:
+    body, _ = transcript("anthropic", "text_and_tool_use")
+    replay.replies = [Reply(chunks=[body])]
+    llm = anthropic(replay, headers={"X-Title": "spout tests"}, temperature=0.5)
+    stream_text(
+        llm, mode, "Count from 1 to 5",
+        system_prompt="Be brief.", max_tokens=20, stop=["6"], top_p=0.9, top_k=40,
+    )
+    request = replay.requests[-1]
+    assert request.method == "POST" and request.path == "/v1/messages"
+    headers = headers_of(request)
+    assert headers["x-api-key"] == "sk-ant-test"
+    assert headers["anthropic-version"] == "2023-06-01"
+    assert headers["content-type"] == "application/json"
+    assert headers["x-title"] == "spout tests"
+    assert "authorization" not in headers
+    assert request.json() == {
+        "model": "claude-sonnet-4-5",
+        "system": "Be brief.",
+        "messages": [{"role": "user", "content": "Count from 1 to 5"}],
+        "max_tokens": 20,
+        "temperature": 0.5,
+        "top_p": 0.9,
+        "stop_sequences": ["6"],
+        "top_k": 40,
+        "stream": True,
+    }
+
+
+def test_max_tokens_is_always_sent(replay: ReplayServer) -> None:
+    replay.replies = [Reply(chunks=[text_stream("ok")])]
+    stream_text(anthropic(replay), "sync", "hi", stop="END")
+    sent = replay.requests[-1].json()
+    assert sent["max_tokens"] == 4096
+    assert sent["stop_sequences"] == ["END"]
+    assert "system" not in sent
+
+
+def test_seed_is_refused_before_any_request(replay: ReplayServer, mode: str) -> None:
+    replay.replies = [Reply(chunks=[text_stream("ok")])]
+    with pytest.raises(spout.ConfigurationError, match="Anthropic does not take seed"):
+        stream_text(anthropic(replay), mode, "hi", seed=7)
+    with pytest.raises(spout.ConfigurationError, match="seed"):
+        generate(anthropic(replay), mode, "hi", seed=7)
+    assert replay.requests == []
+
+
+def test_messages_are_translated(replay: ReplayServer) -> None:
+    replay.replies = [Reply(chunks=[text_stream("ok")])]
+    history = [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "Weather in Oslo and Bergen?", "name": "ann"},
+        {"role": "assistant", "content": "Checking.", "tool_calls": [
+            {"id": "toolu_1", "type": "function",
+             "function": {"name": "get_weather", "arguments": "{\"city\": \"Oslo\"}"}},
+            {"id": "toolu_2", "type": "function",
+             "function": {"name": "get_weather", "arguments": "{\"city\": \"Bergen\"}"}},
+        ]},
+        {"role": "tool", "tool_call_id": "toolu_1", "content": "4 °C"},
+        {"role": "tool", "tool_call_id": "toolu_2", "content": "7 °C"},
+        {"role": "user", "content": [{"type": "text", "text": "Thanks!"}]},
+    ]
+    stream_text(anthropic(replay), "sync", None, messages=history, system_prompt="Answer in English.")
+    sent = replay.requests[-1].json()
+    assert sent["system"] == "Answer in English.\n\nBe brief."
+    assert sent["messages"] == [
+        {"role": "user", "content": "Weather in Oslo and Bergen?"},
+        {"role": "assistant", "content": [
+            {"type": "text", "text": "Checking."},
+            {"type": "tool_use", "id": "toolu_1", "name": "get_weather", "input": {"city": "Oslo"}},
+            {"type": "tool_use", "id": "toolu_2", "name": "get_weather", "input": {"city": "Bergen"}},
+        ]},
+        {"role": "user", "content": [
+            {"type": "tool_result", "tool_use_id": "toolu_1", "content": "4 °C"},
+            {"type": "tool_result", "tool_use_id": "toolu_2", "content": "7 °C"},
+        ]},
+        {"role": "user", "content": [{"type": "text", "text": "Thanks!"}]},
+    ]
+
+
+# The Messages API response for the same turn as each transcript (its final message).
+MESSAGES = {
+    "thinking_signature": {
+        "id": "msg_01WIREthinking000000000001",
+        "type": "message",
+        "role": "assistant",
+        "model": "claude-sonnet-4-5-20250929",
+        "content": [
+            {"type": "thinking", "thinking": None, "signature": None},
+            {"type": "text", "text": None},
+        ],
+        "stop_reason": "end_turn",
+        "stop_sequence": None,
+        "usage": {"input_tokens": 58, "cache_creation_input_tokens": 0,
+                  "cache_read_input_tokens": 0, "output_tokens": 172, "service_tier": "standard"},
+    },
+    "text_and_tool_use": {
+        "id": "msg_01WIRE0000000000000000001",
+        "type": "message",
+        "role": "assistant",
+        "model": "claude-sonnet-4-5-20250929",
+        "content": [
+            {"type": "text", "text": None},
+            {"type": "tool_use", "id": "toolu_01WIRE00000000000000001", "name": "get_weather",
+             "input": None},
+        ],
+        "stop_reason": "tool_use",
+        "stop_sequence": None,
+        "usage": {"input_tokens": 472, "cache_creation_input_tokens": 0,
+                  "cache_read_input_tokens": 0, "output_tokens": 89, "service_tier": "standard"},
+    },
+}
+
+
+def message_for(case: str) -> dict[str, Any]:
+    _, expected = transcript("anthropic", case)
+    message = json.loads(json.dumps(MESSAGES[case]))
+    for block in message["content"]:
+        if block["type"] == "thinking":
+            block["thinking"] = expected["reasoning"]
+            block["signature"] = expected["reasoning_signature"]
+        elif block["type"] == "text":
+            block["text"] = expected["text"]
+        elif block["type"] == "tool_use":
+            block["input"] = expected["tool_calls"][0]["arguments"]
+    return message
+
+
+def comparable(response: Response) -> dict[str, Any]:
+    fields = ("text", "reasoning", "reasoning_signature", "usage", "finish_reason",
+              "raw_finish_reason", "model", "id", "provider")
+    return {name: getattr(response, name) for name in fields} | {
+        "tool_calls": [(c.id, c.name, c.arguments) for c in response.tool_calls]
+    }
+
+
+@pytest.mark.parametrize("case", sorted(MESSAGES))
+def test_not_streamed_gives_the_streamed_response(replay: ReplayServer, mode: str, case: str) -> None:
+    body, _ = transcript("anthropic", case)
+    replay.replies = [
+        Reply(chunks=[body]),
+        Reply(chunks=[json.dumps(message_for(case)).encode()],
+              headers={"Content-Type": "application/json"}),
+    ]
+    streamed = stream(anthropic(replay), mode).response
+    whole = generate(anthropic(replay), mode)
+    assert comparable(whole) == comparable(streamed)
+    # The whole response carries tool input as an object: there is no JSON text to keep.
+    assert all(call.arguments_raw is None for call in whole.tool_calls)
+    sent = replay.requests[-1]
+    assert sent.path == "/v1/messages" and "stream" not in sent.json()
+    assert sent.json()["max_tokens"] == 4096
+
+
+@pytest.mark.parametrize(
+    ("status", "error_type", "error_class"),
+    [
+        (400, "invalid_request_error", spout.BadRequestError),
+        (401, "authentication_error", spout.AuthenticationError),
+        (403, "permission_error", spout.PermissionDeniedError),
+        (404, "not_found_error", spout.NotFoundError),
+        (413, "request_too_large", spout.BadRequestError),
+        (429, "rate_limit_error", spout.RateLimitError),
+        (500, "api_error", spout.InternalServerError),
+        (529, "overloaded_error", spout.OverloadedError),
+    ],
+)
+def test_http_errors_raise_before_streaming(
+    replay: ReplayServer,
+    mode: str,
+    status: int,
+    error_type: str,
+    error_class: type[spout.ProviderError],
+) -> None:
+    error = {
+        "type": "error",
+        "error": {"type": error_type, "message": f"status {status} for you"},
+        "request_id": "req_011WIREbody",
+    }
+    replay.replies = [Reply(
+        status=status,
+        chunks=[json.dumps(error).encode()],
+        headers={"Content-Type": "application/json", "request-id": "req_011WIRE", "retry-after": "7"},
+    )]
+    llm = anthropic(replay)
+    if mode == "sync":
+        with pytest.raises(error_class) as caught:
+            llm.generate_stream("hi")  # raised when the call is made, not on first read
+    else:
+        async def run() -> None:
+            async with llm:
+                await llm.generate_async("hi", stream=True)
+        with pytest.raises(error_class) as caught:
+            asyncio.run(run())
+    exc = caught.value
+    assert type(exc) is error_class
+    assert exc.status_code == status
+    assert exc.request_id == "req_011WIRE"
+    assert exc.body == error["error"]
+    assert exc.error_type == error_type
+    assert f"status {status} for you" in str(exc)
+    if status == 429:
+        assert exc.retry_after == 7.0
+
+
+def test_request_id_from_the_body_when_no_header(replay: ReplayServer) -> None:
+    error = {"type": "error", "error": {"type": "api_error", "message": "Internal server error"},
+             "request_id": "req_011WIREbody"}
+    replay.replies = [Reply(status=500, chunks=[json.dumps(error).encode()])]
+    with pytest.raises(spout.InternalServerError) as caught:
+        anthropic(replay).generate("hi")
+    assert caught.value.request_id == "req_011WIREbody"
+
+
+def test_error_body_that_is_not_json(replay: ReplayServer) -> None:
+    replay.replies = [Reply(status=502, chunks=[b"<html>Bad Gateway</html>"],
+                            headers={"Content-Type": "text/html"})]
+    with pytest.raises(spout.ServiceUnavailableError, match="Bad Gateway"):
+        anthropic(replay).generate("hi")
+
+
+def test_context_window_error_is_recognized(replay: ReplayServer) -> None:
+    error = {"type": "error", "error": {"type": "invalid_request_error",
+                                        "message": "prompt is too long: 208736 tokens > 200000 maximum"}}
+    replay.replies = [Reply(status=400, chunks=[json.dumps(error).encode()])]
+    with pytest.raises(spout.ContextWindowExceededError):
+        anthropic(replay).generate("x" * 10)
+
+
+def test_a_key_is_required(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
+    with pytest.raises(spout.ConfigurationError, match="ANTHROPIC_API_KEY"):
+        create_llm("anthropic", model="claude-sonnet-4-5")
+    with pytest.raises(spout.ConfigurationError, match="ANTHROPIC_API_KEY"):
+        create_llm("anthropic", model="claude-sonnet-4-5", base_url="http://127.0.0.1:9")
+
+
+def test_key_and_base_url_from_environment(replay: ReplayServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-from-env")
+    monkeypatch.setenv("ANTHROPIC_BASE_URL", replay.url + "/")
+    replay.replies = [Reply(chunks=[text_stream("ok")])]
+    assert create_llm("anthropic:claude-haiku-4-5").generate_stream("hi").response.text == "ok"
+    request = replay.requests[-1]
+    assert request.path == "/v1/messages"
+    assert headers_of(request)["x-api-key"] == "sk-ant-from-env"
+
+
+def test_capabilities() -> None:
+    llm = create_llm("anthropic", model="claude-sonnet-4-5", api_key="sk-ant-test")
+    assert llm.get_capabilities() == {
+        ModelCapability.STREAMING: True,
+        ModelCapability.ASYNC: True,
+        ModelCapability.TOOLS: True,
+        ModelCapability.TOOL_STREAMING: True,
+        ModelCapability.USAGE_IN_STREAM: True,
+        ModelCapability.REASONING: True,
+        ModelCapability.SYSTEM_PROMPT: True,
+    }
