@@ -29,7 +29,7 @@ def test_folds_every_kind_of_event() -> None:
     call = ToolCall("call_1", "get_time", {"tz": "UTC"}, '{"tz": "UTC"}')
     response = fold(
         ResponseStart("resp_1", "model-x"),
-        ReasoningDelta("Think"),
+        ReasoningDelta("Think", signature="sig-of-an-earlier-block"),
         ReasoningDelta("ing.", signature="sig"),
         TextDelta("Hel"),
         TextDelta("lo"),
@@ -41,6 +41,7 @@ def test_folds_every_kind_of_event() -> None:
         Finish("tool_calls", "tool_calls"),
     ).response()
     assert response.text == "Hello"
+    # A signature arrives whole, once per thinking block: the latest replaces, never appends.
     assert response.reasoning == "Thinking." and response.reasoning_signature == "sig"
     assert response.tool_calls == (call,)
     assert (response.usage.input_tokens, response.usage.output_tokens) == (10, 7)

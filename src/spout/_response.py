@@ -124,7 +124,8 @@ class Accumulator:
             if event.text:
                 self._reasoning.append(event.text)
             if event.signature is not None:
-                self._signature = (self._signature or "") + event.signature
+                # A signature comes whole, one per thinking block: the latest replaces.
+                self._signature = event.signature
         elif type(event) is ToolCallStart or type(event) is ToolCallDelta:
             if self._first_token_at is None:
                 self._first_token_at = time.perf_counter()

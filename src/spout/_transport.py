@@ -7,14 +7,11 @@ first async use only. Their exceptions are translated into spout's here, and nev
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
-
-import httpx
 
 from ._errors import (
     ConnectionError,
@@ -30,7 +27,10 @@ from ._errors import (
 )
 
 if TYPE_CHECKING:
+    import asyncio
+
     import aiohttp
+    import httpx
 
 __all__ = ["HTTPRequest", "Transport"]
 
@@ -53,6 +53,8 @@ class HTTPRequest:
 
 def _translate(exc: httpx.HTTPError, *, streaming: bool) -> SpoutError:
     """One httpx exception as the spout error it means; ``streaming`` once the body began."""
+    import httpx
+
     detail = str(exc) or type(exc).__name__
     if isinstance(exc, httpx.ConnectTimeout):
         return ConnectTimeout(f"could not connect in time: {detail}")
@@ -75,6 +77,8 @@ def _translate(exc: httpx.HTTPError, *, streaming: bool) -> SpoutError:
 
 def _atranslate(exc: BaseException, *, streaming: bool) -> SpoutError:
     """One aiohttp (or asyncio timeout) exception as the spout error it means."""
+    import asyncio
+
     import aiohttp
 
     detail = str(exc) or type(exc).__name__
@@ -96,6 +100,8 @@ def _atranslate(exc: BaseException, *, streaming: bool) -> SpoutError:
 
 
 def _aiohttp_errors() -> tuple[type[BaseException], ...]:
+    import asyncio
+
     import aiohttp
 
     return (aiohttp.ClientError, asyncio.TimeoutError)
@@ -114,7 +120,6 @@ class Transport:
     ) -> None:
         self._timeout_s = timeout
         self._connect_timeout_s = connect_timeout
-        self._timeout = httpx.Timeout(timeout, connect=connect_timeout)
         self._headers = headers or {}
         # No cap by default: a thousand concurrent streams must not queue behind a pool limit.
         self._max_connections = max_connections
@@ -127,8 +132,11 @@ class Transport:
 
     def _sync_client(self) -> httpx.Client:
         if self._client is None:
+            # Imported on first sync use: an async-only program never loads httpx.
+            import httpx
+
             self._client = httpx.Client(
-                timeout=self._timeout,
+                timeout=httpx.Timeout(self._timeout_s, connect=self._connect_timeout_s),
                 headers=self._headers,
                 limits=httpx.Limits(
                     max_connections=self._max_connections, max_keepalive_connections=20
@@ -138,6 +146,8 @@ class Transport:
 
     def _session(self) -> aiohttp.ClientSession:
         # A session's connections belong to the event loop that opened them.
+        import asyncio
+
         loop = asyncio.get_running_loop()
         session = self._sessions.get(loop)
         if session is None or session.closed:
@@ -166,6 +176,8 @@ class Transport:
             self.close()
 
     async def aclose(self) -> None:
+        import asyncio
+
         self.close()
         loop = asyncio.get_running_loop()
         session = self._sessions.pop(loop, None)
@@ -176,10 +188,12 @@ class Transport:
 
     def request(self, request: HTTPRequest, on_error: ErrorMapper) -> bytes:
         """Send a request and return the body of a successful response."""
+        import httpx
+
         client = self._sync_client()
         try:
             response = client.request(
-                request.method, request.url, headers=request.headers, content=request.body
+                request.method, request.url, headers=request.headers, content=_exact(request.body)
             )
         except httpx.HTTPError as exc:
             raise _translate(exc, streaming=False) from exc
@@ -195,11 +209,16 @@ class Transport:
         The request is sent before this returns, so a refused connection or an error status
         raises here, not on the first read.
         """
+        import httpx
+
         client = self._sync_client()
         try:
             response = client.send(
                 client.build_request(
-                    request.method, request.url, headers=request.headers, content=request.body
+                    request.method,
+                    request.url,
+                    headers=request.headers,
+                    content=_exact(request.body),
                 ),
                 stream=True,
             )
@@ -222,7 +241,7 @@ class Transport:
         session = self._session()
         try:
             async with session.request(
-                request.method, request.url, headers=request.headers, data=request.body
+                request.method, request.url, headers=request.headers, data=_exact(request.body)
             ) as response:
                 body = await response.read()
                 if response.status >= 400:
@@ -238,7 +257,7 @@ class Transport:
         session = self._session()
         try:
             response = await session.request(
-                request.method, request.url, headers=request.headers, data=request.body
+                request.method, request.url, headers=request.headers, data=_exact(request.body)
             )
         except _aiohttp_errors() as exc:
             raise _atranslate(exc, streaming=False) from exc
@@ -262,7 +281,20 @@ class Transport:
         return _achunks(response), close
 
 
+def _exact(body: bytes | None) -> bytes | None:
+    """The body in an allocation of its own size.
+
+    orjson returns small outputs in a 4 KiB buffer, and the HTTP library keeps the body for
+    the life of the response: 1,000 concurrent streams would hold 4 MB of slack.
+    """
+    if body is not None and len(body) < 4096:
+        return bytes(memoryview(body))
+    return body
+
+
 def _chunks(response: httpx.Response) -> Iterator[bytes]:
+    import httpx
+
     try:
         yield from response.iter_bytes()
     except httpx.HTTPError as exc:

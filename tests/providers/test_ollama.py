@@ -198,10 +198,10 @@ def test_not_streamed_is_the_same_response(replay: ReplayServer, mode: str) -> N
 
 def test_not_streamed_thinking(replay: ReplayServer, mode: str) -> None:
     whole = {**last(total_duration=10), "message": {
-        "role": "assistant", "content": "391.", "thinking": "17 × 23 is 391."}}
+        "role": "assistant", "content": "391.", "thinking": "17 * 23 is 391."}}
     replay.replies = [Reply(chunks=[json.dumps(whole).encode()])]
     response = generate(ollama(replay), mode)
-    assert (response.text, response.reasoning) == ("391.", "17 × 23 is 391.")
+    assert (response.text, response.reasoning) == ("391.", "17 * 23 is 391.")
     assert response.usage.extras == {"total_duration": 10}
 
 

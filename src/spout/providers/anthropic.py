@@ -168,6 +168,8 @@ class MessageEventMapper:
             usage = data.get("usage")
             return [self._update_usage(usage)] if usage else []
         if kind == "message_stop":
+            if self.stopped:
+                return []
             self.stopped = True
             return self.finish()
         if kind == "error":
@@ -264,6 +266,8 @@ class _StreamParser(StreamParser):
     def _feed(self, chunk: bytes, events: list[Event]) -> None:
         map_event = self._mapper.map
         for sse in self._decoder.feed(chunk):
+            if sse.event == "ping":
+                continue  # keeps the connection alive; says nothing about the answer
             try:
                 data = orjson.loads(sse.raw)
             except orjson.JSONDecodeError as exc:
@@ -393,7 +397,8 @@ class AnthropicProvider(HTTPProvider):
                 if block.get("text"):
                     events.append(TextDelta(block["text"]))
             elif kind == "thinking":
-                events.append(ReasoningDelta(block.get("thinking") or ""))
+                if block.get("thinking"):
+                    events.append(ReasoningDelta(block["thinking"]))
                 if block.get("signature"):
                     events.append(ReasoningDelta(signature=block["signature"]))
             elif kind == "tool_use":

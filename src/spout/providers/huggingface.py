@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, ClassVar
 
-import httpx
 import orjson
 
 from .._capabilities import Capabilities, ModelCapability
@@ -359,7 +358,9 @@ class HuggingFaceProvider(HTTPProvider):
         events += mapper.finish(data.get("details"))
         return events
 
-    def error_from_response(self, status: int, headers: httpx.Headers, body: bytes) -> ProviderError:
+    def error_from_response(
+        self, status: int, headers: Mapping[str, str], body: bytes
+    ) -> ProviderError:
         # TGI's ErrorResponse: {"error": "...", "error_type": "..."} (router/src/lib.rs).
         try:
             data: Any = orjson.loads(body) if body else None

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
-import httpx
 import orjson
 
 from .._capabilities import Capabilities, ModelCapability
@@ -298,7 +297,9 @@ class OllamaProvider(HTTPProvider):
             raise ProtocolError("the Ollama response is not done (no done: true)", data=body)
         return events
 
-    def error_from_response(self, status: int, headers: httpx.Headers, body: bytes) -> ProviderError:
+    def error_from_response(
+        self, status: int, headers: Mapping[str, str], body: bytes
+    ) -> ProviderError:
         # Errors are {"error": "message"} (api/types.go StatusError); a missing model is a 404.
         try:
             data: Any = orjson.loads(body) if body else None

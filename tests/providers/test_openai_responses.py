@@ -1,0 +1,326 @@
+"""The OpenAI Responses API provider against recorded transcripts replayed over loopback HTTP."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import pytest
+
+import spout
+from helpers import generate, stream, stream_text
+from replay_server import CUTS, ReplayServer, Reply, transcript
+from spout import (
+    Finish,
+    ModelCapability,
+    ReasoningDelta,
+    Response,
+    ToolCallDelta,
+    ToolCallEnd,
+    ToolCallStart,
+    Usage,
+    create_llm,
+)
+from spout.providers.openai import OpenAIProvider
+from spout.providers.openai_responses import OpenAIResponsesProvider
+
+CASES = ["text", "function_call", "reasoning_summary", "failed", "error_event"]
+ERRORS: dict[str, type[spout.ProviderError]] = {
+    "server_error": spout.InternalServerError,
+    "rate_limit_exceeded": spout.RateLimitError,
+}
+
+
+def responses(server: ReplayServer, **config: Any) -> spout.LLM:
+    config.setdefault("api_key", "sk-test")
+    return create_llm("openai", model="gpt-4.1", api="responses",
+                      base_url=f"{server.url}/v1", **config)
+
+
+def sse(*payloads: dict[str, Any]) -> bytes:
+    """An SSE body as the Responses API frames it: each event named by its type."""
+    return b"".join(
+        f"event: {p['type']}\ndata: {json.dumps(p)}\n\n".encode() for p in payloads
+    )
+
+
+def created(**response: Any) -> dict[str, Any]:
+    return {"type": "response.created",
+            "response": {"id": "resp_1", "model": "gpt-4.1", "status": "in_progress", **response}}
+
+
+def text(delta: str) -> dict[str, Any]:
+    return {"type": "response.output_text.delta", "item_id": "msg_1", "output_index": 0,
+            "content_index": 0, "delta": delta}
+
+
+def check(response: Response, expected: dict[str, Any]) -> None:
+    """The rebuilt response, field by field, against a transcript's expected result."""
+    assert response.text == expected["text"]
+    assert [
+        {"id": c.id, "name": c.name, "arguments": c.arguments, "arguments_raw": c.arguments_raw}
+        for c in response.tool_calls
+    ] == expected["tool_calls"]
+    assert response.reasoning == expected.get("reasoning", "")
+    if expected["error"] is None:
+        assert response.finish_reason == expected["finish_reason"]
+        assert response.raw_finish_reason == expected["finish_reason_raw"]
+    else:
+        assert response.finish_reason is None
+    usage = expected["usage"] or {"input_tokens": None, "output_tokens": None}
+    assert response.usage.input_tokens == usage["input_tokens"]
+    assert response.usage.output_tokens == usage["output_tokens"]
+    if "usage_raw" in expected:
+        raw = {k: v for k, v in expected["usage_raw"].items()
+               if k not in ("input_tokens", "output_tokens")}
+        assert response.usage.extras == raw
+    assert response.provider == "openai"
+
+
+def first_response(body: bytes) -> dict[str, Any]:
+    """The Response object in a transcript's response.created event."""
+    data = json.loads(body.split(b"\n")[1].removeprefix(b"data: "))
+    response: dict[str, Any] = data["response"]
+    return response
+
+
+@pytest.mark.parametrize("cut", sorted(CUTS))
+@pytest.mark.parametrize("case", CASES)
+def test_transcripts(replay: ReplayServer, mode: str, case: str, cut: str) -> None:
+    body, expected = transcript("openai_responses", case)
+    replay.replies = [Reply(chunks=CUTS[cut](body))]
+    if expected["error"] is not None:
+        with pytest.raises(ERRORS[expected["error"]["type"]]) as caught:
+            stream(responses(replay), mode)
+        exc = caught.value
+        assert exc.message == expected["error"]["message"]
+        assert exc.error_type == expected["error"]["type"] and exc.provider == "openai"
+        assert exc.partial is not None
+        check(exc.partial, expected)
+        assert exc.partial.id == first_response(body)["id"]
+        return
+    result = stream(responses(replay), mode)
+    check(result.response, expected)
+    assert "".join(result.chunks) == expected["text"]
+    assert result.response.id == first_response(body)["id"]
+    assert result.response.model == first_response(body)["model"]
+    assert isinstance(result.events[-2], Usage) and isinstance(result.events[-1], Finish)
+
+
+def test_function_call_events(replay: ReplayServer, mode: str) -> None:
+    body, expected = transcript("openai_responses", "function_call")
+    replay.replies = [Reply(chunks=CUTS["every_byte"](body))]
+    events = stream(responses(replay), mode).events
+    calls = [e for e in events if isinstance(e, (ToolCallStart, ToolCallDelta, ToolCallEnd))]
+    # Keyed by output_index; each call's deltas between its start and its end.
+    assert isinstance(calls[0], ToolCallStart)
+    assert (calls[0].index, calls[0].id, calls[0].name) == (0, expected["tool_calls"][0]["id"],
+                                                            "get_weather")
+    kinds = [(type(e).__name__, e.index) for e in calls]
+    assert kinds.index(("ToolCallEnd", 0)) < kinds.index(("ToolCallStart", 1))
+    for index, call in enumerate(expected["tool_calls"]):
+        joined = "".join(e.arguments for e in calls
+                         if isinstance(e, ToolCallDelta) and e.index == index)
+        assert joined == call["arguments_raw"]
+
+
+def test_reasoning_summary_parts_are_paragraphs(replay: ReplayServer, mode: str) -> None:
+    body, expected = transcript("openai_responses", "reasoning_summary")
+    replay.replies = [Reply(chunks=CUTS["utf8"](body))]
+    result = stream(responses(replay), mode)
+    reasoning = [e.text for e in result.events if isinstance(e, ReasoningDelta)]
+    assert "\n\n" in reasoning  # between the two summary parts
+    assert "".join(reasoning) == expected["reasoning"]
+    assert result.response.usage.extras["output_tokens_details"] == {"reasoning_tokens": 192}
+
+
+def test_incomplete_is_length(replay: ReplayServer, mode: str) -> None:
+    body = sse(created(), text("Once upon"), {
+        "type": "response.incomplete",
+        "response": {"id": "resp_1", "model": "gpt-4.1", "status": "incomplete",
+                     "incomplete_details": {"reason": "max_output_tokens"},
+                     "usage": {"input_tokens": 5, "output_tokens": 2, "total_tokens": 7}},
+    })
+    replay.replies = [Reply(chunks=[body])]
+    response = stream_text(responses(replay), mode).response
+    assert (response.text, response.finish_reason) == ("Once upon", "length")
+    assert response.raw_finish_reason == "max_output_tokens"
+    assert (response.usage.input_tokens, response.usage.output_tokens) == (5, 2)
+
+
+def test_refusal(replay: ReplayServer, mode: str) -> None:
+    body = sse(created(), {"type": "response.refusal.delta", "item_id": "msg_1",
+                           "output_index": 0, "content_index": 0, "delta": "I can't help."},
+               {"type": "response.completed", "response": {"status": "completed"}})
+    replay.replies = [Reply(chunks=[body])]
+    response = stream_text(responses(replay), mode).response
+    assert (response.text, response.finish_reason) == ("I can't help.", "refusal")
+
+
+def test_nested_error_event(replay: ReplayServer, mode: str) -> None:
+    # Some servers nest the error fields: {"type": "error", "error": {type, code, message}}.
+    body = sse(created(), text("Hi"), {"type": "error", "error": {
+        "type": "invalid_request_error", "code": "context_length_exceeded",
+        "message": "Your input exceeds the context window of this model."}})
+    replay.replies = [Reply(chunks=[body])]
+    with pytest.raises(spout.ContextWindowExceededError) as caught:
+        stream_text(responses(replay), mode)
+    assert caught.value.partial is not None and caught.value.partial.text == "Hi"
+
+
+def test_request_body_and_headers(replay: ReplayServer, mode: str) -> None:
+    body, _ = transcript("openai_responses", "text")
+    replay.replies = [Reply(chunks=[body])]
+    llm = responses(replay, headers={"X-Title": "spout tests"}, temperature=0.5)
+    stream_text(
+        llm, mode, "Count from 1 to 5",
+        system_prompt="Be brief.", max_tokens=20, top_p=0.9, reasoning={"effort": "low"},
+    )
+    request = replay.requests[-1]
+    assert request.method == "POST" and request.path == "/v1/responses"
+    assert request.headers["Authorization"] == "Bearer sk-test"
+    assert request.headers["Accept"] == "text/event-stream"
+    assert request.headers["X-Title"] == "spout tests"
+    assert request.json() == {
+        "model": "gpt-4.1",
+        "instructions": "Be brief.",
+        "input": [{"role": "user", "content": "Count from 1 to 5"}],
+        "temperature": 0.5,
+        "max_output_tokens": 20,
+        "top_p": 0.9,
+        "reasoning": {"effort": "low"},
+        "stream": True,
+    }
+
+
+@pytest.mark.parametrize("setting", [{"stop": ["6"]}, {"seed": 7}])
+def test_settings_the_api_lacks_are_refused(
+    replay: ReplayServer, mode: str, setting: dict[str, Any]
+) -> None:
+    with pytest.raises(spout.ConfigurationError, match=next(iter(setting))):
+        stream_text(responses(replay), mode, "hi", **setting)
+    assert replay.requests == []  # refused before anything was sent
+
+
+def test_tool_results_become_items(replay: ReplayServer) -> None:
+    body, _ = transcript("openai_responses", "text")
+    replay.replies = [Reply(chunks=[body])]
+    history = [
+        {"role": "user", "content": "Weather in Oslo?"},
+        {"role": "assistant", "content": None, "tool_calls": [{
+            "id": "call_1", "type": "function",
+            "function": {"name": "get_weather", "arguments": "{\"city\":\"Oslo\"}"}}]},
+        {"role": "tool", "tool_call_id": "call_1", "content": "4 °C, rain"},
+    ]
+    responses(replay).generate_stream(messages=history).close()
+    assert replay.requests[-1].json()["input"] == [
+        {"role": "user", "content": "Weather in Oslo?"},
+        {"type": "function_call", "call_id": "call_1", "name": "get_weather",
+         "arguments": "{\"city\":\"Oslo\"}"},
+        {"type": "function_call_output", "call_id": "call_1", "output": "4 °C, rain"},
+    ]
+    assert "instructions" not in replay.requests[-1].json()
+
+
+@pytest.mark.parametrize("case", ["text", "function_call", "reasoning_summary"])
+def test_not_streamed_is_the_same_response(replay: ReplayServer, mode: str, case: str) -> None:
+    body, _ = transcript("openai_responses", case)
+    replay.replies = [Reply(chunks=[body])]
+    streamed = stream(responses(replay), mode).response
+    last_event = body.rstrip(b"\n").split(b"\n")[-1].removeprefix(b"data: ")
+    whole = json.loads(last_event)["response"]  # response.completed carries the whole response
+    replay.replies = [Reply(chunks=[json.dumps(whole).encode()],
+                            headers={"Content-Type": "application/json"})]
+    response = generate(responses(replay), mode)
+    assert "stream" not in replay.requests[-1].json()
+    for field in ("text", "reasoning", "tool_calls", "usage", "finish_reason",
+                  "raw_finish_reason", "model", "id", "provider"):
+        assert getattr(response, field) == getattr(streamed, field), field
+
+
+def test_not_streamed_failure_raises(replay: ReplayServer, mode: str) -> None:
+    failed = {"id": "resp_1", "object": "response", "status": "failed", "model": "gpt-4.1",
+              "output": [], "error": {"code": "server_error", "message": "boom"}}
+    replay.replies = [Reply(chunks=[json.dumps(failed).encode()])]
+    with pytest.raises(spout.InternalServerError, match="boom"):
+        generate(responses(replay), mode)
+
+
+@pytest.mark.parametrize(
+    ("status", "error_class"),
+    [
+        (400, spout.BadRequestError),
+        (401, spout.AuthenticationError),
+        (404, spout.NotFoundError),
+        (429, spout.RateLimitError),
+        (500, spout.InternalServerError),
+    ],
+)
+def test_http_errors(
+    replay: ReplayServer, mode: str, status: int, error_class: type[spout.ProviderError]
+) -> None:
+    error = {"error": {"message": f"status {status} for you", "type": "some_error",
+                       "param": None, "code": None}}
+    replay.replies = [Reply(
+        status=status, chunks=[json.dumps(error).encode()],
+        headers={"Content-Type": "application/json", "x-request-id": "req_123", "retry-after": "7"},
+    )]
+    llm = responses(replay)
+    if mode == "sync":
+        with pytest.raises(error_class) as caught:
+            llm.generate_stream("hi")
+    else:
+        async def run() -> None:
+            async with llm:
+                await llm.generate_async("hi", stream=True)
+        with pytest.raises(error_class) as caught:
+            asyncio.run(run())
+    exc = caught.value
+    assert (exc.status_code, exc.request_id, exc.body) == (status, "req_123", error["error"])
+    assert f"status {status} for you" in str(exc)
+
+
+@pytest.mark.parametrize("dropped", [False, True])
+def test_stream_cut_before_its_end_is_an_interruption(
+    replay: ReplayServer, mode: str, dropped: bool
+) -> None:
+    body, _ = transcript("openai_responses", "text")
+    events = body.split(b"\n\n")
+    replay.replies = [Reply(chunks=[b"\n\n".join(events[:7]) + b"\n\n"], abort=dropped)]
+    with pytest.raises(spout.StreamInterruptedError) as caught:
+        stream_text(responses(replay), mode)
+    assert caught.value.partial is not None
+    assert caught.value.partial.text == "Under the harvest"
+
+
+def test_api_selects_the_class(replay: ReplayServer) -> None:
+    url = f"{replay.url}/v1"
+    assert type(create_llm("openai", model="m", base_url=url).provider) is OpenAIProvider
+    chat = create_llm("openai", model="m", base_url=url, api="chat")
+    assert type(chat.provider) is OpenAIProvider
+    llm = create_llm("openai", model="m", base_url=url, api="responses")
+    assert type(llm.provider) is OpenAIResponsesProvider and llm.provider_name == "openai"
+    same = create_llm("openai_responses", model="m", base_url=url)
+    assert type(same.provider) is OpenAIResponsesProvider
+    with pytest.raises(spout.ConfigurationError, match="'responses'"):
+        create_llm("openai", model="m", base_url=url, api="completions")
+
+
+def test_default_endpoint_needs_a_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
+    with pytest.raises(spout.ConfigurationError, match="OPENAI_API_KEY"):
+        create_llm("openai", model="gpt-4.1", api="responses")
+
+
+def test_capabilities(replay: ReplayServer) -> None:
+    assert responses(replay).get_capabilities() == {
+        ModelCapability.STREAMING: True,
+        ModelCapability.ASYNC: True,
+        ModelCapability.TOOLS: True,
+        ModelCapability.TOOL_STREAMING: True,
+        ModelCapability.USAGE_IN_STREAM: True,
+        ModelCapability.REASONING: True,
+        ModelCapability.SYSTEM_PROMPT: True,
+    }
