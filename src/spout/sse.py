@@ -92,6 +92,7 @@ class SSEDecoder:
         "_event",
         "_fields",
         "_id",
+        "_names",
         "_retry",
         "_skip_lf",
         "last_event_id",
@@ -106,7 +107,8 @@ class SSEDecoder:
         self._event = ""
         self._retry: int | None = None
         self._id = ""
-        self._fields = False  # whether the block being read set event, id or retry
+        self._fields = False  # whether the block being read set id or retry
+        self._names: dict[bytes, str] = {}  # event names seen, decoded once
         #: The last event id, as the standard's event source keeps it across events.
         self.last_event_id = ""
         #: The reconnection time in milliseconds, as last set by a ``retry`` field.
@@ -141,10 +143,17 @@ class SSEDecoder:
             self._skip_lf = True
         events: list[ServerSentEvent] = []
         data = self._data
+        names = self._names
         for line in chunk[: end + 1].splitlines():
             if line:
-                if line.startswith(b"data: "):  # the common case first
+                if line.startswith(b"data: "):  # the common cases first
                     data.append(line[6:])
+                elif line.startswith(b"event: "):
+                    name = line[7:]
+                    event = names.get(name)
+                    if event is None:
+                        event = names[name] = name.decode("utf-8", "replace")
+                    self._event = event
                 elif line.startswith(b"data:"):
                     data.append(line[5:])
                 elif line[0] != 58:  # ':' starts a comment
@@ -160,15 +169,14 @@ class SSEDecoder:
                         )
                     )
                     data.clear()
+                self._event = ""
                 if self._fields:
                     self._fields = False
                     self.last_event_id = self._id
-                    self._event = ""
                     self._retry = None
         return events
 
     def _field(self, line: bytes) -> None:
-        self._fields = True
         colon = line.find(b":")
         if colon < 0:
             name, value = line, b""
@@ -183,8 +191,10 @@ class SSEDecoder:
         elif name == b"id":
             if b"\0" not in value:
                 self._id = value.decode("utf-8", "replace")
+                self._fields = True
         elif name == b"retry" and value.isdigit():  # bytes.isdigit: ASCII digits only
             self.retry = self._retry = int(value)
+            self._fields = True
         # Any other field name is ignored, as the standard says.
 
     def close(self) -> list[ServerSentEvent]:

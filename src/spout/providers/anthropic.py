@@ -265,19 +265,31 @@ class _StreamParser(StreamParser):
 
     def _feed(self, chunk: bytes, events: list[Event]) -> None:
         map_event = self._mapper.map
+        loads = orjson.loads
+        append = events.append
         for sse in self._decoder.feed(chunk):
-            if sse.event == "ping":
+            name = sse.event
+            if name == "ping":
                 continue  # keeps the connection alive; says nothing about the answer
             try:
-                data = orjson.loads(sse.raw)
+                data = loads(sse.raw)
             except orjson.JSONDecodeError as exc:
                 raise ProtocolError(
                     f"a stream event is not valid JSON ({exc})", data=sse.raw
                 ) from None
-            if type(data) is dict:
-                if "type" not in data:
-                    data["type"] = sse.event
-                events += map_event(data)
+            if type(data) is not dict:
+                continue
+            if name == "content_block_delta":
+                # The hot path: a piece of text, nearly every event of a stream.
+                delta = data.get("delta")
+                if type(delta) is dict and delta.get("type") == "text_delta":
+                    text = delta.get("text")
+                    if text:
+                        append(TextDelta(text))
+                    continue
+            if "type" not in data:
+                data["type"] = name
+            events += map_event(data)
 
     def _close(self) -> list[Event]:
         self._decoder.close()
