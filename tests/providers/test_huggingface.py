@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import pytest
@@ -29,8 +29,24 @@ def _no_hf_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("HF_BASE_URL", raising=False)
 
 
+_made: list[spout.LLM] = []
+
+
+def made(llm: spout.LLM) -> spout.LLM:
+    """Remember an LLM, so that its connections are closed when the test ends, however it ends."""
+    _made.append(llm)
+    return llm
+
+
+@pytest.fixture(autouse=True)
+def _close_llms() -> Iterator[None]:
+    yield
+    while _made:
+        _made.pop().close()
+
+
 def tgi(server: ReplayServer, **config: Any) -> spout.LLM:
-    return create_llm("huggingface", base_url=server.url, **config)
+    return made(create_llm("huggingface", base_url=server.url, **config))
 
 
 def sse(*payloads: Any) -> bytes:
@@ -272,7 +288,7 @@ def test_base_url_and_token_from_environment(
     monkeypatch.setenv("HF_TOKEN", "hf_env")
     body, _ = transcript("tgi", "generate_stream")
     replay.replies = [Reply(chunks=[body])]
-    llm = create_llm("huggingface")
+    llm = made(create_llm("huggingface"))
     assert isinstance(llm.provider, HuggingFaceProvider) and llm.model == "tgi"
     llm.generate_stream("hi").close()
     assert replay.requests[-1].headers["Authorization"] == "Bearer hf_env"
@@ -284,8 +300,8 @@ def test_base_url_and_token_from_environment(
 def test_chat_route_is_the_openai_adapter(replay: ReplayServer, mode: str) -> None:
     body, expected = transcript("openai_chat", "text")
     replay.replies = [Reply(chunks=CUTS["mid_line"](body))]
-    llm = create_llm("huggingface", model="meta-llama/Llama-3.1-8B-Instruct", api="chat",
-                     base_url=f"{replay.url}/v1", api_key="hf_test")
+    llm = made(create_llm("huggingface", model="meta-llama/Llama-3.1-8B-Instruct", api="chat",
+                          base_url=f"{replay.url}/v1", api_key="hf_test"))
     assert type(llm.provider) is HuggingFaceChatProvider
     response = stream_text(llm, mode, "hi", system_prompt="Be brief.").response
     assert response.text == expected["text"] and response.provider == "huggingface"

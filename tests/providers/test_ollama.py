@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -26,8 +27,24 @@ NDJSON = {"Content-Type": "application/x-ndjson"}
 CASES = ["chat_text", "tool_calls", "thinking", "stream_error"]
 
 
+_made: list[spout.LLM] = []
+
+
+def made(llm: spout.LLM) -> spout.LLM:
+    """Remember an LLM, so that its connections are closed when the test ends, however it ends."""
+    _made.append(llm)
+    return llm
+
+
+@pytest.fixture(autouse=True)
+def _close_llms() -> Iterator[None]:
+    yield
+    while _made:
+        _made.pop().close()
+
+
 def ollama(server: ReplayServer, **config: Any) -> spout.LLM:
-    return create_llm("ollama", model="llama3.2", base_url=server.url, **config)
+    return made(create_llm("ollama", model="llama3.2", base_url=server.url, **config))
 
 
 def ndjson(*lines: Any) -> bytes:
@@ -297,7 +314,7 @@ def test_base_url_from_ollama_host(replay: ReplayServer, monkeypatch: pytest.Mon
     monkeypatch.setenv("OLLAMA_HOST", f"127.0.0.1:{replay.port}")  # bare host:port, as ollama takes it
     body, _ = transcript("ollama", "chat_text")
     replay.replies = [Reply(chunks=[body], headers=NDJSON)]
-    llm = create_llm("ollama:llama3.2")
+    llm = made(create_llm("ollama:llama3.2"))
     assert llm.provider.base_url == replay.url  # type: ignore[attr-defined]
     assert llm.generate_stream("hi").response.text.startswith("The sky")
 

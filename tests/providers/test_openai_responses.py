@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -32,10 +33,26 @@ ERRORS: dict[str, type[spout.ProviderError]] = {
 }
 
 
+_made: list[spout.LLM] = []
+
+
+def made(llm: spout.LLM) -> spout.LLM:
+    """Remember an LLM, so that its connections are closed when the test ends, however it ends."""
+    _made.append(llm)
+    return llm
+
+
+@pytest.fixture(autouse=True)
+def _close_llms() -> Iterator[None]:
+    yield
+    while _made:
+        _made.pop().close()
+
+
 def responses(server: ReplayServer, **config: Any) -> spout.LLM:
     config.setdefault("api_key", "sk-test")
-    return create_llm("openai", model="gpt-4.1", api="responses",
-                      base_url=f"{server.url}/v1", **config)
+    return made(create_llm("openai", model="gpt-4.1", api="responses",
+                           base_url=f"{server.url}/v1", **config))
 
 
 def sse(*payloads: dict[str, Any]) -> bytes:

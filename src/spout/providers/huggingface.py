@@ -54,7 +54,6 @@ _ERROR_TYPES: dict[str, type[ProviderError]] = {
     "tool_error": BadRequestError,
     "generation": InternalServerError,
     "incomplete_generation": InternalServerError,
-    "incomplete_generation_stream": InternalServerError,
 }
 
 
@@ -105,6 +104,8 @@ def _error(
     message = str(error)
     kind = str(error_type) if error_type else None
     cls = _ERROR_TYPES.get(kind or "")
+    if cls is None and kind and kind.startswith("incomplete"):
+        cls = InternalServerError  # newer TGI tells a stream that ended early apart
     if cls is None:
         if status_code is not None:
             return error_for_status(
