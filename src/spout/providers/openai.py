@@ -292,6 +292,9 @@ class OpenAIProvider(HTTPProvider):
     api_key_env: ClassVar[tuple[str, ...]] = ("OPENAI_API_KEY",)
     #: The endpoint under ``base_url`` that this wire format is served at.
     path: ClassVar[str] = "/chat/completions"
+    #: Whether the default endpoint refuses requests without a key (servers people run
+    #: themselves usually take none).
+    requires_key: ClassVar[bool] = True
 
     def __init__(
         self,
@@ -308,7 +311,11 @@ class OpenAIProvider(HTTPProvider):
             base_url or env_value(*self.base_url_env) or self.default_base_url
         ).rstrip("/")
         self.api_key = api_key or env_value(*self.api_key_env)
-        if not self.api_key and self.base_url == self.default_base_url.rstrip("/"):
+        if (
+            self.requires_key
+            and not self.api_key
+            and self.base_url == self.default_base_url.rstrip("/")
+        ):
             raise ConfigurationError(
                 f"provider {self.name!r} needs an API key: pass api_key=... or set "
                 f"{' or '.join(self.api_key_env)}"
