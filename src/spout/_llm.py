@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from types import TracebackType
 from typing import Any, Literal, overload
 
-from ._capabilities import Capabilities
+from ._capabilities import Capabilities, ModelCapability, has_capability
 from ._errors import ConfigurationError
 from ._response import Accumulator, Response
 from ._stream import AsyncStream, Stream
@@ -26,6 +26,15 @@ _PROVIDERS: dict[str, tuple[str, str]] = {
     "ollama": ("spout.providers.ollama", "OllamaProvider"),
     "openai": ("spout.providers.openai", "OpenAIProvider"),
     "openai_responses": ("spout.providers.openai_responses", "OpenAIResponsesProvider"),
+    # OpenAI-compatible services and servers: profiles of the one chat adapter.
+    "openrouter": ("spout.providers.profiles", "OpenRouterProvider"),
+    "vllm": ("spout.providers.profiles", "VLLMProvider"),
+    "llamacpp": ("spout.providers.profiles", "LlamaCppProvider"),
+    "lmstudio": ("spout.providers.profiles", "LMStudioProvider"),
+    "together": ("spout.providers.profiles", "TogetherProvider"),
+    "groq": ("spout.providers.profiles", "GroqProvider"),
+    "deepseek": ("spout.providers.profiles", "DeepSeekProvider"),
+    "transformers": ("spout.providers.transformers", "TransformersProvider"),
 }
 
 #: Generation settings, in spout's names; every provider translates them.
@@ -35,13 +44,30 @@ Message = dict[str, Any]
 
 
 def parse_model_string(value: str) -> tuple[str, str | None]:
-    """Split ``"provider:model"`` into its parts; a bare ``"provider"`` has no model.
+    """Split ``"provider:model"`` or ``"provider/model"`` into its parts.
+
+    A bare ``"provider"`` has no model. ``/`` splits only after a known provider's name, as
+    model names carry slashes of their own (``openrouter/openai/gpt-4o``).
 
     >>> parse_model_string("openai:gpt-4o-mini")
     ('openai', 'gpt-4o-mini')
+    >>> parse_model_string("anthropic/claude-sonnet-4-5")
+    ('anthropic', 'claude-sonnet-4-5')
     """
     provider, sep, model = value.partition(":")
+    if not sep:
+        head, slash, rest = value.partition("/")
+        if slash and head.strip().lower() in _PROVIDERS:
+            provider, sep, model = head, slash, rest
     return provider.strip().lower(), (model.strip() or None) if sep else None
+
+
+def route(model: str) -> tuple[str, str] | None:
+    """The provider a model string names by its prefix, if it names a known one."""
+    name, routed = parse_model_string(model)
+    if routed and name in _PROVIDERS:
+        return name, routed
+    return None
 
 
 def _provider_class(name: str) -> type[Provider]:
@@ -57,7 +83,8 @@ def _provider_class(name: str) -> type[Provider]:
 def create_llm(provider: str | None = None, *, model: str | None = None, **config: Any) -> LLM:
     """An LLM for a provider and model; with no arguments, the bundled local model.
 
-    ``provider`` may carry the model as ``"provider:model"``. ``config`` holds the provider's
+    ``provider`` may carry the model as ``"provider:model"``; with no provider, a model
+    string such as ``"anthropic/claude-sonnet-4-5"`` picks it by its prefix. ``config`` holds the provider's
     connection settings (``base_url``, ``api_key``, ``headers``, ``timeout``...) and default
     generation settings for every call (``temperature``, ``max_tokens``, ``top_p``, ``stop``,
     ``seed``, ``system_prompt``). ``api`` picks the wire format of a provider that has several:
@@ -69,8 +96,12 @@ def create_llm(provider: str | None = None, *, model: str | None = None, **confi
         llm = create_llm()
         llm = create_llm("openai", model="gpt-4o-mini", base_url="http://127.0.0.1:8080/v1")
         llm = create_llm("openai:gpt-4o-mini", temperature=0)
+        llm = create_llm(model="anthropic/claude-sonnet-4-5")
         llm = create_llm("openai", model="gpt-4.1", api="responses")
     """
+    if provider is None and model is not None and (routed := route(model)):
+        # create_llm(model="anthropic/claude-sonnet-4-5"): the prefix names the provider.
+        provider, model = routed
     name, routed_model = parse_model_string(provider or "local")
     model = model or routed_model
     cls = _provider_class(name)
@@ -152,6 +183,14 @@ class LLM:
             built.append({"role": "user", "content": prompt})
         merged = {k: v for k, v in self.defaults.items() if k != "system_prompt"}
         merged.update((k, v) for k, v in params.items() if v is not None)
+        if merged.get("tools") and not has_capability(
+            self.provider.capabilities(), ModelCapability.TOOLS
+        ):
+            # Declared capabilities are enforced here, before anything is sent.
+            raise ConfigurationError(
+                f"provider {self.provider.name!r} (model {self.provider.model!r}) cannot call "
+                f"tools; use a provider whose capabilities include TOOLS"
+            )
         return Call(built, merged)
 
     def _accumulator(self) -> Accumulator:
