@@ -295,6 +295,9 @@ class OpenAIProvider(HTTPProvider):
     #: Whether the default endpoint refuses requests without a key (servers people run
     #: themselves usually take none).
     requires_key: ClassVar[bool] = True
+    #: Whether the service at the default base URL sends usage in a stream when asked. A
+    #: server at another address is not known to, so it declares nothing.
+    usage_in_stream: ClassVar[bool] = True
 
     def __init__(
         self,
@@ -348,9 +351,10 @@ class OpenAIProvider(HTTPProvider):
             ModelCapability.TOOLS: True,
             ModelCapability.TOOL_STREAMING: True,
             # OpenAI sends usage when asked; a compatible server may not (llama_cpp.server
-            # ignores stream_options), so only OpenAI's own endpoint declares it.
+            # ignores stream_options), so only a known service's own endpoint declares it.
             ModelCapability.USAGE_IN_STREAM: self.stream_usage
-            and self.base_url == self.default_base_url,
+            and self.usage_in_stream
+            and self.base_url == self.default_base_url.rstrip("/"),
             ModelCapability.REASONING: False,
             ModelCapability.SYSTEM_PROMPT: True,
         }

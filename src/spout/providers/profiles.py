@@ -76,6 +76,7 @@ class LlamaCppProvider(OpenAIProvider):
     base_url_env: ClassVar[tuple[str, ...]] = ("LLAMACPP_BASE_URL",)
     api_key_env: ClassVar[tuple[str, ...]] = ("LLAMACPP_API_KEY",)
     requires_key: ClassVar[bool] = False
+    usage_in_stream: ClassVar[bool] = False
 
 
 class LMStudioProvider(OpenAIProvider):
@@ -86,6 +87,7 @@ class LMStudioProvider(OpenAIProvider):
     base_url_env: ClassVar[tuple[str, ...]] = ("LMSTUDIO_BASE_URL",)
     api_key_env: ClassVar[tuple[str, ...]] = ("LMSTUDIO_API_KEY",)
     requires_key: ClassVar[bool] = False
+    usage_in_stream: ClassVar[bool] = False  # not documented: declared only when known
 
 
 class TogetherProvider(OpenAIProvider):
