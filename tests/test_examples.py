@@ -49,6 +49,15 @@ CHECKS: dict[str, list[str]] = {
         r"^ConfigurationError: unknown provider 'nosuch'",
         r"^ConnectionError: .*[Rr]efused",
     ],
+    "providers": [
+        rf"^{name} +'Rivers run to the sea\.'  finish=stop usage=12/6$"
+        for name in ("anthropic", "gemini", "ollama", r"huggingface \(TGI\)", r"openai \(Responses API\)")
+    ],
+    "transformers_local": [
+        r"\A1\. 1$",  # the greedy answer streams first
+        r"^model: SmolLM2-135M-Instruct\.Q4_1, finish reason: (stop|length)$",
+        r"^usage: \d+ prompt tokens, \d+ output tokens$",
+    ],
 }
 
 
