@@ -6,10 +6,10 @@ import json
 from typing import Any
 
 import pytest
-from helpers import stream, stream_text
-from replay_server import CUTS, Reply, ReplayServer, transcript
 
 import spout
+from helpers import stream, stream_text
+from replay_server import CUTS, ReplayServer, Reply, transcript
 from spout import create_llm
 from spout._llm import parse_model_string
 
@@ -127,5 +127,5 @@ def test_tools_on_a_provider_without_tools_fail_before_any_request(replay: Repla
 
 
 def test_unknown_provider_lists_the_known_ones() -> None:
-    with pytest.raises(spout.ConfigurationError, match="known providers: .*anthropic.*openrouter"):
+    with pytest.raises(spout.ConfigurationError, match=r"known providers: .*anthropic.*openrouter"):
         create_llm("nosuch", model="m")
