@@ -18,7 +18,12 @@ from typing import Any
 
 import orjson
 
-MESSAGES = [{"role": "user", "content": "Say something."}]
+MODEL = "bench"
+
+
+def messages(run: str) -> list[dict[str, str]]:
+    """The load server reads what to send (``burst-20000``...) from the prompt."""
+    return [{"role": "user", "content": run}]
 ANTHROPIC_HEADERS = {"x-api-key": "sk-bench", "anthropic-version": "2023-06-01"}
 
 
@@ -58,10 +63,10 @@ def _anthropic_text(line: bytes | str) -> str | None:
     return None
 
 
-def _request(fmt: str, model: str) -> tuple[str, dict[str, Any]]:
+def _request(fmt: str, run: str) -> tuple[str, dict[str, Any]]:
     if fmt == "anthropic":
-        return "/v1/messages", {"model": model, "max_tokens": 1024, "messages": MESSAGES, "stream": True}
-    return "/v1/chat/completions", {"model": model, "messages": MESSAGES, "stream": True}
+        return "/v1/messages", {"model": MODEL, "max_tokens": 1024, "messages": messages(run), "stream": True}
+    return "/v1/chat/completions", {"model": MODEL, "messages": messages(run), "stream": True}
 
 
 # -- raw clients -----------------------------------------------------------------------------
@@ -74,8 +79,8 @@ def raw_httpx(fmt: str) -> Callable[[str], tuple[Any, Any]]:
         client = httpx.Client(timeout=60, headers=ANTHROPIC_HEADERS)
         parse = _anthropic_text if fmt == "anthropic" else _openai_text
 
-        def texts(model: str) -> Iterator[str]:
-            path, body = _request(fmt, model)
+        def texts(run: str) -> Iterator[str]:
+            path, body = _request(fmt, run)
             with client.stream("POST", base + path, json=body) as response:
                 for line in response.iter_lines():
                     text = parse(line)
@@ -96,8 +101,8 @@ def raw_httpx_async(fmt: str) -> Callable[[str], tuple[Any, Any]]:
         )
         parse = _anthropic_text if fmt == "anthropic" else _openai_text
 
-        async def texts(model: str) -> AsyncIterator[str]:
-            path, body = _request(fmt, model)
+        async def texts(run: str) -> AsyncIterator[str]:
+            path, body = _request(fmt, run)
             async with client.stream("POST", base + path, json=body) as response:
                 lines = response.aiter_lines()
                 try:
@@ -120,12 +125,12 @@ def raw_aiohttp(fmt: str) -> Callable[[str], tuple[Any, Any]]:
         sessions: list[Any] = []
         parse = _anthropic_text if fmt == "anthropic" else _openai_text
 
-        async def texts(model: str) -> AsyncIterator[str]:
+        async def texts(run: str) -> AsyncIterator[str]:
             if not sessions:  # a session belongs to the running loop
                 sessions.append(aiohttp.ClientSession(
                     headers=ANTHROPIC_HEADERS, connector=aiohttp.TCPConnector(limit=0)
                 ))
-            path, body = _request(fmt, model)
+            path, body = _request(fmt, run)
             async with sessions[0].post(base + path, json=body) as response:
                 async for line in response.content:
                     text = parse(line.rstrip(b"\r\n"))
@@ -145,8 +150,8 @@ def raw_http_client(base: str) -> tuple[Callable[[str], Iterator[str]], Callable
     parsed = urllib.parse.urlsplit(base)
     connection = http.client.HTTPConnection(parsed.hostname or "127.0.0.1", parsed.port, timeout=60)
 
-    def texts(model: str) -> Iterator[str]:
-        path, body = _request("openai", model)
+    def texts(run: str) -> Iterator[str]:
+        path, body = _request("openai", run)
         connection.request("POST", path, orjson.dumps(body), {"Content-Type": "application/json"})
         for line in connection.getresponse():
             text = _openai_text(line.rstrip(b"\r\n"))
@@ -165,36 +170,23 @@ def spout_client(fmt: str, is_async: bool) -> Callable[[str], tuple[Any, Any]]:
 
         provider = "anthropic" if fmt == "anthropic" else "openai"
         base_url = base if fmt == "anthropic" else f"{base}/v1"
-        llms: dict[str, spout.LLM] = {}
-
-        def llm_for(model: str) -> spout.LLM:
-            if model not in llms:
-                llms[model] = spout.create_llm(provider, model=model, base_url=base_url, api_key="sk-bench")
-            return llms[model]
+        llm = spout.create_llm(provider, model=MODEL, base_url=base_url, api_key="sk-bench")
 
         if not is_async:
-            def texts(model: str) -> Iterator[str]:
-                stream = llm_for(model).generate_stream("Say something.")
+            def texts(run: str) -> Iterator[str]:
+                stream = llm.generate_stream(run)
                 yield from stream
                 stream.response  # noqa: B018 - the Response is rebuilt too, as in real use
 
-            def close() -> None:
-                for llm in llms.values():
-                    llm.close()
+            return texts, llm.close
 
-            return texts, close
-
-        async def atexts(model: str) -> AsyncIterator[str]:
-            stream = llm_for(model).agenerate_stream("Say something.")
+        async def atexts(run: str) -> AsyncIterator[str]:
+            stream = llm.agenerate_stream(run)
             async for text in stream:
                 yield text
             await stream.get_response()
 
-        async def aclose() -> None:
-            for llm in llms.values():
-                await llm.aclose()
-
-        return atexts, aclose
+        return atexts, llm.aclose
 
     return make
 
@@ -206,17 +198,19 @@ def openai_sdk(is_async: bool) -> Callable[[str], tuple[Any, Any]]:
         if not is_async:
             client = openai.OpenAI(base_url=f"{base}/v1", api_key="sk-bench", max_retries=0)
 
-            def texts(model: str) -> Iterator[str]:
-                for chunk in client.chat.completions.create(model=model, messages=MESSAGES, stream=True):  # type: ignore[arg-type]
-                    if chunk.choices and chunk.choices[0].delta.content:
-                        yield chunk.choices[0].delta.content
+            def texts(run: str) -> Iterator[str]:
+                stream = client.chat.completions.create(model=MODEL, messages=messages(run), stream=True)  # type: ignore[arg-type]
+                with stream:
+                    for chunk in stream:
+                        if chunk.choices and chunk.choices[0].delta.content:
+                            yield chunk.choices[0].delta.content
 
             return texts, client.close
 
         aclient = openai.AsyncOpenAI(base_url=f"{base}/v1", api_key="sk-bench", max_retries=0)
 
-        async def atexts(model: str) -> AsyncIterator[str]:
-            stream = await aclient.chat.completions.create(model=model, messages=MESSAGES, stream=True)  # type: ignore[arg-type]
+        async def atexts(run: str) -> AsyncIterator[str]:
+            stream = await aclient.chat.completions.create(model=MODEL, messages=messages(run), stream=True)  # type: ignore[arg-type]
             try:
                 async for chunk in stream:
                     if chunk.choices and chunk.choices[0].delta.content:
@@ -236,16 +230,16 @@ def anthropic_sdk(is_async: bool) -> Callable[[str], tuple[Any, Any]]:
         if not is_async:
             client = anthropic.Anthropic(base_url=base, api_key="sk-bench", max_retries=0)
 
-            def texts(model: str) -> Iterator[str]:
-                with client.messages.stream(model=model, max_tokens=1024, messages=MESSAGES) as stream:  # type: ignore[arg-type]
+            def texts(run: str) -> Iterator[str]:
+                with client.messages.stream(model=MODEL, max_tokens=1024, messages=messages(run)) as stream:  # type: ignore[arg-type]
                     yield from stream.text_stream
 
             return texts, client.close
 
         aclient = anthropic.AsyncAnthropic(base_url=base, api_key="sk-bench", max_retries=0)
 
-        async def atexts(model: str) -> AsyncIterator[str]:
-            async with aclient.messages.stream(model=model, max_tokens=1024, messages=MESSAGES) as stream:  # type: ignore[arg-type]
+        async def atexts(run: str) -> AsyncIterator[str]:
+            async with aclient.messages.stream(model=MODEL, max_tokens=1024, messages=messages(run)) as stream:  # type: ignore[arg-type]
                 async for text in stream.text_stream:
                     yield text
 
@@ -258,18 +252,18 @@ def litellm_client(is_async: bool) -> Callable[[str], tuple[Any, Any]]:
     def make(base: str) -> tuple[Any, Any]:
         import litellm
 
-        settings = {"api_base": f"{base}/v1", "api_key": "sk-bench", "messages": MESSAGES, "stream": True}
+        settings = {"api_base": f"{base}/v1", "api_key": "sk-bench", "stream": True}
 
         if not is_async:
-            def texts(model: str) -> Iterator[str]:
-                for chunk in litellm.completion(model=f"openai/{model}", **settings):
+            def texts(run: str) -> Iterator[str]:
+                for chunk in litellm.completion(model=f"openai/{MODEL}", messages=messages(run), **settings):
                     if chunk.choices and chunk.choices[0].delta.content:
                         yield chunk.choices[0].delta.content
 
             return texts, lambda: None
 
-        async def atexts(model: str) -> AsyncIterator[str]:
-            async for chunk in await litellm.acompletion(model=f"openai/{model}", **settings):
+        async def atexts(run: str) -> AsyncIterator[str]:
+            async for chunk in await litellm.acompletion(model=f"openai/{MODEL}", messages=messages(run), **settings):
                 if chunk.choices and chunk.choices[0].delta.content:
                     yield chunk.choices[0].delta.content
 

@@ -121,7 +121,10 @@ def _ttft_run(client: Client, base: str, runs: int) -> list[float]:
                 iterator = texts("paced-5")
                 next(iterator)
                 times.append(time.perf_counter() - start)
-                iterator.close()  # type: ignore[attr-defined]
+                # Read the short rest rather than abandon it: an SDK stream collected while
+                # its pool is busy can deadlock (seen with openai's sync client).
+                for _ in iterator:
+                    pass
             return times
         finally:
             close()
@@ -134,7 +137,8 @@ def _ttft_run(client: Client, base: str, runs: int) -> list[float]:
                 iterator = texts("paced-5")
                 await iterator.__anext__()
                 elapsed = time.perf_counter() - start
-                await iterator.aclose()  # type: ignore[attr-defined]
+                async for _ in iterator:
+                    pass
                 if i:
                     times.append(elapsed)
             return times

@@ -1,6 +1,7 @@
 """The load server: streams OpenAI- or Anthropic-format SSE on loopback, as fast as asked.
 
-The request's ``model`` says what to send, so any client, SDKs included, can drive it:
+The request's prompt (its last message) says what to send, so any client, SDKs included,
+can drive it with one model and one client for a whole run:
 ``burst-20000`` is 20,000 events written in 64 KiB writes back to back; ``paced-2000`` is
 2,000 events, one per write, ``--pace`` seconds apart, so that a client reads one event per
 socket read (what a real model at ~100 tokens/s looks like to a client). The path picks the
@@ -93,6 +94,18 @@ def events_for(path: str, n: int) -> list[bytes]:
     return _cache[key]
 
 
+def spec(request: dict[str, object]) -> str:
+    """The run asked for, e.g. ``burst-20000``: the last message's text, else the model."""
+    messages = request.get("messages")
+    if isinstance(messages, list) and messages:
+        content = messages[-1].get("content") if isinstance(messages[-1], dict) else None
+        if isinstance(content, list):  # content blocks
+            content = next((b.get("text") for b in content if isinstance(b, dict)), None)
+        if isinstance(content, str) and "-" in content:
+            return content
+    return str(request.get("model", "burst-100"))
+
+
 def frame(data: bytes) -> bytes:
     return b"%x\r\n%s\r\n" % (len(data), data)
 
@@ -118,8 +131,7 @@ async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, pac
                 )
                 await writer.drain()
                 continue
-            model = json.loads(body or b"{}").get("model", "burst-100")
-            mode, _, count = str(model).partition("-")
+            mode, _, count = spec(json.loads(body or b"{}")).partition("-")
             events = events_for(path, int(count or 100))
             writer.write(
                 b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
