@@ -114,7 +114,8 @@ def _ttft_run(client: Client, base: str, runs: int) -> list[float]:
     texts, close = client.make(base)
     if not client.is_async:
         try:
-            next(iter(texts("burst-10")))
+            for _ in texts("burst-10"):  # warm up, read to the end (see below)
+                pass
             times = []
             for _ in range(runs):
                 start = time.perf_counter()

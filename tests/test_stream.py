@@ -226,3 +226,16 @@ def test_bad_arguments_are_named(replay: ReplayServer) -> None:
         llm.generate_stream(42)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="'role'"):
         llm.generate_stream(messages=[{"content": "no role"}])
+
+
+def test_an_async_stream_dropped_before_reading_is_released(replay: ReplayServer) -> None:
+    llm = llm_for(replay)
+
+    async def main() -> int | None:
+        async with llm:
+            stream = await llm.generate_async("hi", stream=True)  # the request went out
+            del stream  # ...and nothing will ever read it
+            gc.collect()
+            return await asyncio.to_thread(replay.wait_for_disconnect, 3)
+
+    assert asyncio.run(main()) is not None, "the connection stayed open"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import os
 import time
 from collections.abc import Sequence
 from types import TracebackType
@@ -99,7 +100,12 @@ def create_llm(provider: str | None = None, *, model: str | None = None, **confi
         llm = create_llm(model="anthropic/claude-sonnet-4-5")
         llm = create_llm("openai", model="gpt-4.1", api="responses")
     """
-    if provider is None and model is not None and (routed := route(model)):
+    if (
+        provider is None
+        and model is not None
+        and not os.path.exists(model)  # a relative path is not a provider prefix
+        and (routed := route(model))
+    ):
         # create_llm(model="anthropic/claude-sonnet-4-5"): the prefix names the provider.
         provider, model = routed
     name, routed_model = parse_model_string(provider or "local")

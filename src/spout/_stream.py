@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import weakref
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Generator, Iterator
 from types import TracebackType
+from typing import Any
 
 from ._errors import SpoutError
 from ._events import Event, TextDelta
@@ -151,6 +153,7 @@ class AsyncStream:
         self._closed = False
         self._pump: AsyncGenerator[Event, None] | None = None
         self._ended = _Flag()
+        self._finalizer: weakref.finalize[Any, Any] | None = None
 
     async def start(self) -> AsyncStream:
         """Send the request now (it is otherwise sent on first use); returns the stream."""
@@ -163,6 +166,13 @@ class AsyncStream:
                 self._closed = True
                 raise
             self._pump = _apump(events, self._release, self._accumulator, self._ended)
+            # Dropped after the request went out but before it was read to its end, the stream
+            # still holds a connection (or the local model): release it on its own loop.
+            import asyncio
+
+            self._finalizer = weakref.finalize(
+                self, _release_abandoned, asyncio.get_running_loop(), self._release, self._ended
+            )
         return self
 
     async def _started_pump(self) -> AsyncGenerator[Event, None]:
@@ -240,6 +250,8 @@ class AsyncStream:
         if not self._closed:
             self._closed = True
             self._opener = None
+            if self._finalizer is not None:
+                self._finalizer.detach()
             if self._pump is not None:
                 await self._pump.aclose()
             await self._release_now()
@@ -259,6 +271,24 @@ class AsyncStream:
         state = "closed" if self._closed else "open"
         return f"<spout.AsyncStream {state} text={self.text[:40]!r}>"
 
+
+
+_abandoned: set[Any] = set()  # release tasks of dropped streams, kept until they finish
+
+
+def _release_abandoned(
+    loop: Any, release: Callable[[], Awaitable[None]], ended: _Flag
+) -> None:
+    if ended.set or loop.is_closed():
+        return
+
+    def schedule() -> None:
+        task = loop.create_task(release())
+        _abandoned.add(task)
+        task.add_done_callback(_abandoned.discard)
+
+    with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+        loop.call_soon_threadsafe(schedule)
 
 
 class _Flag:

@@ -202,3 +202,17 @@ def test_any_gguf_file_by_path(llm: spout.LLM, model_path: object) -> None:
     assert by_path.generate(PROMPT, seed=9, max_tokens=10).text == llm.generate(
         PROMPT, seed=9, max_tokens=10
     ).text
+
+
+def test_a_dropped_async_stream_frees_the_model(llm: spout.LLM) -> None:
+    async def main() -> str:
+        stream = await llm.generate_async(PROMPT, stream=True, max_tokens=5)  # holds the model
+        del stream
+        import gc
+
+        gc.collect()
+        # Without the release, this would wait for the model forever.
+        response = await asyncio.wait_for(llm.generate_async(PROMPT, max_tokens=3), timeout=30)
+        return response.text
+
+    assert asyncio.run(main())

@@ -129,3 +129,14 @@ def test_tools_on_a_provider_without_tools_fail_before_any_request(replay: Repla
 def test_unknown_provider_lists_the_known_ones() -> None:
     with pytest.raises(spout.ConfigurationError, match=r"known providers: .*anthropic.*openrouter"):
         create_llm("nosuch", model="m")
+
+
+def test_an_existing_relative_path_is_not_routed(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch, model_path: Any
+) -> None:
+    # "local/model.gguf" is a file here, not the local provider with model "model.gguf".
+    (tmp_path / "local").mkdir()
+    (tmp_path / "local" / "model.gguf").symlink_to(model_path)
+    monkeypatch.chdir(tmp_path)
+    llm = create_llm(model="local/model.gguf")
+    assert (llm.provider_name, llm.model) == ("local", "local/model.gguf")
