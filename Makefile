@@ -45,4 +45,4 @@ $(BENCH_VENV)/.installed: pyproject.toml bench/requirements.txt
 
 ## Install the peers into bench/.venv, run every benchmark, write docs/benchmarks.md (~15 min).
 bench: $(BENCH_VENV)/.installed
-	LITELLM_LOCAL_MODEL_COST_MAP=True $(BENCH_VENV)/bin/python bench/run.py --write
+	LITELLM_LOCAL_MODEL_COST_MAP=True $(BENCH_VENV)/bin/python bench/run.py --write $(BENCH_ARGS)
