@@ -17,7 +17,19 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from clients import find
 
 
+def peak_mb() -> float:
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmHWM in /proc/self/status")
+
+
 def main() -> None:
+    # ru_maxrss survives fork and exec on Linux: a child of a large parent would report the
+    # parent's peak. Reset this process's peak to its own current size first.
+    with open("/proc/self/clear_refs", "w") as refs:
+        refs.write("5")
     name, base, streams, chunks = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, 65536)), hard))
@@ -49,7 +61,7 @@ def main() -> None:
             await close()
 
     wall, cpu = asyncio.run(run())
-    rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    rss_mb = peak_mb()
     print(json.dumps({"wall": wall, "cpu": cpu, "rss_mb": rss_mb, "errors": errors}))
 
 

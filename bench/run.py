@@ -25,6 +25,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -394,6 +395,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     def show(table: Table) -> None:
         tables.append(table)
         print(table.markdown(), flush=True)
+        if not args.quick:  # each section is kept, so one can be run again alone
+            RESULTS.mkdir(exist_ok=True)
+            (RESULTS / f"{_slug(table.title)}.md").write_text(table.markdown())
 
     burst = LoadServer(s.pace)
     try:
@@ -419,21 +423,51 @@ def main(argv: Sequence[str] | None = None) -> int:
     elapsed = time.perf_counter() - started
     print(f"({elapsed:.0f} s)")
 
+    if not args.quick:
+        RESULTS.mkdir(exist_ok=True)
+        if cpu:
+            (RESULTS / "cpu.json").write_text(json.dumps(cpu))
+        if concurrency:
+            (RESULTS / "concurrency.json").write_text(json.dumps(concurrency))
     if args.write:
+        cpu = cpu or _load("cpu.json")
+        concurrency = concurrency or _load("concurrency.json")
         png = ROOT / "docs" / "benchmarks.png"
         has_plot = plot(cpu, concurrency, png) if cpu and concurrency else False
-        write_report(tables, s, has_plot, elapsed)
+        write_report(s, has_plot)
     return 0
 
 
-def write_report(tables: list[Table], s: Settings, has_plot: bool, elapsed: float) -> None:
+RESULTS = HERE / "results"
+ORDER = ["cpu-per-chunk", "time-to-first", "concurrent", "memory", "cold-import", "the-bundled"]
+
+
+def _slug(title: str) -> str:
+    return "-".join("".join(c if c.isalnum() else " " for c in title.lower()).split())
+
+
+def _load(name: str) -> dict[str, Any]:
+    path = RESULTS / name
+    return dict(json.loads(path.read_text())) if path.exists() else {}
+
+
+def _saved_tables() -> list[str]:
+    def rank(path: Path) -> tuple[int, str]:
+        key = next((i for i, prefix in enumerate(ORDER) if prefix in path.stem), len(ORDER))
+        return key, path.stem
+
+    return [p.read_text() for p in sorted(RESULTS.glob("*.md"), key=rank)]
+
+
+def write_report(s: Settings, has_plot: bool) -> None:
     versions = []
     for module in ("spout", "httpx", "aiohttp", "orjson", "openai", "anthropic", "litellm", "llama_cpp"):
         with contextlib.suppress(ImportError, AttributeError):
             versions.append(f"{module} {__import__(module).__version__}")
     header = f"""# Benchmarks
 
-Measured by `make bench` ({elapsed:.0f} s), which installs the peers into `bench/.venv` and runs
+Measured by `make bench` (about 7 minutes with `BENCH_ARGS="--rounds 3"`), which installs the
+peers into `bench/.venv` and runs
 `bench/.venv/bin/python bench/run.py --write`. The load server (`bench/server.py`) runs in its
 own process on loopback and streams pre-rendered events, in 64 KiB writes ("burst") or one
 event per write ~{s.pace * 1e3:.1f} ms apart ("one event per read", what a model at ~100
@@ -445,7 +479,7 @@ Machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_v
 {", ".join(versions)}.
 
 """
-    body = "\n".join(t.markdown() for t in tables)
+    body = "\n".join(_saved_tables())
     if has_plot:
         body = "![per-chunk CPU and concurrency](benchmarks.png)\n\n" + body
     notes = (ROOT / "docs" / "benchmarks-notes.md")
