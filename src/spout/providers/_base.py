@@ -10,7 +10,7 @@ from typing import Any, ClassVar, Protocol
 import orjson
 
 from .._capabilities import Capabilities
-from .._errors import ConfigurationError, ProviderError, SpoutError
+from .._errors import ConfigurationError, ProtocolError, ProviderError, SpoutError
 from .._events import Event, ToolCall, ToolCallDelta, ToolCallEnd, ToolCallStart
 from .._stream import AsyncSource, SyncSource
 from .._transport import (
@@ -19,6 +19,7 @@ from .._transport import (
     HTTPRequest,
     Transport,
 )
+from ..sse import ServerSentEvent, SSEDecoder
 
 __all__ = ["Call", "HTTPProvider", "Parser", "Provider", "StreamParser", "ToolCallAssembler"]
 
@@ -213,6 +214,33 @@ async def _aparse(chunks: AsyncIterator[bytes], parser: Parser) -> AsyncIterator
                 raise parser.error
     for event in parser.close():
         yield event
+
+
+def load_json(body: bytes, what: str = "the response") -> Any:
+    """Parse a JSON body, or raise :class:`ProtocolError` with the bytes."""
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise ProtocolError(f"{what} is not valid JSON ({exc})", data=body) from None
+
+
+def load_json_object(body: bytes) -> dict[str, Any]:
+    """Parse a JSON body that must be an object, or raise :class:`ProtocolError`."""
+    data = load_json(body)
+    if not isinstance(data, dict):
+        raise ProtocolError("the response is not a JSON object", data=body)
+    return data
+
+
+def sse_json(decoder: SSEDecoder, chunk: bytes) -> Iterator[tuple[ServerSentEvent, Any]]:
+    """The events one chunk completes, each with its data parsed as JSON.
+
+    A ``[DONE]`` sentinel, which some OpenAI-compatible servers add, is skipped. (The OpenAI
+    and Anthropic adapters inline this loop: it is their hot path.)
+    """
+    for sse in decoder.feed(chunk):
+        if sse.raw != b"[DONE]":
+            yield sse, load_json(sse.raw, "a stream event")
 
 
 def env_value(*names: str) -> str | None:

@@ -30,7 +30,7 @@ from .._events import (
 )
 from .._transport import HTTPRequest, header_value
 from ..sse import SSEDecoder
-from ._base import Call, HTTPProvider, StreamParser, env_value, parse_arguments
+from ._base import Call, HTTPProvider, StreamParser, env_value, load_json_object, parse_arguments
 from .openai import retry_after_seconds
 
 __all__ = ["AnthropicProvider", "MessageEventMapper"]
@@ -386,12 +386,7 @@ class AnthropicProvider(HTTPProvider):
         return _StreamParser(MessageEventMapper(self.name, self.model))
 
     def parse_response(self, body: bytes, call: Call) -> Iterable[Event]:
-        try:
-            data = orjson.loads(body)
-        except orjson.JSONDecodeError as exc:
-            raise ProtocolError(f"the response is not valid JSON ({exc})", data=body) from None
-        if not isinstance(data, dict):
-            raise ProtocolError("the response is not a JSON object", data=body)
+        data = load_json_object(body)
         if data.get("type") == "error":
             raise anthropic_error(
                 data.get("error"),

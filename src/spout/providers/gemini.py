@@ -12,7 +12,6 @@ import orjson
 from .._capabilities import Capabilities, ModelCapability
 from .._errors import (
     ConfigurationError,
-    ProtocolError,
     ProviderError,
     StreamInterruptedError,
     error_for_status,
@@ -32,7 +31,15 @@ from .._events import (
 )
 from .._transport import HTTPRequest, header_value
 from ..sse import SSEDecoder
-from ._base import Call, HTTPProvider, StreamParser, env_value, parse_arguments
+from ._base import (
+    Call,
+    HTTPProvider,
+    StreamParser,
+    env_value,
+    load_json_object,
+    parse_arguments,
+    sse_json,
+)
 from .openai import retry_after_seconds
 
 __all__ = ["GeminiProvider", "GenerateContentMapper"]
@@ -245,13 +252,7 @@ class _StreamParser(StreamParser):
 
     def _feed(self, chunk: bytes, events: list[Event]) -> None:
         map_chunk = self._mapper.map
-        for sse in self._decoder.feed(chunk):
-            try:
-                data = orjson.loads(sse.raw)
-            except orjson.JSONDecodeError as exc:
-                raise ProtocolError(
-                    f"a stream event is not valid JSON ({exc})", data=sse.raw
-                ) from None
+        for _, data in sse_json(self._decoder, chunk):
             if type(data) is dict:
                 events += map_chunk(data)
 
@@ -361,12 +362,7 @@ class GeminiProvider(HTTPProvider):
         return _StreamParser(GenerateContentMapper(self.name, self.model))
 
     def parse_response(self, body: bytes, call: Call) -> Iterable[Event]:
-        try:
-            data = orjson.loads(body)
-        except orjson.JSONDecodeError as exc:
-            raise ProtocolError(f"the response is not valid JSON ({exc})", data=body) from None
-        if not isinstance(data, dict):
-            raise ProtocolError("the response is not a JSON object", data=body)
+        data = load_json_object(body)
         mapper = GenerateContentMapper(self.name, self.model)
         events = mapper.map(data)
         events += mapper.finish()

@@ -23,7 +23,7 @@ from .._errors import (
 from .._events import Event, Finish, FinishReason, TextDelta, Usage
 from .._transport import HTTPRequest, header_value
 from ..sse import SSEDecoder
-from ._base import Call, HTTPProvider, Provider, StreamParser, env_value
+from ._base import Call, HTTPProvider, Provider, StreamParser, env_value, load_json, sse_json
 from .openai import OpenAIProvider, retry_after_seconds
 
 __all__ = [
@@ -202,13 +202,7 @@ class _TGIStreamParser(StreamParser):
 
     def _feed(self, chunk: bytes, events: list[Event]) -> None:
         map_event = self._mapper.map
-        for sse in self._decoder.feed(chunk):
-            try:
-                data = orjson.loads(sse.raw)
-            except orjson.JSONDecodeError as exc:
-                raise ProtocolError(
-                    f"a stream event is not valid JSON ({exc})", data=sse.raw
-                ) from None
+        for _, data in sse_json(self._decoder, chunk):
             if type(data) is dict:
                 events += map_event(data)
 
@@ -341,10 +335,7 @@ class HuggingFaceProvider(HTTPProvider):
         return _TGIStreamParser(_TGIMapper(self.name, self.model))
 
     def parse_response(self, body: bytes, call: Call) -> Iterable[Event]:
-        try:
-            data = orjson.loads(body)
-        except orjson.JSONDecodeError as exc:
-            raise ProtocolError(f"the response is not valid JSON ({exc})", data=body) from None
+        data = load_json(body)
         if isinstance(data, list) and len(data) == 1:
             data = data[0]  # the root route's answer is a one-element list
         mapper = _TGIMapper(self.name, self.model)

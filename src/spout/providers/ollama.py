@@ -31,7 +31,7 @@ from .._events import (
 )
 from .._transport import HTTPRequest, header_value
 from ..ndjson import NDJSONDecoder
-from ._base import Call, HTTPProvider, StreamParser, env_value, parse_arguments
+from ._base import Call, HTTPProvider, StreamParser, env_value, load_json, parse_arguments
 from .openai import retry_after_seconds
 
 __all__ = ["OllamaProvider", "ollama_base_url"]
@@ -287,10 +287,7 @@ class OllamaProvider(HTTPProvider):
         return _OllamaStreamParser(_ChatMapper(self.name, self.model))
 
     def parse_response(self, body: bytes, call: Call) -> Iterable[Event]:
-        try:
-            data = orjson.loads(body)
-        except orjson.JSONDecodeError as exc:
-            raise ProtocolError(f"the response is not valid JSON ({exc})", data=body) from None
+        data = load_json(body)
         mapper = _ChatMapper(self.name, self.model)
         events = mapper.map(data)
         if not mapper.done:

@@ -31,7 +31,15 @@ from .._events import (
 )
 from .._transport import HTTPRequest, header_value
 from ..sse import SSEDecoder
-from ._base import Call, HTTPProvider, Provider, StreamParser, ToolCallAssembler, env_value
+from ._base import (
+    Call,
+    HTTPProvider,
+    Provider,
+    StreamParser,
+    ToolCallAssembler,
+    env_value,
+    load_json_object,
+)
 
 __all__ = ["ChatChunkMapper", "OpenAIProvider"]
 
@@ -378,12 +386,7 @@ class OpenAIProvider(HTTPProvider):
         return _StreamParser(ChatChunkMapper(self.name, self.model))
 
     def parse_response(self, body: bytes, call: Call) -> Iterable[Event]:
-        try:
-            data = orjson.loads(body)
-        except orjson.JSONDecodeError as exc:
-            raise ProtocolError(f"the response is not valid JSON ({exc})", data=body) from None
-        if not isinstance(data, dict):
-            raise ProtocolError("the response is not a JSON object", data=body)
+        data = load_json_object(body)
         mapper = ChatChunkMapper(self.name, self.model)
         if data.get("error") is not None:
             return mapper.map(data)  # raises

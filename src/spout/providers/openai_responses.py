@@ -13,7 +13,6 @@ from .._errors import (
     BadRequestError,
     ConfigurationError,
     InternalServerError,
-    ProtocolError,
     ProviderError,
     RateLimitError,
     ServiceUnavailableError,
@@ -34,7 +33,7 @@ from .._events import (
 )
 from .._transport import HTTPRequest
 from ..sse import SSEDecoder
-from ._base import Call, Provider, StreamParser, parse_arguments
+from ._base import Call, Provider, StreamParser, load_json_object, parse_arguments, sse_json
 from .openai import OpenAIProvider, error_from_body
 
 __all__ = ["OpenAIResponsesProvider", "ResponsesEventMapper"]
@@ -268,14 +267,7 @@ class _ResponsesStreamParser(StreamParser):
 
     def _feed(self, chunk: bytes, events: list[Event]) -> None:
         map_event = self._mapper.map
-        for sse in self._decoder.feed(chunk):
-            raw = sse.raw
-            if raw == b"[DONE]":  # not OpenAI's, but some compatible servers add it
-                continue
-            try:
-                data = orjson.loads(raw)
-            except orjson.JSONDecodeError as exc:
-                raise ProtocolError(f"a stream event is not valid JSON ({exc})", data=raw) from None
+        for sse, data in sse_json(self._decoder, chunk):
             if type(data) is dict:
                 events += map_event(data, sse.event)
 
@@ -357,12 +349,7 @@ class OpenAIResponsesProvider(OpenAIProvider):
         return _ResponsesStreamParser(ResponsesEventMapper(self.name, self.model))
 
     def parse_response(self, body: bytes, call: Call) -> Iterable[Event]:
-        try:
-            data = orjson.loads(body)
-        except orjson.JSONDecodeError as exc:
-            raise ProtocolError(f"the response is not valid JSON ({exc})", data=body) from None
-        if not isinstance(data, dict):
-            raise ProtocolError("the response is not a JSON object", data=body)
+        data = load_json_object(body)
         mapper = ResponsesEventMapper(self.name, self.model)
         if data.get("error") is not None and data.get("object") != "response":
             raise _stream_error(data["error"], self.name, self.model)
