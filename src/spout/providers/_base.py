@@ -134,6 +134,12 @@ class Provider:
 class HTTPProvider(Provider):
     """A provider reached over HTTP. Subclasses write the pure parts; the I/O lives here."""
 
+    #: Where the provider is by default, and the environment variables that say otherwise.
+    default_base_url: ClassVar[str] = ""
+    base_url_env: ClassVar[tuple[str, ...]] = ()
+    #: The environment variables a key is read from, first found wins.
+    api_key_env: ClassVar[tuple[str, ...]] = ()
+
     def __init__(
         self,
         model: str | None = None,
@@ -146,6 +152,22 @@ class HTTPProvider(Provider):
         self.transport = Transport(
             timeout=timeout, connect_timeout=connect_timeout, headers=headers
         )
+
+    def _resolve_endpoint(self, base_url: str | None, api_key: str | None) -> None:
+        """Set ``base_url`` (argument, environment, default) and ``api_key`` (argument, env)."""
+        self.base_url = (
+            base_url or env_value(*self.base_url_env) or self.default_base_url
+        ).rstrip("/")
+        self.api_key: str | None = api_key or env_value(*self.api_key_env)
+
+    def _require_key(self, where: str | None = None) -> str:
+        """The API key, or a ConfigurationError that names where to put one."""
+        if not self.api_key:
+            raise ConfigurationError(
+                f"provider {self.name!r} needs an API key: pass api_key=... or set "
+                f"{where or ' or '.join(self.api_key_env)}"
+            )
+        return self.api_key
 
     # -- the pure parts, per wire format -------------------------------------------------------
 

@@ -30,7 +30,7 @@ from .._events import (
 )
 from .._transport import HTTPRequest, header_value
 from ..sse import SSEDecoder
-from ._base import Call, HTTPProvider, StreamParser, env_value, load_json_object, parse_arguments
+from ._base import Call, HTTPProvider, StreamParser, load_json_object, parse_arguments
 from .openai import retry_after_seconds
 
 __all__ = ["AnthropicProvider", "MessageEventMapper"]
@@ -328,18 +328,11 @@ class AnthropicProvider(HTTPProvider):
         **transport: Any,
     ) -> None:
         super().__init__(model, headers=headers, **transport)
-        self.base_url = (
-            base_url or env_value(*self.base_url_env) or self.default_base_url
-        ).rstrip("/")
-        self.api_key = api_key or env_value(*self.api_key_env)
-        if not self.api_key:
-            raise ConfigurationError(
-                f"provider {self.name!r} needs an API key: pass api_key=... or set "
-                f"{' or '.join(self.api_key_env)}"
-            )
+        self._resolve_endpoint(base_url, api_key)
+        key = self._require_key()
         self._url = f"{self.base_url}/v1/messages"
         self._headers = {
-            "x-api-key": self.api_key,
+            "x-api-key": key,
             "anthropic-version": API_VERSION,
             "content-type": "application/json",
         }

@@ -11,7 +11,6 @@ import orjson
 
 from .._capabilities import Capabilities, ModelCapability
 from .._errors import (
-    ConfigurationError,
     ProviderError,
     StreamInterruptedError,
     error_for_status,
@@ -35,7 +34,6 @@ from ._base import (
     Call,
     HTTPProvider,
     StreamParser,
-    env_value,
     load_json_object,
     parse_arguments,
     sse_json,
@@ -296,22 +294,16 @@ class GeminiProvider(HTTPProvider):
         **transport: Any,
     ) -> None:
         super().__init__(model, headers=headers, **transport)
-        self.base_url = (
-            base_url or env_value(*self.base_url_env) or self.default_base_url
-        ).rstrip("/")
-        self.api_key = api_key or env_value(*self.api_key_env)
-        if not self.api_key:
-            raise ConfigurationError(
-                f"provider {self.name!r} needs an API key: pass api_key=... or set "
-                "GEMINI_API_KEY or GOOGLE_API_KEY"
-            )
+        self._resolve_endpoint(base_url, api_key)
+        # GEMINI_API_KEY is the name Google's docs lead with; GOOGLE_API_KEY wins if both are set.
+        key = self._require_key("GEMINI_API_KEY or GOOGLE_API_KEY")
         # "gemini-2.5-flash" and "models/gemini-2.5-flash" name the same model; a tuned
         # model ("tunedModels/...") keeps its own collection.
         resource = self.model if "/" in self.model else f"models/{self.model}"
         prefix = f"{self.base_url}/{API_VERSION}/{quote(resource, safe='/')}"
         self._stream_url = f"{prefix}:streamGenerateContent?alt=sse"
         self._url = f"{prefix}:generateContent"
-        self._headers = {"x-goog-api-key": self.api_key, "content-type": "application/json"}
+        self._headers = {"x-goog-api-key": key, "content-type": "application/json"}
 
     def capabilities(self) -> Capabilities:
         return {

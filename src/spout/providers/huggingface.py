@@ -258,10 +258,7 @@ class HuggingFaceProvider(HTTPProvider):
         **transport: Any,
     ) -> None:
         super().__init__(model, headers=headers, **transport)
-        self.base_url = (
-            base_url or env_value(*self.base_url_env) or self.default_base_url
-        ).rstrip("/")
-        self.api_key = api_key or env_value(*self.api_key_env)
+        self._resolve_endpoint(base_url, api_key)
         self.prompt_template: PromptTemplate = prompt_template or render_prompt
         self._headers = {"Content-Type": "application/json"}
         if self.api_key:

@@ -37,7 +37,6 @@ from ._base import (
     Provider,
     StreamParser,
     ToolCallAssembler,
-    env_value,
     load_json_object,
 )
 
@@ -318,19 +317,9 @@ class OpenAIProvider(HTTPProvider):
         **transport: Any,
     ) -> None:
         super().__init__(model, headers=headers, **transport)
-        self.base_url = (
-            base_url or env_value(*self.base_url_env) or self.default_base_url
-        ).rstrip("/")
-        self.api_key = api_key or env_value(*self.api_key_env)
-        if (
-            self.requires_key
-            and not self.api_key
-            and self.base_url == self.default_base_url.rstrip("/")
-        ):
-            raise ConfigurationError(
-                f"provider {self.name!r} needs an API key: pass api_key=... or set "
-                f"{' or '.join(self.api_key_env)}"
-            )
+        self._resolve_endpoint(base_url, api_key)
+        if self.requires_key and self.base_url == self.default_base_url.rstrip("/"):
+            self._require_key()
         self.stream_usage = stream_usage
         self._url = f"{self.base_url}{self.path}"
         self._headers = {"Content-Type": "application/json"}
