@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol
@@ -21,7 +22,7 @@ from .._transport import (
 )
 from ..sse import ServerSentEvent, SSEDecoder
 
-__all__ = ["Call", "HTTPProvider", "Parser", "Provider", "StreamParser", "ToolCallAssembler"]
+__all__ = ["Call", "GenerationLock", "HTTPProvider", "Parser", "Provider", "StreamParser", "ToolCallAssembler"]
 
 
 @dataclass(slots=True)
@@ -272,6 +273,48 @@ def env_value(*names: str) -> str | None:
         if value:
             return value
     return None
+
+
+class GenerationLock:
+    """One generation at a time on an in-process model: a stream holds it from open to end.
+
+    A lock (``acquire`` / ``release``) with two ways for a stream to take it: :meth:`hold`
+    refuses a second stream in the thread that already holds it, where waiting would never
+    end, and :meth:`ahold` waits without blocking the event loop or taking a thread, so that
+    cancelling the wait leaves nothing held.
+    """
+
+    __slots__ = ("_holder", "_lock", "_what")
+
+    def __init__(self, what: str) -> None:
+        self._lock = threading.Lock()
+        self._holder: int | None = None
+        self._what = what
+
+    def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
+        return self._lock.acquire(blocking, timeout)
+
+    def release(self) -> None:
+        self._holder = None
+        self._lock.release()
+
+    def hold(self) -> None:
+        me = threading.get_ident()
+        if not self._lock.acquire(blocking=False):
+            if self._holder == me:
+                raise ConfigurationError(
+                    f"the {self._what} is still generating another stream in this thread: "
+                    f"read that stream to its end or close() it first"
+                )
+            self._lock.acquire()
+        self._holder = me
+
+    async def ahold(self) -> None:
+        import asyncio
+
+        while not self._lock.acquire(blocking=False):
+            await asyncio.sleep(0.005)
+        self._holder = None
 
 
 class ToolCallAssembler:

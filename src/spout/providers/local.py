@@ -20,7 +20,7 @@ from .._capabilities import Capabilities, ModelCapability
 from .._errors import ConfigurationError, ContextWindowExceededError, ProviderError
 from .._events import Event, Finish, ResponseStart, TextDelta, Usage
 from .._stream import AsyncSource, SyncSource
-from ._base import Call, Provider
+from ._base import Call, GenerationLock, Provider
 
 __all__ = ["LocalProvider", "bundled_model_path"]
 
@@ -62,8 +62,7 @@ class _LoadedModel:
     def __init__(self, llama: Any, name: str) -> None:
         self.llama = llama
         self.name = name
-        self.lock = threading.Lock()
-        self.holder: int | None = None
+        self.lock = GenerationLock("local model")
         self.worker = concurrent.futures.ThreadPoolExecutor(
             max_workers=1, thread_name_prefix=f"spout-local-{name}"
         )
@@ -211,19 +210,11 @@ class LocalProvider(Provider):
 
     def open_stream(self, call: Call) -> SyncSource:
         model = self._model()
-        me = threading.get_ident()
-        if not model.lock.acquire(blocking=False):
-            if model.holder == me:
-                raise ConfigurationError(
-                    "the local model is still generating another stream in this thread: "
-                    "read that stream to its end or close() it first"
-                )
-            model.lock.acquire()
-        model.holder = me
+        model.lock.hold()
         try:
             events = _generate(model, call)
         except BaseException:
-            _unlock(model)
+            model.lock.release()
             raise
         released = False
 
@@ -232,7 +223,7 @@ class LocalProvider(Provider):
             if not released:
                 released = True
                 events.close()  # stops llama.cpp at the token it is on
-                _unlock(model)
+                model.lock.release()
 
         return events, release
 
@@ -241,15 +232,11 @@ class LocalProvider(Provider):
     async def aopen_stream(self, call: Call) -> AsyncSource:
         loop = asyncio.get_running_loop()
         model = self._model() if self._loaded else await loop.run_in_executor(None, self._model)
-        # Wait for the model without a thread per waiter, and so that cancelling the wait
-        # leaves nothing holding the lock.
-        while not model.lock.acquire(blocking=False):
-            await asyncio.sleep(0.005)
-        model.holder = None
+        await model.lock.ahold()
         try:
             events = await loop.run_in_executor(model.worker, _generate, model, call)
         except BaseException:
-            _unlock(model)
+            model.lock.release()
             raise
         released = False
 
@@ -261,14 +248,9 @@ class LocalProvider(Provider):
                     # The generator may be mid-step on the worker: close it there, after.
                     await asyncio.shield(loop.run_in_executor(model.worker, events.close))
                 finally:
-                    _unlock(model)
+                    model.lock.release()
 
         return _astep(events, model, loop), release
-
-
-def _unlock(model: _LoadedModel) -> None:
-    model.holder = None
-    model.lock.release()
 
 
 _DONE = object()

@@ -22,7 +22,7 @@ from .._capabilities import Capabilities, ModelCapability
 from .._errors import ConfigurationError, ContextWindowExceededError, ProviderError
 from .._events import Event, Finish, ResponseStart, TextDelta, Usage
 from .._stream import AsyncSource, SyncSource
-from ._base import Call, Provider
+from ._base import Call, GenerationLock, Provider
 from .local import BUNDLED_MODEL, _hold_stops, bundled_model_path
 
 __all__ = ["TransformersProvider"]
@@ -49,8 +49,7 @@ class _LoadedModel:
         self.model = model
         self.tokenizer = tokenizer
         self.name = name
-        self.lock = threading.Lock()
-        self.holder: int | None = None
+        self.lock = GenerationLock("transformers model")
         self.worker = concurrent.futures.ThreadPoolExecutor(
             max_workers=1, thread_name_prefix=f"spout-transformers-{name}"
         )
@@ -179,15 +178,7 @@ class TransformersProvider(Provider):
         from transformers import TextIteratorStreamer
 
         model = self._model()
-        me = threading.get_ident()
-        if not model.lock.acquire(blocking=False):
-            if model.holder == me:
-                raise ConfigurationError(
-                    "the transformers model is still generating another stream in this "
-                    "thread: read that stream to its end or close() it first"
-                )
-            model.lock.acquire()
-        model.holder = me
+        model.lock.hold()
         try:
             plan = _prepare(model, call)
             streamer = TextIteratorStreamer(
@@ -196,7 +187,7 @@ class TransformersProvider(Provider):
             pieces: queue.Queue[Any] = streamer.text_queue
             run = _Run(model, plan, streamer, functools.partial(pieces.put, _END))
         except BaseException:
-            _unlock(model)
+            model.lock.release()
             raise
 
         def release() -> None:
@@ -216,11 +207,7 @@ class TransformersProvider(Provider):
 
         loop = asyncio.get_running_loop()
         model = self._model() if self._loaded else await loop.run_in_executor(None, self._model)
-        # Wait for the model without a thread per waiter, and so that cancelling the wait
-        # leaves nothing holding the lock.
-        while not model.lock.acquire(blocking=False):
-            await asyncio.sleep(0.005)
-        model.holder = None
+        await model.lock.ahold()
         try:
             plan = await loop.run_in_executor(model.worker, _prepare, model, call)
             # Its queue is an asyncio.Queue fed from the worker by call_soon_threadsafe.
@@ -236,7 +223,7 @@ class TransformersProvider(Provider):
 
             run = _Run(model, plan, streamer, end)
         except BaseException:
-            _unlock(model)
+            model.lock.release()
             raise
 
         async def release() -> None:
@@ -334,11 +321,6 @@ def _gguf_context_length(path: Path) -> int | None:
     except (OSError, ValueError, KeyError, struct.error):
         return None
     return None
-
-
-def _unlock(model: _LoadedModel) -> None:
-    model.holder = None
-    model.lock.release()
 
 
 # -- one generation ----------------------------------------------------------------------------
@@ -448,7 +430,7 @@ class _Run:
             if self._unlocked:
                 return
             self._unlocked = True
-        _unlock(self.model)
+        self.model.lock.release()
 
     def abandon(self) -> None:
         self.stop()
