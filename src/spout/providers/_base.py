@@ -6,7 +6,7 @@ import os
 import threading
 from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Protocol
+from typing import Any, ClassVar, Generic, Protocol, TypeVar
 
 import orjson
 
@@ -22,7 +22,8 @@ from .._transport import (
 )
 from ..sse import ServerSentEvent, SSEDecoder
 
-__all__ = ["Call", "GenerationLock", "HTTPProvider", "Parser", "Provider", "StreamParser", "ToolCallAssembler"]
+__all__ = ["Call", "GenerationLock", "HTTPProvider", "Parser", "Provider", "SSEStreamParser",
+    "StreamParser", "ToolCallAssembler"]
 
 
 @dataclass(slots=True)
@@ -213,6 +214,20 @@ class HTTPProvider(Provider):
 
     async def aclose(self) -> None:
         await self.transport.aclose()
+
+
+M = TypeVar("M")
+
+
+class SSEStreamParser(StreamParser, Generic[M]):
+    """A :class:`StreamParser` over Server-Sent Events, turning them into events with a mapper."""
+
+    __slots__ = ("_decoder", "_mapper")
+
+    def __init__(self, mapper: M) -> None:
+        super().__init__()
+        self._decoder = SSEDecoder()
+        self._mapper = mapper
 
 
 def _parse(chunks: Iterator[bytes], parser: Parser) -> Iterator[Event]:

@@ -29,8 +29,13 @@ from .._events import (
     Usage,
 )
 from .._transport import HTTPRequest, header_value
-from ..sse import SSEDecoder
-from ._base import Call, HTTPProvider, StreamParser, load_json_object, parse_arguments
+from ._base import (
+    Call,
+    HTTPProvider,
+    SSEStreamParser,
+    load_json_object,
+    parse_arguments,
+)
 from .openai import retry_after_seconds
 
 __all__ = ["AnthropicProvider", "MessageEventMapper"]
@@ -253,15 +258,10 @@ class MessageEventMapper:
         return events
 
 
-class _StreamParser(StreamParser):
+class _StreamParser(SSEStreamParser[MessageEventMapper]):
     """SSE bytes in, events out, for the Messages API stream."""
 
-    __slots__ = ("_decoder", "_mapper")
-
-    def __init__(self, mapper: MessageEventMapper) -> None:
-        super().__init__()
-        self._decoder = SSEDecoder()
-        self._mapper = mapper
+    __slots__ = ()
 
     def _feed(self, chunk: bytes, events: list[Event]) -> None:
         map_event = self._mapper.map

@@ -29,11 +29,10 @@ from .._events import (
     Usage,
 )
 from .._transport import HTTPRequest, header_value
-from ..sse import SSEDecoder
 from ._base import (
     Call,
     HTTPProvider,
-    StreamParser,
+    SSEStreamParser,
     load_json_object,
     parse_arguments,
     sse_json,
@@ -238,15 +237,10 @@ class GenerateContentMapper:
         return [Finish(normalize_finish(raw, tool_calls=self._tool_count > 0), raw)]
 
 
-class _StreamParser(StreamParser):
+class _StreamParser(SSEStreamParser[GenerateContentMapper]):
     """SSE bytes in, events out, for ``streamGenerateContent?alt=sse``."""
 
-    __slots__ = ("_decoder", "_mapper")
-
-    def __init__(self, mapper: GenerateContentMapper) -> None:
-        super().__init__()
-        self._decoder = SSEDecoder()
-        self._mapper = mapper
+    __slots__ = ()
 
     def _feed(self, chunk: bytes, events: list[Event]) -> None:
         map_chunk = self._mapper.map

@@ -22,8 +22,15 @@ from .._errors import (
 )
 from .._events import Event, Finish, FinishReason, TextDelta, Usage
 from .._transport import HTTPRequest, header_value
-from ..sse import SSEDecoder
-from ._base import Call, HTTPProvider, Provider, StreamParser, env_value, load_json, sse_json
+from ._base import (
+    Call,
+    HTTPProvider,
+    Provider,
+    SSEStreamParser,
+    env_value,
+    load_json,
+    sse_json,
+)
 from .openai import OpenAIProvider, retry_after_seconds
 
 __all__ = [
@@ -190,15 +197,10 @@ class _TGIMapper:
         return events
 
 
-class _TGIStreamParser(StreamParser):
+class _TGIStreamParser(SSEStreamParser[_TGIMapper]):
     """SSE bytes in, events out, for ``/generate_stream``."""
 
-    __slots__ = ("_decoder", "_mapper")
-
-    def __init__(self, mapper: _TGIMapper) -> None:
-        super().__init__()
-        self._decoder = SSEDecoder()
-        self._mapper = mapper
+    __slots__ = ()
 
     def _feed(self, chunk: bytes, events: list[Event]) -> None:
         map_event = self._mapper.map

@@ -30,11 +30,11 @@ from .._events import (
     Usage,
 )
 from .._transport import HTTPRequest, header_value
-from ..sse import SSEDecoder
 from ._base import (
     Call,
     HTTPProvider,
     Provider,
+    SSEStreamParser,
     StreamParser,
     ToolCallAssembler,
     load_json_object,
@@ -246,15 +246,13 @@ class ChatChunkMapper:
         return events
 
 
-class _StreamParser(StreamParser):
+class _StreamParser(SSEStreamParser[ChatChunkMapper]):
     """SSE bytes in, events out, for the chat completions stream."""
 
-    __slots__ = ("_decoder", "_done", "_mapper")
+    __slots__ = ("_done",)
 
     def __init__(self, mapper: ChatChunkMapper) -> None:
-        super().__init__()
-        self._decoder = SSEDecoder()
-        self._mapper = mapper
+        super().__init__(mapper)
         self._done = False
 
     def _feed(self, chunk: bytes, events: list[Event]) -> None:

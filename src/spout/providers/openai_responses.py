@@ -32,8 +32,15 @@ from .._events import (
     Usage,
 )
 from .._transport import HTTPRequest
-from ..sse import SSEDecoder
-from ._base import Call, Provider, StreamParser, load_json_object, parse_arguments, sse_json
+from ._base import (
+    Call,
+    Provider,
+    SSEStreamParser,
+    StreamParser,
+    load_json_object,
+    parse_arguments,
+    sse_json,
+)
 from .openai import OpenAIProvider, error_from_body
 
 __all__ = ["OpenAIResponsesProvider", "ResponsesEventMapper"]
@@ -255,15 +262,10 @@ def _replay(response: dict[str, Any]) -> Iterator[dict[str, Any]]:
     yield {"type": terminal, "response": response}
 
 
-class _ResponsesStreamParser(StreamParser):
+class _ResponsesStreamParser(SSEStreamParser[ResponsesEventMapper]):
     """SSE bytes in, events out, for the Responses API stream."""
 
-    __slots__ = ("_decoder", "_mapper")
-
-    def __init__(self, mapper: ResponsesEventMapper) -> None:
-        super().__init__()
-        self._decoder = SSEDecoder()
-        self._mapper = mapper
+    __slots__ = ()
 
     def _feed(self, chunk: bytes, events: list[Event]) -> None:
         map_event = self._mapper.map
