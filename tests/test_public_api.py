@@ -8,7 +8,9 @@ import sys
 import spout
 
 PUBLIC = [
-    "LLM", "Accumulator", "AsyncStream", "AuthenticationError", "BadRequestError",
+    "LLM", "Accumulator", "AsyncStream", "AsyncToolStream", "AuthenticationError",
+    "BadRequestError", "MaxToolRoundsError", "Tool", "ToolCallParseError", "ToolError",
+    "ToolResult", "ToolStream", "tool",
     "Capabilities", "ConfigurationError", "ConnectTimeout", "ConnectionError",
     "ContextWindowExceededError", "Event", "Finish", "FinishReason", "FirstTokenTimeout",
     "IdleTimeout", "InternalServerError", "ModelCapability", "NotFoundError", "OverloadedError",
@@ -47,7 +49,7 @@ def test_import_is_light() -> None:
     code = (
         "import sys, spout; "
         "print(sorted(m for m in ('llama_cpp', 'spout.providers.local', 'spout.providers.openai',"
-        " 'numpy') if m in sys.modules))"
+        " 'numpy', 'asyncio', 'pydantic') if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"

@@ -22,6 +22,7 @@ from ._errors import (
     FirstTokenTimeout,
     IdleTimeout,
     InternalServerError,
+    MaxToolRoundsError,
     NotFoundError,
     OverloadedError,
     PermissionDeniedError,
@@ -33,6 +34,8 @@ from ._errors import (
     StreamError,
     StreamInterruptedError,
     TimeoutError,
+    ToolCallParseError,
+    ToolError,
     TotalTimeout,
     TransportError,
 )
@@ -47,11 +50,14 @@ from ._events import (
     ToolCallDelta,
     ToolCallEnd,
     ToolCallStart,
+    ToolResult,
     Usage,
 )
 from ._llm import LLM, create_llm
 from ._response import Accumulator, Response
 from ._stream import AsyncStream, Stream
+from ._tool_loop import AsyncToolStream, ToolStream
+from .tools import Tool, tool
 
 __version__ = "0.1.0"
 
@@ -59,6 +65,7 @@ __all__ = [
     "LLM",
     "Accumulator",
     "AsyncStream",
+    "AsyncToolStream",
     "AuthenticationError",
     "BadRequestError",
     "Capabilities",
@@ -72,6 +79,7 @@ __all__ = [
     "FirstTokenTimeout",
     "IdleTimeout",
     "InternalServerError",
+    "MaxToolRoundsError",
     "ModelCapability",
     "NotFoundError",
     "OverloadedError",
@@ -89,14 +97,20 @@ __all__ = [
     "StreamInterruptedError",
     "TextDelta",
     "TimeoutError",
+    "Tool",
     "ToolCall",
     "ToolCallDelta",
     "ToolCallEnd",
+    "ToolCallParseError",
     "ToolCallStart",
+    "ToolError",
+    "ToolResult",
+    "ToolStream",
     "TotalTimeout",
     "TransportError",
     "Usage",
     "__version__",
     "create_llm",
     "has_capability",
+    "tool",
 ]

@@ -21,9 +21,12 @@
     │       ├── FirstTokenTimeout
     │       ├── IdleTimeout
     │       └── TotalTimeout
-    └── StreamError                 the stream itself went wrong after it began
-        ├── StreamInterruptedError      connection lost mid-stream, or no terminator before the end
-        └── ProtocolError               malformed event, invalid UTF-8 or JSON (``.data`` holds the bytes)
+    ├── StreamError                 the stream itself went wrong after it began
+    │   ├── StreamInterruptedError      connection lost mid-stream, or no terminator before the end
+    │   └── ProtocolError               malformed event, invalid UTF-8 or JSON (``.data`` holds the bytes)
+    └── ToolError                   a tool call could not be taken as the model sent it
+        ├── ToolCallParseError          its arguments are not valid JSON (``.raw``, ``.tool_name``)
+        └── MaxToolRoundsError          the tool loop reached ``max_rounds`` with calls still coming
 
 Every error raised after a stream began carries ``.partial``: the :class:`~spout.Response`
 rebuilt from what arrived before it, so nothing the user saw is lost. httpx exceptions are
@@ -47,6 +50,7 @@ __all__ = [
     "FirstTokenTimeout",
     "IdleTimeout",
     "InternalServerError",
+    "MaxToolRoundsError",
     "NotFoundError",
     "OverloadedError",
     "PermissionDeniedError",
@@ -58,6 +62,8 @@ __all__ = [
     "StreamError",
     "StreamInterruptedError",
     "TimeoutError",
+    "ToolCallParseError",
+    "ToolError",
     "TotalTimeout",
     "TransportError",
     "error_for_status",
@@ -205,6 +211,38 @@ class ProtocolError(StreamError):
     def __init__(self, message: str, *, data: bytes | str | None = None) -> None:
         super().__init__(message)
         self.data = data
+
+
+class ToolError(SpoutError):
+    """A tool call, or the loop that runs tool calls, went wrong."""
+
+
+class ToolCallParseError(ToolError):
+    """The model's arguments for a tool call are not valid JSON.
+
+    ``raw`` is the text as the model sent it, ``tool_name`` and ``tool_call_id`` name the call.
+    Raised at the call's end by :meth:`LLM.generate` and streams; the tool loop instead
+    reports the problem to the model as the call's result and goes on.
+    """
+
+    def __init__(
+        self, message: str, *, tool_name: str, raw: str, tool_call_id: str | None = None
+    ) -> None:
+        super().__init__(message)
+        self.tool_name = tool_name
+        self.raw = raw
+        self.tool_call_id = tool_call_id
+
+
+class MaxToolRoundsError(ToolError):
+    """The model still asked for tools when the loop's ``max_rounds`` were spent.
+
+    ``partial`` is the response of every round so far; ``rounds`` is how many ran.
+    """
+
+    def __init__(self, message: str, *, rounds: int) -> None:
+        super().__init__(message)
+        self.rounds = rounds
 
 
 _CONTEXT_MARKERS = (

@@ -16,6 +16,7 @@ __all__ = [
     "ToolCallDelta",
     "ToolCallEnd",
     "ToolCallStart",
+    "ToolResult",
     "Usage",
 ]
 
@@ -54,16 +55,31 @@ class ReasoningDelta:
 
 @dataclass(frozen=True, slots=True)
 class ToolCall:
-    """A complete tool call: what the model asked to run, with its arguments parsed.
+    """A tool call: what the model asked to run, with its arguments parsed.
 
     ``arguments_raw`` is the JSON text as the provider sent it (None when the provider sent an
-    object rather than text).
+    object rather than text). ``signature`` is an opaque token some providers attach to a call
+    and require back with its result (Gemini's thought signatures).
+
+    In the tool loop (:meth:`LLM.generate_stream_with_tools`) a call comes back after it ran:
+    ``result`` holds what the function returned, or ``error`` says why it did not run or what
+    it raised. ``error`` is also set, with empty ``arguments``, when the model's arguments
+    are not valid JSON.
+
+    Example::
+
+        for item in llm.generate_stream_with_tools("Weather in Oslo?", tools=[get_weather]):
+            if isinstance(item, ToolCall):
+                print(item.name, item.arguments, "->", item.error or item.result)
     """
 
     id: str
     name: str
     arguments: dict[str, Any] = field(default_factory=dict)
     arguments_raw: str | None = None
+    signature: str | None = None
+    result: Any = None
+    error: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +105,17 @@ class ToolCallEnd:
 
     index: int
     tool_call: ToolCall
+
+
+@dataclass(frozen=True, slots=True)
+class ToolResult:
+    """The tool loop ran a call (or refused to): ``tool_call`` carries its result or error.
+
+    ``content`` is the text sent back to the model as the call's result.
+    """
+
+    tool_call: ToolCall
+    content: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,6 +151,7 @@ Event = (
     | ToolCallStart
     | ToolCallDelta
     | ToolCallEnd
+    | ToolResult
     | Usage
     | Finish
 )

@@ -6,15 +6,18 @@ import importlib
 import inspect
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from types import TracebackType
 from typing import Any, Literal, overload
 
 from ._capabilities import Capabilities, ModelCapability, has_capability
-from ._errors import ConfigurationError
+from ._errors import ConfigurationError, SpoutError
+from ._events import Event
 from ._response import Accumulator, Response
 from ._stream import AsyncStream, Stream
-from .providers._base import Call, Provider
+from ._tool_loop import Approve, AsyncToolStream, ToolStream, tool_table
+from .providers._base import Call, NamedToolChoice, Provider
+from .tools import Tool, as_tool
 
 __all__ = ["LLM", "create_llm", "parse_model_string"]
 
@@ -42,6 +45,72 @@ _PROVIDERS: dict[str, tuple[str, str]] = {
 GENERATION_PARAMS = ("temperature", "max_tokens", "top_p", "stop", "seed")
 
 Message = dict[str, Any]
+
+
+def normalize_tools(value: Any) -> list[Any]:
+    """The ``tools=`` a caller gave, as :class:`Tool` objects and provider-native dicts.
+
+    A plain function becomes a tool; a function definition in OpenAI's shape
+    (``{"type": "function", "function": {...}}``) or Anthropic's (``input_schema``) becomes a
+    :class:`Tool`, so it works with every provider; any other dict (a provider's own tool,
+    such as Anthropic's web search) is sent as it is.
+    """
+    if not value:
+        return []
+    if isinstance(value, (dict, Tool)) or callable(value):
+        value = [value]
+    tools: list[Any] = []
+    for item in value:
+        if isinstance(item, dict):
+            if item.get("type") == "function" and isinstance(item.get("function"), dict):
+                item = as_tool(item)
+            elif "name" in item and "input_schema" in item and "type" not in item:
+                item = Tool(
+                    name=item["name"],
+                    description=item.get("description") or "",
+                    parameters=item["input_schema"],
+                )
+            tools.append(item)
+        else:
+            tools.append(as_tool(item))
+    names = [tool.name for tool in tools if isinstance(tool, Tool)]
+    duplicated = sorted({name for name in names if names.count(name) > 1})
+    if duplicated:
+        raise ConfigurationError(f"two tools are named {duplicated[0]!r}: tool names must differ")
+    return tools
+
+
+def normalize_tool_choice(choice: Any, tools: list[Any]) -> Any:
+    """``tool_choice`` checked against the tools: a mode, one tool's name, or a native dict."""
+    if choice is None or isinstance(choice, dict):
+        return choice
+    if isinstance(choice, Tool):
+        choice = choice.name
+    if not isinstance(choice, str):
+        raise TypeError(f"tool_choice must be a str, a Tool or a dict, not {type(choice).__name__}")
+    names = [tool.name for tool in tools if isinstance(tool, Tool)]
+    if choice in names:
+        return NamedToolChoice(choice)
+    if choice in ("auto", "none", "required"):
+        if choice == "required" and not tools:
+            raise ConfigurationError("tool_choice='required' needs tools: pass tools=[...]")
+        return choice
+    raise ConfigurationError(
+        f"tool_choice must be 'auto', 'none', 'required' or the name of one of the tools "
+        f"({', '.join(names) or 'none given'}), not {choice!r}"
+    )
+
+
+def _fold(accumulator: Accumulator, events: Iterable[Event]) -> Response:
+    """A whole response's events through the accumulator; an error keeps what came before."""
+    try:
+        for event in events:
+            accumulator.add(event)
+    except SpoutError as exc:
+        if exc.partial is None:
+            exc.partial = accumulator.response()
+        raise
+    return accumulator.response()
 
 
 def parse_model_string(value: str) -> tuple[str, str | None]:
@@ -189,20 +258,37 @@ class LLM:
             built.append({"role": "user", "content": prompt})
         merged = {k: v for k, v in self.defaults.items() if k != "system_prompt"}
         merged.update((k, v) for k, v in params.items() if v is not None)
-        if merged.get("tools") and not has_capability(
-            self.provider.capabilities(), ModelCapability.TOOLS
-        ):
+        tools = normalize_tools(merged.pop("tools", None))
+        tool_choice = normalize_tool_choice(merged.pop("tool_choice", None), tools)
+        if tools and not has_capability(self.provider.capabilities(), ModelCapability.TOOLS):
             # Declared capabilities are enforced here, before anything is sent.
             raise ConfigurationError(
                 f"provider {self.provider.name!r} (model {self.provider.model!r}) cannot call "
                 f"tools; use a provider whose capabilities include TOOLS"
             )
-        return Call(built, merged)
+        return Call(built, merged, tools, tool_choice)
 
-    def _accumulator(self) -> Accumulator:
+    def _accumulator(self, *, strict_tool_arguments: bool = True) -> Accumulator:
         return Accumulator(
-            model=self.provider.model, provider=self.provider.name, started_at=time.perf_counter()
+            model=self.provider.model,
+            provider=self.provider.name,
+            started_at=time.perf_counter(),
+            strict_tool_arguments=strict_tool_arguments,
         )
+
+    def _open_round(self, call: Call) -> Stream:
+        """A round of the tool loop: a stream whose bad arguments go to the model, not raise."""
+        accumulator = self._accumulator(strict_tool_arguments=False)
+        return Stream(self.provider.open_stream(call), accumulator, owner=self)
+
+    def _aopen_round(self, call: Call) -> AsyncStream:
+        accumulator = self._accumulator(strict_tool_arguments=False)
+        provider = self.provider
+
+        async def opener() -> Any:
+            return await provider.aopen_stream(call)
+
+        return AsyncStream(opener, accumulator, owner=self)
 
     # -- sync ----------------------------------------------------------------------------------
 
@@ -247,10 +333,7 @@ class LLM:
                 prompt, messages=messages, system_prompt=system_prompt, **params
             )
         call = self._call(prompt, messages, system_prompt, params)
-        accumulator = self._accumulator()
-        for event in self.provider.complete(call):
-            accumulator.add(event)
-        return accumulator.response()
+        return _fold(self._accumulator(), self.provider.complete(call))
 
     def generate_stream(
         self,
@@ -311,10 +394,7 @@ class LLM:
                 prompt, messages=messages, system_prompt=system_prompt, **params
             ).start()
         call = self._call(prompt, messages, system_prompt, params)
-        accumulator = self._accumulator()
-        for event in await self.provider.acomplete(call):
-            accumulator.add(event)
-        return accumulator.response()
+        return _fold(self._accumulator(), await self.provider.acomplete(call))
 
     def agenerate_stream(
         self,
@@ -336,6 +416,88 @@ class LLM:
             return await provider.aopen_stream(call)
 
         return AsyncStream(opener, accumulator, owner=self)
+
+    # -- tools ---------------------------------------------------------------------------------
+
+    def generate_stream_with_tools(
+        self,
+        prompt: str | None = None,
+        *,
+        tools: Sequence[Any],
+        messages: Sequence[Message] | None = None,
+        system_prompt: str | None = None,
+        max_rounds: int = 8,
+        approve: Approve | None = None,
+        **params: Any,
+    ) -> ToolStream:
+        """Stream an answer, running the tools the model calls, until it answers without them.
+
+        Iterate the result for text chunks (``str``) and each :class:`ToolCall` once it ran,
+        with its ``result`` or ``error``. Each round's calls run in order; a tool that raises,
+        an unknown tool, arguments that are not valid JSON, or a call ``approve(call)``
+        returned False for, go back to the model as an error result and the loop goes on.
+        ``tool_choice`` holds for the first round only. When the model still calls tools in
+        round ``max_rounds``, those calls are not run and :class:`MaxToolRoundsError` is
+        raised, its ``partial`` holding every round so far.
+
+        Example::
+
+            @tool
+            def get_weather(city: str) -> str:
+                '''Current weather for a city.'''
+                return f"Sunny in {city}"
+
+            for item in llm.generate_stream_with_tools("Weather in Oslo?", tools=[get_weather]):
+                print(item if isinstance(item, str) else f"[{item.name} -> {item.result}]")
+        """
+        call, table = self._loop_call(prompt, messages, system_prompt, tools, max_rounds, params)
+        asynchronous = [name for name, tool in table.items() if tool.is_async]
+        if approve is not None and inspect.iscoroutinefunction(approve):
+            raise ConfigurationError(
+                "approve= is an async function: use agenerate_stream_with_tools, or pass a "
+                "plain function"
+            )
+        if asynchronous:
+            raise ConfigurationError(
+                f"tool {asynchronous[0]!r} is an async function: run it with "
+                "agenerate_stream_with_tools, or make it a plain function"
+            )
+        return ToolStream(self, call, table, max_rounds, approve)
+
+    def agenerate_stream_with_tools(
+        self,
+        prompt: str | None = None,
+        *,
+        tools: Sequence[Any],
+        messages: Sequence[Message] | None = None,
+        system_prompt: str | None = None,
+        max_rounds: int = 8,
+        approve: Approve | None = None,
+        **params: Any,
+    ) -> AsyncToolStream:
+        """Like :meth:`generate_stream_with_tools`, asynchronously: ``async for item in ...``.
+
+        The calls of one round run concurrently: async tools on the event loop, plain ones
+        in worker threads. ``approve`` may be an async function.
+        """
+        call, table = self._loop_call(prompt, messages, system_prompt, tools, max_rounds, params)
+        return AsyncToolStream(self, call, table, max_rounds, approve)
+
+    def _loop_call(
+        self,
+        prompt: str | None,
+        messages: Sequence[Message] | None,
+        system_prompt: str | None,
+        tools: Sequence[Any],
+        max_rounds: int,
+        params: dict[str, Any],
+    ) -> tuple[Call, dict[str, Tool]]:
+        if isinstance(max_rounds, bool) or not isinstance(max_rounds, int) or max_rounds < 1:
+            raise ValueError(f"max_rounds must be a positive int, not {max_rounds!r}")
+        call = self._call(prompt, messages, system_prompt, {**params, "tools": tools})
+        if not call.tools:
+            raise ValueError("the tool loop needs tools: pass tools=[...]")
+        return call, tool_table(call.tools)
 
     # -- lifetime ------------------------------------------------------------------------------
 

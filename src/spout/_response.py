@@ -6,6 +6,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from ._errors import ToolCallParseError
 from ._events import (
     Event,
     Finish,
@@ -17,6 +18,7 @@ from ._events import (
     ToolCallDelta,
     ToolCallEnd,
     ToolCallStart,
+    ToolResult,
     Usage,
 )
 
@@ -79,10 +81,12 @@ class Accumulator:
         "_first_token_at",
         "_id",
         "_model",
+        "_open_calls",
         "_provider",
         "_reasoning",
         "_signature",
         "_started_at",
+        "_strict",
         "_text",
         "_tool_calls",
         "_usage",
@@ -94,7 +98,11 @@ class Accumulator:
         model: str | None = None,
         provider: str | None = None,
         started_at: float | None = None,
+        strict_tool_arguments: bool = True,
     ) -> None:
+        self._strict = strict_tool_arguments
+        # index -> a call still streaming: [id, name, argument parts, partial parser, parts fed]
+        self._open_calls: dict[int, list[Any]] = {}
         self._started_at = time.perf_counter() if started_at is None else started_at
         self._first_token_at: float | None = None
         self._ended_at: float | None = None
@@ -126,11 +134,26 @@ class Accumulator:
             if event.signature is not None:
                 # A signature comes whole, one per thinking block: the latest replaces.
                 self._signature = event.signature
-        elif type(event) is ToolCallStart or type(event) is ToolCallDelta:
+        elif type(event) is ToolCallDelta:
+            call = self._open_calls.get(event.index)
+            if call is not None:
+                call[2].append(event.arguments)
+        elif type(event) is ToolCallStart:
             if self._first_token_at is None:
                 self._first_token_at = time.perf_counter()
+            self._open_calls[event.index] = [event.id, event.name, [], None, 0]
         elif type(event) is ToolCallEnd:
-            self._tool_calls.append(event.tool_call)
+            self._open_calls.pop(event.index, None)
+            tool_call = event.tool_call
+            self._tool_calls.append(tool_call)
+            if self._strict and tool_call.error is not None and tool_call.result is None:
+                raise ToolCallParseError(
+                    f"the model's call to tool {tool_call.name!r} ({tool_call.id}) is unusable: "
+                    f"{tool_call.error}; its text is kept on .raw",
+                    tool_name=tool_call.name,
+                    raw=tool_call.arguments_raw or "",
+                    tool_call_id=tool_call.id,
+                )
         elif type(event) is Usage:
             self._usage = event
         elif type(event) is Finish:
@@ -141,6 +164,8 @@ class Accumulator:
                 self._id = event.id
             if event.model is not None:
                 self._model = event.model
+        elif type(event) is ToolResult:
+            pass  # the tool loop keeps results; a single response has none
         else:
             raise TypeError(f"not a spout event: {event!r}")
 
@@ -157,16 +182,45 @@ class Accumulator:
         """Whether a :class:`Finish` event arrived."""
         return self._finish is not None
 
+    def _calls_in_progress(self) -> list[ToolCall]:
+        """Calls still streaming, their arguments parsed as far as they arrived.
+
+        Each call's parser is fed only the text that came since the last snapshot, so taking
+        a snapshot on every delta costs time linear in the arguments, not quadratic.
+        """
+        from ._partial_json import PartialJSON
+
+        calls = []
+        for index in sorted(self._open_calls):
+            state = self._open_calls[index]
+            call_id, name, parts, parser, fed = state
+            if parser is None:
+                parser = state[3] = PartialJSON()
+            for piece in parts[fed:]:
+                parser.feed(piece)
+            state[4] = len(parts)
+            value = parser.value()
+            arguments = value if isinstance(value, dict) else {}
+            calls.append(ToolCall(call_id, name, arguments, "".join(parts)))
+        return calls
+
     def response(self) -> Response:
-        """The response as it stands: final once the stream ended, a snapshot before."""
+        """The response as it stands: final once the stream ended, a snapshot before.
+
+        In a snapshot, ``tool_calls`` ends with the calls still streaming, their
+        ``arguments`` the best-effort object parsed from the JSON text so far.
+        """
         now = time.perf_counter() if self._ended_at is None else self._ended_at
         started = self._started_at
         finish = self._finish
+        tool_calls = self._tool_calls
+        if self._open_calls:
+            tool_calls = tool_calls + self._calls_in_progress()
         return Response(
             text=self.text,
             reasoning="".join(self._reasoning),
             reasoning_signature=self._signature,
-            tool_calls=tuple(self._tool_calls),
+            tool_calls=tuple(tool_calls),
             usage=self._usage,
             finish_reason=finish.reason if finish else None,
             raw_finish_reason=finish.raw_reason if finish else None,

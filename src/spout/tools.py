@@ -33,7 +33,6 @@ out when no parameter is required. A default that is JSON is recorded as ``"defa
 
 from __future__ import annotations
 
-import asyncio
 import collections.abc
 import dataclasses
 import enum
@@ -180,6 +179,8 @@ class Tool:
             return await function(**kwargs)
         # A sync tool may block on I/O or compute for long; in a worker thread it leaves the
         # event loop free, and several tool calls of one response run at the same time.
+        import asyncio  # here, not at the top: `import spout` stays light
+
         result = await asyncio.to_thread(function, **kwargs)
         if inspect.isawaitable(result):  # a sync wrapper around an async function
             result = await result

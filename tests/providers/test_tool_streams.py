@@ -199,11 +199,6 @@ def test_openai_text_then_tool_call_not_streamed(
     assert "stream" not in replay.requests[-1].json()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="ToolCallAssembler ends every earlier index when a new index starts, so a delta for "
-    "an already ended call opens a second, nameless call: arguments are split across calls",
-)
 @cuts
 def test_openai_interleaved_tool_calls(
     replay: ReplayServer, connect: Connect, mode: str, cut: str
@@ -321,7 +316,6 @@ def test_gemini_parallel_function_calls(
     assert result.response.usage.extras["thoughtsTokenCount"] == thoughts
 
 
-@pytest.mark.xfail(strict=False, reason="ToolCall.signature not yet exposed")
 @cuts
 def test_gemini_thought_signature_is_kept_on_its_call(
     replay: ReplayServer, connect: Connect, mode: str, cut: str

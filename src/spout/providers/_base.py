@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Generic, Protocol, TypeVar
 
@@ -22,8 +22,8 @@ from .._transport import (
 )
 from ..sse import ServerSentEvent, SSEDecoder
 
-__all__ = ["Call", "GenerationLock", "HTTPProvider", "Parser", "Provider", "SSEStreamParser",
-    "StreamParser", "ToolCallAssembler"]
+__all__ = ["Call", "GenerationLock", "HTTPProvider", "NamedToolChoice", "Parser", "Provider",
+    "SSEStreamParser", "StreamParser", "ToolCallAssembler"]
 
 
 @dataclass(slots=True)
@@ -36,6 +36,32 @@ class Call:
 
     messages: list[dict[str, Any]]
     params: dict[str, Any] = field(default_factory=dict)
+    #: :class:`~spout.Tool` definitions to translate, or provider-native dicts sent as given.
+    tools: list[Any] = field(default_factory=list)
+    #: None (the provider's default), "auto", "none", "required", a :class:`NamedToolChoice`,
+    #: or a provider-native dict sent as given.
+    tool_choice: Any = None
+
+
+@dataclass(frozen=True, slots=True)
+class NamedToolChoice:
+    """A ``tool_choice`` that names the one tool the model must call."""
+
+    name: str
+
+
+def wire_tools(tools: list[Any], convert: Callable[[Any], dict[str, Any]]) -> list[Any]:
+    """Each :class:`~spout.Tool` in the provider's shape; native dicts as they were given."""
+    return [tool if isinstance(tool, dict) else convert(tool) for tool in tools]
+
+
+def text_content(content: Any) -> str:
+    """A tool result's content as text: strings as they are, anything else as JSON."""
+    if isinstance(content, str):
+        return content
+    if content is None:
+        return ""
+    return orjson.dumps(content, default=str).decode()
 
 
 class Parser(Protocol):
@@ -340,11 +366,12 @@ class ToolCallAssembler:
     ignored. A delta without an index continues the call in progress.
     """
 
-    __slots__ = ("_calls", "_last")
+    __slots__ = ("_calls", "_ended", "_last")
 
     def __init__(self) -> None:
         # index -> [id, name, argument parts, started]
         self._calls: dict[int, list[Any]] = {}
+        self._ended: set[int] = set()
         self._last: int | None = None
 
     def __bool__(self) -> bool:
@@ -362,10 +389,21 @@ class ToolCallAssembler:
         events: list[Event] = []
         call = calls.get(index)
         if call is None:
-            # Calls stream one after another: a new one means those before it are complete,
-            # and ending them now lets a caller run them while this one streams.
+            if index in self._ended:
+                if arguments:
+                    raise ProtocolError(
+                        f"arguments arrived for tool call {index} after its JSON was complete",
+                        data=arguments,
+                    )
+                return events  # a server repeating the id and name (llama.cpp)
+            # Calls usually stream one after another: a new one means those before it are
+            # done, and ending them now lets a caller see them whole while this one streams.
+            # Some servers interleave calls, though: one ends early only once its
+            # arguments are a complete JSON object.
             for earlier in [i for i in calls if i < index]:
-                events += self._end(earlier)
+                if _complete_object(calls[earlier][2]):
+                    events += self._end(earlier)
+                    self._ended.add(earlier)
             call = calls[index] = [id or None, name or None, [], False]
         else:
             if call[0] is None and id:
@@ -391,6 +429,7 @@ class ToolCallAssembler:
         for index in sorted(self._calls):
             events += self._end(index)
         self._last = None
+        self._ended.clear()
         return events
 
     def _end(self, index: int) -> list[Event]:
@@ -399,18 +438,40 @@ class ToolCallAssembler:
         events: list[Event] = []
         if not started:
             events.append(ToolCallStart(index, call_id, name or ""))
-        raw = "".join(parts)
-        tool_call = ToolCall(
-            id=call_id, name=name or "", arguments=parse_arguments(raw), arguments_raw=raw
-        )
-        events.append(ToolCallEnd(index, tool_call))
+        events.append(ToolCallEnd(index, tool_call_from_json(call_id, name or "", "".join(parts))))
         return events
 
 
-def parse_arguments(raw: str) -> dict[str, Any]:
-    """A tool call's JSON arguments as a dict; empty when blank, or when not valid JSON.
+def _complete_object(parts: list[str]) -> bool:
+    try:
+        return isinstance(orjson.loads("".join(parts)), dict)
+    except orjson.JSONDecodeError:
+        return False
 
-    The raw text is always kept beside it, so arguments a model got wrong are not lost.
+
+def tool_call_from_json(call_id: str, name: str, raw: str) -> ToolCall:
+    """A finished call whose arguments came as JSON text, parsed strictly.
+
+    Blank text means no arguments. Text that is not a JSON object leaves ``arguments`` empty
+    and says why in ``error``; the raw text is always kept. (Streams raise
+    :class:`~spout.ToolCallParseError` for such a call; the tool loop tells the model.)
+    """
+    if not raw or raw.isspace():
+        return ToolCall(call_id, name, {}, raw)
+    try:
+        value = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        return ToolCall(call_id, name, {}, raw, error=f"arguments are not valid JSON: {exc}")
+    if not isinstance(value, dict):
+        kind = type(value).__name__
+        return ToolCall(call_id, name, {}, raw, error=f"arguments are a JSON {kind}, not an object")
+    return ToolCall(call_id, name, value, raw)
+
+
+def parse_arguments(raw: str) -> dict[str, Any]:
+    """Arguments from a conversation's history as a dict, leniently: empty when not JSON.
+
+    (Arguments a model streams are parsed strictly, by :func:`tool_call_from_json`.)
     """
     if not raw or raw.isspace():
         return {}

@@ -32,9 +32,13 @@ from .._transport import HTTPRequest, header_value
 from ._base import (
     Call,
     HTTPProvider,
+    NamedToolChoice,
     SSEStreamParser,
     load_json_object,
     parse_arguments,
+    text_content,
+    tool_call_from_json,
+    wire_tools,
 )
 from .openai import retry_after_seconds
 
@@ -229,13 +233,7 @@ class MessageEventMapper:
         if block is None:
             return []
         tool_index, call_id, name, parts = block
-        raw = "".join(parts)
-        return [
-            ToolCallEnd(
-                tool_index,
-                ToolCall(id=call_id, name=name, arguments=parse_arguments(raw), arguments_raw=raw),
-            )
-        ]
+        return [ToolCallEnd(tool_index, tool_call_from_json(call_id, name, "".join(parts)))]
 
     def _update_usage(self, usage: dict[str, Any]) -> Usage:
         # message_delta's counts are cumulative: each one replaces, never adds.
@@ -367,6 +365,10 @@ class AnthropicProvider(HTTPProvider):
         for key, value in params.items():
             if value is not None:
                 body[key] = value
+        if call.tools:
+            body["tools"] = wire_tools(call.tools, _tool)
+        if call.tool_choice is not None:
+            body["tool_choice"] = _tool_choice(call.tool_choice)
         if stream:
             body["stream"] = True
             headers = {**self._headers, "accept": "text/event-stream"}
@@ -447,6 +449,29 @@ class AnthropicProvider(HTTPProvider):
         )
 
 
+def _tool(tool: Any) -> dict[str, Any]:
+    """A :class:`~spout.Tool` as a Messages API tool: its schema is ``input_schema``."""
+    out: dict[str, Any] = {"name": tool.name}
+    if tool.description:
+        out["description"] = tool.description
+    out["input_schema"] = tool.parameters
+    return out
+
+
+def _tool_choice(choice: Any) -> Any:
+    """``tool_choice`` as an object: "required" is Anthropic's ``any``, a name is ``tool``.
+
+    https://docs.anthropic.com/en/docs/agents-and-tools/tool-use/implement-tool-use
+    """
+    if isinstance(choice, NamedToolChoice):
+        return {"type": "tool", "name": choice.name}
+    if choice == "required":
+        return {"type": "any"}
+    if isinstance(choice, str):
+        return {"type": choice}  # "auto", "none"
+    return choice
+
+
 def _messages(messages: list[dict[str, Any]]) -> tuple[Any, list[dict[str, Any]]]:
     """spout's OpenAI-style messages as Anthropic's ``system`` and ``messages``.
 
@@ -469,8 +494,10 @@ def _messages(messages: list[dict[str, Any]]) -> tuple[Any, list[dict[str, Any]]
             block = {
                 "type": "tool_result",
                 "tool_use_id": message.get("tool_call_id"),
-                "content": "" if content is None else content,
+                "content": content if isinstance(content, list) else text_content(content),
             }
+            if message.get("is_error"):
+                block["is_error"] = True
             # The results of parallel calls go back together, in one user turn.
             last = out[-1] if out else None
             if last and last["role"] == "user" and isinstance(last["content"], list) and all(
@@ -479,13 +506,24 @@ def _messages(messages: list[dict[str, Any]]) -> tuple[Any, list[dict[str, Any]]
                 last["content"].append(block)
             else:
                 out.append({"role": "user", "content": [block]})
-        elif role == "assistant" and message.get("tool_calls"):
+        elif role == "assistant" and (message.get("tool_calls") or message.get("reasoning_signature")):
             blocks: list[Any] = []
+            if message.get("reasoning_signature"):
+                # With extended thinking, the turn that called tools must be sent back with its
+                # thinking block, signature intact, before the tool_use blocks.
+                # https://docs.anthropic.com/en/docs/build-with-claude/extended-thinking
+                blocks.append(
+                    {
+                        "type": "thinking",
+                        "thinking": message.get("reasoning") or "",
+                        "signature": message["reasoning_signature"],
+                    }
+                )
             if isinstance(content, list):
                 blocks.extend(content)
             elif content:
                 blocks.append({"type": "text", "text": str(content)})
-            for tool_call in message["tool_calls"]:
+            for tool_call in message.get("tool_calls") or ():
                 function = tool_call.get("function") or tool_call
                 arguments = function.get("arguments")
                 if isinstance(arguments, str):

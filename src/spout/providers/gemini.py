@@ -32,6 +32,7 @@ from .._transport import HTTPRequest, header_value
 from ._base import (
     Call,
     HTTPProvider,
+    NamedToolChoice,
     SSEStreamParser,
     load_json_object,
     parse_arguments,
@@ -194,7 +195,9 @@ class GenerateContentMapper:
                                 ReasoningDelta(text) if part.get("thought") else TextDelta(text)
                             )
                     elif "functionCall" in part:
-                        events += self._function_call(part["functionCall"] or {})
+                        events += self._function_call(
+                            part["functionCall"] or {}, part.get("thoughtSignature")
+                        )
             finish = candidate.get("finishReason")
             if finish:
                 self._finish_raw = finish
@@ -214,7 +217,9 @@ class GenerateContentMapper:
             )
         return events
 
-    def _function_call(self, function_call: dict[str, Any]) -> list[Event]:
+    def _function_call(
+        self, function_call: dict[str, Any], signature: str | None
+    ) -> list[Event]:
         index = self._tool_count
         self._tool_count += 1
         # Gemini names no call id (a newer field, "id", is used when present).
@@ -226,7 +231,9 @@ class GenerateContentMapper:
         return [
             ToolCallStart(index, call_id, name),
             ToolCallDelta(index, orjson.dumps(arguments).decode()),
-            ToolCallEnd(index, ToolCall(call_id, name, arguments, arguments_raw=None)),
+            # A thought signature must go back on this call's part with its result: the loop
+            # sends it (https://ai.google.dev/gemini-api/docs/thought-signatures).
+            ToolCallEnd(index, ToolCall(call_id, name, arguments, None, signature or None)),
         ]
 
     def finish(self) -> list[Event]:
@@ -334,6 +341,10 @@ class GeminiProvider(HTTPProvider):
         for key, value in params.items():
             if value is not None:
                 body[key] = value
+        if call.tools:
+            body["tools"] = _tools(call.tools)
+        if call.tool_choice is not None:
+            body["toolConfig"] = _tool_config(call.tool_choice)
         if config:
             # A generationConfig given as a keyword (thinkingConfig...) is kept, under
             # the settings spout names.
@@ -379,6 +390,37 @@ class GeminiProvider(HTTPProvider):
         )
 
 
+def _tools(tools: list[Any]) -> list[Any]:
+    """Every :class:`~spout.Tool` as one ``functionDeclarations`` entry; native dicts as given.
+
+    Parameters go as ``parametersJsonSchema`` (full JSON Schema) rather than ``parameters``,
+    which takes only an OpenAPI subset.
+    """
+    declarations = []
+    native = []
+    for tool in tools:
+        if isinstance(tool, dict):
+            native.append(tool)
+            continue
+        declaration: dict[str, Any] = {"name": tool.name}
+        if tool.description:
+            declaration["description"] = tool.description
+        declaration["parametersJsonSchema"] = tool.parameters
+        declarations.append(declaration)
+    return ([{"functionDeclarations": declarations}] if declarations else []) + native
+
+
+def _tool_config(choice: Any) -> Any:
+    """``tool_choice`` as ``toolConfig.functionCallingConfig``: "required" is mode ANY."""
+    if isinstance(choice, NamedToolChoice):
+        config = {"mode": "ANY", "allowedFunctionNames": [choice.name]}
+    elif isinstance(choice, str):
+        config = {"mode": {"auto": "AUTO", "none": "NONE", "required": "ANY"}[choice]}
+    else:
+        return choice
+    return {"functionCallingConfig": config}
+
+
 def _parts(content: Any) -> list[Any]:
     """A message's content as Gemini parts: text, or parts given in Gemini's own shape."""
     if not content:
@@ -416,8 +458,11 @@ def _contents(messages: list[dict[str, Any]]) -> tuple[list[Any], list[dict[str,
             if isinstance(result, str):
                 with contextlib.suppress(orjson.JSONDecodeError):
                     result = orjson.loads(result)
-            # functionResponse.response is a JSON object (a Struct).
-            if not isinstance(result, dict):
+            # functionResponse.response is a JSON object (a Struct); a failed call reports
+            # under "error" (FunctionResponse in the API reference).
+            if message.get("is_error"):
+                result = {"error": result}
+            elif not isinstance(result, dict):
                 result = {"result": result}
             part = {
                 "functionResponse": {
@@ -440,9 +485,10 @@ def _contents(messages: list[dict[str, Any]]) -> tuple[list[Any], list[dict[str,
                     arguments = parse_arguments(arguments)
                 if tool_call.get("id"):
                     names[tool_call["id"]] = function.get("name") or ""
-                parts.append(
-                    {"functionCall": {"name": function.get("name"), "args": arguments or {}}}
-                )
+                part = {"functionCall": {"name": function.get("name"), "args": arguments or {}}}
+                if tool_call.get("signature"):
+                    part["thoughtSignature"] = tool_call["signature"]
+                parts.append(part)
             contents.append({"role": "model", "parts": parts})
         else:
             contents.append({"role": "user", "parts": parts})

@@ -10,6 +10,7 @@ import orjson
 
 from .._capabilities import Capabilities, ModelCapability
 from .._errors import (
+    ConfigurationError,
     ContextWindowExceededError,
     InternalServerError,
     ProtocolError,
@@ -31,8 +32,18 @@ from .._events import (
 )
 from .._transport import HTTPRequest, header_value
 from ..ndjson import NDJSONDecoder
-from ._base import Call, HTTPProvider, StreamParser, env_value, load_json, parse_arguments
-from .openai import retry_after_seconds
+from ._base import (
+    Call,
+    HTTPProvider,
+    StreamParser,
+    env_value,
+    load_json,
+    parse_arguments,
+    text_content,
+    tool_call_from_json,
+    wire_tools,
+)
+from .openai import chat_tool, retry_after_seconds
 
 __all__ = ["OllamaProvider", "ollama_base_url"]
 
@@ -153,12 +164,47 @@ class _ChatMapper:
         name = function.get("name") or ""
         arguments = function.get("arguments")
         if isinstance(arguments, str):  # not Ollama's shape, but keep what was sent
-            call = ToolCall(call_id, name, parse_arguments(arguments), arguments)
+            call = tool_call_from_json(call_id, name, arguments)
         elif isinstance(arguments, dict):
             call = ToolCall(call_id, name, arguments, None)
         else:
             call = ToolCall(call_id, name, {} if arguments is None else {"value": arguments})
         return [ToolCallStart(index, call_id, name), ToolCallEnd(index, call)]
+
+
+def _messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """spout's messages in Ollama's chat shape.
+
+    Tool-call arguments go as objects, a tool result names its tool (``tool_name``), and
+    reasoning goes back as ``thinking`` (docs/api.md, "Chat request (with tools)").
+    """
+    if not any(m.get("role") in ("assistant", "tool") for m in messages):
+        return messages
+    out = []
+    for message in messages:
+        role = message.get("role")
+        if role == "tool":
+            message = {
+                "role": "tool",
+                "content": text_content(message.get("content")),
+                **({"tool_name": message["name"]} if message.get("name") else {}),
+            }
+        elif role == "assistant" and (message.get("tool_calls") or "reasoning" in message):
+            converted = {"role": "assistant", "content": message.get("content") or ""}
+            if message.get("reasoning"):
+                converted["thinking"] = message["reasoning"]
+            calls = []
+            for tool_call in message.get("tool_calls") or ():
+                function = tool_call.get("function") or tool_call
+                arguments = function.get("arguments")
+                if isinstance(arguments, str):
+                    arguments = parse_arguments(arguments)
+                calls.append({"function": {"name": function.get("name"), "arguments": arguments or {}}})
+            if calls:
+                converted["tool_calls"] = calls
+            message = converted
+        out.append(message)
+    return out
 
 
 def _stream_error(error: Any, provider: str, model: str) -> ProviderError:
@@ -276,7 +322,17 @@ class OllamaProvider(HTTPProvider):
         if isinstance(given, dict):
             options.update(given)
         extra.pop("stream", None)
-        body: dict[str, Any] = {"model": self.model, "messages": call.messages, **extra}
+        body: dict[str, Any] = {"model": self.model, "messages": _messages(call.messages)}
+        body.update(extra)
+        choice = call.tool_choice
+        if call.tools and choice != "none":
+            body["tools"] = wire_tools(call.tools, chat_tool)
+        if choice is not None and choice not in ("auto", "none"):
+            # Ollama's /api/chat has no way to force a call (docs/api.md).
+            raise ConfigurationError(
+                f"Ollama cannot be made to call a tool: tool_choice {choice!r} is not "
+                "supported; use 'auto' or 'none'"
+            )
         # Ollama streams unless told not to (docs/api.md, "Streaming responses").
         body["stream"] = stream
         if options:

@@ -33,11 +33,14 @@ from .._transport import HTTPRequest, header_value
 from ._base import (
     Call,
     HTTPProvider,
+    NamedToolChoice,
     Provider,
     SSEStreamParser,
     StreamParser,
     ToolCallAssembler,
     load_json_object,
+    text_content,
+    wire_tools,
 )
 
 __all__ = ["ChatChunkMapper", "OpenAIProvider"]
@@ -355,10 +358,14 @@ class OpenAIProvider(HTTPProvider):
         }
 
     def build_request(self, call: Call, *, stream: bool) -> HTTPRequest:
-        body: dict[str, Any] = {"model": self.model, "messages": call.messages}
+        body: dict[str, Any] = {"model": self.model, "messages": chat_messages(call.messages)}
         for key, value in call.params.items():
             if value is not None:
                 body[key] = value
+        if call.tools:
+            body["tools"] = wire_tools(call.tools, chat_tool)
+        if call.tool_choice is not None:
+            body["tool_choice"] = chat_tool_choice(call.tool_choice)
         if stream:
             body["stream"] = True
             if self.stream_usage and "stream_options" not in body:
@@ -414,6 +421,64 @@ class OpenAIProvider(HTTPProvider):
             request_id=header_value(headers, "x-request-id", "request-id"),
             retry_after=retry_after_seconds(headers),
         )
+
+
+def chat_tool(tool: Any) -> dict[str, Any]:
+    """A :class:`~spout.Tool` as a chat completions ``tools`` entry."""
+    function: dict[str, Any] = {"name": tool.name}
+    if tool.description:
+        function["description"] = tool.description
+    function["parameters"] = tool.parameters
+    return {"type": "function", "function": function}
+
+
+def chat_tool_choice(choice: Any) -> Any:
+    """``tool_choice`` for chat completions: the strings as they are, a named tool as an object."""
+    if isinstance(choice, NamedToolChoice):
+        return {"type": "function", "function": {"name": choice.name}}
+    return choice
+
+
+# Keys spout keeps on messages for other providers' round trips; chat completions rejects them.
+_SPOUT_KEYS = frozenset(("reasoning", "reasoning_signature", "is_error"))
+
+
+def chat_messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """spout's messages as chat completions takes them.
+
+    They are already in its shape; only a conversation that went through the tool loop
+    needs care: spout's own keys are dropped, arguments and results are sent as text.
+    """
+    if not any(m.get("role") in ("assistant", "tool") for m in messages):
+        return messages
+    out = []
+    for message in messages:
+        role = message.get("role")
+        if role == "tool":
+            message = {
+                "role": "tool",
+                "tool_call_id": message.get("tool_call_id"),
+                "content": text_content(message.get("content")),
+            }
+        elif role == "assistant" and (message.keys() & _SPOUT_KEYS or message.get("tool_calls")):
+            message = {k: v for k, v in message.items() if k not in _SPOUT_KEYS}
+            if message.get("tool_calls"):
+                message["tool_calls"] = [_chat_tool_call(c) for c in message["tool_calls"]]
+        out.append(message)
+    return out
+
+
+def _chat_tool_call(tool_call: dict[str, Any]) -> dict[str, Any]:
+    function = tool_call.get("function") or {}
+    arguments = function.get("arguments")
+    return {
+        "id": tool_call.get("id"),
+        "type": tool_call.get("type") or "function",
+        "function": {
+            "name": function.get("name"),
+            "arguments": arguments if isinstance(arguments, str) else text_content(arguments or {}),
+        },
+    }
 
 
 def retry_after_seconds(headers: Mapping[str, str]) -> float | None:

@@ -25,7 +25,6 @@ from .._events import (
     ReasoningDelta,
     ResponseStart,
     TextDelta,
-    ToolCall,
     ToolCallDelta,
     ToolCallEnd,
     ToolCallStart,
@@ -34,12 +33,15 @@ from .._events import (
 from .._transport import HTTPRequest
 from ._base import (
     Call,
+    NamedToolChoice,
     Provider,
     SSEStreamParser,
     StreamParser,
     load_json_object,
-    parse_arguments,
     sse_json,
+    text_content,
+    tool_call_from_json,
+    wire_tools,
 )
 from .openai import OpenAIProvider, error_from_body
 
@@ -200,7 +202,7 @@ class ResponsesEventMapper:
         raw = arguments if isinstance(arguments, str) else "".join(parts)
         if not parts and raw:
             events.append(ToolCallDelta(index, raw))  # arguments that came whole
-        tool_call = ToolCall(call_id, name, parse_arguments(raw), raw)
+        tool_call = tool_call_from_json(call_id, name, raw)
         events.append(ToolCallEnd(index, tool_call))
         return events
 
@@ -340,6 +342,15 @@ class OpenAIResponsesProvider(OpenAIProvider):
         for key, value in call.params.items():
             if value is not None and key != "stream":
                 body[_PARAMS.get(key, key)] = value
+        if call.tools:
+            body["tools"] = wire_tools(call.tools, _tool)
+        if call.tool_choice is not None:
+            choice = call.tool_choice
+            body["tool_choice"] = (
+                {"type": "function", "name": choice.name}
+                if isinstance(choice, NamedToolChoice)
+                else choice
+            )
         if stream:
             body["stream"] = True
             headers = {**self._headers, "Accept": "text/event-stream"}
@@ -359,6 +370,15 @@ class OpenAIResponsesProvider(OpenAIProvider):
         for event in _replay(data):
             events += mapper.map(event)
         return events
+
+
+def _tool(tool: Any) -> dict[str, Any]:
+    """A :class:`~spout.Tool` as a Responses ``function`` tool (flat, unlike chat's)."""
+    out: dict[str, Any] = {"type": "function", "name": tool.name}
+    if tool.description:
+        out["description"] = tool.description
+    out["parameters"] = tool.parameters
+    return out
 
 
 def _input(messages: list[dict[str, Any]]) -> tuple[str | None, list[dict[str, Any]]]:
@@ -382,7 +402,7 @@ def _input(messages: list[dict[str, Any]]) -> tuple[str | None, list[dict[str, A
             items.append({
                 "type": "function_call_output",
                 "call_id": message.get("tool_call_id"),
-                "output": content if isinstance(content, str) else orjson.dumps(content).decode(),
+                "output": text_content(content),
             })
         elif role == "assistant" and message.get("tool_calls"):
             if message.get("content"):
@@ -397,6 +417,9 @@ def _input(messages: list[dict[str, Any]]) -> tuple[str | None, list[dict[str, A
                     "arguments": arguments if isinstance(arguments, str)
                     else orjson.dumps(arguments or {}).decode(),
                 })
+        elif role == "assistant" and "reasoning" in message:
+            # The tool loop's own keys are not input fields; its text is.
+            items.append({"role": "assistant", "content": message.get("content") or ""})
         else:
             items.append(message)
     return instructions, items
