@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
@@ -74,3 +75,45 @@ def test_forced_tool_call_assembled_from_deltas(llm: spout.LLM, mode: str) -> No
     assert len(starts) == 1 and len(deltas) > 1  # the arguments really streamed
     assert "".join(d.arguments for d in deltas) == call.arguments_raw
     assert result.response.finish_reason == "tool_calls"
+
+
+def test_tool_loop_runs_the_function_and_streams_the_next_turn(llm: spout.LLM, mode: str) -> None:
+    ran: list[dict[str, Any]] = []
+
+    @spout.tool
+    def get_weather(city: str) -> str:
+        """Current weather for a city."""
+        ran.append({"city": city})
+        return f"It is 21 degrees and sunny in {city}."
+
+    settings: dict[str, Any] = {"max_tokens": 60, "seed": 1, "temperature": 0}
+    prompt = "What is the weather in Oslo?"
+    if mode == "sync":
+        loop = llm.generate_stream_with_tools(
+            prompt, tools=[get_weather], tool_choice="get_weather", max_rounds=3, **settings
+        )
+        items = list(loop)
+        response, rounds = loop.response, loop.rounds
+    else:
+        async def run() -> tuple[list[Any], spout.Response, list[spout.Response]]:
+            try:
+                loop = llm.agenerate_stream_with_tools(
+                    prompt, tools=[get_weather], tool_choice="get_weather", max_rounds=3,
+                    **settings,
+                )
+                items = [item async for item in loop]
+                return items, await loop.get_response(), loop.rounds
+            finally:
+                await llm.aclose()
+
+        items, response, rounds = asyncio.run(run())
+    calls = [item for item in items if isinstance(item, spout.ToolCall)]
+    # The real model made a real call; the loop ran the Python function with its arguments.
+    assert calls and calls[0].name == "get_weather"
+    assert ran and ran[0] == calls[0].arguments
+    assert calls[0].result == f"It is 21 degrees and sunny in {ran[0]['city']}."
+    # The next turn streamed after the call ran.
+    assert len(rounds) >= 2 and rounds[0].finish_reason == "tool_calls"
+    after = items[items.index(calls[0]) + 1 :]
+    assert any(isinstance(item, str) and item for item in after)
+    assert response.text == "".join(item for item in items if isinstance(item, str))

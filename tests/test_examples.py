@@ -53,6 +53,14 @@ CHECKS: dict[str, list[str]] = {
         rf"^{name} +'Rivers run to the sea\.'  finish=stop usage=12/6$"
         for name in ("anthropic", "gemini", "ollama", r"huggingface \(TGI\)", r"openai \(Responses API\)")
     ],
+    "tools": [
+        r"^schema of get_weather: \{'type': 'object', 'properties': \{'city': \{'type': 'string', "
+        r"'description': 'The city to report on",
+        r"^streamed call: get_weather\(\{'city': '[^']+'.*\}\) in \d\d+ deltas$",
+        r"^\[get_weather\(\{'city': '[^']+'.*\}\) -> 'It is 21 degrees \w+ and sunny in [^']+\.'\]$",
+        r"^rounds: [23], tool calls run: [12]$",
+        r"^conversation: user -> assistant -> tool -> assistant",
+    ],
     "transformers_local": [
         r"\A1\. 1$",  # the greedy answer streams first
         r"^model: SmolLM2-135M-Instruct\.Q4_1, finish reason: (stop|length)$",

@@ -87,7 +87,9 @@ class _Rounds:
 
     def assistant_message(self, response: Response) -> dict[str, Any]:
         """The model's turn as a message to send back, with what providers need returned."""
-        message: dict[str, Any] = {"role": "assistant", "content": response.text or None}
+        # Text, even empty: chat completions allows null beside tool calls, but servers such
+        # as llama.cpp's refuse it.
+        message: dict[str, Any] = {"role": "assistant", "content": response.text}
         if response.tool_calls:
             message["tool_calls"] = [
                 {
