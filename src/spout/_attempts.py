@@ -1,0 +1,375 @@
+"""One call's requests: retries before the first token, fallbacks, and resuming a cut stream.
+
+The rules are pure (:class:`Attempts` decides what to do about an error); the sync and async
+drivers below are two short loops that apply them.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Generator, Iterator
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any
+
+from ._errors import ConfigurationError, SpoutError, TotalTimeout
+from ._events import Event, ResponseStart, TextDelta
+from ._policy import CONTENT, Deadline, Retry, resumable, retryable
+from ._response import Accumulator
+
+if TYPE_CHECKING:
+    from ._llm import LLM
+    from ._stream import AsyncSource, SyncSource
+    from .providers._base import Call, Provider
+
+__all__ = ["Attempts", "CallPolicy"]
+
+#: Sent after the cut text when the provider cannot continue an assistant turn (no prefill).
+CONTINUE = (
+    "Your previous message was cut off. Continue it exactly where it stopped, without "
+    "repeating anything already written and without any preamble."
+)
+
+
+@dataclass(frozen=True, slots=True)
+class CallPolicy:
+    """What a call may do when it fails: retry, fall back, resume; and its time limits."""
+
+    retry: Retry
+    resume: bool = False
+    deadline: Deadline | None = None
+
+
+class Seam:
+    """Joins a resumed stream's text to the text before the cut, dropping what it repeats.
+
+    The start of the new text is held back until it is as long as ``before`` (or the stream
+    ends); then the longest start of it that ``before`` already ends with, if at least
+    ``min_overlap`` long, is dropped.
+    """
+
+    __slots__ = ("_before", "_buffer", "_decided", "_min")
+
+    def __init__(self, before: str, min_overlap: int) -> None:
+        self._before = before
+        self._min = min_overlap
+        self._buffer: list[str] = []
+        self._decided = not before
+
+    def feed(self, text: str) -> str:
+        if self._decided:
+            return text
+        self._buffer.append(text)
+        joined = "".join(self._buffer)
+        return self._decide(joined) if len(joined) >= len(self._before) else ""
+
+    def flush(self) -> str:
+        return "" if self._decided else self._decide("".join(self._buffer))
+
+    def _decide(self, joined: str) -> str:
+        self._decided = True
+        self._buffer.clear()
+        before = self._before
+        for k in range(min(len(before), len(joined)), self._min - 1, -1):
+            if k and before.endswith(joined[:k]):
+                return joined[k:]
+        return joined
+
+
+class Attempts:
+    """The state of one call across its requests; decides what an error leads to.
+
+    ``on_error`` answers with a delay before the next request (a retry, or 0 for a fallback),
+    or raises the error; ``resume_call`` gives the request that continues a cut stream.
+    """
+
+    def __init__(self, llm: LLM, call: Call, accumulator: Accumulator, policy: CallPolicy) -> None:
+        self.llm = llm
+        self.call = call
+        self.accumulator = accumulator
+        self.policy = policy
+        self.deadline = policy.deadline
+        self.retries = 0  # retries of the current model
+        self.resumes = 0
+        self._fallbacks = list(llm.fallbacks)
+        self.seam: Seam | None = None
+        self.release_current: Callable[[], Any] | None = None
+
+    @property
+    def provider(self) -> Provider:
+        return self.llm.provider
+
+    def new_attempt(self) -> None:
+        if self.deadline is not None:
+            self.deadline.new_attempt()
+
+    def on_error(self, error: BaseException) -> float:
+        """The wait before trying again (a retry, or a fallback at 0); raises if nothing is left."""
+        if not isinstance(error, SpoutError) or isinstance(error, TotalTimeout):
+            raise error
+        retry = self.policy.retry
+        if retryable(error) and self.retries < retry.max_retries:
+            delay = retry.delay(self.retries, getattr(error, "retry_after", None))
+            left = None if self.deadline is None else self.deadline.total_left()
+            if delay is not None and (left is None or delay < left):
+                self.retries += 1
+                self.accumulator.note_retry()
+                return delay
+        while self._fallbacks:
+            candidate = self._fallback(self._fallbacks.pop(0), error)
+            if candidate is not None:
+                self.llm = candidate
+                self.retries = 0
+                self.accumulator.set_origin(candidate.provider.name, candidate.provider.model)
+                return 0.0
+        raise error
+
+    def _fallback(self, spec: Any, error: SpoutError) -> LLM | None:
+        from ._capabilities import ModelCapability, has_capability
+        from ._llm import LLM, create_llm
+
+        try:
+            if isinstance(spec, LLM):
+                candidate = spec
+            elif isinstance(spec, dict):
+                candidate = create_llm(**spec)
+            else:
+                candidate = create_llm(spec)
+        except ConfigurationError:
+            return None  # e.g. no key for it here: the next one may do
+        if self.call.tools and not has_capability(
+            candidate.get_capabilities(), ModelCapability.TOOLS
+        ):
+            return None
+        return candidate
+
+    def resume_call(self, error: BaseException) -> Call | None:
+        """The request that continues the text cut by ``error``, or None when it may not."""
+        if not (self.policy.resume and isinstance(error, SpoutError) and resumable(error)):
+            return None
+        accumulator = self.accumulator
+        text = accumulator.text
+        if not text or accumulator.has_tool_calls or self.resumes >= max(
+            1, self.policy.retry.max_retries
+        ):
+            return None
+        self.resumes += 1
+        accumulator.note_resume()
+        call = self.call
+        kept = text.rstrip()
+        if self.provider.can_prefill(call):
+            # The model continues its own turn; an API may refuse trailing whitespace there
+            # (Anthropic does), so it is cut and matched against what comes back.
+            messages = [*call.messages, {"role": "assistant", "content": kept}]
+            self.seam = Seam(text[len(kept):], 1)
+        else:
+            messages = [
+                *call.messages,
+                {"role": "assistant", "content": text},
+                {"role": "user", "content": CONTINUE},
+            ]
+            self.seam = Seam(text[-200:], 6)
+        return replace(call, messages=messages)
+
+    def release(self) -> None:
+        release, self.release_current = self.release_current, None
+        if release is not None:
+            release()
+
+    async def arelease(self) -> None:
+        release, self.release_current = self.release_current, None
+        if release is not None:
+            await release()
+
+
+# -- sync -------------------------------------------------------------------------------------
+
+
+def open_sync(attempts: Attempts) -> SyncSource:
+    """Send the request (retrying, falling back) and return its events, made resilient."""
+    events = _open(attempts, attempts.call)
+    return _sync_events(attempts, events), attempts.release
+
+
+def _open(attempts: Attempts, call: Call) -> Iterator[Event]:
+    while True:
+        attempts.new_attempt()
+        try:
+            events, attempts.release_current = attempts.provider.open_stream(call)
+            return events
+        except BaseException as exc:
+            delay = attempts.on_error(exc)
+        if delay:
+            time.sleep(delay)
+
+
+def _sync_events(attempts: Attempts, events: Iterator[Event]) -> Generator[Event, None, None]:
+    deadline = attempts.deadline
+    resumed = False
+    while True:
+        held: list[Event] = []  # what came before the first content, dropped if it fails
+        try:
+            for event in events:
+                if type(event) in CONTENT:
+                    if deadline is not None:
+                        deadline.content()
+                    if not resumed:
+                        yield from held
+                        yield event
+                    else:
+                        yield from _seamed(attempts, event)
+                    break
+                held.append(event)
+            else:
+                if not resumed:
+                    yield from held
+                else:
+                    yield from _seamed_tail(attempts, held)
+                return
+            # Content flows: from here every event passes straight through.
+            if resumed:
+                for event in events:
+                    yield from _seamed(attempts, event)
+            elif deadline is not None and deadline.tracks_content:
+                content = deadline.content
+                for event in events:
+                    if type(event) in CONTENT:
+                        content()
+                    yield event
+            else:
+                yield from events
+            return
+        except BaseException as exc:
+            attempts.release()
+            started = attempts.accumulator.started
+            if not started:
+                delay = attempts.on_error(exc)
+                if delay:
+                    time.sleep(delay)
+                events = _open(attempts, attempts.call)
+                continue
+            call = attempts.resume_call(exc)
+            if call is None:
+                raise
+            resumed = True
+            events = _open(attempts, call)
+
+
+def _seamed(attempts: Attempts, event: Event) -> Iterator[Event]:
+    """A resumed request's event, joined at the seam: its own start is not a new response."""
+    if type(event) is TextDelta:
+        seam = attempts.seam
+        text = event.text if seam is None else seam.feed(event.text)
+        if text:
+            yield TextDelta(text)
+    elif type(event) is not ResponseStart:
+        if attempts.seam is not None:
+            rest = attempts.seam.flush()
+            if rest:
+                yield TextDelta(rest)
+        yield event
+
+
+def _seamed_tail(attempts: Attempts, held: list[Event]) -> Iterator[Event]:
+    for event in held:
+        yield from _seamed(attempts, event)
+
+
+def complete_sync(attempts: Attempts) -> list[Event]:
+    """A whole, unstreamed answer, with retries and fallbacks."""
+    while True:
+        attempts.new_attempt()
+        try:
+            return list(attempts.provider.complete(attempts.call))
+        except BaseException as exc:
+            delay = attempts.on_error(exc)
+        if delay:
+            time.sleep(delay)
+
+
+# -- async ------------------------------------------------------------------------------------
+
+
+async def open_async(attempts: Attempts) -> AsyncSource:
+    events = await _aopen(attempts, attempts.call)
+    return _async_events(attempts, events), attempts.arelease
+
+
+async def _aopen(attempts: Attempts, call: Call) -> AsyncIterator[Event]:
+    import asyncio
+
+    while True:
+        attempts.new_attempt()
+        try:
+            events, attempts.release_current = await attempts.provider.aopen_stream(call)
+            return events
+        except BaseException as exc:
+            delay = attempts.on_error(exc)
+        if delay:
+            await asyncio.sleep(delay)
+
+
+async def _async_events(
+    attempts: Attempts, events: AsyncIterator[Event]
+) -> AsyncGenerator[Event, None]:
+    import asyncio
+
+    deadline = attempts.deadline
+    resumed = False
+    while True:
+        held: list[Event] = []
+        try:
+            started = False
+            async for event in events:
+                if type(event) in CONTENT:
+                    if deadline is not None:
+                        deadline.content()
+                    if not resumed:
+                        for early in held:
+                            yield early
+                        yield event
+                    else:
+                        for out in _seamed(attempts, event):
+                            yield out
+                    started = True
+                    break
+                held.append(event)
+            if not started:
+                for event in held if not resumed else list(_seamed_tail(attempts, held)):
+                    yield event
+                return
+            tracks = deadline is not None and deadline.tracks_content
+            async for event in events:
+                if resumed:
+                    for out in _seamed(attempts, event):
+                        yield out
+                    continue
+                if tracks and type(event) in CONTENT:
+                    deadline.content()  # type: ignore[union-attr]
+                yield event
+            return
+        except BaseException as exc:
+            await attempts.arelease()
+            if not attempts.accumulator.started:
+                delay = attempts.on_error(exc)
+                if delay:
+                    await asyncio.sleep(delay)
+                events = await _aopen(attempts, attempts.call)
+                continue
+            call = attempts.resume_call(exc)
+            if call is None:
+                raise
+            resumed = True
+            events = await _aopen(attempts, call)
+
+
+async def complete_async(attempts: Attempts) -> list[Event]:
+    import asyncio
+
+    while True:
+        attempts.new_attempt()
+        try:
+            return list(await attempts.provider.acomplete(attempts.call))
+        except BaseException as exc:
+            delay = attempts.on_error(exc)
+        if delay:
+            await asyncio.sleep(delay)
