@@ -37,6 +37,8 @@ class Recorded:
     path: str
     headers: dict[str, str]
     body: bytes
+    #: when the request arrived (time.monotonic), to check how retries are spaced
+    arrived: float = field(default_factory=time.monotonic)
 
     def json(self) -> Any:
         return json.loads(self.body)

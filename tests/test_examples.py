@@ -53,6 +53,12 @@ CHECKS: dict[str, list[str]] = {
         rf"^{name} +'Rivers run to the sea\.'  finish=stop usage=12/6$"
         for name in ("anthropic", "gemini", "ollama", r"huggingface \(TGI\)", r"openai \(Responses API\)")
     ],
+    "reliability": [
+        r"^Rivers carve canyons over millions of years\.$",
+        r"^retries: 1, resumed: 1$",
+        r"^IdleTimeout: no content arrived for the idle limit of 0\.5 s \(kept: 'Thinking'\)$",
+        r"^The backup answers\. \(answered by the model 'backup'\)$",
+    ],
     "tools": [
         r"^schema of get_weather: \{'type': 'object', 'properties': \{'city': \{'type': 'string', "
         r"'description': 'The city to report on",

@@ -54,6 +54,7 @@ from ._events import (
     Usage,
 )
 from ._llm import LLM, create_llm
+from ._policy import Retry, Timeout
 from ._response import Accumulator, Response
 from ._stream import AsyncStream, Stream
 from ._tool_loop import AsyncToolStream, ToolStream
@@ -90,12 +91,14 @@ __all__ = [
     "ReasoningDelta",
     "Response",
     "ResponseStart",
+    "Retry",
     "ServiceUnavailableError",
     "SpoutError",
     "Stream",
     "StreamError",
     "StreamInterruptedError",
     "TextDelta",
+    "Timeout",
     "TimeoutError",
     "Tool",
     "ToolCall",

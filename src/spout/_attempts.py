@@ -90,7 +90,8 @@ class Attempts:
         self.deadline = policy.deadline
         self.retries = 0  # retries of the current model
         self.resumes = 0
-        self._fallbacks = list(llm.fallbacks)
+        self.primary = llm
+        self._fallbacks = list(range(len(llm.fallbacks)))
         self.seam: Seam | None = None
         self.release_current: Callable[[], Any] | None = None
 
@@ -123,17 +124,11 @@ class Attempts:
                 return 0.0
         raise error
 
-    def _fallback(self, spec: Any, error: SpoutError) -> LLM | None:
+    def _fallback(self, position: int, error: SpoutError) -> LLM | None:
         from ._capabilities import ModelCapability, has_capability
-        from ._llm import LLM, create_llm
 
         try:
-            if isinstance(spec, LLM):
-                candidate = spec
-            elif isinstance(spec, dict):
-                candidate = create_llm(**spec)
-            else:
-                candidate = create_llm(spec)
+            candidate = self.primary.fallback(position)
         except ConfigurationError:
             return None  # e.g. no key for it here: the next one may do
         if self.call.tools and not has_capability(
@@ -230,10 +225,11 @@ def _sync_events(attempts: Attempts, events: Iterator[Event]) -> Generator[Event
                 for event in events:
                     yield from _seamed(attempts, event)
             elif deadline is not None and deadline.tracks_content:
-                content = deadline.content
+                content, check = deadline.content, deadline.check
                 for event in events:
                     if type(event) in CONTENT:
                         content()
+                    check()
                     yield event
             else:
                 yield from events
@@ -343,8 +339,10 @@ async def _async_events(
                     for out in _seamed(attempts, event):
                         yield out
                     continue
-                if tracks and type(event) in CONTENT:
-                    deadline.content()  # type: ignore[union-attr]
+                if tracks:
+                    if type(event) in CONTENT:
+                        deadline.content()  # type: ignore[union-attr]
+                    deadline.check()  # type: ignore[union-attr]
                 yield event
             return
         except BaseException as exc:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import inspect
 import os
@@ -10,12 +11,22 @@ from collections.abc import Iterable, Sequence
 from types import TracebackType
 from typing import Any, Literal, overload
 
+from ._attempts import (
+    Attempts,
+    CallPolicy,
+    complete_async,
+    complete_sync,
+    open_async,
+    open_sync,
+)
 from ._capabilities import Capabilities, ModelCapability, has_capability
 from ._errors import ConfigurationError, SpoutError
 from ._events import Event
+from ._policy import Deadline, Retry, Timeout
 from ._response import Accumulator, Response
 from ._stream import AsyncStream, Stream
 from ._tool_loop import Approve, AsyncToolStream, ToolStream, tool_table
+from ._validate import validate_call
 from .providers._base import Call, NamedToolChoice, Provider
 from .tools import Tool, as_tool
 
@@ -43,6 +54,10 @@ _PROVIDERS: dict[str, tuple[str, str]] = {
 
 #: Generation settings, in spout's names; every provider translates them.
 GENERATION_PARAMS = ("temperature", "max_tokens", "top_p", "stop", "seed")
+
+#: What a call does when it fails or stalls: on create_llm, and on any call (the call's wins).
+CALL_POLICY_PARAMS = ("timeout", "max_retries", "retry", "resume")
+RELIABILITY_PARAMS = (*CALL_POLICY_PARAMS, "fallbacks")
 
 Message = dict[str, Any]
 
@@ -99,6 +114,30 @@ def normalize_tool_choice(choice: Any, tools: list[Any]) -> Any:
         f"tool_choice must be 'auto', 'none', 'required' or the name of one of the tools "
         f"({', '.join(names) or 'none given'}), not {choice!r}"
     )
+
+
+def _retry(retry: Any, max_retries: Any, default: Retry) -> Retry:
+    """The retry policy from ``retry=`` and ``max_retries=`` (which overrides its count)."""
+    if retry is None:
+        retry = default
+    elif not isinstance(retry, Retry):
+        raise TypeError(f"retry must be a spout.Retry, not {type(retry).__name__}")
+    if max_retries is not None:
+        retry = dataclasses.replace(retry, max_retries=max_retries)
+    result: Retry = retry
+    return result
+
+
+_NO_LIMITS = Timeout()
+
+
+def _fresh_clock(call: Call) -> Call:
+    """The call with its own clock: each round of the tool loop is timed as a call."""
+    if call.deadline is None:
+        return call
+    deadline = Deadline(call.deadline.timeout)
+    policy = call.policy and dataclasses.replace(call.policy, deadline=deadline)
+    return dataclasses.replace(call, deadline=deadline, policy=policy)
 
 
 def _fold(accumulator: Accumulator, events: Iterable[Event]) -> Response:
@@ -189,6 +228,7 @@ def create_llm(provider: str | None = None, *, model: str | None = None, **confi
     elif api is not None:
         raise ConfigurationError(f"provider {name!r} speaks one API: it takes no api=")
     defaults = {key: config.pop(key) for key in (*GENERATION_PARAMS, "system_prompt") if key in config}
+    reliability = {key: config.pop(key) for key in RELIABILITY_PARAMS if key in config}
     accepted = inspect.signature(cls.__init__).parameters
     takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in accepted.values())
     unknown = [key for key in config if key not in accepted]
@@ -202,7 +242,7 @@ def create_llm(provider: str | None = None, *, model: str | None = None, **confi
         instance = cls(model, **config)
     except TypeError as exc:  # an option a nested layer rejected
         raise ConfigurationError(f"provider {name!r}: {exc}") from None
-    return LLM(instance, defaults)
+    return LLM(instance, defaults, **reliability)
 
 
 class LLM:
@@ -216,9 +256,28 @@ class LLM:
             print(chunk, end="", flush=True)
     """
 
-    def __init__(self, provider: Provider, defaults: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        provider: Provider,
+        defaults: dict[str, Any] | None = None,
+        *,
+        timeout: Timeout | float | None = None,
+        max_retries: int | None = None,
+        retry: Retry | None = None,
+        resume: bool = False,
+        fallbacks: Sequence[Any] = (),
+    ) -> None:
         self.provider = provider
         self.defaults = dict(defaults or {})
+        self.timeout = Timeout.coerce(timeout)
+        self.retry = _retry(retry, max_retries, Retry())
+        self.resume = bool(resume)
+        if isinstance(fallbacks, (str, LLM)):
+            fallbacks = [fallbacks]
+        #: Models tried in order when this one fails before its first token: ``LLM`` objects,
+        #: ``"provider/model"`` strings, or dicts of ``create_llm`` arguments (made on first use).
+        self.fallbacks = list(fallbacks)
+        self._fallback_llms: dict[int, LLM] = {}
 
     @property
     def model(self) -> str:
@@ -241,6 +300,7 @@ class LLM:
         system_prompt: str | None,
         params: dict[str, Any],
     ) -> Call:
+        validate_call(prompt, messages, system_prompt, params, self.defaults)
         if prompt is None and not messages:
             raise ValueError("nothing to generate from: pass a prompt or messages=[...]")
         if prompt is not None and not isinstance(prompt, str):
@@ -258,6 +318,7 @@ class LLM:
             built.append({"role": "user", "content": prompt})
         merged = {k: v for k, v in self.defaults.items() if k != "system_prompt"}
         merged.update((k, v) for k, v in params.items() if v is not None)
+        deadline = self._deadline(merged.pop("timeout", None))
         tools = normalize_tools(merged.pop("tools", None))
         tool_choice = normalize_tool_choice(merged.pop("tool_choice", None), tools)
         if tools and not has_capability(self.provider.capabilities(), ModelCapability.TOOLS):
@@ -266,7 +327,18 @@ class LLM:
                 f"provider {self.provider.name!r} (model {self.provider.model!r}) cannot call "
                 f"tools; use a provider whose capabilities include TOOLS"
             )
-        return Call(built, merged, tools, tool_choice)
+        policy = CallPolicy(
+            _retry(merged.pop("retry", None), merged.pop("max_retries", None), self.retry),
+            bool(merged.pop("resume", self.resume)),
+            deadline,
+        )
+        return Call(built, merged, tools, tool_choice, deadline, policy)
+
+    def _deadline(self, timeout: Any) -> Deadline | None:
+        limits = self.timeout if timeout is None else self.timeout.override(Timeout.coerce(timeout))
+        if limits == _NO_LIMITS:
+            return None
+        return Deadline(limits)
 
     def _accumulator(self, *, strict_tool_arguments: bool = True) -> Accumulator:
         return Accumulator(
@@ -276,19 +348,27 @@ class LLM:
             strict_tool_arguments=strict_tool_arguments,
         )
 
-    def _open_round(self, call: Call) -> Stream:
-        """A round of the tool loop: a stream whose bad arguments go to the model, not raise."""
-        accumulator = self._accumulator(strict_tool_arguments=False)
-        return Stream(self.provider.open_stream(call), accumulator, owner=self)
+    def _attempts(self, call: Call, accumulator: Accumulator) -> Attempts:
+        return Attempts(self, call, accumulator, call.policy or CallPolicy(self.retry))
 
-    def _aopen_round(self, call: Call) -> AsyncStream:
-        accumulator = self._accumulator(strict_tool_arguments=False)
-        provider = self.provider
+    def _stream(self, call: Call, accumulator: Accumulator) -> Stream:
+        """Send the request (retrying, falling back as the call allows) and stream it."""
+        return Stream(open_sync(self._attempts(call, accumulator)), accumulator, owner=self)
+
+    def _astream(self, call: Call, accumulator: Accumulator) -> AsyncStream:
+        attempts = self._attempts(call, accumulator)
 
         async def opener() -> Any:
-            return await provider.aopen_stream(call)
+            return await open_async(attempts)
 
         return AsyncStream(opener, accumulator, owner=self)
+
+    def _open_round(self, call: Call) -> Stream:
+        """A round of the tool loop: a stream whose bad arguments go to the model, not raise."""
+        return self._stream(_fresh_clock(call), self._accumulator(strict_tool_arguments=False))
+
+    def _aopen_round(self, call: Call) -> AsyncStream:
+        return self._astream(_fresh_clock(call), self._accumulator(strict_tool_arguments=False))
 
     # -- sync ----------------------------------------------------------------------------------
 
@@ -333,7 +413,8 @@ class LLM:
                 prompt, messages=messages, system_prompt=system_prompt, **params
             )
         call = self._call(prompt, messages, system_prompt, params)
-        return _fold(self._accumulator(), self.provider.complete(call))
+        accumulator = self._accumulator()
+        return _fold(accumulator, complete_sync(self._attempts(call, accumulator)))
 
     def generate_stream(
         self,
@@ -348,8 +429,7 @@ class LLM:
         The request is sent before this returns, so connection and HTTP errors raise here.
         """
         call = self._call(prompt, messages, system_prompt, params)
-        accumulator = self._accumulator()
-        return Stream(self.provider.open_stream(call), accumulator, owner=self)
+        return self._stream(call, self._accumulator())
 
     # -- async ---------------------------------------------------------------------------------
 
@@ -394,7 +474,8 @@ class LLM:
                 prompt, messages=messages, system_prompt=system_prompt, **params
             ).start()
         call = self._call(prompt, messages, system_prompt, params)
-        return _fold(self._accumulator(), await self.provider.acomplete(call))
+        accumulator = self._accumulator()
+        return _fold(accumulator, await complete_async(self._attempts(call, accumulator)))
 
     def agenerate_stream(
         self,
@@ -409,13 +490,7 @@ class LLM:
         The request is sent on first use of the stream.
         """
         call = self._call(prompt, messages, system_prompt, params)
-        accumulator = self._accumulator()
-        provider = self.provider
-
-        async def opener() -> Any:
-            return await provider.aopen_stream(call)
-
-        return AsyncStream(opener, accumulator, owner=self)
+        return self._astream(call, self._accumulator())
 
     # -- tools ---------------------------------------------------------------------------------
 
@@ -501,12 +576,30 @@ class LLM:
 
     # -- lifetime ------------------------------------------------------------------------------
 
+    def fallback(self, position: int) -> LLM:
+        """The fallback at ``position``, made on first use from its spec and kept."""
+        made = self._fallback_llms.get(position)
+        if made is None:
+            spec = self.fallbacks[position]
+            if isinstance(spec, LLM):
+                made = spec
+            elif isinstance(spec, dict):
+                made = create_llm(**spec)
+            else:
+                made = create_llm(spec)
+            self._fallback_llms[position] = made
+        return made
+
     def close(self) -> None:
-        """Release the provider's connections."""
+        """Release the provider's connections, and those of the fallbacks used."""
         self.provider.close()
+        for fallback in self._fallback_llms.values():
+            fallback.close()
 
     async def aclose(self) -> None:
         await self.provider.aclose()
+        for fallback in self._fallback_llms.values():
+            await fallback.aclose()
 
     def __enter__(self) -> LLM:
         return self

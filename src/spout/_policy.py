@@ -166,8 +166,17 @@ class Deadline:
 
     @property
     def tracks_content(self) -> bool:
-        """Whether content events move a limit (``idle``), so they must be clocked."""
-        return self.idle is not None
+        """Whether events must be clocked: ``idle`` moves with content, ``total`` runs out.
+
+        (The transport enforces both on HTTP reads; an in-process model is checked per event.)
+        """
+        return self.idle is not None or self.total_at is not None
+
+    def check(self) -> None:
+        """Raise the timeout error if a limit has run out."""
+        at = self.next()
+        if at is not None and time.monotonic() >= at:
+            raise self.expired_error()
 
     def new_attempt(self) -> None:
         """A new request went out (a retry, a fallback, a resume): its first token is awaited."""

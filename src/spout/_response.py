@@ -32,7 +32,9 @@ class Response:
     """A complete answer, streamed or not.
 
     ``usage`` is always a :class:`Usage`; its counts are None when the provider reported none.
-    Timings are in seconds from the moment the request was sent.
+    Timings are in seconds from the moment the request was sent. ``retries`` counts the
+    requests retried before the first token; ``resumed`` counts the times a cut stream was
+    continued in a new request (``resume=True``), whose usage is then added in.
 
     Example::
 
@@ -53,6 +55,8 @@ class Response:
     duration: float | None = None
     provider: str | None = None
     extras: dict[str, Any] = field(default_factory=dict)
+    retries: int = 0
+    resumed: int = 0
 
     @property
     def output_tokens_per_second(self) -> float | None:
@@ -76,6 +80,7 @@ class Accumulator:
     """
 
     __slots__ = (
+        "_carried",
         "_ended_at",
         "_finish",
         "_first_token_at",
@@ -84,6 +89,8 @@ class Accumulator:
         "_open_calls",
         "_provider",
         "_reasoning",
+        "_resumed",
+        "_retries",
         "_signature",
         "_started_at",
         "_strict",
@@ -101,6 +108,9 @@ class Accumulator:
         strict_tool_arguments: bool = True,
     ) -> None:
         self._strict = strict_tool_arguments
+        self._carried: Usage | None = None
+        self._retries = 0
+        self._resumed = 0
         # index -> a call still streaming: [id, name, argument parts, partial parser, parts fed]
         self._open_calls: dict[int, list[Any]] = {}
         self._started_at = time.perf_counter() if started_at is None else started_at
@@ -178,6 +188,30 @@ class Accumulator:
         return parts[0] if parts else ""
 
     @property
+    def started(self) -> bool:
+        """Whether content (text, reasoning or a tool call) arrived."""
+        return self._first_token_at is not None
+
+    @property
+    def has_tool_calls(self) -> bool:
+        """Whether a tool call began, finished or not."""
+        return bool(self._tool_calls or self._open_calls)
+
+    def note_retry(self) -> None:
+        self._retries += 1
+
+    def note_resume(self) -> None:
+        """A new request continues this response: its usage will add to what came so far."""
+        self._resumed += 1
+        self._carried = _add_usage(self._carried, self._usage)
+        self._usage = _NO_USAGE
+
+    def set_origin(self, provider: str, model: str | None) -> None:
+        """The provider and model that answer, after a fallback."""
+        self._provider = provider
+        self._model = model
+
+    @property
     def finished(self) -> bool:
         """Whether a :class:`Finish` event arrived."""
         return self._finish is not None
@@ -221,7 +255,7 @@ class Accumulator:
             reasoning="".join(self._reasoning),
             reasoning_signature=self._signature,
             tool_calls=tuple(tool_calls),
-            usage=self._usage,
+            usage=self._usage if self._carried is None else _add_usage(self._carried, self._usage),
             finish_reason=finish.reason if finish else None,
             raw_finish_reason=finish.raw_reason if finish else None,
             model=self._model,
@@ -231,4 +265,23 @@ class Accumulator:
             ),
             duration=now - started,
             provider=self._provider,
+            retries=self._retries,
+            resumed=self._resumed,
         )
+
+
+def _add_usage(a: Usage | None, b: Usage) -> Usage:
+    """Two requests' usage as one: counts added, a count neither reported stays unknown."""
+    if a is None:
+        return b
+    if b is _NO_USAGE:
+        return a
+
+    def add(x: int | None, y: int | None) -> int | None:
+        return None if x is None and y is None else (x or 0) + (y or 0)
+
+    return Usage(
+        add(a.input_tokens, b.input_tokens),
+        add(a.output_tokens, b.output_tokens),
+        {**a.extras, **b.extras},
+    )

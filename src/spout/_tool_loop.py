@@ -236,7 +236,7 @@ def _sync_loop(
             round_number += 1
             # tool_choice holds for the first round only: a forced call ("required", or a
             # named tool) kept would make the model call tools forever and never answer.
-            next_call = Call(list(state.messages), call.params, call.tools, None)
+            next_call = replace(call, messages=list(state.messages), tool_choice=None)
             stream = None
             stream = llm._open_round(next_call)
     except SpoutError as exc:
@@ -430,7 +430,7 @@ async def _async_loop(
                 state.messages.append(_tool_message(result.tool_call, result.content))
             pending = []
             round_number += 1
-            round_call = Call(list(state.messages), call.params, call.tools, None)  # as above
+            round_call = replace(call, messages=list(state.messages), tool_choice=None)
     except SpoutError as exc:
         if not isinstance(exc, MaxToolRoundsError):
             exc.partial = state.response()

@@ -8,6 +8,8 @@ first async use only. Their exceptions are translated into spout's here, and nev
 from __future__ import annotations
 
 import contextlib
+import threading
+import time
 import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -25,12 +27,15 @@ from ._errors import (
     TimeoutError,
     TransportError,
 )
+from ._log import DEBUG, log_request, log_response, logger, request_repr
 
 if TYPE_CHECKING:
     import asyncio
 
     import aiohttp
     import httpx
+
+    from ._policy import Deadline
 
 __all__ = ["HTTPRequest", "Transport"]
 
@@ -49,6 +54,9 @@ class HTTPRequest:
     url: str
     headers: dict[str, str] = field(default_factory=dict)
     body: bytes | None = None
+
+    def __repr__(self) -> str:  # the headers hold the API key: never print them whole
+        return request_repr(self)
 
 
 def _translate(exc: httpx.HTTPError, *, streaming: bool) -> SpoutError:
@@ -142,6 +150,7 @@ class Transport:
                     max_connections=self._max_connections, max_keepalive_connections=20
                 ),
             )
+            _install_deadlines(self._client)
         return self._client
 
     def _session(self) -> aiohttp.ClientSession:
@@ -186,32 +195,49 @@ class Transport:
 
     # -- sync ----------------------------------------------------------------------------------
 
-    def request(self, request: HTTPRequest, on_error: ErrorMapper) -> bytes:
+    def request(
+        self, request: HTTPRequest, on_error: ErrorMapper, deadline: Deadline | None = None
+    ) -> bytes:
         """Send a request and return the body of a successful response."""
         import httpx
 
         client = self._sync_client()
+        if logger.isEnabledFor(DEBUG):
+            log_request(request, self._headers)
+        _local.deadline = deadline
         try:
             response = client.request(
-                request.method, request.url, headers=request.headers, content=_exact(request.body)
+                request.method,
+                request.url,
+                headers=request.headers,
+                content=_exact(request.body),
+                timeout=self._timeouts(deadline),
             )
         except httpx.HTTPError as exc:
-            raise _translate(exc, streaming=False) from exc
+            raise _deadline_error(deadline) or _translate(exc, streaming=False) from exc
+        finally:
+            _local.deadline = None
+        if logger.isEnabledFor(DEBUG):
+            log_response(request, response.status_code)
         if response.status_code >= 400:
             raise on_error(response.status_code, response.headers, response.content)
         return response.content
 
     def stream(
-        self, request: HTTPRequest, on_error: ErrorMapper
+        self, request: HTTPRequest, on_error: ErrorMapper, deadline: Deadline | None = None
     ) -> tuple[Iterator[bytes], Callable[[], None]]:
         """Send a request; returns the body's chunks as they arrive and how to close it.
 
         The request is sent before this returns, so a refused connection or an error status
-        raises here, not on the first read.
+        raises here, not on the first read. With a ``deadline``, no wait (connecting, the
+        headers, each read) goes past it.
         """
         import httpx
 
         client = self._sync_client()
+        if logger.isEnabledFor(DEBUG):
+            log_request(request, self._headers)
+        _local.deadline = deadline
         try:
             response = client.send(
                 client.build_request(
@@ -219,11 +245,16 @@ class Transport:
                     request.url,
                     headers=request.headers,
                     content=_exact(request.body),
+                    timeout=self._timeouts(deadline),
                 ),
                 stream=True,
             )
         except httpx.HTTPError as exc:
-            raise _translate(exc, streaming=False) from exc
+            raise _deadline_error(deadline) or _translate(exc, streaming=False) from exc
+        finally:
+            _local.deadline = None
+        if logger.isEnabledFor(DEBUG):
+            log_response(request, response.status_code)
         if response.status_code >= 400:
             try:
                 body = response.read()
@@ -232,35 +263,76 @@ class Transport:
             finally:
                 response.close()
             raise on_error(response.status_code, response.headers, body)
+        if deadline is not None:
+            return _deadline_chunks(response, deadline), response.close
         return _chunks(response), response.close
+
+    def _timeouts(self, deadline: Deadline | None) -> Any:
+        import httpx
+
+        if deadline is None:
+            return httpx.USE_CLIENT_DEFAULT
+        return httpx.Timeout(
+            self._timeout_s, connect=deadline.connect_timeout(self._connect_timeout_s)
+        )
+
+    def _aiohttp_timeout(self, deadline: Deadline | None) -> Any:
+        import aiohttp
+
+        if deadline is None:
+            return aiohttp.helpers.sentinel
+        return aiohttp.ClientTimeout(
+            total=None,
+            connect=deadline.connect_timeout(self._connect_timeout_s),
+            sock_read=self._timeout_s,
+        )
 
     # -- async ---------------------------------------------------------------------------------
 
-    async def arequest(self, request: HTTPRequest, on_error: ErrorMapper) -> bytes:
+    async def arequest(
+        self, request: HTTPRequest, on_error: ErrorMapper, deadline: Deadline | None = None
+    ) -> bytes:
         """Send a request and return the body of a successful response."""
         session = self._session()
+        if logger.isEnabledFor(DEBUG):
+            log_request(request, self._headers)
         try:
-            async with session.request(
-                request.method, request.url, headers=request.headers, data=_exact(request.body)
+            async with _within(deadline), session.request(
+                request.method,
+                request.url,
+                headers=request.headers,
+                data=_exact(request.body),
+                timeout=self._aiohttp_timeout(deadline),
             ) as response:
+                if logger.isEnabledFor(DEBUG):
+                    log_response(request, response.status)
                 body = await response.read()
                 if response.status >= 400:
                     raise on_error(response.status, response.headers, body)
                 return body
         except _aiohttp_errors() as exc:
-            raise _atranslate(exc, streaming=False) from exc
+            raise _deadline_error(deadline) or _atranslate(exc, streaming=False) from exc
 
     async def astream(
-        self, request: HTTPRequest, on_error: ErrorMapper
+        self, request: HTTPRequest, on_error: ErrorMapper, deadline: Deadline | None = None
     ) -> tuple[AsyncIterator[bytes], Callable[[], Awaitable[None]]]:
         """Send a request; returns the body's chunks as they arrive and how to close it."""
         session = self._session()
+        if logger.isEnabledFor(DEBUG):
+            log_request(request, self._headers)
         try:
-            response = await session.request(
-                request.method, request.url, headers=request.headers, data=_exact(request.body)
-            )
+            async with _within(deadline):
+                response = await session.request(
+                    request.method,
+                    request.url,
+                    headers=request.headers,
+                    data=_exact(request.body),
+                    timeout=self._aiohttp_timeout(deadline),
+                )
         except _aiohttp_errors() as exc:
-            raise _atranslate(exc, streaming=False) from exc
+            raise _deadline_error(deadline) or _atranslate(exc, streaming=False) from exc
+        if logger.isEnabledFor(DEBUG):
+            log_response(request, response.status)
         if response.status >= 400:
             try:
                 body = await response.read()
@@ -278,6 +350,8 @@ class Transport:
             else:
                 response.close()
 
+        if deadline is not None:
+            return _adeadline_chunks(response, deadline), close
         return _achunks(response), close
 
 
@@ -312,6 +386,156 @@ async def _achunks(response: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
             yield chunk
     except errors as exc:
         raise _atranslate(exc, streaming=True) from exc
+
+
+# -- deadlines --------------------------------------------------------------------------------
+#
+# httpx fixes a request's read timeout when its body starts, and keep-alive pings reset it: it
+# cannot say "no content for 10 s". So the sync client's network streams take each read's
+# limit from the deadline of the call being read in this thread (set around every read), and
+# async reads run under asyncio's own deadline.
+
+_local = threading.local()
+
+
+def _deadline_error(deadline: Deadline | None) -> SpoutError | None:
+    """The timeout error of ``deadline`` if one of its limits ran out, else None."""
+    if deadline is None:
+        return None
+    at = deadline.next()
+    if at is None or time.monotonic() < at - 0.002:
+        return None
+    return deadline.expired_error()
+
+
+def _install_deadlines(client: httpx.Client) -> None:
+    """Wrap the network backend of the client's connection pools (httpcore's public
+    ``NetworkBackend`` interface, set on the pool's private attribute: httpx takes no backend)."""
+    transports = [client._transport, *client._mounts.values()]
+    for transport in transports:
+        pool = getattr(transport, "_pool", None)
+        backend = getattr(pool, "_network_backend", None)
+        if backend is not None and not isinstance(backend, _DeadlineBackend):
+            pool._network_backend = _DeadlineBackend(backend)  # type: ignore[union-attr]
+
+
+def _limited(timeout: float | None) -> float | None:
+    """A read's timeout, shortened to the deadline of the call read in this thread."""
+    deadline = getattr(_local, "deadline", None)
+    if deadline is None:
+        return timeout
+    at = deadline.next()
+    if at is None:
+        return timeout
+    remaining = at - time.monotonic()
+    if remaining <= 0:
+        import httpcore
+
+        raise httpcore.ReadTimeout("the call's deadline passed")
+    return remaining if timeout is None or remaining < timeout else timeout
+
+
+def _deadline_backend_classes() -> tuple[type[Any], type[Any]]:
+    import httpcore
+
+    class DeadlineStream(httpcore.NetworkStream):
+        def __init__(self, inner: Any) -> None:
+            self._inner = inner
+
+        def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+            return bytes(self._inner.read(max_bytes, _limited(timeout)))
+
+        def write(self, buffer: bytes, timeout: float | None = None) -> None:
+            self._inner.write(buffer, timeout)
+
+        def close(self) -> None:
+            self._inner.close()
+
+        def start_tls(self, ssl_context: Any, server_hostname: str | None = None,
+                      timeout: float | None = None) -> Any:
+            return DeadlineStream(self._inner.start_tls(ssl_context, server_hostname, timeout))
+
+        def get_extra_info(self, info: str) -> Any:
+            return self._inner.get_extra_info(info)
+
+    class DeadlineBackend(httpcore.NetworkBackend):
+        def __init__(self, inner: Any) -> None:
+            self._inner = inner
+
+        def connect_tcp(self, host: str, port: int, timeout: float | None = None,
+                        local_address: str | None = None, socket_options: Any = None) -> Any:
+            return DeadlineStream(
+                self._inner.connect_tcp(host, port, timeout, local_address, socket_options)
+            )
+
+        def connect_unix_socket(self, path: str, timeout: float | None = None,
+                                socket_options: Any = None) -> Any:
+            return DeadlineStream(self._inner.connect_unix_socket(path, timeout, socket_options))
+
+        def sleep(self, seconds: float) -> None:
+            self._inner.sleep(seconds)
+
+    return DeadlineStream, DeadlineBackend
+
+
+class _DeadlineBackend:
+    """Made on first use (httpcore is imported lazily): see :func:`_deadline_backend_classes`."""
+
+    def __new__(cls, inner: Any) -> Any:
+        global _DeadlineBackend
+        _, backend = _deadline_backend_classes()
+        _DeadlineBackend = backend  # type: ignore[misc]
+        return backend(inner)
+
+
+def _deadline_chunks(response: httpx.Response, deadline: Deadline) -> Iterator[bytes]:
+    import httpx
+
+    chunks = response.iter_bytes()
+    try:
+        while True:
+            _local.deadline = deadline
+            try:
+                chunk = next(chunks, None)
+            finally:
+                _local.deadline = None
+            if chunk is None:
+                return
+            yield chunk
+    except httpx.HTTPError as exc:
+        raise _deadline_error(deadline) or _translate(exc, streaming=True) from exc
+
+
+def _within(deadline: Deadline | None) -> Any:
+    """An async context that ends its body at ``deadline``'s next limit (or never)."""
+    import asyncio
+
+    at = None if deadline is None else deadline.next()
+    if at is None:
+        return contextlib.nullcontext()
+    when = asyncio.get_running_loop().time() + (at - time.monotonic())
+    timeout_at = getattr(asyncio, "timeout_at", None)  # Python 3.11+
+    if timeout_at is None:
+        import async_timeout  # type: ignore[import-not-found]  # aiohttp needs it before 3.11
+
+        timeout_at = async_timeout.timeout_at
+    return timeout_at(when)
+
+
+async def _adeadline_chunks(
+    response: aiohttp.ClientResponse, deadline: Deadline
+) -> AsyncIterator[bytes]:
+    errors = _aiohttp_errors()
+    read = response.content.readany
+    try:
+        while True:
+            async with _within(deadline):
+                chunk = await read()
+            if not chunk:
+                return
+            yield chunk
+    except errors as exc:
+        raise _deadline_error(deadline) or _atranslate(exc, streaming=True) from exc
 
 
 def header_value(headers: Any, *names: str) -> str | None:

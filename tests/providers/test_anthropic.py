@@ -27,6 +27,8 @@ CASES = sorted(path.name.removesuffix(".expected.json") for path in (WIRE / "ant
 
 
 def anthropic(server: ReplayServer, **config: Any) -> spout.LLM:
+    # What one response becomes: no retries here (they are tested in tests/test_retries.py).
+    config.setdefault("max_retries", 0)
     config.setdefault("api_key", "sk-ant-test")
     return create_llm("anthropic", model="claude-sonnet-4-5", base_url=server.url, **config)
 

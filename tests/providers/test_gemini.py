@@ -27,6 +27,8 @@ STREAM_PATH = "/v1beta/models/gemini-2.5-flash:streamGenerateContent?alt=sse"
 
 
 def gemini(server: ReplayServer, **config: Any) -> spout.LLM:
+    # What one response becomes: no retries here (they are tested in tests/test_retries.py).
+    config.setdefault("max_retries", 0)
     config.setdefault("api_key", "AIza-test")
     return create_llm("gemini", model="gemini-2.5-flash", base_url=server.url, **config)
 

@@ -46,6 +46,8 @@ def _close_llms() -> Iterator[None]:
 
 
 def tgi(server: ReplayServer, **config: Any) -> spout.LLM:
+    # What one response becomes: no retries here (they are tested in tests/test_retries.py).
+    config.setdefault("max_retries", 0)
     return made(create_llm("huggingface", base_url=server.url, **config))
 
 

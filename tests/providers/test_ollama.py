@@ -44,6 +44,8 @@ def _close_llms() -> Iterator[None]:
 
 
 def ollama(server: ReplayServer, **config: Any) -> spout.LLM:
+    # What one response becomes: no retries here (they are tested in tests/test_retries.py).
+    config.setdefault("max_retries", 0)
     return made(create_llm("ollama", model="llama3.2", base_url=server.url, **config))
 
 

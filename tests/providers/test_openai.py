@@ -23,6 +23,8 @@ from spout import (
 
 
 def openai(server: ReplayServer, **config: Any) -> spout.LLM:
+    # What one response becomes: no retries here (they are tested in tests/test_retries.py).
+    config.setdefault("max_retries", 0)
     config.setdefault("api_key", "sk-test")
     return create_llm("openai", model="gpt-4o-mini", base_url=f"{server.url}/v1", **config)
 

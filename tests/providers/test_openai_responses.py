@@ -50,6 +50,8 @@ def _close_llms() -> Iterator[None]:
 
 
 def responses(server: ReplayServer, **config: Any) -> spout.LLM:
+    # What one response becomes: no retries here (they are tested in tests/test_retries.py).
+    config.setdefault("max_retries", 0)
     config.setdefault("api_key", "sk-test")
     return made(create_llm("openai", model="gpt-4.1", api="responses",
                            base_url=f"{server.url}/v1", **config))

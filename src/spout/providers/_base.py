@@ -13,6 +13,7 @@ import orjson
 from .._capabilities import Capabilities
 from .._errors import ConfigurationError, ProtocolError, ProviderError, SpoutError
 from .._events import Event, ToolCall, ToolCallDelta, ToolCallEnd, ToolCallStart
+from .._log import checked_key, scrub_error, secrets_in
 from .._stream import AsyncSource, SyncSource
 from .._transport import (
     DEFAULT_CONNECT_TIMEOUT,
@@ -41,6 +42,11 @@ class Call:
     #: None (the provider's default), "auto", "none", "required", a :class:`NamedToolChoice`,
     #: or a provider-native dict sent as given.
     tool_choice: Any = None
+    #: The call's clock (:class:`spout._policy.Deadline`), when it has time limits.
+    deadline: Any = None
+    #: Retries, resume (:class:`spout._attempts.CallPolicy`): the LLM's business, not the
+    #: provider's.
+    policy: Any = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,6 +158,11 @@ class Provider:
     def capabilities(self) -> Capabilities:
         return {}
 
+    def can_prefill(self, call: Call) -> bool:
+        """Whether a last assistant message is continued, not answered (a resumed stream's
+        text is then sent as the start of the model's turn)."""
+        return False
+
     def close(self) -> None:
         """Release connections and other resources."""
 
@@ -180,13 +191,17 @@ class HTTPProvider(Provider):
         self.transport = Transport(
             timeout=timeout, connect_timeout=connect_timeout, headers=headers
         )
+        # Kept to know what to redact: a caller may authenticate with a header of their own.
+        self._given_headers = dict(headers or {})
 
     def _resolve_endpoint(self, base_url: str | None, api_key: str | None) -> None:
         """Set ``base_url`` (argument, environment, default) and ``api_key`` (argument, env)."""
         self.base_url = (
             base_url or env_value(*self.base_url_env) or self.default_base_url
         ).rstrip("/")
-        self.api_key: str | None = api_key or env_value(*self.api_key_env)
+        self.api_key: str | None = checked_key(
+            self.name, api_key or env_value(*self.api_key_env)
+        )
 
     def _require_key(self, where: str | None = None) -> str:
         """The API key, or a ConfigurationError that names where to put one."""
@@ -212,28 +227,55 @@ class HTTPProvider(Provider):
         raise NotImplementedError
 
     # -- the drivers ---------------------------------------------------------------------------
+    # An error on the way to a response passes through _scrub: a server may echo the key it
+    # was sent, and an HTTP library may quote a header it refused. (Success costs nothing.)
 
     def open_stream(self, call: Call) -> SyncSource:
         request = self.build_request(call, stream=True)
-        chunks, release = self.transport.stream(request, self.error_from_response)
+        try:
+            chunks, release = self.transport.stream(request, self.error_from_response, call.deadline)
+        except Exception as exc:
+            self._scrub(exc, request)
+            raise
         return _parse(chunks, self.new_parser(call)), release
 
     async def aopen_stream(self, call: Call) -> AsyncSource:
         request = self.build_request(call, stream=True)
-        chunks, release = await self.transport.astream(request, self.error_from_response)
+        try:
+            chunks, release = await self.transport.astream(request, self.error_from_response, call.deadline)
+        except Exception as exc:
+            self._scrub(exc, request)
+            raise
         return _aparse(chunks, self.new_parser(call)), release
 
     def complete(self, call: Call) -> Iterable[Event]:
         request = self.build_request(call, stream=False)
-        return self.parse_response(
-            self.transport.request(request, self.error_from_response), call
-        )
+        try:
+            return self.parse_response(
+                self.transport.request(request, self.error_from_response, call.deadline), call
+            )
+        except Exception as exc:
+            self._scrub(exc, request)
+            raise
 
     async def acomplete(self, call: Call) -> Iterable[Event]:
         request = self.build_request(call, stream=False)
-        return self.parse_response(
-            await self.transport.arequest(request, self.error_from_response), call
+        try:
+            return self.parse_response(
+                await self.transport.arequest(request, self.error_from_response, call.deadline), call
+            )
+        except Exception as exc:
+            self._scrub(exc, request)
+            raise
+
+    def _scrub(self, exc: BaseException, request: HTTPRequest) -> None:
+        """Remove this provider's credentials from an error and the errors chained to it."""
+        secrets = secrets_in(
+            request.headers,
+            getattr(self, "_given_headers", None),
+            extra=(getattr(self, "api_key", None),),
         )
+        scrub_error(exc, secrets)
 
     def close(self) -> None:
         self.transport.close()

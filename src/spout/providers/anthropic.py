@@ -346,6 +346,11 @@ class AnthropicProvider(HTTPProvider):
             ModelCapability.SYSTEM_PROMPT: True,
         }
 
+    def can_prefill(self, call: Call) -> bool:
+        # A last assistant message is continued, except with extended thinking, where
+        # prefilling is refused (docs.anthropic.com, "Extended thinking" > feature compatibility).
+        return not call.params.get("thinking")
+
     def build_request(self, call: Call, *, stream: bool) -> HTTPRequest:
         params = dict(call.params)
         if params.pop("seed", None) is not None:

@@ -206,6 +206,9 @@ class LocalProvider(Provider):
             ModelCapability.CONTEXT_WINDOW: self.n_ctx,
         }
 
+    def can_prefill(self, call: Call) -> bool:
+        return True  # the prompt is rendered here: a last assistant message starts the turn
+
     # -- sync ----------------------------------------------------------------------------------
 
     def open_stream(self, call: Call) -> SyncSource:
@@ -278,9 +281,15 @@ def _generate(model: _LoadedModel, call: Call) -> Generator[Event, None, None]:
     """Format and tokenize the prompt now (errors raise here), then generate lazily."""
     llama = model.llama
     params = dict(call.params)
-    formatted = model.formatter(messages=call.messages)
+    messages = call.messages
+    prefill = ""
+    if len(messages) > 1 and messages[-1].get("role") == "assistant":
+        # The model's turn begun for it: render the turn's opening, then its start.
+        prefill = str(messages[-1].get("content") or "")
+        messages = messages[:-1]
+    formatted = model.formatter(messages=messages)
     prompt_tokens = llama.tokenize(
-        formatted.prompt.encode("utf-8"),
+        (formatted.prompt + prefill).encode("utf-8"),
         add_bos=not getattr(formatted, "added_special", False),
         special=True,
     )

@@ -30,6 +30,7 @@ from .._events import (
     ToolCallStart,
     Usage,
 )
+from .._log import checked_key
 from .._transport import HTTPRequest, header_value
 from ..ndjson import NDJSONDecoder
 from ._base import (
@@ -290,8 +291,9 @@ class OllamaProvider(HTTPProvider):
         self.base_url = ollama_base_url(base_url or env_value("OLLAMA_HOST"))
         self._url = f"{self.base_url}{self.path}"
         self._headers = {"Content-Type": "application/json"}
-        if api_key:
-            self._headers["Authorization"] = f"Bearer {api_key}"
+        key = checked_key(self.name, api_key)
+        if key:
+            self._headers["Authorization"] = f"Bearer {key}"
 
     def capabilities(self) -> Capabilities:
         return {
