@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import time
 from typing import Any
@@ -85,7 +86,7 @@ def test_retries_are_spaced_by_exponential_backoff(replay: ReplayServer, mode: s
     retry = Retry(max_retries=3, initial_delay=0.1, max_delay=0.25, jitter=False)
     assert stream_text(openai(replay, retry=retry), mode).response.text == "ok"
     arrivals = [r.arrived for r in replay.requests]
-    gaps = [b - a for a, b in zip(arrivals, arrivals[1:], strict=False)]
+    gaps = [b - a for a, b in itertools.pairwise(arrivals)]
     # 0.1, then 0.2, then capped at 0.25 (plus a request's round trip).
     for gap, wanted in zip(gaps, [0.1, 0.2, 0.25], strict=True):
         assert wanted <= gap < wanted + 0.15
@@ -279,7 +280,7 @@ def test_a_slow_but_steady_stream_is_not_idle(replay: ReplayServer, mode: str) -
 
 
 def test_timeouts_are_validated() -> None:
-    with pytest.raises(ValueError, match="Timeout.idle must be a positive number"):
+    with pytest.raises(ValueError, match=r"Timeout\.idle must be a positive number"):
         Timeout(idle=0)
     with pytest.raises(TypeError, match="timeout must be a Timeout or a number"):
         create_llm("openai", model="m", base_url="http://127.0.0.1:9/v1", timeout="soon")
