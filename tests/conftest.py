@@ -95,3 +95,17 @@ def llama_server(model_path: Path, tmp_path_factory: pytest.TempPathFactory) -> 
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+from fault_server import FaultServer  # noqa: E402 - kept beside the fixture that uses it
+
+
+@pytest.fixture
+def faults() -> Iterator[FaultServer]:
+    """A loopback server that misbehaves as the test scripts it (see ``tests/fault_server.py``)."""
+    server = FaultServer().start()
+    try:
+        yield server
+    finally:
+        server.stop()
+    assert not server.errors, f"the fault server saw problems: {server.errors}"
