@@ -331,18 +331,12 @@ CONTEXT_ERRORS = [
         "code": 400, "status": "INVALID_ARGUMENT",
         "message": "The input token count (1200293) exceeds the maximum number of tokens "
                    "allowed (1048576).",
-    }}, id="gemini", marks=pytest.mark.xfail(strict=True, reason=(
-        "gemini: Google's context-window message ('The input token count (N) exceeds the "
-        "maximum number of tokens allowed (M).') matches none of _CONTEXT_MARKERS, so it is a "
-        "plain BadRequestError"))),
+    }}, id="gemini"),
     pytest.param("tgi", 422, {
         "error": "Input validation error: `inputs` tokens + `max_new_tokens` must be <= 4096. "
                  "Given: 4000 `inputs` tokens and 512 `max_new_tokens`",
         "error_type": "validation",
-    }, id="tgi", marks=pytest.mark.xfail(strict=True, reason=(
-        "huggingface (TGI): its validation error for a prompt past the window ('`inputs` "
-        "tokens + `max_new_tokens` must be <= N') matches none of _CONTEXT_MARKERS, so it is a "
-        "plain BadRequestError"))),
+    }, id="tgi"),
 ]
 
 
@@ -453,12 +447,7 @@ def test_a_truncated_event_at_the_end_is_stream_interrupted(
 
 
 @pytest.mark.parametrize("provider", ["openai", "ollama"])  # SSE and NDJSON: the transport's
-@pytest.mark.parametrize("mode", ["sync", pytest.param("async", marks=pytest.mark.xfail(
-    strict=True, reason=(
-        "async transport: bytes that reached aiohttp before the connection dropped are lost "
-        "when the reader is slower than the network: StreamReader.readany raises the stored "
-        "ClientPayloadError before returning its buffer, so the partial (and the text the "
-        "caller sees) stops at the last chunk read, not at the last event received")))])
+@pytest.mark.parametrize("mode", ["sync", "async"])
 def test_text_that_arrived_before_a_drop_survives_a_slow_reader(
     faults: FaultServer, provider: str, mode: str
 ) -> None:
@@ -513,10 +502,6 @@ def test_a_bad_event_is_a_protocol_error_holding_its_bytes(
     assert_partial(out, s.text(sent))
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "ollama: NDJSONDecoder.feed keeps a malformed line that arrives in the same read as valid "
-    "lines in its buffer and raises it only on the next feed, so the ProtocolError waits for "
-    "the server's next bytes (or the end of the body) instead of coming at once"))
 def test_ollama_raises_a_malformed_line_at_once_when_it_shares_a_read(
     faults: FaultServer, mode: str
 ) -> None:
@@ -620,10 +605,6 @@ def test_a_failed_response_event_raises_with_the_partial(faults: FaultServer, mo
     assert_partial(out, s.text(3))
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "an error event inside a 200 stream raises a ProviderError whose request_id is None: the "
-    "stream parsers never see the response's headers, so the request id the provider sent "
-    "(x-request-id / Anthropic's request-id) is lost on every in-stream error"))
 def test_an_in_stream_error_carries_the_request_id_of_its_response(
     faults: FaultServer, provider: str, mode: str
 ) -> None:
@@ -838,10 +819,6 @@ async def _until(condition: Callable[[], bool]) -> None:
         await asyncio.sleep(0.005)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "Stream.close() called from another thread while the reading thread is blocked on a "
-    "stalled server raises ValueError('generator already executing') from the pump, and the "
-    "connection stays open until the server sends again or ends"))
 @pytest.mark.parametrize("provider", ["openai", "ollama"])  # the bug is in Stream: SSE, NDJSON
 def test_closing_a_sync_stream_from_another_thread_while_it_is_stalled(
     faults: FaultServer, provider: str

@@ -170,6 +170,16 @@ class Attempts:
         if release is not None:
             release()
 
+    __call__ = release
+
+    def abort(self) -> None:
+        """Wake a thread blocked reading the current response (see ``_transport._Release``)."""
+        abort = getattr(self.release_current, "abort", None)
+        if abort is not None:
+            abort()
+        else:
+            self.release()
+
     async def arelease(self) -> None:
         release, self.release_current = self.release_current, None
         if release is not None:
@@ -182,7 +192,7 @@ class Attempts:
 def open_sync(attempts: Attempts) -> SyncSource:
     """Send the request (retrying, falling back) and return its events, made resilient."""
     events = _open(attempts, attempts.call)
-    return _sync_events(attempts, events), attempts.release
+    return _sync_events(attempts, events), attempts
 
 
 def _open(attempts: Attempts, call: Call) -> Iterator[Event]:

@@ -253,6 +253,10 @@ _CONTEXT_MARKERS = (
     "too many tokens",
     "prompt is too long",
     "exceeds the context",
+    # Gemini: "The input token count (N) exceeds the maximum number of tokens allowed (M)."
+    "input token count",
+    # TGI: "`inputs` tokens + `max_new_tokens` must be <= N"
+    "`inputs` tokens + `max_new_tokens`",
 )
 
 

@@ -57,6 +57,10 @@ class Stream:
                 if type(event) is TextDelta:
                     yield event.text
             done = True
+        except SpoutError:
+            if not self._closed:
+                raise
+            done = True  # closed from another thread: the read it woke ends here, quietly
         finally:
             if not done:
                 self.close()
@@ -70,6 +74,10 @@ class Stream:
         try:
             yield from self._pump
             done = True
+        except SpoutError:
+            if not self._closed:
+                raise
+            done = True  # closed from another thread
         finally:
             if not done:
                 self.close()
@@ -98,10 +106,19 @@ class Stream:
         return self._closed or self._ended.set
 
     def close(self) -> None:
-        """Stop the stream and release its connection (or its local generation) now."""
+        """Stop the stream and release its connection (or its local generation) now.
+
+        Safe from another thread than the one reading: a read blocked on the network is
+        woken, and that reader's loop ends quietly.
+        """
         if not self._closed:
             self._closed = True
-            self._pump.close()
+            try:
+                self._pump.close()
+            except ValueError:  # "generator already executing": another thread reads it now
+                abort = getattr(self._release, "abort", None)
+                (abort or self._release)()
+                return
             self._release()
 
     def __enter__(self) -> Stream:

@@ -225,7 +225,7 @@ class Transport:
 
     def stream(
         self, request: HTTPRequest, on_error: ErrorMapper, deadline: Deadline | None = None
-    ) -> tuple[Iterator[bytes], Callable[[], None]]:
+    ) -> tuple[Iterator[bytes], Callable[[], None], Mapping[str, str]]:
         """Send a request; returns the body's chunks as they arrive and how to close it.
 
         The request is sent before this returns, so a refused connection or an error status
@@ -264,8 +264,8 @@ class Transport:
                 response.close()
             raise on_error(response.status_code, response.headers, body)
         if deadline is not None:
-            return _deadline_chunks(response, deadline), response.close
-        return _chunks(response), response.close
+            return _deadline_chunks(response, deadline), _Release(response), response.headers
+        return _chunks(response), _Release(response), response.headers
 
     def _timeouts(self, deadline: Deadline | None) -> Any:
         import httpx
@@ -315,7 +315,7 @@ class Transport:
 
     async def astream(
         self, request: HTTPRequest, on_error: ErrorMapper, deadline: Deadline | None = None
-    ) -> tuple[AsyncIterator[bytes], Callable[[], Awaitable[None]]]:
+    ) -> tuple[AsyncIterator[bytes], Callable[[], Awaitable[None]], Mapping[str, str]]:
         """Send a request; returns the body's chunks as they arrive and how to close it."""
         session = self._session()
         if logger.isEnabledFor(DEBUG):
@@ -351,8 +351,33 @@ class Transport:
                 response.close()
 
         if deadline is not None:
-            return _adeadline_chunks(response, deadline), close
-        return _achunks(response), close
+            return _adeadline_chunks(response, deadline), close, response.headers
+        return _achunks(response), close, response.headers
+
+
+class _Release:
+    """Closes a sync streamed response: ``release()`` as usual, ``abort()`` from another thread.
+
+    A thread blocked reading the socket is not woken by closing it on Linux; shutting it down
+    does, so ``abort`` does that first (the reader then sees the connection end).
+    """
+
+    __slots__ = ("_response",)
+
+    def __init__(self, response: httpx.Response) -> None:
+        self._response = response
+
+    def __call__(self) -> None:
+        self._response.close()
+
+    def abort(self) -> None:
+        import socket
+
+        stream = self._response.extensions.get("network_stream")
+        sock = stream.get_extra_info("socket") if stream is not None else None
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
 
 
 def _exact(body: bytes | None) -> bytes | None:
@@ -385,7 +410,24 @@ async def _achunks(response: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
                 return
             yield chunk
     except errors as exc:
+        left = _left_in_buffer(response)
+        if left:
+            yield left
         raise _atranslate(exc, streaming=True) from exc
+
+
+def _left_in_buffer(response: aiohttp.ClientResponse) -> bytes:
+    """Bytes that arrived before the connection broke, which aiohttp holds but will not give.
+
+    ``StreamReader.readany`` raises a stored error before returning its buffer, so a reader
+    slower than the network would lose text that did arrive. Its private buffer is read here,
+    and only here, and only once the stream has failed.
+    """
+    content = response.content
+    try:
+        return b"".join(bytes(piece) for piece in content._buffer)
+    except (AttributeError, TypeError):  # another aiohttp: nothing to recover
+        return b""
 
 
 # -- deadlines --------------------------------------------------------------------------------
@@ -535,7 +577,11 @@ async def _adeadline_chunks(
                 return
             yield chunk
     except errors as exc:
-        raise _deadline_error(deadline) or _atranslate(exc, streaming=True) from exc
+        timed_out = _deadline_error(deadline)
+        left = b"" if timed_out else _left_in_buffer(response)
+        if left:
+            yield left
+        raise timed_out or _atranslate(exc, streaming=True) from exc
 
 
 def header_value(headers: Any, *names: str) -> str | None:

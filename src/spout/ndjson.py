@@ -27,11 +27,14 @@ __all__ = ["NDJSONDecoder"]
 class NDJSONDecoder:
     """Turns the bytes of an NDJSON body into parsed JSON values, one per line."""
 
-    __slots__ = ("_buffer", "_line_number")
+    __slots__ = ("_buffer", "_line_number", "error")
 
     def __init__(self) -> None:
         self._buffer = b""
         self._line_number = 0
+        #: The error of a malformed line that followed the values the last feed returned: a
+        #: caller that wants it at once (not on the next feed) raises it after those values.
+        self.error: ProtocolError | None = None
 
     def feed(self, chunk: bytes) -> list[Any]:
         """Decode one chunk; returns the values of the lines it completed, in order.
@@ -39,6 +42,7 @@ class NDJSONDecoder:
         Values before a malformed line are returned first; the error is raised by the next
         call, so what a caller receives does not depend on how the bytes were split.
         """
+        self.error = None
         if self._buffer:
             chunk = self._buffer + chunk
         end = chunk.rfind(b"\n")
@@ -51,10 +55,11 @@ class NDJSONDecoder:
             stop = chunk.index(b"\n", start)
             try:
                 value = self._parse(chunk[start:stop])
-            except ProtocolError:
+            except ProtocolError as exc:
                 if not values:
                     raise
                 self._buffer = chunk[start:]  # raise when the caller comes back for more
+                self.error = exc
                 return values
             if value is not _BLANK:
                 values.append(value)

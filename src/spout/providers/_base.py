@@ -233,20 +233,24 @@ class HTTPProvider(Provider):
     def open_stream(self, call: Call) -> SyncSource:
         request = self.build_request(call, stream=True)
         try:
-            chunks, release = self.transport.stream(request, self.error_from_response, call.deadline)
+            chunks, release, headers = self.transport.stream(
+                request, self.error_from_response, call.deadline
+            )
         except Exception as exc:
             self._scrub(exc, request)
             raise
-        return _parse(chunks, self.new_parser(call)), release
+        return _parse(chunks, self.new_parser(call), self._request_id(headers)), release
 
     async def aopen_stream(self, call: Call) -> AsyncSource:
         request = self.build_request(call, stream=True)
         try:
-            chunks, release = await self.transport.astream(request, self.error_from_response, call.deadline)
+            chunks, release, headers = await self.transport.astream(
+                request, self.error_from_response, call.deadline
+            )
         except Exception as exc:
             self._scrub(exc, request)
             raise
-        return _aparse(chunks, self.new_parser(call)), release
+        return _aparse(chunks, self.new_parser(call), self._request_id(headers)), release
 
     def complete(self, call: Call) -> Iterable[Event]:
         request = self.build_request(call, stream=False)
@@ -267,6 +271,16 @@ class HTTPProvider(Provider):
         except Exception as exc:
             self._scrub(exc, request)
             raise
+
+    #: The response headers that carry the provider's request id, first found wins.
+    request_id_headers: ClassVar[tuple[str, ...]] = ("x-request-id", "request-id")
+
+    def _request_id(self, headers: Mapping[str, str]) -> str | None:
+        for name in self.request_id_headers:
+            value = headers.get(name)
+            if value:
+                return str(value)
+        return None
 
     def _scrub(self, exc: BaseException, request: HTTPRequest) -> None:
         """Remove this provider's credentials from an error and the errors chained to it."""
@@ -298,28 +312,41 @@ class SSEStreamParser(StreamParser, Generic[M]):
         self._mapper = mapper
 
 
-def _parse(chunks: Iterator[bytes], parser: Parser) -> Iterator[Event]:
+def _parse(chunks: Iterator[bytes], parser: Parser, request_id: str | None) -> Iterator[Event]:
     feed = parser.feed
-    for chunk in chunks:
-        events = feed(chunk)
-        if events:
-            yield from events
-            if parser.error is not None:
-                raise parser.error
-    yield from parser.close()
+    try:
+        for chunk in chunks:
+            events = feed(chunk)
+            if events:
+                yield from events
+                if parser.error is not None:
+                    raise parser.error
+        yield from parser.close()
+    except ProviderError as exc:
+        # An error event inside the stream: the request id is on the response's headers.
+        if exc.request_id is None:
+            exc.request_id = request_id
+        raise
 
 
-async def _aparse(chunks: AsyncIterator[bytes], parser: Parser) -> AsyncIterator[Event]:
+async def _aparse(
+    chunks: AsyncIterator[bytes], parser: Parser, request_id: str | None
+) -> AsyncIterator[Event]:
     feed = parser.feed
-    async for chunk in chunks:
-        events = feed(chunk)
-        if events:
-            for event in events:
-                yield event
-            if parser.error is not None:
-                raise parser.error
-    for event in parser.close():
-        yield event
+    try:
+        async for chunk in chunks:
+            events = feed(chunk)
+            if events:
+                for event in events:
+                    yield event
+                if parser.error is not None:
+                    raise parser.error
+        for event in parser.close():
+            yield event
+    except ProviderError as exc:
+        if exc.request_id is None:
+            exc.request_id = request_id
+        raise
 
 
 def load_json(body: bytes, what: str = "the response") -> Any:

@@ -232,9 +232,11 @@ class _OllamaStreamParser(StreamParser):
         end = chunk.rfind(b"\n")
         self._tail = self._tail + chunk if end < 0 else chunk[end + 1 :]
         map_line = self._mapper.map
-        for line in self._decoder.feed(chunk):
+        decoder = self._decoder
+        for line in decoder.feed(chunk):
             events += map_line(line)
-
+        if decoder.error is not None:
+            raise decoder.error  # after the lines before it: StreamParser delivers them first
     def _close(self) -> list[Event]:
         events: list[Event] = []
         try:
