@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import json
 import time
@@ -396,3 +397,32 @@ def test_total_timeout_stops_the_local_model(mode: str) -> None:
         stream(llm, mode, "Write a long story about a river.", max_tokens=2000, seed=1)
     assert time.monotonic() - started < 2.0
     assert caught.value.partial is not None and caught.value.partial.text
+
+
+def test_connect_timeout(mode: str) -> None:
+    # A listener whose accept queue is full: the kernel drops new SYNs, so connecting hangs.
+    import socket
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(0)
+    port = server.getsockname()[1]
+    fillers = []
+    for _ in range(4):
+        filler = socket.socket()
+        filler.setblocking(False)
+        with contextlib.suppress(BlockingIOError):
+            filler.connect(("127.0.0.1", port))
+        fillers.append(filler)
+    time.sleep(0.1)
+    try:
+        llm = create_llm("openai", model="m", base_url=f"http://127.0.0.1:{port}/v1", api_key="k",
+                         max_retries=0, timeout=Timeout(connect=0.3))
+        started = time.monotonic()
+        with pytest.raises(spout.ConnectTimeout):
+            stream(llm, mode)
+        assert time.monotonic() - started < 1.5
+    finally:
+        for filler in fillers:
+            filler.close()
+        server.close()
