@@ -350,9 +350,7 @@ class Transport:
             else:
                 response.close()
 
-        if deadline is not None:
-            return _adeadline_chunks(response, deadline), close, response.headers
-        return _achunks(response), close, response.headers
+        return _achunks(response, deadline), close, response.headers
 
 
 class _Release:
@@ -400,20 +398,27 @@ def _chunks(response: httpx.Response) -> Iterator[bytes]:
         raise _translate(exc, streaming=True) from exc
 
 
-async def _achunks(response: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
+async def _achunks(
+    response: aiohttp.ClientResponse, deadline: Deadline | None = None
+) -> AsyncIterator[bytes]:
     errors = _aiohttp_errors()
     read = response.content.readany
     try:
         while True:
-            chunk = await read()
+            if deadline is None:
+                chunk = await read()
+            else:
+                async with _within(deadline):
+                    chunk = await read()
             if not chunk:
                 return
             yield chunk
     except errors as exc:
-        left = _left_in_buffer(response)
+        timed_out = _deadline_error(deadline)
+        left = b"" if timed_out else _left_in_buffer(response)
         if left:
             yield left
-        raise _atranslate(exc, streaming=True) from exc
+        raise timed_out or _atranslate(exc, streaming=True) from exc
 
 
 def _left_in_buffer(response: aiohttp.ClientResponse) -> bytes:
@@ -562,26 +567,6 @@ def _within(deadline: Deadline | None) -> Any:
 
         timeout_at = async_timeout.timeout_at
     return timeout_at(when)
-
-
-async def _adeadline_chunks(
-    response: aiohttp.ClientResponse, deadline: Deadline
-) -> AsyncIterator[bytes]:
-    errors = _aiohttp_errors()
-    read = response.content.readany
-    try:
-        while True:
-            async with _within(deadline):
-                chunk = await read()
-            if not chunk:
-                return
-            yield chunk
-    except errors as exc:
-        timed_out = _deadline_error(deadline)
-        left = b"" if timed_out else _left_in_buffer(response)
-        if left:
-            yield left
-        raise timed_out or _atranslate(exc, streaming=True) from exc
 
 
 def header_value(headers: Any, *names: str) -> str | None:
