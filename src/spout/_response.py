@@ -203,7 +203,7 @@ class Accumulator:
     def note_resume(self) -> None:
         """A new request continues this response: its usage will add to what came so far."""
         self._resumed += 1
-        self._carried = _add_usage(self._carried, self._usage)
+        self._carried = add_usage(self._carried, self._usage)
         self._usage = _NO_USAGE
 
     def set_origin(self, provider: str, model: str | None) -> None:
@@ -255,7 +255,7 @@ class Accumulator:
             reasoning="".join(self._reasoning),
             reasoning_signature=self._signature,
             tool_calls=tuple(tool_calls),
-            usage=self._usage if self._carried is None else _add_usage(self._carried, self._usage),
+            usage=self._usage if self._carried is None else add_usage(self._carried, self._usage),
             finish_reason=finish.reason if finish else None,
             raw_finish_reason=finish.raw_reason if finish else None,
             model=self._model,
@@ -270,8 +270,9 @@ class Accumulator:
         )
 
 
-def _add_usage(a: Usage | None, b: Usage) -> Usage:
-    """Two requests' usage as one: counts added, a count neither reported stays unknown."""
+def add_usage(a: Usage | None, b: Usage) -> Usage:
+    """Two requests' usage as one: counts added (a count neither reported stays unknown),
+    numeric extras added, other extras the later one's."""
     if a is None:
         return b
     if b is _NO_USAGE:
@@ -280,8 +281,9 @@ def _add_usage(a: Usage | None, b: Usage) -> Usage:
     def add(x: int | None, y: int | None) -> int | None:
         return None if x is None and y is None else (x or 0) + (y or 0)
 
-    return Usage(
-        add(a.input_tokens, b.input_tokens),
-        add(a.output_tokens, b.output_tokens),
-        {**a.extras, **b.extras},
-    )
+    extras = dict(a.extras)
+    for key, value in b.extras.items():
+        before = extras.get(key)
+        numeric = isinstance(value, (int, float)) and isinstance(before, (int, float))
+        extras[key] = before + value if numeric else value
+    return Usage(add(a.input_tokens, b.input_tokens), add(a.output_tokens, b.output_tokens), extras)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import inspect
 import time
 from collections.abc import AsyncGenerator, Awaitable, Callable, Generator, Iterator, Sequence
@@ -18,7 +19,7 @@ from ._events import (
     ToolResult,
     Usage,
 )
-from ._response import Response
+from ._response import Response, add_usage
 from ._stream import AsyncStream, Stream
 from .providers._base import Call, text_content
 
@@ -123,22 +124,8 @@ class _Rounds:
 
 
 def _sum_usage(usages: list[Usage]) -> Usage:
-    """Every round's usage added up; a count no round reported stays unknown."""
-    if not usages:
-        return Usage()
-    if len(usages) == 1:
-        return usages[0]
-    inputs = [u.input_tokens for u in usages if u.input_tokens is not None]
-    outputs = [u.output_tokens for u in usages if u.output_tokens is not None]
-    extras: dict[str, Any] = {}
-    for usage in usages:
-        for key, value in usage.extras.items():
-            before = extras.get(key)
-            if isinstance(value, (int, float)) and isinstance(before, (int, float)):
-                extras[key] = before + value
-            else:
-                extras[key] = value
-    return Usage(sum(inputs) if inputs else None, sum(outputs) if outputs else None, extras)
+    """Every round's usage added up."""
+    return functools.reduce(add_usage, usages, None) or Usage()
 
 
 def _tool_message(call: ToolCall, content: str) -> dict[str, Any]:
