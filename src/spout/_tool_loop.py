@@ -87,30 +87,7 @@ class _Rounds:
         )
 
     def assistant_message(self, response: Response) -> dict[str, Any]:
-        """The model's turn as a message to send back, with what providers need returned."""
-        # Text, even empty: chat completions allows null beside tool calls, but servers such
-        # as llama.cpp's refuse it.
-        message: dict[str, Any] = {"role": "assistant", "content": response.text}
-        if response.tool_calls:
-            message["tool_calls"] = [
-                {
-                    "id": call.id,
-                    "type": "function",
-                    "function": {
-                        "name": call.name,
-                        "arguments": call.arguments_raw
-                        if call.arguments_raw is not None and call.error is None
-                        else text_content(call.arguments),
-                    },
-                    **({"signature": call.signature} if call.signature else {}),
-                }
-                for call in response.tool_calls
-            ]
-        if response.reasoning or response.reasoning_signature:
-            message["reasoning"] = response.reasoning
-            if response.reasoning_signature:
-                message["reasoning_signature"] = response.reasoning_signature
-        return message
+        return assistant_message(response)
 
     def max_rounds_error(self, max_rounds: int) -> MaxToolRoundsError:
         error = MaxToolRoundsError(
@@ -121,6 +98,33 @@ class _Rounds:
         )
         error.partial = self.response()
         return error
+
+
+def assistant_message(response: Response) -> dict[str, Any]:
+    """The model's turn as a message to send back, with what providers need returned."""
+    # Text, even empty: chat completions allows null beside tool calls, but servers such
+    # as llama.cpp's refuse it.
+    message: dict[str, Any] = {"role": "assistant", "content": response.text}
+    if response.tool_calls:
+        message["tool_calls"] = [
+            {
+                "id": call.id,
+                "type": "function",
+                "function": {
+                    "name": call.name,
+                    "arguments": call.arguments_raw
+                    if call.arguments_raw is not None and call.error is None
+                    else text_content(call.arguments),
+                },
+                **({"signature": call.signature} if call.signature else {}),
+            }
+            for call in response.tool_calls
+        ]
+    if response.reasoning or response.reasoning_signature:
+        message["reasoning"] = response.reasoning
+        if response.reasoning_signature:
+            message["reasoning_signature"] = response.reasoning_signature
+    return message
 
 
 def _sum_usage(usages: list[Usage]) -> Usage:
