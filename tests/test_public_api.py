@@ -19,6 +19,8 @@ PUBLIC = [
     "Stream", "StreamError", "StreamInterruptedError", "TextDelta", "TimeoutError", "ToolCall",
     "ToolCallDelta", "ToolCallEnd", "ToolCallStart", "TotalTimeout", "TransportError", "Usage",
     "__version__", "create_llm", "has_capability",
+    "Session", "SessionStream", "AsyncSessionStream", "Turn", "StoreError",
+    "ConversationNotFoundError",
 ]
 
 

@@ -11,6 +11,8 @@ Example::
 
 from __future__ import annotations
 
+from typing import Any
+
 from ._capabilities import Capabilities, ModelCapability, has_capability
 from ._errors import (
     AuthenticationError,
@@ -19,6 +21,7 @@ from ._errors import (
     ConnectionError,
     ConnectTimeout,
     ContextWindowExceededError,
+    ConversationNotFoundError,
     FirstTokenTimeout,
     IdleTimeout,
     InternalServerError,
@@ -31,6 +34,7 @@ from ._errors import (
     RateLimitError,
     ServiceUnavailableError,
     SpoutError,
+    StoreError,
     StreamError,
     StreamInterruptedError,
     TimeoutError,
@@ -58,6 +62,8 @@ from ._policy import Retry, Timeout
 from ._response import Accumulator, Response
 from ._stream import AsyncStream, Stream
 from ._tool_loop import AsyncToolStream, ToolStream
+from ._turn import Turn
+from .session import AsyncSessionStream, Session, SessionStream
 from .tools import Tool, tool
 
 __version__ = "0.1.0"
@@ -65,6 +71,7 @@ __version__ = "0.1.0"
 __all__ = [
     "LLM",
     "Accumulator",
+    "AsyncSessionStream",
     "AsyncStream",
     "AsyncToolStream",
     "AuthenticationError",
@@ -74,6 +81,7 @@ __all__ = [
     "ConnectTimeout",
     "ConnectionError",
     "ContextWindowExceededError",
+    "ConversationNotFoundError",
     "Event",
     "Finish",
     "FinishReason",
@@ -93,7 +101,10 @@ __all__ = [
     "ResponseStart",
     "Retry",
     "ServiceUnavailableError",
+    "Session",
+    "SessionStream",
     "SpoutError",
+    "StoreError",
     "Stream",
     "StreamError",
     "StreamInterruptedError",
@@ -111,9 +122,19 @@ __all__ = [
     "ToolStream",
     "TotalTimeout",
     "TransportError",
+    "Turn",
     "Usage",
     "__version__",
     "create_llm",
     "has_capability",
     "tool",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    # ``spout.conversations`` (the stored conversations) loads sqlite3 on first use only.
+    if name == "conversations":
+        import importlib
+
+        return importlib.import_module(".conversations", __name__)
+    raise AttributeError(f"module 'spout' has no attribute {name!r}")

@@ -24,13 +24,16 @@
     ├── StreamError                 the stream itself went wrong after it began
     │   ├── StreamInterruptedError      connection lost mid-stream, or no terminator before the end
     │   └── ProtocolError               malformed event, invalid UTF-8 or JSON (``.data`` holds the bytes)
-    └── ToolError                   a tool call could not be taken as the model sent it
-        ├── ToolCallParseError          its arguments are not valid JSON (``.raw``, ``.tool_name``)
-        └── MaxToolRoundsError          the tool loop reached ``max_rounds`` with calls still coming
+    ├── ToolError                   a tool call could not be taken as the model sent it
+    │   ├── ToolCallParseError          its arguments are not valid JSON (``.raw``, ``.tool_name``)
+    │   └── MaxToolRoundsError          the tool loop reached ``max_rounds`` with calls still coming
+    └── StoreError                  the conversation store could not be read or written (``.path``)
+        └── ConversationNotFoundError   no conversation has that id, or the prefix is ambiguous
 
 Every error raised after a stream began carries ``.partial``: the :class:`~spout.Response`
 rebuilt from what arrived before it, so nothing the user saw is lost. httpx exceptions are
-translated in :mod:`spout._transport` and never escape.
+translated in :mod:`spout._transport` and never escape; sqlite3 exceptions are translated in
+:mod:`spout._store`.
 """
 
 from __future__ import annotations
@@ -47,6 +50,7 @@ __all__ = [
     "ConnectTimeout",
     "ConnectionError",
     "ContextWindowExceededError",
+    "ConversationNotFoundError",
     "FirstTokenTimeout",
     "IdleTimeout",
     "InternalServerError",
@@ -59,6 +63,7 @@ __all__ = [
     "RateLimitError",
     "ServiceUnavailableError",
     "SpoutError",
+    "StoreError",
     "StreamError",
     "StreamInterruptedError",
     "TimeoutError",
@@ -243,6 +248,44 @@ class MaxToolRoundsError(ToolError):
     def __init__(self, message: str, *, rounds: int) -> None:
         super().__init__(message)
         self.rounds = rounds
+
+
+class StoreError(SpoutError):
+    """The conversation store could not be opened, read or written; ``path`` is its file.
+
+    A failed write leaves the stored conversation as it was.
+
+    Example::
+
+        try:
+            store.append_turns(conversation_id, [turn])
+        except spout.StoreError as exc:
+            print(f"not saved: {exc}")  # names the problem and the database file
+    """
+
+    def __init__(self, message: str, *, path: str | None = None) -> None:
+        super().__init__(message)
+        self.path = path
+
+
+class ConversationNotFoundError(StoreError):
+    """No stored conversation has this id, or the prefix given starts more than one.
+
+    ``conversation_id`` is the id or prefix asked for, when one was.
+
+    Example::
+
+        try:
+            store.get("01j9")
+        except spout.ConversationNotFoundError as exc:
+            print(exc)  # "no conversation has an id that is or starts with '01j9' (...)"
+    """
+
+    def __init__(
+        self, message: str, *, conversation_id: str | None = None, path: str | None = None
+    ) -> None:
+        super().__init__(message, path=path)
+        self.conversation_id = conversation_id
 
 
 _CONTEXT_MARKERS = (

@@ -20,6 +20,7 @@ from ._attempts import (
     open_sync,
 )
 from ._capabilities import Capabilities, ModelCapability, has_capability
+from ._context import count_tokens
 from ._errors import ConfigurationError, SpoutError
 from ._events import Event
 from ._policy import Deadline, Retry, Timeout
@@ -290,6 +291,28 @@ class LLM:
     def get_capabilities(self) -> Capabilities:
         """What this provider and model support, keyed by :class:`ModelCapability`."""
         return self.provider.capabilities()
+
+    def count_tokens(
+        self,
+        prompt: str | None = None,
+        *,
+        messages: Sequence[Message] | None = None,
+        system_prompt: str | None = None,
+    ) -> int:
+        """How many tokens this prompt would take, counted as :meth:`generate` would send it.
+
+        The provider's own tokenizer counts where it has one (the local model does: the
+        count is the ``input_tokens`` its usage reports); otherwise the count is an estimate
+        that errs high (see :func:`spout._context.estimate_tokens`). Nothing is sent.
+
+        Example::
+
+            llm = create_llm()
+            llm.count_tokens("Say hi")                              # 32 with SmolLM2's template
+            llm.count_tokens(messages=history, system_prompt="Be brief.")
+        """
+        call = self._call(prompt, messages, system_prompt, {})
+        return count_tokens(self, call.messages)
 
     # -- building a call -----------------------------------------------------------------------
 

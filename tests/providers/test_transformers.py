@@ -290,6 +290,17 @@ def test_prompt_longer_than_the_context_window(llm: spout.LLM) -> None:
         llm.generate("rivers " * 9000)
 
 
+def test_counts_tokens_with_the_tokenizer_once_loaded(llm: spout.LLM, model_path: Path) -> None:
+    messages = [{"role": "user", "content": PROMPT}]
+    prompt = loaded(llm).tokenizer.apply_chat_template(
+        messages, add_generation_prompt=True, return_dict=True
+    )
+    assert llm.count_tokens(PROMPT) == len(prompt["input_ids"])
+    # Not loaded: no count (loading is seconds), and the LLM estimates.
+    fresh = provider.TransformersProvider(str(model_path), dtype="float16")
+    assert fresh.count_tokens(messages) is None
+
+
 def test_missing_extra_gives_the_install_hint(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "transformers", None)
     with pytest.raises(spout.ConfigurationError, match=r'pip install "spout\[transformers\]"'):

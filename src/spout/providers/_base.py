@@ -163,6 +163,11 @@ class Provider:
         text is then sent as the start of the model's turn)."""
         return False
 
+    def count_tokens(self, messages: list[dict[str, Any]]) -> int | None:
+        """How many tokens the messages take as a prompt, by the model's own tokenizer; None
+        when the provider has none at hand (the caller then estimates)."""
+        return None
+
     def close(self) -> None:
         """Release connections and other resources."""
 

@@ -209,6 +209,11 @@ class LocalProvider(Provider):
     def can_prefill(self, call: Call) -> bool:
         return True  # the prompt is rendered here: a last assistant message starts the turn
 
+    def count_tokens(self, messages: list[dict[str, Any]]) -> int | None:
+        """The prompt's length in the model's own tokens, as generation would send it (the
+        ``input_tokens`` its usage reports). Loads the model on first use."""
+        return len(_prompt(self._model(), messages)[1])
+
     # -- sync ----------------------------------------------------------------------------------
 
     def open_stream(self, call: Call) -> SyncSource:
@@ -277,22 +282,27 @@ async def _astep(
         yield event
 
 
-def _generate(model: _LoadedModel, call: Call) -> Generator[Event, None, None]:
-    """Format and tokenize the prompt now (errors raise here), then generate lazily."""
-    llama = model.llama
-    params = dict(call.params)
-    messages = call.messages
+def _prompt(model: _LoadedModel, messages: list[dict[str, Any]]) -> tuple[Any, list[int]]:
+    """The messages in the model's chat template, and the prompt's tokens."""
     prefill = ""
     if len(messages) > 1 and messages[-1].get("role") == "assistant":
         # The model's turn begun for it: render the turn's opening, then its start.
         prefill = str(messages[-1].get("content") or "")
         messages = messages[:-1]
     formatted = model.formatter(messages=messages)
-    prompt_tokens = llama.tokenize(
+    tokens: list[int] = model.llama.tokenize(
         (formatted.prompt + prefill).encode("utf-8"),
         add_bos=not getattr(formatted, "added_special", False),
         special=True,
     )
+    return formatted, tokens
+
+
+def _generate(model: _LoadedModel, call: Call) -> Generator[Event, None, None]:
+    """Format and tokenize the prompt now (errors raise here), then generate lazily."""
+    llama = model.llama
+    params = dict(call.params)
+    formatted, prompt_tokens = _prompt(model, call.messages)
     # llama.cpp may round the context up, but the bindings' token buffer keeps the size asked.
     n_ctx = min(llama.n_ctx(), len(llama.input_ids))
     if len(prompt_tokens) >= n_ctx:

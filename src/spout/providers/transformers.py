@@ -172,6 +172,14 @@ class TransformersProvider(Provider):
             ModelCapability.CONTEXT_WINDOW: window,
         }
 
+    def count_tokens(self, messages: list[dict[str, Any]]) -> int | None:
+        """The prompt's length in the model's own tokens, once the model is loaded; None
+        before (loading it reads and dequantizes the whole model: seconds, not a count's
+        cost), and the caller then estimates."""
+        if self._loaded is None:
+            return None
+        return int(_encode(self._loaded, messages)["input_ids"].shape[1])
+
     # -- sync ----------------------------------------------------------------------------------
 
     def open_stream(self, call: Call) -> SyncSource:
@@ -338,8 +346,9 @@ class _Plan:
     seed: int | None
 
 
-def _prepare(model: _LoadedModel, call: Call) -> _Plan:
-    """Format and tokenize the prompt and check the settings; errors raise here, not later."""
+def _encode(model: _LoadedModel, messages: list[dict[str, Any]]) -> Any:
+    """The messages in the model's chat template, tokenized: ``input_ids`` and
+    ``attention_mask`` as tensors."""
     tokenizer = model.tokenizer
     if not tokenizer.chat_template:
         raise ConfigurationError(
@@ -347,8 +356,8 @@ def _prepare(model: _LoadedModel, call: Call) -> _Plan:
             f"needs an instruct (chat) model"
         )
     try:
-        encoded = tokenizer.apply_chat_template(
-            call.messages, add_generation_prompt=True, return_tensors="pt", return_dict=True
+        return tokenizer.apply_chat_template(
+            messages, add_generation_prompt=True, return_tensors="pt", return_dict=True
         )
     except Exception as exc:  # jinja2's TemplateError, raise_exception() in a template...
         raise ProviderError(
@@ -356,6 +365,11 @@ def _prepare(model: _LoadedModel, call: Call) -> _Plan:
             provider="transformers",
             model=model.name,
         ) from None
+
+
+def _prepare(model: _LoadedModel, call: Call) -> _Plan:
+    """Format and tokenize the prompt and check the settings; errors raise here, not later."""
+    encoded = _encode(model, call.messages)
     inputs = {"input_ids": encoded["input_ids"], "attention_mask": encoded["attention_mask"]}
     prompt_count = int(inputs["input_ids"].shape[1])
     window = model.context_window

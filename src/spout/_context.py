@@ -1,0 +1,270 @@
+"""The context window: how big it is, how many tokens messages take, and trimming to fit."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from ._capabilities import ModelCapability
+
+if TYPE_CHECKING:
+    from ._llm import LLM
+
+__all__ = [
+    "KNOWN_CONTEXT_WINDOWS",
+    "context_window",
+    "count_tokens",
+    "estimate_tokens",
+    "fit_messages",
+    "history_budget",
+    "known_context_window",
+    "trim_history",
+]
+
+Message = dict[str, Any]
+
+#: What the estimate adds for each message (its role and the template's delimiters) and once
+#: for the whole prompt (the assistant's turn opened for the reply).
+MESSAGE_OVERHEAD = 4
+PROMPT_OVERHEAD = 2
+
+#: Roles a trim never drops.
+_KEPT_ROLES = frozenset(("system", "developer"))
+
+
+def estimate_tokens(messages: Sequence[Message]) -> int:
+    """An estimate of the tokens ``messages`` take as a prompt, for models without a tokenizer.
+
+    The rule: each message costs ``ceil(utf8_bytes / 4)`` of its text plus 4, and the prompt 2
+    more. A message's text is its ``content`` (a string; of a list of parts, each part's
+    ``text``, or the part as JSON when it has none), its ``reasoning``, each tool call's name
+    and arguments, and a tool result's content (as JSON when it is not a string). Ids and
+    signatures are not counted.
+
+    Byte-pair tokenizers average about four characters of English per token, so the estimate
+    over- rather than under-counts English prose once the overheads are added, and errs on
+    the side of trimming. Counting UTF-8 bytes, not characters, charges more for text beyond
+    ASCII, which tokenizes less well; code, numbers and non-Latin scripts are still
+    over-counted less than prose, and may be under-counted.
+    Images and other binary parts are counted as their JSON, which over-counts them by far.
+    The count is additive: a list's estimate is :data:`PROMPT_OVERHEAD` plus each message's.
+
+    >>> estimate_tokens([{"role": "user", "content": "Hello, world"}])  # 12 bytes: 3 + 4 + 2
+    9
+    """
+    total = PROMPT_OVERHEAD
+    for message in messages:
+        size = len(_text(message.get("content")))
+        reasoning = message.get("reasoning")
+        if isinstance(reasoning, str):
+            size += len(reasoning.encode())
+        for call in message.get("tool_calls") or ():
+            function = call.get("function") or call if isinstance(call, dict) else None
+            if isinstance(function, dict):
+                size += len(_text(function.get("name"))) + len(_text(function.get("arguments")))
+        total += MESSAGE_OVERHEAD + -(-size // 4)
+    return total
+
+
+def _text(value: Any) -> bytes:
+    """A message's content as the UTF-8 bytes a tokenizer would see."""
+    if value is None:
+        return b""
+    if isinstance(value, str):
+        return value.encode()
+    if isinstance(value, list):
+        parts = []
+        for part in value:
+            if isinstance(part, dict) and isinstance(part.get("text"), str):
+                parts.append(part["text"].encode())
+            else:
+                parts.append(_text(part))
+        return b"".join(parts)
+    return orjson.dumps(value, default=str)
+
+
+#: Context windows in tokens of well-known models, by the start of their names: the longest
+#: matching prefix wins, case ignored. Figures are from the vendors' model pages (Anthropic's
+#: models overview, OpenAI's model pages, Google's Gemini models page, Meta's Llama 3.1-3.3
+#: model cards, Hugging Face's SmolLM2 model card). Specialised variants (Gemini's image and
+#: speech models) have smaller windows and are not listed: their prefix over-states them.
+#: Ollama runs models with a much smaller ``num_ctx`` than this unless told otherwise, and
+#: cuts a longer prompt itself.
+KNOWN_CONTEXT_WINDOWS: dict[str, int] = {
+    # Anthropic (OpenRouter writes versions with dots: claude-3.5-sonnet, claude-sonnet-4.5)
+    "claude-3": 200_000,
+    "claude-sonnet-4": 200_000,
+    "claude-opus-4": 200_000,
+    "claude-haiku-4": 200_000,
+    # OpenAI
+    "gpt-4o": 128_000,
+    "gpt-4.1": 1_047_576,
+    "gpt-3.5-turbo": 16_385,
+    "gpt-3.5-turbo-instruct": 4_096,
+    "o1": 200_000,
+    "o1-mini": 128_000,
+    "o1-preview": 128_000,
+    "o3": 200_000,
+    "o4-mini": 200_000,
+    # Google
+    "gemini-1.5-pro": 2_097_152,
+    "gemini-1.5-flash": 1_048_576,
+    "gemini-2.0-flash": 1_048_576,
+    "gemini-2.5-pro": 1_048_576,
+    "gemini-2.5-flash": 1_048_576,
+    # Meta: Ollama's names (llama3.1:8b), Hugging Face's and Groq's (Llama-3.1-8B-Instruct)
+    "llama3.1": 131_072,
+    "llama3.2": 131_072,
+    "llama3.3": 131_072,
+    "llama-3.1": 131_072,
+    "llama-3.2": 131_072,
+    "llama-3.3": 131_072,
+    "meta-llama-3.1": 131_072,
+    # Hugging Face
+    "smollm2": 8_192,
+}
+
+
+def known_context_window(model: str) -> int | None:
+    """The window :data:`KNOWN_CONTEXT_WINDOWS` gives a model name, or None.
+
+    An organisation or router prefix (``anthropic/``, ``meta-llama/``, ``models/``) is
+    ignored.
+
+    >>> known_context_window("anthropic/claude-sonnet-4-5")
+    200000
+    """
+    name = model.rsplit("/", 1)[-1].lower()
+    best: str | None = None
+    for prefix in KNOWN_CONTEXT_WINDOWS:
+        if name.startswith(prefix) and (best is None or len(prefix) > len(best)):
+            best = prefix
+    return KNOWN_CONTEXT_WINDOWS[best] if best is not None else None
+
+
+def context_window(llm: LLM) -> int | None:
+    """The model's context window in tokens: as its provider declares it
+    (:attr:`ModelCapability.CONTEXT_WINDOW`), else from :data:`KNOWN_CONTEXT_WINDOWS`, else
+    None.
+
+    Example::
+
+        context_window(create_llm())                                   # 2048, the local n_ctx
+        context_window(create_llm("openai", model="gpt-4o-mini"))      # 128000
+    """
+    declared = llm.get_capabilities().get(ModelCapability.CONTEXT_WINDOW)
+    if isinstance(declared, int) and not isinstance(declared, bool) and declared > 0:
+        return declared
+    return known_context_window(llm.model)
+
+
+def history_budget(window: int, max_tokens: int | None = None) -> int:
+    """How many tokens of a ``window`` the prompt may take, leaving room for the reply.
+
+    The room kept is ``max_tokens`` when the call sets it, else a quarter of the window up to
+    1024 tokens. Never below 0.
+
+    >>> history_budget(8192)
+    7168
+    >>> history_budget(2048, max_tokens=100)
+    1948
+    """
+    reserve = max_tokens if max_tokens is not None else min(1024, window // 4)
+    return max(0, window - reserve)
+
+
+def fit_messages(
+    messages: Sequence[Message], budget: int, count: Callable[[list[Message]], int]
+) -> list[Message]:
+    """The newest messages that fit ``budget`` tokens by ``count``, dropping whole turns.
+
+    System (and developer) messages are always kept. The others are grouped in turns: a turn
+    starts at each user message and holds the assistant and tool messages after it, so a tool
+    call and its result go together; messages before the first user message are a turn of
+    their own. Turns are dropped from the oldest until ``count`` of what is left fits. The last
+    turn is always kept: if it alone is over budget, it is returned anyway, and the provider
+    will answer with its context-window error.
+
+    ``count`` sees each candidate list whole, as the provider would render it: a tokenizer's
+    count is not the sum of its parts (a chat template may add a default system prompt, or
+    tokens may merge across a boundary), so no sum is assumed. The fewest turns to drop are
+    found by bisection, which calls ``count`` about ``log2(turns) + 1`` times; it assumes that
+    dropping a turn never adds tokens, and what it returns fits (or is the last turn) either
+    way. Returns a new list of the same message dicts; ``messages`` is not changed.
+
+    Example::
+
+        kept = fit_messages(history, budget=4000, count=estimate_tokens)
+    """
+    messages = list(messages)
+    turn_of = _turns(messages)
+    turns = max(turn_of, default=-1) + 1
+    if turns <= 1 or count(messages) <= budget:
+        return messages
+
+    def keep(first: int) -> list[Message]:
+        """The messages without the turns before ``first``."""
+        return [m for m, turn in zip(messages, turn_of, strict=True) if turn < 0 or turn >= first]
+
+    # The fewest turns dropped, in [1, last], such that the rest fits; all but the last if
+    # none does.
+    low, high = 1, turns - 1
+    best = keep(high)
+    while low <= high:
+        middle = (low + high) // 2
+        candidate = keep(middle)
+        if count(candidate) <= budget:
+            best, high = candidate, middle - 1
+        else:
+            low = middle + 1
+    return best
+
+
+def _turns(messages: list[Message]) -> list[int]:
+    """Each message's turn, numbered from 0, or -1 for the messages a trim never drops."""
+    numbers: list[int] = []
+    turn = -1
+    for message in messages:
+        role = message.get("role")
+        if role in _KEPT_ROLES:
+            numbers.append(-1)
+            continue
+        if role == "user" or turn < 0:
+            turn += 1
+        numbers.append(turn)
+    return numbers
+
+
+def count_tokens(llm: LLM, messages: list[Message]) -> int:
+    """The tokens ``messages`` take at ``llm``: its provider's tokenizer, else the estimate."""
+    counted = llm.provider.count_tokens(messages)
+    return counted if counted is not None else estimate_tokens(messages)
+
+
+def trim_history(
+    llm: LLM,
+    messages: Sequence[Message],
+    *,
+    max_history_tokens: int | None = None,
+    max_tokens: int | None = None,
+) -> list[Message]:
+    """``messages`` trimmed to fit the model's context window, as a session sends them.
+
+    The budget is ``max_history_tokens`` when given, else :func:`history_budget` of the
+    :func:`context_window`; with neither, nothing is trimmed. Tokens are counted by the
+    provider's tokenizer where it has one, else estimated (:func:`estimate_tokens`).
+
+    Example::
+
+        messages = trim_history(llm, history, max_tokens=500)
+    """
+    if max_history_tokens is not None:
+        budget = max_history_tokens
+    else:
+        window = context_window(llm)
+        if window is None:
+            return list(messages)
+        budget = history_budget(window, max_tokens)
+    return fit_messages(messages, budget, lambda kept: count_tokens(llm, kept))
