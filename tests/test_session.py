@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import ast
 import asyncio
+import signal
 import sqlite3
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -14,6 +18,7 @@ import spout
 from replay_server import ReplayServer, Reply
 from scripted_turns import (
     anthropic_text_turn,
+    anthropic_thinking_call_turn,
     gemini_call_turn,
     gemini_text_turn,
     openai_call_turn,
@@ -156,6 +161,24 @@ def test_a_stream_left_open_is_kept_at_the_next_call(local: spout.LLM) -> None:
     assert session.turns[0].text == got
 
 
+def test_ctrl_c_in_the_loop_body_is_kept_as_interrupted(local: spout.LLM) -> None:
+    session = Session(local, temperature=0, max_tokens=60)
+    shown: list[str] = []
+    with pytest.raises(KeyboardInterrupt):
+        with session.generate_stream("Count from 1 to 30.") as stream:
+            for chunk in stream:
+                shown.append(chunk)
+                if len(shown) == 2:
+                    raise KeyboardInterrupt
+    turn = session.turns[-1]
+    assert turn.incomplete == "interrupted" and turn.text == "".join(shown)
+    # Without ``with``, a loop left by an exception of the caller's is kept as "closed".
+    with pytest.raises(RuntimeError):
+        for _chunk in session.generate_stream("Again."):
+            raise RuntimeError("the caller's own error")
+    assert session.turns[-1].incomplete == "closed"
+
+
 def test_cancelled_task_keeps_its_partial_turn(local: spout.LLM) -> None:
     session = Session(local, temperature=0, max_tokens=200)
     shown: list[str] = []
@@ -210,7 +233,7 @@ def test_history_trimmed_to_a_small_context(tmp_path: Path) -> None:
         for i in range(12):
             session.add_message("user", f"Note {i}: {filler}")
             session.add_message("assistant", f"Noted {i}.")
-        everything = session.messages + [{"role": "user", "content": "Which note was last?"}]
+        everything = [*session.messages, {"role": "user", "content": "Which note was last?"}]
         assert small.count_tokens(messages=everything, system_prompt="You are terse.") > 512
 
         sending = session.messages_to_send("Which note was last?")
@@ -485,3 +508,114 @@ def test_failed_autosave_keeps_the_turn_and_the_store(
     with Store(path) as store:
         assert [t.text for t in store.turns(session.id)] == ["One.", "Two."]
     session.close()
+
+
+# -- a process stopped mid-stream ------------------------------------------------------------------
+
+_CHILD = """
+import sys
+from spout import Session, create_llm
+
+llm = create_llm("openai", model="m", base_url=sys.argv[1], api_key="k", max_retries=0)
+session = Session(llm, store=sys.argv[2], autosave=True)
+"".join(session.generate_stream("first"))
+print("saved", session.id, flush=True)
+with session.generate_stream("second") as stream:
+    for chunk in stream:
+        print("chunk", repr(chunk), flush=True)
+"""
+
+
+def slow_reply(words: int = 40) -> Reply:
+    body = [openai_sse(openai_chunk({"content": f"w{i} "})).removesuffix(b"data: [DONE]\n\n")
+            for i in range(words)]
+    return Reply(chunks=[*body, openai_sse(openai_chunk({}, "stop"))], delay=0.1)
+
+
+def start_child(replay: ReplayServer, path: Path) -> tuple[subprocess.Popen[str], str]:
+    child = subprocess.Popen(
+        [sys.executable, "-c", _CHILD, f"{replay.url}/v1", str(path)],
+        stdout=subprocess.PIPE, text=True,
+    )
+    assert child.stdout is not None
+    saved = child.stdout.readline().split()
+    assert saved[0] == "saved", saved
+    return child, saved[1]
+
+
+def read_chunks(child: subprocess.Popen[str], count: int) -> list[str]:
+    assert child.stdout is not None
+    return [ast.literal_eval(child.stdout.readline().split(" ", 1)[1]) for _ in range(count)]
+
+
+def test_process_killed_mid_stream_leaves_a_readable_store(
+    replay: ReplayServer, tmp_path: Path
+) -> None:
+    replay.replies = [Reply(chunks=[openai_text_turn("Hello.")]), slow_reply()]
+    path = tmp_path / "c.db"
+    child, conversation_id = start_child(replay, path)
+    try:
+        read_chunks(child, 3)
+    finally:
+        child.kill()
+        child.wait()
+        assert child.stdout is not None
+        child.stdout.close()
+    with sqlite3.connect(path) as db:
+        assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+    db.close()
+    with Store(path) as store:
+        stored = store.turns(conversation_id)
+    # As it was before the cut turn: the first turn whole, nothing half-written.
+    assert [t.text for t in stored] == ["Hello."]
+    assert stored[0].incomplete is None
+
+
+def test_ctrl_c_mid_stream_stores_the_turn_as_interrupted(
+    replay: ReplayServer, tmp_path: Path
+) -> None:
+    replay.replies = [Reply(chunks=[openai_text_turn("Hello.")]), slow_reply()]
+    path = tmp_path / "c.db"
+    child, conversation_id = start_child(replay, path)
+    try:
+        shown = read_chunks(child, 3)
+        child.send_signal(signal.SIGINT)
+        assert child.stdout is not None
+        rest = child.stdout.read()
+        assert child.wait(timeout=10) != 0  # KeyboardInterrupt ended it, after the turn was saved
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+        assert child.stdout is not None
+        child.stdout.close()
+    shown += [ast.literal_eval(line.split(" ", 1)[1]) for line in rest.splitlines()]
+    with Store(path) as store:
+        stored = store.turns(conversation_id)
+    assert [t.incomplete for t in stored] == [None, "interrupted"]
+    assert stored[1].text == "".join(shown)
+    assert stored[1].messages[0] == {"role": "user", "content": "second"}
+
+
+# -- reasoning kept with its signature -------------------------------------------------------------
+
+
+def test_thinking_turn_keeps_reasoning_and_sends_it_back(replay: ReplayServer) -> None:
+    replay.replies = turns(
+        anthropic_thinking_call_turn(), anthropic_text_turn(), anthropic_text_turn("Bye.")
+    )
+    llm = create_llm("anthropic", model="claude-sonnet-4-5", base_url=replay.url, api_key="k",
+                     max_retries=0)
+    session = Session(llm)
+    drain_tools(session, "sync", "Weather in Oslo?", tools=[get_weather], max_tokens=2000,
+                thinking={"type": "enabled", "budget_tokens": 1024})
+    calling = session.messages[1]
+    assert calling["reasoning"] == "The user wants weather."
+    assert calling["reasoning_signature"] == "EqQBCgIYAhIM1gbcDa9GJwZA2b3h"
+    "".join(session.generate_stream("Thanks", max_tokens=2000,
+                                    thinking={"type": "enabled", "budget_tokens": 1024}))
+    sent = replay.requests[-1].json()["messages"]
+    assert sent[1]["content"][0] == {
+        "type": "thinking", "thinking": "The user wants weather.",
+        "signature": "EqQBCgIYAhIM1gbcDa9GJwZA2b3h",
+    }

@@ -578,6 +578,19 @@ class _Live:
         self.inner = inner
         self.sent = sent
         self.done = False
+        #: Whether the stream is used in a ``with`` block, whose exit keeps the turn.
+        self.within = False
+
+    def stop(self) -> None:
+        """Stop the model now; the turn is kept later, when the reason is known."""
+        inner = self.inner
+        if isinstance(inner, ToolStream) or _is_sync_stream(inner):
+            inner.close()  # type: ignore[union-attr]
+
+    async def astop(self) -> None:
+        inner = self.inner
+        if isinstance(inner, AsyncToolStream) or _is_async_stream(inner):
+            await inner.aclose()  # type: ignore[union-attr]
 
     def reply(self, complete: bool) -> tuple[list[dict[str, Any]], Response]:
         inner = self.inner
@@ -670,7 +683,12 @@ class SessionStream:
         try:
             yield from source
         except GeneratorExit:
-            live.finish("closed", None, close=True)
+            if live.within:
+                # Inside ``with``: the exception that left the loop (Ctrl-C in the loop's
+                # body, say) reaches __exit__, which keeps the turn with the right reason.
+                live.stop()
+            else:
+                live.finish("closed", None, close=True)
             raise
         except BaseException as exc:
             live.finish(*_why(exc), close=True)
@@ -708,6 +726,7 @@ class SessionStream:
         self._live.finish(reason, None, close=True)
 
     def __enter__(self) -> SessionStream:
+        self._live.within = True
         return self
 
     def __exit__(
@@ -740,7 +759,10 @@ class AsyncSessionStream:
             async for item in source:
                 yield item
         except GeneratorExit:
-            await live.afinish("closed", None)
+            if live.within:
+                await live.astop()
+            else:
+                await live.afinish("closed", None)
             raise
         except BaseException as exc:
             await live.afinish(*_why(exc))
@@ -774,6 +796,7 @@ class AsyncSessionStream:
         await self._live.afinish(reason, None)
 
     async def __aenter__(self) -> AsyncSessionStream:
+        self._live.within = True
         inner = self._live.inner
         start = getattr(inner, "start", None)
         if start is not None:
