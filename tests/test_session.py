@@ -164,16 +164,18 @@ def test_a_stream_left_open_is_kept_at_the_next_call(local: spout.LLM) -> None:
 def test_ctrl_c_in_the_loop_body_is_kept_as_interrupted(local: spout.LLM) -> None:
     session = Session(local, temperature=0, max_tokens=60)
     shown: list[str] = []
-    with pytest.raises(KeyboardInterrupt):
-        with session.generate_stream("Count from 1 to 30.") as stream:
-            for chunk in stream:
-                shown.append(chunk)
-                if len(shown) == 2:
-                    raise KeyboardInterrupt
+    with (  # noqa: PT012 - the interrupt comes from the loop's body
+        pytest.raises(KeyboardInterrupt),
+        session.generate_stream("Count from 1 to 30.") as stream,
+    ):
+        for chunk in stream:
+            shown.append(chunk)
+            if len(shown) == 2:
+                raise KeyboardInterrupt
     turn = session.turns[-1]
     assert turn.incomplete == "interrupted" and turn.text == "".join(shown)
     # Without ``with``, a loop left by an exception of the caller's is kept as "closed".
-    with pytest.raises(RuntimeError):
+    with pytest.raises(RuntimeError):  # noqa: PT012
         for _chunk in session.generate_stream("Again."):
             raise RuntimeError("the caller's own error")
     assert session.turns[-1].incomplete == "closed"
