@@ -164,7 +164,7 @@ def test_a_stream_left_open_is_kept_at_the_next_call(local: spout.LLM) -> None:
 def test_ctrl_c_in_the_loop_body_is_kept_as_interrupted(local: spout.LLM) -> None:
     session = Session(local, temperature=0, max_tokens=60)
     shown: list[str] = []
-    with (  # noqa: PT012 - the interrupt comes from the loop's body
+    with (
         pytest.raises(KeyboardInterrupt),
         session.generate_stream("Count from 1 to 30.") as stream,
     ):
@@ -175,7 +175,7 @@ def test_ctrl_c_in_the_loop_body_is_kept_as_interrupted(local: spout.LLM) -> Non
     turn = session.turns[-1]
     assert turn.incomplete == "interrupted" and turn.text == "".join(shown)
     # Without ``with``, a loop left by an exception of the caller's is kept as "closed".
-    with pytest.raises(RuntimeError):  # noqa: PT012
+    with pytest.raises(RuntimeError):
         for _chunk in session.generate_stream("Again."):
             raise RuntimeError("the caller's own error")
     assert session.turns[-1].incomplete == "closed"
