@@ -59,6 +59,14 @@ CHECKS: dict[str, list[str]] = {
         r"^IdleTimeout: no content arrived for the idle limit of 0\.5 s \(kept: 'Thinking'\)$",
         r"^The backup answers\. \(answered by the model 'backup'\)$",
     ],
+    "sessions": [
+        r"\A\S",  # the first reply streams first
+        r"^kept: (['\"]).+\1 \(incomplete: closed\)$",
+        r"^turn 3 read \d\d+ prompt tokens: the whole conversation$",
+        r"^loaded \w{26}: 3 turns, title 'Tell me about rivers\.'$",
+        r"^stored: \w{26}  3 turns  models \['local:smollm2'\]$",
+        r"^# Tell me about rivers\.$",
+    ],
     "tools": [
         r"^schema of get_weather: \{'type': 'object', 'properties': \{'city': \{'type': 'string', "
         r"'description': 'The city to report on",
