@@ -102,7 +102,10 @@ def test_local_turns_carry_the_history(local: spout.LLM, mode: str) -> None:
     session = Session(local, system_prompt="Be brief.", temperature=0, max_tokens=16)
     first = drain(session, mode, "My name is Ada.")
     second = drain(session, mode, "What is my name?")
-    third = session.generate("Say goodbye.")
+    if mode == "sync":
+        third = session.generate("Say goodbye.")
+    else:
+        third = asyncio.run(session.agenerate("Say goodbye."))
 
     assert [turn.text for turn in session.turns] == ["".join(first), "".join(second), third.text]
     assert [m["role"] for m in session.messages] == ["user", "assistant"] * 3
