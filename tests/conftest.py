@@ -30,6 +30,14 @@ def collect_before_teardown() -> Iterator[None]:
     gc.collect()
 
 
+@pytest.fixture(autouse=True)
+def spout_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Every test's default conversation store is its own: nothing touches the real home."""
+    home = tmp_path_factory.mktemp("spout-home")
+    monkeypatch.setenv("SPOUT_HOME", str(home))
+    return home
+
+
 @pytest.fixture
 def replay() -> Iterator[ReplayServer]:
     server = ReplayServer().start()

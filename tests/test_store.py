@@ -202,10 +202,19 @@ def test_a_path_that_cannot_be_opened_raises_store_error(tmp_path: Path) -> None
 # -- reading and writing ------------------------------------------------------------------------
 
 
+def test_a_new_system_prompt_replaces_the_stored_one(store: Store) -> None:
+    store.append_turns("c1", [ask("Hello", "Hi!")], system_prompt="Be brief.")
+    store.append_turns("c1", [], system_prompt="Answer in French.")
+    assert store.get("c1").system_prompt == "Answer in French."
+    store.append_turns("c1", [ask("Again", "Encore")], system_prompt=None)
+    assert store.get("c1").system_prompt is None
+    assert store.get("c1").turn_count == 2
+
+
 def test_append_get_and_turns(store: Store) -> None:
     first, second = ask("Hello", "Hi!"), tool_turn()
     store.append_turns("c1", [first], system_prompt="Be brief.", created_at=100.0)
-    store.append_turns("c1", [second], system_prompt="ignored: the conversation exists")
+    store.append_turns("c1", [second])  # the system prompt is kept when none is given
     conversation = store.get("c1")
     assert conversation == Conversation(
         id="c1",

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import builtins
 import contextlib
+import enum
 import os
 import sqlite3
 import threading
@@ -93,6 +94,14 @@ _ID_ALPHABET = "0123456789abcdefghjkmnpqrstvwxyz"
 _MIN_PREFIX = 4
 _TITLE_LENGTH = 60
 _UNTITLED = "Untitled"
+
+
+class _Keep(enum.Enum):
+    KEEP = "keep"
+
+
+#: ``append_turns(system_prompt=KEEP)``: leave an existing conversation's system prompt as is.
+KEEP = _Keep.KEEP
 
 
 def default_path() -> Path:
@@ -294,14 +303,15 @@ class Store:
         turns: Sequence[Turn],
         *,
         title: str | None = None,
-        system_prompt: str | None = None,
+        system_prompt: str | _Keep | None = KEEP,
         created_at: float | None = None,
     ) -> None:
         """Add turns to the end of a conversation, making the conversation if it is new.
 
         One transaction: the turns, the conversation's ``updated_at`` and its ``models`` are
-        all written, or (on any error) none of them. ``title``, ``system_prompt`` and
-        ``created_at`` describe a new conversation and are ignored for an existing one. Without
+        all written, or (on any error) none of them. ``title`` and ``created_at`` describe a
+        new conversation and are ignored for an existing one; ``system_prompt``, when given
+        (None included), is the conversation's system prompt from now on. Without
         a title, the first user message gives one (its first line, cut to 60 characters),
         even when it arrives in a later call. Zero turns just make the conversation.
 
@@ -315,7 +325,9 @@ class Store:
             raise ValueError(f"conversation_id must be a non-empty str, not {conversation_id!r}")
         if title is not None and not isinstance(title, str):
             raise TypeError(f"title must be a str or None, not {type(title).__name__}")
-        if system_prompt is not None and not isinstance(system_prompt, str):
+        if system_prompt is not KEEP and system_prompt is not None and not isinstance(
+            system_prompt, str
+        ):
             raise TypeError(
                 f"system_prompt must be a str or None, not {type(system_prompt).__name__}"
             )
@@ -353,10 +365,16 @@ class Store:
                         started,
                         max(started, now),
                         _json_list(new_models),
-                        system_prompt,
+                        None if system_prompt is KEEP else system_prompt,
                     ),
                 )
-            elif rows:
+            else:
+                if system_prompt is not KEEP:
+                    connection.execute(
+                        "UPDATE conversations SET system_prompt = ? WHERE id = ?",
+                        (system_prompt, conversation_id),
+                    )
+            if row is not None and rows:
                 models = _merge(_loads_models(row[0]), new_models)
                 connection.execute(
                     "UPDATE conversations SET updated_at = max(updated_at, ?), models = ?,"

@@ -9,42 +9,23 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import pytest
+from cli_support import TIMEOUT, assert_one_error_line, openai_args, spout, spout_env
 
 from conftest import free_port
 from replay_server import ReplayServer, Reply, cut_by_event, transcript
 
 HELLO = "Hello! How can I help you today?"
-TIMEOUT = 120  # seconds for one run of the command; a hung command fails, never blocks
 
 
-def spout_env() -> dict[str, str]:
-    env = {**os.environ, "OPENAI_API_KEY": "sk-dummy"}
-    env.pop("OPENAI_BASE_URL", None)  # the machine's setting must not redirect requests
-    # A user's shell does not set this: the command itself must flush what it writes to a pipe.
-    env.pop("PYTHONUNBUFFERED", None)
-    return env
-
-
-def spout(
-    *args: str, input: str | None = None, stdin: int | IO[Any] | None = subprocess.DEVNULL
-) -> subprocess.CompletedProcess[str]:
-    """Run the command to its end; stdin is empty unless ``input`` or ``stdin`` says otherwise."""
-    return subprocess.run(
-        [sys.executable, "-m", "spout", *args],
-        input=input,
-        stdin=None if input is not None else stdin,
-        capture_output=True,
-        text=True,
-        env=spout_env(),
-        timeout=TIMEOUT,
-    )
-
-
-def openai_args(server: ReplayServer) -> list[str]:
-    return ["-m", "openai:test-model", "--base-url", f"{server.url}/v1"]
+@pytest.fixture(autouse=True)
+def spout_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Each run logs its exchange: into a store of the test's own, not the user's."""
+    home = tmp_path / "spout_home"
+    monkeypatch.setenv("SPOUT_HOME", str(home))
+    return home
 
 
 def replay_text(server: ReplayServer) -> None:
@@ -64,16 +45,6 @@ def content_chunk(text: str) -> dict[str, Any]:
         "model": "test-model",
         "choices": [{"index": 0, "delta": {"content": text}, "finish_reason": None}],
     }
-
-
-def assert_one_error_line(result: subprocess.CompletedProcess[str]) -> str:
-    """The command failed as promised: non-zero, one ``spout: error:`` line, no traceback."""
-    assert result.returncode != 0, result
-    assert "Traceback" not in result.stderr
-    lines = result.stderr.splitlines()
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("spout: error: ")
-    return lines[0]
 
 
 # -- streaming to a pipe ---------------------------------------------------------------------------

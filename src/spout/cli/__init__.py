@@ -1,26 +1,49 @@
-"""The ``spout`` command: stream an answer to stdout as it is generated."""
+"""The ``spout`` command: stream an answer to stdout as it is generated, and log the exchange."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 from collections.abc import Sequence
-from typing import Any, TextIO
+from typing import TextIO
+
+from ._common import (
+    CommandError,
+    add_log_options,
+    add_model_options,
+    fail,
+    open_session,
+    silence_stdout,
+)
 
 __all__ = ["main"]
+
+#: A first argument naming one of these runs it; ``spout -- chat`` sends "chat" as a prompt.
+SUBCOMMANDS = ("chat", "conversations")
 
 _DESCRIPTION = """\
 Stream an answer from a model to stdout, chunk by chunk as it is generated.
 With no -m, the bundled local model answers (no key, no network).
 Text piped to stdin is appended to the prompt: echo text | spout, or spout "summarize:" < file.
+Each exchange is logged as a conversation (see spout conversations); -c continues the last one.
+
+other commands:
+  spout chat            talk in a loop, each reply streamed (spout chat --help)
+  spout conversations   list, show, export, import or delete logged conversations
 """
 
 _EXAMPLES = """\
 examples:
   spout "Write a haiku about rivers."
+  spout -c "Now one about the sea."
+  spout --cid 01jc3k9x "And a limerick?"
   spout -m openai:gpt-4o-mini "Count from 1 to 5"
   spout -m openai:any --base-url http://127.0.0.1:8080/v1 "Hello"
   git diff | spout -s "You review code." "Review this diff:"
+  spout --no-log "Something not to keep"
+  spout chat -m anthropic:claude-sonnet-4-5
+  spout conversations list
+  spout -- chat         (the prompt "chat", not the command)
 """
 
 
@@ -32,16 +55,14 @@ def _parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("prompt", nargs="*", help="the prompt (joined with spaces)")
+    add_model_options(parser)
     parser.add_argument(
-        "-m", "--model", help="provider:model, e.g. openai:gpt-4o-mini (default: local)"
+        "--stream",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="print each chunk as it arrives (the default), or the whole answer at the end",
     )
-    parser.add_argument("--base-url", help="the provider's base URL (a proxy or local server)")
-    parser.add_argument("-s", "--system", help="a system prompt")
-    parser.add_argument(
-        "--no-stream", action="store_true", help="print the whole answer at the end"
-    )
-    parser.add_argument("--max-tokens", type=int, help="the most tokens to generate")
-    parser.add_argument("--temperature", type=float, help="sampling temperature")
+    add_log_options(parser)
     parser.add_argument("--version", action="version", version=f"spout {_version()}")
     return parser
 
@@ -64,14 +85,20 @@ def _read_prompt(words: Sequence[str], stdin: TextIO | None) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command; returns the exit status."""
-    args = _parser().parse_args(argv)
-    stdout, stderr = sys.stdout, sys.stderr
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == "chat":
+        from ._chat import main as chat
 
-    def fail(message: str, status: int = 1) -> int:
-        # One line, always: a server's error body (an HTML 502 page, a stack trace) may span many.
-        print(f"spout: error: {' '.join(message.split())}", file=stderr)
-        return status
+        return chat(argv[1:])
+    if argv and argv[0] == "conversations":
+        from ._conversations import main as conversations
 
+        return conversations(argv[1:])
+    return _answer(_parser().parse_args(argv))
+
+
+def _answer(args: argparse.Namespace) -> int:
+    """One prompt, one answer on stdout; the exchange kept in the conversation."""
     try:
         prompt = _read_prompt(args.prompt, sys.stdin)
     except (OSError, UnicodeDecodeError) as exc:
@@ -80,63 +107,50 @@ def main(argv: Sequence[str] | None = None) -> int:
         return fail('no prompt: give one as an argument (spout "...") or on stdin', 2)
 
     from .._errors import SpoutError
-    from .._llm import create_llm, parse_model_string
+    from ..session import SessionStream
 
-    provider, model = parse_model_string(args.model or "local")
-    config: dict[str, Any] = {}
-    if args.base_url:
-        config["base_url"] = args.base_url
-    params: dict[str, Any] = {}
-    if args.max_tokens is not None:
-        params["max_tokens"] = args.max_tokens
-    if args.temperature is not None:
-        params["temperature"] = args.temperature
-
-    stream = None
+    stdout = sys.stdout
+    stream: SessionStream | None = None
     try:
-        llm = create_llm(provider, model=model, **config)
-        if args.no_stream:
-            text = llm.generate(prompt, system_prompt=args.system, **params).text
-            stdout.write(text)
-        else:
-            stream = llm.generate_stream(prompt, system_prompt=args.system, **params)
-            text = ""
-            for text in stream:
-                stdout.write(text)
-                stdout.flush()  # a pipe is block-buffered: flush so each chunk shows now
-            text = stream.text
-        if not text.endswith("\n"):
-            stdout.write("\n")
-        stdout.flush()
+        with open_session(args) as session:
+            try:
+                if args.stream:
+                    stream = session.generate_stream(prompt)
+                    chunks = iter(stream)  # held, so a Ctrl-C in write() is kept "interrupted"
+                    for chunk in chunks:
+                        stdout.write(chunk)
+                        stdout.flush()  # a pipe is block-buffered: flush so each chunk shows now
+                    text = stream.text
+                else:
+                    text = session.generate(prompt).text
+                    stdout.write(text)
+            except KeyboardInterrupt:
+                # Keep what arrived, marked as stopped by the user, before the session closes
+                # (which would mark a stream still open as merely "closed").
+                if stream is not None:
+                    stream.close("interrupted")
+                raise
+            if not text.endswith("\n"):
+                stdout.write("\n")
+            stdout.flush()
     except SpoutError as exc:
         if stream is not None and stream.text:
             stdout.write("\n")
             stdout.flush()
         return fail(str(exc))
+    except CommandError as exc:
+        return fail(str(exc), exc.status)
     except (ValueError, TypeError) as exc:
         return fail(str(exc))
     except KeyboardInterrupt:
-        if stream is not None:
-            stream.close()
         stdout.write("\n")
         return 130
     except BrokenPipeError:
-        # The reader went away (spout ... | head): stop quietly, as Unix tools do.
-        if stream is not None:
-            stream.close()
-        _silence_stdout()
+        # The reader went away (spout ... | head): stop quietly, as Unix tools do. The session
+        # has kept what arrived, marked "closed".
+        silence_stdout()
         return 0
     return 0
-
-
-def _silence_stdout() -> None:
-    import os
-
-    try:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-    except (OSError, ValueError):
-        pass
 
 
 if __name__ == "__main__":  # pragma: no cover
