@@ -275,6 +275,36 @@ def litellm_client(is_async: bool) -> Callable[[str], tuple[Any, Any]]:
     return make
 
 
+def spout_compat_client(is_async: bool) -> Callable[[str], tuple[Any, Any]]:
+    """litellm's API on spout: the litellm client's code, with ``from spout import``."""
+
+    def make(base: str) -> tuple[Any, Any]:
+        from spout import acompletion, completion
+        from spout.compat import _close_sync_llms
+
+        settings = {"api_base": f"{base}/v1", "api_key": "sk-bench", "stream": True}
+
+        if not is_async:
+            def texts(run: str) -> Iterator[str]:
+                for chunk in completion(model=f"openai/{MODEL}", messages=messages(run), **settings):
+                    if chunk.choices and chunk.choices[0].delta.content:
+                        yield chunk.choices[0].delta.content
+
+            return texts, _close_sync_llms
+
+        async def atexts(run: str) -> AsyncIterator[str]:
+            async for chunk in await acompletion(model=f"openai/{MODEL}", messages=messages(run), **settings):
+                if chunk.choices and chunk.choices[0].delta.content:
+                    yield chunk.choices[0].delta.content
+
+        async def aclose() -> None:
+            return None  # its connections close when the event loop shuts down
+
+        return atexts, aclose
+
+    return make
+
+
 CLIENTS = [
     # OpenAI format
     Client("httpx (raw)", "openai", False, raw_httpx("openai"), "httpx"),
@@ -282,11 +312,13 @@ CLIENTS = [
     Client("spout", "openai", False, spout_client("openai", False), "spout"),
     Client("openai", "openai", False, openai_sdk(False), "openai"),
     Client("litellm", "openai", False, litellm_client(False), "litellm"),
+    Client("spout.compat", "openai", False, spout_compat_client(False), "spout"),
     Client("httpx (raw)", "openai", True, raw_httpx_async("openai"), "httpx"),
     Client("aiohttp (raw)", "openai", True, raw_aiohttp("openai"), "aiohttp"),
     Client("spout", "openai", True, spout_client("openai", True), "spout"),
     Client("openai", "openai", True, openai_sdk(True), "openai"),
     Client("litellm", "openai", True, litellm_client(True), "litellm"),
+    Client("spout.compat", "openai", True, spout_compat_client(True), "spout"),
     # Anthropic format
     Client("httpx (raw)", "anthropic", False, raw_httpx("anthropic"), "httpx"),
     Client("spout", "anthropic", False, spout_client("anthropic", False), "spout"),

@@ -40,6 +40,33 @@ CHECKS: dict[str, list[str]] = {
         r"^finish reason: (stop|length) ",
         r"^usage(, not streamed)?: \d+ prompt tokens, \d+ output tokens$",
     ],
+    "callbacks": [
+        r"^-- a progress indicator\n\s*\S",
+        r"^done: \d+ tokens in \d+\.\d\d s, first token after \d+\.\d\d s, [\d.]+ tokens/s, "
+        r"\d+ chunks, \d+ characters$",
+        r"^stopped: True, words: 8, finish reason: None, on_complete called: False$",
+        r"^counted \d+ words; events: \{'ResponseStart': 1, 'TextDelta': \d+, 'Usage': 1, "
+        r"'Finish': 1\}$",
+        r"^stats: \d+ chunks, \d+ tokens \(provider\)$",
+        r"^CallbackError from on_chunk: ValueError\(\"no e allowed: .*\"\); kept \d+ characters$",
+    ],
+    "concurrency": [
+        r"^rivers: 'Rivers carry water .*go\.' \(8 chunks, first token after \d\.\d\d s\)$",
+        r"^stars: 'Stars are huge .*helium\.' \(7 chunks",
+        r"^all three in 0\.\d\d s \(the slowest of them took 0\.\d\d s\)$",
+        r"^display: 'Rivers carry water from the hills down to the sea, carving valleys as they go\.'$",
+        r"^counter: 15 words$",
+        r"^log: ResponseStart, 8 TextDelta, Finish$",
+        r"^stats: 20 tokens \(estimate\) in \d\.\d\d s, first token after .* 8 chunks, "
+        r"78 characters$",
+    ],
+    "shaping": [
+        r"^-- as the provider sends it: 5 chunks$",
+        r"^-- buffer_size=2, min_chunk_size=60: 3 chunks$",
+        r"^-- smooth='word', delay=0\.005: 46 chunks\n   'Space '\n   'is '$",
+        r"^-- smooth=re\.compile\(r'\[:,\.\]\\s\+'\): 7 chunks\n   'Space is almost silent: '$",
+        r"^same text: True$",
+    ],
     "cancel": [
         r"^closed: True$",
         r"^kept: (['\"]).+\1$",
@@ -66,6 +93,27 @@ CHECKS: dict[str, list[str]] = {
         r"^loaded \w{26}: 3 turns, title 'Tell me about rivers\.'$",
         r"^stored: \w{26}  3 turns  models \['local:smollm2'\]$",
         r"^# Tell me about rivers\.$",
+    ],
+    "structured": [
+        r"\Apartial: \{\}$",  # the object grows from empty as the JSON streams
+        r"^partial: \{'city': '[^']+', 'country': '[^']*'\}$",
+        r"^parsed: Capital\(city='[^']+', country='[^']+'\)$",
+        r"^finish reason: stop, \d+ tokens$",
+        r"^parsed \(JSON Schema\): \{'title': '[^']*', 'year': -?\d+\}$",
+        r"^StructuredOutputError: .*'Capital': the answer was cut at max_tokens",
+        r"^raw: '\{.*', parsed so far: \{.*\}$",
+        r"^async: Capital\(city='[^']*', country='[^']*'\) after \d+ partial objects$",
+    ],
+    "litellm_compat": [
+        r"\A\s*\S",  # the answer streams first
+        r"^chunks: \d+, finish_reason: (stop|length), usage: \d+ prompt \+ \d+ completion tokens$",
+        r'^first chunk: \{"id": "[^"]+", "created": \d+, "model": "[^"]+", '
+        r'"object": "chat\.completion\.chunk", .*"delta": \{"content": ',
+        r"^same answer not streamed: True$",
+        r"^mocked: 'It is sunny in Oslo\.' in \d+ chunks; last: choices=\[\] "
+        r"usage=\{'completion_tokens': \d+, 'prompt_tokens': \d+, 'total_tokens': \d+\}$",
+        r"^caught RateLimitError \(also spout\.RateLimitError: True\): this is a mock rate limit error$",
+        r"^async: \d+ chunks, finish_reason: (stop|length)$",
     ],
     "tools": [
         r"^schema of get_weather: \{'type': 'object', 'properties': \{'city': \{'type': 'string', "

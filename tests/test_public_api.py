@@ -21,6 +21,9 @@ PUBLIC = [
     "__version__", "create_llm", "has_capability",
     "Session", "SessionStream", "AsyncSessionStream", "Turn", "StoreError",
     "ConversationNotFoundError",
+    "CallbackError", "StreamStats", "StreamReader", "AsyncStreamReader",
+    "StructuredOutputError",
+    "completion", "acompletion", "stream_chunk_builder",
 ]
 
 

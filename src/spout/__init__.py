@@ -17,6 +17,7 @@ from ._capabilities import Capabilities, ModelCapability, has_capability
 from ._errors import (
     AuthenticationError,
     BadRequestError,
+    CallbackError,
     ConfigurationError,
     ConnectionError,
     ConnectTimeout,
@@ -37,6 +38,7 @@ from ._errors import (
     StoreError,
     StreamError,
     StreamInterruptedError,
+    StructuredOutputError,
     TimeoutError,
     ToolCallParseError,
     ToolError,
@@ -60,9 +62,12 @@ from ._events import (
 from ._llm import LLM, create_llm
 from ._policy import Retry, Timeout
 from ._response import Accumulator, Response
+from ._stats import StreamStats
 from ._stream import AsyncStream, Stream
+from ._tee import AsyncStreamReader, StreamReader
 from ._tool_loop import AsyncToolStream, ToolStream
 from ._turn import Turn
+from .compat import acompletion, completion, stream_chunk_builder
 from .session import AsyncSessionStream, Session, SessionStream
 from .tools import Tool, tool
 
@@ -73,9 +78,11 @@ __all__ = [
     "Accumulator",
     "AsyncSessionStream",
     "AsyncStream",
+    "AsyncStreamReader",
     "AsyncToolStream",
     "AuthenticationError",
     "BadRequestError",
+    "CallbackError",
     "Capabilities",
     "ConfigurationError",
     "ConnectTimeout",
@@ -108,6 +115,9 @@ __all__ = [
     "Stream",
     "StreamError",
     "StreamInterruptedError",
+    "StreamReader",
+    "StreamStats",
+    "StructuredOutputError",
     "TextDelta",
     "Timeout",
     "TimeoutError",
@@ -125,8 +135,11 @@ __all__ = [
     "Turn",
     "Usage",
     "__version__",
+    "acompletion",
+    "completion",
     "create_llm",
     "has_capability",
+    "stream_chunk_builder",
     "tool",
 ]
 

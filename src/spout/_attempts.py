@@ -99,6 +99,15 @@ class Attempts:
     def provider(self) -> Provider:
         return self.llm.provider
 
+    def shaped(self, call: Call) -> Call:
+        """The call as this attempt's provider takes it: a ``response_format`` in its shape
+        (a fallback may speak another wire format than the model first tried)."""
+        if call.output_format is None:
+            return call
+        from ._structured import request_for
+
+        return request_for(self.provider, call)
+
     def new_attempt(self) -> None:
         if self.deadline is not None:
             self.deadline.new_attempt()
@@ -199,7 +208,7 @@ def _open(attempts: Attempts, call: Call) -> Iterator[Event]:
     while True:
         attempts.new_attempt()
         try:
-            events, attempts.release_current = attempts.provider.open_stream(call)
+            events, attempts.release_current = attempts.provider.open_stream(attempts.shaped(call))
             return events
         except BaseException as exc:
             delay = attempts.on_error(exc)
@@ -285,7 +294,7 @@ def complete_sync(attempts: Attempts) -> list[Event]:
     while True:
         attempts.new_attempt()
         try:
-            return list(attempts.provider.complete(attempts.call))
+            return list(attempts.provider.complete(attempts.shaped(attempts.call)))
         except BaseException as exc:
             delay = attempts.on_error(exc)
         if delay:
@@ -306,7 +315,9 @@ async def _aopen(attempts: Attempts, call: Call) -> AsyncIterator[Event]:
     while True:
         attempts.new_attempt()
         try:
-            events, attempts.release_current = await attempts.provider.aopen_stream(call)
+            events, attempts.release_current = await attempts.provider.aopen_stream(
+                attempts.shaped(call)
+            )
             return events
         except BaseException as exc:
             delay = attempts.on_error(exc)
@@ -376,7 +387,7 @@ async def complete_async(attempts: Attempts) -> list[Event]:
     while True:
         attempts.new_attempt()
         try:
-            return list(await attempts.provider.acomplete(attempts.call))
+            return list(await attempts.provider.acomplete(attempts.shaped(attempts.call)))
         except BaseException as exc:
             delay = attempts.on_error(exc)
         if delay:

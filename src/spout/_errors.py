@@ -27,6 +27,8 @@
     ├── ToolError                   a tool call could not be taken as the model sent it
     │   ├── ToolCallParseError          its arguments are not valid JSON (``.raw``, ``.tool_name``)
     │   └── MaxToolRoundsError          the tool loop reached ``max_rounds`` with calls still coming
+    ├── CallbackError               a callback given to a call (``on_chunk=``...) raised; the stream stopped
+    ├── StructuredOutputError       the answer is not JSON valid for ``response_format`` (``.raw``, ``.value``)
     └── StoreError                  the conversation store could not be read or written (``.path``)
         └── ConversationNotFoundError   no conversation has that id, or the prefix is ambiguous
 
@@ -34,11 +36,21 @@ Every error raised after a stream began carries ``.partial``: the :class:`~spout
 rebuilt from what arrived before it, so nothing the user saw is lost. httpx exceptions are
 translated in :mod:`spout._transport` and never escape; sqlite3 exceptions are translated in
 :mod:`spout._store`.
+
+Each error is also an instance of the class litellm names for it (defined in
+:mod:`spout._litellm_errors`, exported by :mod:`spout.compat`), so ``except`` clauses written
+for litellm keep working: ``ProviderError`` is an ``APIError``; ``AuthenticationError``,
+``PermissionDeniedError``, ``NotFoundError``, ``BadRequestError``,
+``ContextWindowExceededError``, ``RateLimitError``, ``ServiceUnavailableError`` and
+``InternalServerError`` are litellm's classes of the same names; ``ConnectionError`` and every
+``StreamError`` are an ``APIConnectionError``; ``TimeoutError`` is litellm's ``Timeout``.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
+
+from . import _litellm_errors as litellm
 
 if TYPE_CHECKING:
     from ._response import Response
@@ -46,6 +58,7 @@ if TYPE_CHECKING:
 __all__ = [
     "AuthenticationError",
     "BadRequestError",
+    "CallbackError",
     "ConfigurationError",
     "ConnectTimeout",
     "ConnectionError",
@@ -66,6 +79,7 @@ __all__ = [
     "StoreError",
     "StreamError",
     "StreamInterruptedError",
+    "StructuredOutputError",
     "TimeoutError",
     "ToolCallParseError",
     "ToolError",
@@ -92,7 +106,7 @@ class ConfigurationError(SpoutError):
     """The call cannot be made as configured: an unknown provider, a missing key or extra."""
 
 
-class ProviderError(SpoutError):
+class ProviderError(SpoutError, litellm.APIError):
     """The provider answered with an error, as an HTTP status or as an error inside a stream.
 
     Example::
@@ -138,31 +152,31 @@ class ProviderError(SpoutError):
         return f"{self.message} ({where})" if where else self.message
 
 
-class AuthenticationError(ProviderError):
+class AuthenticationError(ProviderError, litellm.AuthenticationError):
     """401: the API key is missing, wrong or revoked."""
 
 
-class PermissionDeniedError(ProviderError):
+class PermissionDeniedError(ProviderError, litellm.PermissionDeniedError):
     """403: the key is valid but may not use this model or endpoint."""
 
 
-class NotFoundError(ProviderError):
+class NotFoundError(ProviderError, litellm.NotFoundError):
     """404: the endpoint or the model does not exist."""
 
 
-class BadRequestError(ProviderError):
+class BadRequestError(ProviderError, litellm.BadRequestError):
     """400 or 422: the request was rejected as malformed; retrying will not help."""
 
 
-class ContextWindowExceededError(BadRequestError):
+class ContextWindowExceededError(BadRequestError, litellm.ContextWindowExceededError):
     """The prompt and the requested output do not fit in the model's context window."""
 
 
-class RateLimitError(ProviderError):
+class RateLimitError(ProviderError, litellm.RateLimitError):
     """429: too many requests or tokens; ``retry_after`` says how long to wait, if known."""
 
 
-class ServiceUnavailableError(ProviderError):
+class ServiceUnavailableError(ProviderError, litellm.ServiceUnavailableError):
     """502, 503 or 504: the service is down or overloaded for now."""
 
 
@@ -170,7 +184,7 @@ class OverloadedError(ServiceUnavailableError):
     """The provider said it is overloaded (Anthropic 529 / ``overloaded_error``)."""
 
 
-class InternalServerError(ProviderError):
+class InternalServerError(ProviderError, litellm.InternalServerError):
     """500 or another 5xx: the provider failed."""
 
 
@@ -178,11 +192,11 @@ class TransportError(SpoutError):
     """No usable answer arrived from the server."""
 
 
-class ConnectionError(TransportError):
+class ConnectionError(TransportError, litellm.APIConnectionError):
     """The connection could not be made, or broke before a response arrived."""
 
 
-class TimeoutError(TransportError):
+class TimeoutError(TransportError, litellm.Timeout):
     """A time limit ran out."""
 
 
@@ -202,7 +216,7 @@ class TotalTimeout(TimeoutError):
     """The whole call took longer than its total limit."""
 
 
-class StreamError(SpoutError):
+class StreamError(SpoutError, litellm.APIConnectionError):
     """The stream went wrong after it began."""
 
 
@@ -248,6 +262,42 @@ class MaxToolRoundsError(ToolError):
     def __init__(self, message: str, *, rounds: int) -> None:
         super().__init__(message)
         self.rounds = rounds
+
+
+class CallbackError(SpoutError):
+    """A callback given to a call (``on_start``, ``on_chunk``, ``on_event``, ``on_error``,
+    ``on_complete``) raised: the stream was stopped and its connection released.
+
+    ``callback`` names the callback; what it raised is ``__cause__``; ``partial`` is the
+    response as far as it arrived.
+
+    Example::
+
+        try:
+            for chunk in llm.generate_stream("hi", on_chunk=log):
+                ...
+        except spout.CallbackError as exc:
+            print(exc.callback, repr(exc.__cause__), exc.partial.text)
+    """
+
+    def __init__(self, message: str, *, callback: str) -> None:
+        super().__init__(message)
+        self.callback = callback
+
+
+class StructuredOutputError(SpoutError):
+    """The answer to a call with ``response_format`` is not JSON that validates against it.
+
+    ``raw`` is the answer's text; ``value`` is its JSON as far as it parsed (a partial object,
+    or None when no JSON began); ``partial`` is the whole :class:`~spout.Response`. A pydantic
+    ``ValidationError`` is kept as ``__cause__``. Raised where the answer ends: at the end of
+    a stream (its iteration, ``stream.response``) or by a non-streamed call.
+    """
+
+    def __init__(self, message: str, *, raw: str, value: Any = None) -> None:
+        super().__init__(message)
+        self.raw = raw
+        self.value = value
 
 
 class StoreError(SpoutError):

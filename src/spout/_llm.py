@@ -7,7 +7,14 @@ import importlib
 import inspect
 import os
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import (
+    AsyncGenerator,
+    Awaitable,
+    Callable,
+    Generator,
+    Iterable,
+    Sequence,
+)
 from types import TracebackType
 from typing import Any, Literal, overload
 
@@ -28,6 +35,7 @@ from ._response import Accumulator, Response
 from ._stream import AsyncStream, Stream
 from ._tool_loop import Approve, AsyncToolStream, ToolStream, tool_table
 from ._validate import validate_call
+from ._watch import Watch, take_watch
 from .providers._base import Call, NamedToolChoice, Provider
 from .tools import Tool, as_tool
 
@@ -150,6 +158,47 @@ def _fold(accumulator: Accumulator, events: Iterable[Event]) -> Response:
         if exc.partial is None:
             exc.partial = accumulator.response()
         raise
+    return accumulator.response()
+
+
+def _fold_watched(
+    accumulator: Accumulator, complete: Callable[[], Iterable[Event]], watch: Watch
+) -> Response:
+    """A response not streamed, its events reported to the call's callbacks as they fold."""
+    from ._watch import watch_sync
+
+    def events() -> Generator[Event, None, None]:
+        try:
+            for event in complete():  # the request goes out after on_start
+                accumulator.add(event)
+                yield event
+        except SpoutError as exc:
+            if exc.partial is None:
+                exc.partial = accumulator.response()
+            raise
+
+    for _ in watch_sync(events(), watch, accumulator.response):
+        pass
+    return accumulator.response()
+
+
+async def _afold_watched(
+    accumulator: Accumulator, complete: Callable[[], Awaitable[Iterable[Event]]], watch: Watch
+) -> Response:
+    from ._watch import watch_async
+
+    async def events() -> AsyncGenerator[Event, None]:
+        try:
+            for event in await complete():
+                accumulator.add(event)
+                yield event
+        except SpoutError as exc:
+            if exc.partial is None:
+                exc.partial = accumulator.response()
+            raise
+
+    async for _ in watch_async(events(), watch, accumulator.response):
+        pass
     return accumulator.response()
 
 
@@ -344,6 +393,11 @@ class LLM:
         deadline = self._deadline(merged.pop("timeout", None))
         tools = normalize_tools(merged.pop("tools", None))
         tool_choice = normalize_tool_choice(merged.pop("tool_choice", None), tools)
+        output_format = merged.pop("response_format", None)
+        if output_format is not None:
+            from ._structured import output_format as normalize_output_format
+
+            output_format = normalize_output_format(output_format)
         if tools and not has_capability(self.provider.capabilities(), ModelCapability.TOOLS):
             # Declared capabilities are enforced here, before anything is sent.
             raise ConfigurationError(
@@ -355,7 +409,7 @@ class LLM:
             bool(merged.pop("resume", self.resume)),
             deadline,
         )
-        return Call(built, merged, tools, tool_choice, deadline, policy)
+        return Call(built, merged, tools, tool_choice, deadline, policy, output_format)
 
     def _deadline(self, timeout: Any) -> Deadline | None:
         limits = self.timeout if timeout is None else self.timeout.override(Timeout.coerce(timeout))
@@ -372,19 +426,24 @@ class LLM:
         )
 
     def _attempts(self, call: Call, accumulator: Accumulator) -> Attempts:
+        # Every call passes here: its answer is validated against response_format at its end.
+        accumulator.output_format = call.output_format
         return Attempts(self, call, accumulator, call.policy or CallPolicy(self.retry))
 
-    def _stream(self, call: Call, accumulator: Accumulator) -> Stream:
+    def _stream(self, call: Call, accumulator: Accumulator, watch: Watch | None = None) -> Stream:
         """Send the request (retrying, falling back as the call allows) and stream it."""
-        return Stream(open_sync(self._attempts(call, accumulator)), accumulator, owner=self)
+        source = open_sync(self._attempts(call, accumulator))
+        return Stream(source, accumulator, owner=self, watch=watch)
 
-    def _astream(self, call: Call, accumulator: Accumulator) -> AsyncStream:
+    def _astream(
+        self, call: Call, accumulator: Accumulator, watch: Watch | None = None
+    ) -> AsyncStream:
         attempts = self._attempts(call, accumulator)
 
         async def opener() -> Any:
             return await open_async(attempts)
 
-        return AsyncStream(opener, accumulator, owner=self)
+        return AsyncStream(opener, accumulator, owner=self, watch=watch)
 
     def _open_round(self, call: Call) -> Stream:
         """A round of the tool loop: a stream whose bad arguments go to the model, not raise."""
@@ -430,13 +489,20 @@ class LLM:
 
         ``params`` are generation settings (``temperature``, ``max_tokens``, ``top_p``,
         ``stop``, ``seed``); any other keyword goes to the provider's request as it is.
+        ``response_format`` (a pydantic model, a dataclass, a TypedDict or a JSON Schema)
+        asks for JSON of that shape: ``response.parsed`` is it, validated
+        (docs/structured-output.md).
         """
         if stream:
             return self.generate_stream(
                 prompt, messages=messages, system_prompt=system_prompt, **params
             )
+        watch = take_watch(params, asynchronous=False, streaming=False)
         call = self._call(prompt, messages, system_prompt, params)
         accumulator = self._accumulator()
+        if watch is not None:
+            attempts = self._attempts(call, accumulator)
+            return _fold_watched(accumulator, lambda: complete_sync(attempts), watch)
         return _fold(accumulator, complete_sync(self._attempts(call, accumulator)))
 
     def generate_stream(
@@ -451,8 +517,9 @@ class LLM:
 
         The request is sent before this returns, so connection and HTTP errors raise here.
         """
+        watch = take_watch(params, asynchronous=False)
         call = self._call(prompt, messages, system_prompt, params)
-        return self._stream(call, self._accumulator())
+        return self._stream(call, self._accumulator(), watch)
 
     # -- async ---------------------------------------------------------------------------------
 
@@ -496,8 +563,12 @@ class LLM:
             return await self.agenerate_stream(
                 prompt, messages=messages, system_prompt=system_prompt, **params
             ).start()
+        watch = take_watch(params, asynchronous=True, streaming=False)
         call = self._call(prompt, messages, system_prompt, params)
         accumulator = self._accumulator()
+        if watch is not None:
+            attempts = self._attempts(call, accumulator)
+            return await _afold_watched(accumulator, lambda: complete_async(attempts), watch)
         return _fold(accumulator, await complete_async(self._attempts(call, accumulator)))
 
     def agenerate_stream(
@@ -512,8 +583,9 @@ class LLM:
 
         The request is sent on first use of the stream.
         """
+        watch = take_watch(params, asynchronous=True)
         call = self._call(prompt, messages, system_prompt, params)
-        return self._astream(call, self._accumulator())
+        return self._astream(call, self._accumulator(), watch)
 
     # -- tools ---------------------------------------------------------------------------------
 
@@ -548,6 +620,7 @@ class LLM:
             for item in llm.generate_stream_with_tools("Weather in Oslo?", tools=[get_weather]):
                 print(item if isinstance(item, str) else f"[{item.name} -> {item.result}]")
         """
+        watch = take_watch(params, asynchronous=False)
         call, table = self._loop_call(prompt, messages, system_prompt, tools, max_rounds, params)
         asynchronous = [name for name, tool in table.items() if tool.is_async]
         if approve is not None and inspect.iscoroutinefunction(approve):
@@ -560,7 +633,7 @@ class LLM:
                 f"tool {asynchronous[0]!r} is an async function: run it with "
                 "agenerate_stream_with_tools, or make it a plain function"
             )
-        return ToolStream(self, call, table, max_rounds, approve)
+        return ToolStream(self, call, table, max_rounds, approve, watch)
 
     def agenerate_stream_with_tools(
         self,
@@ -578,8 +651,9 @@ class LLM:
         The calls of one round run concurrently: async tools on the event loop, plain ones
         in worker threads. ``approve`` may be an async function.
         """
+        watch = take_watch(params, asynchronous=True)
         call, table = self._loop_call(prompt, messages, system_prompt, tools, max_rounds, params)
-        return AsyncToolStream(self, call, table, max_rounds, approve)
+        return AsyncToolStream(self, call, table, max_rounds, approve, watch)
 
     def _loop_call(
         self,

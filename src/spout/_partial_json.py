@@ -178,6 +178,11 @@ class PartialJSON:
         """Why the text can no longer be valid JSON (with the position), or ``None``."""
         return self._error
 
+    @property
+    def complete(self) -> bool:
+        """Whether a whole JSON document has been read (text after it is an error)."""
+        return self._state == _END
+
     def feed(self, text: str) -> None:
         """Parse the next piece of the document."""
         if not text:

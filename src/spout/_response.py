@@ -21,6 +21,7 @@ from ._events import (
     ToolResult,
     Usage,
 )
+from ._stats import StreamStats, make_stats
 
 __all__ = ["Accumulator", "Response"]
 
@@ -57,6 +58,12 @@ class Response:
     extras: dict[str, Any] = field(default_factory=dict)
     retries: int = 0
     resumed: int = 0
+    #: With ``response_format``: the answer's JSON, validated (a pydantic model, a dataclass,
+    #: or a dict for a JSON Schema); None without one, and before the stream ends.
+    parsed: Any = None
+    #: Chunks, characters, output tokens (the provider's, or an estimate), time to first
+    #: token and tokens per second (:class:`StreamStats`); None for a Response built by hand.
+    stats: StreamStats | None = field(default=None, compare=False, repr=False)
 
     @property
     def output_tokens_per_second(self) -> float | None:
@@ -85,8 +92,10 @@ class Accumulator:
         "_finish",
         "_first_token_at",
         "_id",
+        "_merged",
         "_model",
         "_open_calls",
+        "_parsed",
         "_provider",
         "_reasoning",
         "_resumed",
@@ -97,6 +106,7 @@ class Accumulator:
         "_text",
         "_tool_calls",
         "_usage",
+        "output_format",
     )
 
     def __init__(
@@ -117,6 +127,9 @@ class Accumulator:
         self._first_token_at: float | None = None
         self._ended_at: float | None = None
         self._text: list[str] = []
+        # Text parts joined into one by ``text``: with len(_text), the chunk count, so
+        # counting chunks costs the hot path nothing.
+        self._merged = 0
         self._reasoning: list[str] = []
         self._signature: str | None = None
         self._tool_calls: list[ToolCall] = []
@@ -125,6 +138,10 @@ class Accumulator:
         self._id: str | None = None
         self._model = model
         self._provider = provider
+        #: What ``response_format`` asked for (:class:`spout._structured.OutputFormat`): the
+        #: text is parsed and validated when the Finish event arrives.
+        self.output_format: Any = None
+        self._parsed: Any = None
 
     def restart_clock(self) -> None:
         """Count timings from now: for a request sent later than the accumulator was made."""
@@ -169,6 +186,10 @@ class Accumulator:
         elif type(event) is Finish:
             self._finish = event
             self._ended_at = time.perf_counter()
+            if self.output_format is not None:
+                # Raises StructuredOutputError (with the text) when the answer does not
+                # validate; the stream adds the response as .partial.
+                self._parsed = self.output_format.parse(self.text, event)
         elif type(event) is ResponseStart:
             if event.id is not None:
                 self._id = event.id
@@ -184,6 +205,7 @@ class Accumulator:
         """The text so far."""
         parts = self._text
         if len(parts) > 1:
+            self._merged += len(parts) - 1
             parts[:] = ["".join(parts)]
         return parts[0] if parts else ""
 
@@ -238,6 +260,20 @@ class Accumulator:
             calls.append(ToolCall(call_id, name, arguments, "".join(parts)))
         return calls
 
+    def stats(self) -> StreamStats:
+        """The stream's numbers as they stand (see :class:`StreamStats`)."""
+        now = time.perf_counter() if self._ended_at is None else self._ended_at
+        first = self._first_token_at
+        characters = len(self.text)
+        usage = self._usage if self._carried is None else add_usage(self._carried, self._usage)
+        return make_stats(
+            None if first is None else first - self._started_at,
+            now - self._started_at,
+            self._merged + len(self._text),
+            characters,
+            usage.output_tokens,
+        )
+
     def response(self) -> Response:
         """The response as it stands: final once the stream ended, a snapshot before.
 
@@ -267,6 +303,8 @@ class Accumulator:
             provider=self._provider,
             retries=self._retries,
             resumed=self._resumed,
+            parsed=self._parsed,
+            stats=self.stats(),
         )
 
 

@@ -6,11 +6,16 @@ import contextlib
 import weakref
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Generator, Iterator
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ._errors import SpoutError
 from ._events import Event, TextDelta
 from ._response import Accumulator, Response
+from ._stats import StreamStats
+
+if TYPE_CHECKING:
+    from ._tee import AsyncFanout, AsyncStreamReader, Fanout, StreamReader
+    from ._watch import Watch
 
 __all__ = ["AsyncStream", "Stream"]
 
@@ -34,7 +39,13 @@ class Stream:
     collection. :attr:`response` is then the response as far as it arrived.
     """
 
-    def __init__(self, source: SyncSource, accumulator: Accumulator, owner: object = None) -> None:
+    def __init__(
+        self,
+        source: SyncSource,
+        accumulator: Accumulator,
+        owner: object = None,
+        watch: Watch | None = None,
+    ) -> None:
         # The owner (the LLM) holds the connection pool this stream reads from: keep it alive
         # while the stream is, as in ``for chunk in create_llm().generate_stream(...)``.
         self._owner = owner
@@ -45,12 +56,19 @@ class Stream:
         # abandoned stream must close its connection as soon as nothing refers to it.
         self._ended = _Flag()
         self._pump = _pump(events, self._release, accumulator, self._ended)
+        if watch is not None:  # shaping and callbacks, after the accumulator
+            from ._watch import watch_sync
+
+            self._pump = watch_sync(self._pump, watch, accumulator.response)
+        self._fanout: weakref.ref[Fanout] | None = None
+        self._read = False
 
     def __iter__(self) -> Iterator[str]:
         """The text, chunk by chunk as it arrives."""
         return self._texts()
 
     def _texts(self) -> Generator[str, None, None]:
+        self._check_whole()
         done = False
         try:
             for event in self._pump:
@@ -70,6 +88,7 @@ class Stream:
         return self._events()
 
     def _events(self) -> Generator[Event, None, None]:
+        self._check_whole()
         done = False
         try:
             yield from self._pump
@@ -81,6 +100,26 @@ class Stream:
         finally:
             if not done:
                 self.close()
+
+    def partial_objects(self) -> Iterator[Any]:
+        """With ``response_format``: the answer's JSON as it streams, progressively completed.
+
+        Yields a new dict (or list) each time the value parsed so far changes, reading the
+        stream to its end; a stream already partly read starts from its text so far. Code
+        fences and prose before the JSON are skipped. The validated object is
+        ``stream.response.parsed``; if the answer does not validate, the loop ends by
+        raising :class:`StructuredOutputError`.
+
+        Example::
+
+            stream = llm.generate_stream("A city and its country", response_format=Place)
+            for place in stream.partial_objects():
+                print(place)                 # {}, {'city': 'Os'}, {'city': 'Oslo'}, ...
+            print(stream.response.parsed)    # Place(city='Oslo', country='Norway')
+        """
+        from ._structured import partial_objects
+
+        return partial_objects(self)
 
     @property
     def text(self) -> str:
@@ -95,10 +134,60 @@ class Stream:
     @property
     def response(self) -> Response:
         """The final response, reading the rest of the stream first if it is still open."""
-        if not self._closed:
+        fanout = self._fanout() if self._fanout is not None else None
+        if fanout is not None:
+            fanout.drain()  # read on behalf of the readers, who still get every event
+        elif not self._closed:
             for _ in self._pump:
                 pass
         return self._accumulator.response()
+
+    @property
+    def stats(self) -> StreamStats:
+        """Live numbers: time to first token, elapsed, chunks, characters, output tokens
+        (the provider's once reported, an estimate until then), tokens per second."""
+        return self._accumulator.stats()
+
+    def tee(self, n: int = 2, *, max_lag: int = 10_000) -> tuple[StreamReader, ...]:
+        """``n`` independent readers of this stream, each from the first event.
+
+        Read the readers, not the stream, from then on. Memory is bounded: a reader more
+        than ``max_lag`` events behind the reader in front is dropped, and its next read
+        raises :class:`StreamError`. Closing the last reader closes the stream.
+
+        Example::
+
+            display, log = llm.generate_stream("hi").tee(2)
+        """
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+            raise ValueError(f"n must be a positive int, not {n!r}")
+        fanout = self._split()
+        return tuple(fanout.reader(max_lag) for _ in range(n))
+
+    def subscribe(self, *, max_lag: int = 10_000) -> StreamReader:
+        """One more independent reader of this stream, from the first event (see :meth:`tee`)."""
+        return self._split().reader(max_lag)
+
+    def _split(self) -> Fanout:
+        fanout = self._fanout() if self._fanout is not None else None
+        if fanout is None:
+            if self._fanout is not None or self._read:
+                raise RuntimeError(
+                    "tee() and subscribe() come before the stream is read: the readers each "
+                    "start from the first event"
+                )
+            from ._tee import Fanout
+
+            fanout = Fanout(self._pump, self.close, self._accumulator.response)
+            self._fanout = weakref.ref(fanout)
+        return fanout
+
+    def _check_whole(self) -> None:
+        self._read = True
+        if self._fanout is not None:
+            raise RuntimeError(
+                "this stream was split by tee() or subscribe(): read it through its readers"
+            )
 
     @property
     def closed(self) -> bool:
@@ -161,8 +250,11 @@ class AsyncStream:
         opener: Callable[[], Awaitable[AsyncSource]],
         accumulator: Accumulator,
         owner: object = None,
+        watch: Watch | None = None,
     ) -> None:
         self._owner = owner
+        self._watch = watch
+        self._fanout: AsyncFanout | None = None
         self._opener: Callable[[], Awaitable[AsyncSource]] | None = opener
         self._source: AsyncIterator[Event] | None = None
         self._release: Callable[[], Awaitable[None]] | None = None
@@ -183,6 +275,10 @@ class AsyncStream:
                 self._closed = True
                 raise
             self._pump = _apump(events, self._release, self._accumulator, self._ended)
+            if self._watch is not None:  # shaping and callbacks, after the accumulator
+                from ._watch import watch_async
+
+                self._pump = watch_async(self._pump, self._watch, self._accumulator.response)
             # Dropped after the request went out but before it was read to its end, the stream
             # still holds a connection (or the local model): release it on its own loop.
             import asyncio
@@ -208,6 +304,7 @@ class AsyncStream:
         return self._texts()
 
     async def _texts(self) -> AsyncGenerator[str, None]:
+        self._check_whole()
         done = False
         try:
             async for event in await self._started_pump():
@@ -223,6 +320,7 @@ class AsyncStream:
         return self._events()
 
     async def _events(self) -> AsyncGenerator[Event, None]:
+        self._check_whole()
         done = False
         try:
             async for event in await self._started_pump():
@@ -242,12 +340,69 @@ class AsyncStream:
         """The response as it stands now, without reading further."""
         return self._accumulator.response()
 
+    def partial_objects(self) -> AsyncIterator[Any]:
+        """With ``response_format``: the answer's JSON as it streams (``async for``).
+
+        As :meth:`Stream.partial_objects`; the validated object is
+        ``(await stream.get_response()).parsed``.
+        """
+        from ._structured import apartial_objects
+
+        return apartial_objects(self)
+
     async def get_response(self) -> Response:
         """The final response, reading the rest of the stream first if it is still open."""
-        if not self._closed:
+        if self._fanout is not None:
+            await self._fanout.drain()  # read on behalf of the readers
+        elif not self._closed:
             async for _ in await self._started_pump():
                 pass
         return self._accumulator.response()
+
+    @property
+    def stats(self) -> StreamStats:
+        """Live numbers, as :attr:`Stream.stats`."""
+        return self._accumulator.stats()
+
+    def tee(self, n: int = 2, *, max_lag: int = 10_000) -> tuple[AsyncStreamReader, ...]:
+        """``n`` independent readers, each from the first event (see :meth:`Stream.tee`).
+
+        Example::
+
+            a, b = llm.agenerate_stream("hi").tee(2)
+            await asyncio.gather(show(a), log(b))
+        """
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+            raise ValueError(f"n must be a positive int, not {n!r}")
+        fanout = self._split()
+        return tuple(fanout.reader(max_lag) for _ in range(n))
+
+    def subscribe(self, *, max_lag: int = 10_000) -> AsyncStreamReader:
+        """One more independent reader of this stream, from the first event."""
+        return self._split().reader(max_lag)
+
+    def _split(self) -> AsyncFanout:
+        if self._fanout is None:
+            if self._read:
+                raise RuntimeError(
+                    "tee() and subscribe() come before the stream is read: the readers each "
+                    "start from the first event"
+                )
+            from ._tee import AsyncFanout
+
+            self._fanout = AsyncFanout(
+                self._started_pump, self.aclose, self._accumulator.response
+            )
+        return self._fanout
+
+    _read = False
+
+    def _check_whole(self) -> None:
+        self._read = True
+        if self._fanout is not None:
+            raise RuntimeError(
+                "this stream was split by tee() or subscribe(): read it through its readers"
+            )
 
     @property
     def response(self) -> Response:

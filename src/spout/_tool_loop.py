@@ -27,6 +27,8 @@ if TYPE_CHECKING:
     import asyncio
 
     from ._llm import LLM
+    from ._stats import StreamStats
+    from ._watch import Watch
     from .tools import Tool
 
 __all__ = ["AsyncToolStream", "ToolStream"]
@@ -69,6 +71,7 @@ class _Rounds:
         ran = {call.id: call for call in self.tool_calls}
         calls = tuple(ran.get(call.id, call) for r in rounds for call in r.tool_calls)
         last = rounds[-1] if rounds else None
+        duration = time.perf_counter() - self.started_at
         return Response(
             text="".join(self.text),
             reasoning="".join(self.reasoning),
@@ -82,8 +85,10 @@ class _Rounds:
             # The first round's request went out as the loop began: its first token is the
             # loop's.
             time_to_first_token=rounds[0].time_to_first_token if rounds else None,
-            duration=time.perf_counter() - self.started_at,
+            duration=duration,
             provider=self.llm.provider_name,
+            stats=_loop_stats(rounds, duration),
+            parsed=last.parsed if last else None,  # with response_format: the final answer's
         )
 
     def assistant_message(self, response: Response) -> dict[str, Any]:
@@ -125,6 +130,21 @@ def assistant_message(response: Response) -> dict[str, Any]:
         if response.reasoning_signature:
             message["reasoning_signature"] = response.reasoning_signature
     return message
+
+
+def _loop_stats(rounds: list[Response], elapsed: float) -> StreamStats:
+    """Every round's numbers as one: counts added, the first token the first round's."""
+    from ._stats import make_stats
+
+    stats = [r.stats for r in rounds if r.stats is not None]
+    provided = [s.output_tokens for s in stats if s.output_tokens_source == "provider"]
+    return make_stats(
+        rounds[0].time_to_first_token if rounds else None,
+        elapsed,
+        sum(s.chunks for s in stats),
+        sum(s.characters for s in stats),
+        sum(s.output_tokens for s in stats) if stats and len(provided) == len(stats) else None,
+    )
 
 
 def _sum_usage(usages: list[Usage]) -> Usage:
@@ -266,12 +286,17 @@ class ToolStream:
         tools: dict[str, Tool],
         max_rounds: int,
         approve: Approve | None,
+        watch: Watch | None = None,
     ) -> None:
         self._state = _Rounds(llm, list(call.messages))
         # The first request goes out now, as generate_stream's does: errors raise here.
         first = llm._open_round(call)
         self._state.current = first
         self._pump = _sync_loop(self._state, call, first, tools, max_rounds, approve)
+        if watch is not None:  # shaping and callbacks over every round
+            from ._watch import watch_sync
+
+            self._pump = watch_sync(self._pump, watch, self._state.response)
         self._closed = False
 
     def __iter__(self) -> Iterator[str | ToolCall]:
@@ -325,6 +350,13 @@ class ToolStream:
     def snapshot(self) -> Response:
         """Every round so far as one response, without reading further."""
         return self._state.response()
+
+    @property
+    def stats(self) -> StreamStats:
+        """Live numbers over every round so far (see :attr:`Stream.stats`)."""
+        stats = self._state.response().stats
+        assert stats is not None
+        return stats
 
     @property
     def response(self) -> Response:
@@ -453,9 +485,14 @@ class AsyncToolStream:
         tools: dict[str, Tool],
         max_rounds: int,
         approve: Approve | None,
+        watch: Watch | None = None,
     ) -> None:
         self._state = _Rounds(llm, list(call.messages))
         self._pump = _async_loop(self._state, call, tools, max_rounds, approve)
+        if watch is not None:  # shaping and callbacks over every round
+            from ._watch import watch_async
+
+            self._pump = watch_async(self._pump, watch, self._state.response)
         self._closed = False
 
     def __aiter__(self) -> AsyncGenerator[str | ToolCall, None]:
@@ -504,6 +541,13 @@ class AsyncToolStream:
     @property
     def snapshot(self) -> Response:
         return self._state.response()
+
+    @property
+    def stats(self) -> StreamStats:
+        """Live numbers over every round so far (see :attr:`Stream.stats`)."""
+        stats = self._state.response().stats
+        assert stats is not None
+        return stats
 
     @property
     def response(self) -> Response:

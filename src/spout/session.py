@@ -18,6 +18,7 @@ from ._turn import Incomplete, Turn
 if TYPE_CHECKING:
     from ._events import Event
     from ._llm import LLM
+    from ._stats import StreamStats
     from ._store import Store
     from ._stream import AsyncStream, Stream
 
@@ -706,6 +707,11 @@ class SessionStream:
         return self._live.inner.snapshot
 
     @property
+    def stats(self) -> StreamStats:
+        """Live numbers for the reply (see :attr:`Stream.stats`)."""
+        return self._live.inner.stats
+
+    @property
     def response(self) -> Response:
         """The whole reply, reading the rest of the stream first if it is still open."""
         if not self._live.done:
@@ -776,6 +782,10 @@ class AsyncSessionStream:
     @property
     def snapshot(self) -> Response:
         return self._live.inner.snapshot
+
+    @property
+    def stats(self) -> StreamStats:
+        return self._live.inner.stats
 
     async def get_response(self) -> Response:
         """The whole reply, reading the rest of the stream first if it is still open."""

@@ -47,6 +47,9 @@ class Call:
     #: Retries, resume (:class:`spout._attempts.CallPolicy`): the LLM's business, not the
     #: provider's.
     policy: Any = None
+    #: What ``response_format`` asked for (:class:`spout._structured.OutputFormat`), put in
+    #: each provider's shape right before its request (:func:`spout._structured.request_for`).
+    output_format: Any = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -327,6 +327,13 @@ def _generate(model: _LoadedModel, call: Call) -> Generator[Event, None, None]:
         # slightly; with a seed the caller wants the same text every time, so start afresh.
         llama.reset()
     llama.set_seed(seed if seed is not None else random.randrange(2**31))
+    grammar = params.pop("grammar", None)
+    if isinstance(grammar, str):
+        # A GBNF grammar (response_format makes one from its schema): llama.cpp samples
+        # only tokens it allows.
+        from llama_cpp.llama_grammar import LlamaGrammar
+
+        grammar = LlamaGrammar.from_string(grammar, verbose=False)
     sampling = {**_SAMPLING}
     for key in list(params):
         if key in sampling:
@@ -334,7 +341,8 @@ def _generate(model: _LoadedModel, call: Call) -> Generator[Event, None, None]:
     if params:
         raise ConfigurationError(
             f"the local provider does not take {', '.join(map(repr, sorted(params)))}; "
-            f"it takes temperature, top_p, top_k, min_p, repeat_penalty, max_tokens, stop, seed"
+            "it takes temperature, top_p, top_k, min_p, repeat_penalty, max_tokens, stop, seed, "
+            "grammar"
         )
     tokens = llama.generate(
         prompt_tokens,
@@ -343,6 +351,7 @@ def _generate(model: _LoadedModel, call: Call) -> Generator[Event, None, None]:
         min_p=sampling["min_p"],
         temp=sampling["temperature"],
         repeat_penalty=sampling["repeat_penalty"],
+        grammar=grammar,
     )
     return _events(model, tokens, len(prompt_tokens), max_tokens, stops)
 

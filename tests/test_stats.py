@@ -1,0 +1,117 @@
+"""Live stats against a loopback server that paces its chunks."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import pytest
+
+import spout
+from replay_server import ReplayServer, Reply
+from scripted_turns import openai_chunk, openai_usage
+from spout import StreamStats, create_llm
+
+PACE = 0.1
+MARGIN = 0.15  # thread start-up, the loopback and the CI machine's scheduling
+
+
+def paced_reply(pieces: list[str], output_tokens: int = 7) -> Reply:
+    def data(payload: dict[str, Any]) -> bytes:
+        return b"data: " + json.dumps(payload).encode() + b"\n\n"
+
+    chunks = [data(openai_chunk({"content": p})) for p in pieces]
+    chunks.append(data(openai_chunk({}, "stop")) + data(openai_usage(3, output_tokens)))
+    chunks.append(b"data: [DONE]\n\n")
+    return Reply(chunks=chunks, delay=PACE)
+
+
+def llm_for(server: ReplayServer, reply: Reply) -> spout.LLM:
+    # A first, unpaced reply warms the client up: making an HTTP client (its TLS context)
+    # takes a few hundred milliseconds, which the first request's timings include.
+    warm = paced_reply(["warm"])
+    warm.delay = 0.0
+    server.replies = [warm, reply]
+    return create_llm("openai", model="m", base_url=f"{server.url}/v1", api_key="k")
+
+
+def watch(llm: spout.LLM, mode: str, **options: Any) -> tuple[list[StreamStats], spout.Response]:
+    """The stats seen after each chunk, and the final response."""
+    seen: list[StreamStats] = []
+    if mode == "sync":
+        "".join(llm.generate_stream("warm"))
+        stream = llm.generate_stream("hi", **options)
+        for _ in stream:
+            seen.append(stream.stats)
+        return seen, stream.response
+
+    async def main() -> spout.Response:
+        async with llm:
+            "".join([chunk async for chunk in llm.agenerate_stream("warm")])
+            astream = llm.agenerate_stream("hi", **options)
+            async for _ in astream:
+                seen.append(astream.stats)
+            return await astream.get_response()
+
+    return seen, asyncio.run(main())
+
+
+def test_live_stats_follow_the_pacing(replay: ReplayServer, mode: str) -> None:
+    pieces = ["Hello, ", "wide ", "world ", "of ", "streams."]
+    seen, response = watch(llm_for(replay, paced_reply(pieces)), mode)
+    first = seen[0]
+    assert first.time_to_first_token is not None
+    assert PACE <= first.time_to_first_token < PACE + MARGIN
+    assert [s.chunks for s in seen] == [1, 2, 3, 4, 5]
+    assert [s.characters for s in seen] == [len("".join(pieces[: i + 1])) for i in range(5)]
+    # Until the provider's usage arrives, the tokens are an estimate, and say so.
+    assert all(s.output_tokens_source == "estimate" for s in seen)
+    assert seen[-1].output_tokens == (len("".join(pieces)) + 3) // 4
+    elapsed = [s.elapsed for s in seen]
+    assert elapsed == sorted(elapsed)
+    assert elapsed[-1] >= 5 * PACE - 0.02
+    final = response.stats
+    assert final is not None
+    assert final.output_tokens == 7 and final.output_tokens_source == "provider"
+    assert final.chunks == 5 and final.characters == len(response.text)
+    assert final.tokens_per_second is not None
+    generating = final.elapsed - (final.time_to_first_token or 0)
+    assert final.tokens_per_second == pytest.approx(7 / generating)
+    assert 4 * PACE - 0.02 <= generating < 5 * PACE + MARGIN
+    assert "7 tokens in" in final.summary()
+
+
+def test_stats_count_the_provider_chunks_not_the_shaped_ones(
+    replay: ReplayServer, mode: str
+) -> None:
+    pieces = ["a b c ", "d e f"]
+    reply = paced_reply(pieces)
+    reply.delay = 0.0
+    seen, response = watch(llm_for(replay, reply), mode, smooth="word")
+    assert len(seen) == 6
+    assert response.stats is not None and response.stats.chunks == 2
+
+
+def test_a_response_not_streamed_has_stats(replay: ReplayServer) -> None:
+    body = {"id": "c", "object": "chat.completion", "model": "m",
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": "Hi there"},
+                         "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5}}
+    replay.replies = [Reply(chunks=[json.dumps(body).encode()],
+                            headers={"Content-Type": "application/json"})]
+    llm = create_llm("openai", model="m", base_url=f"{replay.url}/v1", api_key="k")
+    stats = llm.generate("hi").stats
+    assert stats is not None
+    assert (stats.chunks, stats.characters, stats.output_tokens) == (1, 8, 2)
+    assert stats.output_tokens_source == "provider"
+
+
+def test_stats_before_anything_arrived(replay: ReplayServer) -> None:
+    replay.replies = [paced_reply(["x"])]
+    llm = create_llm("openai", model="m", base_url=f"{replay.url}/v1", api_key="k")
+    stream = llm.generate_stream("hi")
+    stats = stream.stats
+    assert stats.chunks == stats.characters == stats.output_tokens == 0
+    assert stats.time_to_first_token is None and stats.tokens_per_second is None
+    stream.close()
