@@ -448,6 +448,9 @@ def test_transcripts_stream_as_openai_chunks(
 
     chunks = stream_chunks(mode, **settings)
     check_stream(chunks, include_usage=True)
+    # Parallel calls, interleaved ones included, each at its own index.
+    indexes = {call.index for c in chunks if c.choices for call in c.choices[0].delta.tool_calls or ()}
+    assert indexes == set(range(len(expected["tool_calls"])))
     built = stream_chunk_builder(chunks, messages=MESSAGES)
     check_completion(built)
     message = built.choices[0].message
@@ -781,6 +784,19 @@ def test_retries_and_refusals(replay: ReplayServer, mode: str) -> None:
         complete(mode, n=2, **settings)
     with pytest.raises(spout.ConfigurationError, match="prefix it"):
         complete(mode, model="mystery-model", messages=MESSAGES)
+
+
+def test_tool_arguments_that_are_not_json_raise(replay: ReplayServer, mode: str) -> None:
+    body = openai_sse(
+        openai_chunk({"tool_calls": [{"index": 0, "id": "call_x", "type": "function",
+                                      "function": {"name": "f", "arguments": '{"a": '}}]}),
+        openai_chunk({}, "tool_calls"),
+    )
+    replay.replies = [Reply(chunks=[body])]
+    with pytest.raises(spout.ToolCallParseError) as caught:
+        stream_chunks(mode, model="openai/gpt-4o-mini", messages=MESSAGES, api_key="sk",
+                      api_base=f"{replay.url}/v1", num_retries=0)
+    assert caught.value.raw == '{"a": '
 
 
 def test_a_loop_that_stops_early_closes_the_connection(replay: ReplayServer, mode: str) -> None:

@@ -15,6 +15,7 @@ from ._common import (
     open_session,
     silence_stdout,
 )
+from ._status import add_stats_option, print_summary, status_for
 
 __all__ = ["main"]
 
@@ -62,6 +63,7 @@ def _parser() -> argparse.ArgumentParser:
         default=True,
         help="print each chunk as it arrives (the default), or the whole answer at the end",
     )
+    add_stats_option(parser)
     add_log_options(parser)
     parser.add_argument("--version", action="version", version=f"spout {_version()}")
     return parser
@@ -107,10 +109,13 @@ def _answer(args: argparse.Namespace) -> int:
         return fail('no prompt: give one as an argument (spout "...") or on stdin', 2)
 
     from .._errors import SpoutError
+    from .._stats import StreamStats
     from ..session import SessionStream
 
     stdout = sys.stdout
     stream: SessionStream | None = None
+    status = status_for()
+    stats: StreamStats | None
     try:
         with open_session(args) as session:
             try:
@@ -120,9 +125,12 @@ def _answer(args: argparse.Namespace) -> int:
                     for chunk in chunks:
                         stdout.write(chunk)
                         stdout.flush()  # a pipe is block-buffered: flush so each chunk shows now
+                        status.update(stream.stats)
                     text = stream.text
+                    stats = stream.response.stats or stream.stats
                 else:
-                    text = session.generate(prompt).text
+                    response = session.generate(prompt)
+                    text, stats = response.text, response.stats
                     stdout.write(text)
             except KeyboardInterrupt:
                 # Keep what arrived, marked as stopped by the user, before the session closes
@@ -130,9 +138,13 @@ def _answer(args: argparse.Namespace) -> int:
                 if stream is not None:
                     stream.close("interrupted")
                 raise
+            finally:
+                status.clear()  # before any message on stderr, the summary or an error
             if not text.endswith("\n"):
                 stdout.write("\n")
             stdout.flush()
+            if args.stats:
+                print_summary(stats)
     except SpoutError as exc:
         if stream is not None and stream.text:
             stdout.write("\n")

@@ -18,6 +18,7 @@ from ._common import (
     open_session,
     silence_stdout,
 )
+from ._status import StatusLine, add_stats_option, print_summary, status_for
 
 if TYPE_CHECKING:
     from ..session import Session
@@ -59,6 +60,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     add_model_options(parser)
     add_log_options(parser)
+    add_stats_option(parser)
     return parser
 
 
@@ -120,7 +122,7 @@ def main(argv: Sequence[str]) -> int:
         with open_session(args) as session:
             if interactive:
                 _banner(session, args)
-            _loop(session, _Input(interactive))
+            _loop(session, _Input(interactive), status_for(), args.stats)
     except SpoutError as exc:
         return fail(str(exc))
     except CommandError as exc:
@@ -153,7 +155,7 @@ def _banner(session: Session, args: argparse.Namespace) -> None:
     )
 
 
-def _loop(session: Session, read: _Input) -> None:
+def _loop(session: Session, read: _Input, status: StatusLine, stats: bool) -> None:
     while True:
         try:
             message = read.message()
@@ -166,13 +168,17 @@ def _loop(session: Session, read: _Input) -> None:
         if message is None:
             return
         if message.strip():
-            _reply(session, message)
+            _reply(session, message, status, stats)
         if read.ended:
             return
 
 
-def _reply(session: Session, message: str) -> None:
-    """Stream one reply; Ctrl-C stops it and errors are reported, the chat going on either way."""
+def _reply(session: Session, message: str, status: StatusLine, stats: bool) -> None:
+    """Stream one reply; Ctrl-C stops it and errors are reported, the chat going on either way.
+
+    The live status line (``status``) is erased before anything else goes to stderr; with
+    ``stats``, a summary line follows each reply that completed.
+    """
     from .._errors import SpoutError
     from ..session import SessionStream
 
@@ -191,10 +197,15 @@ def _reply(session: Session, message: str) -> None:
             shown += len(chunk)
             write(chunk)
             flush()
+            status.update(stream.stats)
+        status.clear()
         if not stream.text.endswith("\n"):
             write("\n")
         flush()
+        if stats:
+            print_summary(stream.response.stats or stream.stats)
     except KeyboardInterrupt:
+        status.clear()
         if stream is not None:
             stream.close("interrupted")  # kept and saved; a no-op if the stream kept it already
             # Text that arrived just before the interrupt but was not printed yet: show it, so
@@ -204,9 +215,11 @@ def _reply(session: Session, message: str) -> None:
         flush()
         print("[stopped]", file=sys.stderr)
     except SpoutError as exc:
+        status.clear()
         if shown:
             write("\n")
             flush()
         fail(str(exc))
     except (ValueError, TypeError) as exc:
+        status.clear()
         fail(str(exc))
