@@ -621,7 +621,7 @@ class _Live:
         inner = self.inner
         if close and incomplete is not None:
             if isinstance(inner, ToolStream) or _is_sync_stream(inner):
-                inner.close()  # type: ignore[union-attr]
+                self.stop()
             else:
                 _abandon(inner)
         reply, response = self.reply(incomplete is None)
@@ -630,11 +630,8 @@ class _Live:
     async def afinish(self, incomplete: Incomplete | None, error: str | None) -> None:
         if self.done:
             return
-        inner = self.inner
-        if incomplete is not None and (
-            isinstance(inner, AsyncToolStream) or _is_async_stream(inner)
-        ):
-            await inner.aclose()  # type: ignore[union-attr]
+        if incomplete is not None:
+            await self.astop()
         self.finish(incomplete, error, close=False)
 
 
