@@ -1,0 +1,661 @@
+"""OpenAI chat completions on the wire: ``POST /v1/chat/completions`` in, chunks out."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import orjson
+
+from .._errors import (
+    AuthenticationError,
+    BadRequestError,
+    ConfigurationError,
+    ContextWindowExceededError,
+    NotFoundError,
+    OverloadedError,
+    PermissionDeniedError,
+    ProviderError,
+    RateLimitError,
+    ServiceUnavailableError,
+    StreamError,
+    TimeoutError,
+    TransportError,
+)
+from .._events import (
+    Event,
+    ReasoningDelta,
+    TextDelta,
+    ToolCall,
+    ToolCallDelta,
+    ToolCallEnd,
+    ToolCallStart,
+    Usage,
+)
+from .._response import Response
+from ._wire import Request, RequestError, sse_frame
+
+__all__ = [
+    "PROTOCOL",
+    "ChatCompletionsEncoder",
+    "ChatCompletionsProtocol",
+    "ErrorKind",
+    "classify_error",
+    "models_body",
+]
+
+_DONE = b"data: [DONE]\n\n"
+
+# ---------------------------------------------------------------------------------------------
+# Errors, shared by the three protocols: what a spout error stands for, as a status and a kind.
+
+
+class ErrorKind:
+    """The protocol-neutral kinds of error; each protocol names them its own way."""
+
+    INVALID_REQUEST = "invalid_request"
+    CONTEXT_WINDOW = "context_window"
+    AUTHENTICATION = "authentication"
+    PERMISSION = "permission"
+    NOT_FOUND = "not_found"
+    RATE_LIMIT = "rate_limit"
+    OVERLOADED = "overloaded"
+    TIMEOUT = "timeout"
+    UPSTREAM = "upstream"
+    SERVER = "server"
+
+
+def classify_error(exc: BaseException) -> tuple[int, str, str]:
+    """The HTTP status, the :class:`ErrorKind` and the message for an error.
+
+    A :class:`RequestError` keeps its status. Errors from upstream keep their meaning (a
+    rate limit is a 429, a context window overflow a 400); an upstream that failed or could
+    not be reached is a 502 (bad gateway), one that took too long a 504. A
+    :class:`~spout.ConfigurationError` says the call cannot be made as asked (a parameter the
+    provider does not take): a 400. Anything else is the gateway's own failure: a 500 that
+    does not repeat its text, which may hold details the client should not see.
+    """
+    if isinstance(exc, RequestError):
+        kind = {
+            401: ErrorKind.AUTHENTICATION,
+            403: ErrorKind.PERMISSION,
+            404: ErrorKind.NOT_FOUND,
+            413: ErrorKind.INVALID_REQUEST,
+            429: ErrorKind.RATE_LIMIT,
+        }.get(exc.status, ErrorKind.INVALID_REQUEST if exc.status < 500 else ErrorKind.SERVER)
+        return exc.status, kind, exc.message
+    message = str(getattr(exc, "message", None) or exc)
+    if isinstance(exc, ContextWindowExceededError):
+        return 400, ErrorKind.CONTEXT_WINDOW, message
+    if isinstance(exc, BadRequestError):
+        return 400, ErrorKind.INVALID_REQUEST, message
+    if isinstance(exc, AuthenticationError):
+        return 401, ErrorKind.AUTHENTICATION, message
+    if isinstance(exc, PermissionDeniedError):
+        return 403, ErrorKind.PERMISSION, message
+    if isinstance(exc, NotFoundError):
+        return 404, ErrorKind.NOT_FOUND, message
+    if isinstance(exc, RateLimitError):
+        return 429, ErrorKind.RATE_LIMIT, message
+    if isinstance(exc, OverloadedError):
+        return 529, ErrorKind.OVERLOADED, message
+    if isinstance(exc, ServiceUnavailableError):
+        status = exc.status_code if exc.status_code in (502, 503, 504) else 503
+        return status, ErrorKind.OVERLOADED if status == 503 else ErrorKind.UPSTREAM, message
+    if isinstance(exc, ProviderError):
+        status = exc.status_code or 0
+        if 400 <= status < 500:
+            return status, ErrorKind.INVALID_REQUEST, message
+        return 502, ErrorKind.UPSTREAM, message
+    if isinstance(exc, TimeoutError):
+        return 504, ErrorKind.TIMEOUT, message
+    if isinstance(exc, (TransportError, StreamError)):
+        return 502, ErrorKind.UPSTREAM, message
+    if isinstance(exc, ConfigurationError):
+        return 400, ErrorKind.INVALID_REQUEST, message
+    return 500, ErrorKind.SERVER, "the gateway failed to answer this request"
+
+
+# OpenAI's error ``type`` and ``code`` for each kind
+# (https://platform.openai.com/docs/guides/error-codes).
+_OPENAI_ERRORS: dict[str, tuple[str, str | None]] = {
+    ErrorKind.INVALID_REQUEST: ("invalid_request_error", None),
+    ErrorKind.CONTEXT_WINDOW: ("invalid_request_error", "context_length_exceeded"),
+    ErrorKind.AUTHENTICATION: ("authentication_error", "invalid_api_key"),
+    ErrorKind.PERMISSION: ("permission_error", None),
+    ErrorKind.NOT_FOUND: ("invalid_request_error", "not_found"),
+    ErrorKind.RATE_LIMIT: ("rate_limit_error", "rate_limit_exceeded"),
+    ErrorKind.OVERLOADED: ("server_error", "server_overloaded"),
+    ErrorKind.TIMEOUT: ("server_error", "timeout"),
+    ErrorKind.UPSTREAM: ("server_error", "upstream_error"),
+    ErrorKind.SERVER: ("server_error", None),
+}
+
+
+def openai_error(exc: BaseException) -> tuple[int, dict[str, Any]]:
+    """The status and OpenAI error object (``{"error": {message, type, param, code}}``)."""
+    status, kind, message = classify_error(exc)
+    error_type, code = _OPENAI_ERRORS[kind]
+    param = exc.param if isinstance(exc, RequestError) else None
+    return status, {"error": {"message": message, "type": error_type, "param": param, "code": code}}
+
+
+def models_body(names: list[str], *, owned_by: str = "spout") -> dict[str, Any]:
+    """The body of ``GET /v1/models``: OpenAI's list of ``model`` objects.
+
+    >>> models_body(["gpt-4o-mini"])["data"][0]["id"]
+    'gpt-4o-mini'
+    """
+    created = int(time.time())
+    return {
+        "object": "list",
+        "data": [
+            {"id": name, "object": "model", "created": created, "owned_by": owned_by}
+            for name in names
+        ],
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# Requests
+
+
+# Fields that change nothing a client can see, or that the gateway cannot honour and no client
+# depends on: accepted and dropped.
+_IGNORED = frozenset(
+    (
+        "user",
+        "metadata",
+        "store",
+        "parallel_tool_calls",
+        "service_tier",
+        "safety_identifier",
+        "prompt_cache_key",
+        "prompt_cache_retention",
+        "verbosity",
+        "stream_options",
+        "model",
+        "messages",
+        "stream",
+    )
+)
+# Sampling settings spout has no name of its own for: sent upstream as they are (a provider
+# that does not take one refuses it, and the client gets that 400).
+_PASSED = ("frequency_penalty", "presence_penalty", "logit_bias", "reasoning_effort")
+_ROLES = ("system", "developer", "user", "assistant", "tool")
+_FINISH = {
+    "stop": "stop",
+    "length": "length",
+    "tool_calls": "tool_calls",
+    "content_filter": "content_filter",
+    "refusal": "stop",  # OpenAI ends a refusal with "stop", the text in message.refusal
+    "error": "stop",
+}
+
+
+def _fail(message: str, param: str | None = None) -> RequestError:
+    return RequestError(message, param=param)
+
+
+def number(
+    body: dict[str, Any], key: str, *, integer: bool = False, name: str | None = None
+) -> Any:
+    """``body[key]`` checked to be a number (an integer with ``integer``), or None if absent."""
+    value = body.get(key)
+    if value is None:
+        return None
+    kinds: tuple[type, ...] = (int,) if integer else (int, float)
+    if isinstance(value, bool) or not isinstance(value, kinds):
+        what = "an integer" if integer else "a number"
+        raise _fail(f"{name or key} must be {what}, not {value!r:.40}", name or key)
+    return value
+
+
+def check_stop(value: Any, param: str) -> Any:
+    """A stop sequence or a list of them."""
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, list) and all(isinstance(s, str) for s in value):
+        return value or None
+    raise _fail(f"{param} must be a string or a list of strings", param)
+
+
+def check_json_schema_format(value: Any, param: str) -> Any:
+    """An OpenAI ``response_format`` as spout takes it (None for plain text)."""
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise _fail(f"{param} must be an object", param)
+    kind = value.get("type")
+    if kind == "text":
+        return None
+    if kind == "json_object":
+        return {"type": "json_object"}
+    if kind == "json_schema":
+        spec = value.get("json_schema")
+        if not isinstance(spec, dict) or not isinstance(spec.get("schema"), dict):
+            raise _fail(f"{param}.json_schema.schema must be a JSON Schema object", param)
+        return {"type": "json_schema", "json_schema": spec}
+    raise _fail(
+        f"{param}.type must be 'text', 'json_object' or 'json_schema', not {kind!r:.40}", param
+    )
+
+
+def _check_content(content: Any, where: str, *, allow_none: bool) -> None:
+    if content is None and allow_none:
+        return
+    if isinstance(content, str):
+        return
+    if isinstance(content, list) and all(
+        isinstance(part, dict) and isinstance(part.get("type"), str) for part in content
+    ):
+        return
+    raise _fail(f"{where}.content must be a string or a list of content parts", "messages")
+
+
+def _check_tool_calls(calls: Any, where: str) -> None:
+    if not isinstance(calls, list):
+        raise _fail(f"{where}.tool_calls must be a list", "messages")
+    for j, call in enumerate(calls):
+        at = f"{where}.tool_calls[{j}]"
+        function = call.get("function") if isinstance(call, dict) else None
+        if (
+            not isinstance(function, dict)
+            or not isinstance(call.get("id"), str)
+            or not isinstance(function.get("name"), str)
+        ):
+            raise _fail(f"{at} must have an id and a function with a name", "messages")
+        if not isinstance(function.get("arguments", ""), (str, dict)):
+            raise _fail(f"{at}.function.arguments must be a JSON string", "messages")
+
+
+def parse_messages(value: Any) -> list[dict[str, Any]]:
+    """Chat messages checked and copied; ``developer`` is read as ``system``."""
+    if not isinstance(value, list) or not value:
+        raise _fail("messages must be a non-empty list of messages", "messages")
+    messages: list[dict[str, Any]] = []
+    for i, message in enumerate(value):
+        where = f"messages[{i}]"
+        if not isinstance(message, dict):
+            raise _fail(f"{where} must be an object with a role", "messages")
+        role = message.get("role")
+        if role not in _ROLES:
+            raise _fail(
+                f"{where}.role must be one of {', '.join(_ROLES)}, not {role!r:.40}", "messages"
+            )
+        message = dict(message)
+        if role == "developer":
+            # The same instruction role under its newer name; every spout provider knows system.
+            message["role"] = "system"
+        if role == "assistant":
+            if message.get("tool_calls") is not None:
+                _check_tool_calls(message["tool_calls"], where)
+            else:
+                message.pop("tool_calls", None)
+            _check_content(message.get("content"), where, allow_none=True)
+        elif role == "tool":
+            if not isinstance(message.get("tool_call_id"), str):
+                raise _fail(f"{where}.tool_call_id must be the id of the call answered", "messages")
+            _check_content(message.get("content"), where, allow_none=False)
+        else:
+            _check_content(message.get("content"), where, allow_none=False)
+        messages.append(message)
+    return messages
+
+
+def parse_tools(value: Any) -> list[dict[str, Any]]:
+    """Function tools in chat completions' shape, checked."""
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise _fail("tools must be a list of function tools", "tools")
+    for i, tool in enumerate(value):
+        function = tool.get("function") if isinstance(tool, dict) else None
+        if not isinstance(tool, dict) or tool.get("type") != "function":
+            raise _fail(
+                f"tools[{i}] must be a function tool ({{'type': 'function', 'function': "
+                f"{{...}}}}); the gateway supports no other kind",
+                "tools",
+            )
+        if not isinstance(function, dict) or not isinstance(function.get("name"), str):
+            raise _fail(f"tools[{i}].function must have a name", "tools")
+        parameters = function.get("parameters")
+        if parameters is not None and not isinstance(parameters, dict):
+            raise _fail(f"tools[{i}].function.parameters must be a JSON Schema object", "tools")
+    return list(value)
+
+
+def tool_names(tools: list[dict[str, Any]]) -> list[str]:
+    """The names of function tools given in chat completions' shape."""
+    return [tool["function"]["name"] for tool in tools]
+
+
+def named_choice(name: Any, names: list[str], param: str) -> str:
+    """A forced tool's name, checked against the tools given."""
+    if not isinstance(name, str) or name not in names:
+        raise _fail(
+            f"{param} names the tool {name!r:.40}, which is not among the tools given "
+            f"({', '.join(names) or 'none'})",
+            param,
+        )
+    return name
+
+
+def _tool_choice(value: Any, names: list[str]) -> Any:
+    if value is None:
+        return None
+    if value in ("auto", "none", "required"):
+        if value == "required" and not names:
+            raise _fail("tool_choice 'required' needs tools", "tool_choice")
+        return value
+    if isinstance(value, dict) and value.get("type") == "function":
+        function = value.get("function")
+        name = function.get("name") if isinstance(function, dict) else None
+        return named_choice(name, names, "tool_choice")
+    raise _fail(
+        "tool_choice must be 'auto', 'none', 'required' or "
+        "{'type': 'function', 'function': {'name': ...}}",
+        "tool_choice",
+    )
+
+
+def _refuse_unsupported(body: dict[str, Any]) -> None:
+    n = body.get("n")
+    if n is not None and n != 1:
+        raise _fail("n must be 1: the gateway returns one choice per request", "n")
+    if body.get("logprobs") or body.get("top_logprobs"):
+        raise _fail("logprobs are not supported by the gateway", "logprobs")
+    modalities = body.get("modalities")
+    if modalities is not None and modalities != ["text"]:
+        raise _fail("modalities other than ['text'] are not supported", "modalities")
+    for key in ("functions", "function_call"):
+        if body.get(key) is not None:
+            raise _fail(f"{key} is the legacy form of tools: send tools and tool_choice", key)
+    for key in ("audio", "prediction", "web_search_options"):
+        if body.get(key) is not None:
+            raise _fail(f"{key} is not supported by the gateway", key)
+
+
+_KNOWN = _IGNORED | frozenset(
+    (
+        *_PASSED,
+        "n",
+        "logprobs",
+        "top_logprobs",
+        "modalities",
+        "functions",
+        "function_call",
+        "audio",
+        "prediction",
+        "web_search_options",
+        "max_tokens",
+        "max_completion_tokens",
+        "temperature",
+        "top_p",
+        "stop",
+        "seed",
+        "tools",
+        "tool_choice",
+        "response_format",
+    )
+)
+
+
+def refuse_unknown(body: dict[str, Any], known: frozenset[str]) -> None:
+    """A field the gateway does not know would be silently lost: refused, named."""
+    for key in body:
+        if key not in known:
+            raise _fail(f"unsupported field {key!r:.60}", key)
+
+
+def request_model(body: dict[str, Any]) -> str:
+    """``model``: a string; empty (the gateway's default route) when absent."""
+    model = body.get("model")
+    if model is None:
+        return ""
+    if not isinstance(model, str):
+        raise _fail("model must be a string", "model")
+    return model
+
+
+def request_object(body: Any) -> dict[str, Any]:
+    if not isinstance(body, dict):
+        raise _fail("the request body must be a JSON object")
+    return body
+
+
+def flag(body: dict[str, Any], key: str) -> bool:
+    value = body.get(key)
+    if value is None:
+        return False
+    if not isinstance(value, bool):
+        raise _fail(f"{key} must be true or false", key)
+    return value
+
+
+class ChatCompletionsProtocol:
+    """``POST /v1/chat/completions``: OpenAI's chat completions, streamed (chunks, then
+    ``[DONE]``) or not (one ``chat.completion``).
+
+    Example::
+
+        request = PROTOCOL.parse({"model": "m", "messages": [{"role": "user", "content": "Hi"}]})
+        request.messages, request.params    # spout's messages and generate() keywords
+    """
+
+    name = "openai"
+
+    def parse(self, body: Any) -> Request:
+        body = request_object(body)
+        refuse_unknown(body, _KNOWN)
+        _refuse_unsupported(body)
+        model = request_model(body)
+        messages = parse_messages(body.get("messages"))
+        tools = parse_tools(body.get("tools"))
+        params: dict[str, Any] = {}
+        max_tokens = number(body, "max_completion_tokens", integer=True)
+        if max_tokens is None:
+            max_tokens = number(body, "max_tokens", integer=True)
+        if max_tokens is not None:
+            if max_tokens < 1:
+                raise _fail("max_completion_tokens must be at least 1", "max_completion_tokens")
+            params["max_tokens"] = max_tokens
+        for key in ("temperature", "top_p"):
+            value = number(body, key)
+            if value is not None:
+                params[key] = value
+        seed = number(body, "seed", integer=True)
+        if seed is not None:
+            params["seed"] = seed
+        stop = check_stop(body.get("stop"), "stop")
+        if stop is not None:
+            params["stop"] = stop
+        choice = _tool_choice(body.get("tool_choice"), tool_names(tools))
+        if choice is not None:
+            params["tool_choice"] = choice
+        response_format = check_json_schema_format(body.get("response_format"), "response_format")
+        if response_format is not None:
+            params["response_format"] = response_format
+        for key in _PASSED:
+            if body.get(key) is not None:
+                params[key] = body[key]
+        stream = flag(body, "stream")
+        options = body.get("stream_options")
+        if options is not None and not isinstance(options, dict):
+            raise _fail("stream_options must be an object", "stream_options")
+        include_usage = bool(stream and options and options.get("include_usage"))
+        return Request(
+            model=model,
+            messages=messages,
+            stream=stream,
+            tools=tools,
+            params=params,
+            include_usage=include_usage,
+        )
+
+    def encoder(self, request: Request, *, response_id: str, model: str) -> ChatCompletionsEncoder:
+        return ChatCompletionsEncoder(request, response_id=response_id, model=model)
+
+    def body(
+        self, request: Request, response: Response, *, response_id: str, model: str
+    ) -> dict[str, Any]:
+        message: dict[str, Any] = {
+            "role": "assistant",
+            "content": response.text if response.text or not response.tool_calls else None,
+            "refusal": None,
+        }
+        if response.reasoning:
+            message["reasoning_content"] = response.reasoning
+        if response.tool_calls:
+            message["tool_calls"] = [
+                {
+                    "id": call.id,
+                    "type": "function",
+                    "function": {"name": call.name, "arguments": arguments_text(call)},
+                }
+                for call in response.tool_calls
+            ]
+        return {
+            "id": response_id,
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": model,
+            "choices": [
+                {
+                    "index": 0,
+                    "message": message,
+                    "logprobs": None,
+                    "finish_reason": _FINISH.get(response.finish_reason or "stop", "stop"),
+                }
+            ],
+            "usage": usage_body(response.usage),
+        }
+
+    def error_body(self, exc: BaseException) -> tuple[int, Any]:
+        return openai_error(exc)
+
+
+def arguments_text(call: ToolCall) -> str:
+    """A call's arguments as JSON text: as the model sent them, else as parsed."""
+    if call.arguments_raw is not None:
+        return call.arguments_raw
+    return orjson.dumps(call.arguments).decode()
+
+
+def usage_body(usage: Usage) -> dict[str, Any]:
+    prompt = usage.input_tokens or 0
+    completion = usage.output_tokens or 0
+    return {
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "total_tokens": prompt + completion,
+    }
+
+
+class ChatCompletionsEncoder:
+    """spout events as ``chat.completion.chunk`` frames.
+
+    The first chunk says ``role: assistant``; text is ``delta.content``, reasoning
+    ``delta.reasoning_content`` (as DeepSeek and vLLM send it); each tool call gets the next
+    ``index`` (0, 1...) whatever the upstream numbered it, its ``id`` and name on its first
+    delta only, as the SDK's accumulator concatenates every string it sees twice.
+    """
+
+    __slots__ = ("_calls", "_head", "_include_usage", "_opened", "_tail")
+
+    def __init__(self, request: Request, *, response_id: str, model: str) -> None:
+        head = orjson.dumps(
+            {"id": response_id, "object": "chat.completion.chunk", "created": int(time.time()),
+             "model": model}
+        )
+        # Every chunk is this head, its choices, and this tail: built once, not per delta.
+        self._head = head[:-1] + b',"choices":[{"index":0,"delta":'
+        self._tail = b',"logprobs":null,"finish_reason":null}]}'
+        self._include_usage = request.include_usage
+        # upstream index -> [our index, whether argument text was sent]
+        self._calls: dict[int, list[Any]] = {}
+        self._opened = False
+
+    def _chunk(self, delta: dict[str, Any]) -> bytes:
+        return sse_frame(self._head + orjson.dumps(delta) + self._tail)
+
+    def _open(self, frames: list[bytes]) -> None:
+        if not self._opened:
+            self._opened = True
+            frames.append(self._chunk({"role": "assistant", "content": None, "refusal": None}))
+
+    def start(self) -> list[bytes]:
+        frames: list[bytes] = []
+        self._open(frames)
+        return frames
+
+    def feed(self, event: Event) -> list[bytes]:
+        frames: list[bytes] = []
+        if not self._opened:
+            self._open(frames)
+        if type(event) is TextDelta:
+            if event.text:
+                frames.append(self._chunk({"content": event.text}))
+        elif type(event) is ReasoningDelta:
+            if event.text:
+                frames.append(self._chunk({"reasoning_content": event.text}))
+        elif type(event) is ToolCallStart:
+            frames.append(self._start_call(event.index, event.id, event.name))
+        elif type(event) is ToolCallDelta:
+            call = self._calls.get(event.index)
+            if call is not None and event.arguments:
+                call[1] = True
+                frames.append(self._arguments(call[0], event.arguments))
+        elif type(event) is ToolCallEnd:
+            if event.index not in self._calls:
+                tool_call = event.tool_call
+                frames.append(self._start_call(event.index, tool_call.id, tool_call.name))
+            call = self._calls[event.index]
+            if not call[1]:
+                # A provider that sends a call whole (an object, not text): its JSON at once.
+                call[1] = True
+                frames.append(self._arguments(call[0], arguments_text(event.tool_call)))
+        # ResponseStart: the gateway names the response; Usage and Finish come with end().
+        return frames
+
+    def _start_call(self, upstream: int, call_id: str, name: str) -> bytes:
+        index = len(self._calls)
+        self._calls[upstream] = [index, False]
+        call = {"index": index, "id": call_id, "type": "function",
+                "function": {"name": name, "arguments": ""}}
+        return self._chunk({"tool_calls": [call]})
+
+    def _arguments(self, index: int, text: str) -> bytes:
+        return self._chunk({"tool_calls": [{"index": index, "function": {"arguments": text}}]})
+
+    def end(self, response: Response) -> list[bytes]:
+        frames: list[bytes] = []
+        self._open(frames)
+        reason = _FINISH.get(response.finish_reason or "stop", "stop")
+        if reason == "stop" and self._calls:
+            reason = "tool_calls"
+        frames.append(
+            sse_frame(
+                self._head
+                + b'{},"logprobs":null,"finish_reason":'
+                + orjson.dumps(reason)
+                + b"}]}"
+            )
+        )
+        if self._include_usage:
+            # stream_options.include_usage: one more chunk, no choices, the whole usage.
+            head = self._head[: -len(b'[{"index":0,"delta":')]
+            frames.append(
+                sse_frame(head + b'[],"usage":' + orjson.dumps(usage_body(response.usage)) + b"}")
+            )
+        frames.append(_DONE)
+        return frames
+
+    def error(self, exc: BaseException) -> list[bytes]:
+        # The SDK raises APIError on a data frame with an "error" key (openai/_streaming.py);
+        # no [DONE] follows, so no client takes the cut answer for a whole one.
+        _, body = openai_error(exc)
+        return [sse_frame(orjson.dumps(body))]
+
+
+PROTOCOL = ChatCompletionsProtocol()
