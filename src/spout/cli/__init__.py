@@ -20,7 +20,7 @@ from ._status import add_stats_option, print_summary, status_for
 __all__ = ["main"]
 
 #: A first argument naming one of these runs it; ``spout -- chat`` sends "chat" as a prompt.
-SUBCOMMANDS = ("chat", "conversations")
+SUBCOMMANDS = ("chat", "conversations", "serve")
 
 _DESCRIPTION = """\
 Stream an answer from a model to stdout, chunk by chunk as it is generated.
@@ -31,6 +31,7 @@ Each exchange is logged as a conversation (see spout conversations); -c continue
 other commands:
   spout chat            talk in a loop, each reply streamed (spout chat --help)
   spout conversations   list, show, export, import or delete logged conversations
+  spout serve           serve a model over HTTP to OpenAI/Anthropic clients and browsers
 """
 
 _EXAMPLES = """\
@@ -92,6 +93,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from ._chat import main as chat
 
         return chat(argv[1:])
+    if argv and argv[0] == "serve":
+        from ._serve import main as serve
+
+        return serve(argv[1:])
     if argv and argv[0] == "conversations":
         from ._conversations import main as conversations
 

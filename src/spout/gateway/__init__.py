@@ -1,0 +1,20 @@
+"""``spout serve``: a gateway that re-streams any spout provider in the wire protocols
+clients already speak (OpenAI chat completions and Responses, Anthropic messages, a
+WebSocket of spout's own events), with resumable, shared and cancellable streams.
+
+Needs the ``gateway`` extra (``pip install 'spout[gateway]'``); ``--redis`` needs ``redis``.
+
+Example::
+
+    from spout.gateway import GatewayConfig, Route, create_app
+
+    config = GatewayConfig(routes={"smol": Route("smol", provider="local")}, default="smol")
+    app = create_app(config)   # any ASGI server runs it; `spout serve` uses uvicorn
+"""
+
+from __future__ import annotations
+
+from ._app import Gateway, create_app
+from ._config import GatewayConfig, Limits, Route, load_config
+
+__all__ = ["Gateway", "GatewayConfig", "Limits", "Route", "create_app", "load_config"]

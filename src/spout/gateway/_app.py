@@ -1,0 +1,497 @@
+"""The gateway as an ASGI app: routes, producers, followers.
+
+A streamed request starts a *producer*: a task that reads the upstream spout stream, turns
+each event into frames of the client's protocol and appends them to the hub. The HTTP
+response (and any later reader of ``GET /v1/streams/{id}``) *follows* the hub. So the
+upstream is read once, at its own pace, whoever reads and however many; and it stops when
+the hub says so (a cancel, or no reader for the resume window), which closes its connection.
+
+Errors before the first event come out as an HTTP status and an error body in the client's
+protocol; after it, as the protocol's error frame.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request as HTTPRequest
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.routing import Route as HTTPRoute
+from starlette.types import Receive, Scope, Send
+
+from .. import _errors
+from .._llm import LLM, create_llm
+from . import _openai
+from ._config import GatewayConfig, Route
+from ._guard import Denied, Guard, Identity
+from ._hub import EventsExpired, Hub, MemoryHub, StreamNotFound
+from ._metrics import Metrics
+from ._wire import Request, RequestError, StreamCancelled, WireProtocol
+
+if TYPE_CHECKING:
+    from .._events import Event
+
+__all__ = ["Gateway", "create_app"]
+
+log = logging.getLogger("spout.gateway")
+
+#: Protocol name -> the module that speaks it (imported on first use).
+_PROTOCOL_MODULES = {"openai": "_openai", "anthropic": "_anthropic", "responses": "_responses"}
+
+
+def wire_protocol(name: str) -> WireProtocol | None:
+    """The wire protocol called ``name``, or None."""
+    module = _PROTOCOL_MODULES.get(name)
+    if module is None:
+        return None
+    import importlib
+
+    return importlib.import_module(f".{module}", __package__).PROTOCOL  # type: ignore[no-any-return]
+
+
+class Gateway:
+    """The gateway's state: routes and their LLMs, the hub, producers, guard, metrics."""
+
+    def __init__(self, config: GatewayConfig, *, hub: Hub | None = None) -> None:
+        config.check()
+        self.config = config
+        self.hub: Hub = hub if hub is not None else _default_hub(config)
+        self.guard = Guard(config)
+        self.metrics = Metrics()
+        self._llms: dict[str, LLM] = {}
+        self._producers: set[asyncio.Task[None]] = set()
+
+    # -- routes to LLMs ------------------------------------------------------------------------
+
+    def llm(self, route: Route) -> LLM:
+        """The LLM answering ``route`` (made on first use, with its fallbacks)."""
+        llm = self._llms.get(route.name)
+        if llm is None:
+            fallbacks = [self.llm(self.config.routes[name]) for name in route.fallbacks]
+            llm = create_llm(
+                route.provider, model=route.model, fallbacks=fallbacks, **route.llm_config()
+            )
+            self._llms[route.name] = llm
+        return llm
+
+    def resolve(self, request: Request) -> Route:
+        route = self.config.route(request.model)
+        if route is None:
+            raise RequestError(
+                f"model {request.model!r} is not served here; models: "
+                + ", ".join(sorted(self.config.routes)),
+                status=404,
+                param="model",
+            )
+        return route
+
+    # -- requests ------------------------------------------------------------------------------
+
+    async def handle(self, protocol: WireProtocol, http: HTTPRequest) -> Response:
+        path = http.url.path
+        try:
+            identity = await self.guard.admit(http)
+            body = await _json_body(http, self.config.limits.max_body_bytes)
+            request = protocol.parse(body)
+            route = self.resolve(request)
+            llm = self.llm(route)
+            if request.stream:
+                response = await self._start_stream(protocol, request, route, llm, identity)
+            else:
+                response = await self._answer(protocol, request, route, llm, identity)
+        except Denied as exc:
+            response = _denied(protocol, exc)
+        except Exception as exc:
+            response = self._error(protocol, exc)
+        self.metrics.request(path, response.status_code)
+        return response
+
+    def _error(self, protocol: WireProtocol, exc: Exception) -> Response:
+        if isinstance(exc, _errors.ProviderError | _errors.TransportError | _errors.StreamError):
+            self.metrics.upstream_error(type(exc).__name__)
+        elif not isinstance(exc, RequestError | _errors.ConfigurationError):
+            log.exception("unexpected error")
+        status, body = protocol.error_body(exc)
+        headers = {}
+        retry_after = getattr(exc, "retry_after", None)
+        if status == 429 and retry_after:
+            headers["retry-after"] = str(max(1, round(retry_after)))
+        return JSONResponse(body, status_code=status, headers=headers)
+
+    async def _answer(
+        self,
+        protocol: WireProtocol,
+        request: Request,
+        route: Route,
+        llm: LLM,
+        identity: Identity,
+    ) -> Response:
+        response = await llm.generate_async(**_call_args(request))
+        if response.usage.output_tokens:
+            await self.guard.charge(identity, response.usage.output_tokens)
+        response_id = new_stream_id()
+        body = protocol.body(request, response, response_id=response_id, model=route.name)
+        return JSONResponse(body, headers={"x-spout-stream-id": response_id})
+
+    async def _start_stream(
+        self,
+        protocol: WireProtocol,
+        request: Request,
+        route: Route,
+        llm: LLM,
+        identity: Identity,
+    ) -> Response:
+        stream_id = new_stream_id()
+        encoder = protocol.encoder(request, response_id=stream_id, model=route.name)
+        await self.hub.create(stream_id, {"protocol": protocol.name, "model": route.name})
+        started: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        producer = asyncio.create_task(
+            self._produce(stream_id, llm, request, encoder, started, identity)
+        )
+        self._producers.add(producer)
+        producer.add_done_callback(self._producers.discard)
+        self.hub.on_stop(stream_id, lambda reason: self._stop(producer, reason))
+        try:
+            await asyncio.shield(started)
+        except Exception:
+            with contextlib.suppress(BaseException):
+                await producer
+            raise
+        return EventStream(self.follow(stream_id, 0, creator=True, protocol=protocol), stream_id)
+
+    def _stop(self, producer: asyncio.Task[None], reason: str) -> None:
+        if not producer.done():
+            self.metrics.stopped(reason)
+            producer.cancel(reason)
+
+    async def _produce(
+        self,
+        stream_id: str,
+        llm: LLM,
+        request: Request,
+        encoder: Any,
+        started: asyncio.Future[None],
+        identity: Identity,
+    ) -> None:
+        """Read the upstream into the hub until it ends, fails, or is stopped."""
+        hub = self.hub
+        status = "failed"
+        stream = None
+        sent = time.monotonic()
+        try:
+            stream = await llm.generate_async(stream=True, **_call_args(request))
+            events: AsyncIterator[Event] = stream.events().__aiter__()
+            try:
+                first: Event | None = await events.__anext__()
+            except StopAsyncIteration:
+                first = None
+            frames = list(encoder.start())
+            if first is not None:
+                frames += encoder.feed(first)
+            started.set_result(None)
+            self.metrics.first_token(time.monotonic() - sent)
+            await hub.append(stream_id, frames)
+            async for event in events:
+                frames = encoder.feed(event)
+                if frames:
+                    await hub.append(stream_id, frames)
+            response = stream.response
+            await hub.append(stream_id, encoder.end(response))
+            status = "done"
+            stats = response.stats
+            self.metrics.stream_done(
+                response.usage.output_tokens, stats.tokens_per_second if stats else None
+            )
+            if response.usage.output_tokens:
+                await self.guard.charge(identity, response.usage.output_tokens)
+        except asyncio.CancelledError as exc:
+            status = "cancelled"
+            why = StreamCancelled(_stop_message(exc.args[0] if exc.args else None))
+            if not started.done():
+                started.set_exception(why)
+            else:
+                await hub.append(stream_id, encoder.error(why))
+        except Exception as exc:
+            if isinstance(exc, _errors.SpoutError):
+                self.metrics.upstream_error(type(exc).__name__)
+            else:
+                log.exception("stream %s failed", stream_id)
+            if not started.done():
+                started.set_exception(exc)
+            else:
+                await hub.append(stream_id, encoder.error(exc))
+        finally:
+            if stream is not None:
+                await stream.aclose()
+            await hub.finish(stream_id, status)
+
+    async def follow(
+        self, stream_id: str, after: int, *, creator: bool, protocol: WireProtocol | None
+    ) -> AsyncIterator[bytes]:
+        """A stream's frames after ``after``, each with its ``id:``, to send as they come."""
+        sent = False
+        try:
+            async for number, frame in self.hub.follow(stream_id, after, creator=creator):
+                yield b"id: %d\n" % number + frame
+                sent = True
+        except EventsExpired as exc:
+            if not sent:
+                raise
+            if protocol is not None:
+                for frame in protocol.encoder(
+                    Request(model="", messages=[]), response_id=stream_id, model=""
+                ).error(exc):
+                    yield frame
+
+    # -- other routes ----------------------------------------------------------------------------
+
+    async def resume(self, http: HTTPRequest) -> Response:
+        stream_id = http.path_params["stream_id"]
+        meta = await self.hub.meta(stream_id)
+        if meta is None:
+            return _not_found(stream_id)
+        after_text = http.headers.get("last-event-id") or http.query_params.get("after") or "0"
+        try:
+            after = int(after_text)
+            if after < 0:
+                raise ValueError
+        except ValueError:
+            return JSONResponse(
+                {
+                    "error": {
+                        "message": f"Last-Event-ID / after must be an event number >= 0, "
+                        f"not {after_text!r}",
+                        "type": "invalid_request_error",
+                    }
+                },
+                status_code=400,
+            )
+        protocol = wire_protocol(meta.get("protocol", ""))
+        try:
+            frames = self.follow(stream_id, after, creator=False, protocol=protocol)
+            first = await anext(frames, None)
+        except StreamNotFound:
+            return _not_found(stream_id)
+        except EventsExpired as exc:
+            return JSONResponse(
+                {"error": {"message": str(exc), "type": "events_expired"}}, status_code=410
+            )
+        return EventStream(_prepend(first, frames), stream_id)
+
+    async def cancel(self, http: HTTPRequest) -> Response:
+        stream_id = http.path_params["stream_id"]
+        meta = await self.hub.meta(stream_id)
+        if meta is None:
+            return _not_found(stream_id)
+        cancelled = await self.hub.cancel(stream_id)
+        return JSONResponse({"id": stream_id, "cancelled": cancelled, "status": meta["status"]})
+
+    async def models(self, http: HTTPRequest) -> Response:
+        return JSONResponse(_openai.models_body(sorted(self.config.routes)))
+
+    async def aclose(self) -> None:
+        """Stop what still runs, release connections."""
+        for producer in list(self._producers):
+            producer.cancel("shutdown")
+        if self._producers:
+            await asyncio.gather(*self._producers, return_exceptions=True)
+        for llm in self._llms.values():
+            await llm.aclose()
+        await self.guard.aclose()
+        await self.hub.aclose()
+
+
+def _default_hub(config: GatewayConfig) -> Hub:
+    if config.redis_url:
+        import importlib
+
+        redis_hub = importlib.import_module("._redis_hub", __package__)
+        return redis_hub.RedisHub(  # type: ignore[no-any-return]
+            config.redis_url,
+            resume_window=config.resume_window,
+            retention=config.retention,
+            max_events=config.max_stream_events,
+        )
+    return MemoryHub(
+        resume_window=config.resume_window,
+        retention=config.retention,
+        max_events=config.max_stream_events,
+    )
+
+
+def _stop_message(reason: object) -> str:
+    if reason == "abandoned":
+        return "the stream was cancelled: no reader came back within the resume window"
+    if reason == "shutdown":
+        return "the stream was cancelled: the gateway is shutting down"
+    return "the stream was cancelled"
+
+
+def new_stream_id() -> str:
+    return "st_" + secrets.token_hex(12)
+
+
+def _call_args(request: Request) -> dict[str, Any]:
+    args: dict[str, Any] = {"messages": request.messages, **request.params}
+    if request.tools:
+        args["tools"] = request.tools
+    return args
+
+
+async def _json_body(http: HTTPRequest, limit: int) -> Any:
+    import orjson
+
+    declared = http.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise Denied(
+            f"the request body is {declared} bytes; the limit is {limit}",
+            status=413,
+            kind="too_large",
+        )
+    chunks = []
+    size = 0
+    async for chunk in http.stream():
+        size += len(chunk)
+        if size > limit:
+            raise Denied(
+                f"the request body is over the limit of {limit} bytes",
+                status=413,
+                kind="too_large",
+            )
+        chunks.append(chunk)
+    raw = b"".join(chunks)
+    if not raw:
+        raise RequestError("the request has no body: send a JSON object")
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise RequestError(f"the request body is not JSON: {exc}") from None
+
+
+def _denied(protocol: WireProtocol, exc: Denied) -> Response:
+    status, body = protocol.error_body(RequestError(exc.message, status=exc.status))
+    headers = {}
+    if exc.retry_after is not None:
+        headers["retry-after"] = str(max(1, int(exc.retry_after + 0.999)))
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+def _not_found(stream_id: str) -> Response:
+    return JSONResponse(
+        {
+            "error": {
+                "message": f"no stream {stream_id} (unknown, or expired)",
+                "type": "not_found_error",
+            }
+        },
+        status_code=404,
+    )
+
+
+async def _prepend(first: bytes | None, rest: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    if first is not None:
+        yield first
+    async for frame in rest:
+        yield frame
+
+
+class EventStream(Response):
+    """A ``text/event-stream`` response that stops reading its frames as soon as the client
+    disconnects (not only when the next write fails), so the hub knows the reader left."""
+
+    media_type = "text/event-stream"
+
+    def __init__(self, frames: AsyncIterator[bytes], stream_id: str) -> None:
+        # Not Response.__init__: that would declare a Content-Length for an empty body.
+        self.status_code = 200
+        self.background = None
+        self.raw_headers = [
+            (b"content-type", b"text/event-stream; charset=utf-8"),
+            (b"cache-control", b"no-cache"),
+            (b"x-accel-buffering", b"no"),
+            (b"x-spout-stream-id", stream_id.encode()),
+        ]
+        self.frames = frames
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        async def write() -> None:
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": self.status_code,
+                    "headers": self.raw_headers,
+                }
+            )
+            async for frame in self.frames:
+                await send({"type": "http.response.body", "body": frame, "more_body": True})
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+        async def disconnected() -> None:
+            while True:
+                message = await receive()
+                if message["type"] == "http.disconnect":
+                    return
+
+        writer = asyncio.ensure_future(write())
+        watcher = asyncio.ensure_future(disconnected())
+        try:
+            await asyncio.wait({writer, watcher}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (writer, watcher):
+                task.cancel()
+            await asyncio.gather(writer, watcher, return_exceptions=True)
+            aclose = getattr(self.frames, "aclose", None)
+            if aclose is not None:
+                await aclose()
+        if writer.done() and not writer.cancelled() and writer.exception() is not None:
+            exc = writer.exception()
+            if not isinstance(exc, OSError):
+                raise exc  # type: ignore[misc]
+
+
+def create_app(config: GatewayConfig, *, hub: Hub | None = None) -> Starlette:
+    """The gateway's ASGI app for ``config`` (``app.state.gateway`` is the :class:`Gateway`)."""
+    gateway = Gateway(config, hub=hub)
+
+    def protocol_endpoint(name: str) -> Callable[[HTTPRequest], Awaitable[Response]]:
+        async def endpoint(http: HTTPRequest) -> Response:
+            wire = wire_protocol(name)
+            assert wire is not None
+            return await gateway.handle(wire, http)
+
+        return endpoint
+
+    async def healthz(http: HTTPRequest) -> Response:
+        return JSONResponse({"status": "ok", "active_streams": await gateway.hub.active()})
+
+    async def metrics(http: HTTPRequest) -> Response:
+        text = gateway.metrics.render(active_streams=await gateway.hub.active())
+        return PlainTextResponse(text, media_type="text/plain; version=0.0.4")
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        try:
+            yield
+        finally:
+            await gateway.aclose()
+
+    routes = [
+        HTTPRoute("/healthz", healthz, methods=["GET"]),
+        HTTPRoute("/metrics", metrics, methods=["GET"]),
+        HTTPRoute("/v1/models", gateway.models, methods=["GET"]),
+        HTTPRoute("/v1/chat/completions", protocol_endpoint("openai"), methods=["POST"]),
+        HTTPRoute("/v1/messages", protocol_endpoint("anthropic"), methods=["POST"]),
+        HTTPRoute("/v1/responses", protocol_endpoint("responses"), methods=["POST"]),
+        HTTPRoute("/v1/streams/{stream_id}", gateway.resume, methods=["GET"]),
+        HTTPRoute("/v1/streams/{stream_id}", gateway.cancel, methods=["DELETE"]),
+    ]
+    app = Starlette(routes=routes, lifespan=lifespan)
+    app.state.gateway = gateway
+    return app

@@ -1,0 +1,226 @@
+"""The gateway's settings: routes (model names clients ask for), limits, keys.
+
+Built from ``spout serve``'s flags, or from a TOML file (``--config``) that the flags then
+override. A *route* is a model name a client may send (``"model": "smol"``) and what answers
+it: a spout provider, its model, base URL, the environment variable holding its key, and
+fallbacks (other routes) tried when it fails before its first token.
+
+Example ``gateway.toml``::
+
+    default = "smol"
+    resume_window = 10
+
+    [models.smol]
+    provider = "local"
+
+    [models.claude]
+    provider = "anthropic"
+    model = "claude-sonnet-4-5"
+    api_key_env = "ANTHROPIC_API_KEY"
+    timeout = 60
+    max_retries = 2
+    fallbacks = ["mini"]
+
+    [models.mini]
+    provider = "openai"
+    model = "gpt-4o-mini"
+    base_url = "http://127.0.0.1:8080/v1"
+    api_key_env = "UPSTREAM_KEY"
+
+    [limits]
+    requests_per_minute = 60
+    tokens_per_minute = 100000
+    max_body_bytes = 1048576
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from .._errors import ConfigurationError
+
+__all__ = ["GatewayConfig", "Limits", "Route", "load_config"]
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """A model name clients ask for, and the spout provider that answers it."""
+
+    name: str
+    provider: str = "local"
+    model: str | None = None
+    base_url: str | None = None
+    api_key_env: str | None = None
+    timeout: float | None = None
+    max_retries: int | None = None
+    fallbacks: tuple[str, ...] = ()
+    #: Other create_llm settings (``temperature``, ``headers``, ``n_ctx``...).
+    options: dict[str, Any] = field(default_factory=dict)
+
+    def llm_config(self) -> dict[str, Any]:
+        """The keywords for :func:`spout.create_llm`, the key read from its variable."""
+        config: dict[str, Any] = dict(self.options)
+        if self.base_url:
+            config["base_url"] = self.base_url
+        if self.api_key_env:
+            key = os.environ.get(self.api_key_env)
+            if not key:
+                raise ConfigurationError(
+                    f"model {self.name!r}: the environment variable {self.api_key_env} "
+                    "(api_key_env) is not set"
+                )
+            config["api_key"] = key
+        if self.timeout is not None:
+            config["timeout"] = self.timeout
+        if self.max_retries is not None:
+            config["max_retries"] = self.max_retries
+        return config
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """Per-key limits (per client address without keys); 0 means none."""
+
+    requests_per_minute: int = 0
+    tokens_per_minute: int = 0
+    max_body_bytes: int = 4 * 1024 * 1024
+
+
+@dataclass(slots=True)
+class GatewayConfig:
+    """Everything ``spout serve`` runs with."""
+
+    routes: dict[str, Route] = field(default_factory=dict)
+    default: str | None = None
+    host: str = "127.0.0.1"
+    port: int = 8000
+    #: Seconds a stream whose last reader left keeps running for one to come back.
+    resume_window: float = 10.0
+    #: Seconds a finished stream's events stay for late readers.
+    retention: float = 60.0
+    #: Events kept per stream (oldest dropped beyond it; a reader behind them gets an error).
+    max_stream_events: int = 20_000
+    #: Seconds running streams get to finish on shutdown.
+    shutdown_deadline: float = 10.0
+    limits: Limits = field(default_factory=Limits)
+    keys_file: Path | None = None
+    cors_origins: tuple[str, ...] = ()
+    redis_url: str | None = None
+    log_prompts: bool = False
+
+    def route(self, name: str | None) -> Route | None:
+        """The route for a requested model name; the default one for None or ``""``."""
+        if not name:
+            return self.routes.get(self.default or "")
+        return self.routes.get(name)
+
+    def check(self) -> None:
+        """Refuse settings that cannot work, naming them."""
+        if not self.routes:
+            raise ConfigurationError("no models to serve: give -m provider:model or --config")
+        if self.default is not None and self.default not in self.routes:
+            raise ConfigurationError(
+                f"default model {self.default!r} is not one of the models: "
+                + ", ".join(sorted(self.routes))
+            )
+        for route in self.routes.values():
+            for name in route.fallbacks:
+                if name not in self.routes:
+                    raise ConfigurationError(
+                        f"model {route.name!r}: fallback {name!r} is not one of the models"
+                    )
+        if self.keys_file is None and self.host not in ("127.0.0.1", "::1", "localhost"):
+            raise ConfigurationError(
+                f"--host {self.host} would serve the network without keys: give --keys FILE "
+                "(see spout serve --help), or listen on 127.0.0.1"
+            )
+        if self.resume_window < 0:
+            raise ConfigurationError("resume_window must be >= 0 seconds")
+
+
+def route_from_model_string(spec: str, *, name: str | None = None, **settings: Any) -> Route:
+    """``"anthropic:claude-sonnet-4-5"`` (or ``"local"``) as a route named after its model."""
+    provider, _, model = spec.partition(":")
+    provider = provider or "local"
+    return Route(name=name or model or provider, provider=provider, model=model or None, **settings)
+
+
+_ROUTE_FIELDS = {f.name for f in fields(Route)} - {"name", "options"}
+_TOP_FIELDS = {
+    "default",
+    "host",
+    "port",
+    "resume_window",
+    "retention",
+    "max_stream_events",
+    "shutdown_deadline",
+    "cors_origins",
+    "redis_url",
+    "log_prompts",
+    "keys_file",
+}
+
+
+def load_config(path: str | Path) -> GatewayConfig:
+    """A :class:`GatewayConfig` from a TOML file; unknown keys are refused by name."""
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover - Python 3.10
+        import tomli as tomllib
+
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigurationError(f"cannot read the gateway config {path}: {exc}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigurationError(f"{path} is not valid TOML: {exc}") from exc
+    config = GatewayConfig()
+    for key, value in data.items():
+        if key == "models":
+            if not isinstance(value, dict):
+                raise ConfigurationError(f"{path}: [models] must be a table of tables")
+            for name, table in value.items():
+                config.routes[name] = _route(path, name, table)
+        elif key == "limits":
+            config.limits = _limits(path, value)
+        elif key in _TOP_FIELDS:
+            if key == "cors_origins":
+                value = tuple(value)
+            elif key == "keys_file":
+                value = (path.parent / value).resolve()
+            setattr(config, key, value)
+        else:
+            raise ConfigurationError(f"{path}: unknown setting {key!r}")
+    if config.default is None and config.routes:
+        config.default = next(iter(config.routes))
+    return config
+
+
+def _route(path: Path, name: str, table: Any) -> Route:
+    if not isinstance(table, dict):
+        raise ConfigurationError(f"{path}: [models.{name}] must be a table")
+    settings: dict[str, Any] = {}
+    options: dict[str, Any] = {}
+    for key, value in table.items():
+        if key in _ROUTE_FIELDS:
+            settings[key] = tuple(value) if key == "fallbacks" else value
+        else:
+            options[key] = value
+    return Route(name=name, options=options, **settings)
+
+
+def _limits(path: Path, table: Any) -> Limits:
+    if not isinstance(table, dict):
+        raise ConfigurationError(f"{path}: [limits] must be a table")
+    known = {f.name for f in fields(Limits)}
+    for key, value in table.items():
+        if key not in known:
+            raise ConfigurationError(f"{path}: unknown limit {key!r} (known: {sorted(known)})")
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise ConfigurationError(f"{path}: limit {key} must be an integer >= 0")
+    return Limits(**table)

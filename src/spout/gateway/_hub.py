@@ -1,0 +1,239 @@
+"""Where a streamed response's frames live while it runs, so any number of readers can follow
+it, and a reader that lost its connection can come back and resume.
+
+A stream is a numbered log of frames (1, 2, 3...) written by the one task that reads the
+upstream (the *producer*), and read by *followers*: the client that asked, a client that
+resumes with ``Last-Event-ID``, a second reader. The log is bounded (the oldest frames go
+first; a reader asking for them gets :class:`EventsExpired`) and a finished stream is
+forgotten after a retention time.
+
+The hub also decides when the upstream must stop: on an explicit cancel, or when no reader
+has been left for the resume window. It tells the producer through the callback the producer
+registered (:meth:`Hub.on_stop`).
+
+:class:`MemoryHub` keeps all of this in one process. The Redis hub (``_redis_hub``) keeps it
+in Redis so that several replicas act as one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Callable, Sequence
+from typing import Protocol
+
+__all__ = ["EventsExpired", "Hub", "MemoryHub", "StopReason", "StreamNotFound"]
+
+#: Why the hub asks a producer to stop: "cancelled" (someone asked), "abandoned" (no reader
+#: came back within the resume window).
+StopReason = str
+
+
+class StreamNotFound(LookupError):
+    """No stream by that id here (never was, or expired)."""
+
+
+class EventsExpired(LookupError):
+    """The frames a reader asked for are no longer kept (the log is bounded)."""
+
+
+class Hub(Protocol):
+    """What the gateway needs from a hub; see :class:`MemoryHub` for the semantics."""
+
+    async def create(self, stream_id: str, meta: dict[str, str]) -> None: ...
+
+    async def append(self, stream_id: str, frames: Sequence[bytes]) -> None: ...
+
+    async def finish(self, stream_id: str, status: str) -> None: ...
+
+    async def meta(self, stream_id: str) -> dict[str, str] | None: ...
+
+    def follow(
+        self, stream_id: str, after: int = 0, *, creator: bool = False
+    ) -> AsyncIterator[tuple[int, bytes]]: ...
+
+    async def cancel(self, stream_id: str) -> bool: ...
+
+    def on_stop(self, stream_id: str, callback: Callable[[StopReason], None]) -> None: ...
+
+    async def active(self) -> int: ...
+
+    async def aclose(self) -> None: ...
+
+
+class _Log:
+    __slots__ = (
+        "changed",
+        "created",
+        "finished_at",
+        "first",
+        "frames",
+        "meta",
+        "next",
+        "on_stop",
+        "readers",
+        "status",
+        "stop_timer",
+    )
+
+    def __init__(self, meta: dict[str, str]) -> None:
+        self.meta = meta
+        self.frames: deque[bytes] = deque()
+        self.first = 1  # the number of frames[0]
+        self.next = 1  # the number the next frame gets
+        self.status = "running"
+        self.readers = 1  # the creator, until it follows and leaves
+        self.changed = asyncio.Event()
+        self.created = time.monotonic()
+        self.finished_at: float | None = None
+        self.on_stop: Callable[[StopReason], None] | None = None
+        self.stop_timer: asyncio.TimerHandle | None = None
+
+    def wake(self) -> None:
+        self.changed.set()
+        self.changed = asyncio.Event()
+
+
+class MemoryHub:
+    """The hub of one process.
+
+    ``resume_window``: seconds a running stream with no reader is kept going (0: stopped as
+    soon as its last reader leaves). ``retention``: seconds a finished stream's frames stay.
+    ``max_events``: frames kept per stream.
+    """
+
+    def __init__(
+        self, *, resume_window: float = 10.0, retention: float = 60.0, max_events: int = 20_000
+    ) -> None:
+        self.resume_window = resume_window
+        self.retention = retention
+        self.max_events = max_events
+        self._logs: dict[str, _Log] = {}
+
+    async def create(self, stream_id: str, meta: dict[str, str]) -> None:
+        """A new running stream; its creator counts as a reader until its first follow ends."""
+        self._expire()
+        if stream_id in self._logs:
+            raise ValueError(f"stream {stream_id} exists")
+        self._logs[stream_id] = _Log(meta)
+
+    async def append(self, stream_id: str, frames: Sequence[bytes]) -> None:
+        log = self._logs.get(stream_id)
+        if log is None or not frames:
+            return
+        log.frames.extend(frames)
+        log.next += len(frames)
+        excess = len(log.frames) - self.max_events
+        for _ in range(excess):
+            log.frames.popleft()
+            log.first += 1
+        log.wake()
+
+    async def finish(self, stream_id: str, status: str) -> None:
+        log = self._logs.get(stream_id)
+        if log is None:
+            return
+        log.status = status
+        log.finished_at = time.monotonic()
+        log.on_stop = None
+        if log.stop_timer is not None:
+            log.stop_timer.cancel()
+            log.stop_timer = None
+        log.wake()
+
+    async def meta(self, stream_id: str) -> dict[str, str] | None:
+        self._expire()
+        log = self._logs.get(stream_id)
+        if log is None:
+            return None
+        return {
+            **log.meta,
+            "status": log.status,
+            "events": str(log.next - 1),
+            "readers": str(log.readers),
+        }
+
+    async def follow(
+        self, stream_id: str, after: int = 0, *, creator: bool = False
+    ) -> AsyncIterator[tuple[int, bytes]]:
+        """The frames numbered after ``after``, then each new one as it is written, until the
+        stream ends. ``creator``: this is the creator's own follow (already counted)."""
+        self._expire()
+        log = self._logs.get(stream_id)
+        if log is None:
+            raise StreamNotFound(stream_id)
+        if not creator:
+            log.readers += 1
+            if log.stop_timer is not None:
+                log.stop_timer.cancel()
+                log.stop_timer = None
+        try:
+            position = max(after + 1, 1)
+            while True:
+                if position < log.first:
+                    raise EventsExpired(
+                        f"stream {stream_id}: events before {log.first} are no longer kept"
+                    )
+                changed = log.changed
+                while position < log.next:
+                    if position < log.first:
+                        break
+                    yield position, log.frames[position - log.first]
+                    position += 1
+                if position < log.first:
+                    continue
+                if log.status != "running":
+                    return
+                await changed.wait()
+        finally:
+            log.readers -= 1
+            if log.readers == 0 and log.status == "running":
+                self._left(stream_id, log)
+
+    def _left(self, stream_id: str, log: _Log) -> None:
+        if self.resume_window <= 0:
+            self._stop(log, "abandoned")
+            return
+        loop = asyncio.get_running_loop()
+        log.stop_timer = loop.call_later(self.resume_window, self._stop, log, "abandoned")
+
+    @staticmethod
+    def _stop(log: _Log, reason: StopReason) -> None:
+        log.stop_timer = None
+        callback, log.on_stop = log.on_stop, None
+        if callback is not None and log.status == "running":
+            callback(reason)
+
+    async def cancel(self, stream_id: str) -> bool:
+        """Stop a running stream now; False if it is not running (or unknown)."""
+        log = self._logs.get(stream_id)
+        if log is None or log.status != "running":
+            return False
+        self._stop(log, "cancelled")
+        return True
+
+    def on_stop(self, stream_id: str, callback: Callable[[StopReason], None]) -> None:
+        """The producer's hook: called once when the stream must stop, with the reason."""
+        log = self._logs.get(stream_id)
+        if log is not None:
+            log.on_stop = callback
+
+    async def active(self) -> int:
+        return sum(1 for log in self._logs.values() if log.status == "running")
+
+    async def aclose(self) -> None:
+        for log in self._logs.values():
+            if log.stop_timer is not None:
+                log.stop_timer.cancel()
+        self._logs.clear()
+
+    def _expire(self) -> None:
+        now = time.monotonic()
+        gone = [
+            stream_id
+            for stream_id, log in self._logs.items()
+            if log.finished_at is not None and now - log.finished_at > self.retention
+        ]
+        for stream_id in gone:
+            del self._logs[stream_id]
