@@ -236,6 +236,12 @@ def test_an_error_inside_the_stream_is_a_failed_response() -> None:
             stream.get_final_response()
 
 
+def test_an_error_from_an_encoder_that_never_started_is_an_error_event() -> None:
+    encoder = PROTOCOL.encoder(REQUEST, response_id=RESPONSE_ID, model="m")
+    (event,) = validated(encoder.error(RequestError("events expired", status=410)))
+    assert (event.type, event.message, event.code) == ("error", "events expired", "invalid_prompt")
+
+
 # --- not streamed ------------------------------------------------------------------------------
 
 

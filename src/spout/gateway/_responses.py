@@ -538,10 +538,16 @@ class ResponsesEncoder:
     def error(self, exc: BaseException) -> list[bytes]:
         # A failed response (ResponseFailedEvent) with the output so far: the SDK's stream
         # helper keeps what came, and get_final_response() raises for want of a completion.
-        frames = [] if self._started else self.start()
-        self._finish(frames)
         _, kind, message = classify_error(exc)
-        error = {"code": _FAILED_CODES.get(kind, "server_error"), "message": message}
+        code = _FAILED_CODES.get(kind, "server_error")
+        if not self._started:
+            # No response.created from this encoder (one made only to report an error, e.g.
+            # to a reader resuming a stream whose events expired): an error event alone.
+            param = exc.param if isinstance(exc, RequestError) else None
+            return [self._frame("error", {"code": code, "message": message, "param": param})]
+        frames: list[bytes] = []
+        self._finish(frames)
+        error = {"code": code, "message": message}
         self.final = self._response("failed", error=error)
         frames.append(self._frame("response.failed", {"response": self.final}))
         return frames
