@@ -81,6 +81,76 @@ def test_the_pieces_are_the_text_byte_for_byte(
     assert all(pieces)  # never an empty piece
 
 
+@settings(max_examples=250, deadline=None)
+@given(
+    chunked(),
+    OPTIONS,
+    st.lists(st.integers(0, 200), min_size=21, max_size=21),
+    st.lists(st.booleans(), min_size=21, max_size=21),
+)
+def test_ticks_release_due_text_and_keep_it_whole(
+    case: tuple[list[str], list[str]],
+    options: dict[str, Any],
+    gaps: list[int],
+    ticks: list[bool],
+) -> None:
+    """A driver that wakes at each deadline (here: before some chunks) changes when text
+    comes out, never what: the pieces are still the text, and a tick releases exactly the
+    text that is due."""
+    _parts, chunks = case
+    shaper = Shaper(**options)
+    pieces: list[str] = []
+    now = 0.0
+    for i, chunk in enumerate(chunks):
+        later = now + gaps[i] / 1000
+        due = shaper.deadline()
+        if ticks[i] and due is not None and due <= later:
+            if due - 1e-6 > now:
+                assert shaper.tick(due - 1e-6) == []  # not before its time
+            held = shaper.held
+            out = shaper.tick(due)
+            assert out and held.startswith(out[0])
+            pieces += out
+            assert shaper.deadline() is None  # nothing is due twice
+        now = later
+        pieces += shaper.feed(chunk, now)
+    pieces += shaper.flush()
+    assert "".join(pieces) == "".join(chunks)
+    assert all(pieces)
+
+
+def test_deadline_and_tick() -> None:
+    shaper = Shaper(debounce=0.1)
+    assert shaper.deadline() is None and shaper.tick(5.0) == []  # nothing held
+    assert shaper.feed("Hel", 1.0) == []
+    assert shaper.deadline() == pytest.approx(1.1)
+    assert shaper.tick(1.05) == []  # not yet
+    assert shaper.feed("lo", 1.06) == []
+    assert shaper.tick(1.1) == ["Hello"]
+    assert shaper.deadline() is None
+    assert shaper.feed("!", 2.0) == [] and shaper.deadline() == pytest.approx(2.1)
+
+
+def test_a_deadline_only_once_the_other_conditions_hold() -> None:
+    shaper = Shaper(debounce=0.1, min_chunk_size=5)
+    shaper.feed("abc", 0.0)
+    assert shaper.deadline() is None  # too short: only another chunk can change that
+    assert shaper.tick(10.0) == []
+    assert shaper.feed("de", 0.05) == []
+    assert shaper.deadline() == pytest.approx(0.1)
+    assert shaper.tick(0.1) == ["abcde"]
+    shaper = Shaper(debounce=0.1, buffer_size=2)
+    shaper.feed("a", 0.0)
+    assert shaper.deadline() is None
+    shaper.feed("b", 0.01)
+    assert shaper.tick(0.1) == ["ab"]
+    assert Shaper(buffer_size=1).deadline() is None  # no debounce, no timer
+    smoothing = Shaper(debounce=0.1, smooth="word")
+    smoothing.feed("Hello wor", 0.0)
+    assert smoothing.tick(0.1) == ["Hello "]  # the word without its end waits for its boundary
+    assert smoothing.deadline() is None and smoothing.held == "wor"
+
+
 @settings(max_examples=200, deadline=None)
 @given(chunked(), st.sampled_from(["word", "line", "sentence", re.compile(r"\s")]))
 def test_smoothing_never_cuts_inside_a_grapheme_cluster(

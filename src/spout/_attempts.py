@@ -189,6 +189,14 @@ class Attempts:
         else:
             self.release()
 
+    def wake(self) -> None:
+        """Wake a thread blocked reading the current response if the transport can (an HTTP
+        response's socket is shut down), and do nothing otherwise: the reader is left to
+        close what it reads."""
+        abort = getattr(self.release_current, "abort", None)
+        if abort is not None:
+            abort()
+
     async def arelease(self) -> None:
         release, self.release_current = self.release_current, None
         if release is not None:

@@ -55,11 +55,19 @@ class Stream:
         # The pump must not refer back to the Stream: a cycle would delay collection, and an
         # abandoned stream must close its connection as soon as nothing refers to it.
         self._ended = _Flag()
+        reader = None
+        if watch is not None and watch.debounce is not None:
+            # A timer for debounce: the events are read on a thread of their own, which then
+            # owns the source and its release (see spout._watch.Reader).
+            from ._watch import Reader
+
+            reader = Reader(events, self._release, getattr(self._release, "wake", None))
+            events, self._release = reader, reader.close
         self._pump = _pump(events, self._release, accumulator, self._ended)
         if watch is not None:  # shaping and callbacks, after the accumulator
             from ._watch import watch_sync
 
-            self._pump = watch_sync(self._pump, watch, accumulator.response)
+            self._pump = watch_sync(self._pump, watch, accumulator.response, reader)
         self._fanout: weakref.ref[Fanout] | None = None
         self._read = False
 

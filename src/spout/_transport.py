@@ -371,6 +371,8 @@ class _Release:
     def abort(self) -> None:
         import socket
 
+        if self._response.is_closed:
+            return  # its connection may be back in the pool, serving another request
         stream = self._response.extensions.get("network_stream")
         sock = stream.get_extra_info("socket") if stream is not None else None
         if sock is not None:

@@ -185,8 +185,9 @@ class Shaper:
 
     - ``buffer_size=N``: release what is held once N provider chunks are held.
     - ``min_chunk_size=N``: never release fewer than N characters, except at a flush.
-    - ``debounce=seconds``: release what is held when a chunk arrives at least that long after
-      the first one held (the shaper has no timer: it is told the time with each chunk).
+    - ``debounce=seconds``: release what is held once that long has passed since the first
+      chunk held: when a chunk arrives, or when the driver calls :meth:`tick` at
+      :meth:`deadline` (the shaper has no timer: it is told the time).
     - ``smooth=``: ``"word"``, ``"line"``, ``"sentence"``, a ``re.Pattern`` (each match ends
       a piece) or a function ``split(text) -> int``; each piece is released as soon as its
       boundary arrives, and text without a boundary no later than the next chunk.
@@ -260,11 +261,44 @@ class Shaper:
             return [self._release()]
         return []
 
+    def deadline(self) -> float | None:
+        """When the held text becomes due by ``debounce`` alone (on the clock :meth:`feed` was
+        given), so that a driver can wake then and call :meth:`tick`; None when nothing is held,
+        there is no ``debounce``, or another buffering condition does not hold yet (all must:
+        only a new chunk can change those).
+
+        Text smoothing still holds (a word without its boundary) is not part of it: it waits
+        for the next chunk, or a flush.
+        """
+        if self._debounce is None or not self._held_len:
+            return None
+        if (self._buffer_size is not None and self._count < self._buffer_size) or (
+            self._min_chunk_size is not None and self._held_len < self._min_chunk_size
+        ):
+            return None
+        return self._since + self._debounce
+
+    def tick(self, now: float) -> list[str]:
+        """No chunk arrived, but the time is ``now``: the held text if it is due (see
+        :meth:`deadline`), else nothing.
+
+        Example::
+
+            shaper = Shaper(debounce=0.1)
+            shaper.feed("Hel", now=1.0)    # []
+            shaper.deadline()              # 1.1
+            shaper.tick(1.1)               # ['Hel']
+        """
+        if self._held_len and self._debounce is not None and self._ready(now):
+            return [self._release()]
+        return []
+
     def _ready(self, now: float) -> bool:
         return (
             (self._buffer_size is None or self._count >= self._buffer_size)
             and (self._min_chunk_size is None or self._held_len >= self._min_chunk_size)
-            and (self._debounce is None or now - self._since >= self._debounce)
+            # as deadline() computes it, so that tick(deadline()) releases, rounding and all
+            and (self._debounce is None or now >= self._since + self._debounce)
         )
 
     def _release(self) -> str:
