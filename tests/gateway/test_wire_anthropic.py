@@ -42,8 +42,14 @@ from spout.providers.openai import OpenAIProvider
 RESPONSE_ID = "msg_gw0001"
 EVENT = TypeAdapter(RawMessageStreamEvent)
 
-TEXT = [ResponseStart("x", "y"), Usage(11, 1), TextDelta("Hel"), TextDelta("lo"),
-        Usage(11, 4), Finish("stop", "end_turn")]
+TEXT = [
+    ResponseStart("x", "y"),
+    Usage(11, 1),
+    TextDelta("Hel"),
+    TextDelta("lo"),
+    Usage(11, 4),
+    Finish("stop", "end_turn"),
+]
 
 
 def call_events(index: int, call_id: str, name: str, parts: list[str]) -> list[Event]:
@@ -65,18 +71,28 @@ def response_of(events: list[Event]) -> spout.Response:
 def recorded(folder: str, case: str) -> tuple[list[Event], dict[str, Any]]:
     """A recorded stream as the events spout's own provider makes of it."""
     body, expected = transcript(folder, case)
-    provider = (AnthropicProvider("claude", api_key="k") if folder == "anthropic"
-                else OpenAIProvider("gpt", api_key="k"))
+    provider = (
+        AnthropicProvider("claude", api_key="k")
+        if folder == "anthropic"
+        else OpenAIProvider("gpt", api_key="k")
+    )
     parser = provider.new_parser(Call(messages=[]))
     return parser.feed(body) + parser.close(), expected
 
 
-REQUEST = PROTOCOL.parse({"model": "m", "max_tokens": 10, "stream": True,
-                          "messages": [{"role": "user", "content": "Hi"}]})
+REQUEST = PROTOCOL.parse(
+    {
+        "model": "m",
+        "max_tokens": 10,
+        "stream": True,
+        "messages": [{"role": "user", "content": "Hi"}],
+    }
+)
 
 
-def frames_of(events: list[Event], error: BaseException | None = None,
-              request: Request = REQUEST) -> list[bytes]:
+def frames_of(
+    events: list[Event], error: BaseException | None = None, request: Request = REQUEST
+) -> list[bytes]:
     encoder = PROTOCOL.encoder(request, response_id=RESPONSE_ID, model="gw-model")
     frames = encoder.start()
     for event in events:
@@ -136,8 +152,9 @@ def client(answer: Handler, seen: list[Request] | None = None) -> anthropic.Anth
 def streaming(events: list[Event], error: BaseException | None = None) -> Handler:
     def answer(request: Request) -> httpx2.Response:
         if not request.stream:
-            body = PROTOCOL.body(request, response_of(events), response_id=RESPONSE_ID,
-                                 model="gw-model")
+            body = PROTOCOL.body(
+                request, response_of(events), response_id=RESPONSE_ID, model="gw-model"
+            )
             return httpx2.Response(200, json=body)
         frames = frames_of(events, error, request)
         data = b"".join(b"id: %d\n" % n + frame for n, frame in enumerate(frames))
@@ -155,8 +172,14 @@ USER = [{"role": "user", "content": "Hi"}]
 def test_text_stream_event_order_and_usage() -> None:
     events = parsed(frames_of(TEXT))
     assert [k for k, _ in events] == [
-        "message_start", "ping", "content_block_start", "content_block_delta",
-        "content_block_delta", "content_block_stop", "message_delta", "message_stop",
+        "message_start",
+        "ping",
+        "content_block_start",
+        "content_block_delta",
+        "content_block_delta",
+        "content_block_stop",
+        "message_delta",
+        "message_stop",
     ]
     start = events[0][1]["message"]
     assert start["id"] == RESPONSE_ID and start["model"] == "gw-model"
@@ -170,7 +193,9 @@ def test_text_stream_event_order_and_usage() -> None:
 
 def test_text_stream_through_the_sdk_stream_helper() -> None:
     with client(streaming(TEXT)).messages.stream(
-        model="m", max_tokens=10, messages=USER  # type: ignore[arg-type]
+        model="m",
+        max_tokens=10,
+        messages=USER,
     ) as stream:
         text = list(stream.text_stream)
         message = stream.get_final_message()
@@ -192,17 +217,22 @@ def test_recorded_text_and_tool_use_through_the_sdk() -> None:
     events, expected = recorded("anthropic", "text_and_tool_use")
     tools = [{"name": "get_weather", "input_schema": {"type": "object"}}]
     with client(streaming(events)).messages.stream(
-        model="m", max_tokens=100, messages=USER, tools=tools  # type: ignore[arg-type]
+        model="m",
+        max_tokens=100,
+        messages=USER,
+        tools=tools,
     ) as stream:
         kinds = [e.type for e in stream]
         message = stream.get_final_message()
     assert "input_json" in kinds
     assert [b.type for b in message.content] == ["text", "tool_use"]
-    assert message.content[0].text == expected["text"]  # type: ignore[union-attr]
+    assert message.content[0].text == expected["text"]
     call = message.content[1]
     assert call.type == "tool_use"
     assert (call.id, call.name, call.input) == (
-        expected["tool_calls"][0]["id"], "get_weather", expected["tool_calls"][0]["arguments"]
+        expected["tool_calls"][0]["id"],
+        "get_weather",
+        expected["tool_calls"][0]["arguments"],
     )
     assert message.stop_reason == "tool_use"
     assert (message.usage.input_tokens, message.usage.output_tokens) == (472, 89)
@@ -222,8 +252,11 @@ def test_parallel_tool_calls_from_an_openai_stream() -> None:
 def test_interleaved_calls_become_one_block_after_another() -> None:
     events: list[Event] = [
         TextDelta("Both."),
-        ToolCallStart(0, "a", "f"), ToolCallStart(1, "b", "g"),
-        ToolCallDelta(1, '{"y"'), ToolCallDelta(0, '{"x": 1}'), ToolCallDelta(1, ": 2}"),
+        ToolCallStart(0, "a", "f"),
+        ToolCallStart(1, "b", "g"),
+        ToolCallDelta(1, '{"y"'),
+        ToolCallDelta(0, '{"x": 1}'),
+        ToolCallDelta(1, ": 2}"),
         ToolCallEnd(1, ToolCall("b", "g", {"y": 2}, '{"y": 2}')),
         ToolCallEnd(0, ToolCall("a", "f", {"x": 1}, '{"x": 1}')),
         Finish("tool_calls"),
@@ -237,16 +270,23 @@ def test_interleaved_calls_become_one_block_after_another() -> None:
 
 
 def test_a_call_sent_whole() -> None:
-    events = [ToolCallStart(0, "c", "f"), ToolCallEnd(0, ToolCall("c", "f", {"k": [1]})),
-              Finish("tool_calls")]
+    events = [
+        ToolCallStart(0, "c", "f"),
+        ToolCallEnd(0, ToolCall("c", "f", {"k": [1]})),
+        Finish("tool_calls"),
+    ]
     message = accumulate(frames_of(events))
-    assert message.content[0].input == {"k": [1]}  # type: ignore[union-attr]
+    assert message.content[0].input == {"k": [1]}
 
 
 def test_thinking_with_its_signature_then_text() -> None:
-    events: list[Event] = [ReasoningDelta("Let me "), ReasoningDelta("think."),
-                           ReasoningDelta(signature="EqQBsig"), TextDelta("42"),
-                           Finish("stop", "end_turn")]
+    events: list[Event] = [
+        ReasoningDelta("Let me "),
+        ReasoningDelta("think."),
+        ReasoningDelta(signature="EqQBsig"),
+        TextDelta("42"),
+        Finish("stop", "end_turn"),
+    ]
     message = accumulate(frames_of(events))
     thinking, text = message.content
     assert thinking.type == "thinking"
@@ -256,9 +296,13 @@ def test_thinking_with_its_signature_then_text() -> None:
 
 @pytest.mark.parametrize(
     ("finish", "stop_reason"),
-    [(Finish("length"), "max_tokens"), (Finish("stop", "stop_sequence"), "stop_sequence"),
-     (Finish("stop", "stop"), "end_turn"), (Finish("tool_calls", "tool_calls"), "tool_use"),
-     (Finish("refusal"), "refusal")],
+    [
+        (Finish("length"), "max_tokens"),
+        (Finish("stop", "stop_sequence"), "stop_sequence"),
+        (Finish("stop", "stop"), "end_turn"),
+        (Finish("tool_calls", "tool_calls"), "tool_use"),
+        (Finish("refusal"), "refusal"),
+    ],
 )
 def test_stop_reasons(finish: Finish, stop_reason: str) -> None:
     assert accumulate(frames_of([TextDelta("x"), finish])).stop_reason == stop_reason
@@ -269,14 +313,15 @@ def test_an_error_inside_the_stream_raises_in_the_sdk() -> None:
     frames = frames_of([TextDelta("part")], error)
     kind, payload = parsed(frames)[-1]
     assert kind == "error"
-    assert payload == {"type": "error", "error": {"type": "overloaded_error",
-                                                  "message": "upstream is overloaded"}}
+    assert payload == {
+        "type": "error",
+        "error": {"type": "overloaded_error", "message": "upstream is overloaded"},
+    }
     assert "message_stop" not in [k for k, _ in parsed(frames)]
     sdk = client(streaming([TextDelta("part")], error))
     seen = []
     with pytest.raises(anthropic.APIStatusError, match="overloaded_error"):  # noqa: SIM117
-        with sdk.messages.stream(model="m", max_tokens=10,
-                                 messages=USER) as stream:  # type: ignore[arg-type]
+        with sdk.messages.stream(model="m", max_tokens=10, messages=USER) as stream:
             for text in stream.text_stream:
                 seen.append(text)
     assert seen == ["part"]
@@ -286,15 +331,22 @@ def test_an_error_inside_the_stream_raises_in_the_sdk() -> None:
 
 
 def test_non_streamed_message_through_the_sdk() -> None:
-    events = [ReasoningDelta("hmm"), ReasoningDelta(signature="sig"), TextDelta("Looking."),
-              *call_events(0, "toolu_1", "get_weather", ['{"city": "Oslo"}']),
-              Usage(20, 7), Finish("tool_calls")]
+    events = [
+        ReasoningDelta("hmm"),
+        ReasoningDelta(signature="sig"),
+        TextDelta("Looking."),
+        *call_events(0, "toolu_1", "get_weather", ['{"city": "Oslo"}']),
+        Usage(20, 7),
+        Finish("tool_calls"),
+    ]
     message = client(streaming(events)).messages.create(
-        model="m", max_tokens=10, messages=USER  # type: ignore[arg-type]
+        model="m",
+        max_tokens=10,
+        messages=USER,
     )
     assert message.id == RESPONSE_ID and message.type == "message"
     assert [b.type for b in message.content] == ["thinking", "text", "tool_use"]
-    assert message.content[2].input == {"city": "Oslo"}  # type: ignore[union-attr]
+    assert message.content[2].input == {"city": "Oslo"}
     assert message.stop_reason == "tool_use"
     assert (message.usage.input_tokens, message.usage.output_tokens) == (20, 7)
 
@@ -304,31 +356,57 @@ def test_non_streamed_message_through_the_sdk() -> None:
 
 def test_a_full_request_in_spouts_terms() -> None:
     seen: list[Request] = []
-    image = {"type": "image", "source": {"type": "base64", "media_type": "image/png",
-                                         "data": "iVBORw0KGgo="}}
+    image = {
+        "type": "image",
+        "source": {"type": "base64", "media_type": "image/png", "data": "iVBORw0KGgo="},
+    }
     messages = [
         {"role": "user", "content": [{"type": "text", "text": "Weather?"}, image]},
-        {"role": "assistant", "content": [
-            {"type": "thinking", "thinking": "use the tool", "signature": "sig1"},
-            {"type": "text", "text": "Checking."},
-            {"type": "tool_use", "id": "toolu_1", "name": "get_weather",
-             "input": {"city": "Oslo"}},
-            {"type": "tool_use", "id": "toolu_2", "name": "get_weather", "input": {}},
-        ]},
-        {"role": "user", "content": [
-            {"type": "tool_result", "tool_use_id": "toolu_1", "content": "sunny"},
-            {"type": "tool_result", "tool_use_id": "toolu_2", "is_error": True,
-             "content": [{"type": "text", "text": "no city"}]},
-            {"type": "text", "text": "And tomorrow?"},
-        ]},
+        {
+            "role": "assistant",
+            "content": [
+                {"type": "thinking", "thinking": "use the tool", "signature": "sig1"},
+                {"type": "text", "text": "Checking."},
+                {
+                    "type": "tool_use",
+                    "id": "toolu_1",
+                    "name": "get_weather",
+                    "input": {"city": "Oslo"},
+                },
+                {"type": "tool_use", "id": "toolu_2", "name": "get_weather", "input": {}},
+            ],
+        },
+        {
+            "role": "user",
+            "content": [
+                {"type": "tool_result", "tool_use_id": "toolu_1", "content": "sunny"},
+                {
+                    "type": "tool_result",
+                    "tool_use_id": "toolu_2",
+                    "is_error": True,
+                    "content": [{"type": "text", "text": "no city"}],
+                },
+                {"type": "text", "text": "And tomorrow?"},
+            ],
+        },
     ]
-    tools = [{"name": "get_weather", "description": "Weather now",
-              "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}}}]
+    tools = [
+        {
+            "name": "get_weather",
+            "description": "Weather now",
+            "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}},
+        }
+    ]
     client(streaming(TEXT), seen).messages.create(
-        model="claude-x", max_tokens=300, system=[{"type": "text", "text": "Be brief."}],
-        messages=messages, tools=tools,  # type: ignore[arg-type]
-        tool_choice={"type": "tool", "name": "get_weather"}, stop_sequences=["END"],
-        metadata={"user_id": "u"}, cache_control={"type": "ephemeral"},
+        model="claude-x",
+        max_tokens=300,
+        system=[{"type": "text", "text": "Be brief."}],
+        messages=messages,
+        tools=tools,
+        tool_choice={"type": "tool", "name": "get_weather"},
+        stop_sequences=["END"],
+        metadata={"user_id": "u"},
+        cache_control={"type": "ephemeral"},
         # Sampling settings this SDK version no longer names; older clients send them.
         extra_body={"temperature": 0.5, "top_p": 0.9, "top_k": 40},
     )
@@ -337,54 +415,107 @@ def test_a_full_request_in_spouts_terms() -> None:
     assert request.messages == [
         {"role": "system", "content": "Be brief."},
         {"role": "user", "content": [{"type": "text", "text": "Weather?"}, image]},
-        {"role": "assistant", "content": "Checking.", "reasoning": "use the tool",
-         "reasoning_signature": "sig1", "tool_calls": [
-             {"id": "toolu_1", "type": "function",
-              "function": {"name": "get_weather", "arguments": '{"city":"Oslo"}'}},
-             {"id": "toolu_2", "type": "function",
-              "function": {"name": "get_weather", "arguments": "{}"}}]},
+        {
+            "role": "assistant",
+            "content": "Checking.",
+            "reasoning": "use the tool",
+            "reasoning_signature": "sig1",
+            "tool_calls": [
+                {
+                    "id": "toolu_1",
+                    "type": "function",
+                    "function": {"name": "get_weather", "arguments": '{"city":"Oslo"}'},
+                },
+                {
+                    "id": "toolu_2",
+                    "type": "function",
+                    "function": {"name": "get_weather", "arguments": "{}"},
+                },
+            ],
+        },
         {"role": "tool", "tool_call_id": "toolu_1", "content": "sunny"},
         {"role": "tool", "tool_call_id": "toolu_2", "content": "no city", "is_error": True},
         {"role": "user", "content": "And tomorrow?"},
     ]
-    assert request.tools == [{"type": "function", "function": {
-        "name": "get_weather", "parameters": tools[0]["input_schema"],
-        "description": "Weather now"}}]
-    assert request.params == {"max_tokens": 300, "temperature": 0.5, "top_p": 0.9, "top_k": 40,
-                              "stop": ["END"], "tool_choice": "get_weather"}
+    assert request.tools == [
+        {
+            "type": "function",
+            "function": {
+                "name": "get_weather",
+                "parameters": tools[0]["input_schema"],
+                "description": "Weather now",
+            },
+        }
+    ]
+    assert request.params == {
+        "max_tokens": 300,
+        "temperature": 0.5,
+        "top_p": 0.9,
+        "top_k": 40,
+        "stop": ["END"],
+        "tool_choice": "get_weather",
+    }
     assert request.extras == {"max_tokens": 300}
 
 
 @pytest.mark.parametrize(
     ("choice", "expected"),
-    [({"type": "auto"}, "auto"), ({"type": "none"}, "none"), ({"type": "any"}, "required"),
-     ({"type": "tool", "name": "f", "disable_parallel_tool_use": True}, "f")],
+    [
+        ({"type": "auto"}, "auto"),
+        ({"type": "none"}, "none"),
+        ({"type": "any"}, "required"),
+        ({"type": "tool", "name": "f", "disable_parallel_tool_use": True}, "f"),
+    ],
 )
 def test_tool_choice_forms(choice: Any, expected: str) -> None:
-    request = PROTOCOL.parse({"model": "m", "max_tokens": 5, "messages": USER,
-                              "tools": [{"name": "f", "input_schema": {"type": "object"}}],
-                              "tool_choice": choice})
+    request = PROTOCOL.parse(
+        {
+            "model": "m",
+            "max_tokens": 5,
+            "messages": USER,
+            "tools": [{"name": "f", "input_schema": {"type": "object"}}],
+            "tool_choice": choice,
+        }
+    )
     assert request.params["tool_choice"] == expected
 
 
 def test_server_tools_thinking_and_output_format_pass_on() -> None:
     search = {"type": "web_search_20250305", "name": "web_search", "max_uses": 2}
-    request = PROTOCOL.parse({
-        "model": "m", "max_tokens": 5, "messages": USER, "tools": [search],
-        "thinking": {"type": "enabled", "budget_tokens": 1024},
-        "output_config": {"format": {"type": "json_schema", "schema": {"type": "object"}},
-                          "effort": "low"},
-    })
+    request = PROTOCOL.parse(
+        {
+            "model": "m",
+            "max_tokens": 5,
+            "messages": USER,
+            "tools": [search],
+            "thinking": {"type": "enabled", "budget_tokens": 1024},
+            "output_config": {
+                "format": {"type": "json_schema", "schema": {"type": "object"}},
+                "effort": "low",
+            },
+        }
+    )
     assert request.tools == [search]
     assert request.params["thinking"] == {"type": "enabled", "budget_tokens": 1024}
     assert request.params["response_format"] == {
-        "type": "json_schema", "json_schema": {"name": "output", "schema": {"type": "object"}}
+        "type": "json_schema",
+        "json_schema": {"name": "output", "schema": {"type": "object"}},
     }
-    older = PROTOCOL.parse({"model": "m", "max_tokens": 5, "messages": USER,
-                            "output_format": {"type": "json_schema", "schema": {"type": "object"}}})
+    older = PROTOCOL.parse(
+        {
+            "model": "m",
+            "max_tokens": 5,
+            "messages": USER,
+            "output_format": {"type": "json_schema", "schema": {"type": "object"}},
+        }
+    )
     assert older.params["response_format"] == request.params["response_format"]
-    assert "thinking" not in PROTOCOL.parse({"model": "m", "max_tokens": 5, "messages": USER,
-                                             "thinking": {"type": "disabled"}}).params
+    assert (
+        "thinking"
+        not in PROTOCOL.parse(
+            {"model": "m", "max_tokens": 5, "messages": USER, "thinking": {"type": "disabled"}}
+        ).params
+    )
 
 
 @pytest.mark.parametrize(
@@ -393,37 +524,97 @@ def test_server_tools_thinking_and_output_format_pass_on() -> None:
         ("hi", "must be a JSON object", None),
         ({"model": "m", "messages": USER}, "max_tokens is required", "max_tokens"),
         ({"model": "m", "max_tokens": 0, "messages": USER}, "at least 1", "max_tokens"),
-        ({"model": "m", "max_tokens": "9", "messages": USER}, "max_tokens must be an integer",
-         "max_tokens"),
+        (
+            {"model": "m", "max_tokens": "9", "messages": USER},
+            "max_tokens must be an integer",
+            "max_tokens",
+        ),
         ({"model": "m", "max_tokens": 9}, "messages must be a non-empty list", "messages"),
-        ({"model": "m", "max_tokens": 9, "messages": [{"role": "system", "content": "x"}]},
-         r"role must be 'user' or 'assistant'", "messages"),
-        ({"model": "m", "max_tokens": 9, "messages": [{"role": "user", "content": 3}]},
-         r"messages\[0\].content must be a string or a list", "messages"),
-        ({"model": "m", "max_tokens": 9, "messages": [{"role": "user", "content": [
-            {"type": "tool_result"}]}]}, "tool_use_id must be a string", "messages"),
-        ({"model": "m", "max_tokens": 9, "messages": [{"role": "assistant", "content": [
-            {"type": "tool_use", "input": {}}]}]}, "needs an id and a name", "messages"),
-        ({"model": "m", "max_tokens": 9, "messages": [{"role": "assistant", "content": [
-            {"type": "server_tool_use"}]}]}, "'server_tool_use' is not supported", "messages"),
-        ({"model": "m", "max_tokens": 9, "messages": USER, "system": 5},
-         "system must be a string", "system"),
-        ({"model": "m", "max_tokens": 9, "messages": USER, "tools": [{"name": "f"}]},
-         "input_schema must be", "tools"),
-        ({"model": "m", "max_tokens": 9, "messages": USER, "tool_choice": {"type": "any"}},
-         "'any' needs tools", "tool_choice"),
-        ({"model": "m", "max_tokens": 9, "messages": USER,
-          "tool_choice": {"type": "tool", "name": "g"}}, "not among the tools", "tool_choice"),
-        ({"model": "m", "max_tokens": 9, "messages": USER, "tool_choice": "auto"},
-         "tool_choice must be", "tool_choice"),
-        ({"model": "m", "max_tokens": 9, "messages": USER, "stop_sequences": "x"} | {
-            "stop_sequences": [1]}, "stop_sequences must be", "stop_sequences"),
-        ({"model": "m", "max_tokens": 9, "messages": USER, "mcp_servers": []} | {
-            "mcp_servers": [{}]}, "mcp_servers is not supported", "mcp_servers"),
-        ({"model": "m", "max_tokens": 9, "messages": USER, "n": 2}, "unsupported field 'n'",
-         "n"),
-        ({"model": "m", "max_tokens": 9, "messages": USER, "thinking": True},
-         "thinking must be an object", "thinking"),
+        (
+            {"model": "m", "max_tokens": 9, "messages": [{"role": "system", "content": "x"}]},
+            r"role must be 'user' or 'assistant'",
+            "messages",
+        ),
+        (
+            {"model": "m", "max_tokens": 9, "messages": [{"role": "user", "content": 3}]},
+            r"messages\[0\].content must be a string or a list",
+            "messages",
+        ),
+        (
+            {
+                "model": "m",
+                "max_tokens": 9,
+                "messages": [{"role": "user", "content": [{"type": "tool_result"}]}],
+            },
+            "tool_use_id must be a string",
+            "messages",
+        ),
+        (
+            {
+                "model": "m",
+                "max_tokens": 9,
+                "messages": [{"role": "assistant", "content": [{"type": "tool_use", "input": {}}]}],
+            },
+            "needs an id and a name",
+            "messages",
+        ),
+        (
+            {
+                "model": "m",
+                "max_tokens": 9,
+                "messages": [{"role": "assistant", "content": [{"type": "server_tool_use"}]}],
+            },
+            "'server_tool_use' is not supported",
+            "messages",
+        ),
+        (
+            {"model": "m", "max_tokens": 9, "messages": USER, "system": 5},
+            "system must be a string",
+            "system",
+        ),
+        (
+            {"model": "m", "max_tokens": 9, "messages": USER, "tools": [{"name": "f"}]},
+            "input_schema must be",
+            "tools",
+        ),
+        (
+            {"model": "m", "max_tokens": 9, "messages": USER, "tool_choice": {"type": "any"}},
+            "'any' needs tools",
+            "tool_choice",
+        ),
+        (
+            {
+                "model": "m",
+                "max_tokens": 9,
+                "messages": USER,
+                "tool_choice": {"type": "tool", "name": "g"},
+            },
+            "not among the tools",
+            "tool_choice",
+        ),
+        (
+            {"model": "m", "max_tokens": 9, "messages": USER, "tool_choice": "auto"},
+            "tool_choice must be",
+            "tool_choice",
+        ),
+        (
+            {"model": "m", "max_tokens": 9, "messages": USER, "stop_sequences": "x"}
+            | {"stop_sequences": [1]},
+            "stop_sequences must be",
+            "stop_sequences",
+        ),
+        (
+            {"model": "m", "max_tokens": 9, "messages": USER, "mcp_servers": []}
+            | {"mcp_servers": [{}]},
+            "mcp_servers is not supported",
+            "mcp_servers",
+        ),
+        ({"model": "m", "max_tokens": 9, "messages": USER, "n": 2}, "unsupported field 'n'", "n"),
+        (
+            {"model": "m", "max_tokens": 9, "messages": USER, "thinking": True},
+            "thinking must be an object",
+            "thinking",
+        ),
     ],
 )
 def test_bad_requests(body: Any, message: str, param: str | None) -> None:
@@ -435,8 +626,11 @@ def test_bad_requests(body: Any, message: str, param: str | None) -> None:
 def test_a_bad_request_is_a_bad_request_error_in_the_sdk() -> None:
     sdk = client(streaming(TEXT))
     with pytest.raises(anthropic.BadRequestError, match="tool_use_id") as caught:
-        sdk.messages.create(model="m", max_tokens=5, messages=[  # type: ignore[arg-type]
-            {"role": "user", "content": [{"type": "tool_result", "tool_use_id": 5}]}])
+        sdk.messages.create(
+            model="m",
+            max_tokens=5,
+            messages=[{"role": "user", "content": [{"type": "tool_result", "tool_use_id": 5}]}],
+        )
     body: Any = caught.value.body
     assert body["type"] == "error" and body["error"]["type"] == "invalid_request_error"
 
@@ -449,19 +643,39 @@ def test_a_bad_request_is_a_bad_request_error_in_the_sdk() -> None:
     [
         (RequestError("bad"), 400, "invalid_request_error", anthropic.BadRequestError),
         (RequestError("too big", status=413), 413, "request_too_large", anthropic.APIStatusError),
-        (spout.ContextWindowExceededError("prompt is too long"), 400, "invalid_request_error",
-         anthropic.BadRequestError),
-        (spout.AuthenticationError("key"), 401, "authentication_error",
-         anthropic.AuthenticationError),
-        (spout.PermissionDeniedError("no"), 403, "permission_error",
-         anthropic.PermissionDeniedError),
+        (
+            spout.ContextWindowExceededError("prompt is too long"),
+            400,
+            "invalid_request_error",
+            anthropic.BadRequestError,
+        ),
+        (
+            spout.AuthenticationError("key"),
+            401,
+            "authentication_error",
+            anthropic.AuthenticationError,
+        ),
+        (
+            spout.PermissionDeniedError("no"),
+            403,
+            "permission_error",
+            anthropic.PermissionDeniedError,
+        ),
         (spout.NotFoundError("model"), 404, "not_found_error", anthropic.NotFoundError),
         (spout.RateLimitError("slow"), 429, "rate_limit_error", anthropic.RateLimitError),
         (spout.OverloadedError("busy"), 529, "overloaded_error", anthropic.OverloadedError),
-        (spout.ServiceUnavailableError("down", status_code=503), 529, "overloaded_error",
-         anthropic.OverloadedError),
-        (spout.InternalServerError("boom", status_code=500), 502, "api_error",
-         anthropic.InternalServerError),
+        (
+            spout.ServiceUnavailableError("down", status_code=503),
+            529,
+            "overloaded_error",
+            anthropic.OverloadedError,
+        ),
+        (
+            spout.InternalServerError("boom", status_code=500),
+            502,
+            "api_error",
+            anthropic.InternalServerError,
+        ),
         (spout.IdleTimeout("quiet"), 504, "timeout_error", anthropic.InternalServerError),
         (RuntimeError("secret"), 500, "api_error", anthropic.InternalServerError),
     ],
@@ -476,6 +690,5 @@ def test_error_bodies(exc: BaseException, status: int, error_type: str, sdk_clas
         return httpx2.Response(status, json=body)
 
     with pytest.raises(sdk_class) as caught:
-        client(answer).messages.create(model="m", max_tokens=5,
-                                       messages=USER)  # type: ignore[arg-type]
-    assert caught.value.status_code == status  # type: ignore[attr-defined]
+        client(answer).messages.create(model="m", max_tokens=5, messages=USER)
+    assert caught.value.status_code == status

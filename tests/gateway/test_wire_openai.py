@@ -111,11 +111,13 @@ def client(answer: Handler, seen: list[Request] | None = None) -> openai.OpenAI:
 def streaming(events: list[Event], error: BaseException | None = None) -> Handler:
     def answer(request: Request) -> httpx2.Response:
         if not request.stream:
-            body = PROTOCOL.body(request, response_of(events), response_id=RESPONSE_ID,
-                                 model="gw-model")
+            body = PROTOCOL.body(
+                request, response_of(events), response_id=RESPONSE_ID, model="gw-model"
+            )
             return httpx2.Response(200, json=body)
         return httpx2.Response(
-            200, content=encode(request, events, error),
+            200,
+            content=encode(request, events, error),
             headers={"content-type": "text/event-stream"},
         )
 
@@ -167,8 +169,13 @@ def test_plain_stream_chunks_validate_and_usage_comes_only_when_asked() -> None:
 
 
 def test_reasoning_is_reasoning_content() -> None:
-    events: list[Event] = [ReasoningDelta("Let me "), ReasoningDelta("think."),
-                           ReasoningDelta(signature="sig"), TextDelta("42"), Finish("stop")]
+    events: list[Event] = [
+        ReasoningDelta("Let me "),
+        ReasoningDelta("think."),
+        ReasoningDelta(signature="sig"),
+        TextDelta("42"),
+        Finish("stop"),
+    ]
     raw = encode(PROTOCOL.parse({"model": "m", "messages": USER, "stream": True}), events)
     state: ChatCompletionStreamState[Any] = ChatCompletionStreamState()
     for chunk in chunks_of(raw):
@@ -180,12 +187,16 @@ def test_reasoning_is_reasoning_content() -> None:
 
 def test_parallel_tool_calls_from_a_recorded_stream() -> None:
     events, expected = recorded("parallel_tool_calls")
-    tools = [{"type": "function", "function": {"name": n, "parameters": {"type": "object"}}}
-             for n in ("get_weather", "get_time")]
+    tools = [
+        {"type": "function", "function": {"name": n, "parameters": {"type": "object"}}}
+        for n in ("get_weather", "get_time")
+    ]
     seen: list[Request] = []
     sdk = client(streaming(events), seen)
     with sdk.chat.completions.stream(
-        model="gw-model", messages=USER, tools=tools,  # type: ignore[arg-type]
+        model="gw-model",
+        messages=USER,
+        tools=tools,
         stream_options={"include_usage": True},
     ) as stream:
         done = [e for e in stream if e.type == "tool_calls.function.arguments.done"]
@@ -208,8 +219,11 @@ def test_parallel_tool_calls_from_a_recorded_stream() -> None:
 def test_recorded_text_stream() -> None:
     events, expected = recorded("text")
     sdk = client(streaming(events))
-    stream = sdk.chat.completions.create(model="gw-model", messages=USER,  # type: ignore[arg-type]
-                                         stream=True)
+    stream = sdk.chat.completions.create(
+        model="gw-model",
+        messages=USER,
+        stream=True,
+    )
     text = "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
     assert text == expected["text"]
 
@@ -217,10 +231,12 @@ def test_recorded_text_stream() -> None:
 def test_text_then_tool_call_with_upstream_indexes_renumbered() -> None:
     # The Responses API numbers a call by its output index (1 after a message): the
     # client still sees calls 0, 1... as chat completions numbers them.
-    events = [TextDelta("Checking."),
-              *call_events(1, "call_a", "get_weather", ['{"city"', ': "Oslo"}']),
-              *call_events(3, "call_b", "get_time", ["{}"]),
-              Finish("tool_calls")]
+    events = [
+        TextDelta("Checking."),
+        *call_events(1, "call_a", "get_weather", ['{"city"', ': "Oslo"}']),
+        *call_events(3, "call_b", "get_time", ["{}"]),
+        Finish("tool_calls"),
+    ]
     raw = encode(PROTOCOL.parse({"model": "m", "messages": USER, "stream": True}), events)
     state: ChatCompletionStreamState[Any] = ChatCompletionStreamState()
     indexes = []
@@ -233,14 +249,18 @@ def test_text_then_tool_call_with_upstream_indexes_renumbered() -> None:
     message = state.get_final_completion().choices[0].message
     assert message.content == "Checking."
     assert [(c.id, c.function.name, c.function.arguments) for c in message.tool_calls or []] == [
-        ("call_a", "get_weather", '{"city": "Oslo"}'), ("call_b", "get_time", "{}")
+        ("call_a", "get_weather", '{"city": "Oslo"}'),
+        ("call_b", "get_time", "{}"),
     ]
 
 
 def test_a_call_sent_whole_gets_its_arguments_as_json() -> None:
     # Gemini and Ollama send a call as an object: no deltas, arguments_raw None.
-    events = [ToolCallStart(0, "c1", "f"), ToolCallEnd(0, ToolCall("c1", "f", {"x": 1})),
-              Finish("tool_calls")]
+    events = [
+        ToolCallStart(0, "c1", "f"),
+        ToolCallEnd(0, ToolCall("c1", "f", {"x": 1})),
+        Finish("tool_calls"),
+    ]
     raw = encode(PROTOCOL.parse({"model": "m", "messages": USER, "stream": True}), events)
     state: ChatCompletionStreamState[Any] = ChatCompletionStreamState()
     for chunk in chunks_of(raw):
@@ -254,21 +274,29 @@ def test_a_call_sent_whole_gets_its_arguments_as_json() -> None:
     [("length", "length"), ("content_filter", "content_filter"), ("refusal", "stop")],
 )
 def test_finish_reasons(reason: Any, expected: str) -> None:
-    raw = encode(PROTOCOL.parse({"model": "m", "messages": USER, "stream": True}),
-                 [TextDelta("x"), Finish(reason)])
+    raw = encode(
+        PROTOCOL.parse({"model": "m", "messages": USER, "stream": True}),
+        [TextDelta("x"), Finish(reason)],
+    )
     assert chunks_of(raw)[-1]["choices"][0]["finish_reason"] == expected
 
 
 def test_an_error_inside_the_stream_raises_in_the_sdk_with_no_done() -> None:
     error = spout.OverloadedError("upstream overloaded", provider="anthropic")
-    raw = encode(PROTOCOL.parse({"model": "m", "messages": USER, "stream": True}),
-                 [TextDelta("partial")], error)
+    raw = encode(
+        PROTOCOL.parse({"model": "m", "messages": USER, "stream": True}),
+        [TextDelta("partial")],
+        error,
+    )
     assert b"[DONE]" not in raw
     sdk = client(streaming([TextDelta("partial")], error))
     received = []
     with pytest.raises(openai.APIError, match="upstream overloaded") as caught:
-        for chunk in sdk.chat.completions.create(model="m", messages=USER,  # type: ignore[arg-type]
-                                                 stream=True):
+        for chunk in sdk.chat.completions.create(
+            model="m",
+            messages=USER,
+            stream=True,
+        ):
             received += [c.delta.content for c in chunk.choices if c.delta.content]
     assert received == ["partial"]
     assert isinstance(caught.value.body, dict) and caught.value.body["type"] == "server_error"
@@ -278,11 +306,16 @@ def test_an_error_inside_the_stream_raises_in_the_sdk_with_no_done() -> None:
 
 
 def test_non_streamed_body_through_the_sdk() -> None:
-    events = [ReasoningDelta("hmm"), TextDelta("Let me look."),
-              *call_events(0, "call_1", "get_weather", ['{"city": "Oslo"}']),
-              Usage(20, 7), Finish("tool_calls")]
+    events = [
+        ReasoningDelta("hmm"),
+        TextDelta("Let me look."),
+        *call_events(0, "call_1", "get_weather", ['{"city": "Oslo"}']),
+        Usage(20, 7),
+        Finish("tool_calls"),
+    ]
     completion = client(streaming(events)).chat.completions.create(
-        model="gw-model", messages=USER  # type: ignore[arg-type]
+        model="gw-model",
+        messages=USER,
     )
     assert isinstance(completion, ChatCompletion)
     assert completion.id == RESPONSE_ID and completion.object == "chat.completion"
@@ -299,9 +332,15 @@ def test_non_streamed_body_through_the_sdk() -> None:
 def test_non_streamed_tool_calls_only_have_null_content() -> None:
     body = PROTOCOL.body(
         PROTOCOL.parse({"model": "m", "messages": USER}),
-        response_of([ToolCallStart(0, "c", "f"), ToolCallEnd(0, ToolCall("c", "f", {})),
-                     Finish("tool_calls")]),
-        response_id="r", model="m",
+        response_of(
+            [
+                ToolCallStart(0, "c", "f"),
+                ToolCallEnd(0, ToolCall("c", "f", {})),
+                Finish("tool_calls"),
+            ]
+        ),
+        response_id="r",
+        model="m",
     )
     assert body["choices"][0]["message"]["content"] is None
     assert ChatCompletion.model_validate(body).choices[0].message.tool_calls
@@ -322,23 +361,56 @@ def test_models_body() -> None:
 
 def test_a_full_request_in_spouts_terms() -> None:
     seen: list[Request] = []
-    tools = [{"type": "function", "function": {"name": "get_weather", "description": "d",
-                                               "parameters": {"type": "object"}, "strict": True}}]
+    tools = [
+        {
+            "type": "function",
+            "function": {
+                "name": "get_weather",
+                "description": "d",
+                "parameters": {"type": "object"},
+                "strict": True,
+            },
+        }
+    ]
     messages = [
         {"role": "developer", "content": "Be brief."},
-        {"role": "user", "content": [{"type": "text", "text": "Weather?"},
-                                     {"type": "image_url", "image_url": {"url": "data:,"}}]},
-        {"role": "assistant", "content": None, "tool_calls": [
-            {"id": "c1", "type": "function",
-             "function": {"name": "get_weather", "arguments": "{}"}}]},
+        {
+            "role": "user",
+            "content": [
+                {"type": "text", "text": "Weather?"},
+                {"type": "image_url", "image_url": {"url": "data:,"}},
+            ],
+        },
+        {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [
+                {
+                    "id": "c1",
+                    "type": "function",
+                    "function": {"name": "get_weather", "arguments": "{}"},
+                }
+            ],
+        },
         {"role": "tool", "tool_call_id": "c1", "content": "sunny"},
     ]
     client(streaming(TEXT), seen).chat.completions.create(
-        model="alias", messages=messages, tools=tools,  # type: ignore[arg-type]
+        model="alias",
+        messages=messages,
+        tools=tools,
         tool_choice={"type": "function", "function": {"name": "get_weather"}},
-        max_completion_tokens=50, temperature=0.2, top_p=0.9, stop=["END"], seed=7,
-        response_format={"type": "json_object"}, user="u1", metadata={"k": "v"}, store=False,
-        parallel_tool_calls=True, n=1, presence_penalty=0.5,
+        max_completion_tokens=50,
+        temperature=0.2,
+        top_p=0.9,
+        stop=["END"],
+        seed=7,
+        response_format={"type": "json_object"},
+        user="u1",
+        metadata={"k": "v"},
+        store=False,
+        parallel_tool_calls=True,
+        n=1,
+        presence_penalty=0.5,
     )
     request = seen[0]
     assert request.model == "alias" and request.stream is False
@@ -346,41 +418,61 @@ def test_a_full_request_in_spouts_terms() -> None:
     assert request.messages[1:] == messages[1:]
     assert request.tools == tools
     assert request.params == {
-        "max_tokens": 50, "temperature": 0.2, "top_p": 0.9, "stop": ["END"], "seed": 7,
-        "tool_choice": "get_weather", "response_format": {"type": "json_object"},
+        "max_tokens": 50,
+        "temperature": 0.2,
+        "top_p": 0.9,
+        "stop": ["END"],
+        "seed": 7,
+        "tool_choice": "get_weather",
+        "response_format": {"type": "json_object"},
         "presence_penalty": 0.5,
     }
 
 
 @pytest.mark.parametrize(
     ("choice", "expected"),
-    [("auto", "auto"), ("none", "none"), ("required", "required"),
-     ({"type": "function", "function": {"name": "f"}}, "f")],
+    [
+        ("auto", "auto"),
+        ("none", "none"),
+        ("required", "required"),
+        ({"type": "function", "function": {"name": "f"}}, "f"),
+    ],
 )
 def test_tool_choice_forms(choice: Any, expected: str) -> None:
     tools = [{"type": "function", "function": {"name": "f"}}]
-    request = PROTOCOL.parse({"model": "m", "messages": USER, "tools": tools,
-                              "tool_choice": choice})
+    request = PROTOCOL.parse(
+        {"model": "m", "messages": USER, "tools": tools, "tool_choice": choice}
+    )
     assert request.params["tool_choice"] == expected
 
 
 def test_max_tokens_json_schema_and_include_usage() -> None:
     schema = {"name": "w", "schema": {"type": "object"}, "strict": True}
-    request = PROTOCOL.parse({
-        "model": "m", "messages": USER, "max_tokens": 9, "stream": True,
-        "stream_options": {"include_usage": True},
-        "response_format": {"type": "json_schema", "json_schema": schema},
-    })
+    request = PROTOCOL.parse(
+        {
+            "model": "m",
+            "messages": USER,
+            "max_tokens": 9,
+            "stream": True,
+            "stream_options": {"include_usage": True},
+            "response_format": {"type": "json_schema", "json_schema": schema},
+        }
+    )
     assert request.params == {
-        "max_tokens": 9, "response_format": {"type": "json_schema", "json_schema": schema}
+        "max_tokens": 9,
+        "response_format": {"type": "json_schema", "json_schema": schema},
     }
     assert request.include_usage and request.stream
-    assert "response_format" not in PROTOCOL.parse(
-        {"model": "m", "messages": USER, "response_format": {"type": "text"}}
-    ).params
+    assert (
+        "response_format"
+        not in PROTOCOL.parse(
+            {"model": "m", "messages": USER, "response_format": {"type": "text"}}
+        ).params
+    )
     # include_usage means nothing without a stream.
-    assert not PROTOCOL.parse({"model": "m", "messages": USER,
-                               "stream_options": {"include_usage": True}}).include_usage
+    assert not PROTOCOL.parse(
+        {"model": "m", "messages": USER, "stream_options": {"include_usage": True}}
+    ).include_usage
 
 
 @pytest.mark.parametrize(
@@ -391,48 +483,104 @@ def test_max_tokens_json_schema_and_include_usage() -> None:
         ({"model": "m", "messages": []}, "messages must be a non-empty list", "messages"),
         ({"model": 3, "messages": USER}, "model must be a string", "model"),
         ({"model": "m", "messages": ["hi"]}, r"messages\[0\] must be an object", "messages"),
-        ({"model": "m", "messages": [{"role": "bot", "content": "x"}]}, "role must be one of",
-         "messages"),
-        ({"model": "m", "messages": [{"role": "user", "content": 5}]},
-         r"messages\[0\].content must be a string or a list", "messages"),
+        (
+            {"model": "m", "messages": [{"role": "bot", "content": "x"}]},
+            "role must be one of",
+            "messages",
+        ),
+        (
+            {"model": "m", "messages": [{"role": "user", "content": 5}]},
+            r"messages\[0\].content must be a string or a list",
+            "messages",
+        ),
         ({"model": "m", "messages": [{"role": "user"}]}, "content must be", "messages"),
-        ({"model": "m", "messages": [{"role": "tool", "content": "x"}]}, "tool_call_id",
-         "messages"),
-        ({"model": "m", "messages": [{"role": "assistant", "tool_calls": [{"id": "c"}]}]},
-         r"tool_calls\[0\] must have an id and a function", "messages"),
+        (
+            {"model": "m", "messages": [{"role": "tool", "content": "x"}]},
+            "tool_call_id",
+            "messages",
+        ),
+        (
+            {"model": "m", "messages": [{"role": "assistant", "tool_calls": [{"id": "c"}]}]},
+            r"tool_calls\[0\] must have an id and a function",
+            "messages",
+        ),
         ({"model": "m", "messages": USER, "n": 2}, "n must be 1", "n"),
         ({"model": "m", "messages": USER, "logprobs": True}, "logprobs", "logprobs"),
-        ({"model": "m", "messages": USER, "functions": []} | {"functions": [{}]},
-         "legacy form of tools", "functions"),
-        ({"model": "m", "messages": USER, "modalities": ["text", "audio"]}, "modalities",
-         "modalities"),
-        ({"model": "m", "messages": USER, "frobnicate": 1}, "unsupported field 'frobnicate'",
-         "frobnicate"),
-        ({"model": "m", "messages": USER, "temperature": "hot"}, "temperature must be a number",
-         "temperature"),
-        ({"model": "m", "messages": USER, "max_tokens": 1.5}, "max_tokens must be an integer",
-         "max_tokens"),
-        ({"model": "m", "messages": USER, "max_completion_tokens": 0}, "at least 1",
-         "max_completion_tokens"),
-        ({"model": "m", "messages": USER, "stop": [1]}, "stop must be a string or a list",
-         "stop"),
-        ({"model": "m", "messages": USER, "stream": "yes"}, "stream must be true or false",
-         "stream"),
-        ({"model": "m", "messages": USER, "tools": [{"type": "custom", "name": "x"}]},
-         r"tools\[0\] must be a function tool", "tools"),
-        ({"model": "m", "messages": USER, "tools": [{"type": "function", "function": {}}]},
-         r"tools\[0\].function must have a name", "tools"),
-        ({"model": "m", "messages": USER, "tool_choice": "required"}, "'required' needs tools",
-         "tool_choice"),
-        ({"model": "m", "messages": USER, "tool_choice": {"type": "function",
-                                                          "function": {"name": "g"}}},
-         "not among the tools given", "tool_choice"),
-        ({"model": "m", "messages": USER, "tool_choice": "any"}, "tool_choice must be",
-         "tool_choice"),
-        ({"model": "m", "messages": USER, "response_format": {"type": "xml"}},
-         "response_format.type must be", "response_format"),
-        ({"model": "m", "messages": USER, "response_format": {"type": "json_schema"}},
-         "json_schema.schema must be", "response_format"),
+        (
+            {"model": "m", "messages": USER, "functions": []} | {"functions": [{}]},
+            "legacy form of tools",
+            "functions",
+        ),
+        (
+            {"model": "m", "messages": USER, "modalities": ["text", "audio"]},
+            "modalities",
+            "modalities",
+        ),
+        (
+            {"model": "m", "messages": USER, "frobnicate": 1},
+            "unsupported field 'frobnicate'",
+            "frobnicate",
+        ),
+        (
+            {"model": "m", "messages": USER, "temperature": "hot"},
+            "temperature must be a number",
+            "temperature",
+        ),
+        (
+            {"model": "m", "messages": USER, "max_tokens": 1.5},
+            "max_tokens must be an integer",
+            "max_tokens",
+        ),
+        (
+            {"model": "m", "messages": USER, "max_completion_tokens": 0},
+            "at least 1",
+            "max_completion_tokens",
+        ),
+        ({"model": "m", "messages": USER, "stop": [1]}, "stop must be a string or a list", "stop"),
+        (
+            {"model": "m", "messages": USER, "stream": "yes"},
+            "stream must be true or false",
+            "stream",
+        ),
+        (
+            {"model": "m", "messages": USER, "tools": [{"type": "custom", "name": "x"}]},
+            r"tools\[0\] must be a function tool",
+            "tools",
+        ),
+        (
+            {"model": "m", "messages": USER, "tools": [{"type": "function", "function": {}}]},
+            r"tools\[0\].function must have a name",
+            "tools",
+        ),
+        (
+            {"model": "m", "messages": USER, "tool_choice": "required"},
+            "'required' needs tools",
+            "tool_choice",
+        ),
+        (
+            {
+                "model": "m",
+                "messages": USER,
+                "tool_choice": {"type": "function", "function": {"name": "g"}},
+            },
+            "not among the tools given",
+            "tool_choice",
+        ),
+        (
+            {"model": "m", "messages": USER, "tool_choice": "any"},
+            "tool_choice must be",
+            "tool_choice",
+        ),
+        (
+            {"model": "m", "messages": USER, "response_format": {"type": "xml"}},
+            "response_format.type must be",
+            "response_format",
+        ),
+        (
+            {"model": "m", "messages": USER, "response_format": {"type": "json_schema"}},
+            "json_schema.schema must be",
+            "response_format",
+        ),
     ],
 )
 def test_bad_requests(body: Any, message: str, param: str | None) -> None:
@@ -444,7 +592,7 @@ def test_bad_requests(body: Any, message: str, param: str | None) -> None:
 def test_a_bad_request_is_a_bad_request_error_in_the_sdk() -> None:
     sdk = client(streaming(TEXT))
     with pytest.raises(openai.BadRequestError, match="n must be 1") as caught:
-        sdk.chat.completions.create(model="m", messages=USER, n=3)  # type: ignore[arg-type]
+        sdk.chat.completions.create(model="m", messages=USER, n=3)
     assert caught.value.param == "n" and caught.value.type == "invalid_request_error"
 
 
@@ -459,15 +607,31 @@ def test_a_bad_request_is_a_bad_request_error_in_the_sdk() -> None:
         (spout.PermissionDeniedError("no"), 403, openai.PermissionDeniedError, None),
         (spout.NotFoundError("no model"), 404, openai.NotFoundError, "not_found"),
         (spout.BadRequestError("bad"), 400, openai.BadRequestError, None),
-        (spout.ContextWindowExceededError("too long"), 400, openai.BadRequestError,
-         "context_length_exceeded"),
-        (spout.RateLimitError("slow down", retry_after=3), 429, openai.RateLimitError,
-         "rate_limit_exceeded"),
-        (spout.ServiceUnavailableError("down", status_code=503), 503,
-         openai.InternalServerError, "server_overloaded"),
+        (
+            spout.ContextWindowExceededError("too long"),
+            400,
+            openai.BadRequestError,
+            "context_length_exceeded",
+        ),
+        (
+            spout.RateLimitError("slow down", retry_after=3),
+            429,
+            openai.RateLimitError,
+            "rate_limit_exceeded",
+        ),
+        (
+            spout.ServiceUnavailableError("down", status_code=503),
+            503,
+            openai.InternalServerError,
+            "server_overloaded",
+        ),
         (spout.OverloadedError("busy"), 529, openai.InternalServerError, "server_overloaded"),
-        (spout.InternalServerError("boom", status_code=500), 502, openai.InternalServerError,
-         "upstream_error"),
+        (
+            spout.InternalServerError("boom", status_code=500),
+            502,
+            openai.InternalServerError,
+            "upstream_error",
+        ),
         (spout.ConnectionError("refused"), 502, openai.InternalServerError, "upstream_error"),
         (spout.FirstTokenTimeout("slow"), 504, openai.InternalServerError, "timeout"),
         (spout.ConfigurationError("seed is not taken"), 400, openai.BadRequestError, None),
@@ -485,8 +649,8 @@ def test_error_bodies(exc: BaseException, status: int, sdk_class: type, code: st
         return httpx2.Response(status, json=body)
 
     with pytest.raises(sdk_class) as caught:
-        client(answer).chat.completions.create(model="m", messages=USER)  # type: ignore[arg-type]
-    assert caught.value.status_code == status  # type: ignore[attr-defined]
+        client(answer).chat.completions.create(model="m", messages=USER)
+    assert caught.value.status_code == status
 
 
 def test_classify_error_keeps_the_status_of_a_request_error() -> None:

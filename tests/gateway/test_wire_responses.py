@@ -43,8 +43,13 @@ from spout.providers.openai_responses import OpenAIResponsesProvider
 RESPONSE_ID = "resp_gw0001"
 EVENT: TypeAdapter[Any] = TypeAdapter(ResponseStreamEvent)
 
-TEXT = [ResponseStart("x", "y"), TextDelta("Hel"), TextDelta("lo"), Usage(9, 2),
-        Finish("stop", "stop")]
+TEXT = [
+    ResponseStart("x", "y"),
+    TextDelta("Hel"),
+    TextDelta("lo"),
+    Usage(9, 2),
+    Finish("stop", "stop"),
+]
 USER = "Hi"
 
 
@@ -57,8 +62,11 @@ def response_of(events: list[Event]) -> spout.Response:
 
 def recorded(folder: str, case: str) -> tuple[list[Event], dict[str, Any]]:
     body, expected = transcript(folder, case)
-    provider = {"anthropic": AnthropicProvider, "openai_chat": OpenAIProvider,
-                "openai_responses": OpenAIResponsesProvider}[folder]("m", api_key="k")
+    provider = {
+        "anthropic": AnthropicProvider,
+        "openai_chat": OpenAIProvider,
+        "openai_responses": OpenAIResponsesProvider,
+    }[folder]("m", api_key="k")
     parser = provider.new_parser(Call(messages=[]))
     return parser.feed(body) + parser.close(), expected
 
@@ -66,8 +74,9 @@ def recorded(folder: str, case: str) -> tuple[list[Event], dict[str, Any]]:
 REQUEST = PROTOCOL.parse({"model": "m", "input": USER, "stream": True})
 
 
-def frames_of(events: list[Event], error: BaseException | None = None,
-              request: Request = REQUEST) -> list[bytes]:
+def frames_of(
+    events: list[Event], error: BaseException | None = None, request: Request = REQUEST
+) -> list[bytes]:
     encoder = PROTOCOL.encoder(request, response_id=RESPONSE_ID, model="gw-model")
     frames = encoder.start()
     for event in events:
@@ -114,8 +123,9 @@ def client(answer: Handler, seen: list[Request] | None = None) -> openai.OpenAI:
 def streaming(events: list[Event], error: BaseException | None = None) -> Handler:
     def answer(request: Request) -> httpx2.Response:
         if not request.stream:
-            body = PROTOCOL.body(request, response_of(events), response_id=RESPONSE_ID,
-                                 model="gw-model")
+            body = PROTOCOL.body(
+                request, response_of(events), response_id=RESPONSE_ID, model="gw-model"
+            )
             return httpx2.Response(200, json=body)
         frames = frames_of(events, error, request)
         data = b"".join(b"id: %d\n" % n + frame for n, frame in enumerate(frames))
@@ -124,8 +134,10 @@ def streaming(events: list[Event], error: BaseException | None = None) -> Handle
     return answer
 
 
-TOOLS = [{"type": "function", "name": n, "parameters": {"type": "object"}, "strict": False}
-         for n in ("get_weather", "get_time")]
+TOOLS = [
+    {"type": "function", "name": n, "parameters": {"type": "object"}, "strict": False}
+    for n in ("get_weather", "get_time")
+]
 
 
 # --- the stream ------------------------------------------------------------------------------
@@ -134,10 +146,16 @@ TOOLS = [{"type": "function", "name": n, "parameters": {"type": "object"}, "stri
 def test_text_stream_events_in_order() -> None:
     events = validated(frames_of(TEXT))
     assert [e.type for e in events] == [
-        "response.created", "response.in_progress", "response.output_item.added",
-        "response.content_part.added", "response.output_text.delta",
-        "response.output_text.delta", "response.output_text.done", "response.content_part.done",
-        "response.output_item.done", "response.completed",
+        "response.created",
+        "response.in_progress",
+        "response.output_item.added",
+        "response.content_part.added",
+        "response.output_text.delta",
+        "response.output_text.delta",
+        "response.output_text.done",
+        "response.content_part.done",
+        "response.output_item.done",
+        "response.completed",
     ]
     completed = events[-1].response
     assert completed.id == RESPONSE_ID and completed.status == "completed"
@@ -160,7 +178,9 @@ def test_recorded_responses_stream_through_the_sdk_stream_helper() -> None:
 def test_parallel_tool_calls_from_an_openai_chat_stream() -> None:
     events, expected = recorded("openai_chat", "parallel_tool_calls")
     with client(streaming(events)).responses.stream(
-        model="gw-model", input=USER, tools=TOOLS  # type: ignore[arg-type]
+        model="gw-model",
+        input=USER,
+        tools=TOOLS,
     ) as stream:
         done = [e for e in stream if e.type == "response.function_call_arguments.done"]
         final = stream.get_final_response()
@@ -171,7 +191,7 @@ def test_parallel_tool_calls_from_an_openai_chat_stream() -> None:
     assert [(c.call_id, c.name, c.arguments) for c in calls] == [
         (c["id"], c["name"], c["arguments_raw"]) for c in expected["tool_calls"]
     ]
-    assert final.tools[0].name == "get_weather"  # type: ignore[union-attr]
+    assert final.tools[0].name == "get_weather"
 
 
 def test_text_then_tool_call_from_an_anthropic_stream() -> None:
@@ -184,13 +204,16 @@ def test_text_then_tool_call_from_an_anthropic_stream() -> None:
     # A message is done before the call is added.
     kinds = [e.type for e in sdk_events]
     assert kinds.index("response.output_text.done") < kinds.index(
-        "response.function_call_arguments.delta")
+        "response.function_call_arguments.delta"
+    )
 
 
 def test_overlapping_calls_and_a_call_sent_whole() -> None:
     events: list[Event] = [
-        ToolCallStart(0, "a", "f"), ToolCallStart(1, "b", "g"),
-        ToolCallDelta(1, '{"y": 2}'), ToolCallDelta(0, '{"x": 1}'),
+        ToolCallStart(0, "a", "f"),
+        ToolCallStart(1, "b", "g"),
+        ToolCallDelta(1, '{"y": 2}'),
+        ToolCallDelta(0, '{"x": 1}'),
         ToolCallEnd(1, ToolCall("b", "g", {"y": 2}, '{"y": 2}')),
         ToolCallEnd(0, ToolCall("a", "f", {"x": 1}, '{"x": 1}')),
         ToolCallEnd(2, ToolCall("c", "h", {"z": 3})),
@@ -198,13 +221,21 @@ def test_overlapping_calls_and_a_call_sent_whole() -> None:
     ]
     with client(streaming(events)).responses.stream(model="m", input=USER) as stream:
         final = stream.get_final_response()
-    assert [(i.call_id, json.loads(i.arguments)) for i in final.output  # type: ignore[union-attr]
-            ] == [("a", {"x": 1}), ("b", {"y": 2}), ("c", {"z": 3})]
+    assert [(i.call_id, json.loads(i.arguments)) for i in final.output] == [
+        ("a", {"x": 1}),
+        ("b", {"y": 2}),
+        ("c", {"z": 3}),
+    ]
 
 
 def test_reasoning_is_a_summary_before_the_message() -> None:
-    events: list[Event] = [ReasoningDelta("Think"), ReasoningDelta("ing."),
-                           ReasoningDelta(signature="sig"), TextDelta("42"), Finish("stop")]
+    events: list[Event] = [
+        ReasoningDelta("Think"),
+        ReasoningDelta("ing."),
+        ReasoningDelta(signature="sig"),
+        TextDelta("42"),
+        Finish("stop"),
+    ]
     final = validated(frames_of(events))[-1].response
     reasoning, message = final.output
     assert reasoning.type == "reasoning" and reasoning.summary[0].text == "Thinking."
@@ -224,7 +255,9 @@ def test_an_error_inside_the_stream_is_a_failed_response() -> None:
     assert failed.type == "response.failed"
     assert failed.response.status == "failed"
     assert (failed.response.error.code, failed.response.error.message) == (
-        "rate_limit_exceeded", "slow down")
+        "rate_limit_exceeded",
+        "slow down",
+    )
     # What came before the error is closed and kept.
     assert failed.response.output_text == "part"
     with client(streaming([TextDelta("part")], error)).responses.stream(
@@ -246,24 +279,34 @@ def test_an_error_from_an_encoder_that_never_started_is_an_error_event() -> None
 
 
 def test_non_streamed_response_through_the_sdk() -> None:
-    events = [ReasoningDelta("hmm"), TextDelta("Looking."),
-              ToolCallStart(0, "call_1", "get_weather"),
-              ToolCallDelta(0, '{"city": "Oslo"}'),
-              ToolCallEnd(0, ToolCall("call_1", "get_weather", {"city": "Oslo"},
-                                      '{"city": "Oslo"}')),
-              Usage(20, 7), Finish("tool_calls")]
+    events = [
+        ReasoningDelta("hmm"),
+        TextDelta("Looking."),
+        ToolCallStart(0, "call_1", "get_weather"),
+        ToolCallDelta(0, '{"city": "Oslo"}'),
+        ToolCallEnd(0, ToolCall("call_1", "get_weather", {"city": "Oslo"}, '{"city": "Oslo"}')),
+        Usage(20, 7),
+        Finish("tool_calls"),
+    ]
     response = client(streaming(events)).responses.create(
-        model="gw-model", input=USER, instructions="Be brief.",
-        tools=TOOLS, max_output_tokens=99, temperature=0.3  # type: ignore[arg-type]
+        model="gw-model",
+        input=USER,
+        instructions="Be brief.",
+        tools=TOOLS,
+        max_output_tokens=99,
+        temperature=0.3,
     )
     assert isinstance(response, SDKResponse)
     assert response.id == RESPONSE_ID and response.status == "completed"
     assert [i.type for i in response.output] == ["reasoning", "message", "function_call"]
     assert response.output_text == "Looking."
-    assert response.output[2].arguments == '{"city": "Oslo"}'  # type: ignore[union-attr]
+    assert response.output[2].arguments == '{"city": "Oslo"}'
     assert response.usage is not None and response.usage.total_tokens == 27
     assert (response.instructions, response.max_output_tokens, response.temperature) == (
-        "Be brief.", 99, 0.3)
+        "Be brief.",
+        99,
+        0.3,
+    )
 
 
 # --- requests ----------------------------------------------------------------------------------
@@ -273,39 +316,77 @@ def test_a_full_request_in_spouts_terms() -> None:
     seen: list[Request] = []
     items = [
         {"role": "developer", "content": "Use tools."},
-        {"role": "user", "content": [
-            {"type": "input_text", "text": "Weather?"},
-            {"type": "input_image", "image_url": "data:,", "detail": "low"},
-        ]},
+        {
+            "role": "user",
+            "content": [
+                {"type": "input_text", "text": "Weather?"},
+                {"type": "input_image", "image_url": "data:,", "detail": "low"},
+            ],
+        },
         {"type": "reasoning", "id": "rs_1", "summary": []},
-        {"type": "message", "role": "assistant",
-         "content": [{"type": "output_text", "text": "Checking.", "annotations": []}]},
+        {
+            "type": "message",
+            "role": "assistant",
+            "content": [{"type": "output_text", "text": "Checking.", "annotations": []}],
+        },
         {"type": "function_call", "call_id": "c1", "name": "get_weather", "arguments": "{}"},
         {"type": "function_call", "call_id": "c2", "name": "get_time", "arguments": ""},
         {"type": "function_call_output", "call_id": "c1", "output": "sunny"},
-        {"type": "function_call_output", "call_id": "c2",
-         "output": [{"type": "input_text", "text": "noon"}]},
+        {
+            "type": "function_call_output",
+            "call_id": "c2",
+            "output": [{"type": "input_text", "text": "noon"}],
+        },
     ]
     client(streaming(TEXT), seen).responses.create(
-        model="alias", input=items, instructions="Be brief.", tools=TOOLS,  # type: ignore[arg-type]
-        tool_choice={"type": "function", "name": "get_time"}, max_output_tokens=50,
-        temperature=0.2, top_p=0.9, store=False, metadata={"k": "v"}, parallel_tool_calls=True,
-        text={"format": {"type": "json_schema", "name": "w", "schema": {"type": "object"},
-                         "strict": True}},
+        model="alias",
+        input=items,
+        instructions="Be brief.",
+        tools=TOOLS,
+        tool_choice={"type": "function", "name": "get_time"},
+        max_output_tokens=50,
+        temperature=0.2,
+        top_p=0.9,
+        store=False,
+        metadata={"k": "v"},
+        parallel_tool_calls=True,
+        text={
+            "format": {
+                "type": "json_schema",
+                "name": "w",
+                "schema": {"type": "object"},
+                "strict": True,
+            }
+        },
     )
     request = seen[0]
     assert request.model == "alias" and not request.stream
     assert request.messages == [
         {"role": "system", "content": "Be brief."},
         {"role": "system", "content": "Use tools."},
-        {"role": "user", "content": [{"type": "text", "text": "Weather?"},
-                                     {"type": "image_url",
-                                      "image_url": {"url": "data:,", "detail": "low"}}]},
-        {"role": "assistant", "content": "Checking.", "tool_calls": [
-            {"id": "c1", "type": "function", "function": {"name": "get_weather",
-                                                          "arguments": "{}"}},
-            {"id": "c2", "type": "function", "function": {"name": "get_time",
-                                                          "arguments": "{}"}}]},
+        {
+            "role": "user",
+            "content": [
+                {"type": "text", "text": "Weather?"},
+                {"type": "image_url", "image_url": {"url": "data:,", "detail": "low"}},
+            ],
+        },
+        {
+            "role": "assistant",
+            "content": "Checking.",
+            "tool_calls": [
+                {
+                    "id": "c1",
+                    "type": "function",
+                    "function": {"name": "get_weather", "arguments": "{}"},
+                },
+                {
+                    "id": "c2",
+                    "type": "function",
+                    "function": {"name": "get_time", "arguments": "{}"},
+                },
+            ],
+        },
         {"role": "tool", "tool_call_id": "c1", "content": "sunny"},
         {"role": "tool", "tool_call_id": "c2", "content": "noon"},
     ]
@@ -314,25 +395,43 @@ def test_a_full_request_in_spouts_terms() -> None:
         for n in ("get_weather", "get_time")
     ]
     assert request.params == {
-        "max_tokens": 50, "temperature": 0.2, "top_p": 0.9, "tool_choice": "get_time",
-        "response_format": {"type": "json_schema", "json_schema": {
-            "name": "w", "schema": {"type": "object"}, "strict": True}},
+        "max_tokens": 50,
+        "temperature": 0.2,
+        "top_p": 0.9,
+        "tool_choice": "get_time",
+        "response_format": {
+            "type": "json_schema",
+            "json_schema": {"name": "w", "schema": {"type": "object"}, "strict": True},
+        },
     }
 
 
 def test_function_calls_without_text_make_their_own_assistant_turn() -> None:
-    request = PROTOCOL.parse({"model": "m", "input": [
-        {"role": "user", "content": "Hi"},
-        {"type": "function_call", "call_id": "c", "name": "f", "arguments": "{}"},
-    ]})
-    assert request.messages[1] == {"role": "assistant", "content": None, "tool_calls": [
-        {"id": "c", "type": "function", "function": {"name": "f", "arguments": "{}"}}]}
+    request = PROTOCOL.parse(
+        {
+            "model": "m",
+            "input": [
+                {"role": "user", "content": "Hi"},
+                {"type": "function_call", "call_id": "c", "name": "f", "arguments": "{}"},
+            ],
+        }
+    )
+    assert request.messages[1] == {
+        "role": "assistant",
+        "content": None,
+        "tool_calls": [
+            {"id": "c", "type": "function", "function": {"name": "f", "arguments": "{}"}}
+        ],
+    }
 
 
 @pytest.mark.parametrize(
     ("text", "expected"),
-    [({"format": {"type": "text"}}, None), ({"format": {"type": "json_object"}},
-                                            {"type": "json_object"}), ({}, None)],
+    [
+        ({"format": {"type": "text"}}, None),
+        ({"format": {"type": "json_object"}}, {"type": "json_object"}),
+        ({}, None),
+    ],
 )
 def test_text_formats(text: Any, expected: Any) -> None:
     request = PROTOCOL.parse({"model": "m", "input": "x", "text": text})
@@ -352,38 +451,82 @@ def test_reasoning_passes_on() -> None:
         ({"model": "m", "input": []}, "input must be", "input"),
         ({"model": "m", "input": [3]}, r"input\[0\] must be an object", "input"),
         ({"model": "m", "input": [{"role": "tool", "content": "x"}]}, "role must be", "input"),
-        ({"model": "m", "input": [{"role": "user", "content": 4}]}, "content must be a string",
-         "input"),
-        ({"model": "m", "input": [{"role": "user", "content": [{"type": "input_file"}]}]},
-         "'input_file' is not supported", "input"),
-        ({"model": "m", "input": [{"type": "function_call", "name": "f"}]}, "needs a call_id",
-         "input"),
-        ({"model": "m", "input": [{"type": "function_call", "call_id": "c", "name": "f",
-                                   "arguments": {}}]}, "arguments must be a JSON string",
-         "input"),
-        ({"model": "m", "input": [{"type": "function_call_output", "output": "x"}]},
-         "needs a call_id", "input"),
-        ({"model": "m", "input": [{"type": "item_reference", "id": "x"}]},
-         "'item_reference' is not supported", "input"),
-        ({"model": "m", "input": "x", "previous_response_id": "resp_1"},
-         "previous_response_id is not supported", "previous_response_id"),
+        (
+            {"model": "m", "input": [{"role": "user", "content": 4}]},
+            "content must be a string",
+            "input",
+        ),
+        (
+            {"model": "m", "input": [{"role": "user", "content": [{"type": "input_file"}]}]},
+            "'input_file' is not supported",
+            "input",
+        ),
+        (
+            {"model": "m", "input": [{"type": "function_call", "name": "f"}]},
+            "needs a call_id",
+            "input",
+        ),
+        (
+            {
+                "model": "m",
+                "input": [{"type": "function_call", "call_id": "c", "name": "f", "arguments": {}}],
+            },
+            "arguments must be a JSON string",
+            "input",
+        ),
+        (
+            {"model": "m", "input": [{"type": "function_call_output", "output": "x"}]},
+            "needs a call_id",
+            "input",
+        ),
+        (
+            {"model": "m", "input": [{"type": "item_reference", "id": "x"}]},
+            "'item_reference' is not supported",
+            "input",
+        ),
+        (
+            {"model": "m", "input": "x", "previous_response_id": "resp_1"},
+            "previous_response_id is not supported",
+            "previous_response_id",
+        ),
         ({"model": "m", "input": "x", "background": True}, "background", "background"),
-        ({"model": "m", "input": "x", "instructions": 1}, "instructions must be a string",
-         "instructions"),
-        ({"model": "m", "input": "x", "tools": [{"type": "web_search"}]},
-         "only function tools are supported", "tools"),
-        ({"model": "m", "input": "x", "tools": [{"type": "function"}]}, "must have a name",
-         "tools"),
+        (
+            {"model": "m", "input": "x", "instructions": 1},
+            "instructions must be a string",
+            "instructions",
+        ),
+        (
+            {"model": "m", "input": "x", "tools": [{"type": "web_search"}]},
+            "only function tools are supported",
+            "tools",
+        ),
+        (
+            {"model": "m", "input": "x", "tools": [{"type": "function"}]},
+            "must have a name",
+            "tools",
+        ),
         ({"model": "m", "input": "x", "tool_choice": "required"}, "needs tools", "tool_choice"),
-        ({"model": "m", "input": "x", "tools": TOOLS,
-          "tool_choice": {"type": "function", "name": "nope"}}, "not among the tools",
-         "tool_choice"),
-        ({"model": "m", "input": "x", "max_output_tokens": 0}, "at least 1",
-         "max_output_tokens"),
-        ({"model": "m", "input": "x", "text": {"format": {"type": "json_schema"}}},
-         "schema must be", "text"),
-        ({"model": "m", "input": "x", "text": {"format": {"type": "yaml"}}},
-         "text.format.type must be", "text"),
+        (
+            {
+                "model": "m",
+                "input": "x",
+                "tools": TOOLS,
+                "tool_choice": {"type": "function", "name": "nope"},
+            },
+            "not among the tools",
+            "tool_choice",
+        ),
+        ({"model": "m", "input": "x", "max_output_tokens": 0}, "at least 1", "max_output_tokens"),
+        (
+            {"model": "m", "input": "x", "text": {"format": {"type": "json_schema"}}},
+            "schema must be",
+            "text",
+        ),
+        (
+            {"model": "m", "input": "x", "text": {"format": {"type": "yaml"}}},
+            "text.format.type must be",
+            "text",
+        ),
         ({"model": "m", "input": "x", "temperature": "warm"}, "must be a number", "temperature"),
         ({"model": "m", "input": "x", "seed": 1}, "unsupported field 'seed'", "seed"),
     ],

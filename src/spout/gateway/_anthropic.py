@@ -51,8 +51,15 @@ _ERRORS: dict[str, tuple[str, int | None]] = {
 # Stop reasons Anthropic sends (anthropic-sdk-python types/stop_reason.py): an upstream's
 # own is kept as it is; any other is spout's normalized reason in Anthropic's words.
 _STOP_REASONS = frozenset(
-    ("end_turn", "max_tokens", "stop_sequence", "tool_use", "pause_turn", "refusal",
-     "model_context_window_exceeded")
+    (
+        "end_turn",
+        "max_tokens",
+        "stop_sequence",
+        "tool_use",
+        "pause_turn",
+        "refusal",
+        "model_context_window_exceeded",
+    )
 )
 _STOP = {
     "stop": "end_turn",
@@ -65,12 +72,34 @@ _STOP = {
 
 # Hints and bookkeeping that change nothing a client reads back: accepted and dropped.
 _IGNORED = frozenset(
-    ("metadata", "service_tier", "inference_geo", "cache_control", "diagnostics", "speed",
-     "user_profile_id", "workspace_id")
+    (
+        "metadata",
+        "service_tier",
+        "inference_geo",
+        "cache_control",
+        "diagnostics",
+        "speed",
+        "user_profile_id",
+        "workspace_id",
+    )
 )
 _KNOWN = _IGNORED | frozenset(
-    ("model", "messages", "max_tokens", "system", "stop_sequences", "stream", "temperature",
-     "top_p", "top_k", "tools", "tool_choice", "thinking", "output_format", "output_config")
+    (
+        "model",
+        "messages",
+        "max_tokens",
+        "system",
+        "stop_sequences",
+        "stream",
+        "temperature",
+        "top_p",
+        "top_k",
+        "tools",
+        "tool_choice",
+        "thinking",
+        "output_format",
+        "output_config",
+    )
 )
 _REFUSED = ("container", "mcp_servers", "context_management")
 
@@ -135,8 +164,11 @@ def _user(content: Any, where: str) -> list[dict[str, Any]]:
                     f"{where}.content[{j}].content must be a string or a list of blocks",
                     "messages",
                 )
-            message = {"role": "tool", "tool_call_id": block["tool_use_id"],
-                       "content": result or ""}
+            message = {
+                "role": "tool",
+                "tool_call_id": block["tool_use_id"],
+                "content": result or "",
+            }
             if block.get("is_error"):
                 message["is_error"] = True
             messages.append(message)
@@ -165,12 +197,16 @@ def _assistant(content: Any, where: str) -> dict[str, Any]:
         elif kind == "tool_use":
             if not isinstance(block.get("id"), str) or not isinstance(block.get("name"), str):
                 raise _fail(f"{where}.content[{j}] (tool_use) needs an id and a name", "messages")
-            calls.append({
-                "id": block["id"],
-                "type": "function",
-                "function": {"name": block["name"],
-                             "arguments": orjson.dumps(block.get("input") or {}).decode()},
-            })
+            calls.append(
+                {
+                    "id": block["id"],
+                    "type": "function",
+                    "function": {
+                        "name": block["name"],
+                        "arguments": orjson.dumps(block.get("input") or {}).decode(),
+                    },
+                }
+            )
         elif kind == "thinking":
             reasoning.append(str(block.get("thinking") or ""))
             if block.get("signature"):
@@ -209,8 +245,7 @@ def _messages(value: Any) -> list[dict[str, Any]]:
         elif role == "assistant":
             messages.append(_assistant(message.get("content"), where))
         else:
-            raise _fail(f"{where}.role must be 'user' or 'assistant', not {role!r:.40}",
-                        "messages")
+            raise _fail(f"{where}.role must be 'user' or 'assistant', not {role!r:.40}", "messages")
     return messages
 
 
@@ -341,13 +376,19 @@ class MessagesProtocol:
     ) -> dict[str, Any]:
         content: list[dict[str, Any]] = []
         if response.reasoning or response.reasoning_signature:
-            content.append({"type": "thinking", "thinking": response.reasoning,
-                            "signature": response.reasoning_signature or ""})
+            content.append(
+                {
+                    "type": "thinking",
+                    "thinking": response.reasoning,
+                    "signature": response.reasoning_signature or "",
+                }
+            )
         if response.text or not response.tool_calls:
             content.append({"type": "text", "text": response.text})
         for call in response.tool_calls:
-            content.append({"type": "tool_use", "id": call.id, "name": call.name,
-                            "input": call.arguments})
+            content.append(
+                {"type": "tool_use", "id": call.id, "name": call.name, "input": call.arguments}
+            )
         usage = response.usage
         return {
             "id": response_id,
@@ -357,8 +398,10 @@ class MessagesProtocol:
             "content": content,
             "stop_reason": stop_reason(response),
             "stop_sequence": None,
-            "usage": {"input_tokens": usage.input_tokens or 0,
-                      "output_tokens": usage.output_tokens or 0},
+            "usage": {
+                "input_tokens": usage.input_tokens or 0,
+                "output_tokens": usage.output_tokens or 0,
+            },
         }
 
     def error_body(self, exc: BaseException) -> tuple[int, Any]:
@@ -402,8 +445,18 @@ class MessagesEncoder:
     another, the later ones held back until the open one ends.
     """
 
-    __slots__ = ("_blocks", "_calls", "_kind", "_model", "_open", "_pending", "_request_id",
-                 "_signed", "_started", "_usage")
+    __slots__ = (
+        "_blocks",
+        "_calls",
+        "_kind",
+        "_model",
+        "_open",
+        "_pending",
+        "_request_id",
+        "_signed",
+        "_started",
+        "_usage",
+    )
 
     def __init__(self, request: Request, *, response_id: str, model: str) -> None:
         self._request_id = response_id
@@ -430,18 +483,23 @@ class MessagesEncoder:
             "content": [],
             "stop_reason": None,
             "stop_sequence": None,
-            "usage": {"input_tokens": (usage and usage.input_tokens) or 0,
-                      "output_tokens": (usage and usage.output_tokens) or 0},
+            "usage": {
+                "input_tokens": (usage and usage.input_tokens) or 0,
+                "output_tokens": (usage and usage.output_tokens) or 0,
+            },
         }
-        return [_event("message_start", {"type": "message_start", "message": message}),
-                _event("ping", {"type": "ping"})]
+        return [
+            _event("message_start", {"type": "message_start", "message": message}),
+            _event("ping", {"type": "ping"}),
+        ]
 
     # -- blocks
 
     def _close(self, frames: list[bytes]) -> None:
         if self._open is not None:
-            frames.append(_event("content_block_stop",
-                                 {"type": "content_block_stop", "index": self._open}))
+            frames.append(
+                _event("content_block_stop", {"type": "content_block_stop", "index": self._open})
+            )
             self._open = None
             self._kind = None
 
@@ -451,18 +509,26 @@ class MessagesEncoder:
         self._blocks += 1
         self._open = index
         self._kind = kind
-        frames.append(_event("content_block_start",
-                             {"type": "content_block_start", "index": index,
-                              "content_block": block}))
+        frames.append(
+            _event(
+                "content_block_start",
+                {"type": "content_block_start", "index": index, "content_block": block},
+            )
+        )
         return index
 
     def _delta(self, frames: list[bytes], delta: dict[str, Any]) -> None:
-        frames.append(_event("content_block_delta",
-                             {"type": "content_block_delta", "index": self._open, "delta": delta}))
+        frames.append(
+            _event(
+                "content_block_delta",
+                {"type": "content_block_delta", "index": self._open, "delta": delta},
+            )
+        )
 
     def _begin_call(self, frames: list[bytes], call: _Call) -> None:
-        call.block = self._begin(frames, "tool", {"type": "tool_use", "id": call.id,
-                                                  "name": call.name, "input": {}})
+        call.block = self._begin(
+            frames, "tool", {"type": "tool_use", "id": call.id, "name": call.name, "input": {}}
+        )
         for part in call.arguments:
             self._delta(frames, {"type": "input_json_delta", "partial_json": part})
         call.sent = bool(call.arguments)
@@ -473,8 +539,9 @@ class MessagesEncoder:
     def _end_call(self, frames: list[bytes], call: _Call, tool_call: ToolCall) -> None:
         if not call.sent:
             # A call sent whole (an object, not text): its JSON in one delta.
-            self._delta(frames, {"type": "input_json_delta",
-                                 "partial_json": arguments_text(tool_call)})
+            self._delta(
+                frames, {"type": "input_json_delta", "partial_json": arguments_text(tool_call)}
+            )
             call.sent = True
         self._close(frames)
         while self._pending and self._open is None:
@@ -495,14 +562,16 @@ class MessagesEncoder:
         elif type(event) is ReasoningDelta:
             if event.text:
                 if self._kind != "thinking" or self._signed:
-                    self._begin(frames, "thinking",
-                                {"type": "thinking", "thinking": "", "signature": ""})
+                    self._begin(
+                        frames, "thinking", {"type": "thinking", "thinking": "", "signature": ""}
+                    )
                     self._signed = False
                 self._delta(frames, {"type": "thinking_delta", "thinking": event.text})
             if event.signature:
                 if self._kind != "thinking":
-                    self._begin(frames, "thinking",
-                                {"type": "thinking", "thinking": "", "signature": ""})
+                    self._begin(
+                        frames, "thinking", {"type": "thinking", "thinking": "", "signature": ""}
+                    )
                 self._delta(frames, {"type": "signature_delta", "signature": event.signature})
                 self._signed = True
         elif type(event) is ToolCallStart:
@@ -516,8 +585,9 @@ class MessagesEncoder:
             if streaming is not None and event.arguments:
                 if streaming.block is not None and streaming.block == self._open:
                     streaming.sent = True
-                    self._delta(frames, {"type": "input_json_delta",
-                                         "partial_json": event.arguments})
+                    self._delta(
+                        frames, {"type": "input_json_delta", "partial_json": event.arguments}
+                    )
                 else:
                     streaming.arguments.append(event.arguments)
         elif type(event) is ToolCallEnd:
@@ -549,11 +619,16 @@ class MessagesEncoder:
         delta_usage: dict[str, Any] = {"output_tokens": usage.output_tokens or 0}
         if usage.input_tokens is not None:
             delta_usage = {"input_tokens": usage.input_tokens, **delta_usage}
-        frames.append(_event("message_delta", {
-            "type": "message_delta",
-            "delta": {"stop_reason": stop_reason(response), "stop_sequence": None},
-            "usage": delta_usage,
-        }))
+        frames.append(
+            _event(
+                "message_delta",
+                {
+                    "type": "message_delta",
+                    "delta": {"stop_reason": stop_reason(response), "stop_sequence": None},
+                    "usage": delta_usage,
+                },
+            )
+        )
         frames.append(_event("message_stop", {"type": "message_stop"}))
         return frames
 

@@ -565,8 +565,12 @@ class ChatCompletionsEncoder:
 
     def __init__(self, request: Request, *, response_id: str, model: str) -> None:
         head = orjson.dumps(
-            {"id": response_id, "object": "chat.completion.chunk", "created": int(time.time()),
-             "model": model}
+            {
+                "id": response_id,
+                "object": "chat.completion.chunk",
+                "created": int(time.time()),
+                "model": model,
+            }
         )
         # Every chunk is this head, its choices, and this tail: built once, not per delta.
         self._head = head[:-1] + b',"choices":[{"index":0,"delta":'
@@ -621,8 +625,12 @@ class ChatCompletionsEncoder:
     def _start_call(self, upstream: int, call_id: str, name: str) -> bytes:
         index = len(self._calls)
         self._calls[upstream] = [index, False]
-        call = {"index": index, "id": call_id, "type": "function",
-                "function": {"name": name, "arguments": ""}}
+        call = {
+            "index": index,
+            "id": call_id,
+            "type": "function",
+            "function": {"name": name, "arguments": ""},
+        }
         return self._chunk({"tool_calls": [call]})
 
     def _arguments(self, index: int, text: str) -> bytes:
@@ -636,10 +644,7 @@ class ChatCompletionsEncoder:
             reason = "tool_calls"
         frames.append(
             sse_frame(
-                self._head
-                + b'{},"logprobs":null,"finish_reason":'
-                + orjson.dumps(reason)
-                + b"}]}"
+                self._head + b'{},"logprobs":null,"finish_reason":' + orjson.dumps(reason) + b"}]}"
             )
         )
         if self._include_usage:

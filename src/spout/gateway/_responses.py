@@ -34,14 +34,38 @@ from ._wire import Request, RequestError, sse_frame
 __all__ = ["PROTOCOL", "ResponsesEncoder", "ResponsesProtocol"]
 
 _IGNORED = frozenset(
-    ("store", "metadata", "user", "parallel_tool_calls", "service_tier", "safety_identifier",
-     "prompt_cache_key", "prompt_cache_retention", "truncation", "include", "stream_options")
+    (
+        "store",
+        "metadata",
+        "user",
+        "parallel_tool_calls",
+        "service_tier",
+        "safety_identifier",
+        "prompt_cache_key",
+        "prompt_cache_retention",
+        "truncation",
+        "include",
+        "stream_options",
+    )
 )
 _REFUSED = ("previous_response_id", "conversation", "prompt", "max_tool_calls")
 _KNOWN = _IGNORED | frozenset(
-    ("model", "input", "instructions", "tools", "tool_choice", "max_output_tokens",
-     "temperature", "top_p", "stream", "text", "reasoning", "background", "top_logprobs",
-     *_REFUSED)
+    (
+        "model",
+        "input",
+        "instructions",
+        "tools",
+        "tool_choice",
+        "max_output_tokens",
+        "temperature",
+        "top_p",
+        "stream",
+        "text",
+        "reasoning",
+        "background",
+        "top_logprobs",
+        *_REFUSED,
+    )
 )
 
 # ResponseError.code for each kind (openai-python types/responses/response_error.py).
@@ -97,15 +121,16 @@ def _input(value: Any) -> list[dict[str, Any]]:
         if kind == "message":
             role = item.get("role")
             if role not in ("user", "assistant", "system", "developer"):
-                raise _fail(f"{where}.role must be user, assistant, system or developer, "
-                            f"not {role!r:.40}", "input")
+                raise _fail(
+                    f"{where}.role must be user, assistant, system or developer, not {role!r:.40}",
+                    "input",
+                )
             content = item.get("content")
             if isinstance(content, list):
                 content = _text(content, where, "" if role == "assistant" else "\n\n")
             elif not isinstance(content, str):
                 raise _fail(f"{where}.content must be a string or a list of parts", "input")
-            messages.append({"role": "system" if role == "developer" else role,
-                             "content": content})
+            messages.append({"role": "system" if role == "developer" else role, "content": content})
         elif kind == "function_call":
             call_id, name = item.get("call_id"), item.get("name")
             arguments = item.get("arguments", "")
@@ -113,8 +138,11 @@ def _input(value: Any) -> list[dict[str, Any]]:
                 raise _fail(f"{where} (function_call) needs a call_id and a name", "input")
             if not isinstance(arguments, str):
                 raise _fail(f"{where}.arguments must be a JSON string", "input")
-            call = {"id": call_id, "type": "function",
-                    "function": {"name": name, "arguments": arguments or "{}"}}
+            call = {
+                "id": call_id,
+                "type": "function",
+                "function": {"name": name, "arguments": arguments or "{}"},
+            }
             last = messages[-1] if messages else None
             if last is not None and last["role"] == "assistant":
                 last.setdefault("tool_calls", []).append(call)
@@ -150,20 +178,25 @@ def _tools(value: Any) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     for i, tool in enumerate(value):
         if not isinstance(tool, dict) or tool.get("type") != "function":
             kind = tool.get("type") if isinstance(tool, dict) else None
-            raise _fail(f"tools[{i}]: only function tools are supported, not {kind!r:.40}",
-                        "tools")
+            raise _fail(f"tools[{i}]: only function tools are supported, not {kind!r:.40}", "tools")
         name, parameters = tool.get("name"), tool.get("parameters")
         if not isinstance(name, str):
             raise _fail(f"tools[{i}] must have a name", "tools")
         if parameters is not None and not isinstance(parameters, dict):
             raise _fail(f"tools[{i}].parameters must be a JSON Schema object", "tools")
-        function: dict[str, Any] = {"name": name,
-                                    "parameters": parameters or {"type": "object"}}
+        function: dict[str, Any] = {"name": name, "parameters": parameters or {"type": "object"}}
         if tool.get("description"):
             function["description"] = tool["description"]
         tools.append({"type": "function", "function": function})
-        echoed.append({"type": "function", "name": name, "description": tool.get("description"),
-                       "parameters": parameters, "strict": tool.get("strict")})
+        echoed.append(
+            {
+                "type": "function",
+                "name": name,
+                "description": tool.get("description"),
+                "parameters": parameters,
+                "strict": tool.get("strict"),
+            }
+        )
     return tools, echoed
 
 
@@ -201,8 +234,11 @@ def _format(text: Any) -> Any:
         assert isinstance(fmt, dict)
         if not isinstance(fmt.get("schema"), dict):
             raise _fail("text.format.schema must be a JSON Schema object", "text")
-        spec = {key: fmt[key] for key in ("name", "schema", "strict", "description")
-                if fmt.get(key) is not None}
+        spec = {
+            key: fmt[key]
+            for key in ("name", "schema", "strict", "description")
+            if fmt.get(key) is not None
+        }
         spec.setdefault("name", "output")
         return {"type": "json_schema", "json_schema": spec}
     raise _fail("text.format.type must be 'text', 'json_object' or 'json_schema'", "text")
@@ -225,8 +261,11 @@ class ResponsesProtocol:
         refuse_unknown(body, _KNOWN)
         for key in _REFUSED:
             if body.get(key) is not None:
-                raise _fail(f"{key} is not supported by the gateway, which keeps no "
-                            "responses: send the whole conversation as input", key)
+                raise _fail(
+                    f"{key} is not supported by the gateway, which keeps no "
+                    "responses: send the whole conversation as input",
+                    key,
+                )
         if body.get("background"):
             raise _fail("background responses are not supported by the gateway", "background")
         if body.get("top_logprobs"):
@@ -328,8 +367,18 @@ class ResponsesEncoder:
     them apart. ``final`` is the response object once :meth:`end` or :meth:`error` ran.
     """
 
-    __slots__ = ("_calls", "_created", "_echo", "_id", "_model", "_open", "_output", "_seq",
-                 "_started", "final")
+    __slots__ = (
+        "_calls",
+        "_created",
+        "_echo",
+        "_id",
+        "_model",
+        "_open",
+        "_output",
+        "_seq",
+        "_started",
+        "final",
+    )
 
     def __init__(self, request: Request, *, response_id: str, model: str) -> None:
         self._id = response_id
@@ -386,8 +435,10 @@ class ResponsesEncoder:
             return []
         self._started = True
         response = self._response("in_progress")
-        return [self._frame("response.created", {"response": response}),
-                self._frame("response.in_progress", {"response": response})]
+        return [
+            self._frame("response.created", {"response": response}),
+            self._frame("response.in_progress", {"response": response}),
+        ]
 
     def _item_id(self, prefix: str, index: int) -> str:
         return f"{prefix}_{self._id}_{index}"
@@ -395,8 +446,9 @@ class ResponsesEncoder:
     def _add(self, frames: list[bytes], item: dict[str, Any]) -> int:
         index = len(self._output)
         self._output.append(None)
-        frames.append(self._frame("response.output_item.added",
-                                  {"output_index": index, "item": item}))
+        frames.append(
+            self._frame("response.output_item.added", {"output_index": index, "item": item})
+        )
         return index
 
     def _begin(self, frames: list[bytes], kind: str) -> list[Any]:
@@ -404,19 +456,46 @@ class ResponsesEncoder:
         index = len(self._output)
         if kind == "message":
             item_id = self._item_id("msg", index)
-            self._add(frames, {"id": item_id, "type": "message", "status": "in_progress",
-                               "content": [], "role": "assistant"})
-            frames.append(self._frame("response.content_part.added", {
-                "item_id": item_id, "output_index": index, "content_index": 0,
-                "part": {"type": "output_text", "annotations": [], "logprobs": [], "text": ""},
-            }))
+            self._add(
+                frames,
+                {
+                    "id": item_id,
+                    "type": "message",
+                    "status": "in_progress",
+                    "content": [],
+                    "role": "assistant",
+                },
+            )
+            frames.append(
+                self._frame(
+                    "response.content_part.added",
+                    {
+                        "item_id": item_id,
+                        "output_index": index,
+                        "content_index": 0,
+                        "part": {
+                            "type": "output_text",
+                            "annotations": [],
+                            "logprobs": [],
+                            "text": "",
+                        },
+                    },
+                )
+            )
         else:
             item_id = self._item_id("rs", index)
             self._add(frames, {"id": item_id, "type": "reasoning", "summary": []})
-            frames.append(self._frame("response.reasoning_summary_part.added", {
-                "item_id": item_id, "output_index": index, "summary_index": 0,
-                "part": {"type": "summary_text", "text": ""},
-            }))
+            frames.append(
+                self._frame(
+                    "response.reasoning_summary_part.added",
+                    {
+                        "item_id": item_id,
+                        "output_index": index,
+                        "summary_index": 0,
+                        "part": {"type": "summary_text", "text": ""},
+                    },
+                )
+            )
         self._open = [kind, index, item_id, []]
         return self._open
 
@@ -428,34 +507,81 @@ class ResponsesEncoder:
         text = "".join(parts)
         if kind == "message":
             part = {"type": "output_text", "annotations": [], "logprobs": [], "text": text}
-            frames.append(self._frame("response.output_text.done", {
-                "item_id": item_id, "output_index": index, "content_index": 0, "text": text,
-                "logprobs": [],
-            }))
-            frames.append(self._frame("response.content_part.done", {
-                "item_id": item_id, "output_index": index, "content_index": 0, "part": part,
-            }))
-            item = {"id": item_id, "type": "message", "status": "completed", "content": [part],
-                    "role": "assistant"}
+            frames.append(
+                self._frame(
+                    "response.output_text.done",
+                    {
+                        "item_id": item_id,
+                        "output_index": index,
+                        "content_index": 0,
+                        "text": text,
+                        "logprobs": [],
+                    },
+                )
+            )
+            frames.append(
+                self._frame(
+                    "response.content_part.done",
+                    {
+                        "item_id": item_id,
+                        "output_index": index,
+                        "content_index": 0,
+                        "part": part,
+                    },
+                )
+            )
+            item = {
+                "id": item_id,
+                "type": "message",
+                "status": "completed",
+                "content": [part],
+                "role": "assistant",
+            }
         else:
             part = {"type": "summary_text", "text": text}
-            frames.append(self._frame("response.reasoning_summary_text.done", {
-                "item_id": item_id, "output_index": index, "summary_index": 0, "text": text,
-            }))
-            frames.append(self._frame("response.reasoning_summary_part.done", {
-                "item_id": item_id, "output_index": index, "summary_index": 0, "part": part,
-            }))
+            frames.append(
+                self._frame(
+                    "response.reasoning_summary_text.done",
+                    {
+                        "item_id": item_id,
+                        "output_index": index,
+                        "summary_index": 0,
+                        "text": text,
+                    },
+                )
+            )
+            frames.append(
+                self._frame(
+                    "response.reasoning_summary_part.done",
+                    {
+                        "item_id": item_id,
+                        "output_index": index,
+                        "summary_index": 0,
+                        "part": part,
+                    },
+                )
+            )
             item = {"id": item_id, "type": "reasoning", "summary": [part]}
         self._output[index] = item
-        frames.append(self._frame("response.output_item.done",
-                                  {"output_index": index, "item": item}))
+        frames.append(
+            self._frame("response.output_item.done", {"output_index": index, "item": item})
+        )
 
     def _start_call(self, frames: list[bytes], upstream: int, call_id: str, name: str) -> None:
         self._close(frames)
         index = len(self._output)
         item_id = self._item_id("fc", index)
-        self._add(frames, {"id": item_id, "type": "function_call", "status": "in_progress",
-                           "arguments": "", "call_id": call_id, "name": name})
+        self._add(
+            frames,
+            {
+                "id": item_id,
+                "type": "function_call",
+                "status": "in_progress",
+                "arguments": "",
+                "call_id": call_id,
+                "name": name,
+            },
+        )
         self._calls[upstream] = [index, item_id, call_id, name, []]
 
     def _end_call(self, frames: list[bytes], upstream: int, tool_call: ToolCall | None) -> None:
@@ -465,19 +591,41 @@ class ResponsesEncoder:
         elif tool_call is not None:
             # A call sent whole: its arguments in one delta, as the API would stream them.
             arguments = arguments_text(tool_call)
-            frames.append(self._frame("response.function_call_arguments.delta", {
-                "item_id": item_id, "output_index": index, "delta": arguments,
-            }))
+            frames.append(
+                self._frame(
+                    "response.function_call_arguments.delta",
+                    {
+                        "item_id": item_id,
+                        "output_index": index,
+                        "delta": arguments,
+                    },
+                )
+            )
         else:
             arguments = "{}"
-        frames.append(self._frame("response.function_call_arguments.done", {
-            "item_id": item_id, "output_index": index, "name": name, "arguments": arguments,
-        }))
-        item = {"id": item_id, "type": "function_call", "status": "completed",
-                "arguments": arguments, "call_id": call_id, "name": name}
+        frames.append(
+            self._frame(
+                "response.function_call_arguments.done",
+                {
+                    "item_id": item_id,
+                    "output_index": index,
+                    "name": name,
+                    "arguments": arguments,
+                },
+            )
+        )
+        item = {
+            "id": item_id,
+            "type": "function_call",
+            "status": "completed",
+            "arguments": arguments,
+            "call_id": call_id,
+            "name": name,
+        }
         self._output[index] = item
-        frames.append(self._frame("response.output_item.done",
-                                  {"output_index": index, "item": item}))
+        frames.append(
+            self._frame("response.output_item.done", {"output_index": index, "item": item})
+        )
 
     def feed(self, event: Event) -> list[bytes]:
         frames = [] if self._started else self.start()
@@ -487,29 +635,51 @@ class ResponsesEncoder:
                 if item is None:
                     item = self._begin(frames, "message")
                 item[3].append(event.text)
-                frames.append(self._frame("response.output_text.delta", {
-                    "item_id": item[2], "output_index": item[1], "content_index": 0,
-                    "delta": event.text, "logprobs": [],
-                }))
+                frames.append(
+                    self._frame(
+                        "response.output_text.delta",
+                        {
+                            "item_id": item[2],
+                            "output_index": item[1],
+                            "content_index": 0,
+                            "delta": event.text,
+                            "logprobs": [],
+                        },
+                    )
+                )
         elif type(event) is ReasoningDelta:
             if event.text:
                 item = self._open if self._open and self._open[0] == "reasoning" else None
                 if item is None:
                     item = self._begin(frames, "reasoning")
                 item[3].append(event.text)
-                frames.append(self._frame("response.reasoning_summary_text.delta", {
-                    "item_id": item[2], "output_index": item[1], "summary_index": 0,
-                    "delta": event.text,
-                }))
+                frames.append(
+                    self._frame(
+                        "response.reasoning_summary_text.delta",
+                        {
+                            "item_id": item[2],
+                            "output_index": item[1],
+                            "summary_index": 0,
+                            "delta": event.text,
+                        },
+                    )
+                )
         elif type(event) is ToolCallStart:
             self._start_call(frames, event.index, event.id, event.name)
         elif type(event) is ToolCallDelta:
             call = self._calls.get(event.index)
             if call is not None and event.arguments:
                 call[4].append(event.arguments)
-                frames.append(self._frame("response.function_call_arguments.delta", {
-                    "item_id": call[1], "output_index": call[0], "delta": event.arguments,
-                }))
+                frames.append(
+                    self._frame(
+                        "response.function_call_arguments.delta",
+                        {
+                            "item_id": call[1],
+                            "output_index": call[0],
+                            "delta": event.arguments,
+                        },
+                    )
+                )
         elif type(event) is ToolCallEnd:
             if event.index not in self._calls:
                 self._start_call(frames, event.index, event.tool_call.id, event.tool_call.name)
@@ -530,8 +700,9 @@ class ResponsesEncoder:
             self.final = self._response("completed", usage=_usage(response))
             frames.append(self._frame("response.completed", {"response": self.final}))
         else:
-            self.final = self._response("incomplete", usage=_usage(response),
-                                        incomplete_details={"reason": reason})
+            self.final = self._response(
+                "incomplete", usage=_usage(response), incomplete_details={"reason": reason}
+            )
             frames.append(self._frame("response.incomplete", {"response": self.final}))
         return frames
 
