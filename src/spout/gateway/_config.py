@@ -111,6 +111,8 @@ class GatewayConfig:
     cors_origins: tuple[str, ...] = ()
     redis_url: str | None = None
     log_prompts: bool = False
+    #: The SQLite file the chat page's conversations are kept in (None: spout's default store).
+    conversation_store: Path | None = None
 
     def route(self, name: str | None) -> Route | None:
         """The route for a requested model name; the default one for None or ``""``."""
@@ -128,6 +130,11 @@ class GatewayConfig:
                 + ", ".join(sorted(self.routes))
             )
         for route in self.routes.values():
+            if route.api_key_env and not os.environ.get(route.api_key_env):
+                raise ConfigurationError(
+                    f"model {route.name!r}: the environment variable {route.api_key_env} "
+                    "(api_key_env) is not set"
+                )
             for name in route.fallbacks:
                 if name not in self.routes:
                     raise ConfigurationError(
@@ -162,6 +169,7 @@ _TOP_FIELDS = {
     "redis_url",
     "log_prompts",
     "keys_file",
+    "conversation_store",
 }
 
 
@@ -191,7 +199,7 @@ def load_config(path: str | Path) -> GatewayConfig:
         elif key in _TOP_FIELDS:
             if key == "cors_origins":
                 value = tuple(value)
-            elif key == "keys_file":
+            elif key in ("keys_file", "conversation_store"):
                 value = (path.parent / value).resolve()
             setattr(config, key, value)
         else:
