@@ -16,6 +16,7 @@ from pathlib import Path
 import httpx
 import openai
 import pytest
+
 from fault_server import FaultServer, openai_chat_stream
 
 PIECES = [f"p{i} " for i in range(20)]
