@@ -25,6 +25,8 @@ examples:
   spout serve -m anthropic:claude-sonnet-4-5 --port 9000
   spout serve -m openai:gpt-4o-mini --base-url http://127.0.0.1:8080/v1 --api-key-env UPSTREAM_KEY
   spout serve --config gateway.toml --redis redis://127.0.0.1:6379/0 --port 8001
+  spout serve keys add alice --keys keys.txt    make a key (printed once; only its hash is kept)
+  spout serve --host 0.0.0.0 --keys keys.txt --cors-origin https://app.example.com
 """
 
 
@@ -110,6 +112,8 @@ def build_config(args: argparse.Namespace):  # type: ignore[no-untyped-def]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    if argv is not None and list(argv[:1]) == ["keys"]:
+        return keys_main(argv[1:])
     args = _parser().parse_args(argv)
     try:
         import uvicorn
@@ -135,7 +139,76 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     )
     _announce(server, config)
+    _access_log()
     server.run()
+    return 0
+
+
+def _access_log() -> None:
+    """Show the gateway's access log (one line per request) on stderr, as uvicorn's lines."""
+    import logging
+
+    logger = logging.getLogger("spout.gateway")
+    if not logger.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(levelname)s:     %(message)s"))
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+        logger.propagate = False
+
+
+def _keys_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="spout serve keys",
+        description="Manage the gateway's API keys. The keys file holds a name and the "
+        "SHA-256 of each key, never a key: a new key is printed once, on stdout.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    add = commands.add_parser("add", help="make a key, print it once, store its hash")
+    add.add_argument("name", help="who the key is for (shown in logs and limits)")
+    add.add_argument("--requests-per-minute", type=int, metavar="N", help="this key's own limit")
+    add.add_argument("--tokens-per-minute", type=int, metavar="N", help="this key's own limit")
+    remove = commands.add_parser("remove", help="remove a key by name")
+    remove.add_argument("name")
+    commands.add_parser("list", help="the keys' names and limits")
+    for sub in commands.choices.values():
+        sub.add_argument("--keys", type=Path, required=True, metavar="FILE", help="the keys file")
+    return parser
+
+
+def keys_main(argv: Sequence[str]) -> int:
+    """``spout serve keys add|remove|list``."""
+    from .._errors import ConfigurationError
+    from ..gateway._keys import LIMIT_NAMES, add_key, read_keys, remove_key
+
+    args = _keys_parser().parse_args(argv)
+    try:
+        if args.command == "add":
+            key = add_key(
+                args.keys,
+                args.name,
+                requests_per_minute=args.requests_per_minute,
+                tokens_per_minute=args.tokens_per_minute,
+            )
+            print(key)
+            print(
+                f"spout serve: added the key {args.name!r} to {args.keys}; it is shown only "
+                "this once (the file keeps its hash)",
+                file=sys.stderr,
+            )
+        elif args.command == "remove":
+            if not remove_key(args.keys, args.name):
+                return fail(f"{args.keys} has no key named {args.name!r}")
+        else:
+            for entry in read_keys(args.keys):
+                limits = " ".join(
+                    f"{name}={getattr(entry, name)}"
+                    for name in LIMIT_NAMES
+                    if getattr(entry, name) is not None
+                )
+                print(f"{entry.name}  {limits}".rstrip())
+    except ConfigurationError as exc:
+        return fail(str(exc), 2)
     return 0
 
 

@@ -30,7 +30,7 @@ from .. import _errors
 from .._llm import LLM, create_llm
 from . import _openai
 from ._config import GatewayConfig, Route
-from ._guard import Denied, Guard, Identity
+from ._guard import Denied, Guard, Identity, middleware
 from ._hub import EventsExpired, Hub, MemoryHub, StreamNotFound
 from ._metrics import Metrics
 from ._wire import Request, RequestError, StreamCancelled, WireProtocol
@@ -100,6 +100,7 @@ class Gateway:
             identity = await self.guard.admit(http)
             body = await _json_body(http, self.config.limits.max_body_bytes)
             request = protocol.parse(body)
+            self.guard.note_prompt(http, request)
             route = self.resolve(request)
             llm = self.llm(route)
             if request.stream:
@@ -468,6 +469,20 @@ def create_app(config: GatewayConfig, *, hub: Hub | None = None) -> Starlette:
 
         return endpoint
 
+    def keyed(
+        endpoint: Callable[[HTTPRequest], Awaitable[Response]],
+    ) -> Callable[[HTTPRequest], Awaitable[Response]]:
+        """``endpoint`` for callers with a valid key (when there are keys); counts nothing."""
+
+        async def checked(http: HTTPRequest) -> Response:
+            try:
+                await gateway.guard.identify(http)
+            except Denied as exc:
+                return _denied(_openai.PROTOCOL, exc)
+            return await endpoint(http)
+
+        return checked
+
     async def healthz(http: HTTPRequest) -> Response:
         return JSONResponse({"status": "ok", "active_streams": await gateway.hub.active()})
 
@@ -485,13 +500,13 @@ def create_app(config: GatewayConfig, *, hub: Hub | None = None) -> Starlette:
     routes = [
         HTTPRoute("/healthz", healthz, methods=["GET"]),
         HTTPRoute("/metrics", metrics, methods=["GET"]),
-        HTTPRoute("/v1/models", gateway.models, methods=["GET"]),
+        HTTPRoute("/v1/models", keyed(gateway.models), methods=["GET"]),
         HTTPRoute("/v1/chat/completions", protocol_endpoint("openai"), methods=["POST"]),
         HTTPRoute("/v1/messages", protocol_endpoint("anthropic"), methods=["POST"]),
         HTTPRoute("/v1/responses", protocol_endpoint("responses"), methods=["POST"]),
-        HTTPRoute("/v1/streams/{stream_id}", gateway.resume, methods=["GET"]),
-        HTTPRoute("/v1/streams/{stream_id}", gateway.cancel, methods=["DELETE"]),
+        HTTPRoute("/v1/streams/{stream_id}", keyed(gateway.resume), methods=["GET"]),
+        HTTPRoute("/v1/streams/{stream_id}", keyed(gateway.cancel), methods=["DELETE"]),
     ]
-    app = Starlette(routes=routes, lifespan=lifespan)
+    app = Starlette(routes=routes, lifespan=lifespan, middleware=middleware(config))
     app.state.gateway = gateway
     return app
