@@ -123,6 +123,13 @@ CHECKS: dict[str, list[str]] = {
         r"^rounds: [23], tool calls run: [12]$",
         r"^conversation: user -> assistant -> tool -> assistant",
     ],
+    "gateway_chat_page": [
+        r"^chat page: http://127\.0\.0\.1:\d+/ \(200, text/html; charset=utf-8\)$",
+        r"^stream st_[0-9a-f]+:\n\s*\S",  # the reply streams
+        r"^stored: \w{26}  'Name three rivers, briefly\.'  model smol  1 turn\(s\)$",
+        r"^  user: 'Name three rivers, briefly\.'$",
+        r"^  assistant: (['\"]).+\1$",
+    ],
     "transformers_local": [
         r"\A1\. 1$",  # the greedy answer streams first
         r"^model: SmolLM2-135M-Instruct\.Q4_1, finish reason: (stop|length)$",

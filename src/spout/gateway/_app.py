@@ -30,9 +30,12 @@ from .. import _errors
 from .._llm import LLM, create_llm
 from . import _openai
 from ._config import GatewayConfig, Route
+from ._conversations import HEADER as CONVERSATION_HEADER
+from ._conversations import Conversations, Recording, conversation_routes
 from ._guard import Denied, Guard, Identity, middleware
 from ._hub import EventsExpired, Hub, MemoryHub, StreamNotFound
 from ._metrics import Metrics
+from ._page import page_routes
 from ._wire import Request, RequestError, StreamCancelled, WireProtocol
 
 if TYPE_CHECKING:
@@ -65,6 +68,7 @@ class Gateway:
         self.hub: Hub = hub if hub is not None else _default_hub(config)
         self.guard = Guard(config)
         self.metrics = Metrics()
+        self.conversations = Conversations(config)
         self._llms: dict[str, LLM] = {}
         self._producers: set[asyncio.Task[None]] = set()
 
@@ -96,6 +100,7 @@ class Gateway:
 
     async def handle(self, protocol: WireProtocol, http: HTTPRequest) -> Response:
         path = http.url.path
+        recording: Recording | None = None
         try:
             identity = await self.guard.admit(http)
             body = await _json_body(http, self.config.limits.max_body_bytes)
@@ -103,14 +108,21 @@ class Gateway:
             self.guard.note_prompt(http, request)
             route = self.resolve(request)
             llm = self.llm(route)
+            recording = await self.conversations.recording(http, request, route, llm)
             if request.stream:
-                response = await self._start_stream(protocol, request, route, llm, identity)
+                response = await self._start_stream(
+                    protocol, request, route, llm, identity, recording=recording
+                )
             else:
-                response = await self._answer(protocol, request, route, llm, identity)
+                response = await self._answer(
+                    protocol, request, route, llm, identity, recording=recording
+                )
         except Denied as exc:
             response = _denied(protocol, exc)
         except Exception as exc:
             response = self._error(protocol, exc)
+        if recording is not None:
+            response.headers[CONVERSATION_HEADER] = recording.conversation_id
         self.metrics.request(path, response.status_code)
         return response
 
@@ -133,8 +145,17 @@ class Gateway:
         route: Route,
         llm: LLM,
         identity: Identity,
+        *,
+        recording: Recording | None = None,
     ) -> Response:
-        response = await llm.generate_async(**_call_args(request))
+        try:
+            response = await llm.generate_async(**_call_args(request))
+        except BaseException as exc:
+            if recording is not None:
+                await recording.keep(getattr(exc, "partial", None), exc)
+            raise
+        if recording is not None:
+            await recording.keep(response, None)
         if response.usage.output_tokens:
             await self.guard.charge(identity, response.usage.output_tokens)
         response_id = new_stream_id()
@@ -148,13 +169,15 @@ class Gateway:
         route: Route,
         llm: LLM,
         identity: Identity,
+        *,
+        recording: Recording | None = None,
     ) -> Response:
         stream_id = new_stream_id()
         encoder = protocol.encoder(request, response_id=stream_id, model=route.name)
         await self.hub.create(stream_id, {"protocol": protocol.name, "model": route.name})
         started: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         producer = asyncio.create_task(
-            self._produce(stream_id, llm, request, encoder, started, identity)
+            self._produce(stream_id, llm, request, encoder, started, identity, recording)
         )
         self._producers.add(producer)
         producer.add_done_callback(self._producers.discard)
@@ -180,11 +203,13 @@ class Gateway:
         encoder: Any,
         started: asyncio.Future[None],
         identity: Identity,
+        recording: Recording | None = None,
     ) -> None:
         """Read the upstream into the hub until it ends, fails, or is stopped."""
         hub = self.hub
         status = "failed"
         stream = None
+        failure: BaseException | None = None
         sent = time.monotonic()
         try:
             stream = await llm.generate_async(stream=True, **_call_args(request))
@@ -214,12 +239,14 @@ class Gateway:
                 await self.guard.charge(identity, response.usage.output_tokens)
         except asyncio.CancelledError as exc:
             status = "cancelled"
+            failure = exc
             why = StreamCancelled(_stop_message(exc.args[0] if exc.args else None))
             if not started.done():
                 started.set_exception(why)
             else:
                 await hub.append(stream_id, encoder.error(why))
         except Exception as exc:
+            failure = exc
             if isinstance(exc, _errors.SpoutError):
                 self.metrics.upstream_error(type(exc).__name__)
             else:
@@ -231,6 +258,8 @@ class Gateway:
         finally:
             if stream is not None:
                 await stream.aclose()
+            if recording is not None:  # kept before the end, so a reader that sees it finds it
+                await recording.keep(stream.snapshot if stream is not None else None, failure)
             await hub.finish(stream_id, status)
 
     async def follow(
@@ -307,6 +336,7 @@ class Gateway:
             await llm.aclose()
         await self.guard.aclose()
         await self.hub.aclose()
+        await self.conversations.aclose()
 
 
 def _default_hub(config: GatewayConfig) -> Hub:
@@ -507,6 +537,7 @@ def create_app(config: GatewayConfig, *, hub: Hub | None = None) -> Starlette:
         HTTPRoute("/v1/streams/{stream_id}", keyed(gateway.resume), methods=["GET"]),
         HTTPRoute("/v1/streams/{stream_id}", keyed(gateway.cancel), methods=["DELETE"]),
     ]
+    routes += conversation_routes(gateway) + page_routes()
     app = Starlette(routes=routes, lifespan=lifespan, middleware=middleware(config))
     app.state.gateway = gateway
     return app

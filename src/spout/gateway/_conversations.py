@@ -1,0 +1,275 @@
+"""The gateway's conversations: chats made through it kept in spout's store, and read back.
+
+A client that sends ``x-spout-conversation: new`` (or a stored conversation's id) with a chat
+request has the turn kept: the messages it adds (the user's, after the last assistant
+message) and the reply, marked incomplete as :class:`spout.Session` marks them when it was
+cut (``cancelled`` by a stop, ``error`` with the message). The response carries the
+conversation's id in the same header, to send with the next turn. The chat page works so.
+
+``GET /v1/conversations`` lists them, most recent first; ``GET /v1/conversations/{id}`` gives
+one's messages. The store is spout's SQLite store (:mod:`spout.conversations`) at
+``GatewayConfig.conversation_store``, else spout's default path (``$SPOUT_HOME``...). SQLite
+blocks, so every read and write runs in a worker thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import threading
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from starlette.requests import Request as HTTPRequest
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route as HTTPRoute
+
+from .._errors import ConversationNotFoundError, StoreError
+from .._events import Usage
+from .._store import KEEP, Store, new_id
+from .._turn import Turn
+from ._guard import Denied
+from ._wire import RequestError
+
+if TYPE_CHECKING:
+    from .._llm import LLM
+    from .._response import Response as LLMResponse
+    from ._app import Gateway
+    from ._config import GatewayConfig, Route
+    from ._wire import Request
+
+__all__ = ["HEADER", "Conversations", "Recording", "conversation_routes"]
+
+log = logging.getLogger("spout.gateway")
+
+#: The request and response header naming the conversation a chat turn belongs to.
+HEADER = "x-spout-conversation"
+
+_ID = re.compile(r"[0-9a-z]{26}")
+_MAX_LIST = 500
+
+
+@dataclass
+class Recording:
+    """One turn to keep: where, what the client added, and which model answers."""
+
+    conversations: Conversations
+    conversation_id: str
+    new: list[dict[str, Any]]
+    model: str | None
+    provider: str
+    system_prompt: Any = field(default=None)
+
+    async def keep(self, response: LLMResponse | None, failure: BaseException | None) -> None:
+        """Store the turn: ``response`` is the reply as it stands, ``failure`` what cut it."""
+        from ..session import _reply_messages, _why
+
+        incomplete, error = _why(failure) if failure is not None else (None, None)
+        if incomplete == "error" and failure is not None:
+            error = str(failure) or error  # the message a client saw, not the class name
+        turn = Turn(
+            messages=tuple(self.new + _reply_messages(response, complete=failure is None)),
+            model=self.model,
+            provider=self.provider,
+            usage=response.usage if response is not None else Usage(),
+            finish_reason=response.finish_reason if response is not None else None,
+            response_id=response.id if response is not None else None,
+            time_to_first_token=response.time_to_first_token if response is not None else None,
+            duration=response.duration if response is not None else None,
+            incomplete=incomplete,
+            error=error,
+        )
+        try:
+            await self.conversations.run(
+                lambda store: store.append_turns(
+                    self.conversation_id, [turn], system_prompt=self.system_prompt
+                )
+            )
+        except StoreError:
+            # The answer reached the client; a full disk must not turn it into an error.
+            log.exception("cannot store a turn of conversation %s", self.conversation_id)
+
+
+class Conversations:
+    """The store the gateway keeps chats in, opened on first use, read and written in threads."""
+
+    def __init__(self, config: GatewayConfig) -> None:
+        self.config = config
+        self._store: Store | None = None
+        self._opening = threading.Lock()
+        #: "provider:model" as stored -> the gateway's model name that answered it.
+        self._names: dict[str, str] = {}
+
+    def _opened(self) -> Store:
+        with self._opening:
+            if self._store is None:
+                self._store = Store(self.config.conversation_store)
+            return self._store
+
+    async def run(self, work: Callable[[Store], Any]) -> Any:
+        """``work(store)`` in a worker thread."""
+        return await asyncio.to_thread(lambda: work(self._opened()))
+
+    async def recording(
+        self, http: HTTPRequest, request: Request, route: Route, llm: LLM
+    ) -> Recording | None:
+        """The turn to keep for a request with the conversation header, else None.
+
+        ``new`` starts a conversation; an id must be a stored conversation's (404 if not).
+        """
+        wanted = http.headers.get(HEADER)
+        if wanted is None:
+            return None
+        wanted = wanted.strip()
+        system: Any = KEEP
+        if wanted == "new":
+            conversation_id = new_id()
+            first = request.messages[0] if request.messages else {}
+            if first.get("role") in ("system", "developer"):
+                system = first.get("content")
+        elif _ID.fullmatch(wanted):
+            conversation_id = wanted
+            try:
+                await self.run(lambda store: store.get(conversation_id))
+            except ConversationNotFoundError:
+                raise RequestError(
+                    f"no stored conversation {wanted!r} ({HEADER}: send 'new' to start one)",
+                    status=404,
+                ) from None
+        else:
+            raise RequestError(
+                f"{HEADER} must be 'new' or a conversation id (26 characters), not {wanted!r}"
+            )
+        self._names[f"{llm.provider_name}:{llm.model}"] = route.name
+        return Recording(
+            self,
+            conversation_id,
+            _added(request.messages),
+            llm.model,
+            llm.provider_name,
+            system,
+        )
+
+    def model_name(self, models: tuple[str, ...]) -> str | None:
+        """The gateway's model name that answered a conversation last, if it still serves it."""
+        for stored in reversed(models):
+            name = self._names.get(stored)
+            if name is None:
+                provider, _, model = stored.partition(":")
+                name = next(
+                    (
+                        r.name
+                        for r in self.config.routes.values()
+                        if r.provider == provider and r.model == model
+                    ),
+                    None,
+                )
+            if name in self.config.routes:
+                return name
+        return None
+
+    async def aclose(self) -> None:
+        store, self._store = self._store, None
+        if store is not None:
+            await asyncio.to_thread(store.close)
+
+
+def _added(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The messages a turn adds: those after the last assistant message, system ones aside."""
+    start = 0
+    for index, message in enumerate(messages):
+        if message.get("role") == "assistant":
+            start = index + 1
+    return [dict(m) for m in messages[start:] if m.get("role") not in ("system", "developer")]
+
+
+# -- the HTTP side ------------------------------------------------------------------------------
+
+
+def _error(status: int, message: str, kind: str) -> JSONResponse:
+    return JSONResponse({"error": {"message": message, "type": kind}}, status_code=status)
+
+
+def conversation_routes(gateway: Gateway) -> list[HTTPRoute]:
+    """``GET /v1/conversations`` and ``GET /v1/conversations/{id}``, behind the gateway's guard."""
+    conversations = gateway.conversations
+
+    def guarded(
+        handler: Callable[[HTTPRequest], Awaitable[Response]],
+    ) -> Callable[[HTTPRequest], Awaitable[Response]]:
+        async def endpoint(http: HTTPRequest) -> Response:
+            try:
+                await gateway.guard.identify(http)
+                response = await handler(http)
+            except Denied as exc:
+                response = _error(exc.status, exc.message, exc.kind)
+            except ConversationNotFoundError as exc:
+                response = _error(404, str(exc), "not_found_error")
+            except StoreError as exc:
+                log.error("conversation store: %s", exc)
+                response = _error(500, str(exc), "store_error")
+            gateway.metrics.request(http.url.path, response.status_code)
+            return response
+
+        return endpoint
+
+    async def listing(http: HTTPRequest) -> Response:
+        text = http.query_params.get("limit", "100")
+        if not text.isdigit() or not 0 < int(text) <= _MAX_LIST:
+            return _error(
+                400, f"limit must be 1 to {_MAX_LIST}, not {text!r}", "invalid_request_error"
+            )
+        limit = int(text)
+        found = await conversations.run(lambda store: store.list(limit))
+        return JSONResponse(
+            {
+                "object": "list",
+                "data": [
+                    {
+                        "id": c.id,
+                        "title": c.title,
+                        "model": conversations.model_name(c.models),
+                        "models": list(c.models),
+                        "created_at": c.created_at,
+                        "updated_at": c.updated_at,
+                        "turn_count": c.turn_count,
+                    }
+                    for c in found
+                ],
+            }
+        )
+
+    async def one(http: HTTPRequest) -> Response:
+        wanted = http.path_params["conversation_id"]
+
+        def read(store: Store) -> tuple[Any, list[Turn]]:
+            conversation = store.get(wanted)
+            return conversation, store.turns(conversation.id)
+
+        conversation, turns = await conversations.run(read)
+        messages = []
+        for turn in turns:
+            for message in turn.messages:
+                shown = dict(message)
+                if turn.incomplete is not None and shown.get("role") == "assistant":
+                    shown["incomplete"] = turn.incomplete
+                messages.append(shown)
+        return JSONResponse(
+            {
+                "id": conversation.id,
+                "title": conversation.title,
+                "model": conversations.model_name(conversation.models),
+                "models": list(conversation.models),
+                "created_at": conversation.created_at,
+                "updated_at": conversation.updated_at,
+                "system_prompt": conversation.system_prompt,
+                "messages": messages,
+            }
+        )
+
+    return [
+        HTTPRoute("/v1/conversations", guarded(listing), methods=["GET"]),
+        HTTPRoute("/v1/conversations/{conversation_id}", guarded(one), methods=["GET"]),
+    ]

@@ -1,0 +1,356 @@
+"""The chat page at ``/``, in headless Chromium: streaming, stop, safe Markdown, the model
+picker, stored conversations, and resuming after a dropped connection.
+
+The browser is Debian's ``/usr/bin/chromium`` driven by Playwright's sync API (no downloaded
+browser). The gateway runs in a thread (gateway_server.run_gateway) in front of the loopback
+FaultServer, paced so the page is read while the upstream is still sending.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from gateway_server import RunningGateway, run_gateway, upstream_config
+from playwright.sync_api import Browser, Page, sync_playwright
+
+from fault_server import FaultServer, openai_chat_stream
+from spout import Turn
+from spout.conversations import Store, new_id
+from spout.gateway import GatewayConfig, Route
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+PIECES = [f"w{i} " for i in range(40)]
+FULL = "".join(PIECES)
+LAST_REPLY = ".message.assistant >> nth=-1"
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    if not CHROMIUM.is_file():
+        pytest.fail(f"{CHROMIUM} is missing: install Debian's chromium (apt-get install chromium)")
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(
+            executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True
+        )
+        yield launched
+        launched.close()
+
+
+@pytest.fixture
+def faults() -> Iterator[FaultServer]:
+    with FaultServer() as server:
+        yield server
+
+
+@pytest.fixture
+def page_errors() -> list[str]:
+    return []
+
+
+def open_page(browser: Browser, gateway: RunningGateway, errors: list[str], **context: Any) -> Page:
+    page = browser.new_context(**context).new_page()
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.goto(gateway.url + "/")
+    page.wait_for_selector("body[data-ready=true]")
+    return page
+
+
+def ask(page: Page, prompt: str) -> None:
+    page.fill("#prompt", prompt)
+    page.click("#send")
+
+
+def reply_text(page: Page) -> str:
+    return page.locator(LAST_REPLY).get_attribute("data-text") or ""
+
+
+def reply_state(page: Page) -> str | None:
+    return page.locator(LAST_REPLY).get_attribute("data-state")
+
+
+def wait_for_reply(page: Page, pattern: str, timeout: float = 10_000) -> None:
+    """Until the last reply's text matches ``pattern`` (a regular expression)."""
+    page.wait_for_function(
+        "pattern => { const all = document.querySelectorAll('.message.assistant');"
+        " const last = all[all.length - 1];"
+        " return !!last && new RegExp(pattern).test(last.dataset.text || ''); }",
+        arg=pattern,
+        timeout=timeout,
+    )
+
+
+def wait_for_state(page: Page, state: str, timeout: float = 10_000) -> None:
+    page.wait_for_selector(f".message.assistant[data-state={state}]", timeout=timeout)
+
+
+def drop_connections(gateway: RunningGateway) -> int:
+    """Abort every TCP connection the gateway holds open, as a network failure would."""
+
+    async def drop() -> int:
+        connections = list(gateway.server.server_state.connections)
+        for connection in connections:
+            connection.transport.abort()  # type: ignore[attr-defined]
+        return len(connections)
+
+    return int(gateway.call(drop()))
+
+
+def test_tokens_show_as_they_arrive_and_the_chat_is_kept(
+    browser: Browser, faults: FaultServer, page_errors: list[str]
+) -> None:
+    faults.script(openai_chat_stream(PIECES).reply(delay=0.05))
+    with run_gateway(upstream_config(faults.url + "/v1")) as gateway:
+        page = open_page(browser, gateway, page_errors)
+        ask(page, "Count to forty.")
+        wait_for_reply(page, r"w3 ")
+        # Read while the upstream is still sending: part of the text is on the page already.
+        partial = reply_text(page)
+        assert reply_state(page) == "streaming"
+        assert FULL.startswith(partial) and partial != FULL
+        assert "w3" in page.locator(LAST_REPLY).inner_text()
+        assert not faults.disconnects
+
+        wait_for_state(page, "done")
+        assert reply_text(page) == FULL
+        assert page.locator(".message.user").inner_text().endswith("Count to forty.")
+        # The chat is stored and listed, under its first prompt.
+        page.wait_for_selector("#conversations button:has-text('Count to forty.')")
+        assert page.locator("#conversations button.current").count() == 1
+        (request,) = faults.requests
+        assert request.json()["stream"] is True
+    assert not page_errors
+
+
+def test_stop_cancels_the_upstream_and_keeps_the_partial_text(
+    browser: Browser, faults: FaultServer, page_errors: list[str]
+) -> None:
+    stream = openai_chat_stream(PIECES)
+    faults.script(stream.reply(delay=0.05))
+    # A long resume window: only the explicit cancel can stop the upstream this fast.
+    config = upstream_config(faults.url + "/v1", resume_window=30)
+    with run_gateway(config) as gateway:
+        page = open_page(browser, gateway, page_errors)
+        deletes: list[str] = []
+        page.on("request", lambda r: deletes.append(r.url) if r.method == "DELETE" else None)
+        ask(page, "Count slowly.")
+        wait_for_reply(page, r"w2 ")
+        page.click("#stop")
+
+        disconnect = faults.wait_for_disconnect(timeout=2)
+        assert disconnect is not None, "the upstream kept sending after stop"
+        assert disconnect.events_sent < len(stream.complete())
+        wait_for_state(page, "stopped")
+        shown = reply_text(page)
+        assert shown and FULL.startswith(shown) and shown != FULL
+        assert page.locator(LAST_REPLY).locator(".note").inner_text() == "stopped"
+        stream_id = page.locator("#messages").get_attribute("data-stream-id")
+        assert deletes == [f"{gateway.url}/v1/streams/{stream_id}"]
+        assert page.locator("#send").is_enabled()
+
+        # Kept in the store, marked as Session marks a cut turn.
+        with httpx.Client(base_url=gateway.url) as client:
+            (summary,) = client.get("/v1/conversations").json()["data"]
+            stored = client.get(f"/v1/conversations/{summary['id']}").json()
+        assistant = stored["messages"][-1]
+        assert assistant["incomplete"] == "cancelled"
+        assert assistant["content"].startswith(shown)
+    assert not page_errors
+
+
+HOSTILE = (
+    "# Title\n\n"
+    "Some **bold**, *italic* and `<b>code</b>`.\n\n"
+    "<script>window.__pwned = 'script'</script>\n\n"
+    "<img src=x onerror=\"window.__pwned = 'img'\">\n\n"
+    "[click me](javascript:window.__pwned='link') and [safe](https://example.com/a?b=1)\n\n"
+    "[data](data:text/html;base64,PHNjcmlwdD5hbGVydCgxKTwvc2NyaXB0Pg==)\n\n"
+    "- one\n- two <svg onload=\"window.__pwned = 'svg'\"></svg>\n\n"
+    "```html\n<iframe src=\"javascript:window.__pwned = 'iframe'\"></iframe>\n```\n"
+)
+
+
+def test_markdown_renders_and_model_output_cannot_run_script(
+    browser: Browser, faults: FaultServer, page_errors: list[str]
+) -> None:
+    # Cut at awkward places, so tags and links arrive in pieces while the page re-renders.
+    pieces = [HOSTILE[i : i + 7] for i in range(0, len(HOSTILE), 7)]
+    faults.script(openai_chat_stream(pieces).reply(delay=0.005))
+    with run_gateway(upstream_config(faults.url + "/v1")) as gateway:
+        # The page's CSP is bypassed here, so only the renderer stands between the model and
+        # the page: what is checked is that it never makes markup from text.
+        page = open_page(browser, gateway, page_errors, bypass_csp=True)
+        page.evaluate("window.__pwned = undefined")
+        ask(page, "Say something nasty.")
+        wait_for_state(page, "done")
+        assert reply_text(page) == HOSTILE
+        reply = page.locator(LAST_REPLY)
+        page.locator(LAST_REPLY).get_by_text("click me", exact=False).click()
+        assert page.evaluate("window.__pwned") is None
+
+        assert page.locator("#messages script, #messages img, #messages svg").count() == 0
+        assert page.locator("#messages iframe").count() == 0
+        hrefs = reply.locator("a").evaluate_all("links => links.map(a => a.getAttribute('href'))")
+        assert hrefs == ["https://example.com/a?b=1"]
+        assert reply.locator("a").get_attribute("rel") == "noopener noreferrer nofollow"
+        assert reply.locator("h1").inner_text() == "Title"
+        assert reply.locator("strong").inner_text() == "bold"
+        assert reply.locator("em").inner_text() == "italic"
+        assert reply.locator("p code").inner_text() == "<b>code</b>"
+        assert reply.locator("li").all_inner_texts() == [
+            "one",
+            "two <svg onload=\"window.__pwned = 'svg'\"></svg>",
+        ]
+        assert "<iframe src=" in reply.locator("pre code").inner_text()
+        text = reply.locator(".body").inner_text()
+        assert "<script>window.__pwned = 'script'</script>" in text
+        assert "<img src=x onerror=" in text
+        assert "[click me](javascript:window.__pwned='link')" in text
+        assert "[data](data:text/html;base64," in text
+    assert not page_errors
+
+
+def test_the_page_is_served_with_a_strict_content_security_policy(
+    browser: Browser, faults: FaultServer, page_errors: list[str]
+) -> None:
+    with run_gateway(upstream_config(faults.url + "/v1")) as gateway:
+        page = browser.new_context().new_page()
+        page.on("pageerror", lambda exc: page_errors.append(str(exc)))
+        response = page.goto(gateway.url + "/")
+        assert response is not None and response.ok
+        policy = response.headers["content-security-policy"]
+        assert "script-src 'self'" in policy and "default-src 'none'" in policy
+        assert "unsafe-inline" not in policy
+        page.wait_for_selector("body[data-ready=true]")
+        # Inline script does not run on the page, whoever put it there.
+        page.evaluate(
+            "() => { const s = document.createElement('script');"
+            " s.textContent = 'window.__inline = 1'; document.body.append(s); }"
+        )
+        assert page.evaluate("window.__inline") is None
+        with httpx.Client(base_url=gateway.url) as client:
+            script = client.get("/static/chat.js")
+            assert script.headers["content-type"].startswith("text/javascript")
+            assert "innerHTML" not in script.text.replace("no innerHTML", "")
+            assert client.get("/static/nothing.js").status_code == 404
+    assert not page_errors
+
+
+def test_the_model_picker_lists_the_models_and_picks_one(
+    browser: Browser, faults: FaultServer, page_errors: list[str]
+) -> None:
+    faults.script(openai_chat_stream(["Hi."]).reply())
+    options = {"api_key": "sk-test", "max_retries": 0}
+    base = faults.url + "/v1"
+    config = GatewayConfig(
+        routes={
+            "up": Route("up", provider="openai", model="m", base_url=base, options=options),
+            "big": Route("big", provider="openai", model="m-big", base_url=base, options=options),
+        },
+        default="up",
+    )
+    with run_gateway(config) as gateway:
+        page = open_page(browser, gateway, page_errors)
+        names = page.locator("#model option").evaluate_all("options => options.map(o => o.value)")
+        assert names == ["big", "up"]
+        page.select_option("#model", "big")
+        ask(page, "Hello?")
+        wait_for_state(page, "done")
+        (request,) = faults.requests
+        assert request.json()["model"] == "m-big"
+    assert not page_errors
+
+
+def test_the_conversation_list_shows_stored_ones_and_loads_one(
+    browser: Browser, faults: FaultServer, page_errors: list[str]
+) -> None:
+    conversation_id = new_id()
+    with Store() as store:  # the test's own SPOUT_HOME, the gateway's default store
+        store.append_turns(
+            conversation_id,
+            [
+                Turn(
+                    messages=(
+                        {"role": "user", "content": "Name a river."},
+                        {"role": "assistant", "content": "The **Danube**."},
+                    ),
+                    model="m",
+                    provider="openai",
+                )
+            ],
+        )
+    faults.script(openai_chat_stream(["It flows east."]).reply())
+    with run_gateway(upstream_config(faults.url + "/v1")) as gateway:
+        page = open_page(browser, gateway, page_errors)
+        entry = page.locator(f"#conversations button[data-id='{conversation_id}']")
+        assert entry.locator(".title").inner_text() == "Name a river."
+        assert "up" in entry.locator(".meta").inner_text()
+        entry.click()
+        page.wait_for_selector(".message.assistant strong")
+        assert page.locator(".message.assistant strong").inner_text() == "Danube"
+        assert page.locator(".message.user").inner_text().endswith("Name a river.")
+
+        # Going on with it sends the history and adds a turn to the same conversation.
+        ask(page, "Which way?")
+        wait_for_state(page, "done", timeout=10_000)
+        page.wait_for_selector(".message.assistant >> nth=1")
+        (request,) = faults.requests
+        assert [m["content"] for m in request.json()["messages"]] == [
+            "Name a river.",
+            "The **Danube**.",
+            "Which way?",
+        ]
+        assert request.headers.get("x-spout-conversation") is None  # not sent upstream
+    with Store() as store:
+        turns = store.turns(conversation_id)
+    assert [turn.text for turn in turns] == ["The **Danube**.", "It flows east."]
+    assert turns[1].messages[0] == {"role": "user", "content": "Which way?"}
+    assert not page_errors
+
+
+def test_a_dropped_connection_resumes_without_missing_or_repeated_text(
+    browser: Browser, faults: FaultServer, page_errors: list[str]
+) -> None:
+    faults.script(openai_chat_stream(PIECES).reply(delay=0.05))
+    with run_gateway(upstream_config(faults.url + "/v1", resume_window=10)) as gateway:
+        page = open_page(browser, gateway, page_errors)
+        resumes: list[dict[str, str]] = []
+        page.on(
+            "request",
+            lambda r: (
+                resumes.append(r.headers) if "/v1/streams/" in r.url and r.method == "GET" else None
+            ),
+        )
+        ask(page, "Count, and survive a network cut.")
+        wait_for_reply(page, r"w5 ")
+        assert drop_connections(gateway) >= 1
+
+        wait_for_state(page, "done", timeout=15_000)
+        assert reply_text(page) == FULL
+        assert re.fullmatch(
+            r"(w\d+ ){40}", page.locator(LAST_REPLY).locator(".body").inner_text() + " "
+        )
+        assert resumes, "the page did not resume through /v1/streams"
+        assert int(resumes[0]["last-event-id"]) > 0
+        # The upstream was read once, to its end: nobody paid for a second answer.
+        assert len(faults.requests) == 1
+        assert not faults.disconnects
+        with httpx.Client(base_url=gateway.url) as client:
+            (summary,) = client.get("/v1/conversations").json()["data"]
+            stored = client.get(f"/v1/conversations/{summary['id']}").json()
+        assert stored["messages"][-1] == {"role": "assistant", "content": FULL}
+    assert not page_errors
