@@ -112,6 +112,13 @@ CHECKS: dict[str, list[str]] = {
         r"^log: POST /v1/chat/completions 200 identity=demo stream=st_\w+ \d+\.\d+s$",
         r"^request 3: RateLimitError 429, Retry-After: \d+ s$",
     ],
+    "gateway_websocket": [
+        r"^-- one answer, event by event\n\(stream st_\w+: ",
+        r"^events: \{'response_start': 1, 'text': \d+, 'usage': 1, 'finish': 1\}$",
+        r"^done: finish reason (stop|length), \d+ output tokens$",
+        r"^long: error \(cancelled\), kept (['\"]).+\1$",
+        r"^short: done, (['\"]).+\1$",
+    ],
     "litellm_compat": [
         r"\A\s*\S",  # the answer streams first
         r"^chunks: \d+, finish_reason: (stop|length), usage: \d+ prompt \+ \d+ completion tokens$",

@@ -16,5 +16,15 @@ from __future__ import annotations
 
 from ._app import Gateway, create_app
 from ._config import GatewayConfig, Limits, Route, load_config
+from ._spout_wire import event_from_dict, event_to_dict
 
-__all__ = ["Gateway", "GatewayConfig", "Limits", "Route", "create_app", "load_config"]
+__all__ = [
+    "Gateway",
+    "GatewayConfig",
+    "Limits",
+    "Route",
+    "create_app",
+    "event_from_dict",
+    "event_to_dict",
+    "load_config",
+]

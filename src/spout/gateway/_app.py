@@ -24,11 +24,12 @@ from starlette.applications import Starlette
 from starlette.requests import Request as HTTPRequest
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route as HTTPRoute
+from starlette.routing import WebSocketRoute
 from starlette.types import Receive, Scope, Send
 
 from .. import _errors
 from .._llm import LLM, create_llm
-from . import _openai
+from . import _openai, _ws
 from ._config import GatewayConfig, Route
 from ._conversations import HEADER as CONVERSATION_HEADER
 from ._conversations import Conversations, Recording, conversation_routes
@@ -46,7 +47,12 @@ __all__ = ["Gateway", "create_app"]
 log = logging.getLogger("spout.gateway")
 
 #: Protocol name -> the module that speaks it (imported on first use).
-_PROTOCOL_MODULES = {"openai": "_openai", "anthropic": "_anthropic", "responses": "_responses"}
+_PROTOCOL_MODULES = {
+    "openai": "_openai",
+    "anthropic": "_anthropic",
+    "responses": "_responses",
+    "spout": "_spout_wire",
+}
 
 
 def wire_protocol(name: str) -> WireProtocol | None:
@@ -172,6 +178,26 @@ class Gateway:
         *,
         recording: Recording | None = None,
     ) -> Response:
+        stream_id = await self.open_stream(
+            protocol, request, route, llm, identity, recording=recording
+        )
+        return EventStream(self.follow(stream_id, 0, creator=True, protocol=protocol), stream_id)
+
+    async def open_stream(
+        self,
+        protocol: WireProtocol,
+        request: Request,
+        route: Route,
+        llm: LLM,
+        identity: Identity,
+        *,
+        recording: Recording | None = None,
+    ) -> str:
+        """Start a producer for ``request``; its stream id once the first event is in the hub.
+
+        The caller then follows the stream as its creator (``hub.follow(..., creator=True)``).
+        An error before the first event is raised; cancelled meanwhile, the stream is too.
+        """
         stream_id = new_stream_id()
         encoder = protocol.encoder(request, response_id=stream_id, model=route.name)
         await self.hub.create(stream_id, {"protocol": protocol.name, "model": route.name})
@@ -184,11 +210,13 @@ class Gateway:
         self.hub.on_stop(stream_id, lambda reason: self._stop(producer, reason))
         try:
             await asyncio.shield(started)
-        except Exception:
+        except BaseException as exc:
+            if isinstance(exc, asyncio.CancelledError):
+                await self.hub.cancel(stream_id)
             with contextlib.suppress(BaseException):
                 await producer
             raise
-        return EventStream(self.follow(stream_id, 0, creator=True, protocol=protocol), stream_id)
+        return stream_id
 
     def _stop(self, producer: asyncio.Task[None], reason: str) -> None:
         if not producer.done():
@@ -536,6 +564,8 @@ def create_app(config: GatewayConfig, *, hub: Hub | None = None) -> Starlette:
         HTTPRoute("/v1/responses", protocol_endpoint("responses"), methods=["POST"]),
         HTTPRoute("/v1/streams/{stream_id}", keyed(gateway.resume), methods=["GET"]),
         HTTPRoute("/v1/streams/{stream_id}", keyed(gateway.cancel), methods=["DELETE"]),
+        HTTPRoute("/v1/spout/stream", protocol_endpoint("spout"), methods=["POST"]),
+        WebSocketRoute("/v1/ws", _ws.endpoint(gateway)),
     ]
     routes += conversation_routes(gateway) + page_routes()
     app = Starlette(routes=routes, lifespan=lifespan, middleware=middleware(config))
