@@ -276,6 +276,22 @@ def test_a_closed_websocket_leaves_its_streams_the_resume_window(faults: FaultSe
     assert len(faults.disconnects) == 1
 
 
+def test_a_gateway_shutting_down_closes_its_websockets_and_their_streams(
+    faults: FaultServer,
+) -> None:
+    faults.script(openai_chat_stream(PIECES).reply(delay=0.2))
+    config = upstream_config(faults.url + "/v1", shutdown_deadline=0.5)
+    with run_gateway(config) as gateway, connect(ws_url(gateway.url)) as ws:
+        send(ws, request("r1"))
+        for _ in range(3):
+            recv(ws)
+        gateway.server.should_exit = True  # as on SIGTERM
+        with pytest.raises(ConnectionClosed):
+            while True:
+                recv(ws)
+    assert faults.wait_for_disconnect(timeout=2) is not None
+
+
 def test_bad_messages_are_named_and_the_connection_stays_usable(faults: FaultServer) -> None:
     faults.script(openai_chat_stream(PIECES[:3]).reply())
     with (
