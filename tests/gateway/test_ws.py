@@ -466,6 +466,22 @@ def test_keys_are_checked_on_the_handshake_and_each_request_is_counted(
     assert len(faults.requests) == 2
 
 
+def test_a_browser_page_from_another_origin_is_refused(faults: FaultServer) -> None:
+    faults.script(openai_chat_stream(PIECES[:2]).reply())
+    with run_gateway(upstream_config(faults.url + "/v1")) as gateway:
+        with connect(ws_url(gateway.url), origin="http://evil.example") as ws:
+            answer = recv(ws)
+            with pytest.raises(ConnectionClosed):
+                ws.recv(timeout=5)
+        assert answer["error"]["type"] == "permission"
+        assert "'http://evil.example'" in answer["error"]["message"]
+        assert ws.close_code == 1008
+        # the gateway's own pages (the chat page) may
+        with connect(ws_url(gateway.url), origin=gateway.url) as ws:
+            send(ws, request("r1"))
+            assert until_end(ws, "r1")[-1]["type"] == "done"
+
+
 EVERY_EVENT: list[Event] = [
     ResponseStart("resp_1", "m"),
     TextDelta("Hel"),

@@ -30,6 +30,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 import orjson
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketDisconnected
@@ -93,6 +94,7 @@ class Connection:
             # The key is checked once, here; each request message is then counted as a
             # request against the caller's rate (Guard.admit).
             await gateway.guard.identify(websocket)
+            _check_origin(websocket, gateway.config.cors_origins)
         except Denied as exc:
             gateway.metrics.request(PATH, exc.status)
             await websocket.accept()
@@ -289,6 +291,21 @@ class Connection:
 def _frame_data(frame: bytes) -> bytes:
     """The JSON of a ``spout`` frame (``data: {...}\\n\\n``, made by one ``sse_frame``)."""
     return frame[len(b"data: ") : -2] if frame.startswith(b"data: ") else frame.strip()
+
+
+def _check_origin(websocket: WebSocket, allowed: tuple[str, ...]) -> None:
+    """A browser page may open a WebSocket to any site (CORS does not apply): one from
+    another origin than the gateway's own (its chat page) or the ``--cors-origin`` list is
+    refused, so no web page the user visits can spend the gateway's upstream. Clients that
+    are not browsers send no ``Origin``."""
+    origin = websocket.headers.get("origin")
+    if origin is None or origin in allowed:
+        return
+    if urlsplit(origin).netloc == websocket.headers.get("host"):
+        return
+    raise Denied(
+        f"the origin {origin!r:.80} may not open a WebSocket here", status=403, kind="permission"
+    )
 
 
 def _denied(exc: Denied) -> dict[str, Any]:
