@@ -104,6 +104,20 @@ CHECKS: dict[str, list[str]] = {
         r"^raw: '\{.*', parsed so far: \{.*\}$",
         r"^async: Capital\(city='[^']*', country='[^']*'\) after \d+ partial objects$",
     ],
+    "gateway": [
+        r"^spout serve listening on http://127\.0\.0\.1:\d+$",
+        r"^models: \['local'\]$",
+        r"^-- openai SDK, stream=True\n\s*\S",
+        r"^\(usage: \d+ output tokens\)$",
+        r"^\(finish reason: (stop|length)\)$",
+        r"^-- anthropic SDK, messages.stream\(\)\n\s*\S",
+        r"^\(stop reason: (end_turn|max_tokens), \d+ tokens\)$",
+        r"^read events 1-5: (['\"]).*\1$",
+        r"^resumed from event 6: (['\"]).+\1$",
+        r"^whole answer: (['\"]).+\1$",
+        r"^DELETE /v1/streams/st_\w+: cancelled=True$",
+        r"^the reader's last event: .*the stream was cancelled",
+    ],
     "gateway_keys": [
         r"^keys file: demo:sha256:[0-9a-f]+\.\.\. \(the key itself in it: False\)$",
         r"^log: POST /v1/chat/completions 401 identity=- \d+\.\d+s$",
@@ -137,6 +151,13 @@ CHECKS: dict[str, list[str]] = {
         r"^\[get_weather\(\{'city': '[^']+'.*\}\) -> 'It is 21 degrees \w+ and sunny in [^']+\.'\]$",
         r"^rounds: [23], tool calls run: [12]$",
         r"^conversation: user -> assistant -> tool -> assistant",
+    ],
+    "gateway_chat_page": [
+        r"^chat page: http://127\.0\.0\.1:\d+/ \(200, text/html; charset=utf-8\)$",
+        r"^stream st_[0-9a-f]+:\n\s*\S",  # the reply streams
+        r"^stored: \w{26}  'Name three rivers, briefly\.'  model smol  1 turn\(s\)$",
+        r"^  user: 'Name three rivers, briefly\.'$",
+        r"^  assistant: (['\"]).+\1$",
     ],
     "transformers_local": [
         r"\A1\. 1$",  # the greedy answer streams first

@@ -246,9 +246,10 @@ class Gateway:
                 first: Event | None = await events.__anext__()
             except StopAsyncIteration:
                 first = None
-            frames = list(encoder.start())
-            if first is not None:
-                frames += encoder.feed(first)
+            # The first event goes to the encoder before start(): Anthropic's message_start
+            # then carries the input tokens when the upstream reported them first.
+            fed = encoder.feed(first) if first is not None else []
+            frames = [*encoder.start(), *fed]
             started.set_result(None)
             self.metrics.first_token(time.monotonic() - sent)
             await hub.append(stream_id, frames)
@@ -302,10 +303,11 @@ class Gateway:
         except EventsExpired as exc:
             if not sent:
                 raise
+            expired = RequestError(str(exc), status=410)
             if protocol is not None:
                 for frame in protocol.encoder(
                     Request(model="", messages=[]), response_id=stream_id, model=""
-                ).error(exc):
+                ).error(expired):
                     yield frame
 
     # -- other routes ----------------------------------------------------------------------------
