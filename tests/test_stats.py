@@ -115,3 +115,59 @@ def test_stats_before_anything_arrived(replay: ReplayServer) -> None:
     assert stats.chunks == stats.characters == stats.output_tokens == 0
     assert stats.time_to_first_token is None and stats.tokens_per_second is None
     stream.close()
+
+
+@pytest.mark.model
+def test_the_local_model_counts_with_its_own_tokenizer(mode: str) -> None:
+    """Before usage arrives, live stats count the text so far with the model's tokenizer;
+    at the end, the provider's usage."""
+    llm = create_llm("local")
+    seen: list[tuple[str, StreamStats]] = []
+    options: dict[str, Any] = {"max_tokens": 24, "seed": 1, "temperature": 0}
+    try:
+        if mode == "sync":
+            stream = llm.generate_stream("Count from 1 to 10", **options)
+            for _ in stream:
+                seen.append((stream.text, stream.stats))
+            response = stream.response
+        else:
+
+            async def main() -> spout.Response:
+                astream = llm.agenerate_stream("Count from 1 to 10", **options)
+                async for _ in astream:
+                    seen.append((astream.text, astream.stats))
+                return await astream.get_response()
+
+            response = asyncio.run(main())
+        llama = llm.provider._loaded.llama  # type: ignore[attr-defined]
+        assert len(seen) > 3
+        for text, stats in seen:
+            assert stats.output_tokens_source == "tokenizer"
+            assert stats.output_tokens == len(
+                llama.tokenize(text.encode(), add_bos=False, special=False)
+            )
+        assert response.stats is not None
+        assert response.stats.output_tokens_source == "provider"
+        assert response.stats.output_tokens == response.usage.output_tokens
+    finally:
+        llm.close()
+
+
+def test_the_tokenizer_count_is_cached_by_length() -> None:
+    counted: list[str] = []
+
+    def count(text: str) -> int:
+        counted.append(text)
+        return len(text.split())
+
+    acc = spout.Accumulator(count_tokens=count)
+    assert acc.stats().output_tokens == 0 and counted == []  # no text: nothing to count
+    acc.add(spout.TextDelta("one two"))
+    assert acc.stats().output_tokens == 2
+    assert acc.stats().output_tokens_source == "tokenizer"
+    assert counted == ["one two"]  # read twice, counted once
+    acc.add(spout.TextDelta(" three"))
+    assert acc.stats().output_tokens == 3 and counted == ["one two", "one two three"]
+    acc.add(spout.Usage(output_tokens=9))
+    assert (acc.stats().output_tokens, acc.stats().output_tokens_source) == (9, "provider")
+    assert len(counted) == 2

@@ -15,6 +15,7 @@ from ._errors import ConfigurationError, SpoutError, TotalTimeout
 from ._events import Event, ResponseStart, TextDelta
 from ._policy import CONTENT, Deadline, Retry, resumable, retryable
 from ._response import Accumulator
+from .providers._base import text_token_counter
 
 if TYPE_CHECKING:
     from ._llm import LLM
@@ -129,7 +130,11 @@ class Attempts:
             if candidate is not None:
                 self.llm = candidate
                 self.retries = 0
-                self.accumulator.set_origin(candidate.provider.name, candidate.provider.model)
+                self.accumulator.set_origin(
+                    candidate.provider.name,
+                    candidate.provider.model,
+                    text_token_counter(candidate.provider),
+                )
                 return 0.0
         raise error
 

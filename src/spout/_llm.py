@@ -36,7 +36,7 @@ from ._stream import AsyncStream, Stream
 from ._tool_loop import Approve, AsyncToolStream, ToolStream, tool_table
 from ._validate import validate_call
 from ._watch import Watch, take_watch
-from .providers._base import Call, NamedToolChoice, Provider
+from .providers._base import Call, NamedToolChoice, Provider, text_token_counter
 from .tools import Tool, as_tool
 
 __all__ = ["LLM", "create_llm", "parse_model_string"]
@@ -423,6 +423,7 @@ class LLM:
             provider=self.provider.name,
             started_at=time.perf_counter(),
             strict_tool_arguments=strict_tool_arguments,
+            count_tokens=text_token_counter(self.provider),
         )
 
     def _attempts(self, call: Call, accumulator: Accumulator) -> Attempts:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -88,6 +89,8 @@ class Accumulator:
 
     __slots__ = (
         "_carried",
+        "_count_tokens",
+        "_counted",
         "_ended_at",
         "_finish",
         "_first_token_at",
@@ -116,8 +119,13 @@ class Accumulator:
         provider: str | None = None,
         started_at: float | None = None,
         strict_tool_arguments: bool = True,
+        count_tokens: Callable[[str], int | None] | None = None,
     ) -> None:
         self._strict = strict_tool_arguments
+        # The model's tokenizer, for live stats before usage arrives, and its last count as
+        # (characters, tokens): reading the stats again without new text costs nothing.
+        self._count_tokens = count_tokens
+        self._counted = (-1, 0)
         self._carried: Usage | None = None
         self._retries = 0
         self._resumed = 0
@@ -228,10 +236,17 @@ class Accumulator:
         self._carried = add_usage(self._carried, self._usage)
         self._usage = _NO_USAGE
 
-    def set_origin(self, provider: str, model: str | None) -> None:
-        """The provider and model that answer, after a fallback."""
+    def set_origin(
+        self,
+        provider: str,
+        model: str | None,
+        count_tokens: Callable[[str], int | None] | None = None,
+    ) -> None:
+        """The provider and model that answer, after a fallback, and its tokenizer if any."""
         self._provider = provider
         self._model = model
+        self._count_tokens = count_tokens
+        self._counted = (-1, 0)
 
     @property
     def finished(self) -> bool:
@@ -264,14 +279,31 @@ class Accumulator:
         """The stream's numbers as they stand (see :class:`StreamStats`)."""
         now = time.perf_counter() if self._ended_at is None else self._ended_at
         first = self._first_token_at
-        characters = len(self.text)
+        text = self.text
+        characters = len(text)
         usage = self._usage if self._carried is None else add_usage(self._carried, self._usage)
+        counted = None
+        if usage.output_tokens is None and self._count_tokens is not None:
+            # Counted here, when the stats are read, never per chunk on the hot path.
+            if self._counted[0] != characters:
+                tokens = self._count_tokens(text) if text else 0
+                if tokens is None:
+                    return make_stats(
+                        None if first is None else first - self._started_at,
+                        now - self._started_at,
+                        self._merged + len(self._text),
+                        characters,
+                        None,
+                    )
+                self._counted = (characters, tokens)
+            counted = self._counted[1]
         return make_stats(
             None if first is None else first - self._started_at,
             now - self._started_at,
             self._merged + len(self._text),
             characters,
             usage.output_tokens,
+            counted,
         )
 
     def response(self) -> Response:

@@ -7,7 +7,7 @@ from typing import Literal
 
 __all__ = ["StreamStats", "estimate_output_tokens", "make_stats"]
 
-TokenSource = Literal["provider", "estimate"]
+TokenSource = Literal["provider", "tokenizer", "estimate"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -16,9 +16,12 @@ class StreamStats:
 
     Times are seconds from when the request was sent. ``chunks`` and ``characters`` count the
     text as the provider sent it (before any shaping). ``output_tokens`` is the provider's
-    count once its usage arrived (``output_tokens_source == "provider"``), and until then an
-    estimate of one token per four characters (``"estimate"``). ``tokens_per_second`` is over
-    the generation phase: from the first token to now, or to the end.
+    count once its usage arrived (``output_tokens_source == "provider"``). Until then it is
+    the text so far counted by the model's own tokenizer where spout has it at hand (the
+    local llama.cpp and transformers providers: ``"tokenizer"``; counted when the stats are
+    read, not per chunk), and otherwise an estimate of one token per four characters
+    (``"estimate"``). ``tokens_per_second`` is over the generation phase: from the first
+    token to now, or to the end.
 
     Example::
 
@@ -62,10 +65,14 @@ def make_stats(
     chunks: int,
     characters: int,
     provider_tokens: int | None,
+    tokenizer_tokens: int | None = None,
 ) -> StreamStats:
-    """The stats from what a stream counted; ``provider_tokens`` when the provider reported."""
+    """The stats from what a stream counted; ``provider_tokens`` when the provider reported,
+    ``tokenizer_tokens`` when the model's tokenizer counted the text."""
     if provider_tokens is not None:
         tokens, source = provider_tokens, "provider"
+    elif tokenizer_tokens is not None:
+        tokens, source = tokenizer_tokens, "tokenizer"
     else:
         tokens, source = estimate_output_tokens(characters), "estimate"
     rate = None

@@ -137,13 +137,16 @@ def _loop_stats(rounds: list[Response], elapsed: float) -> StreamStats:
     from ._stats import make_stats
 
     stats = [r.stats for r in rounds if r.stats is not None]
-    provided = [s.output_tokens for s in stats if s.output_tokens_source == "provider"]
+    sources = {s.output_tokens_source for s in stats}
+    total = sum(s.output_tokens for s in stats)
     return make_stats(
         rounds[0].time_to_first_token if rounds else None,
         elapsed,
         sum(s.chunks for s in stats),
         sum(s.characters for s in stats),
-        sum(s.output_tokens for s in stats) if stats and len(provided) == len(stats) else None,
+        total if stats and sources == {"provider"} else None,
+        # every round counted, some by the model's tokenizer: the sum is a tokenizer count
+        total if stats and "estimate" not in sources else None,
     )
 
 

@@ -24,7 +24,7 @@ from .._transport import (
 from ..sse import ServerSentEvent, SSEDecoder
 
 __all__ = ["Call", "GenerationLock", "HTTPProvider", "NamedToolChoice", "Parser", "Provider",
-    "SSEStreamParser", "StreamParser", "ToolCallAssembler"]
+    "SSEStreamParser", "StreamParser", "ToolCallAssembler", "text_token_counter"]
 
 
 @dataclass(slots=True)
@@ -169,6 +169,12 @@ class Provider:
     def count_tokens(self, messages: list[dict[str, Any]]) -> int | None:
         """How many tokens the messages take as a prompt, by the model's own tokenizer; None
         when the provider has none at hand (the caller then estimates)."""
+        return None
+
+    def count_text_tokens(self, text: str) -> int | None:
+        """How many tokens ``text`` (a reply's text, no template) is in the model's own
+        tokenizer; None when the provider has none at hand. Live stream stats use it until
+        the provider's usage arrives (``output_tokens_source == "tokenizer"``)."""
         return None
 
     def close(self) -> None:
@@ -557,3 +563,11 @@ def parse_arguments(raw: str) -> dict[str, Any]:
     except orjson.JSONDecodeError:
         return {}
     return value if isinstance(value, dict) else {"value": value}
+
+
+def text_token_counter(provider: Provider) -> Callable[[str], int | None] | None:
+    """The provider's :meth:`Provider.count_text_tokens` when it has one of its own, so that a
+    stream of a provider without a tokenizer never calls it."""
+    if type(provider).count_text_tokens is Provider.count_text_tokens:
+        return None
+    return provider.count_text_tokens

@@ -214,6 +214,15 @@ class LocalProvider(Provider):
         ``input_tokens`` its usage reports). Loads the model on first use."""
         return len(_prompt(self._model(), messages)[1])
 
+    def count_text_tokens(self, text: str) -> int | None:
+        """``text`` in the model's own tokens, once the model is loaded (as it is while it
+        streams); llama.cpp's tokenizer only reads the vocabulary, so this is safe while
+        another thread generates."""
+        if self._loaded is None:
+            return None
+        tokens = self._loaded.llama.tokenize(text.encode("utf-8"), add_bos=False, special=False)
+        return len(tokens)
+
     # -- sync ----------------------------------------------------------------------------------
 
     def open_stream(self, call: Call) -> SyncSource:

@@ -180,6 +180,17 @@ class TransformersProvider(Provider):
             return None
         return int(_encode(self._loaded, messages)["input_ids"].shape[1])
 
+    def count_text_tokens(self, text: str) -> int | None:
+        """``text`` in the model's own tokens, once the model is loaded; None if the
+        tokenizer is busy (a fast tokenizer may refuse a second thread: the caller then
+        estimates)."""
+        if self._loaded is None:
+            return None
+        try:
+            return len(self._loaded.tokenizer.encode(text, add_special_tokens=False))
+        except Exception:
+            return None
+
     # -- sync ----------------------------------------------------------------------------------
 
     def open_stream(self, call: Call) -> SyncSource:
