@@ -134,14 +134,15 @@ def test_two_readers_of_one_stream_get_the_same_events(faults: FaultServer) -> N
     with (
         run_gateway(upstream_config(faults.url + "/v1")) as gateway,
         httpx.Client(timeout=10) as client,
+        client.stream("POST", gateway.url + CHAT, json=body()) as first,
     ):
-        with client.stream("POST", gateway.url + CHAT, json=body()) as first:
-            stream_id = first.headers["x-spout-stream-id"]
-            reader = EventReader(first)
-            head = reader.take(3)
-            with client.stream("GET", f"{gateway.url}/v1/streams/{stream_id}?after=0") as second:
-                follower = read_events(second)
-            owner = head + reader.take()
+        stream_id = first.headers["x-spout-stream-id"]
+        reader = EventReader(first)
+        head = reader.take(3)
+        # a second reader joins while the first is reading, from the first event
+        with client.stream("GET", f"{gateway.url}/v1/streams/{stream_id}?after=0") as second:
+            follower = read_events(second)
+        owner = head + reader.take()
     assert owner == follower
     assert text_of(owner) == "".join(PIECES[:20])
 
