@@ -354,3 +354,29 @@ def test_a_dropped_connection_resumes_without_missing_or_repeated_text(
             stored = client.get(f"/v1/conversations/{summary['id']}").json()
         assert stored["messages"][-1] == {"role": "assistant", "content": FULL}
     assert not page_errors
+
+
+def test_a_gateway_with_keys_asks_the_page_for_one(
+    browser: Browser, faults: FaultServer, page_errors: list[str], tmp_path: Path
+) -> None:
+    from spout.gateway._keys import add_key
+
+    keys = tmp_path / "keys.txt"
+    key = add_key(keys, "page")
+    faults.script(openai_chat_stream(PIECES[:5]).reply())
+    config = upstream_config(faults.url + "/v1", keys_file=keys)
+    with run_gateway(config) as gateway:
+        page = open_page(browser, gateway, page_errors)
+        # the page's own calls were refused: it asks for the key, and lists nothing
+        page.wait_for_selector("#api-key.wanted")
+        assert page.locator("#model option").count() == 0
+        page.fill("#api-key", key)
+        page.dispatch_event("#api-key", "change")
+        page.wait_for_selector("#model option", state="attached")
+        ask(page, "Count.")
+        wait_for_state(page, "done")
+        assert reply_text(page) == "".join(PIECES[:5])
+        # the key is kept for the tab, never shown
+        assert page.input_value("#api-key") == ""
+        (request,) = faults.requests
+        assert request.json()["messages"][-1]["content"] == "Count."

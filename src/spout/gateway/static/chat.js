@@ -21,6 +21,37 @@
 
   const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
+  // ---- the gateway's API key ----------------------------------------------------------------
+  // A gateway started with --keys wants one on every /v1 call. It is kept for this tab only
+  // (sessionStorage) and sent as a bearer token; a 401 asks for it.
+
+  const KEY_STORE = "spout-api-key";
+
+  function apiKey() {
+    try {
+      return sessionStorage.getItem(KEY_STORE) || "";
+    } catch {
+      return "";
+    }
+  }
+
+  function api(url, options = {}) {
+    const headers = { ...(options.headers || {}) };
+    const key = apiKey();
+    if (key) headers.authorization = `Bearer ${key}`;
+    return fetch(url, { ...options, headers }).then((response) => {
+      if (response.status === 401) askForKey();
+      return response;
+    });
+  }
+
+  function askForKey() {
+    const field = $("api-key");
+    field.hidden = false;
+    field.classList.add("wanted");
+    status("this gateway needs an API key");
+  }
+
   // ---- Markdown, as DOM nodes --------------------------------------------------------------
   // Paragraphs, headings, fenced code, lists, block quotes; inline code, **bold**, *italic*,
   // links whose address is http, https or mailto (anything else stays text). Text is only ever
@@ -314,7 +345,7 @@
     status("streaming…");
     let outcome;
     try {
-      const response = await fetch("/v1/chat/completions", {
+      const response = await api("/v1/chat/completions", {
         method: "POST",
         headers: { "content-type": "application/json", [CONVERSATION_HEADER]: state.conversation },
         body: JSON.stringify({ model: $("model").value, messages: state.history, stream: true }),
@@ -343,7 +374,7 @@
       await sleep(Math.min(200 * 2 ** (attempt - 1), 4000));
       if (reply.stopped) break;
       try {
-        const response = await fetch(`/v1/streams/${encodeURIComponent(reply.streamId)}`, {
+        const response = await api(`/v1/streams/${encodeURIComponent(reply.streamId)}`, {
           headers: { "last-event-id": String(reply.lastId) },
           cache: "no-store",
           signal: reply.controller.signal,
@@ -386,7 +417,7 @@
     $("stop").disabled = true;
     if (reply.streamId) {
       try {
-        await fetch(`/v1/streams/${encodeURIComponent(reply.streamId)}`, { method: "DELETE" });
+        await api(`/v1/streams/${encodeURIComponent(reply.streamId)}`, { method: "DELETE" });
       } catch {
         // the stream is gone already, or the gateway is: reading stops either way
       }
@@ -399,8 +430,10 @@
   async function loadModels() {
     const select = $("model");
     try {
-      const response = await fetch("/v1/models", { cache: "no-store" });
+      const response = await api("/v1/models", { cache: "no-store" });
+      if (!response.ok) return;
       const body = await response.json();
+      select.replaceChildren();
       for (const model of body.data || []) {
         const option = el("option", null, model.id);
         option.value = model.id;
@@ -421,7 +454,7 @@
   async function refreshConversations() {
     let body;
     try {
-      const response = await fetch("/v1/conversations?limit=100", { cache: "no-store" });
+      const response = await api("/v1/conversations?limit=100", { cache: "no-store" });
       if (!response.ok) return;
       body = await response.json();
     } catch {
@@ -450,7 +483,7 @@
     if (state.current) return; // a reply is streaming: stop it first
     let conversation;
     try {
-      const response = await fetch(`/v1/conversations/${encodeURIComponent(id)}`, {
+      const response = await api(`/v1/conversations/${encodeURIComponent(id)}`, {
         cache: "no-store",
       });
       if (!response.ok) {
@@ -513,6 +546,22 @@
     });
     $("stop").addEventListener("click", stop);
     $("new-chat").addEventListener("click", newChat);
+    const keyField = $("api-key");
+    keyField.hidden = !apiKey();
+    keyField.addEventListener("change", () => {
+      try {
+        sessionStorage.setItem(KEY_STORE, keyField.value.trim());
+      } catch {
+        // storage refused (a private window): the key is not kept
+      }
+      keyField.value = "";
+      keyField.placeholder = apiKey() ? "API key set" : "API key";
+      keyField.classList.remove("wanted");
+      status("");
+      loadModels();
+      refreshConversations();
+    });
+    if (apiKey()) keyField.placeholder = "API key set";
     await Promise.all([loadModels(), refreshConversations()]);
     document.body.dataset.ready = "true";
   }
