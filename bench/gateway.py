@@ -140,7 +140,7 @@ def start_gateway(upstream: str) -> tuple[subprocess.Popen[str], str]:
     raise RuntimeError("spout serve did not start")
 
 
-def measure(streams: int, chunks: int, pace: float) -> list[Run]:
+def measure(streams: int, chunks: int, pace: float, sequential: int) -> list[Run]:
     upstream, upstream_url = start_upstream(pace)
     gateway, gateway_url = start_gateway(upstream_url)
     try:
@@ -148,7 +148,9 @@ def measure(streams: int, chunks: int, pace: float) -> list[Run]:
         asyncio.run(_streams("warm", upstream_url + "/v1/chat/completions", 4, 5))
         asyncio.run(_streams("warm", gateway_url + "/v1/chat/completions", 4, 5))
         direct = asyncio.run(
-            _streams("upstream, read directly", upstream_url + "/v1/chat/completions", streams, chunks)
+            _streams(
+                "upstream, read directly", upstream_url + "/v1/chat/completions", streams, chunks
+            )
         )
         before = _cpu_seconds(gateway.pid)
         through = asyncio.run(
@@ -156,7 +158,18 @@ def measure(streams: int, chunks: int, pace: float) -> list[Run]:
         )
         through.cpu = _cpu_seconds(gateway.pid) - before
         through.peak_mb = _peak_mb(gateway.pid)
-        return [direct, through]
+        # One stream at a time: the added time to first token without contention.
+        alone_direct = Run("one at a time, read directly")
+        alone_through = Run("one at a time, through spout serve")
+        for _ in range(sequential):
+            for run, url in ((alone_direct, upstream_url), (alone_through, gateway_url)):
+                one = asyncio.run(_streams(run.name, url + "/v1/chat/completions", 1, chunks))
+                run.first += one.first
+                run.errors += one.errors
+                run.wall += one.wall
+                run.deltas += one.deltas
+                run.error = run.error or one.error
+        return [direct, through, alone_direct, alone_through]
     finally:
         for process in (gateway, upstream):
             process.terminate()
@@ -188,10 +201,14 @@ def table(runs: list[Run], streams: int, chunks: int, pace: float) -> str:
             f"| {run.name} | {run.errors} | {run.wall:.2f} | {statistics.median(first) * 1000:.1f} "
             f"| {p95 * 1000:.1f} | {cpu} | {peak} |"
         )
-    direct, through = runs
-    if direct.first and through.first:
-        added = (statistics.median(through.first) - statistics.median(direct.first)) * 1000
-        lines += ["", f"Added time to first text delta (median): {added:.1f} ms"]
+    lines.append("")
+    for label, (direct, through) in (
+        (f"{streams} at once", runs[:2]),
+        (f"one at a time, {len(runs[3].first)} streams", runs[2:]),
+    ):
+        if direct.first and through.first:
+            added = (statistics.median(through.first) - statistics.median(direct.first)) * 1000
+            lines.append(f"Added time to first text delta (median, {label}): {added:.1f} ms")
     for run in runs:
         if run.error:
             lines.append(f"\nfirst error ({run.name}): {run.error}")
@@ -210,13 +227,18 @@ def write(text: str) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--streams", type=int, default=500)
     parser.add_argument("--chunks", type=int, default=200)
     parser.add_argument("--pace", type=float, default=0.01, help="seconds between chunks")
-    parser.add_argument("--write", action="store_true", help="write the table to docs/benchmarks.md")
+    parser.add_argument("--sequential", type=int, default=20, help="streams one at a time")
+    parser.add_argument(
+        "--write", action="store_true", help="write the table to docs/benchmarks.md"
+    )
     args = parser.parse_args(argv)
-    runs = measure(args.streams, args.chunks, args.pace)
+    runs = measure(args.streams, args.chunks, args.pace, args.sequential)
     text = table(runs, args.streams, args.chunks, args.pace)
     print(text)
     if args.write:
