@@ -215,6 +215,23 @@ def cpu_section(server: LoadServer, s: Settings, fmt: str, mode: str) -> tuple[T
     return table, medians
 
 
+def shaping_section(server: LoadServer, s: Settings) -> Table:
+    """spout's CPU per chunk with each shaping option or callback on (see bench/shaping.py)."""
+    from shaping import measure, rows
+
+    table = Table(
+        "CPU per chunk with shaping and callbacks (spout, openai format, burst)",
+        ["options", "sync µs per chunk", "× plain", "async µs per chunk", "× plain"],
+        note=(
+            f"{s.burst:,} provider chunks a run; median of {s.rounds} rounds; µs per chunk the "
+            "provider sent; × plain is to spout with no option, measured in the same round. "
+            "Run alone: `python bench/run.py --only shaping`."
+        ),
+    )
+    table.rows = rows(measure(server.url, s.burst, s.rounds))
+    return table
+
+
 def ttft_section(server: LoadServer, s: Settings) -> Table:
     clients = [c for c in CLIENTS if c.fmt == "openai" and c.available and c.name != "http.client (raw)"]
     per_round: dict[str, list[float]] = {c.label: [] for c in clients}
@@ -377,12 +394,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="a seconds-long smoke run")
     parser.add_argument("--rounds", type=int, help="rounds per figure")
     parser.add_argument("--write", action="store_true", help="write docs/benchmarks.md and .png")
-    parser.add_argument("--only", help="comma-separated sections: cpu,ttft,concurrency,import,memory,local")
+    parser.add_argument("--only", help="comma-separated sections: cpu,shaping,ttft,concurrency,import,memory,local")
     args = parser.parse_args(argv)
     s = QUICK if args.quick else Settings()
     if args.rounds:
         s.rounds = args.rounds
-    only = set(args.only.split(",")) if args.only else {"cpu", "ttft", "concurrency", "import", "memory", "local"}
+    only = set(args.only.split(",")) if args.only else {"cpu", "shaping", "ttft", "concurrency", "import", "memory", "local"}
     missing = [c.needs for c in CLIENTS if not c.available]
     if missing:
         print(f"not installed, left out: {', '.join(sorted(set(missing)))} (make bench installs them)\n")
@@ -407,6 +424,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                     table, medians = cpu_section(burst, s, fmt, mode)
                     show(table)
                     cpu[f"{fmt}, {'burst' if mode == 'burst' else 'one event per read'}"] = medians
+        if "shaping" in only:
+            show(shaping_section(burst, s))
         if "ttft" in only:
             show(ttft_section(burst, s))
         if "concurrency" in only:

@@ -22,6 +22,7 @@ def test_bench_quick_run_prints_every_table() -> None:
         "CPU per chunk, openai format, burst",
         "CPU per chunk, openai format, one event per read",
         "CPU per chunk, anthropic format, burst",
+        "CPU per chunk with shaping and callbacks",
         "Time to first text delta",
         "concurrent async streams",
         "Memory of one long stream",
@@ -34,3 +35,8 @@ def test_bench_quick_run_prints_every_table() -> None:
     assert len(spout_rows) >= 8
     for row in spout_rows:
         float(row.split("|")[2])
+    # Every shaping configuration was measured, sync and async.
+    for label in ("plain", 'smooth="word"', "buffer_size=10", "min_chunk_size=20",
+                  "on_chunk callback", "stats read every chunk", "debounce=0.05"):
+        row = next(line for line in out.splitlines() if line.startswith(f"| {label} |"))
+        float(row.split("|")[2]), float(row.split("|")[4])
