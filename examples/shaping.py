@@ -91,6 +91,11 @@ def main() -> None:
         buffered = list(llm.generate_stream(prompt, buffer_size=2, min_chunk_size=60))
         show("buffer_size=2, min_chunk_size=60", buffered)
 
+        # Gathered by time: what arrives within 70 ms goes out together, when the window
+        # passes (a timer: text never waits for a chunk that is slow to come).
+        windowed = list(llm.generate_stream(prompt, debounce=0.07))
+        show("debounce=0.07", windowed)
+
         # Word by word, 5 ms apart: a steady typing effect from sentence-sized chunks.
         started = time.monotonic()
         words = []
@@ -103,7 +108,7 @@ def main() -> None:
         clauses = list(llm.generate_stream(prompt, smooth=re.compile(r"[:,.]\s+")))
         show("smooth=re.compile(r'[:,.]\\s+')", clauses)
 
-        same = {"".join(chunks) for chunks in (as_sent, buffered, words, clauses)}
+        same = {"".join(chunks) for chunks in (as_sent, buffered, windowed, words, clauses)}
         print(f"same text: {len(same) == 1}")
 
 

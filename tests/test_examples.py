@@ -63,6 +63,7 @@ CHECKS: dict[str, list[str]] = {
     "shaping": [
         r"^-- as the provider sends it: 5 chunks$",
         r"^-- buffer_size=2, min_chunk_size=60: 3 chunks$",
+        r"^-- debounce=0\.07: [1-4] chunks$",  # by the clock: how many depends on the machine
         r"^-- smooth='word', delay=0\.005: 46 chunks\n   'Space '\n   'is '$",
         r"^-- smooth=re\.compile\(r'\[:,\.\]\\s\+'\): 7 chunks\n   'Space is almost silent: '$",
         r"^same text: True$",
