@@ -9,6 +9,7 @@ import orjson
 from .._events import (
     Event,
     ReasoningDelta,
+    ResponseStart,
     TextDelta,
     ToolCall,
     ToolCallDelta,
@@ -553,6 +554,8 @@ class MessagesEncoder:
         if type(event) is Usage:
             self._usage = event
             return []
+        if type(event) is ResponseStart:
+            return []  # the gateway names the message; it does not start it
         frames = [] if self._started else self.start()
         if type(event) is TextDelta:
             if event.text:
@@ -604,7 +607,7 @@ class MessagesEncoder:
                 if call in self._pending and self._kind != "tool":
                     self._pending.remove(call)
                     self._begin_call(frames, call)
-        # ResponseStart: the gateway names the message; Finish comes with end().
+        # Finish comes with end().
         return frames
 
     def end(self, response: Response) -> list[bytes]:

@@ -28,6 +28,7 @@ from starlette.routing import WebSocketRoute
 from starlette.types import Receive, Scope, Send
 
 from .. import _errors
+from .._events import ResponseStart
 from .._llm import LLM, create_llm
 from . import _openai, _ws
 from ._config import GatewayConfig, Route
@@ -242,13 +243,18 @@ class Gateway:
         try:
             stream = await llm.generate_async(stream=True, **_call_args(request))
             events: AsyncIterator[Event] = stream.events().__aiter__()
-            try:
-                first: Event | None = await events.__anext__()
-            except StopAsyncIteration:
-                first = None
-            # The first event goes to the encoder before start(): Anthropic's message_start
-            # then carries the input tokens when the upstream reported them first.
-            fed = encoder.feed(first) if first is not None else []
+            # The events up to the first that is not a ResponseStart go to the encoder
+            # before start(): Anthropic's message_start then carries the input tokens when
+            # the upstream reported them first (spout's providers give a response's start,
+            # then its usage, both from Anthropic's message_start).
+            first: Event | None = None
+            fed: list[bytes] = []
+            while first is None or type(first) is ResponseStart:
+                try:
+                    first = await events.__anext__()
+                except StopAsyncIteration:
+                    break
+                fed += encoder.feed(first)
             frames = [*encoder.start(), *fed]
             started.set_result(None)
             self.metrics.first_token(time.monotonic() - sent)
