@@ -302,8 +302,9 @@ class Gateway:
     ) -> AsyncIterator[bytes]:
         """A stream's frames after ``after``, each with its ``id:``, to send as they come."""
         sent = False
+        frames = self.hub.follow(stream_id, after, creator=creator)
         try:
-            async for number, frame in self.hub.follow(stream_id, after, creator=creator):
+            async for number, frame in frames:
                 yield b"id: %d\n" % number + frame
                 sent = True
         except EventsExpired as exc:
@@ -315,6 +316,10 @@ class Gateway:
                     Request(model="", messages=[]), response_id=stream_id, model=""
                 ).error(expired):
                     yield frame
+        finally:
+            # Closed now, not whenever the garbage collector gets to it: the hub counts this
+            # reader until then (and the upstream of a stream nobody reads keeps running).
+            await _aclose(frames)
 
     # -- other routes ----------------------------------------------------------------------------
 
@@ -463,10 +468,19 @@ def _not_found(stream_id: str) -> Response:
 
 
 async def _prepend(first: bytes | None, rest: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
-    if first is not None:
-        yield first
-    async for frame in rest:
-        yield frame
+    try:
+        if first is not None:
+            yield first
+        async for frame in rest:
+            yield frame
+    finally:
+        await _aclose(rest)  # `async for` does not close what it iterates
+
+
+async def _aclose(iterator: AsyncIterator[Any]) -> None:
+    aclose = getattr(iterator, "aclose", None)
+    if aclose is not None:
+        await aclose()
 
 
 class EventStream(Response):
