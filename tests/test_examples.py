@@ -127,6 +127,16 @@ CHECKS: dict[str, list[str]] = {
         r"^log: POST /v1/chat/completions 200 identity=demo stream=st_\w+ \d+\.\d+s$",
         r"^request 3: RateLimitError 429, Retry-After: \d+ s$",
     ],
+    "gateway_replicas": [
+        r"^redis-server on redis://127\.0\.0\.1:\d+/0$",
+        r"^replica A on http://127\.0\.0\.1:\d+, replica B on http://127\.0\.0\.1:\d+$",
+        r"^read on A, events 1-5: (['\"]).*\1$",
+        r"^resumed on B from event 6: (['\"]).+\1$",
+        r"^events 1-\d+, none missing or repeated: True$",
+        r"^A and B sent the same bytes: True \(\d+ bytes\)$",
+        r"^DELETE on A: cancelled=True$",
+        r"^the reader on B got, last: \{\"error\":\{\"message\":\"the stream was cancelled",
+    ],
     "gateway_websocket": [
         r"^-- one answer, event by event\n\(stream st_\w+: ",
         r"^events: \{'response_start': 1, 'text': \d+, 'usage': 1, 'finish': 1\}$",
