@@ -22,8 +22,10 @@ $(VENV)/.dev: pyproject.toml | $(VENV)/bin/python
 demo: $(VENV)/.local
 	$(VENV)/bin/spout "$(PROMPT)"
 
-## Install everything the tests need into .venv, then lint, type-check and run every test.
+## Install everything the tests need (into .venv; redis-server and chromium from Debian if
+## missing), then lint, type-check and run every test.
 test: $(VENV)/.dev
+	.ci/system-deps
 	$(VENV)/bin/ruff check src tests examples bench
 	$(VENV)/bin/mypy
 	$(VENV)/bin/pytest
