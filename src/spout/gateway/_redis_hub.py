@@ -135,7 +135,8 @@ class RedisHub:
         self._creators: dict[str, str] = {}  # stream id -> creator token, until it follows
         self._offset_ms = 0.0  # Redis's clock minus ours
         self._tasks: set[asyncio.Task[None]] = set()  # background: cancelled on close
-        self._writes: set[asyncio.Task[None]] = set()  # producers' writes: finished on close
+        self._writes: set[asyncio.Task[None]] = set()  # writes and leaves: finished on close
+        self._reads: set[asyncio.Future[Any]] = set()  # followers' XREADs: cancelled on close
         self._started: asyncio.Task[None] | None = None
         self._pubsub: Any = None
         self._closed = False
@@ -275,9 +276,7 @@ class RedisHub:
             position = max(after + 1, 1)
             last_id: bytes | str = f"{position - 1}-0"
             while True:
-                entries = _entries(
-                    await self._redis.xread({keys.frames: last_id}, count=1024, block=block),
-                )
+                entries = _entries(await self._read(keys.frames, last_id, block))
                 if not entries:
                     if block is None:
                         return  # finished, and nothing after what was asked for
@@ -301,7 +300,21 @@ class RedisHub:
                     last_id = entry_id
         finally:
             if token is not None:
-                await self._leave(keys, stream_id, token)
+                self._left(keys, stream_id, token)
+
+    async def _read(self, key: str, after: bytes | str, block: int | None) -> Any:
+        """XREAD in a task of its own: a follower cancelled while blocked (its client went
+        away) ends at once, and redis-py cleans up the interrupted connection on the side."""
+        read: asyncio.Future[Any] = asyncio.ensure_future(
+            self._redis.xread({key: after}, count=1024, block=block)
+        )
+        self._reads.add(read)
+        read.add_done_callback(self._read_done)
+        try:
+            return await asyncio.shield(read)
+        except asyncio.CancelledError:
+            read.cancel()
+            raise
 
     async def cancel(self, stream_id: str) -> bool:
         """Stop a running stream now, whichever replica produces it; False if it is not
@@ -324,7 +337,7 @@ class RedisHub:
         for producing in self._producing.values():
             producing.cancel_timer()
         self._producing.clear()
-        tasks = list(self._tasks)
+        tasks: list[asyncio.Future[Any]] = [*self._tasks, *self._reads]
         if self._started is not None:
             tasks.append(self._started)
         for task in tasks:
@@ -359,10 +372,23 @@ class RedisHub:
         status, owner = await self._redis.hmget(keys.meta, ["status", _OWNER])
         return _text(status), _text(owner)
 
-    async def _leave(self, keys: _Keys, stream_id: str, token: str) -> None:
+    def _left(self, keys: _Keys, stream_id: str, token: str) -> None:
+        """A follower ended: tell Redis and the owner, in a task of its own.
+
+        Not awaited where the follower ends: that is often a task being cancelled (the
+        client went away), or a generator being closed, where the reader's response should
+        end at once; and a replica that shuts down finishes these tasks first."""
         self._readers.pop(token, None)
         if self._closed:
             return  # shutting down: the heartbeat stops and the entry expires
+        try:
+            task = asyncio.get_running_loop().create_task(self._leave(keys, stream_id, token))
+        except RuntimeError:  # no loop: a follower collected at exit; its entry will expire
+            return
+        self._writes.add(task)
+        task.add_done_callback(self._done)
+
+    async def _leave(self, keys: _Keys, stream_id: str, token: str) -> None:
         try:
             async with self._redis.pipeline(transaction=False) as pipe:
                 pipe.zrem(keys.readers, token)
@@ -531,6 +557,11 @@ class RedisHub:
         task = asyncio.ensure_future(coroutine)
         self._tasks.add(task)
         task.add_done_callback(self._done)
+
+    def _read_done(self, read: asyncio.Future[Any]) -> None:
+        self._reads.discard(read)
+        if not read.cancelled():
+            read.exception()  # retrieved: the follower raised it, or was cancelled before
 
     def _done(self, task: asyncio.Task[None]) -> None:
         self._tasks.discard(task)
