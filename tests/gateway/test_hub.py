@@ -53,10 +53,12 @@ async def test_a_slow_reader_is_told_once_the_log_moved_past_it() -> None:
     hub = MemoryHub(max_events=3)
     await hub.create("s", {})
     await hub.append("s", [b"1", b"2"])
-    reader = hub.follow("s", 0)
-    assert await anext(reader) == (1, b"1")
-    await hub.append("s", [b"3", b"4", b"5", b"6"])  # 1..3 dropped while the reader holds 1
-    with pytest.raises(EventsExpired):
+    reader = hub.follow_batches("s", 0)
+    assert await anext(reader) == [(1, b"1"), (2, b"2")]  # all there is, at once
+    await hub.append("s", [b"3"])
+    assert await anext(reader) == [(3, b"3")]
+    await hub.append("s", [b"4", b"5", b"6", b"7"])  # 4 dropped before the reader came
+    with pytest.raises(EventsExpired, match="events before 5"):
         await anext(reader)
     await reader.aclose()
     await hub.aclose()

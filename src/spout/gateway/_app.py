@@ -182,7 +182,11 @@ class Gateway:
         stream_id = await self.open_stream(
             protocol, request, route, llm, identity, recording=recording
         )
-        return EventStream(self.follow(stream_id, 0, creator=True, protocol=protocol), stream_id)
+        # The creator's follow starts here, not when the response body does: a client gone
+        # before that still leaves (EventStream closes it), and the stream is not kept for it.
+        frames = self.follow(stream_id, 0, creator=True, protocol=protocol)
+        first = await anext(frames, None)
+        return EventStream(_prepend(first, frames), stream_id, closing=frames)
 
     async def open_stream(
         self,
@@ -302,10 +306,12 @@ class Gateway:
     ) -> AsyncIterator[bytes]:
         """A stream's frames after ``after``, each with its ``id:``, to send as they come."""
         sent = False
-        frames = self.hub.follow(stream_id, after, creator=creator)
+        frames = self.hub.follow_batches(stream_id, after, creator=creator)
         try:
-            async for number, frame in frames:
-                yield b"id: %d\n" % number + frame
+            # Every frame there is goes out in one write: a reader that fell behind (or a
+            # gateway under load) catches up with one send, not one per frame.
+            async for batch in frames:
+                yield b"".join([b"id: %d\n%s" % (number, frame) for number, frame in batch])
                 sent = True
         except EventsExpired as exc:
             if not sent:
@@ -354,7 +360,7 @@ class Gateway:
             return JSONResponse(
                 {"error": {"message": str(exc), "type": "events_expired"}}, status_code=410
             )
-        return EventStream(_prepend(first, frames), stream_id)
+        return EventStream(_prepend(first, frames), stream_id, closing=frames)
 
     async def cancel(self, http: HTTPRequest) -> Response:
         stream_id = http.path_params["stream_id"]
@@ -489,7 +495,13 @@ class EventStream(Response):
 
     media_type = "text/event-stream"
 
-    def __init__(self, frames: AsyncIterator[bytes], stream_id: str) -> None:
+    def __init__(
+        self,
+        frames: AsyncIterator[bytes],
+        stream_id: str,
+        *,
+        closing: AsyncIterator[bytes] | None = None,
+    ) -> None:
         # Not Response.__init__: that would declare a Content-Length for an empty body.
         self.status_code = 200
         self.background = None
@@ -500,6 +512,8 @@ class EventStream(Response):
             (b"x-spout-stream-id", stream_id.encode()),
         ]
         self.frames = frames
+        #: An iterator already started, closed with the response even if it never sent.
+        self.closing = closing
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         async def write() -> None:
@@ -528,9 +542,9 @@ class EventStream(Response):
             for task in (writer, watcher):
                 task.cancel()
             await asyncio.gather(writer, watcher, return_exceptions=True)
-            aclose = getattr(self.frames, "aclose", None)
-            if aclose is not None:
-                await aclose()
+            await _aclose(self.frames)
+            if self.closing is not None:
+                await _aclose(self.closing)
         if writer.done() and not writer.cancelled() and writer.exception() is not None:
             exc = writer.exception()
             if not isinstance(exc, OSError):

@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
 from typing import Protocol
 
 __all__ = ["EventsExpired", "Hub", "MemoryHub", "StopReason", "StreamNotFound"]
@@ -52,6 +52,10 @@ class Hub(Protocol):
     def follow(
         self, stream_id: str, after: int = 0, *, creator: bool = False
     ) -> AsyncIterator[tuple[int, bytes]]: ...
+
+    def follow_batches(
+        self, stream_id: str, after: int = 0, *, creator: bool = False
+    ) -> AsyncGenerator[list[tuple[int, bytes]], None]: ...
 
     async def cancel(self, stream_id: str) -> bool: ...
 
@@ -159,6 +163,19 @@ class MemoryHub:
     ) -> AsyncIterator[tuple[int, bytes]]:
         """The frames numbered after ``after``, then each new one as it is written, until the
         stream ends. ``creator``: this is the creator's own follow (already counted)."""
+        batches = self.follow_batches(stream_id, after, creator=creator)
+        try:
+            async for batch in batches:
+                for item in batch:
+                    yield item
+        finally:
+            await batches.aclose()
+
+    async def follow_batches(
+        self, stream_id: str, after: int = 0, *, creator: bool = False
+    ) -> AsyncGenerator[list[tuple[int, bytes]], None]:
+        """:meth:`follow`, a list at a time: every frame there is when the reader asks, so a
+        reader that fell behind catches up in one write rather than one per frame."""
         self._expire()
         log = self._logs.get(stream_id)
         if log is None:
@@ -176,12 +193,14 @@ class MemoryHub:
                         f"stream {stream_id}: events before {log.first} are no longer kept"
                     )
                 changed = log.changed
-                while position < log.next:
-                    if position < log.first:
-                        break
-                    yield position, log.frames[position - log.first]
-                    position += 1
-                if position < log.first:
+                if position < log.next:
+                    start = position - log.first
+                    batch = [
+                        (position + offset, log.frames[start + offset])
+                        for offset in range(log.next - position)
+                    ]
+                    position = log.next
+                    yield batch
                     continue
                 if log.status != "running":
                     return

@@ -38,7 +38,7 @@ import contextlib
 import logging
 import secrets
 import time
-from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Coroutine, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ._hub import EventsExpired, StopReason, StreamNotFound
@@ -261,6 +261,18 @@ class RedisHub:
     ) -> AsyncIterator[tuple[int, bytes]]:
         """The frames numbered after ``after``, then each new one as it is written, until the
         stream ends. ``creator``: this is the creator's own follow (already counted)."""
+        batches = self.follow_batches(stream_id, after, creator=creator)
+        try:
+            async for batch in batches:
+                for item in batch:
+                    yield item
+        finally:
+            await batches.aclose()
+
+    async def follow_batches(
+        self, stream_id: str, after: int = 0, *, creator: bool = False
+    ) -> AsyncGenerator[list[tuple[int, bytes]], None]:
+        """:meth:`follow`, a list at a time: every frame one read of Redis returned."""
         await self._start()
         keys = _Keys(self.prefix, stream_id)
         token: str | None
@@ -286,18 +298,29 @@ class RedisHub:
                     if now != _RUNNING:
                         block = None  # one last look: the end may have come meanwhile
                     continue
+                batch: list[tuple[int, bytes]] = []
+                ended = False
                 for entry_id, fields in entries:
                     number, _, sequence = entry_id.partition(b"-")
                     if sequence == b"0":
                         if int(number) != position:
+                            if batch:
+                                yield batch  # what came before the gap, then the error
                             raise _expired(stream_id, int(number))
-                        yield position, fields[b"f"]
+                        batch.append((position, fields[b"f"]))
                         position += 1
                     else:  # the end marker, after frame `number`
                         if int(number) >= position:
+                            if batch:
+                                yield batch
                             raise _expired(stream_id, int(number) + 1)
-                        return
+                        ended = True
+                        break
                     last_id = entry_id
+                if batch:
+                    yield batch
+                if ended:
+                    return
         finally:
             if token is not None:
                 self._left(keys, stream_id, token)
