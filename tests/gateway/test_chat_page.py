@@ -356,6 +356,31 @@ def test_a_dropped_connection_resumes_without_missing_or_repeated_text(
     assert not page_errors
 
 
+def test_a_reload_mid_answer_picks_the_reply_up_again(
+    browser: Browser, faults: FaultServer, page_errors: list[str]
+) -> None:
+    faults.script(openai_chat_stream(PIECES).reply(delay=0.05))
+    with run_gateway(upstream_config(faults.url + "/v1", resume_window=10)) as gateway:
+        page = open_page(browser, gateway, page_errors)
+        ask(page, "Count, and survive a reload.")
+        wait_for_reply(page, r"w5 ")
+        page.reload()
+        # The chat is back (the prompt, then the reply following the same stream again).
+        page.wait_for_selector(".message.user")
+        assert page.locator(".message.user").inner_text().endswith("Count, and survive a reload.")
+        wait_for_state(page, "done", timeout=15_000)
+        assert reply_text(page) == FULL
+        assert page.locator(".message.assistant").count() == 1
+        # The upstream was read once, to its end, through the reload.
+        assert len(faults.requests) == 1
+        assert not faults.disconnects
+        # And once done, a second reload does not pick anything up again.
+        page.reload()
+        page.wait_for_selector("body[data-ready=true]")
+        assert page.locator(".message").count() == 0
+    assert not page_errors
+
+
 def test_a_gateway_with_keys_asks_the_page_for_one(
     browser: Browser, faults: FaultServer, page_errors: list[str], tmp_path: Path
 ) -> None:

@@ -324,12 +324,19 @@
     if (id) state.conversation = id;
   }
 
-  async function send(prompt) {
-    const user = addMessage("user");
-    user.set(prompt);
-    state.history.push({ role: "user", content: prompt });
-    const view = addMessage("assistant");
-    view.state("streaming");
+  // The reply streaming now, kept for this tab so that a reload picks it up again.
+  const LIVE_STORE = "spout-live-reply";
+
+  function remember(live) {
+    try {
+      if (live) sessionStorage.setItem(LIVE_STORE, JSON.stringify(live));
+      else sessionStorage.removeItem(LIVE_STORE);
+    } catch {
+      // storage refused: a reload then loses the reply, nothing else
+    }
+  }
+
+  function newReply(view) {
     const reply = {
       text: "",
       lastId: 0,
@@ -343,6 +350,16 @@
     $("send").disabled = true;
     $("stop").disabled = false;
     status("streaming…");
+    return reply;
+  }
+
+  async function send(prompt) {
+    const user = addMessage("user");
+    user.set(prompt);
+    state.history.push({ role: "user", content: prompt });
+    const view = addMessage("assistant");
+    view.state("streaming");
+    const reply = newReply(view);
     let outcome;
     try {
       const response = await api("/v1/chat/completions", {
@@ -358,12 +375,40 @@
       } else {
         reply.streamId = response.headers.get("x-spout-stream-id");
         $("messages").dataset.streamId = reply.streamId || "";
+        remember({
+          streamId: reply.streamId,
+          conversation: state.conversation,
+          history: state.history,
+          model: $("model").value,
+        });
         outcome = await readEvents(response, reply);
       }
     } catch (error) {
       outcome = reply.stopped ? "stopped" : "error";
       reply.error = String(error);
     }
+    await finish(view, reply, outcome);
+  }
+
+  // The page was reloaded while a reply streamed: show the chat again and follow the reply's
+  // stream from its first event (the gateway keeps it for the resume window).
+  async function resumeAfterReload(live) {
+    state.conversation = live.conversation || "new";
+    state.history = Array.isArray(live.history) ? live.history : [];
+    for (const message of state.history) {
+      const view = addMessage(message.role === "user" ? "user" : "assistant");
+      view.set(textOf(message.content));
+      if (message.role !== "user") view.state("done");
+    }
+    const view = addMessage("assistant");
+    const reply = newReply(view);
+    reply.streamId = live.streamId;
+    $("messages").dataset.streamId = reply.streamId || "";
+    await finish(view, reply, "dropped");
+  }
+
+  // Follow a dropped reply again as long as it moves on, then show how it ended.
+  async function finish(view, reply, outcome) {
 
     // A connection that broke mid-answer: follow the stream again from the last event seen.
     let attempt = 0;
@@ -402,6 +447,7 @@
     else if (outcome === "dropped") view.state("error", "the connection was lost");
     else view.state("error", reply.error || "the stream failed");
     if (reply.text) state.history.push({ role: "assistant", content: reply.text });
+    remember(null);
     state.current = null;
     $("send").disabled = false;
     $("stop").disabled = true;
@@ -564,6 +610,17 @@
     if (apiKey()) keyField.placeholder = "API key set";
     await Promise.all([loadModels(), refreshConversations()]);
     document.body.dataset.ready = "true";
+    let live = null;
+    try {
+      live = JSON.parse(sessionStorage.getItem(LIVE_STORE) || "null");
+    } catch {
+      live = null;
+    }
+    if (live && live.streamId) {
+      const select = $("model");
+      if ([...select.options].some((o) => o.value === live.model)) select.value = live.model;
+      await resumeAfterReload(live);
+    }
   }
 
   start();
