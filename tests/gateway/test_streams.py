@@ -272,3 +272,19 @@ def test_health_and_metrics(faults: FaultServer) -> None:
     assert 'spout_requests_total{route="/v1/chat/completions",status="404"} 1' in metrics
     assert "spout_time_to_first_token_seconds_count 1" in metrics
     assert "spout_active_streams 0" in metrics
+
+
+def test_a_client_that_leaves_a_request_not_streamed_stops_its_upstream(
+    faults: FaultServer,
+) -> None:
+    # The upstream takes 5 s to answer; the client gives up after 0.5 s.
+    faults.script(openai_chat_stream(PIECES).reply(head_delay=5))
+    with run_gateway(upstream_config(faults.url + "/v1")) as gateway:
+        with pytest.raises(httpx.ReadTimeout):
+            httpx.post(gateway.url + CHAT, json=body(stream=False), timeout=0.5)
+        left = time.monotonic()
+        disconnect = faults.wait_for_disconnect(timeout=3)
+        metrics = httpx.get(gateway.url + "/metrics").text
+    assert disconnect is not None
+    assert disconnect.at - left < 1.0
+    assert 'spout_streams_stopped_total{reason="disconnected"} 1' in metrics

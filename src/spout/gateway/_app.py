@@ -122,7 +122,7 @@ class Gateway:
                 )
             else:
                 response = await self._answer(
-                    protocol, request, route, llm, identity, recording=recording
+                    http, protocol, request, route, llm, identity, recording=recording
                 )
         except Denied as exc:
             response = _denied(protocol, exc)
@@ -147,6 +147,7 @@ class Gateway:
 
     async def _answer(
         self,
+        http: HTTPRequest,
         protocol: WireProtocol,
         request: Request,
         route: Route,
@@ -155,12 +156,28 @@ class Gateway:
         *,
         recording: Recording | None = None,
     ) -> Response:
+        # A client that leaves before the answer is whole stops it: nobody would read it.
+        call = asyncio.ensure_future(llm.generate_async(**_call_args(request)))
+        gone = asyncio.ensure_future(_disconnected(http))
         try:
-            response = await llm.generate_async(**_call_args(request))
+            await asyncio.wait({call, gone}, return_when=asyncio.FIRST_COMPLETED)
+            if not call.done():
+                self.metrics.stopped("disconnected")
+                call.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await call
+                raise StreamCancelled("the client disconnected before the answer was whole")
+            response = call.result()
         except BaseException as exc:
+            if not call.done():
+                call.cancel()
+                await asyncio.gather(call, return_exceptions=True)
             if recording is not None:
                 await recording.keep(getattr(exc, "partial", None), exc)
             raise
+        finally:
+            gone.cancel()
+            await asyncio.gather(gone, return_exceptions=True)
         if recording is not None:
             await recording.keep(response, None)
         if response.usage.output_tokens:
@@ -451,6 +468,14 @@ async def _json_body(http: HTTPRequest, limit: int) -> Any:
         return orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         raise RequestError(f"the request body is not JSON: {exc}") from None
+
+
+async def _disconnected(http: HTTPRequest) -> None:
+    """Returns when the client has gone (its body already read: nothing else comes)."""
+    while True:
+        message = await http.receive()
+        if message["type"] == "http.disconnect":
+            return
 
 
 def _denied(protocol: WireProtocol, exc: Denied) -> Response:
