@@ -1,8 +1,9 @@
 """The Messages API wire protocol, checked by the official anthropic SDK itself.
 
-The SDK talks to the protocol module through an in-process transport (httpx2's
-MockTransport): its real request bodies are parsed, and the events the encoder makes are read
-by its own SSE decoder, event types and ``messages.stream()`` accumulator, with no socket.
+The SDK talks to the protocol module alone (no rest of the gateway) over a real loopback
+connection (tests/gateway/sdk_loopback.py): its real request bodies are parsed, and the events
+the encoder makes are read by its own SSE decoder, event types and ``messages.stream()``
+accumulator. The whole gateway, with the SDKs, is tested in test_sdks.py.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import pytest
 from anthropic.lib.streaming._messages import accumulate_event
 from anthropic.types import Message, RawMessageStreamEvent
 from pydantic import TypeAdapter
+from sdk_loopback import http_client, serve
 
 import spout
 from replay_server import transcript
@@ -142,9 +144,9 @@ def client(answer: Handler, seen: list[Request] | None = None) -> anthropic.Anth
 
     return anthropic.Anthropic(
         api_key="sk-gw",
-        base_url="http://gateway.test",
+        base_url=serve(handle),
         max_retries=0,
-        http_client=httpx2.Client(transport=httpx2.MockTransport(handle)),
+        http_client=http_client(),
         _strict_response_validation=True,
     )
 

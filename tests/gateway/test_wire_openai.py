@@ -1,8 +1,9 @@
 """The chat completions wire protocol, checked by the official openai SDK itself.
 
-The SDK talks to the protocol module through an in-process transport (httpx2's
-MockTransport): its real request bodies are parsed, and the frames the encoder makes are read
-by its own SSE decoder, chunk types and stream accumulator, with no server and no socket.
+The SDK talks to the protocol module alone (no rest of the gateway) over a real loopback
+connection (tests/gateway/sdk_loopback.py): its real request bodies are parsed, and the frames
+the encoder makes are read by its own SSE decoder, chunk types and stream accumulator. The
+whole gateway, with the SDKs, is tested in test_sdks.py.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import openai
 import pytest
 from openai.lib.streaming.chat import ChatCompletionStreamState
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
+from sdk_loopback import http_client, serve
 
 import spout
 from replay_server import transcript
@@ -98,12 +100,11 @@ def client(answer: Handler, seen: list[Request] | None = None) -> openai.OpenAI:
             seen.append(request)
         return answer(request)
 
-    transport = httpx2.MockTransport(handle)
     return openai.OpenAI(
         api_key="sk-gw",
-        base_url="http://gateway.test/v1",
+        base_url=serve(handle) + "/v1",
         max_retries=0,
-        http_client=httpx2.Client(transport=transport),
+        http_client=http_client(),
         _strict_response_validation=True,
     )
 

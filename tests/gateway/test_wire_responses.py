@@ -1,8 +1,9 @@
 """The Responses API wire protocol, checked by the official openai SDK itself.
 
-The SDK talks to the protocol module through an in-process transport (httpx2's
-MockTransport): its real request bodies are parsed, and every event the encoder makes is
-validated as the SDK's ``ResponseStreamEvent`` and read by ``responses.stream()``.
+The SDK talks to the protocol module alone (no rest of the gateway) over a real loopback
+connection (tests/gateway/sdk_loopback.py): its real request bodies are parsed, and every event
+the encoder makes is read by its own SSE decoder and event types. The whole gateway, with the
+SDKs, is tested in test_sdks.py.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import pytest
 from openai.types.responses import Response as SDKResponse
 from openai.types.responses import ResponseStreamEvent
 from pydantic import TypeAdapter
+from sdk_loopback import http_client, serve
 
 import spout
 from replay_server import transcript
@@ -113,9 +115,9 @@ def client(answer: Handler, seen: list[Request] | None = None) -> openai.OpenAI:
 
     return openai.OpenAI(
         api_key="sk-gw",
-        base_url="http://gateway.test/v1",
+        base_url=serve(handle) + "/v1",
         max_retries=0,
-        http_client=httpx2.Client(transport=httpx2.MockTransport(handle)),
+        http_client=http_client(),
         _strict_response_validation=True,
     )
 
