@@ -9,7 +9,6 @@ accumulator. The whole gateway, with the SDKs, is tested in test_sdks.py.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from typing import Any
 
 import anthropic
@@ -18,7 +17,8 @@ import pytest
 from anthropic.lib.streaming._messages import accumulate_event
 from anthropic.types import Message, RawMessageStreamEvent
 from pydantic import TypeAdapter
-from sdk_loopback import http_client, serve
+from sdk_loopback import http_client
+from wire_support import Handler, call_events, endpoint, response_of
 
 import spout
 from replay_server import transcript
@@ -34,7 +34,6 @@ from spout import (
     Usage,
 )
 from spout._events import Event
-from spout._response import Accumulator
 from spout.gateway._anthropic import PROTOCOL
 from spout.gateway._wire import Request, RequestError
 from spout.providers._base import Call
@@ -52,22 +51,6 @@ TEXT = [
     Usage(11, 4),
     Finish("stop", "end_turn"),
 ]
-
-
-def call_events(index: int, call_id: str, name: str, parts: list[str]) -> list[Event]:
-    raw = "".join(parts)
-    return [
-        ToolCallStart(index, call_id, name),
-        *(ToolCallDelta(index, part) for part in parts),
-        ToolCallEnd(index, ToolCall(call_id, name, json.loads(raw), raw)),
-    ]
-
-
-def response_of(events: list[Event]) -> spout.Response:
-    accumulator = Accumulator(strict_tool_arguments=False)
-    for event in events:
-        accumulator.add(event)
-    return accumulator.response()
 
 
 def recorded(folder: str, case: str) -> tuple[list[Event], dict[str, Any]]:
@@ -128,23 +111,10 @@ def accumulate(frames: list[bytes]) -> Message:
     return Message.model_validate(snapshot.model_dump())
 
 
-Handler = Callable[[Request], httpx2.Response]
-
-
 def client(answer: Handler, seen: list[Request] | None = None) -> anthropic.Anthropic:
-    def handle(http_request: httpx2.Request) -> httpx2.Response:
-        try:
-            request = PROTOCOL.parse(json.loads(http_request.content))
-        except RequestError as exc:
-            status, body = PROTOCOL.error_body(exc)
-            return httpx2.Response(status, json=body)
-        if seen is not None:
-            seen.append(request)
-        return answer(request)
-
     return anthropic.Anthropic(
         api_key="sk-gw",
-        base_url=serve(handle),
+        base_url=endpoint(PROTOCOL, answer, seen),
         max_retries=0,
         http_client=http_client(),
         _strict_response_validation=True,

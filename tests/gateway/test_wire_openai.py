@@ -9,7 +9,6 @@ whole gateway, with the SDKs, is tested in test_sdks.py.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from typing import Any
 
 import httpx2
@@ -17,7 +16,8 @@ import openai
 import pytest
 from openai.lib.streaming.chat import ChatCompletionStreamState
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
-from sdk_loopback import http_client, serve
+from sdk_loopback import http_client
+from wire_support import Handler, call_events, endpoint, response_of
 
 import spout
 from replay_server import transcript
@@ -27,13 +27,11 @@ from spout import (
     ResponseStart,
     TextDelta,
     ToolCall,
-    ToolCallDelta,
     ToolCallEnd,
     ToolCallStart,
     Usage,
 )
 from spout._events import Event
-from spout._response import Accumulator
 from spout.gateway._openai import PROTOCOL, classify_error, models_body
 from spout.gateway._wire import Request, RequestError
 from spout.providers._base import Call
@@ -49,22 +47,6 @@ TEXT = [
     Usage(12, 3),
     Finish("stop", "stop"),
 ]
-
-
-def call_events(index: int, call_id: str, name: str, parts: list[str]) -> list[Event]:
-    raw = "".join(parts)
-    return [
-        ToolCallStart(index, call_id, name),
-        *(ToolCallDelta(index, part) for part in parts),
-        ToolCallEnd(index, ToolCall(call_id, name, json.loads(raw), raw)),
-    ]
-
-
-def response_of(events: list[Event]) -> spout.Response:
-    accumulator = Accumulator(strict_tool_arguments=False)
-    for event in events:
-        accumulator.add(event)
-    return accumulator.response()
 
 
 def recorded(case: str) -> tuple[list[Event], dict[str, Any]]:
@@ -84,25 +66,12 @@ def encode(request: Request, events: list[Event], error: BaseException | None = 
     return b"".join(b"id: %d\n" % n + frame for n, frame in enumerate(frames))
 
 
-Handler = Callable[[Request], httpx2.Response]
-
-
 def client(answer: Handler, seen: list[Request] | None = None) -> openai.OpenAI:
     """An SDK client whose requests the protocol module parses and ``answer`` answers."""
 
-    def handle(http_request: httpx2.Request) -> httpx2.Response:
-        try:
-            request = PROTOCOL.parse(json.loads(http_request.content))
-        except RequestError as exc:
-            status, body = PROTOCOL.error_body(exc)
-            return httpx2.Response(status, json=body)
-        if seen is not None:
-            seen.append(request)
-        return answer(request)
-
     return openai.OpenAI(
         api_key="sk-gw",
-        base_url=serve(handle) + "/v1",
+        base_url=endpoint(PROTOCOL, answer, seen) + "/v1",
         max_retries=0,
         http_client=http_client(),
         _strict_response_validation=True,

@@ -9,7 +9,6 @@ SDKs, is tested in test_sdks.py.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from typing import Any
 
 import httpx2
@@ -18,7 +17,8 @@ import pytest
 from openai.types.responses import Response as SDKResponse
 from openai.types.responses import ResponseStreamEvent
 from pydantic import TypeAdapter
-from sdk_loopback import http_client, serve
+from sdk_loopback import http_client
+from wire_support import Handler, endpoint, response_of
 
 import spout
 from replay_server import transcript
@@ -34,7 +34,6 @@ from spout import (
     Usage,
 )
 from spout._events import Event
-from spout._response import Accumulator
 from spout.gateway._responses import PROTOCOL
 from spout.gateway._wire import Request, RequestError
 from spout.providers._base import Call
@@ -53,13 +52,6 @@ TEXT = [
     Finish("stop", "stop"),
 ]
 USER = "Hi"
-
-
-def response_of(events: list[Event]) -> spout.Response:
-    accumulator = Accumulator(strict_tool_arguments=False)
-    for event in events:
-        accumulator.add(event)
-    return accumulator.response()
 
 
 def recorded(folder: str, case: str) -> tuple[list[Event], dict[str, Any]]:
@@ -99,23 +91,10 @@ def validated(frames: list[bytes]) -> list[Any]:
     return events
 
 
-Handler = Callable[[Request], httpx2.Response]
-
-
 def client(answer: Handler, seen: list[Request] | None = None) -> openai.OpenAI:
-    def handle(http_request: httpx2.Request) -> httpx2.Response:
-        try:
-            request = PROTOCOL.parse(json.loads(http_request.content))
-        except RequestError as exc:
-            status, body = PROTOCOL.error_body(exc)
-            return httpx2.Response(status, json=body)
-        if seen is not None:
-            seen.append(request)
-        return answer(request)
-
     return openai.OpenAI(
         api_key="sk-gw",
-        base_url=serve(handle) + "/v1",
+        base_url=endpoint(PROTOCOL, answer, seen) + "/v1",
         max_retries=0,
         http_client=http_client(),
         _strict_response_validation=True,
