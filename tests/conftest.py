@@ -31,6 +31,16 @@ def collect_before_teardown() -> Iterator[None]:
 
 
 @pytest.fixture(autouse=True)
+def close_sdk_loopback() -> Iterator[None]:
+    """The loopback servers and SDK clients a wire-protocol test made
+    (tests/gateway/sdk_loopback.py) are closed when it ends."""
+    yield
+    loopback = sys.modules.get("sdk_loopback")
+    if loopback is not None:
+        loopback.close_all()
+
+
+@pytest.fixture(autouse=True)
 def spout_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
     """Every test's default conversation store is its own: nothing touches the real home."""
     home = tmp_path_factory.mktemp("spout-home")

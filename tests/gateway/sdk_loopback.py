@@ -5,7 +5,7 @@ the official SDKs against one protocol module without the rest of the gateway.
 ``handle(request)``: the request has ``.content`` (the body, bytes), the answer is an
 ``httpx2.Response`` (status, headers, body), written back on the socket. The SDK under test
 reads it with its own HTTP client over a real connection. Servers and the SDK clients made
-with ``http_client()`` are closed after each test (``tests/gateway/conftest.py``).
+with ``http_client()`` are closed after each test (``tests/conftest.py``).
 """
 
 from __future__ import annotations
