@@ -17,7 +17,7 @@ import pytest
 from openai.lib.streaming.chat import ChatCompletionStreamState
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
 from sdk_loopback import http_client
-from wire_support import Handler, call_events, endpoint, response_of
+from wire_support import Handler, answering, call_events, encoded, endpoint, numbered, response_of
 
 import spout
 from replay_server import transcript
@@ -58,12 +58,7 @@ def recorded(case: str) -> tuple[list[Event], dict[str, Any]]:
 
 def encode(request: Request, events: list[Event], error: BaseException | None = None) -> bytes:
     """What the gateway sends: the encoder's frames, each numbered with an ``id:`` line."""
-    encoder = PROTOCOL.encoder(request, response_id=RESPONSE_ID, model="gw-model")
-    frames = encoder.start()
-    for event in events:
-        frames += encoder.feed(event)
-    frames += encoder.error(error) if error else encoder.end(response_of(events))
-    return b"".join(b"id: %d\n" % n + frame for n, frame in enumerate(frames))
+    return numbered(encoded(PROTOCOL, request, events, error, response_id=RESPONSE_ID))
 
 
 def client(answer: Handler, seen: list[Request] | None = None) -> openai.OpenAI:
@@ -79,19 +74,7 @@ def client(answer: Handler, seen: list[Request] | None = None) -> openai.OpenAI:
 
 
 def streaming(events: list[Event], error: BaseException | None = None) -> Handler:
-    def answer(request: Request) -> httpx2.Response:
-        if not request.stream:
-            body = PROTOCOL.body(
-                request, response_of(events), response_id=RESPONSE_ID, model="gw-model"
-            )
-            return httpx2.Response(200, json=body)
-        return httpx2.Response(
-            200,
-            content=encode(request, events, error),
-            headers={"content-type": "text/event-stream"},
-        )
-
-    return answer
+    return answering(PROTOCOL, events, error, response_id=RESPONSE_ID)
 
 
 USER = [{"role": "user", "content": "Hi"}]

@@ -18,7 +18,7 @@ from openai.types.responses import Response as SDKResponse
 from openai.types.responses import ResponseStreamEvent
 from pydantic import TypeAdapter
 from sdk_loopback import http_client
-from wire_support import Handler, endpoint, response_of
+from wire_support import Handler, answering, encoded, endpoint
 
 import spout
 from replay_server import transcript
@@ -71,12 +71,7 @@ REQUEST = PROTOCOL.parse({"model": "m", "input": USER, "stream": True})
 def frames_of(
     events: list[Event], error: BaseException | None = None, request: Request = REQUEST
 ) -> list[bytes]:
-    encoder = PROTOCOL.encoder(request, response_id=RESPONSE_ID, model="gw-model")
-    frames = encoder.start()
-    for event in events:
-        frames += encoder.feed(event)
-    frames += encoder.error(error) if error else encoder.end(response_of(events))
-    return frames
+    return encoded(PROTOCOL, request, events, error, response_id=RESPONSE_ID)
 
 
 def validated(frames: list[bytes]) -> list[Any]:
@@ -102,17 +97,7 @@ def client(answer: Handler, seen: list[Request] | None = None) -> openai.OpenAI:
 
 
 def streaming(events: list[Event], error: BaseException | None = None) -> Handler:
-    def answer(request: Request) -> httpx2.Response:
-        if not request.stream:
-            body = PROTOCOL.body(
-                request, response_of(events), response_id=RESPONSE_ID, model="gw-model"
-            )
-            return httpx2.Response(200, json=body)
-        frames = frames_of(events, error, request)
-        data = b"".join(b"id: %d\n" % n + frame for n, frame in enumerate(frames))
-        return httpx2.Response(200, content=data, headers={"content-type": "text/event-stream"})
-
-    return answer
+    return answering(PROTOCOL, events, error, response_id=RESPONSE_ID)
 
 
 TOOLS = [

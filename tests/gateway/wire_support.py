@@ -50,3 +50,45 @@ def endpoint(protocol: Any, answer: Handler, seen: list[Request] | None = None) 
         return answer(request)
 
     return serve(handle)
+
+
+def encoded(
+    protocol: Any,
+    request: Request,
+    events: list[Event],
+    error: BaseException | None = None,
+    *,
+    response_id: str,
+) -> list[bytes]:
+    """The frames ``protocol``'s encoder makes of ``events`` (ending with ``error`` if given)."""
+    encoder = protocol.encoder(request, response_id=response_id, model="gw-model")
+    frames: list[bytes] = encoder.start()
+    for event in events:
+        frames += encoder.feed(event)
+    frames += encoder.error(error) if error else encoder.end(response_of(events))
+    return frames
+
+
+def numbered(frames: list[bytes]) -> bytes:
+    """What the gateway sends: each frame with an ``id:`` line."""
+    return b"".join(b"id: %d\n" % n + frame for n, frame in enumerate(frames))
+
+
+def answering(
+    protocol: Any, events: list[Event], error: BaseException | None = None, *, response_id: str
+) -> Handler:
+    """Answers a streamed request with the encoder's frames of ``events``, and one that is
+    not streamed with the protocol's body of their response."""
+
+    def answer(request: Request) -> httpx2.Response:
+        if not request.stream:
+            body = protocol.body(
+                request, response_of(events), response_id=response_id, model="gw-model"
+            )
+            return httpx2.Response(200, json=body)
+        frames = encoded(protocol, request, events, error, response_id=response_id)
+        return httpx2.Response(
+            200, content=numbered(frames), headers={"content-type": "text/event-stream"}
+        )
+
+    return answer
