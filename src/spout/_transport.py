@@ -55,6 +55,13 @@ class HTTPRequest:
     headers: dict[str, str] = field(default_factory=dict)
     body: bytes | None = None
 
+    def __post_init__(self) -> None:
+        # orjson returns small outputs in a 4 KiB buffer; a request lives as long as its
+        # response is awaited, so 1,000 concurrent streams would hold 4 MB of slack.
+        body = self.body
+        if body is not None and len(body) < 4096:
+            self.body = bytes(memoryview(body))
+
     def __repr__(self) -> str:  # the headers hold the API key: never print them whole
         return request_repr(self)
 
@@ -210,7 +217,7 @@ class Transport:
                 request.method,
                 request.url,
                 headers=request.headers,
-                content=_exact(request.body),
+                content=request.body,
                 timeout=self._timeouts(deadline),
             )
         except httpx.HTTPError as exc:
@@ -244,7 +251,7 @@ class Transport:
                     request.method,
                     request.url,
                     headers=request.headers,
-                    content=_exact(request.body),
+                    content=request.body,
                     timeout=self._timeouts(deadline),
                 ),
                 stream=True,
@@ -301,7 +308,7 @@ class Transport:
                 request.method,
                 request.url,
                 headers=request.headers,
-                data=_exact(request.body),
+                data=request.body,
                 timeout=self._aiohttp_timeout(deadline),
             ) as response:
                 if logger.isEnabledFor(DEBUG):
@@ -326,7 +333,7 @@ class Transport:
                     request.method,
                     request.url,
                     headers=request.headers,
-                    data=_exact(request.body),
+                    data=request.body,
                     timeout=self._aiohttp_timeout(deadline),
                 )
         except _aiohttp_errors() as exc:
@@ -378,17 +385,6 @@ class _Release:
         if sock is not None:
             with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)
-
-
-def _exact(body: bytes | None) -> bytes | None:
-    """The body in an allocation of its own size.
-
-    orjson returns small outputs in a 4 KiB buffer, and the HTTP library keeps the body for
-    the life of the response: 1,000 concurrent streams would hold 4 MB of slack.
-    """
-    if body is not None and len(body) < 4096:
-        return bytes(memoryview(body))
-    return body
 
 
 def _chunks(response: httpx.Response) -> Iterator[bytes]:
