@@ -56,7 +56,29 @@ def test_import_is_light() -> None:
     code = (
         "import sys, spout; "
         "print(sorted(m for m in ('llama_cpp', 'spout.providers.local', 'spout.providers.openai',"
-        " 'numpy', 'asyncio', 'pydantic') if m in sys.modules))"
+        " 'numpy', 'asyncio', 'pydantic', 'spout.compat', 'spout.session', 'spout._tee',"
+        " 'sqlite3') if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_names_loaded_on_first_use_work_every_way() -> None:
+    # The litellm-style functions, sessions and readers load on first use; every way of
+    # reaching them works in a fresh interpreter.
+    code = (
+        "import spout\n"
+        "from spout import Session, completion\n"
+        "from spout.compat import completion as c2\n"
+        "assert completion is c2 is spout.completion is spout.compat.completion\n"
+        "assert Session is spout.session.Session\n"
+        "assert spout.StreamReader.__module__ == 'spout._tee'\n"
+        "assert {'Session', 'acompletion', 'StreamReader'} <= set(dir(spout))\n"
+        "try:\n"
+        "    spout.Sesion\n"
+        "except AttributeError as exc:\n"
+        "    assert 'Sesion' in str(exc)\n"
+        "else:\n"
+        "    raise SystemExit('a misspelt name must be an AttributeError')\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)

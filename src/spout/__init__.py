@@ -11,7 +11,7 @@ Example::
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ._capabilities import Capabilities, ModelCapability, has_capability
 from ._errors import (
@@ -64,12 +64,14 @@ from ._policy import Retry, Timeout
 from ._response import Accumulator, Response
 from ._stats import StreamStats
 from ._stream import AsyncStream, Stream
-from ._tee import AsyncStreamReader, StreamReader
 from ._tool_loop import AsyncToolStream, ToolStream
 from ._turn import Turn
-from .compat import acompletion, completion, stream_chunk_builder
-from .session import AsyncSessionStream, Session, SessionStream
 from .tools import Tool, tool
+
+if TYPE_CHECKING:
+    from ._tee import AsyncStreamReader, StreamReader
+    from .compat import acompletion, completion, stream_chunk_builder
+    from .session import AsyncSessionStream, Session, SessionStream
 
 __version__ = "0.1.0"
 
@@ -144,10 +146,33 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    # ``spout.conversations`` (the stored conversations) loads sqlite3 on first use only.
-    if name == "conversations":
-        import importlib
+# Loaded on first use, so a program that only streams does not pay for them at import:
+# the litellm-style functions, sessions, stream readers, and the stored conversations
+# (which load sqlite3).
+_LAZY = {
+    "acompletion": ".compat",
+    "completion": ".compat",
+    "stream_chunk_builder": ".compat",
+    "Session": ".session",
+    "SessionStream": ".session",
+    "AsyncSessionStream": ".session",
+    "StreamReader": "._tee",
+    "AsyncStreamReader": "._tee",
+}
 
-        return importlib.import_module(".conversations", __name__)
-    raise AttributeError(f"module 'spout' has no attribute {name!r}")
+
+def __getattr__(name: str) -> Any:
+    import importlib
+
+    if name in ("compat", "conversations", "session"):  # submodules, as attributes
+        return importlib.import_module(f".{name}", __name__)
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'spout' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value  # later lookups are plain attribute reads
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})
