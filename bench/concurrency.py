@@ -1,6 +1,8 @@
 """Many concurrent async streams through one client, in a fresh process; prints JSON.
 
-Usage: python bench/concurrency.py CLIENT_NAME BASE_URL STREAMS CHUNKS
+Usage: python bench/concurrency.py CLIENT_NAME BASE_URL STREAMS CHUNKS [PACE]
+
+Without PACE every stream's events come in one burst; with it, one event every PACE seconds.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ def main() -> None:
     with open("/proc/self/clear_refs", "w") as refs:
         refs.write("5")
     name, base, streams, chunks = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+    spec = f"paced-{chunks}:{sys.argv[5]}" if len(sys.argv) > 5 else f"burst-{chunks}"
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, 65536)), hard))
     client = find(name, "openai", True)
@@ -41,7 +44,7 @@ def main() -> None:
         nonlocal errors
         try:
             pieces = 0
-            async for _ in texts(f"burst-{chunks}"):
+            async for _ in texts(spec):
                 pieces += 1
             if pieces != chunks:
                 errors += 1

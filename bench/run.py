@@ -44,6 +44,8 @@ class Settings:
     ttft_runs: int = 30
     streams: int = 1_000
     stream_chunks: int = 200
+    waiting_chunks: int = 40  # streams that wait on a model: one chunk every waiting_pace s
+    waiting_pace: float = 0.05
     memory_sizes: tuple[int, ...] = (10_000, 100_000, 1_000_000)
     import_runs: int = 10
     local_tokens: int = 200
@@ -52,6 +54,7 @@ class Settings:
 
 QUICK = Settings(
     rounds=1, burst=500, burst_slow=100, paced=50, ttft_runs=3, streams=20, stream_chunks=20,
+    waiting_chunks=5, waiting_pace=0.01,
     memory_sizes=(1_000, 10_000), import_runs=2, local_tokens=16, quick=True,
 )
 
@@ -251,29 +254,48 @@ def ttft_section(server: LoadServer, s: Settings) -> Table:
     return table
 
 
-def concurrency_section(server: LoadServer, s: Settings) -> tuple[Table, dict[str, dict[str, float]]]:
+def concurrency_section(
+    server: LoadServer, s: Settings, pace: float | None = None
+) -> tuple[Table, dict[str, dict[str, float]]]:
+    """Many concurrent async streams, each client in a fresh process.
+
+    Without ``pace`` every stream's events arrive in one burst, so what a client holds at its
+    peak depends on how fast it starts streams against how fast it drains them; with it, every
+    stream waits on the server between events (as on a model) and all of them stay open at
+    once, which shows what each open stream costs.
+    """
     names = ["aiohttp (raw)", "httpx (raw)", "spout", "openai", "litellm"]
     clients = [find(n, "openai", True) for n in names]
     clients = [c for c in clients if c.available]
+    chunks = s.stream_chunks if pace is None else s.waiting_chunks
     runs: dict[str, list[dict[str, float]]] = {c.label: [] for c in clients}
     rounds = 1 if s.quick else max(1, s.rounds // 2)
     for _ in range(rounds):
         for client in clients:
             streams = s.streams if client.name not in SLOW else max(1, s.streams // 10)
-            out = subprocess.run(
-                [sys.executable, str(HERE / "concurrency.py"), client.name, server.url,
-                 str(streams), str(s.stream_chunks)],
-                capture_output=True, text=True, timeout=900,
-            )
+            command = [sys.executable, str(HERE / "concurrency.py"), client.name, server.url,
+                       str(streams), str(chunks)]
+            if pace is not None:
+                command.append(str(pace))
+            out = subprocess.run(command, capture_output=True, text=True, timeout=900)
             if out.returncode:
                 raise RuntimeError(f"{client.label}: {out.stderr[-2000:]}")
             result = json.loads(out.stdout)
             result["streams"] = streams
             runs[client.label].append(result)
+    if pace is None:
+        title = f"{s.streams:,} concurrent async streams × {chunks} chunks"
+        note = "Each client in a fresh process; RSS is the process's peak. litellm runs a tenth of the streams."
+    else:
+        title = (f"{s.streams:,} concurrent async streams that wait: {chunks} chunks, "
+                 f"one every {pace * 1e3:.0f} ms")
+        note = ("As above, but the server sends each stream's events one at a time, "
+                f"{pace * 1e3:.0f} ms apart, so every stream stays open for at least "
+                f"{chunks * pace:g} s and all are open at once.")
     table = Table(
-        f"{s.streams:,} concurrent async streams × {s.stream_chunks} chunks",
+        title,
         ["client", "streams", "wall s", "CPU s", "peak RSS MB", "errors", "wall × fastest raw", "RSS × raw httpx"],
-        note="Each client in a fresh process; RSS is the process's peak. litellm runs a tenth of the streams.",
+        note=note,
     )
     medians = {
         label: {key: statistics.median(r[key] for r in results) for key in results[0]}
@@ -431,6 +453,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if "concurrency" in only:
             table, concurrency = concurrency_section(burst, s)
             show(table)
+            show(concurrency_section(burst, s, s.waiting_pace)[0])
         if "memory" in only:
             show(memory_section(burst, s))
     finally:

@@ -3,7 +3,8 @@
 The request's prompt (its last message) says what to send, so any client, SDKs included,
 can drive it with one model and one client for a whole run:
 ``burst-20000`` is 20,000 events written in 64 KiB writes back to back; ``paced-2000`` is
-2,000 events, one per write, ``--pace`` seconds apart, so that a client reads one event per
+2,000 events, one per write, ``--pace`` seconds apart (``paced-40:0.05`` sets the pace for one
+response: 40 events, 50 ms apart), so that a client reads one event per
 socket read (what a real model at ~100 tokens/s looks like to a client). The path picks the
 format: ``/v1/chat/completions`` (OpenAI) or ``/v1/messages`` (Anthropic).
 
@@ -132,6 +133,7 @@ async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, pac
                 await writer.drain()
                 continue
             mode, _, count = spec(json.loads(body or b"{}")).partition("-")
+            count, _, own_pace = count.partition(":")
             events = events_for(path, int(count or 100))
             writer.write(
                 b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
@@ -141,7 +143,7 @@ async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, pac
                 for event in events:
                     writer.write(frame(event))
                     await writer.drain()
-                    await asyncio.sleep(pace)
+                    await asyncio.sleep(float(own_pace) if own_pace else pace)
             else:
                 data = b"".join(events)
                 for start in range(0, len(data), WRITE):
