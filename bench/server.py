@@ -111,7 +111,16 @@ def frame(data: bytes) -> bytes:
     return b"%x\r\n%s\r\n" % (len(data), data)
 
 
+# Connections open now and the most open at once since the last ``GET /_peak``, which answers
+# with that figure and starts counting again: how a benchmark checks that its streams really
+# were open side by side.
+connections = {"open": 0, "peak": 0}
+
+
 async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, pace: float) -> None:
+    peak_before = connections["peak"]  # for /_peak, which must not count its own connection
+    connections["open"] += 1
+    connections["peak"] = max(connections["peak"], connections["open"])
     try:
         while True:
             head = await reader.readuntil(b"\r\n\r\n")
@@ -126,6 +135,9 @@ async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, pac
             body = await reader.readexactly(length) if length else b""
             if method == "GET":
                 payload = b'{"object":"list","data":[]}'
+                if path == "/_peak":
+                    payload = b'{"peak":%d}' % max(peak_before, connections["open"] - 1)
+                    connections["peak"] = connections["open"] - 1
                 writer.write(
                     b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"
                     % (len(payload), payload)
@@ -154,6 +166,7 @@ async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, pac
     except (asyncio.IncompleteReadError, ConnectionError):
         pass
     finally:
+        connections["open"] -= 1
         writer.close()
 
 

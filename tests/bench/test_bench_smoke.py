@@ -24,7 +24,7 @@ def test_bench_quick_run_prints_every_table() -> None:
         "CPU per chunk, anthropic format, burst",
         "CPU per chunk with shaping and callbacks",
         "Time to first text delta",
-        "concurrent async streams ×",
+        "concurrent async streams \N{MULTIPLICATION SIGN}",
         "concurrent async streams that wait",
         "Memory of one long stream",
         "Cold import",
@@ -41,3 +41,14 @@ def test_bench_quick_run_prints_every_table() -> None:
                   "on_chunk callback", "stats read every chunk", "debounce=0.05"):
         row = next(line for line in out.splitlines() if line.startswith(f"| {label} |"))
         float(row.split("|")[2]), float(row.split("|")[4])
+    # In both concurrency tables every client really had all its streams open at once (the
+    # load server counts connections), and none failed.
+    tables = [part for part in out.split("### ") if part.startswith(("20 concurrent",))]
+    assert len(tables) == 2
+    for table in tables:
+        rows = [line.split("|") for line in table.splitlines() if line.startswith("| ") and "async" in line]
+        assert rows
+        for row in rows:
+            streams, open_at_once, errors = int(row[2]), int(row[3]), int(row[7])
+            assert open_at_once == streams, row
+            assert errors == 0, row
