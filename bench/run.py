@@ -397,21 +397,32 @@ def plot(cpu: dict[str, dict[str, float]], concurrency: dict[str, dict[str, floa
         import matplotlib.pyplot as plt
     except ImportError:
         return False
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
     sections = list(cpu)
-    fig, axes = plt.subplots(1, len(sections) + 1, figsize=(5 * (len(sections) + 1), 4.5))
-    for ax, section in zip(axes, sections, strict=False):
-        labels = list(cpu[section])
-        ax.barh(labels, [cpu[section][label] for label in labels], color=["#d62728" if "spout" in label else "#7f7f7f" for label in labels])
-        ax.set_xscale("log")
-        ax.set_title(section, fontsize=9)
-        ax.set_xlabel("CPU µs per chunk (log)")
+    panels = len(sections) + 2
+    fig, axes = plt.subplots(1, panels, figsize=(4.6 * panels, 4.5))
+    plain = FuncFormatter(lambda value, _: f"{value:g}")
+
+    def bars(ax: Any, values: dict[str, float], title: str, xlabel: str, log: bool) -> None:
+        labels = list(values)
+        colors = ["#d62728" if "spout" in label else "#7f7f7f" for label in labels]
+        ax.barh(labels, [values[label] for label in labels], color=colors)
+        if log:
+            ax.set_xscale("log")
+            ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+            ax.xaxis.set_major_formatter(plain)
+            ax.xaxis.set_minor_formatter(NullFormatter())
+        ax.set_title(title, fontsize=9)
+        ax.set_xlabel(xlabel)
         ax.invert_yaxis()
-    ax = axes[-1]
-    labels = list(concurrency)
-    ax.barh(labels, [concurrency[label]["wall"] for label in labels], color=["#d62728" if "spout" in label else "#7f7f7f" for label in labels])
-    ax.set_xscale("log")
-    ax.set_title("concurrent streams: wall s (log)", fontsize=9)
-    ax.invert_yaxis()
+
+    for ax, section in zip(axes, sections, strict=False):
+        bars(ax, cpu[section], section, "CPU µs per chunk (log)", log=True)
+    walls = {label: m["wall"] for label, m in concurrency.items()}
+    rss = {label: m["rss_mb"] for label, m in concurrency.items()}
+    bars(axes[-2], walls, "1,000 concurrent streams: wall s (log)", "seconds (log)", log=True)
+    bars(axes[-1], rss, "1,000 concurrent streams: peak RSS", "MB", log=False)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     return True
