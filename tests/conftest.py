@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -16,6 +17,13 @@ import pytest
 
 from replay_server import ReplayServer
 from spout.providers.local import bundled_model_path
+
+# A shell that starts a command in the background without job control (`.ci/run &` in a
+# script) has it ignore SIGINT, and every process it starts inherits that: the tests' child
+# processes would then never see the Ctrl-C the tests send them. A handler (not an ignore) here
+# is reset to the default in each child.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture(scope="session", autouse=True)

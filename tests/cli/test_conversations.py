@@ -89,8 +89,12 @@ def test_list_with_nothing_stored(spout_home: Path) -> None:
 
 
 def test_show_and_export(two_conversations: list[str], tmp_path: Path) -> None:
-    _, france = two_conversations
-    shown, _ = conversations("show", france[:8])  # a prefix is enough
+    other, france = two_conversations
+    # A prefix is enough. Ids begin with their creation time, so two made in the same second
+    # share their first eight characters: take one more than they share.
+    shared = next(i for i, (a, b) in enumerate(zip(other, france, strict=True)) if a != b)
+    prefix = france[: max(8, shared + 1)]
+    shown, _ = conversations("show", prefix)
     assert shown.startswith("# Capital of France?\n")
     for text in ("Be brief.", "## User", "A second city?", "Lyon.", "openai:other-model"):
         assert text in shown
