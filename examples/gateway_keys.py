@@ -60,6 +60,12 @@ def serve(config: GatewayConfig) -> Iterator[str]:
         thread.join(30)
 
 
+def say(line: str) -> None:
+    # One write per line: the access log below is written from the gateway's thread, and
+    # print() writes a line and its newline separately, so a log line could land between.
+    sys.stdout.write(line + "\n")
+
+
 def main() -> None:
     # The access log: one line per request, on the "spout.gateway" logger.
     handler = logging.StreamHandler(sys.stdout)
@@ -70,7 +76,7 @@ def main() -> None:
     keys_file = Path(tempfile.mkdtemp()) / "keys.txt"
     key = add_key(keys_file, "demo")  # what `spout serve keys add demo --keys FILE` does
     stored = keys_file.read_text().splitlines()[-1]
-    print(f"keys file: {stored[:25]}... (the key itself in it: {key in keys_file.read_text()})")
+    say(f"keys file: {stored[:25]}... (the key itself in it: {key in keys_file.read_text()})")
 
     config = GatewayConfig(
         routes={"smol": Route("smol", provider="local")},
@@ -85,7 +91,7 @@ def main() -> None:
         try:
             intruder.chat.completions.create(model="smol", messages=prompt)
         except openai.AuthenticationError as exc:
-            print(f"without a valid key: {type(exc).__name__} {exc.status_code}")
+            say(f"without a valid key: {type(exc).__name__} {exc.status_code}")
 
         client = openai.OpenAI(base_url=url + "/v1", api_key=key, max_retries=0)
         for attempt in (1, 2, 3):
@@ -94,10 +100,10 @@ def main() -> None:
                     model="smol", messages=prompt, stream=True, max_tokens=12, temperature=0
                 )
                 text = "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
-                print(f"request {attempt} with the key: {text.strip()!r}")
+                say(f"request {attempt} with the key: {text.strip()!r}")
             except openai.RateLimitError as exc:
                 wait = exc.response.headers["retry-after"]
-                print(f"request {attempt}: {type(exc).__name__} 429, Retry-After: {wait} s")
+                say(f"request {attempt}: {type(exc).__name__} 429, Retry-After: {wait} s")
 
 
 if __name__ == "__main__":
