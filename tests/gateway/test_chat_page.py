@@ -95,7 +95,15 @@ def wait_for_reply(page: Page, pattern: str, timeout: float = 10_000) -> None:
 
 
 def wait_for_state(page: Page, state: str, timeout: float = 10_000) -> None:
-    page.wait_for_selector(f".message.assistant[data-state={state}]", timeout=timeout)
+    """Wait until the latest reply is in ``state`` (an earlier one already in it is no sign)."""
+    page.wait_for_function(
+        """state => {
+            const replies = document.querySelectorAll(".message.assistant");
+            return replies.length > 0 && replies[replies.length - 1].dataset.state === state;
+        }""",
+        arg=state,
+        timeout=timeout,
+    )
 
 
 def drop_connections(gateway: RunningGateway) -> int:
