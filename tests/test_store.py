@@ -599,7 +599,6 @@ with Store(sys.argv[1]) as store:
 """
 
 
-@pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="needs SIGKILL")
 def test_a_process_killed_mid_write_leaves_a_whole_store(tmp_path: Path) -> None:
     path = tmp_path / "c.db"
     writer = _spawn(KILLED, str(path), tmp_path=tmp_path)
