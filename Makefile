@@ -10,11 +10,17 @@ $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 
-$(VENV)/.local: pyproject.toml | $(VENV)/bin/python
+# llama.cpp is built for this CPU family, never natively for this one CPU (a native build
+# crashes on AMX Xeons and on any other CPU it is copied to), and cached by its flags
+# (scripts/install_llama.py); pip then finds llama-cpp-python installed and keeps it.
+$(VENV)/.local: pyproject.toml scripts/install_llama.py | $(VENV)/bin/python
+	$(PY) scripts/install_llama.py
 	$(PY) -m pip install -q -e ".[local]"
 	touch $@
 
-$(VENV)/.dev: pyproject.toml | $(VENV)/bin/python
+$(VENV)/.dev: pyproject.toml scripts/install_llama.py | $(VENV)/bin/python
+	$(PY) scripts/install_llama.py
+	@echo "Installing spout and what its tests need into $(VENV)"
 	$(PY) -m pip install -q -e ".[local,dev]"
 	touch $@
 

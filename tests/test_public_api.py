@@ -22,7 +22,7 @@ PUBLIC = [
     "Session", "SessionStream", "AsyncSessionStream", "Turn", "StoreError",
     "ConversationNotFoundError",
     "CallbackError", "StreamStats", "StreamReader", "AsyncStreamReader",
-    "StructuredOutputError",
+    "StructuredOutputError", "PendingAsyncStream",
     "completion", "acompletion", "stream_chunk_builder",
 ]
 

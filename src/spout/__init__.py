@@ -63,7 +63,7 @@ from ._llm import LLM, create_llm
 from ._policy import Retry, Timeout
 from ._response import Accumulator, Response
 from ._stats import StreamStats
-from ._stream import AsyncStream, Stream
+from ._stream import AsyncStream, PendingAsyncStream, Stream
 from ._tool_loop import AsyncToolStream, ToolStream
 from ._turn import Turn
 from .tools import Tool, tool
@@ -101,6 +101,7 @@ __all__ = [
     "ModelCapability",
     "NotFoundError",
     "OverloadedError",
+    "PendingAsyncStream",
     "PermissionDeniedError",
     "ProtocolError",
     "ProviderError",

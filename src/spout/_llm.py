@@ -11,6 +11,7 @@ from collections.abc import (
     AsyncGenerator,
     Awaitable,
     Callable,
+    Coroutine,
     Generator,
     Iterable,
     Sequence,
@@ -32,7 +33,7 @@ from ._errors import ConfigurationError, SpoutError
 from ._events import Event
 from ._policy import Deadline, Retry, Timeout
 from ._response import Accumulator, Response
-from ._stream import AsyncStream, Stream
+from ._stream import AsyncStream, PendingAsyncStream, Stream
 from ._tool_loop import Approve, AsyncToolStream, ToolStream, tool_table
 from ._validate import validate_call
 from ._watch import Watch, take_watch
@@ -525,7 +526,7 @@ class LLM:
     # -- async ---------------------------------------------------------------------------------
 
     @overload
-    async def generate_async(
+    def generate_async(
         self,
         prompt: str | None = ...,
         *,
@@ -533,10 +534,10 @@ class LLM:
         messages: Sequence[Message] | None = ...,
         system_prompt: str | None = ...,
         **params: Any,
-    ) -> Response: ...
+    ) -> Coroutine[Any, Any, Response]: ...
 
     @overload
-    async def generate_async(
+    def generate_async(
         self,
         prompt: str | None = ...,
         *,
@@ -544,9 +545,9 @@ class LLM:
         messages: Sequence[Message] | None = ...,
         system_prompt: str | None = ...,
         **params: Any,
-    ) -> AsyncStream: ...
+    ) -> PendingAsyncStream: ...
 
-    async def generate_async(
+    def generate_async(
         self,
         prompt: str | None = None,
         *,
@@ -554,18 +555,30 @@ class LLM:
         messages: Sequence[Message] | None = None,
         system_prompt: str | None = None,
         **params: Any,
-    ) -> Response | AsyncStream:
+    ) -> Coroutine[Any, Any, Response] | PendingAsyncStream:
         """Like :meth:`generate`, without blocking the event loop.
 
-        With ``stream=True`` the request is sent before the await returns, and the result is
-        an :class:`AsyncStream` to read with ``async for``.
+        Await it for a :class:`Response`. With ``stream=True`` there are two forms, and
+        both send the request before the first chunk::
+
+            stream = await llm.generate_async(prompt, stream=True)   # request sent; a stream
+            async for chunk in stream: ...
+
+            async for chunk in llm.generate_async(prompt, stream=True):   # no await
+                ...
         """
         if stream:
-            return await self.agenerate_stream(
-                prompt, messages=messages, system_prompt=system_prompt, **params
-            ).start()
+            return PendingAsyncStream(
+                self.agenerate_stream(
+                    prompt, messages=messages, system_prompt=system_prompt, **params
+                )
+            )
+        # Checked now, so a bad call raises where it is made, as the streamed form does.
         watch = take_watch(params, asynchronous=True, streaming=False)
         call = self._call(prompt, messages, system_prompt, params)
+        return self._agenerate(call, watch)
+
+    async def _agenerate(self, call: Call, watch: Watch | None) -> Response:
         accumulator = self._accumulator()
         if watch is not None:
             attempts = self._attempts(call, accumulator)

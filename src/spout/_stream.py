@@ -238,6 +238,37 @@ class Stream:
         return f"<spout.Stream {state} text={self.text[:40]!r}>"
 
 
+class PendingAsyncStream:
+    """What ``llm.generate_async(..., stream=True)`` returns: await it, or iterate it.
+
+    Example::
+
+        stream = await llm.generate_async("Tell me a story", stream=True)  # request sent
+        async for chunk in stream: ...
+
+        async for chunk in llm.generate_async("Tell me a story", stream=True): ...
+
+    Awaiting sends the request and gives the :class:`AsyncStream`; ``async for`` straight
+    over the call does the same on its first step. Neither form makes a coroutine that could
+    be left un-awaited.
+    """
+
+    __slots__ = ("stream",)
+
+    def __init__(self, stream: AsyncStream) -> None:
+        #: The stream itself, not yet started.
+        self.stream = stream
+
+    def __await__(self) -> Generator[Any, None, AsyncStream]:
+        return self.stream.start().__await__()
+
+    def __aiter__(self) -> AsyncIterator[str]:
+        return self.stream.__aiter__()
+
+    def __repr__(self) -> str:
+        return f"<PendingAsyncStream {self.stream!r}>"
+
+
 class AsyncStream:
     """A response being streamed asynchronously: ``async for`` gives text chunks.
 

@@ -16,11 +16,14 @@ from collections.abc import AsyncIterator, Generator, Iterator
 from pathlib import Path
 from typing import Any, ClassVar
 
+import orjson
+
 from .._capabilities import Capabilities, ModelCapability
 from .._errors import ConfigurationError, ContextWindowExceededError, ProviderError
 from .._events import Event, Finish, ResponseStart, TextDelta, Usage
 from .._stream import AsyncSource, SyncSource
-from ._base import Call, GenerationLock, Provider
+from ._base import Call, GenerationLock, Provider, ToolCallAssembler
+from ._local_tools import CALL_PREFIX, MESSAGE_HEADER, ToolPlan
 
 __all__ = ["LocalProvider", "bundled_model_path"]
 
@@ -198,8 +201,8 @@ class LocalProvider(Provider):
         return {
             ModelCapability.STREAMING: True,
             ModelCapability.ASYNC: True,
-            ModelCapability.TOOLS: False,
-            ModelCapability.TOOL_STREAMING: False,
+            ModelCapability.TOOLS: True,
+            ModelCapability.TOOL_STREAMING: True,
             ModelCapability.USAGE_IN_STREAM: True,
             ModelCapability.REASONING: False,
             ModelCapability.SYSTEM_PROMPT: True,
@@ -291,13 +294,18 @@ async def _astep(
         yield event
 
 
-def _prompt(model: _LoadedModel, messages: list[dict[str, Any]]) -> tuple[Any, list[int]]:
-    """The messages in the model's chat template, and the prompt's tokens."""
+def _prompt(
+    model: _LoadedModel, messages: list[dict[str, Any]], plan: ToolPlan | None = None
+) -> tuple[Any, list[int]]:
+    """The messages in the model's chat template (with the tools described, when the call
+    may use them), and the prompt's tokens."""
     prefill = ""
     if len(messages) > 1 and messages[-1].get("role") == "assistant":
         # The model's turn begun for it: render the turn's opening, then its start.
         prefill = str(messages[-1].get("content") or "")
         messages = messages[:-1]
+    if plan is not None:
+        messages = plan.messages(messages)
     formatted = model.formatter(messages=messages)
     tokens: list[int] = model.llama.tokenize(
         (formatted.prompt + prefill).encode("utf-8"),
@@ -311,7 +319,8 @@ def _generate(model: _LoadedModel, call: Call) -> Generator[Event, None, None]:
     """Format and tokenize the prompt now (errors raise here), then generate lazily."""
     llama = model.llama
     params = dict(call.params)
-    formatted, prompt_tokens = _prompt(model, call.messages)
+    plan = ToolPlan.of(call)
+    formatted, prompt_tokens = _prompt(model, call.messages, plan)
     # llama.cpp may round the context up, but the bindings' token buffer keeps the size asked.
     n_ctx = min(llama.n_ctx(), len(llama.input_ids))
     if len(prompt_tokens) >= n_ctx:
@@ -353,8 +362,21 @@ def _generate(model: _LoadedModel, call: Call) -> Generator[Event, None, None]:
             "it takes temperature, top_p, top_k, min_p, repeat_penalty, max_tokens, stop, seed, "
             "grammar"
         )
-    tokens = llama.generate(
-        prompt_tokens,
+    if plan is not None:
+        if grammar is not None:
+            raise ConfigurationError(
+                "the local provider cannot combine tools with a grammar or response_format"
+            )
+        return _tool_events(model, plan, prompt_tokens, max_tokens, stops, sampling)
+    tokens = _sample(model, prompt_tokens, sampling, grammar)
+    return _events(model, tokens, len(prompt_tokens), max_tokens, stops)
+
+
+def _sample(
+    model: _LoadedModel, context: list[int], sampling: dict[str, Any], grammar: Any
+) -> Generator[int, Any, None]:
+    return model.llama.generate(  # type: ignore[no-any-return]
+        context,
         top_k=sampling["top_k"],
         top_p=sampling["top_p"],
         min_p=sampling["min_p"],
@@ -362,7 +384,6 @@ def _generate(model: _LoadedModel, call: Call) -> Generator[Event, None, None]:
         repeat_penalty=sampling["repeat_penalty"],
         grammar=grammar,
     )
-    return _events(model, tokens, len(prompt_tokens), max_tokens, stops)
 
 
 def _events(
@@ -372,34 +393,61 @@ def _events(
     max_tokens: int,
     stops: list[str],
 ) -> Generator[Event, None, None]:
+    yield ResponseStart(f"local-{uuid.uuid4().hex}", model.name)
+    counter = _Counter(max_tokens)
+    stopped = yield from _text(model, tokens, counter, stops)
+    yield Usage(prompt_count, counter.count, {"total_tokens": prompt_count + counter.count})
+    yield Finish("stop", "stop") if stopped else Finish("length", "length")
+
+
+class _Counter:
+    """The tokens a reply has generated, against its budget."""
+
+    __slots__ = ("budget", "count")
+
+    def __init__(self, budget: int) -> None:
+        self.budget = budget
+        self.count = 0
+
+    @property
+    def spent(self) -> bool:
+        return self.count >= self.budget
+
+
+def _text(
+    model: _LoadedModel,
+    tokens: Generator[int, Any, None],
+    counter: _Counter,
+    stops: list[str],
+) -> Generator[Event, None, bool]:
+    """The text of ``tokens`` as deltas, cut at a stop string; True when the model stopped
+    (an end-of-generation token or a stop string), False when the budget ran out."""
     import llama_cpp
 
     vocab = model.llama._model.vocab
     is_end = llama_cpp.llama_vocab_is_eog
     piece = model.piece
     decoder = codecs.getincrementaldecoder("utf-8")("replace")
-    yield ResponseStart(f"local-{uuid.uuid4().hex}", model.name)
-    finish = "length"
-    count = 0
+    stopped = False
     held = ""  # text that may be the start of a stop string
     stopped_by_string = False
     try:
         for token in _guarded(tokens, model.name):
             if is_end(vocab, token):
-                finish = "stop"
+                stopped = True
                 break
-            count += 1
+            counter.count += 1
             text = decoder.decode(piece(token))
             if stops:
                 text, held, stopped_by_string = _hold_stops(held + text, stops)
                 if text:
                     yield TextDelta(text)
                 if stopped_by_string:
-                    finish = "stop"
+                    stopped = True
                     break
             elif text:
                 yield TextDelta(text)
-            if count >= max_tokens:
+            if counter.spent:
                 break
     finally:
         tokens.close()
@@ -408,8 +456,150 @@ def _events(
         tail = held + decoder.decode(b"", final=True)
         if tail:
             yield TextDelta(tail)
-    yield Usage(prompt_count, count, {"total_tokens": prompt_count + count})
-    yield Finish("stop" if finish == "stop" else "length", finish)
+    return stopped
+
+
+def _constrained(
+    model: _LoadedModel,
+    context: list[int],
+    sampling: dict[str, Any],
+    grammar_text: str,
+    counter: _Counter,
+) -> Iterator[int]:
+    """The tokens llama.cpp samples under a GBNF grammar, up to (not with) its end token."""
+    import llama_cpp
+    from llama_cpp.llama_grammar import LlamaGrammar
+
+    grammar = LlamaGrammar.from_string(grammar_text, verbose=False)
+    vocab = model.llama._model.vocab
+    tokens = _sample(model, context, sampling, grammar)
+    try:
+        for token in _guarded(tokens, model.name):
+            if llama_cpp.llama_vocab_is_eog(vocab, token) or counter.spent:
+                return
+            counter.count += 1
+            yield token
+    finally:
+        tokens.close()
+
+
+def _arguments_grammar(schema: dict[str, Any]) -> str:
+    """GBNF for one JSON object of the tool's arguments: its schema's, else any object."""
+    from llama_cpp import llama_grammar
+
+    try:
+        return str(llama_grammar.json_schema_to_gbnf(orjson.dumps(schema).decode()))
+    except Exception:  # a schema the converter does not cover: any JSON object will do
+        return str(llama_grammar.json_schema_to_gbnf('{"type": "object"}'))
+
+
+_GREEDY = {**_SAMPLING, "temperature": 0.0}
+
+
+def _tool_events(
+    model: _LoadedModel,
+    plan: ToolPlan,
+    prompt_tokens: list[int],
+    max_tokens: int,
+    stops: list[str],
+    sampling: dict[str, Any],
+) -> Generator[Event, None, None]:
+    """A reply that may call tools: a header, then words or each call's arguments, streamed
+    as tool-call events while they are sampled (see ``_local_tools``).
+
+    A call the model repeats (the same tool with the same arguments, made earlier in the
+    reply, or earlier in the conversation where the model chooses) is not made again: its
+    result is already there. While its arguments could still be such a repeat they are held
+    back; once they differ they stream. A repeated first call turns the reply into words.
+    """
+    tokenize = model.llama.tokenize
+    piece = model.piece
+    counter = _Counter(max_tokens)
+
+    def prefill(text: str) -> list[int]:
+        tokens = list(tokenize(text.encode("utf-8"), add_bos=False, special=False))
+        counter.budget -= len(tokens)  # they take room in the context window too
+        return tokens
+
+    yield ResponseStart(f"local-{uuid.uuid4().hex}", model.name)
+    context = list(prompt_tokens)
+    calls = ToolCallAssembler()
+    made: list[tuple[str, str]] = []
+    finish = "stop"
+    header = plan.first_header()
+    words = False
+    while True:
+        before_header = len(context)
+        if header is None:
+            grammar = plan.header_grammar(first=not made)
+            # A decision, not prose: the model's likeliest choice (as a temperature of 0).
+            sampled = list(_constrained(model, context, _GREEDY, grammar, counter))
+            header = b"".join(piece(t) for t in sampled).decode("utf-8", "replace").strip()
+            if counter.spent:
+                finish = "length"
+                break
+            context += sampled
+            if not header:
+                break  # after a call: the reply ends
+        else:
+            context += prefill(header)
+        context += prefill("\n")
+        if header == MESSAGE_HEADER:
+            words = True
+            break
+        name = header[len(CALL_PREFIX) : -1]
+        # Arguments this call would repeat: the reply's own calls always; the conversation's
+        # where the model chose to call (a required call is made as asked).
+        earlier = [raw for tool, raw in made if tool == name]
+        if not made and plan.mode == "auto":
+            earlier += [raw for tool, raw in plan.earlier_calls if tool == name]
+        index = len(made)
+        call_id = f"call_{uuid.uuid4().hex[:24]}"
+        decoder = codecs.getincrementaldecoder("utf-8")("replace")
+        grammar = _arguments_grammar(plan.schema(name))
+        raw = ""
+        started = False
+        for token in _constrained(model, context, sampling, grammar, counter):
+            context.append(token)
+            text = decoder.decode(piece(token))
+            raw += text
+            if not started and any(e.startswith(raw) for e in earlier):
+                continue  # so far, a repeat: hold it back
+            if not started:
+                started = True
+                yield from calls.add(index, call_id, name, None)
+                text = raw
+            if text:
+                yield from calls.add(index, None, None, text)
+        if counter.spent:
+            if not started and raw:
+                yield from calls.add(index, call_id, name, raw)
+            finish = "length"
+            break
+        if not started:
+            if raw in earlier:  # a repeat: not made again
+                if not made and plan.mode == "auto":
+                    del context[before_header:]
+                    context += prefill(f"{MESSAGE_HEADER}\n")
+                    words = True
+                break
+            yield from calls.add(index, call_id, name, raw)
+        made.append((name, raw))
+        header = None
+        if not plan.may_continue(len(made)):
+            break
+    if words:
+        stopped = yield from _text(model, _sample(model, context, sampling, None), counter, stops)
+        finish = "stop" if stopped else "length"
+    yield from calls.finish()
+    prompt_count = len(prompt_tokens)
+    yield Usage(prompt_count, counter.count, {"total_tokens": prompt_count + counter.count})
+    if finish == "length":
+        yield Finish("length", "length")
+    elif made:
+        yield Finish("tool_calls", "tool_calls")
+    else:
+        yield Finish("stop", "stop")
 
 
 def _guarded(tokens: Iterator[int], name: str) -> Iterator[int]:
