@@ -455,11 +455,17 @@ def test_transcripts_stream_as_openai_chunks(
     check_completion(built)
     message = built.choices[0].message
     assert message.content == (expected["text"] or None)
+    # A refusal stays apart from the content, as OpenAI's message.refusal.
+    assert getattr(message, "refusal", None) == expected.get("refusal")
+    refused = "".join(c.choices[0].delta.get("refusal") or "" for c in chunks if c.choices)
+    assert refused == expected.get("refusal", "")
     assert [
         {"id": c.id, "name": c.function.name, "arguments": json.loads(c.function.arguments or "{}")}
         for c in message.tool_calls or ()
     ] == [{"id": c["id"], "name": c["name"], "arguments": c["arguments"]} for c in expected["tool_calls"]]
-    assert built.choices[0].finish_reason == expected["finish_reason"]
+    # Chat completions has no "refusal" finish: OpenAI ends a refusal with "stop".
+    finish = "stop" if expected["finish_reason"] == "refusal" else expected["finish_reason"]
+    assert built.choices[0].finish_reason == finish
     assert getattr(message, "reasoning_content", "") == expected.get("reasoning", "")
     if expected.get("reasoning_signature"):
         assert message.thinking_blocks[-1].signature == expected["reasoning_signature"]
@@ -766,6 +772,42 @@ def test_gemini_thought_signatures_go_back_with_their_calls(replay: ReplayServer
     parts = replay.requests[-1].json()["contents"][1]["parts"]
     assert parts[0] == {"text": "I'll check both cities."}
     assert [part.get("thoughtSignature") for part in parts[1:]] == [signature, None]
+
+
+def test_a_refusal_is_kept_apart_from_the_content(replay: ReplayServer, mode: str) -> None:
+    body, expected = transcript("openai_chat", "refusal")
+    settings: dict[str, Any] = {"model": "openai/gpt-4o", "messages": MESSAGES,
+                                "api_base": f"{replay.url}/v1", "api_key": "sk", "num_retries": 0}
+    replay.replies = [Reply(chunks=cut_mid_line(body))]
+    chunks = stream_chunks(mode, **settings)
+    check_stream(chunks, include_usage=False)
+    assert all(c.choices[0].delta.content is None for c in chunks)
+    built = stream_chunk_builder(chunks, messages=MESSAGES)
+    check_completion(built)
+    message = built.choices[0].message
+    assert (message.content, message.refusal) == (None, expected["refusal"])
+    assert built.choices[0].finish_reason == "stop"  # as OpenAI ends a refusal
+
+    # Not streamed: the same message, as OpenAI's non-streamed body has it.
+    completed = {"id": "chatcmpl-r", "object": "chat.completion", "model": "gpt-4o",
+                 "choices": [{"index": 0, "finish_reason": "stop", "message": {
+                     "role": "assistant", "content": None, "refusal": expected["refusal"]}}]}
+    replay.replies = [Reply(chunks=[json.dumps(completed).encode()],
+                            headers={"Content-Type": "application/json"})]
+    response = complete(mode, **settings)
+    check_completion(response)
+    assert (response.choices[0].message.content, response.choices[0].message.refusal) == (
+        None, expected["refusal"])
+    assert response.choices[0].finish_reason == "stop"
+
+    # Sent back, as litellm users append the message: a server that is not OpenAI's own
+    # (this one) gets it as the assistant's text, the key that Groq would refuse dropped.
+    body, _ = transcript("openai_chat", "text")
+    replay.replies = [Reply(chunks=[body])]
+    history = [*MESSAGES, response.choices[0].message, {"role": "user", "content": "Why?"}]
+    stream_chunks(mode, **{**settings, "messages": history})
+    assert replay.requests[-1].json()["messages"][1] == {
+        "role": "assistant", "content": expected["refusal"]}
 
 
 def test_retries_and_refusals(replay: ReplayServer, mode: str) -> None:

@@ -15,7 +15,7 @@ PUBLIC = [
     "ContextWindowExceededError", "Event", "Finish", "FinishReason", "FirstTokenTimeout",
     "IdleTimeout", "InternalServerError", "ModelCapability", "NotFoundError", "OverloadedError",
     "PermissionDeniedError", "ProtocolError", "ProviderError", "RateLimitError",
-    "ReasoningDelta", "Response", "ResponseStart", "ServiceUnavailableError", "SpoutError",
+    "ReasoningDelta", "RefusalDelta", "Response", "ResponseStart", "ServiceUnavailableError", "SpoutError",
     "Stream", "StreamError", "StreamInterruptedError", "TextDelta", "TimeoutError", "ToolCall",
     "ToolCallDelta", "ToolCallEnd", "ToolCallStart", "TotalTimeout", "TransportError", "Usage",
     "__version__", "create_llm", "has_capability",

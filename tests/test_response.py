@@ -8,6 +8,7 @@ from spout import (
     Accumulator,
     Finish,
     ReasoningDelta,
+    RefusalDelta,
     ResponseStart,
     TextDelta,
     ToolCall,
@@ -50,6 +51,24 @@ def test_folds_every_kind_of_event() -> None:
     assert (response.id, response.model) == ("resp_1", "model-x")
     assert response.time_to_first_token is not None and response.duration is not None
     assert response.duration >= response.time_to_first_token
+
+
+def test_a_refusal_is_folded_apart_from_the_text() -> None:
+    accumulator = fold(ResponseStart("chatcmpl-1", "gpt-4o"))
+    assert not accumulator.started and accumulator.refusal is None
+    accumulator.add(RefusalDelta("I can\u2019t"))
+    assert accumulator.started  # the model's output: it ends the wait for a first token
+    accumulator.add(RefusalDelta(" help."))
+    accumulator.add(Finish("refusal", "stop"))
+    response = accumulator.response()
+    assert (response.text, response.refusal) == ("", "I can\u2019t help.")
+    assert (response.finish_reason, response.raw_finish_reason) == ("refusal", "stop")
+    assert response.time_to_first_token is not None
+    # Not text: no chunk, no character; but output, so the token estimate counts it.
+    assert response.stats is not None
+    assert (response.stats.chunks, response.stats.characters) == (0, 0)
+    assert (response.stats.output_tokens, response.stats.output_tokens_source) == (4, "estimate")
+    assert fold(TextDelta("Hi"), Finish("stop")).response().refusal is None
 
 
 def test_snapshot_before_the_end() -> None:

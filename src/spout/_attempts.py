@@ -15,7 +15,7 @@ from ._errors import ConfigurationError, SpoutError, TotalTimeout
 from ._events import Event, ResponseStart, TextDelta
 from ._policy import CONTENT, Deadline, Retry, resumable, retryable
 from ._response import Accumulator
-from .providers._base import text_token_counter
+from .providers._base import refusals_as_text, text_token_counter
 
 if TYPE_CHECKING:
     from ._llm import LLM
@@ -101,13 +101,19 @@ class Attempts:
         return self.llm.provider
 
     def shaped(self, call: Call) -> Call:
-        """The call as this attempt's provider takes it: a ``response_format`` in its shape
-        (a fallback may speak another wire format than the model first tried)."""
+        """The call as this attempt's provider takes it: a ``response_format`` in its shape,
+        a refusal in the history as text where it has no field for one (a fallback may speak
+        another wire format than the model first tried)."""
+        provider = self.provider
+        if not provider.takes_refusal():
+            messages = refusals_as_text(call.messages)
+            if messages is not call.messages:
+                call = replace(call, messages=messages)
         if call.output_format is None:
             return call
         from ._structured import request_for
 
-        return request_for(self.provider, call)
+        return request_for(provider, call)
 
     def new_attempt(self) -> None:
         if self.deadline is not None:
@@ -157,8 +163,12 @@ class Attempts:
             return None
         accumulator = self.accumulator
         text = accumulator.text
-        if not text or accumulator.has_tool_calls or self.resumes >= max(
-            1, self.policy.retry.max_retries
+        # A refusal is not continued: a request for the rest of one would only ask again.
+        if (
+            not text
+            or accumulator.has_tool_calls
+            or accumulator.refusal is not None
+            or self.resumes >= max(1, self.policy.retry.max_retries)
         ):
             return None
         self.resumes += 1

@@ -39,9 +39,9 @@ def estimate_tokens(messages: Sequence[Message]) -> int:
 
     The rule: each message costs ``ceil(utf8_bytes / 4)`` of its text plus 4, and the prompt 2
     more. A message's text is its ``content`` (a string; of a list of parts, each part's
-    ``text``, or the part as JSON when it has none), its ``reasoning``, each tool call's name
-    and arguments, and a tool result's content (as JSON when it is not a string). Ids and
-    signatures are not counted.
+    ``text``, or the part as JSON when it has none), its ``reasoning`` and ``refusal``, each
+    tool call's name and arguments, and a tool result's content (as JSON when it is not a
+    string). Ids and signatures are not counted.
 
     Byte-pair tokenizers average about four characters of English per token, so the estimate
     over- rather than under-counts English prose once the overheads are added, and errs on
@@ -60,6 +60,9 @@ def estimate_tokens(messages: Sequence[Message]) -> int:
         reasoning = message.get("reasoning")
         if isinstance(reasoning, str):
             size += len(reasoning.encode())
+        refusal = message.get("refusal")
+        if isinstance(refusal, str):
+            size += len(refusal.encode())
         for call in message.get("tool_calls") or ():
             function = call.get("function") or call if isinstance(call, dict) else None
             if isinstance(function, dict):
@@ -239,7 +242,13 @@ def _turns(messages: list[Message]) -> list[int]:
 
 def count_tokens(llm: LLM, messages: list[Message]) -> int:
     """The tokens ``messages`` take at ``llm``: its provider's tokenizer, else the estimate."""
-    counted = llm.provider.count_tokens(messages)
+    from .providers._base import refusals_as_text
+
+    provider = llm.provider
+    # Counted as sent: a refusal goes as text to a provider without a field for it.
+    counted = provider.count_tokens(
+        messages if provider.takes_refusal() else refusals_as_text(messages)
+    )
     return counted if counted is not None else estimate_tokens(messages)
 
 

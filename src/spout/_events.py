@@ -10,6 +10,7 @@ __all__ = [
     "Finish",
     "FinishReason",
     "ReasoningDelta",
+    "RefusalDelta",
     "ResponseStart",
     "TextDelta",
     "ToolCall",
@@ -40,6 +41,22 @@ class TextDelta:
 
     >>> TextDelta("Hel").text
     'Hel'
+    """
+
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class RefusalDelta:
+    """A piece of the model's refusal: why it declines to answer, kept apart from the text.
+
+    OpenAI streams it as ``delta.refusal`` (chat completions) and ``response.refusal.delta``
+    (the Responses API), as its API keeps ``message.refusal`` apart from ``message.content``.
+    It folds into :attr:`Response.refusal`, never into ``text``; iterating a stream for text
+    leaves it out, and the response's ``finish_reason`` is ``"refusal"``.
+
+    >>> RefusalDelta("I can't help with that.").text
+    "I can't help with that."
     """
 
     text: str
@@ -148,6 +165,7 @@ Event = (
     ResponseStart
     | TextDelta
     | ReasoningDelta
+    | RefusalDelta
     | ToolCallStart
     | ToolCallDelta
     | ToolCallEnd

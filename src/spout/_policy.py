@@ -17,13 +17,22 @@ from ._errors import (
     TimeoutError,
     TotalTimeout,
 )
-from ._events import ReasoningDelta, TextDelta, ToolCallDelta, ToolCallEnd, ToolCallStart
+from ._events import (
+    ReasoningDelta,
+    RefusalDelta,
+    TextDelta,
+    ToolCallDelta,
+    ToolCallEnd,
+    ToolCallStart,
+)
 
 __all__ = ["Deadline", "Retry", "Timeout"]
 
 #: The events that count as content: what ``first_token`` waits for and ``idle`` spaces.
 #: Pings, comments, usage and the like do not count.
-CONTENT = frozenset((TextDelta, ReasoningDelta, ToolCallStart, ToolCallDelta, ToolCallEnd))
+CONTENT = frozenset(
+    (TextDelta, ReasoningDelta, RefusalDelta, ToolCallStart, ToolCallDelta, ToolCallEnd)
+)
 
 #: Statuses a retry can fix: timeout, conflict, rate limit, and every server error.
 RETRYABLE_STATUSES = frozenset((408, 409, 429))
@@ -34,9 +43,9 @@ class Timeout:
     """Time limits for a call, in seconds; None means no limit.
 
     ``connect``: to open the connection. ``first_token``: from sending the request to the first
-    content (text, reasoning or a tool call). ``idle``: the longest gap between content events;
-    keep-alive pings and comments do not count. ``total``: the whole call, retries included.
-    A plain number means ``total``.
+    content (text, reasoning, a refusal or a tool call). ``idle``: the longest gap between
+    content events; keep-alive pings and comments do not count. ``total``: the whole call,
+    retries included. A plain number means ``total``.
 
     Example::
 

@@ -13,6 +13,7 @@ from ._events import (
     Finish,
     FinishReason,
     ReasoningDelta,
+    RefusalDelta,
     ResponseStart,
     TextDelta,
     ToolCall,
@@ -38,10 +39,18 @@ class Response:
     requests retried before the first token; ``resumed`` counts the times a cut stream was
     continued in a new request (``resume=True``), whose usage is then added in.
 
+    ``refusal`` is the model's refusal, when it declined to answer (OpenAI's
+    ``message.refusal``): kept apart from ``text``, which then holds only what the model
+    answered (usually nothing), and ``finish_reason`` is ``"refusal"``. A provider that
+    marks a refusal only in its stop reason (Anthropic's ``stop_reason: "refusal"``) sets
+    ``finish_reason`` and leaves ``refusal`` None.
+
     Example::
 
         response = llm.generate("Count from 1 to 5")
         print(response.text, response.finish_reason, response.usage.output_tokens)
+        if response.refusal is not None:
+            print("refused:", response.refusal)
     """
 
     text: str = ""
@@ -62,6 +71,9 @@ class Response:
     #: With ``response_format``: the answer's JSON, validated (a pydantic model, a dataclass,
     #: or a dict for a JSON Schema); None without one, and before the stream ends.
     parsed: Any = None
+    #: The model's refusal (:class:`RefusalDelta` joined), or None when it did not refuse.
+    #: Never part of ``text``.
+    refusal: str | None = None
     #: Chunks, characters, output tokens (the provider's, or an estimate), time to first
     #: token and tokens per second (:class:`StreamStats`); None for a Response built by hand.
     stats: StreamStats | None = field(default=None, compare=False, repr=False)
@@ -101,6 +113,7 @@ class Accumulator:
         "_parsed",
         "_provider",
         "_reasoning",
+        "_refusal",
         "_resumed",
         "_retries",
         "_signature",
@@ -139,6 +152,7 @@ class Accumulator:
         # counting chunks costs the hot path nothing.
         self._merged = 0
         self._reasoning: list[str] = []
+        self._refusal: list[str] = []
         self._signature: str | None = None
         self._tool_calls: list[ToolCall] = []
         self._usage = _NO_USAGE
@@ -203,6 +217,11 @@ class Accumulator:
                 self._id = event.id
             if event.model is not None:
                 self._model = event.model
+        elif type(event) is RefusalDelta:
+            # Content like text (it ends the wait for a first token), but never text.
+            if self._first_token_at is None:
+                self._first_token_at = time.perf_counter()
+            self._refusal.append(event.text)
         elif type(event) is ToolResult:
             pass  # the tool loop keeps results; a single response has none
         else:
@@ -218,8 +237,13 @@ class Accumulator:
         return parts[0] if parts else ""
 
     @property
+    def refusal(self) -> str | None:
+        """The refusal so far, or None when none arrived."""
+        return "".join(self._refusal) if self._refusal else None
+
+    @property
     def started(self) -> bool:
-        """Whether content (text, reasoning or a tool call) arrived."""
+        """Whether content (text, reasoning, a refusal or a tool call) arrived."""
         return self._first_token_at is not None
 
     @property
@@ -281,6 +305,9 @@ class Accumulator:
         first = self._first_token_at
         text = self.text
         characters = len(text)
+        # A refusal is output but not text: not in the chunks and characters, but in the
+        # estimate of output tokens.
+        refused = sum(map(len, self._refusal)) if self._refusal else 0
         usage = self._usage if self._carried is None else add_usage(self._carried, self._usage)
         counted = None
         if usage.output_tokens is None and self._count_tokens is not None:
@@ -294,6 +321,7 @@ class Accumulator:
                         self._merged + len(self._text),
                         characters,
                         None,
+                        refused=refused,
                     )
                 self._counted = (characters, tokens)
             counted = self._counted[1]
@@ -304,6 +332,7 @@ class Accumulator:
             characters,
             usage.output_tokens,
             counted,
+            refused=refused,
         )
 
     def response(self) -> Response:
@@ -336,6 +365,7 @@ class Accumulator:
             retries=self._retries,
             resumed=self._resumed,
             parsed=self._parsed,
+            refusal="".join(self._refusal) if self._refusal else None,
             stats=self.stats(),
         )
 

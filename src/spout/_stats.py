@@ -15,7 +15,8 @@ class StreamStats:
     """Live numbers for a stream (``stream.stats``), and the final ones (``response.stats``).
 
     Times are seconds from when the request was sent. ``chunks`` and ``characters`` count the
-    text as the provider sent it (before any shaping). ``output_tokens`` is the provider's
+    text as the provider sent it (before any shaping); a refusal is not text, so it is not
+    counted there, though it is in the estimate of output tokens. ``output_tokens`` is the provider's
     count once its usage arrived (``output_tokens_source == "provider"``). Until then it is
     the text so far counted by the model's own tokenizer where spout has it at hand (the
     local llama.cpp and transformers providers: ``"tokenizer"``; counted when the stats are
@@ -66,15 +67,18 @@ def make_stats(
     characters: int,
     provider_tokens: int | None,
     tokenizer_tokens: int | None = None,
+    *,
+    refused: int = 0,
 ) -> StreamStats:
     """The stats from what a stream counted; ``provider_tokens`` when the provider reported,
-    ``tokenizer_tokens`` when the model's tokenizer counted the text."""
+    ``tokenizer_tokens`` when the model's tokenizer counted the text. ``refused`` is the
+    characters of a refusal: output that is not text, so it counts in the estimate only."""
     if provider_tokens is not None:
         tokens, source = provider_tokens, "provider"
     elif tokenizer_tokens is not None:
         tokens, source = tokenizer_tokens, "tokenizer"
     else:
-        tokens, source = estimate_output_tokens(characters), "estimate"
+        tokens, source = estimate_output_tokens(characters + refused), "estimate"
     rate = None
     if time_to_first_token is not None and tokens:
         generating = elapsed - time_to_first_token

@@ -72,7 +72,7 @@ class Stream:
         self._read = False
 
     def __iter__(self) -> Iterator[str]:
-        """The text, chunk by chunk as it arrives."""
+        """The text, chunk by chunk as it arrives (a refusal is not text: see :meth:`events`)."""
         return self._texts()
 
     def _texts(self) -> Generator[str, None, None]:
@@ -92,7 +92,7 @@ class Stream:
                 self.close()
 
     def events(self) -> Iterator[Event]:
-        """The typed events: text, reasoning, tool-call deltas, usage, finish."""
+        """The typed events: text, reasoning, a refusal, tool-call deltas, usage, finish."""
         return self._events()
 
     def _events(self) -> Generator[Event, None, None]:
@@ -339,7 +339,7 @@ class AsyncStream:
             await release()
 
     def __aiter__(self) -> AsyncIterator[str]:
-        """The text, chunk by chunk as it arrives."""
+        """The text, chunk by chunk as it arrives (a refusal is not text: see :meth:`events`)."""
         return self._texts()
 
     async def _texts(self) -> AsyncGenerator[str, None]:
@@ -355,7 +355,7 @@ class AsyncStream:
                 await self.aclose()
 
     def events(self) -> AsyncIterator[Event]:
-        """The typed events: text, reasoning, tool-call deltas, usage, finish."""
+        """The typed events: text, reasoning, a refusal, tool-call deltas, usage, finish."""
         return self._events()
 
     async def _events(self) -> AsyncGenerator[Event, None]:

@@ -14,6 +14,7 @@ from ._errors import ConfigurationError, MaxToolRoundsError, SpoutError
 from ._events import (
     Event,
     ReasoningDelta,
+    RefusalDelta,
     TextDelta,
     ToolCall,
     ToolResult,
@@ -51,6 +52,7 @@ class _Rounds:
         self.tool_calls: list[ToolCall] = []
         self.text: list[str] = []
         self.reasoning: list[str] = []
+        self.refusal: list[str] = []
         self.current: Stream | AsyncStream | None = None
         self.started_at = time.perf_counter()
 
@@ -59,6 +61,8 @@ class _Rounds:
             self.text.append(event.text)
         elif type(event) is ReasoningDelta and event.text:
             self.reasoning.append(event.text)
+        elif type(event) is RefusalDelta:
+            self.refusal.append(event.text)
 
     def end_round(self, response: Response) -> None:
         self.rounds.append(response)
@@ -89,6 +93,7 @@ class _Rounds:
             provider=self.llm.provider_name,
             stats=_loop_stats(rounds, duration),
             parsed=last.parsed if last else None,  # with response_format: the final answer's
+            refusal="".join(self.refusal) if self.refusal else None,
         )
 
     def assistant_message(self, response: Response) -> dict[str, Any]:
@@ -129,6 +134,10 @@ def assistant_message(response: Response) -> dict[str, Any]:
         message["reasoning"] = response.reasoning
         if response.reasoning_signature:
             message["reasoning_signature"] = response.reasoning_signature
+    if response.refusal is not None:
+        # OpenAI's shape for a refused turn: the refusal beside the (usually empty) content.
+        # Providers without that field get it as the turn's text (``refusals_as_text``).
+        message["refusal"] = response.refusal
     return message
 
 

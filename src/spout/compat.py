@@ -110,6 +110,7 @@ _MISSING: Any = object()
 # spout's event classes, bound once: the chunk loop compares types on every event.
 _TextDelta = ev.TextDelta
 _ReasoningDelta = ev.ReasoningDelta
+_RefusalDelta = ev.RefusalDelta
 _ToolCallStart = ev.ToolCallStart
 _ToolCallDelta = ev.ToolCallDelta
 _ToolCallEnd = ev.ToolCallEnd
@@ -269,15 +270,17 @@ def _wrap(value: Any, cls: type[OpenAIObject] = OpenAIObject) -> Any:
 
 # -- events to chunks ------------------------------------------------------------------------------
 
-# spout's finish reasons as chat completions names them. A refusal is "stop" where OpenAI sent
-# "stop" (its refusal text is the content), else "content_filter", as litellm maps Anthropic's.
+# spout's finish reasons as chat completions names them. A refusal with its text (OpenAI's, from
+# chat completions or the Responses API) is "stop", as OpenAI ends one: the text is in
+# delta.refusal, then message.refusal, never in the content. A refusal marked only by a stop
+# reason (Anthropic's) is "content_filter", as litellm maps it.
 _FINISH = {"stop": "stop", "length": "length", "tool_calls": "tool_calls",
            "content_filter": "content_filter", "error": "error"}
 
 
-def _finish_reason(finish: ev.Finish) -> str:
+def _finish_reason(finish: ev.Finish, refused: bool = False) -> str:
     if finish.reason == "refusal":
-        return "stop" if finish.raw_reason == "stop" else "content_filter"
+        return "stop" if refused or finish.raw_reason == "stop" else "content_filter"
     return _FINISH.get(finish.reason, "stop")
 
 
@@ -344,6 +347,7 @@ class _ChunkMaker:
         "_include_usage",
         "_messages",
         "_model",
+        "_refused",
         "_role",
         "_tools",
         "_usage",
@@ -368,6 +372,8 @@ class _ChunkMaker:
         self._usage: ev.Usage | None = None
         #: characters of output, to estimate the usage where the provider reports none
         self._chars = 0
+        #: whether a refusal's text came (delta.refusal)
+        self._refused = False
 
     def text(self, text: str) -> ModelResponseStream:
         """The chunk for a piece of text (the hot path: one call, four small dicts)."""
@@ -457,6 +463,21 @@ class _ChunkMaker:
                     OpenAIObject(type="thinking", thinking="", signature=event.signature)
                 ]
             return self._chunk(delta)
+        if kind is _RefusalDelta:
+            if not event.text:
+                return None
+            # OpenAI's delta.refusal: apart from the content, which stays None.
+            self._refused = True
+            self._chars += len(event.text)
+            return self._chunk(
+                Delta(
+                    content=None,
+                    role=None,
+                    function_call=None,
+                    tool_calls=None,
+                    refusal=event.text,
+                )
+            )
         if kind is _ToolCallStart:
             state = self._tool_index(event.index)
             self._chars += len(event.name)
@@ -518,7 +539,7 @@ class _ChunkMaker:
         usage = _usage_object(self._usage, self._messages, self._chars)
         last = self._chunk(
             Delta(content=None, role=None, function_call=None, tool_calls=None),
-            _finish_reason(finish),
+            _finish_reason(finish, self._refused),
         )
         if not self._include_usage:
             last["usage"] = usage
@@ -788,7 +809,8 @@ class _ChoiceParts:
         """The rebuilt message, and how many characters of output it holds."""
         content = "".join(self.content)
         reasoning = "".join(self.reasoning)
-        chars = len(content) + len(reasoning)
+        refusal = "".join(self.refusal)
+        chars = len(content) + len(reasoning) + len(refusal)
         tool_calls = None
         if self.tools:
             tool_calls = []
@@ -821,8 +843,8 @@ class _ChoiceParts:
             message["thinking_blocks"] = [
                 OpenAIObject(type="thinking", thinking=reasoning, signature=self.signature)
             ]
-        if self.refusal:
-            message["refusal"] = "".join(self.refusal)
+        if refusal:
+            message["refusal"] = refusal
         return message, chars
 
 
@@ -919,7 +941,7 @@ def _model_response(
     response: Response, model: str, messages: Sequence[Mapping[str, Any]] | None
 ) -> ModelResponse:
     """A spout :class:`Response` as a ``chat.completion``, shaped as the builder shapes one."""
-    chars = len(response.text) + len(response.reasoning)
+    chars = len(response.text) + len(response.reasoning) + len(response.refusal or "")
     tool_calls = None
     if response.tool_calls:
         tool_calls = []
@@ -943,9 +965,13 @@ def _model_response(
                 type="thinking", thinking=response.reasoning, signature=response.reasoning_signature
             )
         ]
+    if response.refusal is not None:
+        message["refusal"] = response.refusal  # as stream_chunk_builder keeps it
     finish = response.finish_reason
     reason = (
-        _finish_reason(ev.Finish(finish, response.raw_finish_reason)) if finish else "stop"
+        _finish_reason(ev.Finish(finish, response.raw_finish_reason), response.refusal is not None)
+        if finish
+        else "stop"
     )
     return ModelResponse(
         id=response.id or _new_id(),

@@ -179,6 +179,17 @@ def test_stop_reasons(replay: ReplayServer, stop_reason: str | None, finish_reas
     assert (response.finish_reason, response.raw_finish_reason) == (finish_reason, stop_reason)
 
 
+def test_a_refusal_stop_reason_is_a_finish_reason_only(replay: ReplayServer, mode: str) -> None:
+    # Claude marks a refusal in stop_reason alone; what it wrote before is its text, and
+    # there is no refusal text to report (Response.refusal stays None).
+    replay.replies = [Reply(chunks=[text_stream("I can", stop_reason="refusal")])]
+    result = stream_text(anthropic(replay), mode)
+    response = result.response
+    assert "".join(result.chunks) == response.text == "I can"
+    assert (response.finish_reason, response.raw_finish_reason) == ("refusal", "refusal")
+    assert response.refusal is None
+
+
 def test_stream_cut_before_its_end_is_an_interruption(replay: ReplayServer, mode: str) -> None:
     body, _ = transcript("anthropic", "text_and_tool_use")
     cut = body[: body.index(b"event: content_block_stop")]  # ends cleanly, but early

@@ -13,6 +13,7 @@ from helpers import generate, stream, stream_text
 from replay_server import CUTS, ReplayServer, Reply, transcript
 from spout import (
     Finish,
+    RefusalDelta,
     TextDelta,
     ToolCallDelta,
     ToolCallEnd,
@@ -20,6 +21,8 @@ from spout import (
     Usage,
     create_llm,
 )
+from spout.providers._base import Call
+from spout.providers.openai import OpenAIProvider
 
 
 def openai(server: ReplayServer, **config: Any) -> spout.LLM:
@@ -171,10 +174,83 @@ def test_reasoning_and_refusal(replay: ReplayServer, mode: str) -> None:
         chunk({"refusal": "I can't help with that."}),
         chunk({}, "stop"),
     )])]
-    response = stream(openai(replay), mode).response
+    result = stream(openai(replay), mode)
+    response = result.response
     assert response.reasoning == "The user wants a refusal."
-    assert response.text == "I can't help with that."
+    # A refusal is not text: OpenAI keeps message.refusal apart from message.content.
+    assert response.text == "" and result.chunks == []
+    assert response.refusal == "I can't help with that."
     assert response.finish_reason == "refusal"
+
+
+@pytest.mark.parametrize("cut", sorted(CUTS))
+def test_refusal_transcript(replay: ReplayServer, mode: str, cut: str) -> None:
+    body, expected = transcript("openai_chat", "refusal")
+    replay.replies = [Reply(chunks=CUTS[cut](body))]
+    result = stream(openai(replay), mode)
+    response = result.response
+    # The refusal is its own event, folded into .refusal; no text event, no text.
+    refusals = [e.text for e in result.events if isinstance(e, RefusalDelta)]
+    assert len(refusals) > 1 and "".join(refusals) == expected["refusal"]
+    assert not any(isinstance(e, TextDelta) for e in result.events)
+    assert (response.text, response.refusal) == (expected["text"], expected["refusal"])
+    assert response.finish_reason == expected["finish_reason"] == "refusal"
+    assert response.raw_finish_reason == expected["finish_reason_raw"]
+    assert (response.usage.input_tokens, response.usage.output_tokens) == (
+        expected["usage"]["input_tokens"], expected["usage"]["output_tokens"])
+    assert response.time_to_first_token is not None  # a refusal is the model's output
+
+
+def test_iterating_a_refusal_gives_no_text(replay: ReplayServer, mode: str) -> None:
+    body, expected = transcript("openai_chat", "refusal")
+    replay.replies = [Reply(chunks=CUTS["mid_line"](body))]
+    result = stream_text(openai(replay), mode)
+    assert result.chunks == []
+    assert result.response.refusal == expected["refusal"]
+    assert result.response.stats is not None
+    assert (result.response.stats.chunks, result.response.stats.characters) == (0, 0)
+
+
+def test_refusal_not_streamed(replay: ReplayServer, mode: str) -> None:
+    _, expected = transcript("openai_chat", "refusal")
+    completion = {
+        "id": "chatcmpl-2",
+        "object": "chat.completion",
+        "model": "gpt-4o-2024-08-06",
+        "choices": [{
+            "index": 0,
+            "message": {"role": "assistant", "content": None, "refusal": expected["refusal"],
+                        "annotations": []},
+            "logprobs": None,
+            "finish_reason": "stop",
+        }],
+        "usage": {"prompt_tokens": 81, "completion_tokens": 12, "total_tokens": 93},
+    }
+    replay.replies = [Reply(chunks=[json.dumps(completion).encode()],
+                            headers={"Content-Type": "application/json"})]
+    response = generate(openai(replay), mode, "How do I pick a lock?")
+    assert (response.text, response.refusal) == ("", expected["refusal"])
+    assert (response.finish_reason, response.raw_finish_reason) == ("refusal", "stop")
+
+
+def test_a_refusal_goes_back_as_openai_takes_it(replay: ReplayServer, mode: str) -> None:
+    # OpenAI's own API takes the refusal field on an assistant message; a compatible server
+    # elsewhere is not known to (Groq refuses the key), so there it is the turn's text.
+    history = [
+        {"role": "user", "content": "How do I pick a lock?"},
+        {"role": "assistant", "content": "", "refusal": "I can't help with that."},
+    ]
+    official = OpenAIProvider("gpt-4o", base_url="https://api.openai.com/v1", api_key="sk-test")
+    assert official.takes_refusal()
+    body = json.loads(official.build_request(Call(history), stream=True).body)
+    official.close()
+    assert body["messages"][1] == history[1]
+    assert not OpenAIProvider("m", base_url=f"{replay.url}/v1").takes_refusal()
+    body, _ = transcript("openai_chat", "text")
+    replay.replies = [Reply(chunks=[body])]
+    stream_text(openai(replay), mode, None, messages=[*history, {"role": "user", "content": "Why?"}])
+    sent = replay.requests[-1].json()["messages"]
+    assert sent[1] == {"role": "assistant", "content": "I can't help with that."}
 
 
 def test_request_body_and_headers(replay: ReplayServer, mode: str) -> None:

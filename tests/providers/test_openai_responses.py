@@ -16,7 +16,9 @@ from spout import (
     Finish,
     ModelCapability,
     ReasoningDelta,
+    RefusalDelta,
     Response,
+    TextDelta,
     ToolCallDelta,
     ToolCallEnd,
     ToolCallStart,
@@ -26,7 +28,7 @@ from spout import (
 from spout.providers.openai import OpenAIProvider
 from spout.providers.openai_responses import OpenAIResponsesProvider
 
-CASES = ["text", "function_call", "reasoning_summary", "failed", "error_event"]
+CASES = ["text", "function_call", "reasoning_summary", "refusal", "failed", "error_event"]
 ERRORS: dict[str, type[spout.ProviderError]] = {
     "server_error": spout.InternalServerError,
     "rate_limit_exceeded": spout.RateLimitError,
@@ -82,6 +84,7 @@ def check(response: Response, expected: dict[str, Any]) -> None:
         for c in response.tool_calls
     ] == expected["tool_calls"]
     assert response.reasoning == expected.get("reasoning", "")
+    assert response.refusal == expected.get("refusal")
     if expected["error"] is None:
         assert response.finish_reason == expected["finish_reason"]
         assert response.raw_finish_reason == expected["finish_reason_raw"]
@@ -173,8 +176,56 @@ def test_refusal(replay: ReplayServer, mode: str) -> None:
                            "output_index": 0, "content_index": 0, "delta": "I can't help."},
                {"type": "response.completed", "response": {"status": "completed"}})
     replay.replies = [Reply(chunks=[body])]
+    result = stream_text(responses(replay), mode)
+    response = result.response
+    assert (response.text, response.refusal) == ("", "I can't help.")
+    assert result.chunks == [] and response.finish_reason == "refusal"
+
+
+def test_refusal_transcript_events(replay: ReplayServer, mode: str) -> None:
+    body, expected = transcript("openai_responses", "refusal")
+    replay.replies = [Reply(chunks=CUTS["utf8"](body))]
+    result = stream(responses(replay), mode)
+    # Each delta once: response.refusal.done repeats the whole refusal, which is not sent again.
+    refusals = [e.text for e in result.events if isinstance(e, RefusalDelta)]
+    assert len(refusals) > 1 and "".join(refusals) == expected["refusal"]
+    assert result.chunks == [] and not any(isinstance(e, TextDelta) for e in result.events)
+
+
+def test_refusal_done_alone_is_the_refusal(replay: ReplayServer, mode: str) -> None:
+    # A server that sends the refusal whole, with no deltas: the done event carries it.
+    body = sse(created(), {"type": "response.refusal.done", "item_id": "msg_1",
+                           "output_index": 0, "content_index": 0, "refusal": "No."},
+               {"type": "response.completed", "response": {"status": "completed"}})
+    replay.replies = [Reply(chunks=[body])]
     response = stream_text(responses(replay), mode).response
-    assert (response.text, response.finish_reason) == ("I can't help.", "refusal")
+    assert (response.text, response.refusal, response.finish_reason) == ("", "No.", "refusal")
+
+
+def test_refusal_not_streamed(replay: ReplayServer, mode: str) -> None:
+    body, expected = transcript("openai_responses", "refusal")
+    completed = json.loads(body.rstrip(b"\n").rsplit(b"\n", 1)[1].removeprefix(b"data: "))
+    replay.replies = [Reply(chunks=[json.dumps(completed["response"]).encode()],
+                            headers={"Content-Type": "application/json"})]
+    response = generate(responses(replay), mode, "How do I pick a lock?")
+    assert (response.text, response.refusal) == ("", expected["refusal"])
+    assert (response.finish_reason, response.raw_finish_reason) == ("refusal", "completed")
+    assert response.usage.output_tokens == expected["usage"]["output_tokens"]
+
+
+def test_a_refusal_in_the_history_is_sent_as_text(replay: ReplayServer, mode: str) -> None:
+    # An input message item can hold a refusal part only with the id and status of a
+    # response this API made; a refusal kept by a session goes as the assistant's text.
+    body, _ = transcript("openai_responses", "text")
+    replay.replies = [Reply(chunks=[body])]
+    history = [
+        {"role": "user", "content": "How do I pick a lock?"},
+        {"role": "assistant", "content": "", "refusal": "I can't help with that."},
+        {"role": "user", "content": "Why not?"},
+    ]
+    stream_text(responses(replay), mode, None, messages=history)
+    assert replay.requests[-1].json()["input"][1] == {
+        "role": "assistant", "content": "I can't help with that."}
 
 
 def test_nested_error_event(replay: ReplayServer, mode: str) -> None:

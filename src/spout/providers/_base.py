@@ -24,7 +24,8 @@ from .._transport import (
 from ..sse import ServerSentEvent, SSEDecoder
 
 __all__ = ["Call", "GenerationLock", "HTTPProvider", "NamedToolChoice", "Parser", "Provider",
-    "SSEStreamParser", "StreamParser", "ToolCallAssembler", "text_token_counter"]
+    "SSEStreamParser", "StreamParser", "ToolCallAssembler", "refusals_as_text",
+    "text_token_counter"]
 
 
 @dataclass(slots=True)
@@ -71,6 +72,37 @@ def text_content(content: Any) -> str:
     if content is None:
         return ""
     return orjson.dumps(content, default=str).decode()
+
+
+def refusals_as_text(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The messages with each assistant ``refusal`` moved into the turn's text.
+
+    For providers whose messages have no field for a refusal (everyone but OpenAI's chat
+    completions): the model then still sees what it said, where its ``content`` alone would
+    be empty (an empty assistant turn, which Anthropic refuses outright). A refusal after
+    text follows it in a paragraph of its own. The list is returned as it is when no message
+    has a ``refusal`` key, so the common case copies nothing.
+
+    >>> refusals_as_text([{"role": "assistant", "content": "", "refusal": "I can't."}])
+    [{'role': 'assistant', 'content': "I can't."}]
+    """
+    if not any("refusal" in message for message in messages):
+        return messages
+    out = []
+    for message in messages:
+        if "refusal" in message:
+            message = dict(message)
+            refusal = message.pop("refusal")
+            if isinstance(refusal, str) and refusal and message.get("role") == "assistant":
+                content = message.get("content")
+                if isinstance(content, list):
+                    message["content"] = [*content, {"type": "text", "text": refusal}]
+                elif isinstance(content, str) and content:
+                    message["content"] = f"{content}\n\n{refusal}"
+                else:
+                    message["content"] = refusal
+        out.append(message)
+    return out
 
 
 class Parser(Protocol):
@@ -160,6 +192,12 @@ class Provider:
 
     def capabilities(self) -> Capabilities:
         return {}
+
+    def takes_refusal(self) -> bool:
+        """Whether this provider's messages have a field for an assistant's refusal (OpenAI's
+        ``refusal``). When not, a refusal in the history is sent as the turn's text
+        (:func:`refusals_as_text`), right before each request is built."""
+        return False
 
     def can_prefill(self, call: Call) -> bool:
         """Whether a last assistant message is continued, not answered (a resumed stream's

@@ -25,6 +25,7 @@ from .._events import (
     Finish,
     FinishReason,
     ReasoningDelta,
+    RefusalDelta,
     ResponseStart,
     TextDelta,
     Usage,
@@ -207,8 +208,9 @@ class ChatChunkMapper:
             events.append(ReasoningDelta(reasoning))
         refusal = delta.get("refusal")
         if refusal:
+            # Not text: OpenAI keeps message.refusal apart from message.content.
             self._refusal = True
-            events.append(TextDelta(refusal))
+            events.append(RefusalDelta(refusal))
         tool_calls = delta.get("tool_calls")
         if tool_calls:
             add = self._tools.add
@@ -356,6 +358,12 @@ class OpenAIProvider(HTTPProvider):
             ModelCapability.REASONING: False,
             ModelCapability.SYSTEM_PROMPT: True,
         }
+
+    def takes_refusal(self) -> bool:
+        # OpenAI's own API takes an assistant message's refusal as it gave it
+        # (ChatCompletionAssistantMessageParam.refusal in openai-python). A server elsewhere
+        # is not known to: Groq refuses the unknown key, llama.cpp ignores it (an empty turn).
+        return self.base_url == OpenAIProvider.default_base_url
 
     def build_request(self, call: Call, *, stream: bool) -> HTTPRequest:
         body: dict[str, Any] = {"model": self.model, "messages": chat_messages(call.messages)}

@@ -23,6 +23,7 @@ from .._events import (
     Finish,
     FinishReason,
     ReasoningDelta,
+    RefusalDelta,
     ResponseStart,
     TextDelta,
     ToolCallDelta,
@@ -113,6 +114,7 @@ class ResponsesEventMapper:
         "_provider",
         "_reasoning_at",
         "_refusal",
+        "_refusal_parts",
         "_started",
     )
 
@@ -122,6 +124,8 @@ class ResponsesEventMapper:
         self._started = False
         self._ended = False
         self._refusal = False
+        # (item_id, content_index) of the refusal parts whose text came as deltas
+        self._refusal_parts: set[tuple[Any, Any]] = set()
         self._had_tools = False
         # item_id -> [output_index, call_id, name, argument parts, ended]
         self._calls: dict[str, list[Any]] = {}
@@ -169,10 +173,20 @@ class ResponsesEventMapper:
                 events += self._end_call(item.get("id") or item.get("call_id") or "",
                                          item.get("arguments"))
         elif kind == "response.refusal.delta":
+            # A refusal content part: not text (ResponseOutputRefusal, beside output_text).
             delta = data.get("delta")
             if delta:
                 self._refusal = True
-                events.append(TextDelta(delta))
+                self._refusal_parts.add((data.get("item_id"), data.get("content_index")))
+                events.append(RefusalDelta(delta))
+        elif kind == "response.refusal.done":
+            # The whole refusal again; it is new only where no delta carried it.
+            refusal = data.get("refusal")
+            part = (data.get("item_id"), data.get("content_index"))
+            if refusal and part not in self._refusal_parts:
+                self._refusal = True
+                self._refusal_parts.add(part)
+                events.append(RefusalDelta(refusal))
         elif kind == "response.created":
             if not self._started:
                 self._started = True
@@ -357,6 +371,13 @@ class OpenAIResponsesProvider(OpenAIProvider):
         else:
             headers = self._headers
         return HTTPRequest("POST", self._url, headers, orjson.dumps(body))
+
+    def takes_refusal(self) -> bool:
+        # An earlier refusal could go back as a refusal part only inside an output message
+        # item, which needs the id and status of a response this API made
+        # (ResponseOutputMessageParam); a session's refusal, perhaps from another provider,
+        # has neither. An easy input message with the refusal as its text always fits.
+        return False
 
     def new_parser(self, call: Call) -> StreamParser:
         return _ResponsesStreamParser(ResponsesEventMapper(self.name, self.model))
