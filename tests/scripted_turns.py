@@ -65,6 +65,14 @@ def openai_text_turn(text: str = "123 * 456 = 56088, and Oslo is mild.") -> byte
     )
 
 
+def openai_refusal_turn(text: str = "", refusal: str = "I can\u2019t help with that.") -> bytes:
+    """A refusal in delta.refusal, after ``text`` if given; the finish is a plain "stop"."""
+    chunks = [openai_chunk({"role": "assistant", "content": text or None, "refusal": ""})]
+    half = len(refusal) // 2
+    chunks += [openai_chunk({"refusal": refusal[:half]}), openai_chunk({"refusal": refusal[half:]})]
+    return openai_sse(*chunks, openai_chunk({}, "stop"), openai_usage(30, 9))
+
+
 def openai_single_call(call_id: str, name: str, arguments: str) -> bytes:
     return openai_sse(
         openai_chunk({"tool_calls": [{"index": 0, "id": call_id, "type": "function",

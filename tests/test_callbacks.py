@@ -10,8 +10,15 @@ import pytest
 
 import spout
 from replay_server import ReplayServer, Reply
-from scripted_turns import openai_call_turn, openai_chunk, openai_sse, openai_text_turn, turns
-from spout import Finish, Session, TextDelta, ToolResult, create_llm
+from scripted_turns import (
+    openai_call_turn,
+    openai_chunk,
+    openai_refusal_turn,
+    openai_sse,
+    openai_text_turn,
+    turns,
+)
+from spout import Finish, RefusalDelta, Session, TextDelta, ToolResult, create_llm
 
 
 def text_reply(pieces: list[str], *, finish: bool = True, delay: float = 0.0) -> Reply:
@@ -98,6 +105,18 @@ def test_on_chunk_gets_the_shaped_chunks(replay: ReplayServer, mode: str) -> Non
                  on_chunk=log.hooks()["on_chunk"])
     assert chunks == ["Hello ", "wor", "ld"]  # "wor" goes out when the next chunk comes
     assert [v for _, v in log.calls] == chunks
+
+
+def test_a_refusal_goes_to_on_event_not_on_chunk(replay: ReplayServer, mode: str) -> None:
+    log = Log(asynchronous=mode == "async")
+    llm = llm_for(replay, Reply(chunks=[openai_refusal_turn()]))
+    chunks = run(llm, mode, buffer_size=4, **log.hooks())
+    assert chunks == []
+    assert [n for n in log.names() if n == "on_chunk"] == []  # a refusal is not text
+    refusals = [v.text for n, v in log.calls if n == "on_event" and isinstance(v, RefusalDelta)]
+    response = log.calls[-1][1]
+    assert log.names()[-1] == "on_complete" and "".join(refusals) == response.refusal
+    assert (response.text, response.finish_reason) == ("", "refusal")
 
 
 def test_an_error_calls_on_error_once_and_raises(replay: ReplayServer, mode: str) -> None:

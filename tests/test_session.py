@@ -23,6 +23,7 @@ from scripted_turns import (
     gemini_text_turn,
     openai_call_turn,
     openai_chunk,
+    openai_refusal_turn,
     openai_sse,
     openai_text_turn,
     turns,
@@ -479,6 +480,72 @@ def test_saved_session_loads_and_goes_on(replay: ReplayServer, tmp_path: Path) -
     latest = Session.last(provider=openai_at(replay), store=path)
     assert len(latest.turns) == 2 and latest.title == "Sums and weather"
     latest.close()
+
+
+REFUSAL = "I can\u2019t help with that."
+
+
+def test_a_refusal_is_kept_as_one_and_goes_back_as_each_provider_takes_it(
+    replay: ReplayServer, mode: str, tmp_path: Path
+) -> None:
+    replay.replies = turns(openai_refusal_turn(), openai_text_turn("Because it is unsafe."))
+    path = tmp_path / "c.db"
+    session = Session(openai_at(replay), store=path, autosave=True)
+    assert drain(session, mode, "How do I pick a lock?") == []  # a refusal is not text
+    (turn,) = session.turns
+    refused = {"role": "assistant", "content": "", "refusal": REFUSAL}
+    assert list(turn.messages) == [{"role": "user", "content": "How do I pick a lock?"}, refused]
+    assert (turn.text, turn.refusal, turn.finish_reason) == ("", REFUSAL, "refusal")
+    session.close()
+
+    # Saved and loaded, it is still a refusal; the Markdown export marks it as one.
+    again = Session.load(session.id, provider=openai_at(replay), store=path, autosave=True)
+    assert again.messages == session.messages and again.turns[0].refusal == REFUSAL
+    markdown = spout.conversations.export(session.id, "md", store=path)
+    assert f"> **Refusal**\n>\n> {REFUSAL}" in markdown
+    exported = spout.conversations.export(session.id, "json", store=path)
+    assert '"refusal":' in exported
+
+    # This server is not OpenAI's own: the refusal goes as the assistant's text.
+    assert "".join(again.generate_stream("Why not?")) == "Because it is unsafe."
+    assert replay.requests[-1].json()["messages"][1] == {"role": "assistant", "content": REFUSAL}
+
+    # Anthropic has no refusal field, and refuses an empty assistant turn: the text again.
+    other = ReplayServer().start()
+    try:
+        other.replies = turns(anthropic_text_turn("Understood."))
+        again.provider = create_llm(
+            "anthropic", model="claude-sonnet-4-5", base_url=other.url, api_key="k",
+            max_retries=0,
+        )
+        assert "".join(again.generate_stream("OK.", max_tokens=50)) == "Understood."
+        body = other.requests[0].json()
+    finally:
+        other.stop()
+    assert body["messages"][1] == {"role": "assistant", "content": REFUSAL}
+    again.close()
+
+
+def test_a_cut_refusal_is_kept_incomplete(replay: ReplayServer, mode: str) -> None:
+    body = openai_refusal_turn()
+    replay.replies = [Reply(chunks=[body[: body.index(b'"stop"')].rsplit(b"\n\n", 1)[0]
+                                    + b"\n\n"], abort=True)]
+    session = Session(openai_at(replay))
+    with pytest.raises(spout.StreamInterruptedError):
+        drain(session, mode, "How do I pick a lock?")
+    (turn,) = session.turns
+    assert turn.incomplete == "error"
+    assert turn.messages[-1] == {"role": "assistant", "content": "", "refusal": REFUSAL}
+
+
+def test_the_tool_loop_keeps_a_refusal(replay: ReplayServer, mode: str) -> None:
+    replay.replies = turns(openai_refusal_turn())
+    session = Session(openai_at(replay))
+    items = drain_tools(session, mode, "Weather at the secret base?", tools=[get_weather])
+    assert items == []
+    (turn,) = session.turns
+    assert turn.refusal == REFUSAL and turn.messages[-1]["refusal"] == REFUSAL
+    assert turn.finish_reason == "refusal"
 
 
 def test_last_with_nothing_stored(tmp_path: Path) -> None:

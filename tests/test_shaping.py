@@ -15,8 +15,15 @@ from hypothesis import strategies as st
 
 import spout
 from replay_server import ReplayServer, Reply
-from scripted_turns import openai_call_turn, openai_chunk, openai_sse, openai_text_turn, turns
-from spout import TextDelta, ToolCallStart, create_llm
+from scripted_turns import (
+    openai_call_turn,
+    openai_chunk,
+    openai_refusal_turn,
+    openai_sse,
+    openai_text_turn,
+    turns,
+)
+from spout import RefusalDelta, TextDelta, ToolCallStart, create_llm
 from spout.shaping import Shaper, safe_cut
 
 # Whole grapheme clusters: multi-byte text, emoji ZWJ sequences, flags, skin tones, combining
@@ -355,6 +362,22 @@ def test_a_tool_call_flushes_held_text_first(replay: ReplayServer, mode: str) ->
     assert isinstance(events[first_call], ToolCallStart)
     texts = [e.text for e in events if isinstance(e, TextDelta)]
     assert "".join(texts) == response.text
+
+
+@pytest.mark.parametrize("options", [{"min_chunk_size": 1000}, {"smooth": "sentence"}])
+def test_a_refusal_flushes_held_text_and_is_not_shaped(
+    replay: ReplayServer, mode: str, options: dict[str, Any]
+) -> None:
+    llm = llm_for(replay, Reply(chunks=[openai_refusal_turn("Let me think")]))
+    events, response = read(llm, mode, **options)
+    kinds = [type(e).__name__ for e in events]
+    first = kinds.index("RefusalDelta")
+    assert kinds[first - 1] == "TextDelta" and events[first - 1].text == "Let me think"
+    # The refusal passes as the provider sent it, never as text.
+    texts = [e.text for e in events if isinstance(e, TextDelta)]
+    assert "".join(texts) == response.text == "Let me think"
+    refusals = [e.text for e in events if isinstance(e, RefusalDelta)]
+    assert len(refusals) == 2 and "".join(refusals) == response.refusal
 
 
 def test_an_error_flushes_held_text_before_raising(replay: ReplayServer, mode: str) -> None:

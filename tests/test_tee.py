@@ -12,8 +12,8 @@ import pytest
 
 import spout
 from replay_server import ReplayServer, Reply
-from scripted_turns import openai_chunk, openai_sse
-from spout import TextDelta, create_llm
+from scripted_turns import openai_chunk, openai_refusal_turn, openai_sse
+from spout import RefusalDelta, TextDelta, create_llm
 
 WORDS = [f"w{i} " for i in range(30)]
 TEXT = "".join(WORDS)
@@ -94,6 +94,29 @@ def test_events_come_to_every_reader_from_the_first(replay: ReplayServer, mode: 
     assert first == second == third
     assert isinstance(first[0], spout.ResponseStart)
     assert "".join(e.text for e in first if isinstance(e, TextDelta)) == "".join(WORDS[:3])
+
+
+def test_readers_of_a_refusal(replay: ReplayServer, mode: str) -> None:
+    # A reader of text gets none of a refusal; a reader of events gets it as RefusalDelta.
+    llm = llm_for(replay, Reply(chunks=[openai_refusal_turn("Well. ")]))
+    if mode == "sync":
+        stream = llm.generate_stream("hi")
+        texts, events = stream.tee(2)
+        text, got = list(texts), list(events.events())
+        response = stream.response
+    else:
+
+        async def main() -> tuple[list[str], list[Any], spout.Response]:
+            async with llm:
+                astream = llm.agenerate_stream("hi")
+                a, b = astream.tee(2)
+                return ([t async for t in a], [e async for e in b.events()],
+                        await astream.get_response())
+
+        text, got, response = asyncio.run(main())
+    assert text == ["Well. "] and response.text == "Well. "
+    assert "".join(e.text for e in got if isinstance(e, RefusalDelta)) == response.refusal
+    assert response.refusal == "I can\u2019t help with that."
 
 
 def test_a_reader_that_stops_leaves_the_others_going(replay: ReplayServer, mode: str) -> None:

@@ -866,6 +866,10 @@ def _message_markdown(
         text = _content_markdown(message.get("content"))
         if text:
             lines += [text, ""]
+        refusal = message.get("refusal")
+        if isinstance(refusal, str):
+            # Marked, and quoted apart from the text: the model declined, it did not answer.
+            lines += ["> **Refusal**", ">", _quoted(refusal) or ">", ""]
         for call in message.get("tool_calls") or ():
             if not isinstance(call, dict):
                 continue

@@ -48,12 +48,26 @@ class Turn:
 
     @property
     def text(self) -> str:
-        """The assistant's text in this turn, every round joined."""
+        """The assistant's text in this turn, every round joined (a refusal is not text)."""
         return "".join(
             m.get("content") or ""
             for m in self.messages
             if m.get("role") == "assistant" and isinstance(m.get("content"), str)
         )
+
+    @property
+    def refusal(self) -> str | None:
+        """The assistant's refusal in this turn (its messages' ``refusal``), or None.
+
+        A refused reply is kept as OpenAI shapes one: an assistant message whose ``refusal``
+        holds why the model declined, beside its (usually empty) ``content``.
+        """
+        refusals = [
+            m["refusal"]
+            for m in self.messages
+            if m.get("role") == "assistant" and isinstance(m.get("refusal"), str)
+        ]
+        return "".join(refusals) if refusals else None
 
     def to_dict(self) -> dict[str, Any]:
         """The turn as plain JSON-ready data (what the store and JSON export write)."""

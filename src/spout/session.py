@@ -606,7 +606,7 @@ class _Live:
                 if current is not None:
                     unsent.append(current.snapshot)
                 for partial in unsent:
-                    if partial.text or partial.reasoning:
+                    if partial.text or partial.reasoning or partial.refusal is not None:
                         messages.append(_text_only(assistant_message(partial)))
             return _drop_unanswered(messages), inner.snapshot
         response = inner.snapshot
@@ -846,7 +846,7 @@ def _reply_messages(response: Response | None, *, complete: bool) -> list[dict[s
     message = assistant_message(response)
     if not complete:
         message = _text_only(message)
-        if not message["content"] and not message.get("reasoning"):
+        if not message["content"] and not message.get("reasoning") and "refusal" not in message:
             return []
     return [message]
 
@@ -871,7 +871,9 @@ def _drop_unanswered(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
                     message["tool_calls"] = kept
                 else:
                     del message["tool_calls"]
-                if not kept and not message.get("content") and not message.get("reasoning"):
+                if not kept and not (
+                    message.get("content") or message.get("reasoning") or message.get("refusal")
+                ):
                     continue
         out.append(message)
     return out
