@@ -553,11 +553,40 @@ def _spawn(code: str, *args: str, tmp_path: Path) -> subprocess.Popen[str]:
     )
 
 
+def test_opening_a_new_file_waits_for_a_writer_that_holds_it(tmp_path: Path) -> None:
+    # Two processes making the store at once: one holds a lock while the other, already
+    # reading, needs the exclusive one to turn WAL on. SQLite fails that at once rather than
+    # wait (it could deadlock); the store waits and tries again instead.
+    path = tmp_path / "c.db"
+    other = sqlite3.connect(path, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    opened: list[Store | BaseException] = []
+
+    def open_store() -> None:
+        try:
+            opened.append(Store(path))
+        except BaseException as exc:
+            opened.append(exc)
+
+    opening = threading.Thread(target=open_store)
+    opening.start()
+    opening.join(0.3)
+    other.execute("COMMIT")
+    other.close()
+    opening.join(30)
+    (store,) = opened
+    assert isinstance(store, Store), store
+    with store:
+        assert store.list() == []
+    assert integrity(path) == "ok"
+
+
 def test_two_processes_appending_at_once_lose_nothing(tmp_path: Path) -> None:
     path, count = tmp_path / "c.db", 300  # the file is new: they also race to make it
     writers = [_spawn(WRITER, str(path), name, str(count), tmp_path=tmp_path) for name in "ab"]
     for writer in writers:
-        assert writer.stdout is not None and writer.stdout.readline() == "ready\n"
+        assert writer.stdout is not None
+        assert writer.stdout.readline() == "ready\n", writer.communicate(timeout=60)[1]
     for writer in writers:  # both start together
         assert writer.stdin is not None
         writer.stdin.write("go\n")

@@ -516,7 +516,7 @@ class Store:
         # only ask when it is not already on. It may stay off on file systems without shared
         # memory (network mounts); the store still works there, with readers waiting on writers.
         if connection.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
-            connection.execute("PRAGMA journal_mode = WAL")
+            _switch_to_wal(connection)
         if version == len(MIGRATIONS):
             return
         connection.execute("BEGIN IMMEDIATE")
@@ -657,6 +657,28 @@ def _conversation(row: tuple[Any, ...]) -> Conversation:
         turn_count=turn_count,
         system_prompt=system_prompt,
     )
+
+
+def _switch_to_wal(connection: sqlite3.Connection) -> None:
+    """Turn WAL on, waiting up to :data:`BUSY_TIMEOUT` for the moment of exclusive access.
+
+    Two processes opening a new file at once both read it (a shared lock) and then both ask
+    for the exclusive lock the switch needs. SQLite sees that waiting could deadlock and fails
+    one of them at once with ``SQLITE_BUSY``, without calling the busy handler
+    (https://sqlite.org/c3ref/busy_handler.html). That one tries again, holding no lock
+    meanwhile, and usually finds the other has switched the file already.
+    """
+    deadline = time.monotonic() + BUSY_TIMEOUT
+    while True:
+        try:
+            connection.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "database is locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+        time.sleep(0.01)
+        if connection.execute("PRAGMA journal_mode").fetchone()[0] == "wal":
+            return
 
 
 def _rollback(connection: sqlite3.Connection) -> None:
