@@ -8,11 +8,15 @@ import codecs
 import concurrent.futures
 import importlib.metadata
 import importlib.util
+import json
 import os
+import platform
 import random
+import re
+import sys
 import threading
 import uuid
-from collections.abc import AsyncIterator, Generator, Iterator
+from collections.abc import AsyncIterator, Generator, Iterator, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -112,11 +116,90 @@ def _unload_all() -> None:
         _models.clear()
 
 
+# llama.cpp's names for the instruction sets it was built with (``llama_print_system_info``),
+# and Linux's for what the CPU has (/proc/cpuinfo).
+_CPU_FLAG = {
+    "SSE3": "pni", "SSSE3": "ssse3", "AVX": "avx", "AVX2": "avx2", "F16C": "f16c",
+    "FMA": "fma", "BMI2": "bmi2", "AVX_VNNI": "avx_vnni", "AVX512": "avx512f",
+    "AVX512_VBMI": "avx512vbmi", "AVX512_VNNI": "avx512_vnni", "AVX512_BF16": "avx512_bf16",
+    "AMX_INT8": "amx_int8",
+}  # fmt: skip
+#: What scripts/install_llama.py records of the build it installed into this environment.
+_BUILD_RECORD = Path(sys.prefix) / "share" / "spout" / "llama-cpp-build.json"
+
+
+def cpu_flags() -> set[str] | None:
+    """This CPU's instruction-set flags, or None where they cannot be read (not Linux)."""
+    try:
+        text = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return None
+    for line in text.splitlines():
+        if line.startswith("flags") and ":" in line:
+            return set(line.split(":", 1)[1].split())
+    return None
+
+
+def built_with(system_info: str = "", cmake_args: Sequence[str] = ()) -> set[str]:
+    """The x86 instruction sets a llama.cpp build uses, in llama.cpp's names: from its
+    ``llama_print_system_info()`` text ("AVX2 = 1 | ...") or from its CMake options."""
+    found = {name for name, value in re.findall(r"([A-Z0-9_]+) = (\d)", system_info) if value == "1"}
+    for arg in cmake_args:
+        match = re.fullmatch(r"-DGGML_([A-Z0-9_]+)=(ON|1)", arg)
+        if match:
+            found.add(match.group(1))
+    return found & _CPU_FLAG.keys()
+
+
+def missing_instructions(built: set[str], cpu: set[str] | None) -> list[str]:
+    """The instruction sets the build uses that this CPU lacks (none when unknown)."""
+    if cpu is None or platform.machine().lower() not in ("x86_64", "amd64"):
+        return []
+    return sorted(name for name in built if _CPU_FLAG[name] not in cpu)
+
+
+def _unsupported_cpu(missing: list[str]) -> ConfigurationError:
+    return ConfigurationError(
+        f"the installed llama.cpp was built for {', '.join(missing)}, which this CPU does not "
+        "have: loading the model would crash. Rebuild it for this CPU with "
+        "`python scripts/install_llama.py` from spout's source (or `make demo`), or install "
+        "llama-cpp-python built with CMAKE_ARGS=\"-DGGML_NATIVE=OFF\""
+    )
+
+
+def _check_cpu() -> None:
+    """Refuse, with a message, a llama.cpp build that would hit an illegal instruction here.
+
+    The build record is read first, so a build this CPU cannot run is refused before its
+    library is even loaded.
+    """
+    cpu = cpu_flags()
+    try:
+        record = json.loads(_BUILD_RECORD.read_text(encoding="utf-8"))
+        args = record.get("cmake_args") or []
+    except (OSError, ValueError, AttributeError):
+        args = None
+    if args is not None:
+        missing = missing_instructions(built_with(cmake_args=args), cpu)
+        if missing:
+            raise _unsupported_cpu(missing)
+        return
+    import llama_cpp
+
+    info = llama_cpp.llama_print_system_info().decode("utf-8", "replace")
+    missing = missing_instructions(built_with(info), cpu)
+    if missing:
+        raise _unsupported_cpu(missing)
+
+
 def _load(path: Path, n_ctx: int, n_threads: int, n_batch: int) -> _LoadedModel:
     key = (str(path), n_ctx, n_threads, n_batch)
     with _models_lock:
         model = _models.get(key)
         if model is None:
+            if importlib.util.find_spec("llama_cpp") is None:
+                raise ConfigurationError(_INSTALL_HINT)
+            _check_cpu()
             try:
                 from llama_cpp import Llama
             except ImportError:
@@ -367,7 +450,10 @@ def _generate(model: _LoadedModel, call: Call) -> Generator[Event, None, None]:
             raise ConfigurationError(
                 "the local provider cannot combine tools with a grammar or response_format"
             )
-        return _tool_events(model, plan, prompt_tokens, max_tokens, stops, sampling)
+        # A call's arguments are data, not prose: sampled greedily unless the caller asked
+        # for a temperature.
+        data = sampling if "temperature" in call.params else {**sampling, "temperature": 0.0}
+        return _tool_events(model, plan, prompt_tokens, max_tokens, stops, sampling, data)
     tokens = _sample(model, prompt_tokens, sampling, grammar)
     return _events(model, tokens, len(prompt_tokens), max_tokens, stops)
 
@@ -465,7 +551,7 @@ def _constrained(
     sampling: dict[str, Any],
     grammar_text: str,
     counter: _Counter,
-) -> Iterator[int]:
+) -> Generator[int, None, None]:
     """The tokens llama.cpp samples under a GBNF grammar, up to (not with) its end token."""
     import llama_cpp
     from llama_cpp.llama_grammar import LlamaGrammar
@@ -494,6 +580,9 @@ def _arguments_grammar(schema: dict[str, Any]) -> str:
 
 
 _GREEDY = {**_SAMPLING, "temperature": 0.0}
+#: A small model can write one string argument forever ("4570.70707..."): a call's
+#: arguments end here, unparsable, rather than fill the context window.
+_MAX_ARGUMENT_TOKENS = 512
 
 
 def _tool_events(
@@ -503,6 +592,7 @@ def _tool_events(
     max_tokens: int,
     stops: list[str],
     sampling: dict[str, Any],
+    data_sampling: dict[str, Any],
 ) -> Generator[Event, None, None]:
     """A reply that may call tools: a header, then words or each call's arguments, streamed
     as tool-call events while they are sampled (see ``_local_tools``).
@@ -559,18 +649,28 @@ def _tool_events(
         grammar = _arguments_grammar(plan.schema(name))
         raw = ""
         started = False
-        for token in _constrained(model, context, sampling, grammar, counter):
-            context.append(token)
-            text = decoder.decode(piece(token))
-            raw += text
-            if not started and any(e.startswith(raw) for e in earlier):
-                continue  # so far, a repeat: hold it back
-            if not started:
-                started = True
-                yield from calls.add(index, call_id, name, None)
-                text = raw
-            if text:
-                yield from calls.add(index, None, None, text)
+        runaway = False
+        arguments = _constrained(model, context, data_sampling, grammar, counter)
+        try:
+            for count, token in enumerate(arguments, 1):
+                if count > _MAX_ARGUMENT_TOKENS:
+                    # A runaway string: the call ends unparsable (the tool loop tells the
+                    # model so), and so does the reply.
+                    runaway = True
+                    break
+                context.append(token)
+                text = decoder.decode(piece(token))
+                raw += text
+                if not started and any(e.startswith(raw) for e in earlier):
+                    continue  # so far, a repeat: hold it back
+                if not started:
+                    started = True
+                    yield from calls.add(index, call_id, name, None)
+                    text = raw
+                if text:
+                    yield from calls.add(index, None, None, text)
+        finally:
+            arguments.close()
         if counter.spent:
             if not started and raw:
                 yield from calls.add(index, call_id, name, raw)
@@ -586,7 +686,7 @@ def _tool_events(
             yield from calls.add(index, call_id, name, raw)
         made.append((name, raw))
         header = None
-        if not plan.may_continue(len(made)):
+        if runaway or not plan.may_continue(len(made)):
             break
     if words:
         stopped = yield from _text(model, _sample(model, context, sampling, None), counter, stops)
