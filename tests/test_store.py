@@ -9,7 +9,7 @@ import sqlite3
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -541,16 +541,36 @@ with Store(path) as store:
 """
 
 
-def _spawn(code: str, *args: str, tmp_path: Path) -> subprocess.Popen[str]:
-    env = {**os.environ, "SPOUT_HOME": str(tmp_path / "home")}
-    return subprocess.Popen(
-        [sys.executable, "-c", code, *args],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-    )
+Spawn = Callable[..., subprocess.Popen[str]]
+
+
+@pytest.fixture
+def spawn(tmp_path: Path) -> Iterator[Spawn]:
+    """Starts ``python -c CODE ARGS...``; whatever still runs when the test ends is killed.
+
+    (A test that fails while a child waits on its stdin would otherwise leave it running, and
+    the ResourceWarning of its collected Popen would fail some later test.)
+    """
+    children: list[subprocess.Popen[str]] = []
+
+    def start(code: str, *args: str) -> subprocess.Popen[str]:
+        env = {**os.environ, "SPOUT_HOME": str(tmp_path / "home")}
+        child = subprocess.Popen(
+            [sys.executable, "-c", code, *args],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+        children.append(child)
+        return child
+
+    yield start
+    for child in children:
+        if child.poll() is None:
+            child.kill()
+        child.communicate()  # waits, and closes the pipes
 
 
 def test_opening_a_new_file_waits_for_a_writer_that_holds_it(tmp_path: Path) -> None:
@@ -581,12 +601,13 @@ def test_opening_a_new_file_waits_for_a_writer_that_holds_it(tmp_path: Path) -> 
     assert integrity(path) == "ok"
 
 
-def test_two_processes_appending_at_once_lose_nothing(tmp_path: Path) -> None:
+def test_two_processes_appending_at_once_lose_nothing(tmp_path: Path, spawn: Spawn) -> None:
     path, count = tmp_path / "c.db", 300  # the file is new: they also race to make it
-    writers = [_spawn(WRITER, str(path), name, str(count), tmp_path=tmp_path) for name in "ab"]
+    writers = [spawn(WRITER, str(path), name, str(count)) for name in "ab"]
     for writer in writers:
         assert writer.stdout is not None
-        assert writer.stdout.readline() == "ready\n", writer.communicate(timeout=60)[1]
+        ready = writer.stdout.readline()
+        assert ready == "ready\n", ready + writer.communicate(timeout=60)[1]
     for writer in writers:  # both start together
         assert writer.stdin is not None
         writer.stdin.write("go\n")
@@ -628,11 +649,12 @@ with Store(sys.argv[1]) as store:
 """
 
 
-def test_a_process_killed_mid_write_leaves_a_whole_store(tmp_path: Path) -> None:
+def test_a_process_killed_mid_write_leaves_a_whole_store(tmp_path: Path, spawn: Spawn) -> None:
     path = tmp_path / "c.db"
-    writer = _spawn(KILLED, str(path), tmp_path=tmp_path)
+    writer = spawn(KILLED, str(path))
     assert writer.stdout is not None
-    assert writer.stdout.readline() == "writing\n", writer.communicate()[1]
+    writing = writer.stdout.readline()
+    assert writing == "writing\n", writing + writer.communicate(timeout=60)[1]
     threading.Event().wait(0.3)
     writer.send_signal(signal.SIGKILL)
     writer.communicate()
