@@ -453,7 +453,8 @@ def _generate(model: _LoadedModel, call: Call) -> Generator[Event, None, None]:
         # A call's arguments are data, not prose: sampled greedily unless the caller asked
         # for a temperature.
         data = sampling if "temperature" in call.params else {**sampling, "temperature": 0.0}
-        return _tool_events(model, plan, prompt_tokens, max_tokens, stops, sampling, data)
+        counter = _Counter(max_tokens, room)
+        return _tool_events(model, plan, prompt_tokens, counter, stops, sampling, data)
     tokens = _sample(model, prompt_tokens, sampling, grammar)
     return _events(model, tokens, len(prompt_tokens), max_tokens, stops)
 
@@ -487,17 +488,19 @@ def _events(
 
 
 class _Counter:
-    """The tokens a reply has generated, against its budget."""
+    """The tokens a reply has generated, against ``max_tokens`` and the context window
+    (where text spout writes into the reply, such as a tool call's header, takes room too)."""
 
-    __slots__ = ("budget", "count")
+    __slots__ = ("budget", "count", "room")
 
-    def __init__(self, budget: int) -> None:
+    def __init__(self, budget: int, room: int | None = None) -> None:
         self.budget = budget
+        self.room = budget if room is None else room
         self.count = 0
 
     @property
     def spent(self) -> bool:
-        return self.count >= self.budget
+        return self.count >= self.budget or self.count >= self.room
 
 
 def _text(
@@ -589,7 +592,7 @@ def _tool_events(
     model: _LoadedModel,
     plan: ToolPlan,
     prompt_tokens: list[int],
-    max_tokens: int,
+    counter: _Counter,
     stops: list[str],
     sampling: dict[str, Any],
     data_sampling: dict[str, Any],
@@ -604,11 +607,10 @@ def _tool_events(
     """
     tokenize = model.llama.tokenize
     piece = model.piece
-    counter = _Counter(max_tokens)
 
     def prefill(text: str) -> list[int]:
         tokens = list(tokenize(text.encode("utf-8"), add_bos=False, special=False))
-        counter.budget -= len(tokens)  # they take room in the context window too
+        counter.room -= len(tokens)
         return tokens
 
     yield ResponseStart(f"local-{uuid.uuid4().hex}", model.name)
@@ -691,9 +693,10 @@ def _tool_events(
     if words:
         stopped = yield from _text(model, _sample(model, context, sampling, None), counter, stops)
         finish = "stop" if stopped else "length"
-    yield from calls.finish()
     prompt_count = len(prompt_tokens)
+    # Usage first: a call cut short raises when it ends, and the partial response keeps it.
     yield Usage(prompt_count, counter.count, {"total_tokens": prompt_count + counter.count})
+    yield from calls.finish()
     if finish == "length":
         yield Finish("length", "length")
     elif made:
