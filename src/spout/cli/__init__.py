@@ -13,6 +13,7 @@ from ._common import (
     add_model_options,
     fail,
     open_session,
+    print_refusal,
     silence_stdout,
 )
 from ._status import add_stats_option, print_summary, status_for
@@ -133,9 +134,10 @@ def _answer(args: argparse.Namespace) -> int:
                         status.update(stream.stats)
                     text = stream.text
                     stats = stream.response.stats or stream.stats
+                    refusal = stream.response.refusal
                 else:
                     response = session.generate(prompt)
-                    text, stats = response.text, response.stats
+                    text, stats, refusal = response.text, response.stats, response.refusal
                     stdout.write(text)
             except KeyboardInterrupt:
                 # Keep what arrived, marked as stopped by the user, before the session closes
@@ -145,9 +147,13 @@ def _answer(args: argparse.Namespace) -> int:
                 raise
             finally:
                 status.clear()  # before any message on stderr, the summary or an error
-            if not text.endswith("\n"):
+            # A refusal is not the answer: stdout holds only the text (none, usually), and the
+            # refusal goes to stderr, marked.
+            if not text.endswith("\n") and (text or refusal is None):
                 stdout.write("\n")
             stdout.flush()
+            if refusal is not None:
+                print_refusal(refusal)
             if args.stats:
                 print_summary(stats)
     except SpoutError as exc:

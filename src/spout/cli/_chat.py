@@ -16,6 +16,7 @@ from ._common import (
     fail,
     logging_off,
     open_session,
+    print_refusal,
     silence_stdout,
 )
 from ._status import StatusLine, add_stats_option, print_summary, status_for
@@ -199,9 +200,12 @@ def _reply(session: Session, message: str, status: StatusLine, stats: bool) -> N
             flush()
             status.update(stream.stats)
         status.clear()
-        if not stream.text.endswith("\n"):
+        refusal = stream.response.refusal
+        if not stream.text.endswith("\n") and (stream.text or refusal is None):
             write("\n")
         flush()
+        if refusal is not None:
+            print_refusal(refusal)  # not the answer: on stderr, as the CLI's other notes
         if stats:
             print_summary(stream.response.stats or stream.stats)
     except KeyboardInterrupt:

@@ -34,6 +34,12 @@ def fail(message: str, status: int = 1) -> int:
     return status
 
 
+def print_refusal(refusal: str) -> None:
+    """Print a model's refusal on stderr, marked as one: it is not the answer, so it never goes
+    to stdout, where a pipe or a file would take it for one."""
+    print(f"spout: the model refused: {refusal}", file=sys.stderr)
+
+
 def add_model_options(parser: argparse.ArgumentParser) -> None:
     """-m, --base-url, -s, --max-tokens, --temperature."""
     parser.add_argument(
