@@ -198,6 +198,17 @@ def test_validation_failure_raises_with_the_text(replay: ReplayServer, mode: str
     assert "temperature" in str(error) and ".raw" in str(error)
 
 
+def test_a_refusal_raises_with_the_refusal_on_partial(replay: ReplayServer, mode: str) -> None:
+    body, expected = transcript("openai_chat", "refusal")  # a json_schema request, refused
+    replay.replies = [Reply(chunks=cut_mid_line(body))]
+    with pytest.raises(StructuredOutputError, match="refusal") as caught:
+        run(openai_llm(replay), mode, response_format=Weather)
+    error = caught.value
+    assert error.raw == "" and ".partial.refusal" in str(error)
+    assert error.partial is not None and error.partial.refusal == expected["refusal"]
+    assert error.partial.finish_reason == "refusal"
+
+
 def test_cut_json_raises_and_says_so(replay: ReplayServer) -> None:
     text = '{"city": "Oslo", "tempera'
     replay.replies = turns(

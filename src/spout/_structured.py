@@ -100,7 +100,10 @@ class OutputFormat:
         if finish is not None and finish.reason == "tool_calls":
             return None  # the model asked for tools: the answer comes in a later round
         if finish is not None and finish.reason in ("refusal", "content_filter"):
-            raise self._error(f"the model gave no answer to parse ({finish.reason})", text)
+            why = f"the model gave no answer to parse ({finish.reason})"
+            if finish.reason == "refusal":
+                why += " (a refusal's own words, not text, are on .partial.refusal)"
+            raise self._error(why, text)
         snippet = find_json(text, self.openers)
         if snippet is None:
             cut = finish is not None and finish.reason == "length"
