@@ -16,7 +16,7 @@ START, END = "<!-- capabilities:start -->", "<!-- capabilities:end -->"
 
 # A configuration that builds each provider without network or keys in the environment.
 PROVIDERS: list[tuple[str, dict[str, object], str]] = [
-    ("local", {}, "examples/quickstart.py"),
+    ("local", {}, "examples/local_tools.py"),
     ("transformers", {}, "examples/transformers_local.py"),
     ("openai", {"model": "gpt-4o-mini", "api_key": "k"}, "examples/openai_compatible.py"),
     ("openai", {"model": "gpt-4.1", "api_key": "k", "api": "responses"}, "examples/providers.py"),
