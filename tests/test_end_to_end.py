@@ -11,6 +11,9 @@ import spout
 from helpers import generate, stream, stream_text
 from spout import ToolCallDelta, ToolCallStart, create_llm
 
+# llama_cpp.server serving the bundled model.
+pytestmark = pytest.mark.model
+
 WEATHER_TOOL = {
     "type": "function",
     "function": {

@@ -99,6 +99,7 @@ def drain_tools(session: Session, mode: str, prompt: str, **params: Any) -> list
 # -- the bundled model: several turns, the model sees the earlier ones ---------------------------
 
 
+@pytest.mark.model
 def test_local_turns_carry_the_history(local: spout.LLM, mode: str) -> None:
     session = Session(local, system_prompt="Be brief.", temperature=0, max_tokens=16)
     first = drain(session, mode, "My name is Ada.")
@@ -127,6 +128,7 @@ def test_local_turns_carry_the_history(local: spout.LLM, mode: str) -> None:
         assert turn.time_to_first_token is not None
 
 
+@pytest.mark.model
 def test_add_message_then_stream_with_no_prompt(local: spout.LLM) -> None:
     session = Session(local, temperature=0, max_tokens=8)
     session.add_message("user", "Tell me about quantum physics.")
@@ -136,6 +138,7 @@ def test_add_message_then_stream_with_no_prompt(local: spout.LLM) -> None:
     assert len(session.turns) == 1 and session.turns[0].messages[0]["role"] == "user"
 
 
+@pytest.mark.model
 def test_a_loop_left_early_keeps_what_was_shown(local: spout.LLM) -> None:
     session = Session(local, temperature=0, max_tokens=60)
     shown = []
@@ -155,6 +158,7 @@ def test_a_loop_left_early_keeps_what_was_shown(local: spout.LLM) -> None:
     )
 
 
+@pytest.mark.model
 def test_a_stream_left_open_is_kept_at_the_next_call(local: spout.LLM) -> None:
     session = Session(local, temperature=0, max_tokens=40)
     stream = session.generate_stream("Count from 1 to 30.")
@@ -165,6 +169,7 @@ def test_a_stream_left_open_is_kept_at_the_next_call(local: spout.LLM) -> None:
     assert session.turns[0].text == got
 
 
+@pytest.mark.model
 def test_ctrl_c_in_the_loop_body_is_kept_as_interrupted(local: spout.LLM) -> None:
     session = Session(local, temperature=0, max_tokens=60)
     shown: list[str] = []
@@ -185,6 +190,7 @@ def test_ctrl_c_in_the_loop_body_is_kept_as_interrupted(local: spout.LLM) -> Non
     assert session.turns[-1].incomplete == "closed"
 
 
+@pytest.mark.model
 def test_cancelled_task_keeps_its_partial_turn(local: spout.LLM) -> None:
     session = Session(local, temperature=0, max_tokens=200)
     shown: list[str] = []
@@ -207,6 +213,7 @@ def test_cancelled_task_keeps_its_partial_turn(local: spout.LLM) -> None:
     assert turn.text == "".join(shown)
 
 
+@pytest.mark.model
 def test_discarded_incomplete_turn_leaves_the_prompt_to_resend(local: spout.LLM) -> None:
     session = Session(local, temperature=0, max_tokens=40, keep_incomplete=False)
     for _ in session.generate_stream("Count from 1 to 30."):
@@ -220,6 +227,7 @@ def test_discarded_incomplete_turn_leaves_the_prompt_to_resend(local: spout.LLM)
     ]
 
 
+@pytest.mark.model
 def test_stream_and_generate_keep_the_same_turn(local: spout.LLM) -> None:
     streamed = Session(local, temperature=0, max_tokens=12, seed=3)
     plain = Session(local, temperature=0, max_tokens=12, seed=3)
@@ -231,6 +239,7 @@ def test_stream_and_generate_keep_the_same_turn(local: spout.LLM) -> None:
 # -- trimming to the context window ---------------------------------------------------------------
 
 
+@pytest.mark.model
 def test_history_trimmed_to_a_small_context(tmp_path: Path) -> None:
     small = create_llm("local", n_ctx=512)
     try:
@@ -437,6 +446,7 @@ def test_error_before_any_text_keeps_the_prompt(replay: ReplayServer) -> None:
     assert list(turn.messages) == [{"role": "user", "content": "Hi"}]
 
 
+@pytest.mark.model
 def test_bad_input_changes_nothing(local: spout.LLM) -> None:
     session = Session(local)
     with pytest.raises(TypeError, match="prompt must be a str"):

@@ -473,6 +473,7 @@ class Capital(BaseModel):
     country: str = Field(max_length=20)
 
 
+@pytest.mark.model
 def test_bundled_model_writes_valid_json(mode: str) -> None:
     # A grammar made from the schema constrains llama.cpp's sampling, so even SmolLM2-135M
     # writes JSON that validates.

@@ -12,6 +12,8 @@ import spout
 from helpers import generate, stream, stream_text
 from spout import ModelCapability, create_llm, has_capability
 
+pytestmark = pytest.mark.model
+
 PROMPT = "Count from 1 to 5"
 
 

@@ -131,6 +131,7 @@ def test_unknown_provider_lists_the_known_ones() -> None:
         create_llm("nosuch", model="m")
 
 
+@pytest.mark.model
 def test_an_existing_relative_path_is_not_routed(
     tmp_path: Any, monkeypatch: pytest.MonkeyPatch, model_path: Any
 ) -> None:

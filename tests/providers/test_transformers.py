@@ -18,6 +18,9 @@ from helpers import generate, stream, stream_text
 from spout import ModelCapability, create_llm, has_capability
 from spout.providers import transformers as provider
 
+# The bundled GGUF file, dequantized by transformers.
+pytestmark = pytest.mark.model
+
 PROMPT = "Count from 1 to 5"
 LONG = "Tell me a long story about a dragon."
 YES_OR_NO = "Reply with one word: yes or no. Is the sky blue?"
