@@ -170,6 +170,7 @@ def build_wheel(version: str, args: list[str], dest: Path) -> Path:
     with tempfile.TemporaryDirectory(prefix="spout-llama-") as tmp:
         work = Path(tmp)
         # The sdist through pip's HTTP cache (a download, not a built wheel: safe to reuse).
+        print(f"  fetching the {PACKAGE} {version} source (about 75 MB)", flush=True)
         subprocess.run(
             pip("download", "-q", "--no-deps", "--no-binary", ":all:", f"{PACKAGE}=={version}",
                 "-d", str(work / "sdist")),
