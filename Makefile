@@ -32,12 +32,12 @@ demo: $(VENV)/.local
 ## missing), then lint, type-check and run every test.
 test: $(VENV)/.dev
 	.ci/system-deps
-	$(VENV)/bin/ruff check src tests examples bench
+	$(VENV)/bin/ruff check src tests examples bench scripts
 	$(VENV)/bin/mypy
 	$(VENV)/bin/pytest
 
 lint: $(VENV)/.dev
-	$(VENV)/bin/ruff check src tests examples bench
+	$(VENV)/bin/ruff check src tests examples bench scripts
 	$(VENV)/bin/mypy
 
 clean:
