@@ -809,23 +809,47 @@ def test_model_anthropic_stream_helper(local_gateway: RunningGateway, mode: str)
 
 
 @pytest.mark.model
-def test_model_tools_are_refused_by_a_model_that_cannot_call_them(
+def test_model_openai_stream_helper_gets_the_tool_call_it_named(
     local_gateway: RunningGateway, mode: str
 ) -> None:
-    # The bundled model has no tool calling (its capabilities say TOOLS: False): a request
-    # that forces a call is a 400 the SDKs raise, never a text answer that ignored the tools.
-    with pytest.raises(openai.BadRequestError, match="cannot call tools"):
-        OpenAISDK(local_gateway.url, mode).chunks(
-            model="local",
-            messages=PROMPT,
-            tools=OPENAI_TOOLS,
-            tool_choice={"type": "function", "function": {"name": "get_time"}},
-        )
-    with pytest.raises(anthropic.BadRequestError, match="cannot call tools"):
-        AnthropicSDK(local_gateway.url, mode).helper(
-            model="local",
-            messages=PROMPT,
-            max_tokens=12,
-            tools=ANTHROPIC_TOOLS,
-            tool_choice={"type": "tool", "name": "get_time"},
-        )
+    # The bundled model calls tools in process: a request naming the tool gets that call,
+    # its arguments streamed in pieces, and whole JSON the SDK's helper parses by the schema.
+    sdk = OpenAISDK(local_gateway.url, mode)
+    completion = sdk.helper(
+        model="local",
+        messages=USER,
+        max_tokens=200,
+        tools=OPENAI_TOOLS,
+        tool_choice={"type": "function", "function": {"name": "get_time"}},
+    )
+    assert completion.choices[0].finish_reason == "tool_calls"
+    (call,) = completion.choices[0].message.tool_calls
+    assert call.function.name == "get_time" and call.id
+    assert set(call.function.parsed_arguments) == {"timezone", "format"}
+    pieces = [e for e in sdk.seen if e.type == "tool_calls.function.arguments.delta"]
+    assert len(pieces) > 1  # streamed, not sent whole at the end
+    assert "".join(e.arguments_delta for e in pieces) == call.function.arguments
+
+
+@pytest.mark.model
+def test_model_anthropic_stream_gets_the_tool_call_it_named(
+    local_gateway: RunningGateway, mode: str
+) -> None:
+    events = AnthropicSDK(local_gateway.url, mode).events(
+        model="local",
+        messages=USER,
+        max_tokens=200,
+        tools=ANTHROPIC_TOOLS,
+        tool_choice={"type": "tool", "name": "get_time"},
+    )
+    (start,) = [e for e in events if e.type == "content_block_start"]
+    assert start.content_block.type == "tool_use" and start.content_block.name == "get_time"
+    pieces = [
+        e.delta.partial_json
+        for e in events
+        if e.type == "content_block_delta" and e.delta.type == "input_json_delta"
+    ]
+    assert len(pieces) > 1  # streamed, not sent whole at the end
+    assert set(json.loads("".join(pieces))) == {"timezone", "format"}
+    (delta,) = [e for e in events if e.type == "message_delta"]
+    assert delta.delta.stop_reason == "tool_use"
