@@ -48,6 +48,17 @@ def spout(
     )
 
 
+def how_it_ended(status: int) -> str:
+    """An exit status in words: a process killed by a signal (llama.cpp crashing in it, say)
+    says which, rather than a bare negative number."""
+    if status < 0:
+        try:
+            return f"killed by {signal.Signals(-status).name}"
+        except ValueError:
+            return f"killed by signal {-status}"
+    return f"exited with status {status}"
+
+
 def openai_args(server: ReplayServer, model: str = "test-model") -> list[str]:
     return ["-m", f"openai:{model}", "--base-url", f"{server.url}/v1"]
 

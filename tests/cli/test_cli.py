@@ -12,7 +12,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cli_support import TIMEOUT, assert_one_error_line, openai_args, spout, spout_env
+from cli_support import (
+    TIMEOUT,
+    assert_one_error_line,
+    how_it_ended,
+    openai_args,
+    spout,
+    spout_env,
+)
 
 from conftest import free_port
 from replay_server import ReplayServer, Reply, cut_by_event, transcript
@@ -91,7 +98,7 @@ def test_local_model_streams_to_a_pipe_chunk_by_chunk(tmp_path: Path) -> None:
         err.seek(0)
         stderr = err.read()
 
-    assert status == 0, stderr
+    assert status == 0, f"spout {how_it_ended(status)}:\n{stderr}"
     assert "Traceback" not in stderr
     text_reads = [at for at, data in reads if data.strip()]
     assert b"".join(data for _, data in reads).strip(), "no answer on stdout"
@@ -99,6 +106,15 @@ def test_local_model_streams_to_a_pipe_chunk_by_chunk(tmp_path: Path) -> None:
     assert text_reads[0] <= exited - 0.3, (
         f"first text {exited - text_reads[0]:.2f} s before exit; reads: {reads}"
     )
+
+
+@pytest.mark.model
+def test_the_readme_demo_streams_a_haiku() -> None:
+    # `make demo`: the bundled model, in process, with nothing but the prompt.
+    result = spout("Write a haiku about rivers.")
+    assert result.returncode == 0, f"spout {how_it_ended(result.returncode)}:\n{result.stderr}"
+    assert result.stdout.strip(), "no answer on stdout"
+    assert result.stdout.endswith("\n") and result.stderr == ""
 
 
 # -- the prompt, from arguments and stdin ----------------------------------------------------------
