@@ -18,6 +18,9 @@ import pytest
 from replay_server import ReplayServer
 from spout.providers.local import bundled_model_path
 
+# A test that crashes its xdist worker (llama.cpp runs in process) fails naming the signal.
+pytest_plugins = ["worker_crashes"]
+
 # A shell that starts a command in the background without job control (`.ci/run &` in a
 # script) has it ignore SIGINT, and every process it starts inherits that: the tests' child
 # processes would then never see the Ctrl-C the tests send them. A handler (not an ignore) here
@@ -79,6 +82,16 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test of the llama.cpp server runs on one xdist worker (``--dist loadgroup``): the
+    server is a session fixture, and each worker starting its own would load the model again
+    and share the cores with it."""
+    for item in items:
+        if "llama_server" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.xdist_group("llama_server"))
 
 
 @pytest.fixture(scope="session")
