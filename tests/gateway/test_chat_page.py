@@ -18,7 +18,8 @@ import pytest
 from gateway_server import RunningGateway, run_gateway, upstream_config
 from playwright.sync_api import Browser, Page, sync_playwright
 
-from fault_server import FaultServer, openai_chat_stream
+from fault_server import FaultServer, Reply, openai_chat_stream
+from replay_server import transcript
 from spout import Turn
 from spout.conversations import Store, new_id
 from spout.gateway import GatewayConfig, Route
@@ -141,6 +142,45 @@ def test_tokens_show_as_they_arrive_and_the_chat_is_kept(
         assert page.locator("#conversations button.current").count() == 1
         (request,) = faults.requests
         assert request.json()["stream"] is True
+    assert not page_errors
+
+
+def test_a_refusal_shows_marked_and_goes_back_with_the_chat(
+    browser: Browser, faults: FaultServer, page_errors: list[str]
+) -> None:
+    body, expected = transcript("openai_chat", "refusal")
+    events = [event + b"\n\n" for event in body.split(b"\n\n") if event.strip()]
+    faults.script(
+        Reply(headers={"Content-Type": "text/event-stream"}, body=events, delay=0.01),
+        openai_chat_stream(["Because ", "it is unsafe."]).reply(),
+    )
+    with run_gateway(upstream_config(faults.url + "/v1")) as gateway:
+        page = open_page(browser, gateway, page_errors)
+        ask(page, "How do I pick my neighbour's lock?")
+        wait_for_state(page, "done")
+        # Shown, and marked as a refusal: it came as delta.refusal, not as text.
+        assert reply_text(page) == expected["refusal"]
+        assert page.locator(LAST_REPLY).locator(".note").inner_text() == "the model refused"
+        ask(page, "Why not?")
+        wait_for_reply(page, "it is unsafe")
+        wait_for_state(page, "done")
+        # The history the page sends keeps it as a refusal; this upstream (not OpenAI's own
+        # API) gets it as the assistant's text.
+        sent = faults.requests[-1].json()["messages"]
+        assert {"role": "assistant", "content": expected["refusal"]} in sent
+
+        # Stored as a refusal, and shown as one when the conversation is loaded again.
+        again = open_page(browser, gateway, page_errors)
+        again.locator("#conversations button >> nth=0").click()
+        again.wait_for_selector(".message.assistant >> nth=1")
+        first = again.locator(".message.assistant >> nth=0")
+        assert first.get_attribute("data-text") == expected["refusal"]
+        assert first.locator(".note").inner_text() == "the model refused"
+    with Store() as store:
+        (conversation,) = store.list()
+        turns = store.turns(conversation.id)
+    assert [(turn.text, turn.refusal) for turn in turns] == [
+        ("", expected["refusal"]), ("Because it is unsafe.", None)]
     assert not page_errors
 
 

@@ -155,8 +155,9 @@ def calls_of(expected: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
 
 @pytest.fixture
 def gateway(faults: Any) -> Iterator[RunningGateway]:
-    """The gateway serving ``gpt`` (an OpenAI upstream) and ``claude`` (an Anthropic one),
-    both the fault server: it answers what each test scripts."""
+    """The gateway serving ``gpt`` (an OpenAI upstream), ``gpt-responses`` (the same, over the
+    Responses API) and ``claude`` (an Anthropic one), all the fault server: it answers what
+    each test scripts."""
     options = {"api_key": "sk-test", "max_retries": 0}
     routes = {
         "gpt": Route(
@@ -165,6 +166,13 @@ def gateway(faults: Any) -> Iterator[RunningGateway]:
             model="gpt-4o-mini",
             base_url=f"{faults.url}/v1",
             options=options,
+        ),
+        "gpt-responses": Route(
+            name="gpt-responses",
+            provider="openai",
+            model="gpt-4.1",
+            base_url=f"{faults.url}/v1",
+            options={**options, "api": "responses"},
         ),
         "claude": Route(
             name="claude",
@@ -647,6 +655,142 @@ def test_responses_stream_helper_with_a_function_call(faults: Any, openai_sdk: O
         e.delta for e in openai_sdk.seen if e.type == "response.function_call_arguments.delta"
     ]
     assert json.loads("".join(deltas)) == expected["tool_calls"][0]["arguments"]
+
+
+# -- a refusal: not text, in each protocol's own place ---------------------------------------
+
+#: Each upstream's recorded refusal: OpenAI chat completions and the Responses API.
+REFUSALS = {"gpt": ("openai_chat", "refusal"), "gpt-responses": ("openai_responses", "refusal")}
+LOCKPICK = [{"role": "user", "content": "How do I pick my neighbour's lock?"}]
+
+
+@pytest.mark.parametrize("upstream", sorted(REFUSALS))
+def test_openai_chat_clients_get_a_refusal_as_delta_refusal(
+    faults: Any, openai_sdk: OpenAISDK, upstream: str
+) -> None:
+    reply, expected = recorded(*REFUSALS[upstream])
+    faults.script(reply)
+    chunks = openai_sdk.chunks(model=upstream, messages=LOCKPICK)
+    refused = "".join(c.choices[0].delta.refusal or "" for c in chunks if c.choices)
+    assert refused == expected["refusal"] and chunk_text(chunks) == ""
+    assert finish_reasons(chunks) == ["stop"]  # as OpenAI ends a refusal
+
+    # The SDK's stream helper: refusal events, and message.refusal with no content.
+    faults.script(reply)
+    completion = openai_sdk.helper(model=upstream, messages=LOCKPICK)
+    message = completion.choices[0].message
+    assert (message.content, message.refusal) == (None, expected["refusal"])
+    kinds = {event.type for event in openai_sdk.seen}
+    assert {"refusal.delta", "refusal.done"} <= kinds and "content.delta" not in kinds
+    done = [e.refusal for e in openai_sdk.seen if e.type == "refusal.done"]
+    assert done == [expected["refusal"]]
+
+
+def test_openai_chat_clients_get_message_refusal_not_streamed(
+    faults: Any, openai_sdk: OpenAISDK
+) -> None:
+    _, expected = recorded("openai_chat", "refusal")
+    body = openai_completion(expected)
+    body["choices"][0]["message"]["refusal"] = expected["refusal"]
+    faults.script(json_reply(body))
+    completion = openai_sdk.completion(model="gpt", messages=LOCKPICK)
+    message = completion.choices[0].message
+    assert (message.content, message.refusal) == (None, expected["refusal"])
+    assert completion.choices[0].finish_reason == "stop"
+
+
+@pytest.mark.parametrize("upstream", ["gpt", "claude"])
+def test_a_refusal_sent_back_by_an_openai_client(
+    faults: Any, openai_sdk: OpenAISDK, upstream: str
+) -> None:
+    # As the SDK hands the message back. Neither loopback upstream is OpenAI's own API, which
+    # alone takes the refusal field: both get the refusal as the assistant's text.
+    _, expected = recorded("openai_chat", "refusal")
+    answer = (openai_chat_stream if upstream == "gpt" else anthropic_stream)(["Sorry."]).reply()
+    faults.script(answer)
+    refused = {"role": "assistant", "content": None, "refusal": expected["refusal"]}
+    openai_sdk.chunks(model=upstream, messages=[*LOCKPICK, refused, *USER], max_tokens=50)
+    sent = faults.requests[-1].json()["messages"]
+    assert sent[1] == {"role": "assistant", "content": expected["refusal"]}
+
+
+@pytest.mark.parametrize("upstream", sorted(REFUSALS))
+def test_responses_clients_get_refusal_events(
+    faults: Any, openai_sdk: OpenAISDK, upstream: str
+) -> None:
+    reply, expected = recorded(*REFUSALS[upstream])
+    faults.script(reply)
+    events = openai_sdk.response_events(model=upstream, input=LOCKPICK)
+    kinds = [event.type for event in events]
+    assert "response.output_text.delta" not in kinds
+    deltas = [e.delta for e in events if e.type == "response.refusal.delta"]
+    assert "".join(deltas) == expected["refusal"]
+    assert [e.refusal for e in events if e.type == "response.refusal.done"] == [expected["refusal"]]
+    assert kinds[-1] == "response.completed"
+
+    faults.script(reply)
+    response = openai_sdk.response_helper(model=upstream, input=LOCKPICK)
+    (item,) = response.output
+    assert item.type == "message" and response.output_text == ""
+    assert [(part.type, part.refusal) for part in item.content] == [
+        ("refusal", expected["refusal"])
+    ]
+    assert response.status == "completed"
+
+    # Handed back as the SDK gives it (the output item itself): kept a refusal, and sent to
+    # this upstream as the assistant's text.
+    faults.script(openai_chat_stream(["Sorry."]).reply())
+    again = [*LOCKPICK, item.model_dump(exclude_none=True), {"role": "user", "content": "Why?"}]
+    openai_sdk.response_events(model="gpt", input=again)
+    sent = faults.requests[-1].json()["messages"]
+    assert sent[1] == {"role": "assistant", "content": expected["refusal"]}
+
+
+def test_responses_clients_get_a_refusal_part_not_streamed(
+    faults: Any, openai_sdk: OpenAISDK
+) -> None:
+    _, expected = recorded("openai_chat", "refusal")
+    body = openai_completion(expected)
+    body["choices"][0]["message"]["refusal"] = expected["refusal"]
+    faults.script(json_reply(body))
+    response = openai_sdk.run(
+        lambda client: client.responses.create(model="gpt", input=LOCKPICK),
+        lambda client: client.responses.create(model="gpt", input=LOCKPICK),
+    )
+    (item,) = response.output
+    assert [(part.type, part.refusal) for part in item.content] == [
+        ("refusal", expected["refusal"])
+    ]
+
+
+@pytest.mark.parametrize("upstream", sorted(REFUSALS))
+def test_anthropic_clients_get_stop_reason_refusal(
+    faults: Any, anthropic_sdk: AnthropicSDK, upstream: str
+) -> None:
+    # The Messages API has no field for a refusal's text: a text block of its own carries it,
+    # and stop_reason says it is a refusal.
+    reply, expected = recorded(*REFUSALS[upstream])
+    faults.script(reply)
+    events = anthropic_sdk.events(model=upstream, messages=LOCKPICK, **MAX)
+    stops = [e.delta.stop_reason for e in events if e.type == "message_delta"]
+    assert stops == ["refusal"]
+    faults.script(reply)
+    message = anthropic_sdk.helper(model=upstream, messages=LOCKPICK, **MAX)
+    assert message.stop_reason == "refusal"
+    assert [block.type for block in message.content] == ["text"]
+    assert text_of(message) == expected["refusal"] == "".join(anthropic_sdk.seen)
+
+
+def test_anthropic_clients_get_stop_reason_refusal_not_streamed(
+    faults: Any, anthropic_sdk: AnthropicSDK
+) -> None:
+    _, expected = recorded("openai_chat", "refusal")
+    body = openai_completion(expected)
+    body["choices"][0]["message"]["refusal"] = expected["refusal"]
+    faults.script(json_reply(body))
+    message = anthropic_sdk.message(model="gpt", messages=LOCKPICK, **MAX)
+    assert message.stop_reason == "refusal"
+    assert text_of(message) == expected["refusal"]
 
 
 # -- a tool round trip -----------------------------------------------------------------------

@@ -25,6 +25,7 @@ from replay_server import transcript
 from spout import (
     Finish,
     ReasoningDelta,
+    RefusalDelta,
     ResponseStart,
     TextDelta,
     ToolCall,
@@ -263,6 +264,18 @@ def test_thinking_with_its_signature_then_text() -> None:
 )
 def test_stop_reasons(finish: Finish, stop_reason: str) -> None:
     assert accumulate(frames_of([TextDelta("x"), finish])).stop_reason == stop_reason
+
+
+def test_a_refusal_after_text_is_a_text_block_of_its_own() -> None:
+    # No field for a refusal's text in the Messages API: its own text block, and the stop
+    # reason that says what it is.
+    message = accumulate(frames_of([
+        TextDelta("Let me see. "), RefusalDelta("I can't"), RefusalDelta(" help."),
+        Finish("refusal", "stop"),
+    ]))
+    assert [(b.type, b.text) for b in message.content if b.type == "text"] == [
+        ("text", "Let me see. "), ("text", "I can't help.")]
+    assert message.stop_reason == "refusal"
 
 
 def test_an_error_inside_the_stream_raises_in_the_sdk() -> None:

@@ -437,6 +437,11 @@ def test_max_tokens_json_schema_and_include_usage() -> None:
         ({"model": 3, "messages": USER}, "model must be a string", "model"),
         ({"model": "m", "messages": ["hi"]}, r"messages\[0\] must be an object", "messages"),
         (
+            {"model": "m", "messages": [*USER, {"role": "assistant", "refusal": 3}]},
+            r"messages\[1\].refusal must be a string or null",
+            "messages",
+        ),
+        (
             {"model": "m", "messages": [{"role": "bot", "content": "x"}]},
             "role must be one of",
             "messages",

@@ -25,6 +25,7 @@ from replay_server import transcript
 from spout import (
     Finish,
     ReasoningDelta,
+    RefusalDelta,
     ResponseStart,
     TextDelta,
     ToolCall,
@@ -372,6 +373,28 @@ def test_a_full_request_in_spouts_terms() -> None:
     }
 
 
+def test_an_earlier_refusal_part_is_kept_as_a_refusal() -> None:
+    request = PROTOCOL.parse({"model": "m", "input": [
+        {"role": "user", "content": "Pick a lock?"},
+        {"type": "message", "role": "assistant", "content": [
+            {"type": "output_text", "text": "Well."}, {"type": "refusal", "refusal": "No."}]},
+        {"role": "user", "content": "Why?"},
+    ]})
+    assert request.messages[1] == {"role": "assistant", "content": "Well.", "refusal": "No."}
+
+
+def test_a_refusal_is_a_message_with_a_refusal_part() -> None:
+    frames = validated(frames_of([TextDelta("Well. "), RefusalDelta("No"), RefusalDelta(".")]))
+    kinds = [event.type for event in frames]
+    assert kinds.count("response.output_item.added") == 2  # the text's message, the refusal's
+    deltas = [event.delta for event in frames if event.type == "response.refusal.delta"]
+    assert deltas == ["No", "."]
+    final = frames[-1].response
+    assert [[part.type for part in item.content] for item in final.output] == [
+        ["output_text"], ["refusal"]]
+    assert final.output[1].content[0].refusal == "No." and final.output_text == "Well. "
+
+
 def test_function_calls_without_text_make_their_own_assistant_turn() -> None:
     request = PROTOCOL.parse(
         {
@@ -430,6 +453,11 @@ def test_reasoning_passes_on() -> None:
         (
             {"model": "m", "input": [{"type": "function_call", "name": "f"}]},
             "needs a call_id",
+            "input",
+        ),
+        (
+            {"model": "m", "input": [{"role": "assistant", "content": [{"type": "refusal"}]}]},
+            "a refusal part needs its refusal text",
             "input",
         ),
         (

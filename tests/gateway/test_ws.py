@@ -27,6 +27,7 @@ from spout._events import (
     Event,
     Finish,
     ReasoningDelta,
+    RefusalDelta,
     ResponseStart,
     TextDelta,
     ToolCall,
@@ -485,6 +486,7 @@ def test_a_browser_page_from_another_origin_is_refused(faults: FaultServer) -> N
 EVERY_EVENT: list[Event] = [
     ResponseStart("resp_1", "m"),
     TextDelta("Hel"),
+    RefusalDelta("I can't help with that."),
     ReasoningDelta("think"),
     ReasoningDelta("", signature="sig"),
     ToolCallStart(0, "call_1", "get_weather"),
@@ -506,4 +508,5 @@ def test_every_event_class_goes_to_json_and_back() -> None:
     assert parsed.stream  # the spout protocol always streams
     encoder = PROTOCOL.encoder(parsed, response_id="st_1", model="m")
     assert encoder.feed(TextDelta("Hel")) == [b'data: {"type":"text","text":"Hel"}\n\n']
+    assert encoder.feed(RefusalDelta("No.")) == [b'data: {"type":"refusal","text":"No."}\n\n']
     assert encoder.feed(ResponseStart("upstream_id", "upstream-model")) == []

@@ -9,6 +9,7 @@ import orjson
 from .._events import (
     Event,
     ReasoningDelta,
+    RefusalDelta,
     ResponseStart,
     TextDelta,
     ToolCall,
@@ -384,8 +385,11 @@ class MessagesProtocol:
                     "signature": response.reasoning_signature or "",
                 }
             )
-        if response.text or not response.tool_calls:
+        if response.text or not (response.tool_calls or response.refusal):
             content.append({"type": "text", "text": response.text})
+        if response.refusal:
+            # A text block of its own, marked by stop_reason "refusal" (see MessagesEncoder).
+            content.append({"type": "text", "text": response.refusal})
         for call in response.tool_calls:
             content.append(
                 {"type": "tool_use", "id": call.id, "name": call.name, "input": call.arguments}
@@ -444,6 +448,13 @@ class MessagesEncoder:
     block at each ``content_block_start`` and finds it again by index): text, thinking and each
     tool call its own block. Calls whose argument deltas interleave upstream are sent one after
     another, the later ones held back until the open one ends.
+
+    A refusal goes as a text block of its own, and the message ends with ``stop_reason:
+    "refusal"``. The Messages API has no field for a refusal's text (Claude marks a refusal in
+    its stop reason alone, after whatever text it wrote); a text block is the one place the
+    protocol has for words the model said, so an Anthropic client still shows why the model
+    declined, and the stop reason tells a program that it did. Its own block keeps it apart
+    from any answer text before it.
     """
 
     __slots__ = (
@@ -465,7 +476,8 @@ class MessagesEncoder:
         self._started = False
         self._blocks = 0
         self._open: int | None = None
-        self._kind: str | None = None  # "text", "thinking", or "tool" for the open block
+        # "text", "refusal" (a text block), "thinking", or "tool" for the open block
+        self._kind: str | None = None
         self._signed = False
         self._calls: dict[int, _Call] = {}
         self._pending: list[_Call] = []
@@ -561,6 +573,11 @@ class MessagesEncoder:
             if event.text:
                 if self._kind != "text":
                     self._begin(frames, "text", {"type": "text", "text": ""})
+                self._delta(frames, {"type": "text_delta", "text": event.text})
+        elif type(event) is RefusalDelta:
+            if event.text:
+                if self._kind != "refusal":
+                    self._begin(frames, "refusal", {"type": "text", "text": ""})
                 self._delta(frames, {"type": "text_delta", "text": event.text})
         elif type(event) is ReasoningDelta:
             if event.text:

@@ -25,6 +25,7 @@ from .._errors import (
 from .._events import (
     Event,
     ReasoningDelta,
+    RefusalDelta,
     TextDelta,
     ToolCall,
     ToolCallDelta,
@@ -293,6 +294,13 @@ def parse_messages(value: Any) -> list[dict[str, Any]]:
             else:
                 message.pop("tool_calls", None)
             _check_content(message.get("content"), where, allow_none=True)
+            # A refused turn, as the SDK hands the message back (message.refusal): kept as a
+            # refusal; the SDK's refusal: null on every other turn is dropped.
+            refusal = message.get("refusal")
+            if refusal is None:
+                message.pop("refusal", None)
+            elif not isinstance(refusal, str):
+                raise _fail(f"{where}.refusal must be a string or null", "messages")
         elif role == "tool":
             if not isinstance(message.get("tool_call_id"), str):
                 raise _fail(f"{where}.tool_call_id must be the id of the call answered", "messages")
@@ -501,8 +509,11 @@ class ChatCompletionsProtocol:
     ) -> dict[str, Any]:
         message: dict[str, Any] = {
             "role": "assistant",
-            "content": response.text if response.text or not response.tool_calls else None,
-            "refusal": None,
+            # OpenAI's content is null beside tool calls or a refusal, else a string.
+            "content": response.text
+            if response.text or not (response.tool_calls or response.refusal is not None)
+            else None,
+            "refusal": response.refusal,
         }
         if response.reasoning:
             message["reasoning_content"] = response.reasoning
@@ -555,8 +566,9 @@ def usage_body(usage: Usage) -> dict[str, Any]:
 class ChatCompletionsEncoder:
     """spout events as ``chat.completion.chunk`` frames.
 
-    The first chunk says ``role: assistant``; text is ``delta.content``, reasoning
-    ``delta.reasoning_content`` (as DeepSeek and vLLM send it); each tool call gets the next
+    The first chunk says ``role: assistant``; text is ``delta.content``, a refusal
+    ``delta.refusal`` (as OpenAI sends one), reasoning ``delta.reasoning_content`` (as
+    DeepSeek and vLLM send it); each tool call gets the next
     ``index`` (0, 1...) whatever the upstream numbered it, its ``id`` and name on its first
     delta only, as the SDK's accumulator concatenates every string it sees twice.
     """
@@ -603,6 +615,9 @@ class ChatCompletionsEncoder:
         elif type(event) is ReasoningDelta:
             if event.text:
                 frames.append(self._chunk({"reasoning_content": event.text}))
+        elif type(event) is RefusalDelta:
+            if event.text:
+                frames.append(self._chunk({"refusal": event.text}))
         elif type(event) is ToolCallStart:
             frames.append(self._start_call(event.index, event.id, event.name))
         elif type(event) is ToolCallDelta:

@@ -10,6 +10,7 @@ import orjson
 from .._events import (
     Event,
     ReasoningDelta,
+    RefusalDelta,
     TextDelta,
     ToolCall,
     ToolCallDelta,
@@ -126,11 +127,27 @@ def _input(value: Any) -> list[dict[str, Any]]:
                     "input",
                 )
             content = item.get("content")
+            refusal: str | None = None
+            if isinstance(content, list) and role == "assistant":
+                # An earlier response's refusal part (ResponseOutputRefusal), handed back as
+                # the SDK gives it: kept as the turn's refusal, apart from its text.
+                refusals = [
+                    part for part in content
+                    if isinstance(part, dict) and part.get("type") == "refusal"
+                ]
+                if refusals:
+                    if not all(isinstance(part.get("refusal"), str) for part in refusals):
+                        raise _fail(f"{where}: a refusal part needs its refusal text", "input")
+                    refusal = "".join(part["refusal"] for part in refusals)
+                    content = [part for part in content if part not in refusals]
             if isinstance(content, list):
                 content = _text(content, where, "" if role == "assistant" else "\n\n")
             elif not isinstance(content, str):
                 raise _fail(f"{where}.content must be a string or a list of parts", "input")
-            messages.append({"role": "system" if role == "developer" else role, "content": content})
+            message = {"role": "system" if role == "developer" else role, "content": content}
+            if refusal is not None:
+                message["refusal"] = refusal
+            messages.append(message)
         elif kind == "function_call":
             call_id, name = item.get("call_id"), item.get("name")
             arguments = item.get("arguments", "")
@@ -335,6 +352,8 @@ class ResponsesProtocol:
             encoder.feed(ReasoningDelta(response.reasoning))
         if response.text:
             encoder.feed(TextDelta(response.text))
+        if response.refusal:
+            encoder.feed(RefusalDelta(response.refusal))
         for index, call in enumerate(response.tool_calls):
             encoder.feed(ToolCallStart(index, call.id, call.name))
             encoder.feed(ToolCallEnd(index, call))
@@ -362,9 +381,10 @@ class ResponsesEncoder:
 
     Each event carries its ``type`` and a ``sequence_number`` counted from 0. Reasoning is one
     ``reasoning`` item with a summary, text one ``message`` item with one ``output_text``
-    part, each tool call a ``function_call`` item; an item is closed (its ``*.done`` events)
-    before the next opens, except calls, which may overlap as their ``output_index`` tells
-    them apart. ``final`` is the response object once :meth:`end` or :meth:`error` ran.
+    part, a refusal one ``message`` item with one ``refusal`` part (``response.refusal.delta``
+    and ``.done``, as the API streams one), each tool call a ``function_call`` item; an item
+    is closed (its ``*.done`` events) before the next opens, except calls, which may overlap
+    as their ``output_index`` tells them apart. ``final`` is the response object once :meth:`end` or :meth:`error` ran.
     """
 
     __slots__ = (
@@ -388,7 +408,7 @@ class ResponsesEncoder:
         self._seq = 0
         self._started = False
         self._output: list[dict[str, Any] | None] = []  # done items; None while open
-        # The open message or reasoning item: [kind, output index, item id, text parts]
+        # The open message, refusal or reasoning item: [kind, output index, item id, parts]
         self._open: list[Any] | None = None
         # upstream index -> [output index, item id, call id, name, argument parts]
         self._calls: dict[int, list[Any]] = {}
@@ -454,7 +474,7 @@ class ResponsesEncoder:
     def _begin(self, frames: list[bytes], kind: str) -> list[Any]:
         self._close(frames)
         index = len(self._output)
-        if kind == "message":
+        if kind in ("message", "refusal"):
             item_id = self._item_id("msg", index)
             self._add(
                 frames,
@@ -478,7 +498,9 @@ class ResponsesEncoder:
                             "annotations": [],
                             "logprobs": [],
                             "text": "",
-                        },
+                        }
+                        if kind == "message"
+                        else {"type": "refusal", "refusal": ""},
                     },
                 )
             )
@@ -505,18 +527,18 @@ class ResponsesEncoder:
         kind, index, item_id, parts = self._open
         self._open = None
         text = "".join(parts)
-        if kind == "message":
-            part = {"type": "output_text", "annotations": [], "logprobs": [], "text": text}
+        if kind in ("message", "refusal"):
+            part: dict[str, Any]
+            if kind == "message":
+                part = {"type": "output_text", "annotations": [], "logprobs": [], "text": text}
+                done = ("response.output_text.done", {"text": text, "logprobs": []})
+            else:
+                part = {"type": "refusal", "refusal": text}
+                done = ("response.refusal.done", {"refusal": text})
             frames.append(
                 self._frame(
-                    "response.output_text.done",
-                    {
-                        "item_id": item_id,
-                        "output_index": index,
-                        "content_index": 0,
-                        "text": text,
-                        "logprobs": [],
-                    },
+                    done[0],
+                    {"item_id": item_id, "output_index": index, "content_index": 0, **done[1]},
                 )
             )
             frames.append(
@@ -644,6 +666,23 @@ class ResponsesEncoder:
                             "content_index": 0,
                             "delta": event.text,
                             "logprobs": [],
+                        },
+                    )
+                )
+        elif type(event) is RefusalDelta:
+            if event.text:
+                item = self._open if self._open and self._open[0] == "refusal" else None
+                if item is None:
+                    item = self._begin(frames, "refusal")
+                item[3].append(event.text)
+                frames.append(
+                    self._frame(
+                        "response.refusal.delta",
+                        {
+                            "item_id": item[2],
+                            "output_index": item[1],
+                            "content_index": 0,
+                            "delta": event.text,
                         },
                     )
                 )

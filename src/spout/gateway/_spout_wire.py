@@ -6,6 +6,7 @@ event, whose data is the event as JSON, then one frame that ends the stream::
 
     data: {"type":"response_start","id":"st_...","model":"smol"}
     data: {"type":"text","text":"Hel"}
+    data: {"type":"refusal","text":"I can't help with that."}
     data: {"type":"tool_call_start","index":0,"id":"call_1","name":"get_weather"}
     data: {"type":"usage","input_tokens":9,"output_tokens":5,"extras":{}}
     data: {"type":"finish","reason":"stop","raw_reason":"stop"}
@@ -26,6 +27,7 @@ from .._events import (
     Finish,
     FinishReason,
     ReasoningDelta,
+    RefusalDelta,
     ResponseStart,
     TextDelta,
     ToolCall,
@@ -100,6 +102,8 @@ def event_to_dict(event: Event) -> dict[str, Any]:
         if event.signature is not None:
             out["signature"] = event.signature
         return out
+    if type(event) is RefusalDelta:
+        return {"type": "refusal", "text": event.text}
     if type(event) is ToolCallStart:
         return {"type": "tool_call_start", "index": event.index, "id": event.id, "name": event.name}
     if type(event) is ToolCallDelta:
@@ -136,6 +140,8 @@ def event_from_dict(data: dict[str, Any]) -> Event:
         return TextDelta(data["text"])
     if kind == "reasoning":
         return ReasoningDelta(data.get("text", ""), data.get("signature"))
+    if kind == "refusal":
+        return RefusalDelta(data["text"])
     if kind == "tool_call_start":
         return ToolCallStart(data["index"], data["id"], data["name"])
     if kind == "tool_call_delta":
@@ -154,10 +160,12 @@ def event_from_dict(data: dict[str, Any]) -> Event:
 
 
 def response_to_dict(response: Response) -> dict[str, Any]:
-    """The final answer as JSON: text, reasoning, tool calls, usage and finish reason."""
+    """The final answer as JSON: text, reasoning, refusal (None when the model did not
+    refuse), tool calls, usage and finish reason."""
     return {
         "text": response.text,
         "reasoning": response.reasoning,
+        "refusal": response.refusal,
         "tool_calls": [tool_call_to_dict(call) for call in response.tool_calls],
         "usage": usage_to_dict(response.usage),
         "finish_reason": response.finish_reason,

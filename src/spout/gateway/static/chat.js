@@ -230,6 +230,11 @@
     };
   }
 
+  // What an assistant turn shows: its text, then its refusal (OpenAI keeps the two apart).
+  function shown(text, refusal) {
+    return text && refusal ? `${text}\n\n${refusal}` : text || refusal || "";
+  }
+
   function textOf(content) {
     if (typeof content === "string") return content;
     if (Array.isArray(content)) {
@@ -280,6 +285,8 @@
     for (const choice of chunk.choices || []) {
       const piece = choice.delta && choice.delta.content;
       if (typeof piece === "string") reply.text += piece;
+      const refused = choice.delta && choice.delta.refusal;
+      if (typeof refused === "string") reply.refusal += refused;
     }
     return null;
   }
@@ -339,12 +346,13 @@
   function newReply(view) {
     const reply = {
       text: "",
+      refusal: "",
       lastId: 0,
       streamId: null,
       error: null,
       stopped: false,
       controller: new AbortController(),
-      show: () => view.set(reply.text),
+      show: () => view.set(shown(reply.text, reply.refusal)),
     };
     state.current = reply;
     $("send").disabled = true;
@@ -397,7 +405,7 @@
     state.history = Array.isArray(live.history) ? live.history : [];
     for (const message of state.history) {
       const view = addMessage(message.role === "user" ? "user" : "assistant");
-      view.set(textOf(message.content));
+      view.set(shown(textOf(message.content), message.refusal));
       if (message.role !== "user") view.state("done");
     }
     const view = addMessage("assistant");
@@ -441,12 +449,16 @@
     }
     if (reply.stopped) outcome = "stopped";
 
-    view.set(reply.text);
-    if (outcome === "done") view.state("done");
+    view.set(shown(reply.text, reply.refusal));
+    if (outcome === "done") view.state("done", reply.refusal ? "the model refused" : "");
     else if (outcome === "stopped") view.state("stopped", "stopped");
     else if (outcome === "dropped") view.state("error", "the connection was lost");
     else view.state("error", reply.error || "the stream failed");
-    if (reply.text) state.history.push({ role: "assistant", content: reply.text });
+    if (reply.refusal) {
+      state.history.push({ role: "assistant", content: reply.text, refusal: reply.refusal });
+    } else if (reply.text) {
+      state.history.push({ role: "assistant", content: reply.text });
+    }
     remember(null);
     state.current = null;
     $("send").disabled = false;
@@ -550,11 +562,14 @@
     for (const message of conversation.messages) {
       if (message.role !== "user" && message.role !== "assistant") continue;
       const text = textOf(message.content);
-      state.history.push({ role: message.role, content: text });
+      const refusal = typeof message.refusal === "string" ? message.refusal : "";
+      state.history.push(
+        refusal ? { role: message.role, content: text, refusal } : { role: message.role, content: text },
+      );
       const view = addMessage(message.role);
-      view.set(text);
+      view.set(shown(text, refusal));
       if (message.incomplete) view.state("stopped", `incomplete: ${message.incomplete}`);
-      else view.state("done");
+      else view.state("done", refusal ? "the model refused" : "");
     }
     const select = $("model");
     if (conversation.model && [...select.options].some((o) => o.value === conversation.model)) {
