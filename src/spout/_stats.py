@@ -16,11 +16,11 @@ class StreamStats:
 
     Times are seconds from when the request was sent. ``chunks`` and ``characters`` count the
     text as the provider sent it (before any shaping); a refusal is not text, so it is not
-    counted there, though it is in the estimate of output tokens. ``output_tokens`` is the provider's
-    count once its usage arrived (``output_tokens_source == "provider"``). Until then it is
-    the text so far counted by the model's own tokenizer where spout has it at hand (the
-    local llama.cpp and transformers providers: ``"tokenizer"``; counted when the stats are
-    read, not per chunk), and otherwise an estimate of one token per four characters
+    counted there, though it is in the estimate of output tokens. ``output_tokens`` is the
+    provider's count once its usage arrived (``output_tokens_source == "provider"``). Until
+    then it is the text so far counted by the model's own tokenizer where spout has it at hand
+    (the local llama.cpp and transformers providers: ``"tokenizer"``; counted when the stats
+    are read, not per chunk), and otherwise an estimate of one token per four characters
     (``"estimate"``). ``tokens_per_second`` is over the generation phase: from the first
     token to now, or to the end.
 

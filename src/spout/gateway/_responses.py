@@ -384,7 +384,8 @@ class ResponsesEncoder:
     part, a refusal one ``message`` item with one ``refusal`` part (``response.refusal.delta``
     and ``.done``, as the API streams one), each tool call a ``function_call`` item; an item
     is closed (its ``*.done`` events) before the next opens, except calls, which may overlap
-    as their ``output_index`` tells them apart. ``final`` is the response object once :meth:`end` or :meth:`error` ran.
+    as their ``output_index`` tells them apart. ``final`` is the response object once
+    :meth:`end` or :meth:`error` ran.
     """
 
     __slots__ = (

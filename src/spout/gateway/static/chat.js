@@ -563,9 +563,8 @@
       if (message.role !== "user" && message.role !== "assistant") continue;
       const text = textOf(message.content);
       const refusal = typeof message.refusal === "string" ? message.refusal : "";
-      state.history.push(
-        refusal ? { role: message.role, content: text, refusal } : { role: message.role, content: text },
-      );
+      const kept = { role: message.role, content: text };
+      state.history.push(refusal ? { ...kept, refusal } : kept);
       const view = addMessage(message.role);
       view.set(shown(text, refusal));
       if (message.incomplete) view.state("stopped", `incomplete: ${message.incomplete}`);
