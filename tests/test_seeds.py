@@ -72,6 +72,9 @@ Where spout differs from a seed, and what it does instead:
   ``Conversation(Seq(UserMessage(...)))`` is ``messages=[{"role": "user", ...}]``.
 - The CLI is ``spout`` (``--stream`` is its default; ``--no-stream`` prints at the end), and it
   logs each exchange as a conversation that ``spout -c`` continues.
+- The async examples never close their LLM. The bundled model holds no connections; with the
+  HTTP providers the seeds name, the same shape is tested in ``tests/test_transport.py``: a
+  session left open is closed on its event loop, with no ``ResourceWarning``.
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ import contextlib
 import threading
 import time
 import weakref
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -122,6 +122,94 @@ def _aiohttp_errors() -> tuple[type[BaseException], ...]:
     return (aiohttp.ClientError, asyncio.TimeoutError)
 
 
+class _LoopSessions:
+    """The aiohttp sessions opened on one event loop, to be closed on that loop.
+
+    A session's connections belong to its loop, so it can only be closed there, while the
+    loop runs. ``aclose()`` does that; but an LLM made in a coroutine and never closed (every
+    async example of the seeds spout was made from) would leave its session to the collector,
+    which warns ``Unclosed client session`` and drops its sockets in no order. So a transport
+    dropped with a session open hands it here, to be closed on its loop at once; and what is
+    still open when the loop shuts down (``asyncio.run`` returning, say) is closed then.
+    """
+
+    __slots__ = ("closed", "closing", "keeper", "open", "tasks")
+
+    def __init__(self) -> None:
+        self.open: weakref.WeakSet[aiohttp.ClientSession] = weakref.WeakSet()
+        #: Sessions of dropped transports until they are closed: nothing else holds them.
+        self.closing: set[aiohttp.ClientSession] = set()
+        self.tasks: set[asyncio.Task[None]] = set()
+        self.keeper: AsyncGenerator[None, None] | None = None
+        self.closed = False
+
+
+_loop_sessions: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopSessions] = (
+    weakref.WeakKeyDictionary()
+)
+_loop_sessions_lock = threading.Lock()
+
+
+async def _close_at_loop_end(sessions: _LoopSessions) -> AsyncGenerator[None, None]:
+    """Suspended for the loop's life; resumed by its ``shutdown_asyncgens()``.
+
+    ``asyncio.run``, ``asyncio.Runner`` and pytest-asyncio call it before they close a loop:
+    the last moment its sessions can be closed on it (compat's LLM cache uses the same hook).
+    """
+    try:
+        yield
+    finally:
+        sessions.closed = True
+        sessions.keeper = None
+        for session in [*sessions.open, *sessions.closing]:
+            with contextlib.suppress(Exception):
+                await session.close()
+        sessions.closing.clear()
+
+
+def _sessions_on(loop: asyncio.AbstractEventLoop) -> _LoopSessions:
+    """The running loop's sessions; made on first use with the keeper that closes them."""
+    with _loop_sessions_lock:
+        sessions = _loop_sessions.get(loop)
+        if sessions is not None and not sessions.closed:
+            return sessions
+        sessions = _loop_sessions[loop] = _LoopSessions()
+    keeper = _close_at_loop_end(sessions)
+    # Run to its first yield, as `await keeper.asend(None)` would (this is sync code on the
+    # loop's thread): asend() calls the loop's first-iteration hook, which registers it.
+    with contextlib.suppress(StopIteration):
+        keeper.asend(None).send(None)
+    sessions.keeper = keeper
+    return sessions
+
+
+def _close_soon(loop: asyncio.AbstractEventLoop, session: aiohttp.ClientSession) -> None:
+    """Close a dropped transport's session on its loop, from any thread (the collector's)."""
+    if session.closed or loop.is_closed():
+        return
+    with _loop_sessions_lock:
+        sessions = _loop_sessions.get(loop)
+    if sessions is None or sessions.closed:
+        return
+    sessions.closing.add(session)
+    loop.call_soon_threadsafe(_start_closing, sessions, session)
+
+
+def _start_closing(sessions: _LoopSessions, session: aiohttp.ClientSession) -> None:
+    import asyncio
+
+    async def close() -> None:
+        try:
+            await session.close()
+        finally:
+            sessions.closing.discard(session)
+
+    # If the loop stops before this task runs, the keeper closes the session instead.
+    task = asyncio.ensure_future(close())
+    sessions.tasks.add(task)
+    task.add_done_callback(sessions.tasks.discard)
+
+
 class Transport:
     """Owns the connection pools (one sync client, one async client per event loop)."""
 
@@ -179,6 +267,7 @@ class Transport:
                 skip_auto_headers=("User-Agent",),
             )
             self._sessions[loop] = session
+            _sessions_on(loop).open.add(session)
         return session
 
     def close(self) -> None:
@@ -190,6 +279,9 @@ class Transport:
         # An LLM dropped without close() must not leave its pooled sockets to the collector.
         with contextlib.suppress(Exception):
             self.close()
+        for loop, session in list(self._sessions.items()):
+            with contextlib.suppress(Exception):
+                _close_soon(loop, session)
 
     async def aclose(self) -> None:
         import asyncio
