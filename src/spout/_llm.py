@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import importlib.metadata
 import inspect
 import os
 import time
@@ -217,7 +218,7 @@ def parse_model_string(value: str) -> tuple[str, str | None]:
     provider, sep, model = value.partition(":")
     if not sep:
         head, slash, rest = value.partition("/")
-        if slash and head.strip().lower() in _PROVIDERS:
+        if slash and is_provider(head.strip().lower()):
             provider, sep, model = head, slash, rest
     return provider.strip().lower(), (model.strip() or None) if sep else None
 
@@ -225,19 +226,54 @@ def parse_model_string(value: str) -> tuple[str, str | None]:
 def route(model: str) -> tuple[str, str] | None:
     """The provider a model string names by its prefix, if it names a known one."""
     name, routed = parse_model_string(model)
-    if routed and name in _PROVIDERS:
+    if routed and is_provider(name):
         return name, routed
     return None
 
 
+#: The entry-point group a package declares providers in: ``name = "module:Class"``.
+ENTRY_POINT_GROUP = "spout.providers"
+
+
+def _plugins() -> dict[str, importlib.metadata.EntryPoint]:
+    """Providers that installed packages declare, by name (read anew: a package installed
+    while the process runs is found too; only names not built in are looked up here)."""
+    found: dict[str, importlib.metadata.EntryPoint] = {}
+    for entry in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+        found.setdefault(entry.name.strip().lower(), entry)
+    return found
+
+
+def is_provider(name: str) -> bool:
+    """Whether ``name`` is a provider: spout's own or an installed package's."""
+    return name in _PROVIDERS or name in _plugins()
+
+
 def _provider_class(name: str) -> type[Provider]:
-    try:
+    """The class for a provider name: spout's own first (a package cannot take over a
+    built-in name), then the ``spout.providers`` entry points of installed packages."""
+    if name in _PROVIDERS:
         module_name, class_name = _PROVIDERS[name]
-    except KeyError:
-        known = ", ".join(sorted(_PROVIDERS))
-        raise ConfigurationError(f"unknown provider {name!r}; known providers: {known}") from None
-    cls: type[Provider] = getattr(importlib.import_module(module_name), class_name)
-    return cls
+        cls: type[Provider] = getattr(importlib.import_module(module_name), class_name)
+        return cls
+    plugins = _plugins()
+    entry = plugins.get(name)
+    if entry is None:
+        known = ", ".join(sorted({*_PROVIDERS, *plugins}))
+        raise ConfigurationError(f"unknown provider {name!r}; known providers: {known}")
+    where = entry.dist.name if entry.dist is not None else entry.value
+    try:
+        loaded = entry.load()
+    except Exception as exc:
+        raise ConfigurationError(
+            f"provider {name!r} (from {where}) could not be loaded: {type(exc).__name__}: {exc}"
+        ) from exc
+    if not (isinstance(loaded, type) and issubclass(loaded, Provider)):
+        raise ConfigurationError(
+            f"provider {name!r} (from {where}) is {entry.value}, which is not a subclass of "
+            "spout.providers.Provider"
+        )
+    return loaded
 
 
 def create_llm(provider: str | None = None, *, model: str | None = None, **config: Any) -> LLM:

@@ -64,7 +64,7 @@ from ._litellm_errors import (
     ServiceUnavailableError,
     Timeout,
 )
-from ._llm import _PROVIDERS, LLM, _provider_class, create_llm
+from ._llm import _PROVIDERS, LLM, _provider_class, create_llm, is_provider
 from ._policy import Timeout as Limits
 from ._response import Accumulator, Response
 
@@ -1041,9 +1041,9 @@ def _route(model: str, custom_llm_provider: str | None) -> tuple[str, str | None
         return name, model[len(prefix) :] if model.startswith(prefix) else model
     head, slash, rest = model.partition("/")
     name = _ALIASES.get(head, head)
-    if slash and name in _PROVIDERS:
+    if slash and is_provider(name):
         return name, rest or None
-    if not slash and name in _PROVIDERS:
+    if not slash and is_provider(name):
         return name, None  # "local": the provider's default model
     for prefixes, provider in _FAMILIES:
         if model.startswith(prefixes):
