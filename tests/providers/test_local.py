@@ -218,3 +218,25 @@ def test_a_dropped_async_stream_frees_the_model(llm: spout.LLM) -> None:
         return response.text
 
     assert asyncio.run(main())
+
+
+def test_a_cut_never_falls_inside_a_character(llm: spout.LLM) -> None:
+    # An emoji is several tokens of bytes: max_tokens ending between them drops the
+    # unfinished bytes instead of showing U+FFFD.
+    for n in range(1, 7):
+        text = llm.generate("Write emoji: 🌟🌟🌟🌟", max_tokens=n, seed=1).text
+        assert "\ufffd" not in text
+        text.encode("utf-8")
+
+
+def test_a_process_with_warnings_as_errors_ends_cleanly() -> None:
+    # llama-cpp-python leaves two os.devnull files open at exit; spout closes them.
+    import subprocess
+    import sys
+
+    code = "from spout import create_llm; print(create_llm().generate('hi', max_tokens=2).text)"
+    result = subprocess.run(
+        [sys.executable, "-W", "error", "-c", code], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    assert "ResourceWarning" not in result.stderr and "Exception ignored" not in result.stderr

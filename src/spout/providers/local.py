@@ -114,6 +114,13 @@ def _unload_all() -> None:
             model.worker.shutdown(wait=False, cancel_futures=True)
             model.llama.close()
         _models.clear()
+    # llama-cpp-python opens os.devnull twice at import and never closes it: a process run
+    # with warnings as errors (-W error, -X dev) would end on two ResourceWarnings.
+    utils = sys.modules.get("llama_cpp._utils")
+    for name in ("outnull_file", "errnull_file"):
+        devnull = getattr(utils, name, None)
+        if devnull is not None and hasattr(devnull, "close"):
+            devnull.close()
 
 
 # llama.cpp's names for the instruction sets it was built with (``llama_print_system_info``),
@@ -542,7 +549,9 @@ def _text(
         tokens.close()
     if not stopped_by_string:
         # What was held back as a possible stop string was not one, and is text after all.
-        tail = held + decoder.decode(b"", final=True)
+        # Bytes of a character the last token left unfinished are dropped, not shown as
+        # U+FFFD: a cut never falls inside a character.
+        tail = held
         if tail:
             yield TextDelta(tail)
     return stopped
