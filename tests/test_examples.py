@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -188,6 +189,32 @@ CHECKS: dict[str, list[str]] = {
 }
 
 
+def run(path: Path, env: dict[str, str], timeout: float = 180) -> subprocess.CompletedProcess[str]:
+    """Run an example to its end, in a process group of its own.
+
+    An example that does not end in time is killed with every process it started (a gateway,
+    a redis-server): killing it alone would leave them running, loading the machine for the
+    tests that follow.
+    """
+    with subprocess.Popen(
+        [sys.executable, str(path)],
+        cwd=ROOT,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        start_new_session=True,
+    ) as process:
+        try:
+            stdout, stderr = process.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            stdout, stderr = process.communicate()
+            pytest.fail(f"{path.name} did not end within {timeout:g} s; it printed:\n{stdout}{stderr}")
+    return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
+
+
 def test_there_are_examples() -> None:
     assert {path.stem for path in EXAMPLES} == set(CHECKS)
 
@@ -211,15 +238,7 @@ def test_example_runs(path: Path) -> None:
     env = dict(os.environ)
     for name in ("OPENAI_API_KEY", "OPENAI_BASE_URL"):  # an example must not need them
         env.pop(name, None)
-    result = subprocess.run(
-        [sys.executable, str(path)],
-        cwd=ROOT,
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=180,
-    )
+    result = run(path, env)
     assert result.returncode == 0, result.stderr
     assert "Traceback" not in result.stderr
     assert path.stem in CHECKS, f"add what {path.name} must print to CHECKS"
