@@ -21,6 +21,13 @@ from spout.providers.local import bundled_model_path
 # A test that crashes its xdist worker (llama.cpp runs in process) fails naming the signal.
 pytest_plugins = ["worker_crashes"]
 
+# llama.cpp's OpenMP threads spin while they wait for each other (libgomp's default). With the
+# xdist workers and the processes they start each running the model on every core, spinning
+# threads take the cores from the threads they wait for: four processes generating at once
+# took 130-180 s instead of 6-8 s on 2 cores. Told to wait passively, they sleep. Set before
+# llama_cpp is first imported (libgomp reads it as it loads), and inherited by every child.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 # A shell that starts a command in the background without job control (`.ci/run &` in a
 # script) has it ignore SIGINT, and every process it starts inherits that: the tests' child
 # processes would then never see the Ctrl-C the tests send them. A handler (not an ignore) here
@@ -88,7 +95,13 @@ def free_port() -> int:
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Every test of the llama.cpp server runs on one xdist worker (``--dist loadgroup``): the
     server is a session fixture, and each worker starting its own would load the model again
-    and share the cores with it."""
+    and share the cores with it.
+
+    pytest-xdist 3.8 does not group under pytest 9.2 (it marks a group by rewriting the node
+    id, which pytest 9.2 no longer reads: pytest-dev/pytest-xdist#1386). Until its fix ships,
+    each worker that runs one of these tests starts a server of its own (1 s, 230 MB): slower,
+    still correct, as each server serves one worker, one request at a time.
+    """
     for item in items:
         if "llama_server" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.xdist_group("llama_server"))
