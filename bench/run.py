@@ -558,11 +558,14 @@ Machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_v
     notes = (ROOT / "docs" / "benchmarks-notes.md")
     tail = "\n" + notes.read_text() if notes.exists() else ""
     doc = ROOT / "docs" / "benchmarks.md"
-    # The gateway's section is written by bench/gateway.py between its markers: keep it.
+    # Sections written by their own scripts between markers (bench/gateway.py, and
+    # bench/llama_build.py, which needs native builds made by hand): keep them.
     old = doc.read_text() if doc.exists() else ""
-    begin, end = old.find("<!-- gateway:begin -->"), old.find("<!-- gateway:end -->")
-    if 0 <= begin < end:
-        tail = tail.rstrip("\n") + "\n\n" + old[begin : end + len("<!-- gateway:end -->")] + "\n"
+    for name in ("gateway", "llama-build"):
+        begin, end = old.find(f"<!-- {name}:begin -->"), old.find(f"<!-- {name}:end -->")
+        if 0 <= begin < end:
+            kept = old[begin : end + len(f"<!-- {name}:end -->")]
+            tail = tail.rstrip("\n") + "\n\n" + kept + "\n"
     doc.write_text(header + body + tail)
 
 
