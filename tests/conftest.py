@@ -18,8 +18,9 @@ import pytest
 from replay_server import ReplayServer
 from spout.providers.local import bundled_model_path
 
-# A test that crashes its xdist worker (llama.cpp runs in process) fails naming the signal.
-pytest_plugins = ["worker_crashes"]
+# A test that crashes its xdist worker (llama.cpp runs in process) fails naming the signal;
+# the tests of one expensive fixture (the llama.cpp server) share a worker.
+pytest_plugins = ["worker_crashes", "xdist_groups"]
 
 # llama.cpp's OpenMP threads spin while they wait for each other (libgomp's default). With the
 # xdist workers and the processes they start each running the model on every core, spinning
@@ -89,22 +90,6 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
-
-
-@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Every test of the llama.cpp server runs on one xdist worker (``--dist loadgroup``): the
-    server is a session fixture, and each worker starting its own would load the model again
-    and share the cores with it.
-
-    pytest-xdist 3.8 does not group under pytest 9.2 (it marks a group by rewriting the node
-    id, which pytest 9.2 no longer reads: pytest-dev/pytest-xdist#1386). Until its fix ships,
-    each worker that runs one of these tests starts a server of its own (1 s, 230 MB): slower,
-    still correct, as each server serves one worker, one request at a time.
-    """
-    for item in items:
-        if "llama_server" in getattr(item, "fixturenames", ()):
-            item.add_marker(pytest.mark.xdist_group("llama_server"))
 
 
 @pytest.fixture(scope="session")

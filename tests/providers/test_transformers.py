@@ -18,8 +18,8 @@ from helpers import generate, stream, stream_text
 from spout import ModelCapability, create_llm, has_capability
 from spout.providers import transformers as provider
 
-# The bundled GGUF file, dequantized by transformers.
-pytestmark = pytest.mark.model
+# The bundled GGUF file, dequantized by transformers; loaded once, by one xdist worker.
+pytestmark = [pytest.mark.model, pytest.mark.xdist_group("transformers")]
 
 PROMPT = "Count from 1 to 5"
 LONG = "Tell me a long story about a dragon."
