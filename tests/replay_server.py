@@ -52,6 +52,8 @@ class ReplayServer:
         self.requests: list[Recorded] = []
         #: chunks sent before each connection was seen closed by the client
         self.disconnects: list[int] = []
+        #: chunks sent so far on the latest response (the server runs ahead of a slow client)
+        self.sent = 0
         self._disconnected = threading.Condition()
         server = self
 
@@ -81,7 +83,7 @@ class ReplayServer:
                 self.send_header("Transfer-Encoding", "chunked")
                 self.end_headers()
                 self.wfile.flush()
-                sent = 0
+                sent = server.sent = 0
                 try:
                     for chunk in reply.chunks:
                         if reply.delay:
@@ -94,6 +96,7 @@ class ReplayServer:
                             self.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
                             self.wfile.flush()
                         sent += 1
+                        server.sent = sent
                     if reply.abort:
                         self.close_connection = True
                         self.connection.shutdown(socket.SHUT_RDWR)
