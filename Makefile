@@ -4,7 +4,9 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PROMPT ?= Write a haiku about rivers.
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test check lint format bench clean
+
+LINTED := src tests examples bench scripts
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -32,13 +34,23 @@ demo: $(VENV)/.local
 ## missing), then lint, type-check and run every test.
 test: $(VENV)/.dev
 	.ci/system-deps
-	$(VENV)/bin/ruff check src tests examples bench scripts
-	$(VENV)/bin/mypy
+	$(MAKE) check
+
+## Lint, formatting, types, the import layering and every test, with no system packages
+## installed (tests that need redis-server or chromium fail without them).
+check: lint
 	$(VENV)/bin/pytest
 
+## Formatting, lint, types (src strict, tests too) and the import layering.
 lint: $(VENV)/.dev
-	$(VENV)/bin/ruff check src tests examples bench scripts
+	$(VENV)/bin/ruff format --check $(LINTED)
+	$(VENV)/bin/ruff check $(LINTED)
 	$(VENV)/bin/mypy
+
+## Rewrite the code in the house format.
+format: $(VENV)/.dev
+	$(VENV)/bin/ruff format $(LINTED)
+	$(VENV)/bin/ruff check --fix $(LINTED)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -24,6 +24,8 @@ MODEL = "bench"
 def messages(run: str) -> list[dict[str, str]]:
     """The load server reads what to send (``burst-20000``...) from the prompt."""
     return [{"role": "user", "content": run}]
+
+
 ANTHROPIC_HEADERS = {"x-api-key": "sk-bench", "anthropic-version": "2023-06-01"}
 
 
@@ -65,7 +67,12 @@ def _anthropic_text(line: bytes | str) -> str | None:
 
 def _request(fmt: str, run: str) -> tuple[str, dict[str, Any]]:
     if fmt == "anthropic":
-        return "/v1/messages", {"model": MODEL, "max_tokens": 1024, "messages": messages(run), "stream": True}
+        return "/v1/messages", {
+            "model": MODEL,
+            "max_tokens": 1024,
+            "messages": messages(run),
+            "stream": True,
+        }
     return "/v1/chat/completions", {"model": MODEL, "messages": messages(run), "stream": True}
 
 
@@ -93,7 +100,9 @@ def raw_httpx(fmt: str) -> Callable[[str], tuple[Any, Any]]:
 
 
 def raw_httpx_async(fmt: str) -> Callable[[str], tuple[Any, Any]]:
-    def make(base: str) -> tuple[Callable[[str], AsyncIterator[str]], Callable[[], Awaitable[None]]]:
+    def make(
+        base: str,
+    ) -> tuple[Callable[[str], AsyncIterator[str]], Callable[[], Awaitable[None]]]:
         import httpx
 
         client = httpx.AsyncClient(
@@ -119,7 +128,9 @@ def raw_httpx_async(fmt: str) -> Callable[[str], tuple[Any, Any]]:
 
 
 def raw_aiohttp(fmt: str) -> Callable[[str], tuple[Any, Any]]:
-    def make(base: str) -> tuple[Callable[[str], AsyncIterator[str]], Callable[[], Awaitable[None]]]:
+    def make(
+        base: str,
+    ) -> tuple[Callable[[str], AsyncIterator[str]], Callable[[], Awaitable[None]]]:
         import aiohttp
 
         sessions: list[Any] = []
@@ -127,9 +138,11 @@ def raw_aiohttp(fmt: str) -> Callable[[str], tuple[Any, Any]]:
 
         async def texts(run: str) -> AsyncIterator[str]:
             if not sessions:  # a session belongs to the running loop
-                sessions.append(aiohttp.ClientSession(
-                    headers=ANTHROPIC_HEADERS, connector=aiohttp.TCPConnector(limit=0)
-                ))
+                sessions.append(
+                    aiohttp.ClientSession(
+                        headers=ANTHROPIC_HEADERS, connector=aiohttp.TCPConnector(limit=0)
+                    )
+                )
             path, body = _request(fmt, run)
             async with sessions[0].post(base + path, json=body) as response:
                 async for line in response.content:
@@ -173,6 +186,7 @@ def spout_client(fmt: str, is_async: bool) -> Callable[[str], tuple[Any, Any]]:
         llm = spout.create_llm(provider, model=MODEL, base_url=base_url, api_key="sk-bench")
 
         if not is_async:
+
             def texts(run: str) -> Iterator[str]:
                 stream = llm.generate_stream(run)
                 yield from stream
@@ -199,7 +213,9 @@ def openai_sdk(is_async: bool) -> Callable[[str], tuple[Any, Any]]:
             client = openai.OpenAI(base_url=f"{base}/v1", api_key="sk-bench", max_retries=0)
 
             def texts(run: str) -> Iterator[str]:
-                stream = client.chat.completions.create(model=MODEL, messages=messages(run), stream=True)  # type: ignore[arg-type]
+                stream = client.chat.completions.create(
+                    model=MODEL, messages=messages(run), stream=True
+                )  # type: ignore[arg-type]
                 with stream:
                     for chunk in stream:
                         if chunk.choices and chunk.choices[0].delta.content:
@@ -210,7 +226,9 @@ def openai_sdk(is_async: bool) -> Callable[[str], tuple[Any, Any]]:
         aclient = openai.AsyncOpenAI(base_url=f"{base}/v1", api_key="sk-bench", max_retries=0)
 
         async def atexts(run: str) -> AsyncIterator[str]:
-            stream = await aclient.chat.completions.create(model=MODEL, messages=messages(run), stream=True)  # type: ignore[arg-type]
+            stream = await aclient.chat.completions.create(
+                model=MODEL, messages=messages(run), stream=True
+            )  # type: ignore[arg-type]
             try:
                 async for chunk in stream:
                     if chunk.choices and chunk.choices[0].delta.content:
@@ -231,7 +249,9 @@ def anthropic_sdk(is_async: bool) -> Callable[[str], tuple[Any, Any]]:
             client = anthropic.Anthropic(base_url=base, api_key="sk-bench", max_retries=0)
 
             def texts(run: str) -> Iterator[str]:
-                with client.messages.stream(model=MODEL, max_tokens=1024, messages=messages(run)) as stream:  # type: ignore[arg-type]
+                with client.messages.stream(
+                    model=MODEL, max_tokens=1024, messages=messages(run)
+                ) as stream:  # type: ignore[arg-type]
                     yield from stream.text_stream
 
             return texts, client.close
@@ -239,7 +259,9 @@ def anthropic_sdk(is_async: bool) -> Callable[[str], tuple[Any, Any]]:
         aclient = anthropic.AsyncAnthropic(base_url=base, api_key="sk-bench", max_retries=0)
 
         async def atexts(run: str) -> AsyncIterator[str]:
-            async with aclient.messages.stream(model=MODEL, max_tokens=1024, messages=messages(run)) as stream:  # type: ignore[arg-type]
+            async with aclient.messages.stream(
+                model=MODEL, max_tokens=1024, messages=messages(run)
+            ) as stream:  # type: ignore[arg-type]
                 async for text in stream.text_stream:
                     yield text
 
@@ -255,15 +277,20 @@ def litellm_client(is_async: bool) -> Callable[[str], tuple[Any, Any]]:
         settings = {"api_base": f"{base}/v1", "api_key": "sk-bench", "stream": True}
 
         if not is_async:
+
             def texts(run: str) -> Iterator[str]:
-                for chunk in litellm.completion(model=f"openai/{MODEL}", messages=messages(run), **settings):
+                for chunk in litellm.completion(
+                    model=f"openai/{MODEL}", messages=messages(run), **settings
+                ):
                     if chunk.choices and chunk.choices[0].delta.content:
                         yield chunk.choices[0].delta.content
 
             return texts, lambda: None
 
         async def atexts(run: str) -> AsyncIterator[str]:
-            async for chunk in await litellm.acompletion(model=f"openai/{MODEL}", messages=messages(run), **settings):
+            async for chunk in await litellm.acompletion(
+                model=f"openai/{MODEL}", messages=messages(run), **settings
+            ):
                 if chunk.choices and chunk.choices[0].delta.content:
                     yield chunk.choices[0].delta.content
 
@@ -285,15 +312,20 @@ def spout_compat_client(is_async: bool) -> Callable[[str], tuple[Any, Any]]:
         settings = {"api_base": f"{base}/v1", "api_key": "sk-bench", "stream": True}
 
         if not is_async:
+
             def texts(run: str) -> Iterator[str]:
-                for chunk in completion(model=f"openai/{MODEL}", messages=messages(run), **settings):
+                for chunk in completion(
+                    model=f"openai/{MODEL}", messages=messages(run), **settings
+                ):
                     if chunk.choices and chunk.choices[0].delta.content:
                         yield chunk.choices[0].delta.content
 
             return texts, _close_sync_llms
 
         async def atexts(run: str) -> AsyncIterator[str]:
-            async for chunk in await acompletion(model=f"openai/{MODEL}", messages=messages(run), **settings):
+            async for chunk in await acompletion(
+                model=f"openai/{MODEL}", messages=messages(run), **settings
+            ):
                 if chunk.choices and chunk.choices[0].delta.content:
                     yield chunk.choices[0].delta.content
 

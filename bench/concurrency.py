@@ -83,7 +83,11 @@ def main() -> None:
 
     wall, cpu, open_at_once = asyncio.run(run())
     rss_mb = peak_mb()
-    print(json.dumps({"wall": wall, "cpu": cpu, "rss_mb": rss_mb, "errors": errors, "open": open_at_once}))
+    print(
+        json.dumps(
+            {"wall": wall, "cpu": cpu, "rss_mb": rss_mb, "errors": errors, "open": open_at_once}
+        )
+    )
 
 
 if __name__ == "__main__":

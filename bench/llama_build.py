@@ -59,8 +59,21 @@ MODEL_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 WHEEL_DEPS = ("numpy", "diskcache", "jinja2", "typing-extensions")
 #: CPU flags (as /proc/cpuinfo spells them) that decide which llama.cpp kernels can run.
 CPU_FLAGS = (
-    "avx", "avx2", "fma", "f16c", "avx_vnni", "avx512f", "avx512bw", "avx512vl", "avx512_vnni",
-    "avx512_bf16", "avx512vbmi", "avx512_fp16", "amx_tile", "amx_int8", "amx_bf16",
+    "avx",
+    "avx2",
+    "fma",
+    "f16c",
+    "avx_vnni",
+    "avx512f",
+    "avx512bw",
+    "avx512vl",
+    "avx512_vnni",
+    "avx512_bf16",
+    "avx512vbmi",
+    "avx512_fp16",
+    "amx_tile",
+    "amx_int8",
+    "amx_bf16",
 )
 #: A fixed prompt (166 tokens): long enough that prompt evaluation is a batch worth timing.
 PROMPT = (
@@ -121,8 +134,13 @@ def child(model: str, tokens: int, reps: int, seed: int, threads: int) -> None:
         # Tokens after the first each cost one decode of one token. CPU time (all threads of
         # this process) hardly grows while the process waits for a core another one holds,
         # so tokens per CPU second shows the build's own cost even on a busy machine.
-        return (len(prompt) / (first - start), len(prompt) / (first_cpu - start_cpu),
-                n / (end - first), n / (end_cpu - first_cpu), out)
+        return (
+            len(prompt) / (first - start),
+            len(prompt) / (first_cpu - start_cpu),
+            n / (end - first),
+            n / (end_cpu - first_cpu),
+            out,
+        )
 
     stage("first decode (warm-up)")
     run(16)
@@ -137,16 +155,21 @@ def child(model: str, tokens: int, reps: int, seed: int, threads: int) -> None:
         cpu_rates.append(c)
         text = text or out
     stage("done")
-    print(json.dumps({
-        "system_info": system_info,
-        "prompt_tokens": len(prompt),
-        "prompt": prompt_rates,
-        "prompt_cpu": prompt_cpu_rates,
-        "gen": gen_rates,
-        "gen_cpu": cpu_rates,
-        "tokens": hashlib.sha256(json.dumps(text).encode()).hexdigest()[:12],
-        "marker": _marker(Path(sys.prefix)),
-    }), flush=True)
+    print(
+        json.dumps(
+            {
+                "system_info": system_info,
+                "prompt_tokens": len(prompt),
+                "prompt": prompt_rates,
+                "prompt_cpu": prompt_cpu_rates,
+                "gen": gen_rates,
+                "gen_cpu": cpu_rates,
+                "tokens": hashlib.sha256(json.dumps(text).encode()).hexdigest()[:12],
+                "marker": _marker(Path(sys.prefix)),
+            }
+        ),
+        flush=True,
+    )
 
 
 def _marker(prefix: Path) -> dict[str, Any]:
@@ -231,9 +254,20 @@ def run_child(
     build: Build, model: str, args: argparse.Namespace, threads: int, round_no: int
 ) -> None:
     tokens, reps, seed, timeout = args.tokens, args.reps, args.seed, args.timeout
-    command = [build.python, str(Path(__file__).resolve()), "--child", model,
-               "--tokens", str(tokens), "--reps", str(reps), "--seed", str(seed),
-               "--threads", str(threads)]
+    command = [
+        build.python,
+        str(Path(__file__).resolve()),
+        "--child",
+        model,
+        "--tokens",
+        str(tokens),
+        "--reps",
+        str(reps),
+        "--seed",
+        str(seed),
+        "--threads",
+        str(threads),
+    ]
     env = dict(os.environ, PYTHONFAULTHANDLER="1")
     try:
         out = subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=env)
@@ -337,17 +371,22 @@ def report(builds: list[Build], args: argparse.Namespace, model: str, elapsed: f
             if mine and mine.gen and base and base.gen:
                 wall = statistics.median(_ratios(mine.rounds_gen, base.rounds_gen))
                 on_cpu = statistics.median(_ratios(mine.rounds_gen_cpu, base.rounds_gen_cpu))
-                cells = [spread(mine.prompt), spread(mine.prompt_cpu), spread(mine.gen),
-                         spread(mine.gen_cpu),
-                         f"{wall:.2f} / {on_cpu:.2f}",
-                         "yes" if mine.tokens == base.tokens else "no"]
+                cells = [
+                    spread(mine.prompt),
+                    spread(mine.prompt_cpu),
+                    spread(mine.gen),
+                    spread(mine.gen_cpu),
+                    f"{wall:.2f} / {on_cpu:.2f}",
+                    "yes" if mine.tokens == base.tokens else "no",
+                ]
             else:
                 cells = ["-"] * 6
             late = mine.timeouts if mine else 0
             state = b.crash or (f"no ({late} round{'s' * (late > 1)} timed out)" if late else "no")
             lines.append(
                 f"| {b.label} | `{b.flags or '?'}` | {b.features or '?'} | {t or '-'} | "
-                + " | ".join(cells) + f" | {state} |"
+                + " | ".join(cells)
+                + f" | {state} |"
             )
     lines.append("")
     for t in args.threads:
@@ -368,11 +407,15 @@ def report(builds: list[Build], args: argparse.Namespace, model: str, elapsed: f
             pw = cost(base.rounds_prompt, mine.rounds_prompt)
             plural = "s" if t > 1 else ""
             if is_control:
-                head = (f"{t} thread{plural}, the A/A control (the portable build against "
-                        "itself, so noise alone):")
+                head = (
+                    f"{t} thread{plural}, the A/A control (the portable build against "
+                    "itself, so noise alone):"
+                )
             else:
-                head = (f"**{t} thread{plural}: what the portable flags cost** against the "
-                        f"fastest native build that runs here, {other.label}:")
+                head = (
+                    f"**{t} thread{plural}: what the portable flags cost** against the "
+                    f"fastest native build that runs here, {other.label}:"
+                )
             lines += [
                 f"{head} generation {_pct(g)} per CPU second, {_pct(gw)} by wall time; "
                 f"prompt evaluation {_pct(p)} per CPU second, {_pct(pw)} by wall time "
@@ -410,8 +453,8 @@ def write(text: str, command: str) -> None:
     intro = (
         "spout builds llama.cpp with GGML_NATIVE=OFF (scripts/install_llama.py); this is what "
         "that costs against native builds of the same llama-cpp-python, on the machine below. "
-        "How the native builds were made, and where the fully native one crashes: \"The native "
-        "llama.cpp builds\" under \"What was measured, tried and changed\" above."
+        'How the native builds were made, and where the fully native one crashes: "The native '
+        'llama.cpp builds" under "What was measured, tried and changed" above.'
     )
     section = (
         f"{BEGIN}\n## The portable llama.cpp build\n\n`{command}`\n\n{wrap(intro)}\n\n"
@@ -452,26 +495,51 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--portable", help="interpreter (or wheel) of the portable build "
-                        "(default: spout's .venv)")
-    parser.add_argument("--build", action="append", default=[], metavar="LABEL=PATH",
-                        help="another build: a venv's python, or a wheel; repeatable")
-    parser.add_argument("--flags", action="append", default=[], metavar="LABEL=TEXT",
-                        help="how a build was made, for the table (else its install record)")
+    parser.add_argument(
+        "--portable", help="interpreter (or wheel) of the portable build (default: spout's .venv)"
+    )
+    parser.add_argument(
+        "--build",
+        action="append",
+        default=[],
+        metavar="LABEL=PATH",
+        help="another build: a venv's python, or a wheel; repeatable",
+    )
+    parser.add_argument(
+        "--flags",
+        action="append",
+        default=[],
+        metavar="LABEL=TEXT",
+        help="how a build was made, for the table (else its install record)",
+    )
     parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds (default 5)")
     parser.add_argument("--reps", type=int, default=3, help="timed runs per process (default 3)")
     parser.add_argument("--tokens", type=int, default=256, help="tokens generated per run")
     parser.add_argument("--seed", type=int, default=1234)
-    parser.add_argument("--threads", default="1", type=lambda v: [int(x) for x in v.split(",")],
-                        help="n_threads, or a comma list measured in turn (default 1: with "
-                        "every core in use, another process on the machine slows the waits "
-                        "between llama.cpp's threads many times over)")
-    parser.add_argument("--timeout", type=float, default=900,
-                        help="seconds one build's process may take (default 900)")
-    parser.add_argument("--control", action="store_true",
-                        help="run the portable build twice: the A/A difference is the noise")
-    parser.add_argument("--write", action="store_true",
-                        help="put the section in docs/benchmarks.md, between its markers")
+    parser.add_argument(
+        "--threads",
+        default="1",
+        type=lambda v: [int(x) for x in v.split(",")],
+        help="n_threads, or a comma list measured in turn (default 1: with "
+        "every core in use, another process on the machine slows the waits "
+        "between llama.cpp's threads many times over)",
+    )
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=900,
+        help="seconds one build's process may take (default 900)",
+    )
+    parser.add_argument(
+        "--control",
+        action="store_true",
+        help="run the portable build twice: the A/A difference is the noise",
+    )
+    parser.add_argument(
+        "--write",
+        action="store_true",
+        help="put the section in docs/benchmarks.md, between its markers",
+    )
     parser.add_argument("--child", metavar="MODEL", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
@@ -484,7 +552,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for i in range(args.rounds):
         # Each round starts one build later (A B C, B C A, ...): no build always runs first,
         # or always right after the same neighbour.
-        order = builds[i % len(builds):] + builds[: i % len(builds)]
+        order = builds[i % len(builds) :] + builds[: i % len(builds)]
         for t in args.threads:
             for b in order:
                 if b.crash:
@@ -493,16 +561,23 @@ def main(argv: Sequence[str] | None = None) -> int:
                 b.features = features(b.system_info)
                 got = b.series.get(t, Series()).rounds_gen.get(i)
                 state = b.crash or (f"generation {got:.1f} tokens/s" if got else "timed out")
-                print(f"round {i + 1}/{args.rounds}  {t} threads  {b.label}: {state}",
-                      file=sys.stderr, flush=True)
+                print(
+                    f"round {i + 1}/{args.rounds}  {t} threads  {b.label}: {state}",
+                    file=sys.stderr,
+                    flush=True,
+                )
     text = report(builds, args, model, time.perf_counter() - started)
     print(text)
     if args.write:
         shown = ["python bench/llama_build.py"]
         shown += ["--control"] * args.control
         shown += [f"--build {b.label}=…" for b in builds[1:] if not b.control]
-        shown += [f"--threads {','.join(map(str, args.threads))}", f"--rounds {args.rounds}",
-                  f"--reps {args.reps}", f"--tokens {args.tokens}"]
+        shown += [
+            f"--threads {','.join(map(str, args.threads))}",
+            f"--rounds {args.rounds}",
+            f"--reps {args.reps}",
+            f"--tokens {args.tokens}",
+        ]
         write(text, " ".join(shown))
     return 0 if any(series.gen for series in builds[0].series.values()) else 1
 

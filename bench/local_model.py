@@ -42,11 +42,17 @@ def main() -> None:
             raise SystemExit(f"outputs differ for seed {seed}: {text[:60]!r} / {direct[:60]!r}")
         spout_rates.append(tokens / spout_time)
         direct_rates.append(tokens / direct_time)
-    print(json.dumps({
-        "spout": statistics.median(spout_rates),
-        "direct": statistics.median(direct_rates),
-        "ratio": statistics.median(s / d for s, d in zip(spout_rates, direct_rates, strict=True)),
-    }))
+    print(
+        json.dumps(
+            {
+                "spout": statistics.median(spout_rates),
+                "direct": statistics.median(direct_rates),
+                "ratio": statistics.median(
+                    s / d for s, d in zip(spout_rates, direct_rates, strict=True)
+                ),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

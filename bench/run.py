@@ -55,9 +55,19 @@ class Settings:
 
 
 QUICK = Settings(
-    rounds=1, burst=500, burst_slow=100, paced=50, ttft_runs=3, streams=20, stream_chunks=20,
-    waiting_chunks=5, waiting_pace=0.01,
-    memory_sizes=(1_000, 10_000), import_runs=2, local_tokens=16, quick=True,
+    rounds=1,
+    burst=500,
+    burst_slow=100,
+    paced=50,
+    ttft_runs=3,
+    streams=20,
+    stream_chunks=20,
+    waiting_chunks=5,
+    waiting_pace=0.01,
+    memory_sizes=(1_000, 10_000),
+    import_runs=2,
+    local_tokens=16,
+    quick=True,
 )
 
 SLOW = {"litellm"}
@@ -179,7 +189,9 @@ def ratio(values: list[float], baseline: list[float]) -> float:
     return statistics.median(v / b for v, b in zip(values, baseline, strict=True))
 
 
-def cpu_section(server: LoadServer, s: Settings, fmt: str, mode: str) -> tuple[Table, dict[str, float]]:
+def cpu_section(
+    server: LoadServer, s: Settings, fmt: str, mode: str
+) -> tuple[Table, dict[str, float]]:
     """CPU µs per chunk for every client of one format, burst or one event per read."""
     clients = [c for c in CLIENTS if c.fmt == fmt and c.available]
     results: dict[str, list[float]] = {c.label: [] for c in clients}
@@ -204,7 +216,11 @@ def cpu_section(server: LoadServer, s: Settings, fmt: str, mode: str) -> tuple[T
             f"{s.burst if mode == 'burst' else s.paced:,} chunks a run"
             + (f" ({s.burst_slow:,} for litellm)" if mode == "burst" else "")
             + f"; median of {s.rounds} rounds; × raw is to "
-            + ("raw httpx (sync) and raw httpx async" if mode == "burst" else "raw httpx (sync) and raw aiohttp (async)")
+            + (
+                "raw httpx (sync) and raw httpx async"
+                if mode == "burst"
+                else "raw httpx (sync) and raw aiohttp (async)"
+            )
             + ", measured in the same round."
         ),
     )
@@ -212,11 +228,13 @@ def cpu_section(server: LoadServer, s: Settings, fmt: str, mode: str) -> tuple[T
     for client in clients:
         values = results[client.label]
         medians[client.label] = statistics.median(values)
-        table.rows.append([
-            client.label,
-            f"{statistics.median(values):.1f}",
-            f"{ratio(values, baselines[client.is_async]):.2f}",
-        ])
+        table.rows.append(
+            [
+                client.label,
+                f"{statistics.median(values):.1f}",
+                f"{ratio(values, baselines[client.is_async]):.2f}",
+            ]
+        )
     return table, medians
 
 
@@ -238,11 +256,15 @@ def shaping_section(server: LoadServer, s: Settings) -> Table:
 
 
 def ttft_section(server: LoadServer, s: Settings) -> Table:
-    clients = [c for c in CLIENTS if c.fmt == "openai" and c.available and c.name != "http.client (raw)"]
+    clients = [
+        c for c in CLIENTS if c.fmt == "openai" and c.available and c.name != "http.client (raw)"
+    ]
     per_round: dict[str, list[float]] = {c.label: [] for c in clients}
     for _ in range(s.rounds):
         for client in clients:
-            per_round[client.label].append(statistics.median(_ttft_run(client, server.url, s.ttft_runs)))
+            per_round[client.label].append(
+                statistics.median(_ttft_run(client, server.url, s.ttft_runs))
+            )
     table = Table(
         "Time to first text delta (OpenAI format)",
         ["client", "ms", "ms over raw"],
@@ -252,7 +274,9 @@ def ttft_section(server: LoadServer, s: Settings) -> Table:
         base = per_round["httpx (raw) async" if client.is_async else "httpx (raw) sync"]
         values = per_round[client.label]
         over = statistics.median(v - b for v, b in zip(values, base, strict=True))
-        table.rows.append([client.label, f"{statistics.median(values) * 1e3:.3f}", f"{over * 1e3:+.3f}"])
+        table.rows.append(
+            [client.label, f"{statistics.median(values) * 1e3:.3f}", f"{over * 1e3:+.3f}"]
+        )
     return table
 
 
@@ -275,8 +299,14 @@ def concurrency_section(
     for _ in range(rounds):
         for client in clients:
             streams = s.streams if client.name not in SLOW else max(1, s.streams // 10)
-            command = [sys.executable, str(HERE / "concurrency.py"), client.name, server.url,
-                       str(streams), str(chunks)]
+            command = [
+                sys.executable,
+                str(HERE / "concurrency.py"),
+                client.name,
+                server.url,
+                str(streams),
+                str(chunks),
+            ]
             if pace is not None:
                 command.append(str(pace))
             out = subprocess.run(command, capture_output=True, text=True, timeout=900)
@@ -287,33 +317,60 @@ def concurrency_section(
             runs[client.label].append(result)
     if pace is None:
         title = f"{s.streams:,} concurrent async streams × {chunks} chunks"
-        note = ("Each client in a fresh process, warmed up with a client of its own; RSS is the "
-                "process's peak; 'open at once' is the most connections the load server saw open "
-                "at the same time. litellm runs a tenth of the streams.")
+        note = (
+            "Each client in a fresh process, warmed up with a client of its own; RSS is the "
+            "process's peak; 'open at once' is the most connections the load server saw open "
+            "at the same time. litellm runs a tenth of the streams."
+        )
     else:
-        title = (f"{s.streams:,} concurrent async streams that wait: {chunks} chunks, "
-                 f"one every {pace * 1e3:.0f} ms")
-        note = ("As above, but the server sends each stream's events one at a time, "
-                f"{pace * 1e3:.0f} ms apart, so every stream stays open for at least "
-                f"{chunks * pace:g} s and all are open at once.")
+        title = (
+            f"{s.streams:,} concurrent async streams that wait: {chunks} chunks, "
+            f"one every {pace * 1e3:.0f} ms"
+        )
+        note = (
+            "As above, but the server sends each stream's events one at a time, "
+            f"{pace * 1e3:.0f} ms apart, so every stream stays open for at least "
+            f"{chunks * pace:g} s and all are open at once."
+        )
     table = Table(
         title,
-        ["client", "streams", "open at once", "wall s", "CPU s", "peak RSS MB", "errors",
-         "wall × fastest raw", "RSS × raw httpx"],
+        [
+            "client",
+            "streams",
+            "open at once",
+            "wall s",
+            "CPU s",
+            "peak RSS MB",
+            "errors",
+            "wall × fastest raw",
+            "RSS × raw httpx",
+        ],
         note=note,
     )
     medians = {
         label: {key: statistics.median(r[key] for r in results) for key in results[0]}
         for label, results in runs.items()
     }
-    raw_wall = min(medians[f"{n} async"]["wall"] for n in ("aiohttp (raw)", "httpx (raw)") if f"{n} async" in medians)
+    raw_wall = min(
+        medians[f"{n} async"]["wall"]
+        for n in ("aiohttp (raw)", "httpx (raw)")
+        if f"{n} async" in medians
+    )
     raw_rss = medians["httpx (raw) async"]["rss_mb"]
     for label, m in medians.items():
-        table.rows.append([
-            label, f"{m['streams']:.0f}", f"{m['open']:.0f}", f"{m['wall']:.2f}", f"{m['cpu']:.2f}",
-            f"{m['rss_mb']:.0f}", f"{m['errors']:.0f}", f"{m['wall'] / raw_wall:.2f}",
-            f"{m['rss_mb'] / raw_rss:.2f}",
-        ])
+        table.rows.append(
+            [
+                label,
+                f"{m['streams']:.0f}",
+                f"{m['open']:.0f}",
+                f"{m['wall']:.2f}",
+                f"{m['cpu']:.2f}",
+                f"{m['rss_mb']:.0f}",
+                f"{m['errors']:.0f}",
+                f"{m['wall'] / raw_wall:.2f}",
+                f"{m['rss_mb'] / raw_rss:.2f}",
+            ]
+        )
     return table, medians
 
 
@@ -336,27 +393,45 @@ def import_section(s: Settings) -> Table:
     httpx_wall = statistics.median(times["httpx"])
     for module in modules:
         wall = statistics.median(times[module])
-        table.rows.append([module, f"{wall * 1e3:.0f}", f"{(wall - base) * 1e3:.0f}", f"{wall / httpx_wall:.2f}"])
+        table.rows.append(
+            [module, f"{wall * 1e3:.0f}", f"{(wall - base) * 1e3:.0f}", f"{wall / httpx_wall:.2f}"]
+        )
     return table
 
 
 def memory_section(server: LoadServer, s: Settings) -> Table:
     table = Table(
         "Memory of one long stream and its Response (spout, sync)",
-        ["chunks", "peak RSS growth MB", "bytes per chunk", "text MB", "accumulate s", "× time of previous"],
+        [
+            "chunks",
+            "peak RSS growth MB",
+            "bytes per chunk",
+            "text MB",
+            "accumulate s",
+            "× time of previous",
+        ],
         note="Peak RSS growth of a fresh process while streaming, over its RSS after importing; 'accumulate' folds the same number of events with the Accumulator alone.",
     )
     previous: float | None = None
     for n in s.memory_sizes:
         out = subprocess.run(
             [sys.executable, str(HERE / "memory.py"), server.url, str(n)],
-            capture_output=True, text=True, timeout=900, check=True,
+            capture_output=True,
+            text=True,
+            timeout=900,
+            check=True,
         )
         m = json.loads(out.stdout)
-        table.rows.append([
-            f"{n:,}", f"{m['growth_mb']:.1f}", f"{m['growth_mb'] * 2**20 / n:.0f}", f"{m['text_mb']:.1f}",
-            f"{m['accumulate_s']:.3f}", "" if previous is None else f"{m['accumulate_s'] / previous:.1f}",
-        ])
+        table.rows.append(
+            [
+                f"{n:,}",
+                f"{m['growth_mb']:.1f}",
+                f"{m['growth_mb'] * 2**20 / n:.0f}",
+                f"{m['text_mb']:.1f}",
+                f"{m['accumulate_s']:.3f}",
+                "" if previous is None else f"{m['accumulate_s'] / previous:.1f}",
+            ]
+        )
         previous = m["accumulate_s"]
     return table
 
@@ -364,7 +439,10 @@ def memory_section(server: LoadServer, s: Settings) -> Table:
 def local_section(s: Settings) -> Table:
     out = subprocess.run(
         [sys.executable, str(HERE / "local_model.py"), str(s.rounds), str(s.local_tokens)],
-        capture_output=True, text=True, timeout=900, check=True,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=True,
     )
     m = json.loads(out.stdout)
     table = Table(
@@ -375,7 +453,9 @@ def local_section(s: Settings) -> Table:
             f"median of {s.rounds} interleaved rounds; both produce the same tokens."
         ),
     )
-    table.rows.append(["llama-cpp-python create_chat_completion(stream=True)", f"{m['direct']:.1f}", "1.00"])
+    table.rows.append(
+        ["llama-cpp-python create_chat_completion(stream=True)", f"{m['direct']:.1f}", "1.00"]
+    )
     table.rows.append(["spout generate_stream", f"{m['spout']:.1f}", f"{m['ratio']:.2f}"])
     return table
 
@@ -389,7 +469,9 @@ def _installed(module: str) -> bool:
 # -- report ----------------------------------------------------------------------------------
 
 
-def plot(cpu: dict[str, dict[str, float]], concurrency: dict[str, dict[str, float]], path: Path) -> bool:
+def plot(
+    cpu: dict[str, dict[str, float]], concurrency: dict[str, dict[str, float]], path: Path
+) -> bool:
     try:
         import matplotlib
 
@@ -429,19 +511,29 @@ def plot(cpu: dict[str, dict[str, float]], concurrency: dict[str, dict[str, floa
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--quick", action="store_true", help="a seconds-long smoke run")
     parser.add_argument("--rounds", type=int, help="rounds per figure")
     parser.add_argument("--write", action="store_true", help="write docs/benchmarks.md and .png")
-    parser.add_argument("--only", help="comma-separated sections: cpu,shaping,ttft,concurrency,import,memory,local")
+    parser.add_argument(
+        "--only", help="comma-separated sections: cpu,shaping,ttft,concurrency,import,memory,local"
+    )
     args = parser.parse_args(argv)
     s = QUICK if args.quick else Settings()
     if args.rounds:
         s.rounds = args.rounds
-    only = set(args.only.split(",")) if args.only else {"cpu", "shaping", "ttft", "concurrency", "import", "memory", "local"}
+    only = (
+        set(args.only.split(","))
+        if args.only
+        else {"cpu", "shaping", "ttft", "concurrency", "import", "memory", "local"}
+    )
     missing = [c.needs for c in CLIENTS if not c.available]
     if missing:
-        print(f"not installed, left out: {', '.join(sorted(set(missing)))} (make bench installs them)\n")
+        print(
+            f"not installed, left out: {', '.join(sorted(set(missing)))} (make bench installs them)\n"
+        )
 
     compile_spout()
     tables: list[Table] = []
@@ -534,7 +626,16 @@ def _saved_tables() -> list[str]:
 
 def write_report(s: Settings, has_plot: bool) -> None:
     versions = []
-    for module in ("spout", "httpx", "aiohttp", "orjson", "openai", "anthropic", "litellm", "llama_cpp"):
+    for module in (
+        "spout",
+        "httpx",
+        "aiohttp",
+        "orjson",
+        "openai",
+        "anthropic",
+        "litellm",
+        "llama_cpp",
+    ):
         with contextlib.suppress(ImportError, AttributeError):
             versions.append(f"{module} {__import__(module).__version__}")
     header = f"""# Benchmarks
@@ -555,7 +656,7 @@ Machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_v
     body = "\n".join(_saved_tables())
     if has_plot:
         body = "![per-chunk CPU and concurrency](benchmarks.png)\n\n" + body
-    notes = (ROOT / "docs" / "benchmarks-notes.md")
+    notes = ROOT / "docs" / "benchmarks-notes.md"
     tail = "\n" + notes.read_text() if notes.exists() else ""
     doc = ROOT / "docs" / "benchmarks.md"
     # Sections written by their own scripts between markers (bench/gateway.py, and

@@ -70,14 +70,20 @@ def anthropic_events(n: int) -> list[bytes]:
         event("ping", {}),
     ]
     events += [
-        event("content_block_delta", {"index": 0, "delta": {"type": "text_delta", "text": f" tok{i % 100}"}})
+        event(
+            "content_block_delta",
+            {"index": 0, "delta": {"type": "text_delta", "text": f" tok{i % 100}"}},
+        )
         for i in range(n)
     ]
     events.append(event("content_block_stop", {"index": 0}))
     events.append(
         event(
             "message_delta",
-            {"delta": {"stop_reason": "end_turn", "stop_sequence": None}, "usage": {"output_tokens": n}},
+            {
+                "delta": {"stop_reason": "end_turn", "stop_sequence": None},
+                "usage": {"output_tokens": n},
+            },
         )
     )
     events.append(event("message_stop", {}))

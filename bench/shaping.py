@@ -94,9 +94,7 @@ def rows(results: dict[str, dict[str, list[float]]]) -> list[list[str]]:
         row = [label]
         for mode in ("sync", "async"):
             values = results[label][mode]
-            ratio = statistics.median(
-                v / p for v, p in zip(values, plain[mode], strict=True)
-            )
+            ratio = statistics.median(v / p for v, p in zip(values, plain[mode], strict=True))
             row += [f"{statistics.median(values):.1f}", f"{ratio:.2f}"]
         out.append(row)
     return out

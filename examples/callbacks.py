@@ -26,13 +26,18 @@ def progress_indicator(llm: spout.LLM) -> None:
         assert response.stats is not None
         print(f"\ndone: {response.stats.summary()}")
 
-    stream = llm.generate_stream("Write a haiku about the sea.", max_tokens=24,
-                                 on_start=started, on_complete=finished)
+    stream = llm.generate_stream(
+        "Write a haiku about the sea.", max_tokens=24, on_start=started, on_complete=finished
+    )
     for chunk in stream:
         print(chunk, end="", flush=True)
         stats = stream.stats  # live: nothing is read to compute it
-        print(f"\r[{stats.output_tokens} tokens, {stats.elapsed:.1f} s]", end="",
-              file=sys.stderr, flush=True)
+        print(
+            f"\r[{stats.output_tokens} tokens, {stats.elapsed:.1f} s]",
+            end="",
+            file=sys.stderr,
+            flush=True,
+        )
     print(file=sys.stderr)
 
 
@@ -40,8 +45,12 @@ def early_stopping(llm: spout.LLM) -> None:
     """Stop as soon as the answer has said enough: the model stops within a token."""
     print("-- early stopping after 8 words")
     completed: list[Response] = []
-    stream = llm.generate_stream("Tell me a long story about a dragon.", max_tokens=40,
-                                 smooth="word", on_complete=completed.append)
+    stream = llm.generate_stream(
+        "Tell me a long story about a dragon.",
+        max_tokens=40,
+        smooth="word",
+        on_complete=completed.append,
+    )
     words = 0
     for chunk in stream:
         print(chunk, end="", flush=True)
@@ -49,8 +58,10 @@ def early_stopping(llm: spout.LLM) -> None:
         if words == 8:
             break
     response = stream.response  # as far as it got
-    print(f"\nstopped: {stream.closed}, words: {words}, finish reason: {response.finish_reason}, "
-          f"on_complete called: {bool(completed)}")
+    print(
+        f"\nstopped: {stream.closed}, words: {words}, finish reason: {response.finish_reason}, "
+        f"on_complete called: {bool(completed)}"
+    )
 
 
 class WordCounter:
@@ -71,13 +82,19 @@ class WordCounter:
 def custom_processing(llm: spout.LLM) -> None:
     print("-- custom callback processing")
     counter = WordCounter()
-    stream = llm.generate_stream("Explain neural networks briefly.", max_tokens=30,
-                                 on_chunk=counter.on_chunk, on_event=counter.on_event)
+    stream = llm.generate_stream(
+        "Explain neural networks briefly.",
+        max_tokens=30,
+        on_chunk=counter.on_chunk,
+        on_event=counter.on_event,
+    )
     response = stream.response  # reads it all: the callbacks run as it is read
     print(f"counted {counter.words} words; events: {counter.events}")
     assert response.stats is not None
-    print(f"stats: {response.stats.chunks} chunks, {response.stats.output_tokens} tokens "
-          f"({response.stats.output_tokens_source})")
+    print(
+        f"stats: {response.stats.chunks} chunks, {response.stats.output_tokens} tokens "
+        f"({response.stats.output_tokens_source})"
+    )
 
 
 def failing_callback(llm: spout.LLM) -> None:
@@ -91,8 +108,10 @@ def failing_callback(llm: spout.LLM) -> None:
         for _ in llm.generate_stream("Say hello.", max_tokens=10, on_chunk=fussy):
             pass
     except spout.CallbackError as exc:
-        print(f"CallbackError from {exc.callback}: {exc.__cause__!r}; "
-              f"kept {len(exc.partial.text) if exc.partial else 0} characters")
+        print(
+            f"CallbackError from {exc.callback}: {exc.__cause__!r}; "
+            f"kept {len(exc.partial.text) if exc.partial else 0} characters"
+        )
 
 
 def main() -> None:

@@ -46,11 +46,23 @@ class Handler(BaseHTTPRequestHandler):
         self.end_headers()
         try:
             for index, piece in enumerate([*pieces, None]):
-                delta = {"content": piece.rstrip() if index == len(pieces) - 1 else piece} \
-                    if piece is not None else {}
-                chunk = {"id": "demo", "object": "chat.completion.chunk", "model": "demo",
-                         "choices": [{"index": 0, "delta": delta,
-                                      "finish_reason": None if piece is not None else "stop"}]}
+                delta = (
+                    {"content": piece.rstrip() if index == len(pieces) - 1 else piece}
+                    if piece is not None
+                    else {}
+                )
+                chunk = {
+                    "id": "demo",
+                    "object": "chat.completion.chunk",
+                    "model": "demo",
+                    "choices": [
+                        {
+                            "index": 0,
+                            "delta": delta,
+                            "finish_reason": None if piece is not None else "stop",
+                        }
+                    ],
+                }
                 data = b"data: " + json.dumps(chunk).encode() + b"\n\n"
                 time.sleep(0.05)
                 self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
@@ -88,8 +100,10 @@ async def gathered(llm: spout.LLM) -> None:
     took = time.monotonic() - started
     for topic, (text, response) in zip(ANSWERS, results, strict=True):
         assert response.stats is not None
-        print(f"{topic}: {text!r} ({response.stats.chunks} chunks, "
-              f"first token after {response.stats.time_to_first_token:.2f} s)")
+        print(
+            f"{topic}: {text!r} ({response.stats.chunks} chunks, "
+            f"first token after {response.stats.time_to_first_token:.2f} s)"
+        )
     one = max(r.stats.elapsed for _, r in results if r.stats)
     print(f"all three in {took:.2f} s (the slowest of them took {one:.2f} s)")
 

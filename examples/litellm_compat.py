@@ -33,7 +33,10 @@ print("first chunk:", json.dumps(chunks[0].model_dump()))
 
 # Not streamed: a chat.completion, the same answer.
 response = completion(model="local/smollm2", messages=messages, **settings)
-print("same answer not streamed:", response.choices[0].message.content == full.choices[0].message.content)
+print(
+    "same answer not streamed:",
+    response.choices[0].message.content == full.choices[0].message.content,
+)
 
 # mock_response, for your own tests: streamed through the same chunk path, no network.
 mocked = list(
@@ -46,12 +49,16 @@ mocked = list(
     )
 )
 text = "".join(c.choices[0].delta.content for c in mocked if c.choices)
-print(f"mocked: {text!r} in {len(mocked)} chunks; last: choices={mocked[-1].choices} "
-      f"usage={mocked[-1].usage.model_dump()}")
+print(
+    f"mocked: {text!r} in {len(mocked)} chunks; last: choices={mocked[-1].choices} "
+    f"usage={mocked[-1].usage.model_dump()}"
+)
 
 # Errors are spout's, and also litellm's names for them.
 try:
-    completion(model="openai/gpt-4o-mini", messages=messages, mock_response="litellm.RateLimitError")
+    completion(
+        model="openai/gpt-4o-mini", messages=messages, mock_response="litellm.RateLimitError"
+    )
 except RateLimitError as exc:
     also = isinstance(exc, spout.RateLimitError)
     print(f"caught RateLimitError (also spout.RateLimitError: {also}): {exc.message}")

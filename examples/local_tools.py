@@ -45,8 +45,10 @@ tools = [
 
 def main() -> None:
     llm = create_llm()  # the bundled SmolLM2-135M-Instruct
-    print(f"tools: {llm.get_capabilities()['tools']}, streamed: "
-          f"{llm.get_capabilities()['tool_streaming']}")
+    print(
+        f"tools: {llm.get_capabilities()['tools']}, streamed: "
+        f"{llm.get_capabilities()['tool_streaming']}"
+    )
 
     # 1. One call, streamed as it is sampled (tool_choice names the tool the model must call).
     stream = llm.generate_stream("What is 123 * 456?", tools=tools, tool_choice="calculator")
@@ -57,8 +59,10 @@ def main() -> None:
         elif isinstance(event, ToolCallDelta):
             deltas += 1
     [call] = stream.response.tool_calls
-    print(f"streamed call: {call.name}({call.arguments}) in {deltas} deltas, "
-          f"finish reason: {stream.response.finish_reason}")
+    print(
+        f"streamed call: {call.name}({call.arguments}) in {deltas} deltas, "
+        f"finish reason: {stream.response.finish_reason}"
+    )
 
     # 2. The loop: the model chooses, the function runs, the answer streams.
     prompt = "What is 123 * 456? Then add 789 to the result."

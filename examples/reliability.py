@@ -23,8 +23,12 @@ from spout import Retry, Timeout, create_llm
 
 
 def event(text: str, finish: str | None = None) -> bytes:
-    chunk = {"id": "chatcmpl-demo", "object": "chat.completion.chunk", "model": "demo",
-             "choices": [{"index": 0, "delta": {"content": text}, "finish_reason": finish}]}
+    chunk = {
+        "id": "chatcmpl-demo",
+        "object": "chat.completion.chunk",
+        "model": "demo",
+        "choices": [{"index": 0, "delta": {"content": text}, "finish_reason": finish}],
+    }
     return b"data: " + json.dumps(chunk).encode() + b"\n\n"
 
 
@@ -35,8 +39,12 @@ SCRIPT: list[tuple[int, dict[str, str], list[bytes], bool]] = [
     # 2. Half an answer, then the connection drops.
     (200, {}, [event("Rivers carve "), event("canyons over ")], True),
     # 3. The continuation spout asks for (it repeats a little; spout drops the repeat).
-    (200, {}, [event("canyons over millions of years."), event("", "stop"),
-               b"data: [DONE]\n\n"], False),
+    (
+        200,
+        {},
+        [event("canyons over millions of years."), event("", "stop"), b"data: [DONE]\n\n"],
+        False,
+    ),
     # 4. A stream that only ever says "still here".
     (200, {}, [event("Thinking"), *[b": keep-alive\n\n"] * 30], False),
     # 5. The primary model, down.
@@ -53,18 +61,26 @@ class Handler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         body = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)))
         if not SCRIPT:
-            status, headers, pieces, drop = 200, {}, [event("The backup answers."),
-                                                        event("", "stop")], False
+            status, headers, pieces, drop = (
+                200,
+                {},
+                [event("The backup answers."), event("", "stop")],
+                False,
+            )
         else:
             status, headers, pieces, drop = SCRIPT.pop(0)
         self.send_response(status)
         for name, value in headers.items():
             self.send_header(name, value)
-        self.send_header("Content-Type", "text/event-stream" if status == 200 else "application/json")
+        self.send_header(
+            "Content-Type", "text/event-stream" if status == 200 else "application/json"
+        )
         self.send_header("Transfer-Encoding", "chunked")
         self.end_headers()
         # Chunks name the model that was asked for, as a real server's do.
-        pieces = [p.replace(b'"model": "demo"', f'"model": "{body["model"]}"'.encode()) for p in pieces]
+        pieces = [
+            p.replace(b'"model": "demo"', f'"model": "{body["model"]}"'.encode()) for p in pieces
+        ]
         try:
             for piece in pieces:
                 self.wfile.write(b"%x\r\n%s\r\n" % (len(piece), piece))
@@ -94,8 +110,14 @@ def flaky_server() -> Iterator[str]:
 
 def main() -> None:
     with flaky_server() as base_url:
-        llm = create_llm("openai", model="demo", base_url=base_url, api_key="sk-demo",
-                         resume=True, retry=Retry(max_retries=2, initial_delay=0.1))
+        llm = create_llm(
+            "openai",
+            model="demo",
+            base_url=base_url,
+            api_key="sk-demo",
+            resume=True,
+            retry=Retry(max_retries=2, initial_delay=0.1),
+        )
 
         print("-- a 503, then a connection dropped mid-answer:")
         stream = llm.generate_stream("How are canyons made?")
@@ -114,8 +136,14 @@ def main() -> None:
 
         print("-- the primary fails, a fallback answers:")
         backup = create_llm("openai", model="backup", base_url=base_url, api_key="sk-demo")
-        with create_llm("openai", model="primary", base_url=base_url, api_key="sk-demo",
-                        max_retries=0, fallbacks=[backup]) as primary:
+        with create_llm(
+            "openai",
+            model="primary",
+            base_url=base_url,
+            api_key="sk-demo",
+            max_retries=0,
+            fallbacks=[backup],
+        ) as primary:
             answer = primary.generate_stream("Hello?").response
             print(f"{answer.text} (answered by the model {answer.model!r})")
         llm.close()

@@ -16,8 +16,9 @@ from spout import Session, conversations, create_llm
 def main() -> None:
     store = Path(tempfile.mkdtemp()) / "conversations.db"
     llm = create_llm()  # the bundled SmolLM2-135M-Instruct, run in process
-    session = Session(llm, system_prompt="Be brief.", store=store, autosave=True,
-                      temperature=0, max_tokens=40)
+    session = Session(
+        llm, system_prompt="Be brief.", store=store, autosave=True, temperature=0, max_tokens=40
+    )
 
     session.add_message("user", "Tell me about rivers.")
     for chunk in session.generate_stream():

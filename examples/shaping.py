@@ -47,8 +47,12 @@ class Handler(BaseHTTPRequestHandler):
         deltas: list[dict[str, Any]] = [{"content": sentence} for sentence in ANSWER]
         for index, delta in enumerate([*deltas, {}]):
             finish = "stop" if index == len(deltas) else None
-            chunk = {"id": "demo", "object": "chat.completion.chunk", "model": "demo",
-                     "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
+            chunk = {
+                "id": "demo",
+                "object": "chat.completion.chunk",
+                "model": "demo",
+                "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+            }
             data = b"data: " + json.dumps(chunk).encode() + b"\n\n"
             self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
             self.wfile.flush()
@@ -80,9 +84,10 @@ def show(title: str, chunks: list[str]) -> None:
 
 
 def main() -> None:
-    with sentence_server() as base_url, create_llm(
-        "openai", model="demo", base_url=base_url, api_key="sk-demo"
-    ) as llm:
+    with (
+        sentence_server() as base_url,
+        create_llm("openai", model="demo", base_url=base_url, api_key="sk-demo") as llm,
+    ):
         prompt = "List five facts about space."
         as_sent = list(llm.generate_stream(prompt))
         show("as the provider sends it", as_sent)

@@ -54,8 +54,12 @@ def run(base_url: str) -> None:
 
         # 1. The calls stream as events; the arguments parsed so far are on the snapshot.
         stream = llm.generate_stream(
-            "What is the weather in Oslo?", tools=[get_weather], tool_choice="get_weather",
-            max_tokens=60, seed=1, temperature=0,
+            "What is the weather in Oslo?",
+            tools=[get_weather],
+            tool_choice="get_weather",
+            max_tokens=60,
+            seed=1,
+            temperature=0,
         )
         partials = []
         for event in stream.events():
@@ -66,8 +70,13 @@ def run(base_url: str) -> None:
 
         # 2. The loop: the model's call runs, its result goes back, the next turn streams.
         loop = llm.generate_stream_with_tools(
-            "What is the weather in Oslo?", tools=[calculator, get_weather],
-            tool_choice="get_weather", max_rounds=3, max_tokens=60, seed=1, temperature=0,
+            "What is the weather in Oslo?",
+            tools=[calculator, get_weather],
+            tool_choice="get_weather",
+            max_rounds=3,
+            max_tokens=60,
+            seed=1,
+            temperature=0,
         )
         for item in loop:
             if isinstance(item, str):

@@ -126,7 +126,11 @@ def run_build(cmd: list[str], env: dict[str, str], log_path: Path) -> None:
     tty = sys.stdout.isatty()
     with open(log_path, "w", encoding="utf-8", errors="replace") as log:
         proc = subprocess.Popen(
-            cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            cmd,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
             errors="replace",
         )
         assert proc.stdout is not None
@@ -172,8 +176,16 @@ def build_wheel(version: str, args: list[str], dest: Path) -> Path:
         # The sdist through pip's HTTP cache (a download, not a built wheel: safe to reuse).
         print(f"  fetching the {PACKAGE} {version} source (about 75 MB)", flush=True)
         subprocess.run(
-            pip("download", "-q", "--no-deps", "--no-binary", ":all:", f"{PACKAGE}=={version}",
-                "-d", str(work / "sdist")),
+            pip(
+                "download",
+                "-q",
+                "--no-deps",
+                "--no-binary",
+                ":all:",
+                f"{PACKAGE}=={version}",
+                "-d",
+                str(work / "sdist"),
+            ),
             check=True,
         )
         (sdist,) = (work / "sdist").iterdir()
@@ -220,9 +232,7 @@ def main() -> int:
     dest = cache_dir() / key
     wheels = sorted(dest.glob("*.whl")) if dest.is_dir() else []
     wheel = wheels[-1] if wheels else build_wheel(version, args, dest)
-    subprocess.run(
-        pip("install", "-q", "--force-reinstall", "--no-deps", str(wheel)), check=True
-    )
+    subprocess.run(pip("install", "-q", "--force-reinstall", "--no-deps", str(wheel)), check=True)
     MARKER.parent.mkdir(parents=True, exist_ok=True)
     MARKER.write_text(
         json.dumps({"key": key, "version": version, "cmake_args": args, "wheel": str(wheel)}),

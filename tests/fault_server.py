@@ -404,7 +404,10 @@ class FaultServer:
             self._close(sock, record, closed_by, reset)
 
     def _close(
-        self, sock: socket.socket, record: Connection, closed_by: Literal["client", "server"],
+        self,
+        sock: socket.socket,
+        record: Connection,
+        closed_by: Literal["client", "server"],
         reset: bool,
     ) -> None:
         with self._lock:
@@ -717,7 +720,9 @@ _GOOGLE_STATUS = {
 
 
 def openai_error_body(
-    message: str, type: str | None = "invalid_request_error", code: Any = None,
+    message: str,
+    type: str | None = "invalid_request_error",
+    code: Any = None,
     param: str | None = None,
 ) -> dict[str, Any]:
     """``{"error": {"message", "type", "param", "code"}}``, as OpenAI sends it."""
@@ -734,9 +739,7 @@ def openrouter_error_body(
     return {"error": error}
 
 
-def anthropic_error_body(
-    type: str, message: str, request_id: str | None = None
-) -> dict[str, Any]:
+def anthropic_error_body(type: str, message: str, request_id: str | None = None) -> dict[str, Any]:
     """``{"type": "error", "error": {"type", "message"}, "request_id"}``, as Anthropic sends it."""
     body: dict[str, Any] = {"type": "error", "error": {"type": type, "message": message}}
     if request_id is not None:
@@ -749,7 +752,9 @@ def gemini_error_body(
 ) -> dict[str, Any]:
     """Google's ``{"error": {"code", "message", "status", "details"}}``."""
     error: dict[str, Any] = {
-        "code": code, "message": message, "status": status or _GOOGLE_STATUS.get(code, "UNKNOWN")
+        "code": code,
+        "message": message,
+        "status": status or _GOOGLE_STATUS.get(code, "UNKNOWN"),
     }
     if details is not None:
         error["details"] = details
@@ -901,7 +906,10 @@ class ProviderStream:
         return b"\n".join(data)
 
     def reply(
-        self, body: Sequence[bytes | Stall] | None = None, *, headers: dict[str, str] | None = None,
+        self,
+        body: Sequence[bytes | Stall] | None = None,
+        *,
+        headers: dict[str, str] | None = None,
         **options: Any,
     ) -> Reply:
         """A 200 :class:`Reply` sending ``body`` (by default the complete stream)."""
@@ -925,20 +933,29 @@ def openai_stream_error(
 
 
 def openai_chat_stream(
-    pieces: Sequence[str], *, model: str = "gpt-4o-mini", id: str = "chatcmpl-fault",
+    pieces: Sequence[str],
+    *,
+    model: str = "gpt-4o-mini",
+    id: str = "chatcmpl-fault",
     extra: dict[str, Any] | None = None,
 ) -> ProviderStream:
     """Chat completions chunks: a role chunk, one chunk per piece, finish, usage, [DONE]."""
 
     def chunk(delta: dict[str, Any], finish: str | None = None) -> bytes:
-        return _sse({
-            "id": id, "object": "chat.completion.chunk", "created": _CREATED, "model": model,
-            **(extra or {}),
-            "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}],
-        })
+        return _sse(
+            {
+                "id": id,
+                "object": "chat.completion.chunk",
+                "created": _CREATED,
+                "model": model,
+                **(extra or {}),
+                "choices": [
+                    {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
+                ],
+            }
+        )
 
-    usage = {"prompt_tokens": 9, "completion_tokens": len(pieces),
-             "total_tokens": 9 + len(pieces)}
+    usage = {"prompt_tokens": 9, "completion_tokens": len(pieces), "total_tokens": 9 + len(pieces)}
     return ProviderStream(
         provider="openai",
         pieces=list(pieces),
@@ -946,8 +963,17 @@ def openai_chat_stream(
         texts=[chunk({"content": piece}) for piece in pieces],
         tail=[
             chunk({}, "stop"),
-            _sse({"id": id, "object": "chat.completion.chunk", "created": _CREATED,
-                  "model": model, **(extra or {}), "choices": [], "usage": usage}),
+            _sse(
+                {
+                    "id": id,
+                    "object": "chat.completion.chunk",
+                    "created": _CREATED,
+                    "model": model,
+                    **(extra or {}),
+                    "choices": [],
+                    "usage": usage,
+                }
+            ),
             b"data: [DONE]\n\n",
         ],
         content_type="text/event-stream; charset=utf-8",
@@ -958,19 +984,28 @@ def openai_chat_stream(
 
 
 def openrouter_stream_error(
-    message: str = "Provider disconnected unexpectedly", code: Any = "server_error",
+    message: str = "Provider disconnected unexpectedly",
+    code: Any = "server_error",
     model: str = "openai/gpt-4o-mini",
 ) -> bytes:
     """OpenRouter's mid-stream error: a chunk with ``error`` and ``finish_reason: "error"``
     (https://openrouter.ai/docs/api-reference/errors, "Streaming Error Formats")."""
-    return _sse({
-        "id": "gen-fault", "object": "chat.completion.chunk", "created": _CREATED,
-        "model": model, "provider": "OpenAI", "error": {"code": code, "message": message},
-        "choices": [{"index": 0, "delta": {"content": ""}, "finish_reason": "error"}],
-    })
+    return _sse(
+        {
+            "id": "gen-fault",
+            "object": "chat.completion.chunk",
+            "created": _CREATED,
+            "model": model,
+            "provider": "OpenAI",
+            "error": {"code": code, "message": message},
+            "choices": [{"index": 0, "delta": {"content": ""}, "finish_reason": "error"}],
+        }
+    )
 
 
-def openrouter_stream(pieces: Sequence[str], *, model: str = "openai/gpt-4o-mini") -> ProviderStream:
+def openrouter_stream(
+    pieces: Sequence[str], *, model: str = "openai/gpt-4o-mini"
+) -> ProviderStream:
     """OpenRouter's chat completions stream: OpenAI's chunks, with its keep-alive comments."""
     stream = openai_chat_stream(pieces, model=model, id="gen-fault", extra={"provider": "OpenAI"})
     stream.provider = "openrouter"
@@ -985,8 +1020,10 @@ def responses_stream_error(
     code: str = "server_error",
 ) -> bytes:
     """The Responses API's ``error`` event (ResponseErrorEvent)."""
-    return _sse({"type": "error", "sequence_number": 999, "code": code, "message": message,
-                 "param": None}, "error")
+    return _sse(
+        {"type": "error", "sequence_number": 999, "code": code, "message": message, "param": None},
+        "error",
+    )
 
 
 def responses_stream(
@@ -1000,39 +1037,83 @@ def responses_stream(
         return _sse({"type": kind, "sequence_number": next(counter), **data}, kind)
 
     def response(status: str, output: list[Any], usage: Any = None) -> dict[str, Any]:
-        return {"id": id, "object": "response", "created_at": _CREATED, "status": status,
-                "model": model, "output": output, "usage": usage, "error": None,
-                "incomplete_details": None}
+        return {
+            "id": id,
+            "object": "response",
+            "created_at": _CREATED,
+            "status": status,
+            "model": model,
+            "output": output,
+            "usage": usage,
+            "error": None,
+            "incomplete_details": None,
+        }
 
     def delta(text: str) -> bytes:
-        return event("response.output_text.delta", item_id=item_id, output_index=0,
-                     content_index=0, delta=text, logprobs=[])
+        return event(
+            "response.output_text.delta",
+            item_id=item_id,
+            output_index=0,
+            content_index=0,
+            delta=text,
+            logprobs=[],
+        )
 
     full = "".join(pieces)
     part = {"type": "output_text", "annotations": [], "logprobs": [], "text": full}
-    message = {"id": item_id, "type": "message", "status": "completed", "role": "assistant",
-               "content": [part]}
+    message = {
+        "id": item_id,
+        "type": "message",
+        "status": "completed",
+        "role": "assistant",
+        "content": [part],
+    }
     head = [
         event("response.created", response=response("in_progress", [])),
         event("response.in_progress", response=response("in_progress", [])),
-        event("response.output_item.added", output_index=0,
-              item={**message, "status": "in_progress", "content": []}),
-        event("response.content_part.added", item_id=item_id, output_index=0, content_index=0,
-              part={**part, "text": ""}),
+        event(
+            "response.output_item.added",
+            output_index=0,
+            item={**message, "status": "in_progress", "content": []},
+        ),
+        event(
+            "response.content_part.added",
+            item_id=item_id,
+            output_index=0,
+            content_index=0,
+            part={**part, "text": ""},
+        ),
     ]
     texts = [delta(piece) for piece in pieces]
     usage = {"input_tokens": 9, "output_tokens": len(pieces), "total_tokens": 9 + len(pieces)}
     tail = [
-        event("response.output_text.done", item_id=item_id, output_index=0, content_index=0,
-              text=full, logprobs=[]),
-        event("response.content_part.done", item_id=item_id, output_index=0, content_index=0,
-              part=part),
+        event(
+            "response.output_text.done",
+            item_id=item_id,
+            output_index=0,
+            content_index=0,
+            text=full,
+            logprobs=[],
+        ),
+        event(
+            "response.content_part.done",
+            item_id=item_id,
+            output_index=0,
+            content_index=0,
+            part=part,
+        ),
         event("response.output_item.done", output_index=0, item=message),
         event("response.completed", response=response("completed", [message], usage)),
     ]
     return ProviderStream(
-        provider="openai_responses", pieces=list(pieces), head=head, texts=texts, tail=tail,
-        content_type="text/event-stream; charset=utf-8", ping=PING, make_text=delta,
+        provider="openai_responses",
+        pieces=list(pieces),
+        head=head,
+        texts=texts,
+        tail=tail,
+        content_type="text/event-stream; charset=utf-8",
+        ping=PING,
+        make_text=delta,
         make_error=responses_stream_error,
     )
 
@@ -1048,35 +1129,70 @@ def anthropic_stream(
     """Messages API events: message_start, a text block with a ping, deltas, stop events."""
 
     def delta(text: str) -> bytes:
-        return _sse({"type": "content_block_delta", "index": 0,
-                     "delta": {"type": "text_delta", "text": text}}, "content_block_delta")
+        return _sse(
+            {
+                "type": "content_block_delta",
+                "index": 0,
+                "delta": {"type": "text_delta", "text": text},
+            },
+            "content_block_delta",
+        )
 
     head = [
-        _sse({"type": "message_start", "message": {
-            "id": id, "type": "message", "role": "assistant", "model": model, "content": [],
-            "stop_reason": None, "stop_sequence": None,
-            "usage": {"input_tokens": 9, "output_tokens": 1}}}, "message_start"),
-        _sse({"type": "content_block_start", "index": 0,
-              "content_block": {"type": "text", "text": ""}}, "content_block_start"),
+        _sse(
+            {
+                "type": "message_start",
+                "message": {
+                    "id": id,
+                    "type": "message",
+                    "role": "assistant",
+                    "model": model,
+                    "content": [],
+                    "stop_reason": None,
+                    "stop_sequence": None,
+                    "usage": {"input_tokens": 9, "output_tokens": 1},
+                },
+            },
+            "message_start",
+        ),
+        _sse(
+            {
+                "type": "content_block_start",
+                "index": 0,
+                "content_block": {"type": "text", "text": ""},
+            },
+            "content_block_start",
+        ),
         ANTHROPIC_PING,
     ]
     tail = [
         _sse({"type": "content_block_stop", "index": 0}, "content_block_stop"),
-        _sse({"type": "message_delta",
-              "delta": {"stop_reason": "end_turn", "stop_sequence": None},
-              "usage": {"output_tokens": len(pieces)}}, "message_delta"),
+        _sse(
+            {
+                "type": "message_delta",
+                "delta": {"stop_reason": "end_turn", "stop_sequence": None},
+                "usage": {"output_tokens": len(pieces)},
+            },
+            "message_delta",
+        ),
         _sse({"type": "message_stop"}, "message_stop"),
     ]
     return ProviderStream(
-        provider="anthropic", pieces=list(pieces), head=head,
-        texts=[delta(piece) for piece in pieces], tail=tail,
-        content_type="text/event-stream; charset=utf-8", ping=ANTHROPIC_PING, make_text=delta,
+        provider="anthropic",
+        pieces=list(pieces),
+        head=head,
+        texts=[delta(piece) for piece in pieces],
+        tail=tail,
+        content_type="text/event-stream; charset=utf-8",
+        ping=ANTHROPIC_PING,
+        make_text=delta,
         make_error=anthropic_stream_error,
     )
 
 
 def gemini_stream_error(
-    code: int = 503, message: str = "The model is overloaded. Please try again later.",
+    code: int = 503,
+    message: str = "The model is overloaded. Please try again later.",
     status: str | None = None,
 ) -> bytes:
     """A Google error object sent as an event of a ``streamGenerateContent`` stream."""
@@ -1090,20 +1206,35 @@ def gemini_stream(
     per piece, then one with ``finishReason``. Gemini has no terminator event."""
 
     def chunk(text: str, finish: str | None = None, n: int = 0) -> bytes:
-        candidate: dict[str, Any] = {"content": {"parts": [{"text": text}], "role": "model"},
-                                     "index": 0}
+        candidate: dict[str, Any] = {
+            "content": {"parts": [{"text": text}], "role": "model"},
+            "index": 0,
+        }
         if finish:
             candidate["finishReason"] = finish
-        return _sse({"candidates": [candidate],
-                     "usageMetadata": {"promptTokenCount": 9, "candidatesTokenCount": n,
-                                       "totalTokenCount": 9 + n},
-                     "modelVersion": model, "responseId": id}, eol=b"\r\n")
+        return _sse(
+            {
+                "candidates": [candidate],
+                "usageMetadata": {
+                    "promptTokenCount": 9,
+                    "candidatesTokenCount": n,
+                    "totalTokenCount": 9 + n,
+                },
+                "modelVersion": model,
+                "responseId": id,
+            },
+            eol=b"\r\n",
+        )
 
     return ProviderStream(
-        provider="gemini", pieces=list(pieces), head=[],
+        provider="gemini",
+        pieces=list(pieces),
+        head=[],
         texts=[chunk(piece, n=i + 1) for i, piece in enumerate(pieces)],
         tail=[chunk("", "STOP", len(pieces))],
-        content_type="text/event-stream", ping=b": ping\r\n\r\n", make_text=chunk,
+        content_type="text/event-stream",
+        ping=b": ping\r\n\r\n",
+        make_text=chunk,
         make_error=gemini_stream_error,
     )
 
@@ -1119,18 +1250,45 @@ def ollama_stream(pieces: Sequence[str], *, model: str = "llama3.2") -> Provider
     """``/api/chat`` NDJSON lines: one per piece, then the ``done: true`` line."""
 
     def line(text: str) -> bytes:
-        return _json({"model": model, "created_at": "2025-01-01T00:00:00Z",
-                      "message": {"role": "assistant", "content": text}, "done": False}) + b"\n"
+        return (
+            _json(
+                {
+                    "model": model,
+                    "created_at": "2025-01-01T00:00:00Z",
+                    "message": {"role": "assistant", "content": text},
+                    "done": False,
+                }
+            )
+            + b"\n"
+        )
 
-    last = _json({"model": model, "created_at": "2025-01-01T00:00:01Z",
-                  "message": {"role": "assistant", "content": ""}, "done_reason": "stop",
-                  "done": True, "total_duration": 1000, "prompt_eval_count": 9,
-                  "eval_count": len(pieces)}) + b"\n"
+    last = (
+        _json(
+            {
+                "model": model,
+                "created_at": "2025-01-01T00:00:01Z",
+                "message": {"role": "assistant", "content": ""},
+                "done_reason": "stop",
+                "done": True,
+                "total_duration": 1000,
+                "prompt_eval_count": 9,
+                "eval_count": len(pieces),
+            }
+        )
+        + b"\n"
+    )
     return ProviderStream(
-        provider="ollama", pieces=list(pieces), head=[], texts=[line(p) for p in pieces],
-        tail=[last], content_type="application/x-ndjson",
+        provider="ollama",
+        pieces=list(pieces),
+        head=[],
+        texts=[line(p) for p in pieces],
+        tail=[last],
+        content_type="application/x-ndjson",
         # Ollama sends no keep-alive; a blank line is the harmless stand-in NDJSON allows.
-        ping=b"\n", make_text=line, make_error=ollama_stream_error, format="ndjson",
+        ping=b"\n",
+        make_text=line,
+        make_error=ollama_stream_error,
+        format="ndjson",
     )
 
 
@@ -1147,20 +1305,40 @@ def tgi_stream(pieces: Sequence[str]) -> ProviderStream:
     per piece, then the end-of-sequence token carrying ``generated_text`` and details."""
 
     def token(text: str, index: int = 1) -> bytes:
-        return _sse({"index": index, "token": {"id": 100 + index, "text": text, "logprob": -0.1,
-                                               "special": False},
-                     "generated_text": None, "details": None}, space=False)
+        return _sse(
+            {
+                "index": index,
+                "token": {"id": 100 + index, "text": text, "logprob": -0.1, "special": False},
+                "generated_text": None,
+                "details": None,
+            },
+            space=False,
+        )
 
     n = len(pieces)
-    last = _sse({"index": n + 1, "token": {"id": 2, "text": "</s>", "logprob": 0.0,
-                                           "special": True},
-                 "generated_text": "".join(pieces),
-                 "details": {"finish_reason": "eos_token", "generated_tokens": n + 1,
-                             "seed": None, "input_length": 9}}, space=False)
+    last = _sse(
+        {
+            "index": n + 1,
+            "token": {"id": 2, "text": "</s>", "logprob": 0.0, "special": True},
+            "generated_text": "".join(pieces),
+            "details": {
+                "finish_reason": "eos_token",
+                "generated_tokens": n + 1,
+                "seed": None,
+                "input_length": 9,
+            },
+        },
+        space=False,
+    )
     return ProviderStream(
-        provider="tgi", pieces=list(pieces), head=[],
-        texts=[token(piece, i + 1) for i, piece in enumerate(pieces)], tail=[last],
-        content_type="text/event-stream", ping=b":\n\n", make_text=token,
+        provider="tgi",
+        pieces=list(pieces),
+        head=[],
+        texts=[token(piece, i + 1) for i, piece in enumerate(pieces)],
+        tail=[last],
+        content_type="text/event-stream",
+        ping=b":\n\n",
+        make_text=token,
         make_error=tgi_stream_error,
     )
 

@@ -53,8 +53,10 @@ class Log:
 
             return ahook if self.asynchronous and name in ("on_chunk", "on_complete") else hook
 
-        return {name: record(name) for name in
-                ("on_start", "on_chunk", "on_event", "on_error", "on_complete")}
+        return {
+            name: record(name)
+            for name in ("on_start", "on_chunk", "on_event", "on_error", "on_complete")
+        }
 
     def names(self) -> list[str]:
         return [name for name, _ in self.calls]
@@ -91,18 +93,31 @@ def test_callbacks_in_order_each_once(replay: ReplayServer, mode: str) -> None:
     assert "on_error" not in names
     # Each text event, then its text.
     body = [(n, v) for n, v in log.calls if n in ("on_event", "on_chunk")]
-    texts = [(n, v if n == "on_chunk" else v.text) for n, v in body if n == "on_chunk"
-             or isinstance(v, TextDelta)]
-    assert texts == [("on_event", "a"), ("on_chunk", "a"), ("on_event", "b"), ("on_chunk", "b"),
-                     ("on_event", "c"), ("on_chunk", "c")]
+    texts = [
+        (n, v if n == "on_chunk" else v.text)
+        for n, v in body
+        if n == "on_chunk" or isinstance(v, TextDelta)
+    ]
+    assert texts == [
+        ("on_event", "a"),
+        ("on_chunk", "a"),
+        ("on_event", "b"),
+        ("on_chunk", "b"),
+        ("on_event", "c"),
+        ("on_chunk", "c"),
+    ]
     assert any(isinstance(v, Finish) for n, v in body)
     assert log.calls[-1][1].text == "abc"  # on_complete gets the final response
 
 
 def test_on_chunk_gets_the_shaped_chunks(replay: ReplayServer, mode: str) -> None:
     log = Log()
-    chunks = run(llm_for(replay, text_reply(["Hel", "lo wor", "ld"])), mode, smooth="word",
-                 on_chunk=log.hooks()["on_chunk"])
+    chunks = run(
+        llm_for(replay, text_reply(["Hel", "lo wor", "ld"])),
+        mode,
+        smooth="word",
+        on_chunk=log.hooks()["on_chunk"],
+    )
     assert chunks == ["Hello ", "wor", "ld"]  # "wor" goes out when the next chunk comes
     assert [v for _, v in log.calls] == chunks
 
@@ -173,10 +188,18 @@ def test_a_raising_on_error_is_a_callback_error(replay: ReplayServer, mode: str)
 
 def test_generate_not_streamed_calls_the_callbacks(replay: ReplayServer, mode: str) -> None:
     log = Log(asynchronous=mode == "async")
-    body = {"id": "c", "object": "chat.completion", "model": "m", "choices": [
-        {"index": 0, "message": {"role": "assistant", "content": "ab"}, "finish_reason": "stop"}]}
-    llm = llm_for(replay, Reply(chunks=[json.dumps(body).encode()],
-                                headers={"Content-Type": "application/json"}))
+    body = {
+        "id": "c",
+        "object": "chat.completion",
+        "model": "m",
+        "choices": [
+            {"index": 0, "message": {"role": "assistant", "content": "ab"}, "finish_reason": "stop"}
+        ],
+    }
+    llm = llm_for(
+        replay,
+        Reply(chunks=[json.dumps(body).encode()], headers={"Content-Type": "application/json"}),
+    )
     if mode == "sync":
         response = llm.generate("hi", **log.hooks())
     else:
@@ -211,8 +234,10 @@ def test_the_tool_loop_calls_the_callbacks(replay: ReplayServer, mode: str) -> N
 
         async def main() -> list[Any]:
             async with llm:
-                return [i async for i in llm.agenerate_stream_with_tools(
-                    "hi", tools=tools, **log.hooks())]
+                return [
+                    i
+                    async for i in llm.agenerate_stream_with_tools("hi", tools=tools, **log.hooks())
+                ]
 
         items = asyncio.run(main())
     names = log.names()

@@ -62,10 +62,25 @@ def without_ids(response: Any) -> dict[str, Any]:
 # -- the OpenAI schema ----------------------------------------------------------------------------
 
 FINISH_REASONS = {"stop", "length", "tool_calls", "content_filter", "function_call"}
-CHUNK_KEYS = {"id", "object", "created", "model", "choices", "system_fingerprint", "usage",
-              "service_tier"}
-DELTA_KEYS = {"content", "role", "tool_calls", "function_call", "refusal",
-              "reasoning_content", "thinking_blocks"}
+CHUNK_KEYS = {
+    "id",
+    "object",
+    "created",
+    "model",
+    "choices",
+    "system_fingerprint",
+    "usage",
+    "service_tier",
+}
+DELTA_KEYS = {
+    "content",
+    "role",
+    "tool_calls",
+    "function_call",
+    "refusal",
+    "reasoning_content",
+    "thinking_blocks",
+}
 
 
 def check_usage(usage: Any) -> None:
@@ -211,18 +226,33 @@ def test_mock_response_streams_in_token_sized_chunks(mode: str) -> None:
 
 def test_mock_tool_calls_and_usage_chunk(mode: str) -> None:
     calls = [
-        {"id": "call_a", "type": "function",
-         "function": {"name": "get_weather", "arguments": '{"city": "Oslo"}'}},
-        {"id": "call_b", "type": "function",
-         "function": {"name": "get_time", "arguments": {"zone": "Europe/Oslo"}}},
+        {
+            "id": "call_a",
+            "type": "function",
+            "function": {"name": "get_weather", "arguments": '{"city": "Oslo"}'},
+        },
+        {
+            "id": "call_b",
+            "type": "function",
+            "function": {"name": "get_time", "arguments": {"zone": "Europe/Oslo"}},
+        },
     ]
-    chunks = stream_chunks(mode, model="m", messages=MESSAGES, mock_response="",
-                           mock_tool_calls=calls, stream_options={"include_usage": True})
+    chunks = stream_chunks(
+        mode,
+        model="m",
+        messages=MESSAGES,
+        mock_response="",
+        mock_tool_calls=calls,
+        stream_options={"include_usage": True},
+    )
     check_stream(chunks, include_usage=True)
     message = stream_chunk_builder(chunks).choices[0].message
     assert message.content is None
-    assert [(c.id, c.function.name, json.loads(c.function.arguments)) for c in message.tool_calls] == [
-        ("call_a", "get_weather", {"city": "Oslo"}), ("call_b", "get_time", {"zone": "Europe/Oslo"})
+    assert [
+        (c.id, c.function.name, json.loads(c.function.arguments)) for c in message.tool_calls
+    ] == [
+        ("call_a", "get_weather", {"city": "Oslo"}),
+        ("call_b", "get_time", {"zone": "Europe/Oslo"}),
     ]
     assert chunks[-2].choices[0].finish_reason == "tool_calls"
 
@@ -236,8 +266,9 @@ def test_mock_exceptions_raise(mode: str) -> None:
         complete(mode, model="m", messages=MESSAGES, mock_response="litellm.RateLimitError")
     assert isinstance(caught.value, spout.RateLimitError) and caught.value.status_code == 429
     with pytest.raises(compat.ContextWindowExceededError) as exceeded:
-        complete(mode, model="m", messages=MESSAGES,
-                 mock_response="litellm.ContextWindowExceededError")
+        complete(
+            mode, model="m", messages=MESSAGES, mock_response="litellm.ContextWindowExceededError"
+        )
     assert isinstance(exceeded.value, compat.BadRequestError)
 
 
@@ -246,14 +277,14 @@ def test_mock_exceptions_raise(mode: str) -> None:
 # From docs.litellm.ai/docs/completion/stream and /completion/mock_requests, as published. They
 # use `chunks`, `complete_response` and `litellm` without defining or importing them; the test
 # gives them, and `import spout as litellm` is the one change a user makes.
-DOCUMENTED_STREAMING = '''
+DOCUMENTED_STREAMING = """
 from litellm import completion
 messages = [{"role": "user", "content": "Hey, how's it going?"}]
 response = completion(model="gpt-3.5-turbo", messages=messages, stream=True)
 for part in response:
     print(part.choices[0].delta.content or "")
-'''
-DOCUMENTED_HELPER = '''
+"""
+DOCUMENTED_HELPER = """
 from litellm import completion
 messages = [{"role": "user", "content": "Hey, how's it going?"}]
 response = completion(model="gpt-3.5-turbo", messages=messages, stream=True)
@@ -262,8 +293,8 @@ for chunk in response:
     chunks.append(chunk)
 
 print(litellm.stream_chunk_builder(chunks, messages=messages))
-'''
-DOCUMENTED_ASYNC = '''
+"""
+DOCUMENTED_ASYNC = """
 from litellm import acompletion
 import asyncio
 
@@ -275,8 +306,8 @@ async def test_get_response():
 
 response = asyncio.run(test_get_response())
 print(response)
-'''
-DOCUMENTED_ASYNC_STREAMING = '''
+"""
+DOCUMENTED_ASYNC_STREAMING = """
 from litellm import acompletion
 import asyncio, os, traceback
 
@@ -296,8 +327,8 @@ async def completion_call():
         pass
 
 asyncio.run(completion_call())
-'''
-DOCUMENTED_MOCK = '''
+"""
+DOCUMENTED_MOCK = """
 from litellm import completion
 model = "gpt-3.5-turbo"
 messages = [{"role": "user", "content": "Hey, I'm a mock request"}]
@@ -306,7 +337,7 @@ for chunk in response:
     print(chunk) # {'choices': [{'delta': {'role': 'assistant', 'content': 'Thi'}, 'finish_reason': None}]}
     complete_response += chunk["choices"][0]["delta"]["content"]
 print(complete_response)
-'''
+"""
 
 
 def run_documented(
@@ -330,12 +361,22 @@ def run_documented(
 
 
 def openai_json(content: str) -> bytes:
-    return json.dumps({
-        "id": "chatcmpl-doc", "object": "chat.completion", "created": 1, "model": "gpt-3.5-turbo",
-        "choices": [{"index": 0, "finish_reason": "stop",
-                     "message": {"role": "assistant", "content": content}}],
-        "usage": {"prompt_tokens": 13, "completion_tokens": 4, "total_tokens": 17},
-    }).encode()
+    return json.dumps(
+        {
+            "id": "chatcmpl-doc",
+            "object": "chat.completion",
+            "created": 1,
+            "model": "gpt-3.5-turbo",
+            "choices": [
+                {
+                    "index": 0,
+                    "finish_reason": "stop",
+                    "message": {"role": "assistant", "content": content},
+                }
+            ],
+            "usage": {"prompt_tokens": 13, "completion_tokens": 4, "total_tokens": 17},
+        }
+    ).encode()
 
 
 def test_documented_examples_run_against_replayed_transcripts(
@@ -353,8 +394,11 @@ def test_documented_examples_run_against_replayed_transcripts(
     assert out.startswith("ModelResponse(") and repr(expected["text"]) in out
     assert replay.requests[-1].json()["model"] == "gpt-3.5-turbo"
 
-    replay.replies = [Reply(chunks=[openai_json("I am well, thanks.")],
-                            headers={"Content-Type": "application/json"})]
+    replay.replies = [
+        Reply(
+            chunks=[openai_json("I am well, thanks.")], headers={"Content-Type": "application/json"}
+        )
+    ]
     out, namespace = run_documented(DOCUMENTED_ASYNC)
     assert namespace["response"].choices[0].message.content == "I am well, thanks."
     assert "I am well, thanks." in out
@@ -424,8 +468,12 @@ def test_transcripts_stream_as_openai_chunks(
     replay.replies = [Reply(chunks=cut_mid_line(body), headers={"Content-Type": content_type})]
     model, path = ROUTES[folder]
     settings: dict[str, Any] = {
-        "model": model, "messages": MESSAGES, "api_base": replay.url + path, "api_key": "sk-test",
-        "num_retries": 0, "stream_options": {"include_usage": True},
+        "model": model,
+        "messages": MESSAGES,
+        "api_base": replay.url + path,
+        "api_key": "sk-test",
+        "num_retries": 0,
+        "stream_options": {"include_usage": True},
     }
     if expected["error"] is not None:
         # An error inside the stream raises from the loop: never a shorter, quiet success.
@@ -449,7 +497,9 @@ def test_transcripts_stream_as_openai_chunks(
     chunks = stream_chunks(mode, **settings)
     check_stream(chunks, include_usage=True)
     # Parallel calls, interleaved ones included, each at its own index.
-    indexes = {call.index for c in chunks if c.choices for call in c.choices[0].delta.tool_calls or ()}
+    indexes = {
+        call.index for c in chunks if c.choices for call in c.choices[0].delta.tool_calls or ()
+    }
     assert indexes == set(range(len(expected["tool_calls"])))
     built = stream_chunk_builder(chunks, messages=MESSAGES)
     check_completion(built)
@@ -462,7 +512,10 @@ def test_transcripts_stream_as_openai_chunks(
     assert [
         {"id": c.id, "name": c.function.name, "arguments": json.loads(c.function.arguments or "{}")}
         for c in message.tool_calls or ()
-    ] == [{"id": c["id"], "name": c["name"], "arguments": c["arguments"]} for c in expected["tool_calls"]]
+    ] == [
+        {"id": c["id"], "name": c["name"], "arguments": c["arguments"]}
+        for c in expected["tool_calls"]
+    ]
     # Chat completions has no "refusal" finish: OpenAI ends a refusal with "stop".
     finish = "stop" if expected["finish_reason"] == "refusal" else expected["finish_reason"]
     assert built.choices[0].finish_reason == finish
@@ -481,31 +534,71 @@ def test_transcripts_stream_as_openai_chunks(
 
 def openai_call_json() -> bytes:
     """The answer `openai_call_turn()` streams, as chat completions sends it whole."""
-    return json.dumps({
-        "id": "chatcmpl-loop", "object": "chat.completion", "created": 1, "model": "gpt-4o-mini",
-        "choices": [{"index": 0, "finish_reason": "tool_calls", "message": {
-            "role": "assistant", "content": "Let me check.", "tool_calls": [
-                {"id": "call_calc", "type": "function", "function": {
-                    "name": "calculator", "arguments": '{"expression": "123 * 456"}'}},
-                {"id": "call_wx", "type": "function", "function": {
-                    "name": "get_weather", "arguments": '{"city": "Oslo \\u00e9\\""}'}},
-            ]}}],
-        "usage": {"prompt_tokens": 50, "completion_tokens": 20, "total_tokens": 70},
-    }).encode()
+    return json.dumps(
+        {
+            "id": "chatcmpl-loop",
+            "object": "chat.completion",
+            "created": 1,
+            "model": "gpt-4o-mini",
+            "choices": [
+                {
+                    "index": 0,
+                    "finish_reason": "tool_calls",
+                    "message": {
+                        "role": "assistant",
+                        "content": "Let me check.",
+                        "tool_calls": [
+                            {
+                                "id": "call_calc",
+                                "type": "function",
+                                "function": {
+                                    "name": "calculator",
+                                    "arguments": '{"expression": "123 * 456"}',
+                                },
+                            },
+                            {
+                                "id": "call_wx",
+                                "type": "function",
+                                "function": {
+                                    "name": "get_weather",
+                                    "arguments": '{"city": "Oslo \\u00e9\\""}',
+                                },
+                            },
+                        ],
+                    },
+                }
+            ],
+            "usage": {"prompt_tokens": 50, "completion_tokens": 20, "total_tokens": 70},
+        }
+    ).encode()
 
 
 def anthropic_call_json() -> bytes:
     """The answer `anthropic_thinking_call_turn()` streams, as the Messages API sends it whole."""
-    return json.dumps({
-        "id": "msg_loop1", "type": "message", "role": "assistant", "model": "claude-sonnet-4-5",
-        "content": [
-            {"type": "thinking", "thinking": "The user wants weather.",
-             "signature": "EqQBCgIYAhIM1gbcDa9GJwZA2b3h"},
-            {"type": "tool_use", "id": "toolu_01Wx", "name": "get_weather", "input": {"city": "Oslo"}},
-        ],
-        "stop_reason": "tool_use", "stop_sequence": None,
-        "usage": {"input_tokens": 40, "output_tokens": 30},
-    }).encode()
+    return json.dumps(
+        {
+            "id": "msg_loop1",
+            "type": "message",
+            "role": "assistant",
+            "model": "claude-sonnet-4-5",
+            "content": [
+                {
+                    "type": "thinking",
+                    "thinking": "The user wants weather.",
+                    "signature": "EqQBCgIYAhIM1gbcDa9GJwZA2b3h",
+                },
+                {
+                    "type": "tool_use",
+                    "id": "toolu_01Wx",
+                    "name": "get_weather",
+                    "input": {"city": "Oslo"},
+                },
+            ],
+            "stop_reason": "tool_use",
+            "stop_sequence": None,
+            "usage": {"input_tokens": 40, "output_tokens": 30},
+        }
+    ).encode()
 
 
 def parsed_arguments(response: dict[str, Any]) -> dict[str, Any]:
@@ -527,8 +620,13 @@ def parsed_arguments(response: dict[str, Any]) -> dict[str, Any]:
 def test_round_trip_of_replayed_calls(
     replay: ReplayServer, mode: str, model: str, path: str, streamed: bytes, whole: bytes
 ) -> None:
-    settings: dict[str, Any] = {"model": model, "messages": MESSAGES, "num_retries": 0,
-                                "api_base": replay.url + path, "api_key": "sk-test"}
+    settings: dict[str, Any] = {
+        "model": model,
+        "messages": MESSAGES,
+        "num_retries": 0,
+        "api_base": replay.url + path,
+        "api_key": "sk-test",
+    }
     replay.replies = [Reply(chunks=cut_mid_line(streamed))]
     chunks = stream_chunks(mode, **settings)
     check_stream(chunks, include_usage=False)
@@ -542,8 +640,13 @@ def test_round_trip_of_replayed_calls(
 
 @pytest.mark.model
 def test_round_trip_of_the_bundled_model(mode: str) -> None:
-    settings: dict[str, Any] = {"model": "local/smollm2", "messages": MESSAGES,
-                                "max_tokens": 24, "seed": 3, "temperature": 0}
+    settings: dict[str, Any] = {
+        "model": "local/smollm2",
+        "messages": MESSAGES,
+        "max_tokens": 24,
+        "seed": 3,
+        "temperature": 0,
+    }
     chunks = stream_chunks(mode, **settings)
     check_stream(chunks, include_usage=False)
     built = stream_chunk_builder(chunks, messages=MESSAGES)
@@ -558,8 +661,11 @@ WEATHER_TOOL = {
     "function": {
         "name": "get_weather",
         "description": "Current weather for a city.",
-        "parameters": {"type": "object", "properties": {"city": {"type": "string"}},
-                       "required": ["city"]},
+        "parameters": {
+            "type": "object",
+            "properties": {"city": {"type": "string"}},
+            "required": ["city"],
+        },
     },
 }
 
@@ -567,8 +673,13 @@ WEATHER_TOOL = {
 @pytest.mark.model
 def test_forced_tool_call_streams_from_llama_cpp_server(llama_server: str, mode: str) -> None:
     settings: dict[str, Any] = {
-        "model": "openai/smollm2", "messages": MESSAGES, "api_base": llama_server,
-        "api_key": "x", "max_tokens": 60, "temperature": 0, "tools": [WEATHER_TOOL],
+        "model": "openai/smollm2",
+        "messages": MESSAGES,
+        "api_base": llama_server,
+        "api_key": "x",
+        "max_tokens": 60,
+        "temperature": 0,
+        "tools": [WEATHER_TOOL],
         "tool_choice": {"type": "function", "function": {"name": "get_weather"}},
     }
     chunks = stream_chunks(mode, **settings)
@@ -587,7 +698,9 @@ def test_forced_tool_call_streams_from_llama_cpp_server(llama_server: str, mode:
     check_completion(direct)
     (whole,) = direct.choices[0].message.tool_calls
     assert (whole.function.name, json.loads(whole.function.arguments)) == (
-        call.function.name, json.loads(call.function.arguments))
+        call.function.name,
+        json.loads(call.function.arguments),
+    )
 
 
 # -- errors --------------------------------------------------------------------------------------
@@ -597,24 +710,47 @@ ERRORS = [
     (403, "Not allowed", spout.PermissionDeniedError, compat.PermissionDeniedError),
     (404, "The model `gpt-8` does not exist", spout.NotFoundError, compat.NotFoundError),
     (400, "Invalid 'messages'", spout.BadRequestError, compat.BadRequestError),
-    (400, "This model's maximum context length is 128000 tokens",
-     spout.ContextWindowExceededError, compat.ContextWindowExceededError),
+    (
+        400,
+        "This model's maximum context length is 128000 tokens",
+        spout.ContextWindowExceededError,
+        compat.ContextWindowExceededError,
+    ),
     (429, "Rate limit reached", spout.RateLimitError, compat.RateLimitError),
-    (503, "The engine is overloaded", spout.ServiceUnavailableError, compat.ServiceUnavailableError),
+    (
+        503,
+        "The engine is overloaded",
+        spout.ServiceUnavailableError,
+        compat.ServiceUnavailableError,
+    ),
     (500, "The server had an error", spout.InternalServerError, compat.InternalServerError),
 ]
 
 
-@pytest.mark.parametrize(("status", "message", "spout_error", "litellm_error"), ERRORS,
-                         ids=[f"{e[0]}-{e[2].__name__}" for e in ERRORS])
+@pytest.mark.parametrize(
+    ("status", "message", "spout_error", "litellm_error"),
+    ERRORS,
+    ids=[f"{e[0]}-{e[2].__name__}" for e in ERRORS],
+)
 def test_errors_are_spouts_and_litellms(
-    replay: ReplayServer, mode: str, status: int, message: str,
-    spout_error: type[Exception], litellm_error: type[Exception],
+    replay: ReplayServer,
+    mode: str,
+    status: int,
+    message: str,
+    spout_error: type[Exception],
+    litellm_error: type[Exception],
 ) -> None:
     body = json.dumps({"error": {"message": message, "type": "invalid_request_error"}}).encode()
-    replay.replies = [Reply(status=status, chunks=[body], headers={"Content-Type": "application/json"})]
-    settings: dict[str, Any] = {"model": "openai/gpt-4o-mini", "messages": MESSAGES,
-                                "api_base": f"{replay.url}/v1", "api_key": "sk", "num_retries": 0}
+    replay.replies = [
+        Reply(status=status, chunks=[body], headers={"Content-Type": "application/json"})
+    ]
+    settings: dict[str, Any] = {
+        "model": "openai/gpt-4o-mini",
+        "messages": MESSAGES,
+        "api_base": f"{replay.url}/v1",
+        "api_key": "sk",
+        "num_retries": 0,
+    }
     for stream in (False, True):
         with pytest.raises(litellm_error) as caught:
             if stream:
@@ -631,21 +767,28 @@ def test_errors_are_spouts_and_litellms(
 def test_transport_errors_are_litellms_too(replay: ReplayServer, mode: str) -> None:
     from conftest import free_port
 
-    settings: dict[str, Any] = {"model": "openai/gpt-4o-mini", "messages": MESSAGES,
-                                "api_key": "sk", "num_retries": 0}
+    settings: dict[str, Any] = {
+        "model": "openai/gpt-4o-mini",
+        "messages": MESSAGES,
+        "api_key": "sk",
+        "num_retries": 0,
+    }
     with pytest.raises(compat.APIConnectionError) as refused:
         complete(mode, api_base=f"http://127.0.0.1:{free_port()}/v1", **settings)
     assert isinstance(refused.value, spout.ConnectionError)
 
-    replay.replies = [Reply(chunks=[b"", openai_sse(openai_chunk({"content": "late"}, "stop"))],
-                            delay=0.6)]
+    replay.replies = [
+        Reply(chunks=[b"", openai_sse(openai_chunk({"content": "late"}, "stop"))], delay=0.6)
+    ]
     with pytest.raises(compat.Timeout) as late:
         stream_chunks(mode, api_base=f"{replay.url}/v1", timeout=0.2, **settings)
     assert isinstance(late.value, spout.TimeoutError)
 
     # The connection drops mid-stream: the text so far came as chunks, then the error.
-    body = openai_sse(openai_chunk({"role": "assistant", "content": "Half an"}),
-                      openai_chunk({"content": " answer"}))
+    body = openai_sse(
+        openai_chunk({"role": "assistant", "content": "Half an"}),
+        openai_chunk({"content": " answer"}),
+    )
     replay.replies = [Reply(chunks=[body[: body.index(b"data: [DONE]")]], abort=True)]
     received: list[Any] = []
 
@@ -676,13 +819,24 @@ def test_spout_errors_keep_their_own_tree() -> None:
 
 def test_litellm_parameters_reach_each_provider_in_its_terms(replay: ReplayServer) -> None:
     replay.replies = [Reply(chunks=[anthropic_thinking_call_turn()])]
-    list(completion(
-        model="anthropic/claude-sonnet-4-5", messages=MESSAGES, stream=True,
-        api_base=f"{replay.url}/v1/messages", api_key="sk-ant-x", max_completion_tokens=77,
-        stop="END", tools=[WEATHER_TOOL], stream_options={"include_usage": True},
-        tool_choice={"type": "function", "function": {"name": "get_weather"}},
-        top_k=5, extra_headers={"x-trace": "t1"}, metadata={"litellm": "only"}, num_retries=0,
-    ))
+    list(
+        completion(
+            model="anthropic/claude-sonnet-4-5",
+            messages=MESSAGES,
+            stream=True,
+            api_base=f"{replay.url}/v1/messages",
+            api_key="sk-ant-x",
+            max_completion_tokens=77,
+            stop="END",
+            tools=[WEATHER_TOOL],
+            stream_options={"include_usage": True},
+            tool_choice={"type": "function", "function": {"name": "get_weather"}},
+            top_k=5,
+            extra_headers={"x-trace": "t1"},
+            metadata={"litellm": "only"},
+            num_retries=0,
+        )
+    )
     request = replay.requests[-1]
     sent = request.json()
     assert request.path == "/v1/messages"  # litellm's whole endpoint taken as the base
@@ -690,14 +844,29 @@ def test_litellm_parameters_reach_each_provider_in_its_terms(replay: ReplayServe
     assert sent["max_tokens"] == 77 and sent["stop_sequences"] == ["END"]
     assert sent["tool_choice"] == {"type": "tool", "name": "get_weather"}
     assert sent["tools"][0]["name"] == "get_weather" and sent["top_k"] == 5  # passed through
-    assert "stream_options" not in sent and "metadata" not in sent and "max_completion_tokens" not in sent
+    assert (
+        "stream_options" not in sent
+        and "metadata" not in sent
+        and "max_completion_tokens" not in sent
+    )
 
     replay.replies = [Reply(chunks=[openai_sse(openai_chunk({"content": "{}"}, "stop"))])]
     schema = {"type": "object", "properties": {"a": {"type": "integer"}}}
     response_format = {"type": "json_schema", "json_schema": {"name": "x", "schema": schema}}
-    list(completion(model="openai/gpt-4o-mini", messages=MESSAGES, stream=True, num_retries=0,
-                    api_base=f"{replay.url}/v1", api_key="sk", max_completion_tokens=9,
-                    response_format=response_format, presence_penalty=0.5, user="u1"))
+    list(
+        completion(
+            model="openai/gpt-4o-mini",
+            messages=MESSAGES,
+            stream=True,
+            num_retries=0,
+            api_base=f"{replay.url}/v1",
+            api_key="sk",
+            max_completion_tokens=9,
+            response_format=response_format,
+            presence_penalty=0.5,
+            user="u1",
+        )
+    )
     sent = replay.requests[-1].json()
     assert sent["max_completion_tokens"] == 9 and "max_tokens" not in sent  # OpenAI's own name
     assert sent["response_format"] == response_format and sent["presence_penalty"] == 0.5
@@ -708,32 +877,61 @@ def test_litellm_parameters_reach_each_provider_in_its_terms(replay: ReplayServe
     body, _ = transcript("ollama", "chat_text")
     replay.replies = [Reply(chunks=[body], headers={"Content-Type": "application/x-ndjson"})]
     with pytest.raises(spout.StructuredOutputError):
-        list(completion(model="ollama_chat/llama3.2", messages=MESSAGES, stream=True,
-                        api_base=replay.url, response_format=response_format, num_retries=0))
+        list(
+            completion(
+                model="ollama_chat/llama3.2",
+                messages=MESSAGES,
+                stream=True,
+                api_base=replay.url,
+                response_format=response_format,
+                num_retries=0,
+            )
+        )
     sent = replay.requests[-1].json()
     assert sent["format"] == schema and sent["model"] == "llama3.2"
 
     body, _ = transcript("gemini", "text")
     replay.replies = [Reply(chunks=[body])]
     with pytest.raises(spout.StructuredOutputError):
-        list(completion(model="gemini/gemini-2.5-flash", messages=MESSAGES, stream=True,
-                        api_base=replay.url, api_key="AIza-x", num_retries=0,
-                        response_format={"type": "json_object"}, temperature=0.1))
+        list(
+            completion(
+                model="gemini/gemini-2.5-flash",
+                messages=MESSAGES,
+                stream=True,
+                api_base=replay.url,
+                api_key="AIza-x",
+                num_retries=0,
+                response_format={"type": "json_object"},
+                temperature=0.1,
+            )
+        )
     config = replay.requests[-1].json()["generationConfig"]
     assert config["responseMimeType"] == "application/json" and config["temperature"] == 0.1
 
     # OpenAI's default format, plain text, is no format at all.
     body, _ = transcript("gemini", "text")
     replay.replies = [Reply(chunks=[body])]
-    list(completion(model="gemini/gemini-2.5-flash", messages=MESSAGES, stream=True,
-                    api_base=replay.url, api_key="AIza-x", num_retries=0,
-                    response_format={"type": "text"}))
+    list(
+        completion(
+            model="gemini/gemini-2.5-flash",
+            messages=MESSAGES,
+            stream=True,
+            api_base=replay.url,
+            api_key="AIza-x",
+            num_retries=0,
+            response_format={"type": "text"},
+        )
+    )
     assert "responseMimeType" not in replay.requests[-1].json().get("generationConfig", {})
 
 
 def test_assistant_messages_go_back_as_each_provider_needs(replay: ReplayServer) -> None:
-    settings: dict[str, Any] = {"model": "anthropic/claude-sonnet-4-5", "api_base": replay.url,
-                                "api_key": "sk-ant-x", "num_retries": 0}
+    settings: dict[str, Any] = {
+        "model": "anthropic/claude-sonnet-4-5",
+        "api_base": replay.url,
+        "api_key": "sk-ant-x",
+        "num_retries": 0,
+    }
     replay.replies = [Reply(chunks=[anthropic_thinking_call_turn()])]
     first = stream_chunk_builder(list(completion(messages=MESSAGES, stream=True, **settings)))
     message = first.choices[0].message
@@ -748,25 +946,37 @@ def test_assistant_messages_go_back_as_each_provider_needs(replay: ReplayServer)
     turn = replay.requests[-1].json()["messages"][1]
     assert turn["role"] == "assistant"
     thinking = next(block for block in turn["content"] if block["type"] == "thinking")
-    assert thinking == {"type": "thinking", "thinking": "The user wants weather.",
-                        "signature": "EqQBCgIYAhIM1gbcDa9GJwZA2b3h"}
+    assert thinking == {
+        "type": "thinking",
+        "thinking": "The user wants weather.",
+        "signature": "EqQBCgIYAhIM1gbcDa9GJwZA2b3h",
+    }
     assert any(block["type"] == "tool_use" and block["id"] == call.id for block in turn["content"])
 
 
 def test_gemini_thought_signatures_go_back_with_their_calls(replay: ReplayServer) -> None:
-    settings: dict[str, Any] = {"model": "gemini/gemini-2.5-flash", "api_base": replay.url,
-                                "api_key": "AIza-x", "num_retries": 0}
+    settings: dict[str, Any] = {
+        "model": "gemini/gemini-2.5-flash",
+        "api_base": replay.url,
+        "api_key": "AIza-x",
+        "num_retries": 0,
+    }
     body, _ = transcript("gemini", "function_call")
     replay.replies = [Reply(chunks=[body])]
-    message = stream_chunk_builder(
-        list(completion(messages=MESSAGES, stream=True, **settings))
-    ).choices[0].message
+    message = (
+        stream_chunk_builder(list(completion(messages=MESSAGES, stream=True, **settings)))
+        .choices[0]
+        .message
+    )
     signature = "CiQB0e2Kb7WIREfakeThoughtSignature0000000000000000AAAA"
     first, second = message.tool_calls
     assert first.provider_specific_fields.thought_signature == signature  # where litellm keeps it
     assert not hasattr(second, "provider_specific_fields")
-    history = [*MESSAGES, message,
-               *({"role": "tool", "tool_call_id": c.id, "content": "mild"} for c in message.tool_calls)]
+    history = [
+        *MESSAGES,
+        message,
+        *({"role": "tool", "tool_call_id": c.id, "content": "mild"} for c in message.tool_calls),
+    ]
     replay.replies = [Reply(chunks=[body])]
     completion(messages=history, stream=True, **settings).close()
     parts = replay.requests[-1].json()["contents"][1]["parts"]
@@ -776,8 +986,13 @@ def test_gemini_thought_signatures_go_back_with_their_calls(replay: ReplayServer
 
 def test_a_refusal_is_kept_apart_from_the_content(replay: ReplayServer, mode: str) -> None:
     body, expected = transcript("openai_chat", "refusal")
-    settings: dict[str, Any] = {"model": "openai/gpt-4o", "messages": MESSAGES,
-                                "api_base": f"{replay.url}/v1", "api_key": "sk", "num_retries": 0}
+    settings: dict[str, Any] = {
+        "model": "openai/gpt-4o",
+        "messages": MESSAGES,
+        "api_base": f"{replay.url}/v1",
+        "api_key": "sk",
+        "num_retries": 0,
+    }
     replay.replies = [Reply(chunks=cut_mid_line(body))]
     chunks = stream_chunks(mode, **settings)
     check_stream(chunks, include_usage=False)
@@ -789,15 +1004,27 @@ def test_a_refusal_is_kept_apart_from_the_content(replay: ReplayServer, mode: st
     assert built.choices[0].finish_reason == "stop"  # as OpenAI ends a refusal
 
     # Not streamed: the same message, as OpenAI's non-streamed body has it.
-    completed = {"id": "chatcmpl-r", "object": "chat.completion", "model": "gpt-4o",
-                 "choices": [{"index": 0, "finish_reason": "stop", "message": {
-                     "role": "assistant", "content": None, "refusal": expected["refusal"]}}]}
-    replay.replies = [Reply(chunks=[json.dumps(completed).encode()],
-                            headers={"Content-Type": "application/json"})]
+    completed = {
+        "id": "chatcmpl-r",
+        "object": "chat.completion",
+        "model": "gpt-4o",
+        "choices": [
+            {
+                "index": 0,
+                "finish_reason": "stop",
+                "message": {"role": "assistant", "content": None, "refusal": expected["refusal"]},
+            }
+        ],
+    }
+    replay.replies = [
+        Reply(chunks=[json.dumps(completed).encode()], headers={"Content-Type": "application/json"})
+    ]
     response = complete(mode, **settings)
     check_completion(response)
     assert (response.choices[0].message.content, response.choices[0].message.refusal) == (
-        None, expected["refusal"])
+        None,
+        expected["refusal"],
+    )
     assert response.choices[0].finish_reason == "stop"
 
     # Sent back, as litellm users append the message: a server that is not OpenAI's own
@@ -807,15 +1034,24 @@ def test_a_refusal_is_kept_apart_from_the_content(replay: ReplayServer, mode: st
     history = [*MESSAGES, response.choices[0].message, {"role": "user", "content": "Why?"}]
     stream_chunks(mode, **{**settings, "messages": history})
     assert replay.requests[-1].json()["messages"][1] == {
-        "role": "assistant", "content": expected["refusal"]}
+        "role": "assistant",
+        "content": expected["refusal"],
+    }
 
 
 def test_retries_and_refusals(replay: ReplayServer, mode: str) -> None:
-    busy = Reply(status=503, chunks=[b'{"error": {"message": "busy"}}'],
-                 headers={"Content-Type": "application/json"})
+    busy = Reply(
+        status=503,
+        chunks=[b'{"error": {"message": "busy"}}'],
+        headers={"Content-Type": "application/json"},
+    )
     ok = Reply(chunks=[openai_sse(openai_chunk({"content": "fine"}, "stop"))])
-    settings: dict[str, Any] = {"model": "openai/gpt-4o-mini", "messages": MESSAGES,
-                                "api_base": f"{replay.url}/v1", "api_key": "sk"}
+    settings: dict[str, Any] = {
+        "model": "openai/gpt-4o-mini",
+        "messages": MESSAGES,
+        "api_base": f"{replay.url}/v1",
+        "api_key": "sk",
+    }
     replay.replies = [busy, ok]
     chunks = stream_chunks(mode, num_retries=1, **settings)
     assert stream_chunk_builder(chunks).choices[0].message.content == "fine"
@@ -830,14 +1066,30 @@ def test_retries_and_refusals(replay: ReplayServer, mode: str) -> None:
 
 def test_tool_arguments_that_are_not_json_raise(replay: ReplayServer, mode: str) -> None:
     body = openai_sse(
-        openai_chunk({"tool_calls": [{"index": 0, "id": "call_x", "type": "function",
-                                      "function": {"name": "f", "arguments": '{"a": '}}]}),
+        openai_chunk(
+            {
+                "tool_calls": [
+                    {
+                        "index": 0,
+                        "id": "call_x",
+                        "type": "function",
+                        "function": {"name": "f", "arguments": '{"a": '},
+                    }
+                ]
+            }
+        ),
         openai_chunk({}, "tool_calls"),
     )
     replay.replies = [Reply(chunks=[body])]
     with pytest.raises(spout.ToolCallParseError) as caught:
-        stream_chunks(mode, model="openai/gpt-4o-mini", messages=MESSAGES, api_key="sk",
-                      api_base=f"{replay.url}/v1", num_retries=0)
+        stream_chunks(
+            mode,
+            model="openai/gpt-4o-mini",
+            messages=MESSAGES,
+            api_key="sk",
+            api_base=f"{replay.url}/v1",
+            num_retries=0,
+        )
     assert caught.value.raw == '{"a": '
 
 
@@ -845,13 +1097,19 @@ def test_a_loop_that_stops_early_closes_the_connection(replay: ReplayServer, mod
     pieces = [openai_chunk({"content": f"{i} "}) for i in range(200)]
     body = openai_sse(*pieces, openai_chunk({}, "stop"))
     replay.replies = [Reply(chunks=cut_mid_line(body), delay=0.005)]
-    settings: dict[str, Any] = {"model": "openai/gpt-4o-mini", "messages": MESSAGES,
-                                "api_base": f"{replay.url}/v1", "api_key": "sk", "stream": True}
+    settings: dict[str, Any] = {
+        "model": "openai/gpt-4o-mini",
+        "messages": MESSAGES,
+        "api_base": f"{replay.url}/v1",
+        "api_key": "sk",
+        "stream": True,
+    }
     if mode == "sync":
         for chunk in completion(**settings):
             assert chunk.choices[0].delta.content == "0 "
             break
     else:
+
         async def run() -> None:
             async for chunk in await acompletion(**settings):
                 assert chunk.choices[0].delta.content == "0 "
@@ -868,9 +1126,14 @@ def test_a_loop_that_stops_early_closes_the_connection(replay: ReplayServer, mod
 
 def test_builder_takes_openai_dicts_from_anywhere() -> None:
     def chunk(index: int, delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
-        return {"id": "chatcmpl-x", "object": "chat.completion.chunk", "created": 7,
-                "model": "gpt-4o", "system_fingerprint": "fp_1",
-                "choices": [{"index": index, "delta": delta, "finish_reason": finish}]}
+        return {
+            "id": "chatcmpl-x",
+            "object": "chat.completion.chunk",
+            "created": 7,
+            "model": "gpt-4o",
+            "system_fingerprint": "fp_1",
+            "choices": [{"index": index, "delta": delta, "finish_reason": finish}],
+        }
 
     chunks = [
         chunk(0, {"role": "assistant", "content": "Hel"}),
@@ -878,10 +1141,32 @@ def test_builder_takes_openai_dicts_from_anywhere() -> None:
         chunk(0, {"content": "lo"}),
         chunk(1, {"content": "jour"}),
         # llama.cpp's server repeats the id and name on every delta; one sends no index
-        chunk(0, {"tool_calls": [{"index": 0, "id": "call_1", "type": "function",
-                                  "function": {"name": "f", "arguments": '{"a":'}}]}),
-        chunk(0, {"tool_calls": [{"index": 0, "id": "call_1", "type": "function",
-                                  "function": {"name": "f", "arguments": " 1}"}}]}),
+        chunk(
+            0,
+            {
+                "tool_calls": [
+                    {
+                        "index": 0,
+                        "id": "call_1",
+                        "type": "function",
+                        "function": {"name": "f", "arguments": '{"a":'},
+                    }
+                ]
+            },
+        ),
+        chunk(
+            0,
+            {
+                "tool_calls": [
+                    {
+                        "index": 0,
+                        "id": "call_1",
+                        "type": "function",
+                        "function": {"name": "f", "arguments": " 1}"},
+                    }
+                ]
+            },
+        ),
         chunk(0, {"tool_calls": [{"id": "call_2", "function": {"name": "g", "arguments": "{}"}}]}),
         chunk(0, {"reasoning_content": "hmm"}),
         chunk(0, {}, "tool_calls"),
@@ -891,15 +1176,22 @@ def test_builder_takes_openai_dicts_from_anywhere() -> None:
     check_completion(built)
     first, second = built.choices
     assert (built.id, built.created, built.model, built.system_fingerprint) == (
-        "chatcmpl-x", 7, "gpt-4o", "fp_1")
+        "chatcmpl-x",
+        7,
+        "gpt-4o",
+        "fp_1",
+    )
     assert first.message.content == "Hello" and second.message.content == "Bonjour"
     assert [(c.id, c.function.name, c.function.arguments) for c in first.message.tool_calls] == [
-        ("call_1", "f", '{"a": 1}'), ("call_2", "g", "{}")]
+        ("call_1", "f", '{"a": 1}'),
+        ("call_2", "g", "{}"),
+    ]
     assert first.message.reasoning_content == "hmm"
     assert (first.finish_reason, second.finish_reason) == ("tool_calls", "stop")
     # No usage came: counted (the prompt as spout estimates it; four characters a token).
     assert built.usage.prompt_tokens == spout._context.estimate_tokens(
-        [{"role": "user", "content": "Say hello"}])
+        [{"role": "user", "content": "Say hello"}]
+    )
     assert built.usage.completion_tokens > 0
     with pytest.raises(ValueError, match="at least one chunk"):
         stream_chunk_builder([])
@@ -908,8 +1200,16 @@ def test_builder_takes_openai_dicts_from_anywhere() -> None:
 def test_builder_time_is_linear_in_the_chunks() -> None:
     def chunks(n: int) -> list[dict[str, Any]]:
         text = [{"choices": [{"index": 0, "delta": {"content": "x"}}], "id": "c"}] * n
-        args = [{"choices": [{"index": 0, "delta": {"tool_calls": [
-            {"index": 0, "function": {"arguments": "1,"}}]}}]}] * n
+        args = [
+            {
+                "choices": [
+                    {
+                        "index": 0,
+                        "delta": {"tool_calls": [{"index": 0, "function": {"arguments": "1,"}}]},
+                    }
+                ]
+            }
+        ] * n
         return [*text, *args]
 
     def cost(n: int) -> float:

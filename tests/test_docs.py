@@ -17,6 +17,8 @@ def test_provider_table_matches_declared_capabilities() -> None:
     gen = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(gen)
     text = (ROOT / "docs" / "providers.md").read_text()
-    assert gen.render(text) == text, "docs/providers.md is stale: run python docs/gen_providers_table.py"
+    assert gen.render(text) == text, (
+        "docs/providers.md is stale: run python docs/gen_providers_table.py"
+    )
     for _, _, example in gen.PROVIDERS:
         assert (ROOT / example).is_file(), example

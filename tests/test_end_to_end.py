@@ -110,10 +110,14 @@ def test_tool_loop_runs_the_function_and_streams_the_next_turn(llm: spout.LLM, m
         items = list(loop)
         response, rounds = loop.response, loop.rounds
     else:
+
         async def run() -> tuple[list[Any], spout.Response, list[spout.Response]]:
             try:
                 loop = llm.agenerate_stream_with_tools(
-                    prompt, tools=[get_weather], tool_choice="get_weather", max_rounds=3,
+                    prompt,
+                    tools=[get_weather],
+                    tool_choice="get_weather",
+                    max_rounds=3,
                     **settings,
                 )
                 items = [item async for item in loop]

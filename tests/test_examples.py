@@ -81,7 +81,13 @@ CHECKS: dict[str, list[str]] = {
     ],
     "providers": [
         rf"^{name} +'Rivers run to the sea\.'  finish=stop usage=12/6$"
-        for name in ("anthropic", "gemini", "ollama", r"huggingface \(TGI\)", r"openai \(Responses API\)")
+        for name in (
+            "anthropic",
+            "gemini",
+            "ollama",
+            r"huggingface \(TGI\)",
+            r"openai \(Responses API\)",
+        )
     ],
     "reliability": [
         r"^Rivers carve canyons over millions of years\.$",
@@ -211,7 +217,9 @@ def run(path: Path, env: dict[str, str], timeout: float = 180) -> subprocess.Com
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)
             stdout, stderr = process.communicate()
-            pytest.fail(f"{path.name} did not end within {timeout:g} s; it printed:\n{stdout}{stderr}")
+            pytest.fail(
+                f"{path.name} did not end within {timeout:g} s; it printed:\n{stdout}{stderr}"
+            )
     return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
 
 
@@ -230,7 +238,9 @@ USE_THE_MODEL = {
 @pytest.mark.parametrize(
     "path",
     [
-        pytest.param(path, id=path.stem, marks=[pytest.mark.model] if path.stem in USE_THE_MODEL else [])
+        pytest.param(
+            path, id=path.stem, marks=[pytest.mark.model] if path.stem in USE_THE_MODEL else []
+        )
         for path in EXAMPLES
     ],
 )

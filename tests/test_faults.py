@@ -48,17 +48,37 @@ PROMPTLY = 1.0  # seconds within which the server must see a client go
 # -- LLMs for the fault server -----------------------------------------------------------------
 
 _CONFIG: dict[str, Callable[[str], dict[str, Any]]] = {
-    "openai": lambda url: {"provider": "openai", "model": "gpt-4o-mini",
-                           "base_url": f"{url}/v1", "api_key": "sk-fault"},
-    "openrouter": lambda url: {"provider": "openrouter", "model": "openai/gpt-4o-mini",
-                               "base_url": f"{url}/api/v1", "api_key": "sk-or-fault"},
-    "openai_responses": lambda url: {"provider": "openai", "api": "responses",
-                                     "model": "gpt-4.1", "base_url": f"{url}/v1",
-                                     "api_key": "sk-fault"},
-    "anthropic": lambda url: {"provider": "anthropic", "model": "claude-sonnet-4-5",
-                              "base_url": url, "api_key": "sk-ant-fault"},
-    "gemini": lambda url: {"provider": "gemini", "model": "gemini-2.5-flash", "base_url": url,
-                           "api_key": "fault-key"},
+    "openai": lambda url: {
+        "provider": "openai",
+        "model": "gpt-4o-mini",
+        "base_url": f"{url}/v1",
+        "api_key": "sk-fault",
+    },
+    "openrouter": lambda url: {
+        "provider": "openrouter",
+        "model": "openai/gpt-4o-mini",
+        "base_url": f"{url}/api/v1",
+        "api_key": "sk-or-fault",
+    },
+    "openai_responses": lambda url: {
+        "provider": "openai",
+        "api": "responses",
+        "model": "gpt-4.1",
+        "base_url": f"{url}/v1",
+        "api_key": "sk-fault",
+    },
+    "anthropic": lambda url: {
+        "provider": "anthropic",
+        "model": "claude-sonnet-4-5",
+        "base_url": url,
+        "api_key": "sk-ant-fault",
+    },
+    "gemini": lambda url: {
+        "provider": "gemini",
+        "model": "gemini-2.5-flash",
+        "base_url": url,
+        "api_key": "fault-key",
+    },
     "ollama": lambda url: {"provider": "ollama", "model": "llama3.2", "base_url": url},
     "tgi": lambda url: {"provider": "huggingface", "base_url": url},
 }
@@ -309,34 +329,81 @@ def _message_of(body: dict[str, Any]) -> str:
 
 # The context-window errors each provider really sends (from their docs and bug reports).
 CONTEXT_ERRORS = [
-    pytest.param("openai", 400, {"error": {
-        "message": "This model's maximum context length is 128000 tokens. However, your "
-                   "messages resulted in 130001 tokens. Please reduce the length of the messages.",
-        "type": "invalid_request_error", "param": "messages", "code": "context_length_exceeded",
-    }}, id="openai"),
-    pytest.param("openai_responses", 400, {"error": {
-        "message": "Your input exceeds the context window of this model. Please adjust your "
-                   "input and try again.",
-        "type": "invalid_request_error", "param": "input", "code": "context_length_exceeded",
-    }}, id="openai_responses"),
-    pytest.param("openrouter", 400, {"error": {
-        "code": 400,
-        "message": "This endpoint's maximum context length is 128000 tokens. However, you "
-                   "requested about 150000 tokens (149000 of text input, 1000 in the output).",
-    }}, id="openrouter"),
-    pytest.param("anthropic", 400, {"type": "error", "error": {
-        "type": "invalid_request_error", "message": "prompt is too long: 208310 tokens > 200000 maximum",
-    }}, id="anthropic"),
-    pytest.param("gemini", 400, {"error": {
-        "code": 400, "status": "INVALID_ARGUMENT",
-        "message": "The input token count (1200293) exceeds the maximum number of tokens "
-                   "allowed (1048576).",
-    }}, id="gemini"),
-    pytest.param("tgi", 422, {
-        "error": "Input validation error: `inputs` tokens + `max_new_tokens` must be <= 4096. "
-                 "Given: 4000 `inputs` tokens and 512 `max_new_tokens`",
-        "error_type": "validation",
-    }, id="tgi"),
+    pytest.param(
+        "openai",
+        400,
+        {
+            "error": {
+                "message": "This model's maximum context length is 128000 tokens. However, your "
+                "messages resulted in 130001 tokens. Please reduce the length of the messages.",
+                "type": "invalid_request_error",
+                "param": "messages",
+                "code": "context_length_exceeded",
+            }
+        },
+        id="openai",
+    ),
+    pytest.param(
+        "openai_responses",
+        400,
+        {
+            "error": {
+                "message": "Your input exceeds the context window of this model. Please adjust your "
+                "input and try again.",
+                "type": "invalid_request_error",
+                "param": "input",
+                "code": "context_length_exceeded",
+            }
+        },
+        id="openai_responses",
+    ),
+    pytest.param(
+        "openrouter",
+        400,
+        {
+            "error": {
+                "code": 400,
+                "message": "This endpoint's maximum context length is 128000 tokens. However, you "
+                "requested about 150000 tokens (149000 of text input, 1000 in the output).",
+            }
+        },
+        id="openrouter",
+    ),
+    pytest.param(
+        "anthropic",
+        400,
+        {
+            "type": "error",
+            "error": {
+                "type": "invalid_request_error",
+                "message": "prompt is too long: 208310 tokens > 200000 maximum",
+            },
+        },
+        id="anthropic",
+    ),
+    pytest.param(
+        "gemini",
+        400,
+        {
+            "error": {
+                "code": 400,
+                "status": "INVALID_ARGUMENT",
+                "message": "The input token count (1200293) exceeds the maximum number of tokens "
+                "allowed (1048576).",
+            }
+        },
+        id="gemini",
+    ),
+    pytest.param(
+        "tgi",
+        422,
+        {
+            "error": "Input validation error: `inputs` tokens + `max_new_tokens` must be <= 4096. "
+            "Given: 4000 `inputs` tokens and 512 `max_new_tokens`",
+            "error_type": "validation",
+        },
+        id="tgi",
+    ),
 ]
 
 
@@ -353,27 +420,48 @@ def test_each_providers_own_context_window_error_is_recognized(
 
 def test_tgi_queue_full_429_is_overloaded(faults: FaultServer, mode: str) -> None:
     # TGI answers a full queue with 429 and error_type "overloaded" (router/src/infer).
-    faults.script(error_reply("tgi", 429, body={"error": "Model is overloaded",
-                                                "error_type": "overloaded"}))
+    faults.script(
+        error_reply("tgi", 429, body={"error": "Model is overloaded", "error_type": "overloaded"})
+    )
     with no_leaks(faults):
         out = run(make_llm("tgi", faults), mode)
     assert raised(out, spout.OverloadedError).status_code == 429
 
 
 def test_anthropic_request_id_from_the_body(faults: FaultServer, mode: str) -> None:
-    faults.script(error_reply("anthropic", 500, body={
-        "type": "error", "error": {"type": "api_error", "message": "Internal server error"},
-        "request_id": "req_in_body"}))
+    faults.script(
+        error_reply(
+            "anthropic",
+            500,
+            body={
+                "type": "error",
+                "error": {"type": "api_error", "message": "Internal server error"},
+                "request_id": "req_in_body",
+            },
+        )
+    )
     with no_leaks(faults):
         out = run(make_llm("anthropic", faults), mode)
     assert raised(out, spout.InternalServerError).request_id == "req_in_body"
 
 
 def test_gemini_retry_delay_from_the_body(faults: FaultServer, mode: str) -> None:
-    faults.script(error_reply("gemini", 429, body={"error": {
-        "code": 429, "message": "You exceeded your current quota.", "status": "RESOURCE_EXHAUSTED",
-        "details": [{"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": "12.5s"}],
-    }}))
+    faults.script(
+        error_reply(
+            "gemini",
+            429,
+            body={
+                "error": {
+                    "code": 429,
+                    "message": "You exceeded your current quota.",
+                    "status": "RESOURCE_EXHAUSTED",
+                    "details": [
+                        {"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": "12.5s"}
+                    ],
+                }
+            },
+        )
+    )
     with no_leaks(faults):
         out = run(make_llm("gemini", faults), mode)
     assert raised(out, spout.RateLimitError).retry_after == 12.5
@@ -551,36 +639,65 @@ def test_an_error_event_in_the_stream_raises_its_class_with_the_partial(
 
 # Other in-stream errors: (provider, the error event's fields, expected class)
 IN_STREAM_KINDS = [
-    ("openai", {"message": "Rate limit reached", "type": "rate_limit_exceeded"},
-     spout.RateLimitError),
-    ("openai", {"message": "This model's maximum context length is 8192 tokens",
-                "type": "invalid_request_error", "code": "context_length_exceeded"},
-     spout.ContextWindowExceededError),
-    ("openrouter", {"message": "Upstream overloaded", "code": 502},
-     spout.ServiceUnavailableError),
-    ("openai_responses", {"message": "Rate limit reached for gpt-4.1",
-                          "code": "rate_limit_exceeded"}, spout.RateLimitError),
-    ("anthropic", {"type": "api_error", "message": "Internal server error"},
-     spout.InternalServerError),
-    ("anthropic", {"type": "rate_limit_error", "message": "Too many tokens"},
-     spout.RateLimitError),
-    ("gemini", {"code": 429, "message": "Resource has been exhausted (e.g. check quota).",
-                "status": "RESOURCE_EXHAUSTED"}, spout.RateLimitError),
-    ("gemini", {"code": 500, "message": "An internal error has occurred."},
-     spout.InternalServerError),
-    ("tgi", {"message": "Model is overloaded", "error_type": "overloaded"},
-     spout.OverloadedError),
-    ("ollama", {"message": "the input length exceeds the context length"},
-     spout.ContextWindowExceededError),
+    (
+        "openai",
+        {"message": "Rate limit reached", "type": "rate_limit_exceeded"},
+        spout.RateLimitError,
+    ),
+    (
+        "openai",
+        {
+            "message": "This model's maximum context length is 8192 tokens",
+            "type": "invalid_request_error",
+            "code": "context_length_exceeded",
+        },
+        spout.ContextWindowExceededError,
+    ),
+    ("openrouter", {"message": "Upstream overloaded", "code": 502}, spout.ServiceUnavailableError),
+    (
+        "openai_responses",
+        {"message": "Rate limit reached for gpt-4.1", "code": "rate_limit_exceeded"},
+        spout.RateLimitError,
+    ),
+    (
+        "anthropic",
+        {"type": "api_error", "message": "Internal server error"},
+        spout.InternalServerError,
+    ),
+    ("anthropic", {"type": "rate_limit_error", "message": "Too many tokens"}, spout.RateLimitError),
+    (
+        "gemini",
+        {
+            "code": 429,
+            "message": "Resource has been exhausted (e.g. check quota).",
+            "status": "RESOURCE_EXHAUSTED",
+        },
+        spout.RateLimitError,
+    ),
+    (
+        "gemini",
+        {"code": 500, "message": "An internal error has occurred."},
+        spout.InternalServerError,
+    ),
+    ("tgi", {"message": "Model is overloaded", "error_type": "overloaded"}, spout.OverloadedError),
+    (
+        "ollama",
+        {"message": "the input length exceeds the context length"},
+        spout.ContextWindowExceededError,
+    ),
 ]
 
 
 @pytest.mark.parametrize(
-    ("provider", "fields", "expected"), IN_STREAM_KINDS,
+    ("provider", "fields", "expected"),
+    IN_STREAM_KINDS,
     ids=[f"{p}-{e.__name__}" for p, _, e in IN_STREAM_KINDS],
 )
 def test_each_kind_of_in_stream_error_raises_its_class(
-    faults: FaultServer, provider: str, mode: str, fields: dict[str, Any],
+    faults: FaultServer,
+    provider: str,
+    mode: str,
+    fields: dict[str, Any],
     expected: type[SpoutError],
 ) -> None:
     s = stream_for(provider)
@@ -609,8 +726,9 @@ def test_an_in_stream_error_carries_the_request_id_of_its_response(
     faults: FaultServer, provider: str, mode: str
 ) -> None:
     s = stream_for(provider)
-    faults.script(s.reply([*s.upto(2), s.error()],
-                          headers={request_id_header(provider): REQUEST_ID}))
+    faults.script(
+        s.reply([*s.upto(2), s.error()], headers={request_id_header(provider): REQUEST_ID})
+    )
     with no_leaks(faults):
         out = run(make_llm(provider, faults), mode)
     assert out.error is not None and isinstance(out.error, spout.ProviderError)
@@ -767,10 +885,20 @@ async def wait_for_disconnect(server: FaultServer, timeout: float = PROMPTLY + 1
 
 @pytest.mark.parametrize(
     ("where", "keepalives"),
-    [("before-headers", False), ("before-the-first-event", True),
-     ("before-the-first-event", False), ("mid-stream", True), ("mid-stream", False)],
-    ids=["before-headers", "before-the-first-event-with-pings", "before-the-first-event-silent",
-         "mid-stream-with-pings", "mid-stream-silent"],
+    [
+        ("before-headers", False),
+        ("before-the-first-event", True),
+        ("before-the-first-event", False),
+        ("mid-stream", True),
+        ("mid-stream", False),
+    ],
+    ids=[
+        "before-headers",
+        "before-the-first-event-with-pings",
+        "before-the-first-event-silent",
+        "mid-stream-with-pings",
+        "mid-stream-silent",
+    ],
 )
 def test_cancelling_a_task_waiting_on_a_stalled_server_closes_the_connection(
     faults: FaultServer, provider: str, where: str, keepalives: bool
@@ -873,12 +1001,14 @@ def soak_plans(provider: str, rng: random.Random) -> list[Plan]:
             "".join(rng.choice(SOAK_ALPHABET) for _ in range(rng.randint(1, 4)))
             for _ in range(rng.randint(1, 8))
         ]
-        plans.append(Plan(
-            fault=rng.choice(SOAK_FAULTS),
-            stream=provider_stream(provider, pieces),
-            sent=rng.randint(0, len(pieces)),
-            cut=rng.choice([None, None, 1, 5]),
-        ))
+        plans.append(
+            Plan(
+                fault=rng.choice(SOAK_FAULTS),
+                stream=provider_stream(provider, pieces),
+                sent=rng.randint(0, len(pieces)),
+                cut=rng.choice([None, None, 1, 5]),
+            )
+        )
     return plans
 
 

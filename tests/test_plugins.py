@@ -118,14 +118,23 @@ def test_a_plugin_cannot_take_a_built_in_name(plugin: Path) -> None:
 
 
 def test_a_bad_plugin_is_named_in_the_error(plugin: Path) -> None:
-    with pytest.raises(spout.ConfigurationError, match=r"'broken' \(from spout-echo-plugin\) .*"
-                       r"not a subclass of spout\.providers\.Provider"):
+    with pytest.raises(
+        spout.ConfigurationError,
+        match=r"'broken' \(from spout-echo-plugin\) .*"
+        r"not a subclass of spout\.providers\.Provider",
+    ):
         create_llm("broken")
-    with pytest.raises(spout.ConfigurationError, match=r"'missing' .*could not be loaded: "
-                       r"ModuleNotFoundError"):
+    with pytest.raises(
+        spout.ConfigurationError,
+        match=r"'missing' .*could not be loaded: "
+        r"ModuleNotFoundError",
+    ):
         create_llm("missing")
-    with pytest.raises(spout.ConfigurationError, match=r"unknown provider 'nope'; known providers: "
-                       r".*\becho\b.*\blocal\b"):
+    with pytest.raises(
+        spout.ConfigurationError,
+        match=r"unknown provider 'nope'; known providers: "
+        r".*\becho\b.*\blocal\b",
+    ):
         create_llm("nope")
 
 
@@ -135,7 +144,10 @@ def test_a_plugin_works_in_a_fresh_process_with_no_change_to_spout(plugin: Path)
         print("".join(create_llm("echo").generate_stream("from another process")))
     """)
     result = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=60,
         env={"PYTHONPATH": str(plugin), "PATH": "/usr/bin:/bin"},
     )
     assert result.returncode == 0, result.stderr

@@ -41,7 +41,9 @@ def answer(*pieces: str) -> Reply:
 
 def error(status: int, message: str = "try later", **headers: str) -> Reply:
     body = json.dumps({"error": {"message": message, "type": "server_error"}}).encode()
-    return Reply(status=status, chunks=[body], headers={"Content-Type": "application/json", **headers})
+    return Reply(
+        status=status, chunks=[body], headers={"Content-Type": "application/json", **headers}
+    )
 
 
 def openai(server: ReplayServer, **config: Any) -> spout.LLM:
@@ -63,8 +65,13 @@ def test_transient_statuses_are_retried(replay: ReplayServer, mode: str, status:
 
 @pytest.mark.parametrize(
     "status, error_type",
-    [(400, spout.BadRequestError), (401, spout.AuthenticationError),
-     (403, spout.PermissionDeniedError), (404, spout.NotFoundError), (422, spout.BadRequestError)],
+    [
+        (400, spout.BadRequestError),
+        (401, spout.AuthenticationError),
+        (403, spout.PermissionDeniedError),
+        (404, spout.NotFoundError),
+        (422, spout.BadRequestError),
+    ],
 )
 def test_errors_a_retry_cannot_fix_are_not_retried(
     replay: ReplayServer, mode: str, status: int, error_type: type[Exception]
@@ -101,9 +108,13 @@ def test_full_jitter_stays_under_the_bound() -> None:
     assert Retry(jitter=False, initial_delay=1, max_delay=3).delay(5) == 3
 
 
-@pytest.mark.parametrize("header, value, wait", [
-    ("Retry-After", "0.3", 0.3), ("retry-after-ms", "250", 0.25),
-])
+@pytest.mark.parametrize(
+    "header, value, wait",
+    [
+        ("Retry-After", "0.3", 0.3),
+        ("retry-after-ms", "250", 0.25),
+    ],
+)
 def test_retry_after_is_honoured(
     replay: ReplayServer, mode: str, header: str, value: str, wait: float
 ) -> None:
@@ -130,12 +141,30 @@ def test_an_overloaded_error_as_the_first_event_is_retried(replay: ReplayServer,
     ok = b"".join(
         f"event: {e['type']}\ndata: {json.dumps(e)}\n\n".encode()
         for e in [
-            {"type": "message_start", "message": {"id": "msg_1", "model": "claude", "usage": {
-                "input_tokens": 3, "output_tokens": 1}}},
-            {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
-            {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "fine"}},
+            {
+                "type": "message_start",
+                "message": {
+                    "id": "msg_1",
+                    "model": "claude",
+                    "usage": {"input_tokens": 3, "output_tokens": 1},
+                },
+            },
+            {
+                "type": "content_block_start",
+                "index": 0,
+                "content_block": {"type": "text", "text": ""},
+            },
+            {
+                "type": "content_block_delta",
+                "index": 0,
+                "delta": {"type": "text_delta", "text": "fine"},
+            },
             {"type": "content_block_stop", "index": 0},
-            {"type": "message_delta", "delta": {"stop_reason": "end_turn"}, "usage": {"output_tokens": 2}},
+            {
+                "type": "message_delta",
+                "delta": {"stop_reason": "end_turn"},
+                "usage": {"output_tokens": 2},
+            },
             {"type": "message_stop"},
         ]
     )
@@ -167,19 +196,36 @@ def test_max_retries_per_call_wins(replay: ReplayServer, mode: str) -> None:
 
 
 def test_not_streamed_calls_are_retried_too(replay: ReplayServer, mode: str) -> None:
-    body = json.dumps({
-        "id": "c", "object": "chat.completion", "model": "m",
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": "whole"},
-                     "finish_reason": "stop"}],
-    }).encode()
-    replay.replies = [error(502), Reply(chunks=[body], headers={"Content-Type": "application/json"})]
+    body = json.dumps(
+        {
+            "id": "c",
+            "object": "chat.completion",
+            "model": "m",
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": "whole"},
+                    "finish_reason": "stop",
+                }
+            ],
+        }
+    ).encode()
+    replay.replies = [
+        error(502),
+        Reply(chunks=[body], headers={"Content-Type": "application/json"}),
+    ]
     response = generate(openai(replay), mode)
     assert response.text == "whole" and response.retries == 1
 
 
 def test_errors_after_text_are_not_retried(replay: ReplayServer, mode: str) -> None:
-    replay.replies = [Reply(chunks=[sse(text_chunk("par"), done=False), sse(text_chunk("tial"), done=False)],
-                            abort=True), answer("again")]
+    replay.replies = [
+        Reply(
+            chunks=[sse(text_chunk("par"), done=False), sse(text_chunk("tial"), done=False)],
+            abort=True,
+        ),
+        answer("again"),
+    ]
     with pytest.raises(spout.StreamInterruptedError) as caught:
         stream(openai(replay), mode)
     assert caught.value.partial is not None and caught.value.partial.text == "partial"
@@ -194,7 +240,9 @@ def test_a_fallback_answers_when_the_first_model_fails(mode: str) -> None:
     try:
         primary.replies = [error(503)]
         backup.replies = [answer("from ", "backup")]
-        fallback = create_llm("openai", model="backup-model", base_url=f"{backup.url}/v1", api_key="k")
+        fallback = create_llm(
+            "openai", model="backup-model", base_url=f"{backup.url}/v1", api_key="k"
+        )
         llm = openai(primary, max_retries=1, fallbacks=[fallback])
         response = stream_text(llm, mode).response
         assert response.text == "from backup"
@@ -206,7 +254,9 @@ def test_a_fallback_answers_when_the_first_model_fails(mode: str) -> None:
         backup.stop()
 
 
-def test_fallbacks_named_by_string_are_made_on_first_use(replay: ReplayServer, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_fallbacks_named_by_string_are_made_on_first_use(
+    replay: ReplayServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
     replay.replies = [error(500)]
     # The first fallback has no key here and is skipped; the second, an LLM, answers.
@@ -274,7 +324,9 @@ def test_total_timeout(replay: ReplayServer, mode: str) -> None:
 
 
 def test_a_slow_but_steady_stream_is_not_idle(replay: ReplayServer, mode: str) -> None:
-    chunks = [sse(text_chunk(f"{i} "), done=False) for i in range(8)] + [sse(text_chunk("", "stop"))]
+    chunks = [sse(text_chunk(f"{i} "), done=False) for i in range(8)] + [
+        sse(text_chunk("", "stop"))
+    ]
     replay.replies = [Reply(chunks=chunks, delay=0.1)]
     result = stream_text(openai(replay, timeout=Timeout(first_token=1, idle=0.5)), mode)
     assert result.response.text == "0 1 2 3 4 5 6 7 "
@@ -303,8 +355,10 @@ def test_the_calls_timeout_overrides_the_llms_field_by_field(replay: ReplayServe
 def test_resume_continues_a_cut_stream_with_a_continuation_request(
     replay: ReplayServer, mode: str
 ) -> None:
-    cut = Reply(chunks=[sse(text_chunk("The river "), done=False),
-                        sse(text_chunk("runs to"), done=False)], abort=True)
+    cut = Reply(
+        chunks=[sse(text_chunk("The river "), done=False), sse(text_chunk("runs to"), done=False)],
+        abort=True,
+    )
     # The model repeats the end of what it said before going on: that overlap is dropped.
     replay.replies = [cut, answer("river runs to", " the sea.")]
     result = stream_text(openai(replay, resume=True), mode)
@@ -320,34 +374,50 @@ def anthropic_events(*events: dict[str, Any]) -> bytes:
     return b"".join(f"event: {e['type']}\ndata: {json.dumps(e)}\n\n".encode() for e in events)
 
 
-def anthropic_text(text: str, usage_in: int, usage_out: int, stop: bool = True) -> list[dict[str, Any]]:
+def anthropic_text(
+    text: str, usage_in: int, usage_out: int, stop: bool = True
+) -> list[dict[str, Any]]:
     events: list[dict[str, Any]] = [
-        {"type": "message_start", "message": {"id": "msg_r", "model": "claude", "usage": {
-            "input_tokens": usage_in, "output_tokens": 1}}},
+        {
+            "type": "message_start",
+            "message": {
+                "id": "msg_r",
+                "model": "claude",
+                "usage": {"input_tokens": usage_in, "output_tokens": 1},
+            },
+        },
         {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
         {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": text}},
     ]
     if stop:
         events += [
             {"type": "content_block_stop", "index": 0},
-            {"type": "message_delta", "delta": {"stop_reason": "end_turn"},
-             "usage": {"output_tokens": usage_out}},
+            {
+                "type": "message_delta",
+                "delta": {"stop_reason": "end_turn"},
+                "usage": {"output_tokens": usage_out},
+            },
             {"type": "message_stop"},
         ]
     return events
 
 
 def test_resume_prefills_where_the_provider_can(replay: ReplayServer, mode: str) -> None:
-    first = Reply(chunks=[anthropic_events(*anthropic_text("Rivers run ", 10, 0, stop=False))],
-                  abort=True)
+    first = Reply(
+        chunks=[anthropic_events(*anthropic_text("Rivers run ", 10, 0, stop=False))], abort=True
+    )
     # Anthropic refuses trailing whitespace in a prefill: it is cut, and not doubled after.
     second = Reply(chunks=[anthropic_events(*anthropic_text(" to the sea.", 14, 5))])
     replay.replies = [first, second]
-    llm = create_llm("anthropic", model="claude", base_url=replay.url, api_key="k", resume=True,
-                     retry=FAST)
+    llm = create_llm(
+        "anthropic", model="claude", base_url=replay.url, api_key="k", resume=True, retry=FAST
+    )
     result = stream(llm, mode)
     assert result.response.text == "Rivers run to the sea."
-    assert replay.requests[1].json()["messages"][-1] == {"role": "assistant", "content": "Rivers run"}
+    assert replay.requests[1].json()["messages"][-1] == {
+        "role": "assistant",
+        "content": "Rivers run",
+    }
     # Both requests' usage is counted.
     assert result.response.usage.input_tokens == 24
     assert sum(isinstance(e, spout.ResponseStart) for e in result.events) == 1
@@ -361,12 +431,31 @@ def test_resume_is_off_by_default(replay: ReplayServer) -> None:
 
 
 def test_tool_calls_mid_flight_are_not_resumed(replay: ReplayServer) -> None:
-    call = {"id": "chatcmpl-r", "object": "chat.completion.chunk", "model": "m", "choices": [
-        {"index": 0, "delta": {"tool_calls": [{"index": 0, "id": "c1", "type": "function",
-                                               "function": {"name": "f", "arguments": '{"a": '}}]},
-         "finish_reason": None}]}
-    replay.replies = [Reply(chunks=[sse(text_chunk("Calling"), done=False), sse(call, done=False)],
-                            abort=True), answer("x")]
+    call = {
+        "id": "chatcmpl-r",
+        "object": "chat.completion.chunk",
+        "model": "m",
+        "choices": [
+            {
+                "index": 0,
+                "delta": {
+                    "tool_calls": [
+                        {
+                            "index": 0,
+                            "id": "c1",
+                            "type": "function",
+                            "function": {"name": "f", "arguments": '{"a": '},
+                        }
+                    ]
+                },
+                "finish_reason": None,
+            }
+        ],
+    }
+    replay.replies = [
+        Reply(chunks=[sse(text_chunk("Calling"), done=False), sse(call, done=False)], abort=True),
+        answer("x"),
+    ]
     with pytest.raises(spout.StreamInterruptedError) as caught:
         openai(replay, resume=True).generate_stream("hi").response  # noqa: B018
     assert caught.value.partial is not None
@@ -416,8 +505,14 @@ def test_connect_timeout(mode: str) -> None:
         fillers.append(filler)
     time.sleep(0.1)
     try:
-        llm = create_llm("openai", model="m", base_url=f"http://127.0.0.1:{port}/v1", api_key="k",
-                         max_retries=0, timeout=Timeout(connect=0.3))
+        llm = create_llm(
+            "openai",
+            model="m",
+            base_url=f"http://127.0.0.1:{port}/v1",
+            api_key="k",
+            max_retries=0,
+            timeout=Timeout(connect=0.3),
+        )
         started = time.monotonic()
         with pytest.raises(spout.ConnectTimeout):
             stream(llm, mode)

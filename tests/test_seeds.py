@@ -477,9 +477,7 @@ def test_001_provider_specific_chunk_sizes(capsys: pytest.CaptureFixture[str]) -
     assert all(len(chunk) >= 40 for chunk in larger[:-1])
 
 
-def test_001_chat_loop(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_001_chat_loop(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     from spout.session import Session
 
     typed = iter(["My name is Ada.", "What is my name?", "exit"])
@@ -510,9 +508,7 @@ def test_001_chat_loop(
     chat_loop()
 
     first, second = session.turns
-    assert capsys.readouterr().out == (
-        f"You: AI: {first.text}\n\nYou: AI: {second.text}\n\nYou: "
-    )
+    assert capsys.readouterr().out == (f"You: AI: {first.text}\n\nYou: AI: {second.text}\n\nYou: ")
     assert [m["role"] for m in session.messages] == ["user", "assistant", "user", "assistant"]
     assert first.text and second.text
     # The session remembers: the second reply was asked with the whole first exchange, exactly

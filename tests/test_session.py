@@ -153,9 +153,7 @@ def test_a_loop_left_early_keeps_what_was_shown(local: spout.LLM) -> None:
     # The model was released: the next turn runs, and sends the cut reply as history.
     session.generate("Go on.", max_tokens=4)
     assert session.turns[-1].incomplete is None
-    assert session.turns[-1].usage.input_tokens == local.count_tokens(
-        messages=session.messages[:3]
-    )
+    assert session.turns[-1].usage.input_tokens == local.count_tokens(messages=session.messages[:3])
 
 
 @pytest.mark.model
@@ -279,9 +277,12 @@ def test_trimming_never_splits_a_call_from_its_result(replay: ReplayServer) -> N
     assert [m["role"] for m in tool_turn] == ["user", "assistant", "tool", "tool", "assistant"]
 
     # A budget the tool turn does not fit in: it goes whole, never the call without its result.
-    session.max_history_tokens = spout._context.estimate_tokens(
-        [{"role": "system", "content": "Sys."}, {"role": "user", "content": "Thanks!"}]
-    ) + 5
+    session.max_history_tokens = (
+        spout._context.estimate_tokens(
+            [{"role": "system", "content": "Sys."}, {"role": "user", "content": "Thanks!"}]
+        )
+        + 5
+    )
     "".join(session.generate_stream("Thanks!"))
     sent = replay.requests[-1].json()["messages"]
     assert sent == [
@@ -305,15 +306,29 @@ def test_tool_turn_kept_whole(replay: ReplayServer, mode: str) -> None:
     assert turn.incomplete is None
     assert list(turn.messages) == [
         {"role": "user", "content": "Sums and weather"},
-        {"role": "assistant", "content": "Let me check.", "tool_calls": [
-            {"id": "call_calc", "type": "function",
-             "function": {"name": "calculator", "arguments": '{"expression": "123 * 456"}'}},
-            {"id": "call_wx", "type": "function",
-             "function": {"name": "get_weather", "arguments": '{"city": "Oslo \\u00e9\\""}'}},
-        ]},
+        {
+            "role": "assistant",
+            "content": "Let me check.",
+            "tool_calls": [
+                {
+                    "id": "call_calc",
+                    "type": "function",
+                    "function": {"name": "calculator", "arguments": '{"expression": "123 * 456"}'},
+                },
+                {
+                    "id": "call_wx",
+                    "type": "function",
+                    "function": {"name": "get_weather", "arguments": '{"city": "Oslo \\u00e9\\""}'},
+                },
+            ],
+        },
         {"role": "tool", "tool_call_id": "call_calc", "name": "calculator", "content": "56088"},
-        {"role": "tool", "tool_call_id": "call_wx", "name": "get_weather",
-         "content": 'Oslo é": 21 degrees'},
+        {
+            "role": "tool",
+            "tool_call_id": "call_wx",
+            "name": "get_weather",
+            "content": 'Oslo é": 21 degrees',
+        },
         {"role": "assistant", "content": "123 * 456 = 56088, and Oslo is mild."},
     ]
     # Both rounds' usage, summed.
@@ -330,7 +345,10 @@ def test_switch_to_anthropic_sends_tool_history_in_its_shape(replay: ReplayServe
     try:
         other.replies = turns(anthropic_text_turn("Glad to help."))
         session.provider = create_llm(
-            "anthropic", model="claude-sonnet-4-5", base_url=other.url, api_key="k",
+            "anthropic",
+            model="claude-sonnet-4-5",
+            base_url=other.url,
+            api_key="k",
             max_retries=0,
         )
         assert "".join(session.generate_stream("Thanks!", max_tokens=50)) == "Glad to help."
@@ -340,17 +358,31 @@ def test_switch_to_anthropic_sends_tool_history_in_its_shape(replay: ReplayServe
     assert body["system"] == "Be brief."
     assert body["messages"] == [
         {"role": "user", "content": "Sums and weather"},
-        {"role": "assistant", "content": [
-            {"type": "text", "text": "Let me check."},
-            {"type": "tool_use", "id": "call_calc", "name": "calculator",
-             "input": {"expression": "123 * 456"}},
-            {"type": "tool_use", "id": "call_wx", "name": "get_weather",
-             "input": {"city": 'Oslo é"'}},
-        ]},
-        {"role": "user", "content": [
-            {"type": "tool_result", "tool_use_id": "call_calc", "content": "56088"},
-            {"type": "tool_result", "tool_use_id": "call_wx", "content": 'Oslo é": 21 degrees'},
-        ]},
+        {
+            "role": "assistant",
+            "content": [
+                {"type": "text", "text": "Let me check."},
+                {
+                    "type": "tool_use",
+                    "id": "call_calc",
+                    "name": "calculator",
+                    "input": {"expression": "123 * 456"},
+                },
+                {
+                    "type": "tool_use",
+                    "id": "call_wx",
+                    "name": "get_weather",
+                    "input": {"city": 'Oslo é"'},
+                },
+            ],
+        },
+        {
+            "role": "user",
+            "content": [
+                {"type": "tool_result", "tool_use_id": "call_calc", "content": "56088"},
+                {"type": "tool_result", "tool_use_id": "call_wx", "content": 'Oslo é": 21 degrees'},
+            ],
+        },
         {"role": "assistant", "content": "123 * 456 = 56088, and Oslo is mild."},
         {"role": "user", "content": "Thanks!"},
     ]
@@ -362,8 +394,9 @@ def test_switch_from_gemini_gives_calls_unique_ids_and_drops_its_signatures(
 ) -> None:
     # Gemini numbers calls per response (call_0, call_1): two rounds reuse the same ids.
     replay.replies = turns(gemini_call_turn(), gemini_call_turn(), gemini_text_turn())
-    gemini = create_llm("gemini", model="gemini-2.5-flash", base_url=replay.url, api_key="k",
-                        max_retries=0)
+    gemini = create_llm(
+        "gemini", model="gemini-2.5-flash", base_url=replay.url, api_key="k", max_retries=0
+    )
     session = Session(gemini)
     drain_tools(session, "sync", "Weather and sums", tools=[calculator, get_weather])
     ids = [c["id"] for m in session.messages for c in m.get("tool_calls", ())]
@@ -436,8 +469,13 @@ def test_broken_stream_stored_incomplete_with_its_partial_text(
 
 
 def test_error_before_any_text_keeps_the_prompt(replay: ReplayServer) -> None:
-    replay.replies = [Reply(status=400, chunks=[b'{"error": {"message": "bad"}}'],
-                            headers={"Content-Type": "application/json"})]
+    replay.replies = [
+        Reply(
+            status=400,
+            chunks=[b'{"error": {"message": "bad"}}'],
+            headers={"Content-Type": "application/json"},
+        )
+    ]
     session = Session(openai_at(replay))
     with pytest.raises(spout.BadRequestError):
         session.generate_stream("Hi")
@@ -481,7 +519,13 @@ def test_saved_session_loads_and_goes_on(replay: ReplayServer, tmp_path: Path) -
     assert "".join(again.generate_stream("And again?")) == "Again."
     sent = replay.requests[-1].json()["messages"]
     assert [m["role"] for m in sent] == [
-        "system", "user", "assistant", "tool", "tool", "assistant", "user"
+        "system",
+        "user",
+        "assistant",
+        "tool",
+        "tool",
+        "assistant",
+        "user",
     ]
     assert [m["content"] for m in sent[1:6]] == [m["content"] for m in session.messages]
     again.save()
@@ -525,7 +569,10 @@ def test_a_refusal_is_kept_as_one_and_goes_back_as_each_provider_takes_it(
     try:
         other.replies = turns(anthropic_text_turn("Understood."))
         again.provider = create_llm(
-            "anthropic", model="claude-sonnet-4-5", base_url=other.url, api_key="k",
+            "anthropic",
+            model="claude-sonnet-4-5",
+            base_url=other.url,
+            api_key="k",
             max_retries=0,
         )
         assert "".join(again.generate_stream("OK.", max_tokens=50)) == "Understood."
@@ -538,8 +585,9 @@ def test_a_refusal_is_kept_as_one_and_goes_back_as_each_provider_takes_it(
 
 def test_a_cut_refusal_is_kept_incomplete(replay: ReplayServer, mode: str) -> None:
     body = openai_refusal_turn()
-    replay.replies = [Reply(chunks=[body[: body.index(b'"stop"')].rsplit(b"\n\n", 1)[0]
-                                    + b"\n\n"], abort=True)]
+    replay.replies = [
+        Reply(chunks=[body[: body.index(b'"stop"')].rsplit(b"\n\n", 1)[0] + b"\n\n"], abort=True)
+    ]
     session = Session(openai_at(replay))
     with pytest.raises(spout.StreamInterruptedError):
         drain(session, mode, "How do I pick a lock?")
@@ -609,15 +657,18 @@ with session.generate_stream("second") as stream:
 
 
 def slow_reply(words: int = 40) -> Reply:
-    body = [openai_sse(openai_chunk({"content": f"w{i} "})).removesuffix(b"data: [DONE]\n\n")
-            for i in range(words)]
+    body = [
+        openai_sse(openai_chunk({"content": f"w{i} "})).removesuffix(b"data: [DONE]\n\n")
+        for i in range(words)
+    ]
     return Reply(chunks=[*body, openai_sse(openai_chunk({}, "stop"))], delay=0.1)
 
 
 def start_child(replay: ReplayServer, path: Path) -> tuple[subprocess.Popen[str], str]:
     child = subprocess.Popen(
         [sys.executable, "-c", _CHILD, f"{replay.url}/v1", str(path)],
-        stdout=subprocess.PIPE, text=True,
+        stdout=subprocess.PIPE,
+        text=True,
     )
     assert child.stdout is not None
     saved = child.stdout.readline().split()
@@ -686,18 +737,29 @@ def test_thinking_turn_keeps_reasoning_and_sends_it_back(replay: ReplayServer) -
     replay.replies = turns(
         anthropic_thinking_call_turn(), anthropic_text_turn(), anthropic_text_turn("Bye.")
     )
-    llm = create_llm("anthropic", model="claude-sonnet-4-5", base_url=replay.url, api_key="k",
-                     max_retries=0)
+    llm = create_llm(
+        "anthropic", model="claude-sonnet-4-5", base_url=replay.url, api_key="k", max_retries=0
+    )
     session = Session(llm)
-    drain_tools(session, "sync", "Weather in Oslo?", tools=[get_weather], max_tokens=2000,
-                thinking={"type": "enabled", "budget_tokens": 1024})
+    drain_tools(
+        session,
+        "sync",
+        "Weather in Oslo?",
+        tools=[get_weather],
+        max_tokens=2000,
+        thinking={"type": "enabled", "budget_tokens": 1024},
+    )
     calling = session.messages[1]
     assert calling["reasoning"] == "The user wants weather."
     assert calling["reasoning_signature"] == "EqQBCgIYAhIM1gbcDa9GJwZA2b3h"
-    "".join(session.generate_stream("Thanks", max_tokens=2000,
-                                    thinking={"type": "enabled", "budget_tokens": 1024}))
+    "".join(
+        session.generate_stream(
+            "Thanks", max_tokens=2000, thinking={"type": "enabled", "budget_tokens": 1024}
+        )
+    )
     sent = replay.requests[-1].json()["messages"]
     assert sent[1]["content"][0] == {
-        "type": "thinking", "thinking": "The user wants weather.",
+        "type": "thinking",
+        "thinking": "The user wants weather.",
         "signature": "EqQBCgIYAhIM1gbcDa9GJwZA2b3h",
     }

@@ -29,10 +29,33 @@ from spout.shaping import Shaper, safe_cut
 # Whole grapheme clusters: multi-byte text, emoji ZWJ sequences, flags, skin tones, combining
 # marks, CJK, and the boundaries smoothing cuts on.
 CLUSTERS = [
-    "a", "b", "Z", "é", "e\u0301", "n\u0303\u0323", "字", "漢", "ü", "ß",
-    "👍", "👍🏽", "👨\u200d👩\u200d👧", "🏳\ufe0f\u200d🌈", "🇳🇴", "🇸🇪", "❤\ufe0f",
+    "a",
+    "b",
+    "Z",
+    "é",
+    "e\u0301",
+    "n\u0303\u0323",
+    "字",
+    "漢",
+    "ü",
+    "ß",
+    "👍",
+    "👍🏽",
+    "👨\u200d👩\u200d👧",
+    "🏳\ufe0f\u200d🌈",
+    "🇳🇴",
+    "🇸🇪",
+    "❤\ufe0f",
     "\u0915\u093f",  # Devanagari ki: a spacing mark (Mc)
-    " ", "\n", ".", "!", "?", "。", "\r\n", ",", "\u201d",
+    " ",
+    "\n",
+    ".",
+    "!",
+    "?",
+    "。",
+    "\r\n",
+    ",",
+    "\u201d",
 ]
 
 clusters = st.lists(st.sampled_from(CLUSTERS), max_size=60)
@@ -217,7 +240,11 @@ def test_buffer_size_releases_every_n_chunks() -> None:
 def test_min_chunk_size_waits_for_enough_characters() -> None:
     shaper = Shaper(min_chunk_size=5)
     assert [shaper.feed(c) for c in ["ab", "cd", "e", "fghijk", "l"]] == [
-        [], [], ["abcde"], ["fghijk"], []
+        [],
+        [],
+        ["abcde"],
+        ["fghijk"],
+        [],
     ]
     assert shaper.flush() == ["l"]
 
@@ -304,7 +331,9 @@ def llm_for(server: ReplayServer, *replies: Reply) -> spout.LLM:
     return create_llm("openai", model="m", base_url=f"{server.url}/v1", api_key="k")
 
 
-def read(llm: spout.LLM, mode: str, method: str = "stream", **options: Any) -> tuple[list[Any], Any]:
+def read(
+    llm: spout.LLM, mode: str, method: str = "stream", **options: Any
+) -> tuple[list[Any], Any]:
     """(the events the consumer got, the final response), sync or async."""
     if mode == "sync":
         if method == "tools":
@@ -330,7 +359,18 @@ def add(a: int, b: int) -> int:
     return a + b
 
 
-WORDS = ["Hel", "lo wo", "rld, ", "this is ", "a long", "er sen", "tence.", " 👨\u200d", "👩", " end"]
+WORDS = [
+    "Hel",
+    "lo wo",
+    "rld, ",
+    "this is ",
+    "a long",
+    "er sen",
+    "tence.",
+    " 👨\u200d",
+    "👩",
+    " end",
+]
 
 
 def test_word_smoothing_on_a_stream(replay: ReplayServer, mode: str) -> None:

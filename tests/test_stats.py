@@ -98,12 +98,22 @@ def test_stats_count_the_provider_chunks_not_the_shaped_ones(
 
 
 def test_a_response_not_streamed_has_stats(replay: ReplayServer) -> None:
-    body = {"id": "c", "object": "chat.completion", "model": "m",
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": "Hi there"},
-                         "finish_reason": "stop"}],
-            "usage": {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5}}
-    replay.replies = [Reply(chunks=[json.dumps(body).encode()],
-                            headers={"Content-Type": "application/json"})]
+    body = {
+        "id": "c",
+        "object": "chat.completion",
+        "model": "m",
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": "Hi there"},
+                "finish_reason": "stop",
+            }
+        ],
+        "usage": {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5},
+    }
+    replay.replies = [
+        Reply(chunks=[json.dumps(body).encode()], headers={"Content-Type": "application/json"})
+    ]
     llm = create_llm("openai", model="m", base_url=f"{replay.url}/v1", api_key="k")
     stats = llm.generate("hi").stats
     assert stats is not None

@@ -19,7 +19,8 @@ WITHIN = 20  # chunks the server may still send after the client stopped (0.2 s)
 
 def slow_reply() -> Reply:
     chunks = [
-        b"data: " + json.dumps({"choices": [{"index": 0, "delta": {"content": f"w{i} "}}]}).encode()
+        b"data: "
+        + json.dumps({"choices": [{"index": 0, "delta": {"content": f"w{i} "}}]}).encode()
         + b"\n\n"
         for i in range(EVENTS)
     ]
@@ -177,7 +178,8 @@ async def _aenumerate(stream: spout.AsyncStream) -> Any:
 
 def fast_llm(server: ReplayServer, words: int = 5) -> spout.LLM:
     chunks = [
-        b"data: " + json.dumps({"choices": [{"index": 0, "delta": {"content": f"w{i} "}}]}).encode()
+        b"data: "
+        + json.dumps({"choices": [{"index": 0, "delta": {"content": f"w{i} "}}]}).encode()
         + b"\n\n"
         for i in range(words)
     ]

@@ -212,9 +212,7 @@ def test_a_refusal_raises_with_the_refusal_on_partial(replay: ReplayServer, mode
 def test_cut_json_raises_and_says_so(replay: ReplayServer) -> None:
     text = '{"city": "Oslo", "tempera'
     replay.replies = turns(
-        openai_sse(
-            openai_chunk({"role": "assistant", "content": text}), openai_chunk({}, "length")
-        )
+        openai_sse(openai_chunk({"role": "assistant", "content": text}), openai_chunk({}, "length"))
     )
     stream = openai_llm(replay).generate_stream("Weather?", response_format=Weather)
     with pytest.raises(StructuredOutputError, match="cut at max_tokens") as caught:
@@ -246,8 +244,9 @@ def test_plain_schema_is_checked_lightly(replay: ReplayServer) -> None:
         "properties": {"name": {"type": "string"}, "age": {"type": "integer"}},
         "required": ["name", "age"],
     }
-    replay.replies = turns(openai_json_turn('{"name": "Ada", "age": 36}'),
-                           openai_json_turn('{"name": "Ada"}'))
+    replay.replies = turns(
+        openai_json_turn('{"name": "Ada", "age": 36}'), openai_json_turn('{"name": "Ada"}')
+    )
     llm = openai_llm(replay)
     assert parsed(llm, schema) == {"name": "Ada", "age": 36}
     # Not strict-ready (no additionalProperties: false), so sent with strict false, as given.
@@ -269,7 +268,9 @@ class Point(TypedDict):
 
 
 def test_dataclass_and_typeddict(replay: ReplayServer) -> None:
-    replay.replies = turns(openai_json_turn('{"city": "Oslo"}'), openai_json_turn('{"x": 1, "y": 2}'))
+    replay.replies = turns(
+        openai_json_turn('{"city": "Oslo"}'), openai_json_turn('{"x": 1, "y": 2}')
+    )
     llm = openai_llm(replay)
     assert parsed(llm, Place) == Place("Oslo")
     assert parsed(llm, Point) == {"x": 1, "y": 2}
@@ -284,19 +285,39 @@ def test_gemini_uses_response_json_schema(replay: ReplayServer, mode: str) -> No
     replay.replies = turns(
         gemini_sse(
             *(
-                {"candidates": [{"content": {"role": "model", "parts": [{"text": piece}]},
-                                 "index": 0}], "modelVersion": "gemini-2.5-flash"}
+                {
+                    "candidates": [
+                        {"content": {"role": "model", "parts": [{"text": piece}]}, "index": 0}
+                    ],
+                    "modelVersion": "gemini-2.5-flash",
+                }
                 for piece in pieces[:-1]
             ),
-            {"candidates": [{"content": {"role": "model", "parts": [{"text": pieces[-1]}]},
-                             "finishReason": "STOP", "index": 0}],
-             "usageMetadata": {"promptTokenCount": 9, "candidatesTokenCount": 20,
-                               "totalTokenCount": 29}, "modelVersion": "gemini-2.5-flash"},
+            {
+                "candidates": [
+                    {
+                        "content": {"role": "model", "parts": [{"text": pieces[-1]}]},
+                        "finishReason": "STOP",
+                        "index": 0,
+                    }
+                ],
+                "usageMetadata": {
+                    "promptTokenCount": 9,
+                    "candidatesTokenCount": 20,
+                    "totalTokenCount": 29,
+                },
+                "modelVersion": "gemini-2.5-flash",
+            },
         )
     )
     llm = create_llm("gemini", model="gemini-2.5-flash", base_url=replay.url, api_key="k")
-    objects, response = run(llm, mode, response_format=Weather, temperature=0,
-                            generationConfig={"thinkingConfig": {"thinkingBudget": 0}})
+    objects, response = run(
+        llm,
+        mode,
+        response_format=Weather,
+        temperature=0,
+        generationConfig={"thinkingConfig": {"thinkingBudget": 0}},
+    )
     body = replay.requests[0].json()
     config = body["generationConfig"]
     assert config["responseMimeType"] == "application/json"
@@ -311,10 +332,22 @@ def test_ollama_uses_format(replay: ReplayServer, mode: str) -> None:
     pieces = [WEATHER_JSON[i : i + 11] for i in range(0, len(WEATHER_JSON), 11)]
     replay.replies = turns(
         ollama_ndjson(
-            *({"model": "llama3.2", "message": {"role": "assistant", "content": piece},
-               "done": False} for piece in pieces),
-            {"model": "llama3.2", "message": {"role": "assistant", "content": ""}, "done": True,
-             "done_reason": "stop", "prompt_eval_count": 50, "eval_count": 20},
+            *(
+                {
+                    "model": "llama3.2",
+                    "message": {"role": "assistant", "content": piece},
+                    "done": False,
+                }
+                for piece in pieces
+            ),
+            {
+                "model": "llama3.2",
+                "message": {"role": "assistant", "content": ""},
+                "done": True,
+                "done_reason": "stop",
+                "prompt_eval_count": 50,
+                "eval_count": 20,
+            },
         ),
         content_type="application/x-ndjson",
     )
@@ -347,8 +380,9 @@ def test_anthropic_is_instructed_and_parsed_tolerantly(replay: ReplayServer, mod
 
 def test_responses_api_uses_text_format(replay: ReplayServer, mode: str) -> None:
     replay.replies = turns(responses_text_turn(WEATHER_JSON))
-    llm = create_llm("openai", model="gpt-4.1", api="responses", base_url=f"{replay.url}/v1",
-                     api_key="k")
+    llm = create_llm(
+        "openai", model="gpt-4.1", api="responses", base_url=f"{replay.url}/v1", api_key="k"
+    )
     _, response = run(llm, mode, response_format=Weather)
     text_format = replay.requests[0].json()["text"]["format"]
     assert text_format["type"] == "json_schema"
@@ -358,8 +392,13 @@ def test_responses_api_uses_text_format(replay: ReplayServer, mode: str) -> None
 
 
 def test_tgi_uses_a_json_grammar(replay: ReplayServer) -> None:
-    replay.replies = [Reply(status=400, chunks=[b'{"error": "stop here"}'],
-                            headers={"Content-Type": "application/json"})]
+    replay.replies = [
+        Reply(
+            status=400,
+            chunks=[b'{"error": "stop here"}'],
+            headers={"Content-Type": "application/json"},
+        )
+    ]
     llm = create_llm("huggingface", model="tgi", base_url=replay.url, max_retries=0)
     with pytest.raises(Exception, match="stop here"):
         llm.generate_stream("Weather?", response_format=Weather)
@@ -370,13 +409,22 @@ def test_tgi_uses_a_json_grammar(replay: ReplayServer) -> None:
 
 def test_a_fallback_gets_the_format_in_its_own_shape(replay: ReplayServer) -> None:
     replay.replies = [
-        Reply(status=503, chunks=[b'{"error": {"message": "down"}}'],
-              headers={"Content-Type": "application/json"}),
+        Reply(
+            status=503,
+            chunks=[b'{"error": {"message": "down"}}'],
+            headers={"Content-Type": "application/json"},
+        ),
         *turns(anthropic_text_turn(WEATHER_JSON)),
     ]
     backup = create_llm("anthropic", model="claude-sonnet-4-5", base_url=replay.url, api_key="k")
-    llm = create_llm("openai", model="gpt-4o-mini", base_url=f"{replay.url}/v1", api_key="k",
-                     max_retries=0, fallbacks=[backup])
+    llm = create_llm(
+        "openai",
+        model="gpt-4o-mini",
+        base_url=f"{replay.url}/v1",
+        api_key="k",
+        max_retries=0,
+        fallbacks=[backup],
+    )
     response = llm.generate_stream("Weather?", response_format=Weather).response
     first, second = (request.json() for request in replay.requests)
     assert "response_format" in first
@@ -421,7 +469,7 @@ def test_a_bad_response_format_fails_before_sending() -> None:
     ("text", "found"),
     [
         ('{"a": 1}', '{"a": 1}'),
-        ('  [1, 2]\n', "[1, 2]"),
+        ("  [1, 2]\n", "[1, 2]"),
         ('```json\n{"a": [1, {"b": "}"}]}\n```', '{"a": [1, {"b": "}"}]}'),
         ('Sure, {here} it is: {"a": 1} -- hope it helps {', '{"a": 1}'),
         ('{"a": 1', None),
@@ -451,8 +499,9 @@ def test_schema_problems() -> None:
         },
         "required": ["kind"],
         "additionalProperties": False,
-        "$defs": {"Item": {"type": "object", "required": ["n"],
-                           "properties": {"n": {"type": "integer"}}}},
+        "$defs": {
+            "Item": {"type": "object", "required": ["n"], "properties": {"n": {"type": "integer"}}}
+        },
     }
     assert schema_problems({"kind": "a", "items": [{"n": 1}], "note": None}, schema) == []
     assert schema_problems({"kind": "c", "items": [{"n": 1.5}, {}], "note": 3, "x": 0}, schema) == [

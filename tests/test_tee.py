@@ -87,8 +87,11 @@ def test_events_come_to_every_reader_from_the_first(replay: ReplayServer, mode: 
                 astream = llm.agenerate_stream("hi")
                 a, b = astream.tee(2)
                 c = astream.subscribe()
-                return ([e async for e in a.events()], [e async for e in b.events()],
-                        [e async for e in c.events()])
+                return (
+                    [e async for e in a.events()],
+                    [e async for e in b.events()],
+                    [e async for e in c.events()],
+                )
 
         first, second, third = asyncio.run(main())
     assert first == second == third
@@ -110,8 +113,11 @@ def test_readers_of_a_refusal(replay: ReplayServer, mode: str) -> None:
             async with llm:
                 astream = llm.agenerate_stream("hi")
                 a, b = astream.tee(2)
-                return ([t async for t in a], [e async for e in b.events()],
-                        await astream.get_response())
+                return (
+                    [t async for t in a],
+                    [e async for e in b.events()],
+                    await astream.get_response(),
+                )
 
         text, got, response = asyncio.run(main())
     assert text == ["Well. "] and response.text == "Well. "

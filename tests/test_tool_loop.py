@@ -138,7 +138,9 @@ def openai(server: ReplayServer) -> spout.LLM:
 def test_openai_two_rounds_send_calls_and_results_back(replay: ReplayServer, mode: str) -> None:
     replay.replies = turns(openai_call_turn(), openai_text_turn())
     loop = run_loop(
-        openai(replay), mode, "What is 123 * 456, and the weather in Oslo?",
+        openai(replay),
+        mode,
+        "What is 123 * 456, and the weather in Oslo?",
         tools=[calculator, get_weather],
     )
     calls = ran_calls(loop, mode)
@@ -155,22 +157,42 @@ def test_openai_two_rounds_send_calls_and_results_back(replay: ReplayServer, mod
     assert len(replay.requests) == 2
     first, second = (r.json() for r in replay.requests)
     assert first["tools"] == [
-        {"type": "function", "function": {
-            "name": "calculator", "description": "Evaluates an arithmetic expression",
-            "parameters": calculator.parameters}},
-        {"type": "function", "function": {
-            "name": "get_weather", "description": "Current weather for a city.",
-            "parameters": get_weather.parameters}},
+        {
+            "type": "function",
+            "function": {
+                "name": "calculator",
+                "description": "Evaluates an arithmetic expression",
+                "parameters": calculator.parameters,
+            },
+        },
+        {
+            "type": "function",
+            "function": {
+                "name": "get_weather",
+                "description": "Current weather for a city.",
+                "parameters": get_weather.parameters,
+            },
+        },
     ]
     assert second["tools"] == first["tools"]
     assert second["messages"] == [
         {"role": "user", "content": "What is 123 * 456, and the weather in Oslo?"},
-        {"role": "assistant", "content": "Let me check.", "tool_calls": [
-            {"id": "call_calc", "type": "function",
-             "function": {"name": "calculator", "arguments": '{"expression": "123 * 456"}'}},
-            {"id": "call_wx", "type": "function",
-             "function": {"name": "get_weather", "arguments": '{"city": "Oslo \\u00e9\\""}'}},
-        ]},
+        {
+            "role": "assistant",
+            "content": "Let me check.",
+            "tool_calls": [
+                {
+                    "id": "call_calc",
+                    "type": "function",
+                    "function": {"name": "calculator", "arguments": '{"expression": "123 * 456"}'},
+                },
+                {
+                    "id": "call_wx",
+                    "type": "function",
+                    "function": {"name": "get_weather", "arguments": '{"city": "Oslo \\u00e9\\""}'},
+                },
+            ],
+        },
         {"role": "tool", "tool_call_id": "call_calc", "content": "56088"},
         {"role": "tool", "tool_call_id": "call_wx", "content": 'Oslo é": 21 degrees celsius'},
     ]
@@ -184,7 +206,8 @@ def test_openai_two_rounds_send_calls_and_results_back(replay: ReplayServer, mod
     assert loop.rounds == 2
     # The conversation goes on from here: the final answer is its last message.
     assert loop.messages[-1] == {
-        "role": "assistant", "content": "123 * 456 = 56088, and Oslo is mild."
+        "role": "assistant",
+        "content": "123 * 456 = 56088, and Oslo is mild.",
     }
     assert [m["role"] for m in loop.messages] == ["user", "assistant", "tool", "tool", "assistant"]
     assert loop.messages[2]["name"] == "calculator"
@@ -201,7 +224,8 @@ def test_every_rounds_events_and_tool_results(replay: ReplayServer, mode: str) -
     assert first_finish < kinds.index("ToolResult") < kinds.index("ResponseStart", 1)
     results = {e.tool_call.id: e.content for e in loop.events if isinstance(e, ToolResult)}
     assert [results[c.id] for c in ran_calls(loop, mode)] == [
-        "56088", 'Oslo é": 21 degrees celsius'
+        "56088",
+        'Oslo é": 21 degrees celsius',
     ]
 
 
@@ -215,7 +239,9 @@ async def test_async_iteration_gives_text_and_ran_calls(replay: ReplayServer) ->
     replay.replies = turns(openai_call_turn(), openai_text_turn())
     llm = openai(replay)
     try:
-        items = [i async for i in llm.agenerate_stream_with_tools("q", tools=[calculator, get_weather])]
+        items = [
+            i async for i in llm.agenerate_stream_with_tools("q", tools=[calculator, get_weather])
+        ]
     finally:
         await llm.aclose()
     assert [type(i).__name__ for i in items] == ["str", "str", "ToolCall", "ToolCall", "str", "str"]
@@ -228,33 +254,58 @@ def test_anthropic_sends_thinking_and_tool_results_back(replay: ReplayServer, mo
     replay.replies = turns(anthropic_thinking_call_turn(), anthropic_text_turn())
     llm = create_llm("anthropic", model="claude-sonnet-4-5", base_url=replay.url, api_key="k")
     loop = run_loop(
-        llm, mode, "Weather in Oslo?", tools=[get_weather], tool_choice="required",
+        llm,
+        mode,
+        "Weather in Oslo?",
+        tools=[get_weather],
+        tool_choice="required",
         thinking={"type": "enabled", "budget_tokens": 1024},
     )
     [call] = [i for i in loop.items if isinstance(i, ToolCall)]
     assert (call.id, call.arguments, call.result) == (
-        "toolu_01Wx", {"city": "Oslo"}, "Oslo: 21 degrees celsius"
+        "toolu_01Wx",
+        {"city": "Oslo"},
+        "Oslo: 21 degrees celsius",
     )
     first, second = (r.json() for r in replay.requests)
-    assert first["tools"] == [{
-        "name": "get_weather", "description": "Current weather for a city.",
-        "input_schema": get_weather.parameters,
-    }]
+    assert first["tools"] == [
+        {
+            "name": "get_weather",
+            "description": "Current weather for a city.",
+            "input_schema": get_weather.parameters,
+        }
+    ]
     assert first["tool_choice"] == {"type": "any"}
     # A forced choice holds for the first round only, or the model could never answer.
     assert "tool_choice" not in second
     assert second["messages"] == [
         {"role": "user", "content": "Weather in Oslo?"},
-        {"role": "assistant", "content": [
-            {"type": "thinking", "thinking": "The user wants weather.",
-             "signature": "EqQBCgIYAhIM1gbcDa9GJwZA2b3h"},
-            {"type": "tool_use", "id": "toolu_01Wx", "name": "get_weather",
-             "input": {"city": "Oslo"}},
-        ]},
-        {"role": "user", "content": [
-            {"type": "tool_result", "tool_use_id": "toolu_01Wx",
-             "content": "Oslo: 21 degrees celsius"},
-        ]},
+        {
+            "role": "assistant",
+            "content": [
+                {
+                    "type": "thinking",
+                    "thinking": "The user wants weather.",
+                    "signature": "EqQBCgIYAhIM1gbcDa9GJwZA2b3h",
+                },
+                {
+                    "type": "tool_use",
+                    "id": "toolu_01Wx",
+                    "name": "get_weather",
+                    "input": {"city": "Oslo"},
+                },
+            ],
+        },
+        {
+            "role": "user",
+            "content": [
+                {
+                    "type": "tool_result",
+                    "tool_use_id": "toolu_01Wx",
+                    "content": "Oslo: 21 degrees celsius",
+                },
+            ],
+        },
     ]
     assert loop.response.text == "It is 21 degrees in Oslo."
     assert loop.response.reasoning == "The user wants weather."
@@ -278,36 +329,59 @@ def test_anthropic_error_result_is_marked(replay: ReplayServer, mode: str) -> No
 def test_gemini_sends_thought_signature_back(replay: ReplayServer, mode: str) -> None:
     replay.replies = turns(gemini_call_turn(), gemini_text_turn())
     llm = create_llm("gemini", model="gemini-2.5-flash", base_url=replay.url, api_key="k")
-    loop = run_loop(llm, mode, "Weather and sums", tools=[get_weather, calculator],
-                    tool_choice="get_weather")
+    loop = run_loop(
+        llm, mode, "Weather and sums", tools=[get_weather, calculator], tool_choice="get_weather"
+    )
     calls = ran_calls(loop, mode)
     assert [(c.name, c.result, c.signature) for c in calls] == [
         ("get_weather", "Oslo: 21 degrees celsius", "CpwCAdHtim9signature"),
         ("calculator", "4", None),
     ]
     first, second = (r.json() for r in replay.requests)
-    assert first["tools"] == [{"functionDeclarations": [
-        {"name": "get_weather", "description": "Current weather for a city.",
-         "parametersJsonSchema": get_weather.parameters},
-        {"name": "calculator", "description": "Evaluates an arithmetic expression",
-         "parametersJsonSchema": calculator.parameters},
-    ]}]
+    assert first["tools"] == [
+        {
+            "functionDeclarations": [
+                {
+                    "name": "get_weather",
+                    "description": "Current weather for a city.",
+                    "parametersJsonSchema": get_weather.parameters,
+                },
+                {
+                    "name": "calculator",
+                    "description": "Evaluates an arithmetic expression",
+                    "parametersJsonSchema": calculator.parameters,
+                },
+            ]
+        }
+    ]
     assert first["toolConfig"] == {
         "functionCallingConfig": {"mode": "ANY", "allowedFunctionNames": ["get_weather"]}
     }
     assert "toolConfig" not in second
     assert second["contents"] == [
         {"role": "user", "parts": [{"text": "Weather and sums"}]},
-        {"role": "model", "parts": [
-            {"functionCall": {"name": "get_weather", "args": {"city": "Oslo"}},
-             "thoughtSignature": "CpwCAdHtim9signature"},
-            {"functionCall": {"name": "calculator", "args": {"expression": "2 + 2"}}},
-        ]},
-        {"role": "user", "parts": [
-            {"functionResponse": {"name": "get_weather",
-                                  "response": {"result": "Oslo: 21 degrees celsius"}}},
-            {"functionResponse": {"name": "calculator", "response": {"result": 4}}},
-        ]},
+        {
+            "role": "model",
+            "parts": [
+                {
+                    "functionCall": {"name": "get_weather", "args": {"city": "Oslo"}},
+                    "thoughtSignature": "CpwCAdHtim9signature",
+                },
+                {"functionCall": {"name": "calculator", "args": {"expression": "2 + 2"}}},
+            ],
+        },
+        {
+            "role": "user",
+            "parts": [
+                {
+                    "functionResponse": {
+                        "name": "get_weather",
+                        "response": {"result": "Oslo: 21 degrees celsius"},
+                    }
+                },
+                {"functionResponse": {"name": "calculator", "response": {"result": 4}}},
+            ],
+        },
     ]
     assert loop.response.text == "Oslo is mild and 2 + 2 is 4."
 
@@ -319,13 +393,23 @@ def test_ollama_sends_tool_results_by_name(replay: ReplayServer, mode: str) -> N
     llm = create_llm("ollama", model="llama3.2", base_url=replay.url)
     loop = run_loop(llm, mode, "Weather in Oslo?", tools=[get_weather])
     first, second = (r.json() for r in replay.requests)
-    assert first["tools"] == [{"type": "function", "function": {
-        "name": "get_weather", "description": "Current weather for a city.",
-        "parameters": get_weather.parameters}}]
+    assert first["tools"] == [
+        {
+            "type": "function",
+            "function": {
+                "name": "get_weather",
+                "description": "Current weather for a city.",
+                "parameters": get_weather.parameters,
+            },
+        }
+    ]
     assert second["messages"] == [
         {"role": "user", "content": "Weather in Oslo?"},
-        {"role": "assistant", "content": "", "tool_calls": [
-            {"function": {"name": "get_weather", "arguments": {"city": "Oslo"}}}]},
+        {
+            "role": "assistant",
+            "content": "",
+            "tool_calls": [{"function": {"name": "get_weather", "arguments": {"city": "Oslo"}}}],
+        },
         {"role": "tool", "content": "Oslo: 21 degrees celsius", "tool_name": "get_weather"},
     ]
     assert loop.response.text == "Oslo: 21 degrees."
@@ -341,20 +425,33 @@ def test_ollama_cannot_force_a_call(replay: ReplayServer) -> None:
 
 def test_responses_api_sends_function_call_items_back(replay: ReplayServer, mode: str) -> None:
     replay.replies = turns(responses_call_turn(), responses_text_turn())
-    llm = create_llm("openai", model="gpt-4.1", api="responses", base_url=f"{replay.url}/v1",
-                     api_key="k")
+    llm = create_llm(
+        "openai", model="gpt-4.1", api="responses", base_url=f"{replay.url}/v1", api_key="k"
+    )
     loop = run_loop(llm, mode, "Weather in Oslo?", tools=[get_weather], tool_choice="get_weather")
     first, second = (r.json() for r in replay.requests)
-    assert first["tools"] == [{"type": "function", "name": "get_weather",
-                               "description": "Current weather for a city.",
-                               "parameters": get_weather.parameters}]
+    assert first["tools"] == [
+        {
+            "type": "function",
+            "name": "get_weather",
+            "description": "Current weather for a city.",
+            "parameters": get_weather.parameters,
+        }
+    ]
     assert first["tool_choice"] == {"type": "function", "name": "get_weather"}
     assert second["input"] == [
         {"role": "user", "content": "Weather in Oslo?"},
-        {"type": "function_call", "call_id": "call_r1", "name": "get_weather",
-         "arguments": '{"city": "Oslo"}'},
-        {"type": "function_call_output", "call_id": "call_r1",
-         "output": "Oslo: 21 degrees celsius"},
+        {
+            "type": "function_call",
+            "call_id": "call_r1",
+            "name": "get_weather",
+            "arguments": '{"city": "Oslo"}',
+        },
+        {
+            "type": "function_call_output",
+            "call_id": "call_r1",
+            "output": "Oslo: 21 degrees celsius",
+        },
     ]
     assert loop.response.text == "Mild in Oslo."
     assert loop.response.usage.input_tokens == 60
@@ -365,18 +462,45 @@ def test_responses_api_sends_function_call_items_back(replay: ReplayServer, mode
 
 def test_failures_go_back_to_the_model(replay: ReplayServer, mode: str) -> None:
     turn = openai_sse(
-        openai_chunk({"tool_calls": [
-            {"index": 0, "id": "c_raise", "type": "function",
-             "function": {"name": "calculator", "arguments": '{"expression": "import os"}'}},
-        ]}),
-        openai_chunk({"tool_calls": [
-            {"index": 1, "id": "c_unknown", "type": "function",
-             "function": {"name": "launch_rockets", "arguments": "{}"}},
-        ]}),
-        openai_chunk({"tool_calls": [
-            {"index": 2, "id": "c_json", "type": "function",
-             "function": {"name": "get_weather", "arguments": '{"city": "Oslo"'}},
-        ]}),
+        openai_chunk(
+            {
+                "tool_calls": [
+                    {
+                        "index": 0,
+                        "id": "c_raise",
+                        "type": "function",
+                        "function": {
+                            "name": "calculator",
+                            "arguments": '{"expression": "import os"}',
+                        },
+                    },
+                ]
+            }
+        ),
+        openai_chunk(
+            {
+                "tool_calls": [
+                    {
+                        "index": 1,
+                        "id": "c_unknown",
+                        "type": "function",
+                        "function": {"name": "launch_rockets", "arguments": "{}"},
+                    },
+                ]
+            }
+        ),
+        openai_chunk(
+            {
+                "tool_calls": [
+                    {
+                        "index": 2,
+                        "id": "c_json",
+                        "type": "function",
+                        "function": {"name": "get_weather", "arguments": '{"city": "Oslo"'},
+                    },
+                ]
+            }
+        ),
         openai_chunk({}, "tool_calls"),
     )
     replay.replies = turns(turn, openai_text_turn("Sorry, I could not."))
@@ -401,21 +525,41 @@ def test_failures_go_back_to_the_model(replay: ReplayServer, mode: str) -> None:
 
 
 def test_a_plain_stream_raises_on_invalid_arguments(replay: ReplayServer, mode: str) -> None:
-    replay.replies = [Reply(chunks=[
-        openai_sse(
-            openai_chunk({"content": "Calling."}),
-            openai_chunk({"tool_calls": [{"index": 0, "id": "c1", "type": "function",
-                                          "function": {"name": "get_weather",
-                                                       "arguments": '{"city": Oslo}'}}]}),
-            openai_chunk({}, "tool_calls"),
+    replay.replies = [
+        Reply(
+            chunks=[
+                openai_sse(
+                    openai_chunk({"content": "Calling."}),
+                    openai_chunk(
+                        {
+                            "tool_calls": [
+                                {
+                                    "index": 0,
+                                    "id": "c1",
+                                    "type": "function",
+                                    "function": {
+                                        "name": "get_weather",
+                                        "arguments": '{"city": Oslo}',
+                                    },
+                                }
+                            ]
+                        }
+                    ),
+                    openai_chunk({}, "tool_calls"),
+                )
+            ]
         )
-    ])]
+    ]
     from helpers import stream
 
     with pytest.raises(ToolCallParseError) as caught:
         stream(openai(replay), mode, tools=[get_weather])
     error = caught.value
-    assert (error.tool_name, error.raw, error.tool_call_id) == ("get_weather", '{"city": Oslo}', "c1")
+    assert (error.tool_name, error.raw, error.tool_call_id) == (
+        "get_weather",
+        '{"city": Oslo}',
+        "c1",
+    )
     assert error.partial is not None and error.partial.text == "Calling."
 
 
@@ -431,7 +575,8 @@ def test_approve_can_veto_a_call(replay: ReplayServer, mode: str) -> None:
     calls = ran_calls(loop, mode)
     assert sorted(seen) == ["calculator", "get_weather"]
     assert [(c.name, c.error) for c in calls] == [
-        ("calculator", "the call was not approved"), ("get_weather", None)
+        ("calculator", "the call was not approved"),
+        ("get_weather", None),
     ]
     sent = [m for m in replay.requests[1].json()["messages"] if m["role"] == "tool"]
     assert sent[0]["content"] == "Error: the call was not approved"
@@ -446,7 +591,9 @@ async def test_async_approve_is_awaited(replay: ReplayServer) -> None:
 
     llm = openai(replay)
     try:
-        stream = llm.agenerate_stream_with_tools("q", tools=[calculator, get_weather], approve=approve)
+        stream = llm.agenerate_stream_with_tools(
+            "q", tools=[calculator, get_weather], approve=approve
+        )
         calls = [i async for i in stream if isinstance(i, ToolCall)]
     finally:
         await llm.aclose()
@@ -486,10 +633,30 @@ async def test_calls_of_one_turn_run_concurrently(replay: ReplayServer) -> None:
         return "b done"
 
     turn = openai_sse(
-        openai_chunk({"tool_calls": [{"index": 0, "id": "ca", "type": "function",
-                                      "function": {"name": "wait_for_b", "arguments": "{}"}}]}),
-        openai_chunk({"tool_calls": [{"index": 1, "id": "cb", "type": "function",
-                                      "function": {"name": "wait_for_a", "arguments": "{}"}}]}),
+        openai_chunk(
+            {
+                "tool_calls": [
+                    {
+                        "index": 0,
+                        "id": "ca",
+                        "type": "function",
+                        "function": {"name": "wait_for_b", "arguments": "{}"},
+                    }
+                ]
+            }
+        ),
+        openai_chunk(
+            {
+                "tool_calls": [
+                    {
+                        "index": 1,
+                        "id": "cb",
+                        "type": "function",
+                        "function": {"name": "wait_for_a", "arguments": "{}"},
+                    }
+                ]
+            }
+        ),
         openai_chunk({}, "tool_calls"),
     )
     replay.replies = turns(turn, openai_text_turn("both"))
@@ -500,7 +667,8 @@ async def test_calls_of_one_turn_run_concurrently(replay: ReplayServer) -> None:
     finally:
         await llm.aclose()
     assert sorted((c.name, c.result) for c in calls) == [
-        ("wait_for_a", "b done"), ("wait_for_b", "a done")
+        ("wait_for_a", "b done"),
+        ("wait_for_b", "a done"),
     ]
     # Results go back in the order the model made the calls, whatever order they finished in.
     sent = [m for m in replay.requests[1].json()["messages"] if m["role"] == "tool"]
@@ -539,7 +707,9 @@ def test_async_tools_are_refused_by_the_sync_loop(replay: ReplayServer) -> None:
 
 def test_stopping_the_loop_closes_the_connection(replay: ReplayServer) -> None:
     body = openai_sse(*[openai_chunk({"content": f"w{i} "}) for i in range(200)])
-    replay.replies = [Reply(chunks=[body[i : i + 80] for i in range(0, len(body), 80)], delay=0.002)]
+    replay.replies = [
+        Reply(chunks=[body[i : i + 80] for i in range(0, len(body), 80)], delay=0.002)
+    ]
     stream = openai(replay).generate_stream_with_tools("q", tools=[calculator])
     for i, _ in enumerate(stream):
         if i == 3:
@@ -554,9 +724,17 @@ def test_plain_functions_and_openai_dicts_are_tools(replay: ReplayServer) -> Non
         """Adds two numbers."""
         return a + b
 
-    native = {"type": "function", "function": {"name": "lookup", "description": "Looks up",
-                                               "parameters": {"type": "object", "properties": {}}}}
-    replay.replies = turns(openai_single_call("c1", "add", '{"a": 2, "b": 3}'), openai_text_turn("5"))
+    native = {
+        "type": "function",
+        "function": {
+            "name": "lookup",
+            "description": "Looks up",
+            "parameters": {"type": "object", "properties": {}},
+        },
+    }
+    replay.replies = turns(
+        openai_single_call("c1", "add", '{"a": 2, "b": 3}'), openai_text_turn("5")
+    )
     items = list(openai(replay).generate_stream_with_tools("q", tools=[add, native]))
     [call] = [i for i in items if isinstance(i, ToolCall)]
     assert call.result == 5
@@ -577,10 +755,15 @@ def test_tool_choice_is_checked_before_sending(replay: ReplayServer) -> None:
     assert replay.requests == []
 
 
-@pytest.mark.parametrize("choice, sent", [
-    ("auto", "auto"), ("none", "none"), ("required", "required"),
-    ("calculator", {"type": "function", "function": {"name": "calculator"}}),
-])
+@pytest.mark.parametrize(
+    "choice, sent",
+    [
+        ("auto", "auto"),
+        ("none", "none"),
+        ("required", "required"),
+        ("calculator", {"type": "function", "function": {"name": "calculator"}}),
+    ],
+)
 def test_openai_tool_choice(replay: ReplayServer, choice: str, sent: Any) -> None:
     replay.replies = [Reply(chunks=[openai_text_turn("x")])]
     openai(replay).generate_stream("q", tools=[calculator], tool_choice=choice).close()

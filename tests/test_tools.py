@@ -109,30 +109,45 @@ UserId = NewType("UserId", int)
         (tuple[float, ...], {"type": "array", "items": {"type": "number"}}),
         (tuple, {"type": "array"}),
         (dict[str, int], {"type": "object", "additionalProperties": {"type": "integer"}}),
-        (Mapping[str, list[str]], {
-            "type": "object",
-            "additionalProperties": {"type": "array", "items": {"type": "string"}},
-        }),
+        (
+            Mapping[str, list[str]],
+            {
+                "type": "object",
+                "additionalProperties": {"type": "array", "items": {"type": "string"}},
+            },
+        ),
         (dict[str, Any], {"type": "object"}),
         (dict, {"type": "object"}),
         (Literal["celsius", "fahrenheit"], {"type": "string", "enum": ["celsius", "fahrenheit"]}),
         (Literal[1, 2, 3], {"type": "integer", "enum": [1, 2, 3]}),
         (Literal[True], {"type": "boolean", "enum": [True]}),
-        (Literal["auto", 0, None], {
-            "anyOf": [{"type": "string", "enum": ["auto"]}, {"type": "integer", "enum": [0]},
-                      {"type": "null"}],
-        }),
+        (
+            Literal["auto", 0, None],
+            {
+                "anyOf": [
+                    {"type": "string", "enum": ["auto"]},
+                    {"type": "integer", "enum": [0]},
+                    {"type": "null"},
+                ],
+            },
+        ),
         (Color, {"type": "string", "enum": ["red", "green"]}),
         (Level, {"type": "integer", "enum": [1, 2]}),
         (Optional[int], {"anyOf": [{"type": "integer"}, {"type": "null"}]}),  # noqa: UP045
         (int | None, {"anyOf": [{"type": "integer"}, {"type": "null"}]}),
         (Union[int, str], {"anyOf": [{"type": "integer"}, {"type": "string"}]}),  # noqa: UP007
-        (list[str] | None, {"anyOf": [{"type": "array", "items": {"type": "string"}},
-                                      {"type": "null"}]}),
+        (
+            list[str] | None,
+            {"anyOf": [{"type": "array", "items": {"type": "string"}}, {"type": "null"}]},
+        ),
         (Annotated[str, "The city's name"], {"type": "string", "description": "The city's name"}),
-        (list[Annotated[int, "An id"]], {
-            "type": "array", "items": {"type": "integer", "description": "An id"},
-        }),
+        (
+            list[Annotated[int, "An id"]],
+            {
+                "type": "array",
+                "items": {"type": "integer", "description": "An id"},
+            },
+        ),
     ],
     ids=repr,
 )
@@ -158,14 +173,24 @@ def test_the_issue_example() -> None:
         "required": ["city"],
     }
     assert get_weather("Oslo") == "12 degrees celsius in Oslo"
-    assert get_weather.run({"city": "Oslo", "unit": "fahrenheit"}) == "12 degrees fahrenheit in Oslo"
+    assert (
+        get_weather.run({"city": "Oslo", "unit": "fahrenheit"}) == "12 degrees fahrenheit in Oslo"
+    )
 
 
 def test_a_parameter_with_a_default_is_optional_and_records_a_json_default() -> None:
     marker = object()
 
-    def fn(a, b: int = 3, c: int | None = None, d: tuple[int, int] = (1, 2),  # type: ignore[no-untyped-def]
-           e: Color = Color.GREEN, f: Any = marker, g: float = math.nan, h: str | None = None):
+    def fn(
+        a,
+        b: int = 3,
+        c: int | None = None,
+        d: tuple[int, int] = (1, 2),  # type: ignore[no-untyped-def]
+        e: Color = Color.GREEN,
+        f: Any = marker,
+        g: float = math.nan,
+        h: str | None = None,
+    ):
         """Anything."""
 
     parameters = parameters_of(fn)
@@ -326,9 +351,7 @@ def test_a_typeddict_parameter_is_a_nested_object() -> None:
         "description": "Search filters.",
         "properties": {"color": {"type": "string", "enum": ["red", "green"]}, "near": address},
     }
-    assert Tool.from_function(search).run({"filters": {"color": "green"}}) == {
-        "color": Color.GREEN
-    }
+    assert Tool.from_function(search).run({"filters": {"color": "green"}}) == {"color": Color.GREEN}
 
 
 # pydantic models: their own schema, $defs inlined where they can be.
@@ -752,7 +775,10 @@ async def test_slow_sync_tools_run_at_the_same_time() -> None:
         barrier.wait()
         return who
 
-    assert list(await asyncio.gather(meet.arun({"who": "a"}), meet.arun({"who": "b"}))) == ["a", "b"]
+    assert list(await asyncio.gather(meet.arun({"who": "a"}), meet.arun({"who": "b"}))) == [
+        "a",
+        "b",
+    ]
 
 
 async def test_arun_converts_arguments_too() -> None:

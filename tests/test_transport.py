@@ -24,7 +24,8 @@ from spout import create_llm
 
 def answer(words: int = 3) -> Reply:
     chunks = [
-        b"data: " + json.dumps({"choices": [{"index": 0, "delta": {"content": f"w{i} "}}]}).encode()
+        b"data: "
+        + json.dumps({"choices": [{"index": 0, "delta": {"content": f"w{i} "}}]}).encode()
         + b"\n\n"
         for i in range(words)
     ]

@@ -9,7 +9,7 @@ from pathlib import Path
 
 TESTS = Path(__file__).parent
 
-CRASHING = '''
+CRASHING = """
 import os
 import signal
 
@@ -24,7 +24,7 @@ def test_crashes() -> None:
 
 def test_after() -> None:
     pass
-'''
+"""
 
 
 def test_a_segfault_fails_its_test_naming_the_signal_and_the_run_goes_on(tmp_path: Path) -> None:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 TESTS = Path(__file__).parent
 
-SUITE = '''
+SUITE = """
 import pytest
 
 
@@ -33,7 +33,7 @@ def test_marked(i: int) -> None:
 @pytest.mark.parametrize("i", range(12))
 def test_free(i: int) -> None:
     pass
-'''
+"""
 
 
 def test_a_fixtures_tests_and_a_marked_group_each_run_on_one_worker(tmp_path: Path) -> None:

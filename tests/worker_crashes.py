@@ -82,9 +82,8 @@ def pytest_handlecrashitem(crashitem: str, report: pytest.TestReport, sched: Any
     how = _signal_name(_exit_status(node), fatal)
     if fatal:
         how += f" ({fatal})"
-    report.longrepr = (
-        f"worker {worker!r} crashed while running {crashitem!r}: {how}\n\n"
-        + (trace or "(faulthandler wrote nothing: the signal is one it cannot catch)")
+    report.longrepr = f"worker {worker!r} crashed while running {crashitem!r}: {how}\n\n" + (
+        trace or "(faulthandler wrote nothing: the signal is one it cannot catch)"
     )
 
 

@@ -179,7 +179,7 @@ class Attempts:
             # The model continues its own turn; an API may refuse trailing whitespace there
             # (Anthropic does), so it is cut and matched against what comes back.
             messages = [*call.messages, {"role": "assistant", "content": kept}]
-            self.seam = Seam(text[len(kept):], 1)
+            self.seam = Seam(text[len(kept) :], 1)
         else:
             messages = [
                 *call.messages,

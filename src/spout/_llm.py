@@ -314,7 +314,9 @@ def create_llm(provider: str | None = None, *, model: str | None = None, **confi
         cls = for_api(api, config)
     elif api is not None:
         raise ConfigurationError(f"provider {name!r} speaks one API: it takes no api=")
-    defaults = {key: config.pop(key) for key in (*GENERATION_PARAMS, "system_prompt") if key in config}
+    defaults = {
+        key: config.pop(key) for key in (*GENERATION_PARAMS, "system_prompt") if key in config
+    }
     reliability = {key: config.pop(key) for key in RELIABILITY_PARAMS if key in config}
     accepted = inspect.signature(cls.__init__).parameters
     takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in accepted.values())

@@ -68,7 +68,9 @@ class Timeout:
             if value is not None and (
                 isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0
             ):
-                raise ValueError(f"Timeout.{name} must be a positive number of seconds or None, not {value!r}")
+                raise ValueError(
+                    f"Timeout.{name} must be a positive number of seconds or None, not {value!r}"
+                )
 
     @classmethod
     def coerce(cls, value: Any) -> Timeout:
@@ -116,8 +118,10 @@ class Retry:
     max_retry_after: float = 60.0
 
     def __post_init__(self) -> None:
-        if isinstance(self.max_retries, bool) or not isinstance(self.max_retries, int) or (
-            self.max_retries < 0
+        if (
+            isinstance(self.max_retries, bool)
+            or not isinstance(self.max_retries, int)
+            or (self.max_retries < 0)
         ):
             raise ValueError(f"max_retries must be an int >= 0, not {self.max_retries!r}")
         for name in ("initial_delay", "max_delay", "max_retry_after"):

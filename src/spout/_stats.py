@@ -85,5 +85,11 @@ def make_stats(
         if generating > 0:
             rate = tokens / generating
     return StreamStats(
-        time_to_first_token, elapsed, chunks, characters, tokens, source, rate  # type: ignore[arg-type]
+        time_to_first_token,
+        elapsed,
+        chunks,
+        characters,
+        tokens,
+        source,
+        rate,  # type: ignore[arg-type]
     )

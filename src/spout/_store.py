@@ -325,8 +325,10 @@ class Store:
             raise ValueError(f"conversation_id must be a non-empty str, not {conversation_id!r}")
         if title is not None and not isinstance(title, str):
             raise TypeError(f"title must be a str or None, not {type(title).__name__}")
-        if system_prompt is not KEEP and system_prompt is not None and not isinstance(
-            system_prompt, str
+        if (
+            system_prompt is not KEEP
+            and system_prompt is not None
+            and not isinstance(system_prompt, str)
         ):
             raise TypeError(
                 f"system_prompt must be a str or None, not {type(system_prompt).__name__}"

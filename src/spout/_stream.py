@@ -429,9 +429,7 @@ class AsyncStream:
                 )
             from ._tee import AsyncFanout
 
-            self._fanout = AsyncFanout(
-                self._started_pump, self.aclose, self._accumulator.response
-            )
+            self._fanout = AsyncFanout(self._started_pump, self.aclose, self._accumulator.response)
         return self._fanout
 
     _read = False
@@ -483,13 +481,10 @@ class AsyncStream:
         return f"<spout.AsyncStream {state} text={self.text[:40]!r}>"
 
 
-
 _abandoned: set[Any] = set()  # release tasks of dropped streams, kept until they finish
 
 
-def _release_abandoned(
-    loop: Any, release: Callable[[], Awaitable[None]], ended: _Flag
-) -> None:
+def _release_abandoned(loop: Any, release: Callable[[], Awaitable[None]], ended: _Flag) -> None:
     if ended.set or loop.is_closed():
         return
 

@@ -122,7 +122,9 @@ class OutputFormat:
                 raise self._error(_first_lines(str(exc)), text) from exc
         value = json.loads(snippet)
         if self.schema is None:
-            problems = [] if isinstance(value, dict) else [f"expected an object, got {_kind(value)}"]
+            problems = (
+                [] if isinstance(value, dict) else [f"expected an object, got {_kind(value)}"]
+            )
         else:
             problems = schema_problems(value, self.schema)
         if problems:
@@ -180,10 +182,14 @@ def _from_dict(value: dict[str, Any]) -> OutputFormat:
                 '{"type": "json_schema", "json_schema": {"name": ..., "schema": {...}}}'
             )
         name = str(inner.get("name") or "response")
-        native = value if "json_schema" in value else {
-            "type": "json_schema",
-            "json_schema": {k: v for k, v in value.items() if k != "type"},
-        }
+        native = (
+            value
+            if "json_schema" in value
+            else {
+                "type": "json_schema",
+                "json_schema": {k: v for k, v in value.items() if k != "type"},
+            }
+        )
         strict = bool(inner.get("strict", False))
         return OutputFormat(schema, name, strict, schema, native=native)
     if kind == "text":
@@ -298,9 +304,9 @@ def request_for(provider: Provider, call: Call) -> Call:
         chat = fmt.openai_chat()
         text_format = {"type": chat["type"], **chat.get("json_schema", {})}
         given = params.get("text")
-        params["text"] = {**given, "format": text_format} if isinstance(given, dict) else {
-            "format": text_format
-        }
+        params["text"] = (
+            {**given, "format": text_format} if isinstance(given, dict) else {"format": text_format}
+        )
     elif kind == "gemini":
         # generationConfig.responseMimeType + responseJsonSchema, which takes JSON Schema as
         # it is (ai.google.dev/gemini-api/docs/structured-output); Google advises against
@@ -475,8 +481,9 @@ def _openers_of(stream: Stream | AsyncStream) -> str:
 # -- a light JSON Schema check ----------------------------------------------------------------
 
 
-def schema_problems(value: Any, schema: dict[str, Any], root: dict[str, Any] | None = None,
-                    path: str = "$") -> list[str]:
+def schema_problems(
+    value: Any, schema: dict[str, Any], root: dict[str, Any] | None = None, path: str = "$"
+) -> list[str]:
     """What is wrong with ``value`` under ``schema``, by a light check (no dependency).
 
     It checks ``type``, ``enum``, ``const``, ``properties``, ``required``,
@@ -507,8 +514,10 @@ def schema_problems(value: Any, schema: dict[str, Any], root: dict[str, Any] | N
         problems.append(f"{path}: expected {schema['const']!r}, got {value!r}")
     for key in ("anyOf", "oneOf"):
         options = schema.get(key)
-        if isinstance(options, list) and options and not any(
-            not schema_problems(value, option, root, path) for option in options
+        if (
+            isinstance(options, list)
+            and options
+            and not any(not schema_problems(value, option, root, path) for option in options)
         ):
             problems.append(f"{path}: matches none of the {key} options")
     for option in schema.get("allOf") or ():

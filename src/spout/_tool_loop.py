@@ -405,9 +405,7 @@ class ToolStream:
 # -- async ------------------------------------------------------------------------------------
 
 
-async def _run_async(
-    call: ToolCall, tools: dict[str, Tool], approve: Approve | None
-) -> ToolResult:
+async def _run_async(call: ToolCall, tools: dict[str, Tool], approve: Approve | None) -> ToolResult:
     refusal = _refusal(call, tools)
     if refusal is not None:
         return _finished(call, error=refusal)

@@ -396,13 +396,16 @@ class Transport:
         if logger.isEnabledFor(DEBUG):
             log_request(request, self._headers)
         try:
-            async with _within(deadline), session.request(
-                request.method,
-                request.url,
-                headers=request.headers,
-                data=request.body,
-                timeout=self._aiohttp_timeout(deadline),
-            ) as response:
+            async with (
+                _within(deadline),
+                session.request(
+                    request.method,
+                    request.url,
+                    headers=request.headers,
+                    data=request.body,
+                    timeout=self._aiohttp_timeout(deadline),
+                ) as response,
+            ):
                 if logger.isEnabledFor(DEBUG):
                     log_response(request, response.status)
                 body = await response.read()
@@ -588,8 +591,9 @@ def _deadline_backend_classes() -> tuple[type[Any], type[Any]]:
         def close(self) -> None:
             self._inner.close()
 
-        def start_tls(self, ssl_context: Any, server_hostname: str | None = None,
-                      timeout: float | None = None) -> Any:
+        def start_tls(
+            self, ssl_context: Any, server_hostname: str | None = None, timeout: float | None = None
+        ) -> Any:
             return DeadlineStream(self._inner.start_tls(ssl_context, server_hostname, timeout))
 
         def get_extra_info(self, info: str) -> Any:
@@ -599,14 +603,21 @@ def _deadline_backend_classes() -> tuple[type[Any], type[Any]]:
         def __init__(self, inner: Any) -> None:
             self._inner = inner
 
-        def connect_tcp(self, host: str, port: int, timeout: float | None = None,
-                        local_address: str | None = None, socket_options: Any = None) -> Any:
+        def connect_tcp(
+            self,
+            host: str,
+            port: int,
+            timeout: float | None = None,
+            local_address: str | None = None,
+            socket_options: Any = None,
+        ) -> Any:
             return DeadlineStream(
                 self._inner.connect_tcp(host, port, timeout, local_address, socket_options)
             )
 
-        def connect_unix_socket(self, path: str, timeout: float | None = None,
-                                socket_options: Any = None) -> Any:
+        def connect_unix_socket(
+            self, path: str, timeout: float | None = None, socket_options: Any = None
+        ) -> Any:
             return DeadlineStream(self._inner.connect_unix_socket(path, timeout, socket_options))
 
         def sleep(self, seconds: float) -> None:

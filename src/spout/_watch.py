@@ -248,7 +248,9 @@ class Reader:
         """Whether the next event (or the end) is at hand within ``timeout`` seconds."""
         self._start()
         with self._cond:
-            return self._cond.wait_for(lambda: bool(self._items) or self._stopped, max(timeout, 0.0))
+            return self._cond.wait_for(
+                lambda: bool(self._items) or self._stopped, max(timeout, 0.0)
+            )
 
     def close(self) -> None:
         """Stop reading and release the source (see the class docstring); safe to repeat."""
@@ -279,7 +281,9 @@ def _failed(name: str, exc: Exception, response: Callable[[], Response]) -> Call
     return error
 
 
-def _call(name: str, hook: Callable[..., Any], response: Callable[[], Response], *args: Any) -> None:
+def _call(
+    name: str, hook: Callable[..., Any], response: Callable[[], Response], *args: Any
+) -> None:
     try:
         result = hook(*args)
     except Exception as exc:

@@ -274,8 +274,13 @@ def _wrap(value: Any, cls: type[OpenAIObject] = OpenAIObject) -> Any:
 # chat completions or the Responses API) is "stop", as OpenAI ends one: the text is in
 # delta.refusal, then message.refusal, never in the content. A refusal marked only by a stop
 # reason (Anthropic's) is "content_filter", as litellm maps it.
-_FINISH = {"stop": "stop", "length": "length", "tool_calls": "tool_calls",
-           "content_filter": "content_filter", "error": "error"}
+_FINISH = {
+    "stop": "stop",
+    "length": "length",
+    "tool_calls": "tool_calls",
+    "content_filter": "content_filter",
+    "error": "error",
+}
 
 
 def _finish_reason(finish: ev.Finish, refused: bool = False) -> str:
@@ -382,23 +387,32 @@ class _ChunkMaker:
         if role is not None:
             self._role = None
         # Literals copied into the classes: cheaper than keyword arguments.
-        chunk = ModelResponseStream({
-            "id": self._id,
-            "created": self._created,
-            "model": self._model,
-            "object": "chat.completion.chunk",
-            "system_fingerprint": None,
-            "choices": [
-                StreamingChoices({
-                    "index": 0,
-                    "delta": Delta({
-                        "content": text, "role": role, "function_call": None, "tool_calls": None
-                    }),
-                    "finish_reason": None,
-                    "logprobs": None,
-                })
-            ],
-        })
+        chunk = ModelResponseStream(
+            {
+                "id": self._id,
+                "created": self._created,
+                "model": self._model,
+                "object": "chat.completion.chunk",
+                "system_fingerprint": None,
+                "choices": [
+                    StreamingChoices(
+                        {
+                            "index": 0,
+                            "delta": Delta(
+                                {
+                                    "content": text,
+                                    "role": role,
+                                    "function_call": None,
+                                    "tool_calls": None,
+                                }
+                            ),
+                            "finish_reason": None,
+                            "logprobs": None,
+                        }
+                    )
+                ],
+            }
+        )
         if self._include_usage:
             chunk["usage"] = None
         return chunk
@@ -414,9 +428,7 @@ class _ChunkMaker:
             object="chat.completion.chunk",
             system_fingerprint=None,
             choices=[
-                StreamingChoices(
-                    index=0, delta=delta, finish_reason=finish_reason, logprobs=None
-                )
+                StreamingChoices(index=0, delta=delta, finish_reason=finish_reason, logprobs=None)
             ],
         )
         if self._include_usage:
@@ -1008,12 +1020,26 @@ _FAMILIES = (
 _IN_PROCESS = frozenset(("local", "transformers"))
 
 # litellm's own settings (logging, caching, its proxy): never sent to a provider.
-_LITELLM_ONLY = frozenset((
-    "drop_params", "caching", "cache", "logger_fn", "metadata", "litellm_metadata",
-    "litellm_call_id", "litellm_logging_obj", "proxy_server_request", "model_info",
-    "preset_cache_key", "no-log", "input_cost_per_token", "output_cost_per_token",
-    "mock_timeout", "api_version",
-))
+_LITELLM_ONLY = frozenset(
+    (
+        "drop_params",
+        "caching",
+        "cache",
+        "logger_fn",
+        "metadata",
+        "litellm_metadata",
+        "litellm_call_id",
+        "litellm_logging_obj",
+        "proxy_server_request",
+        "model_info",
+        "preset_cache_key",
+        "no-log",
+        "input_cost_per_token",
+        "output_cost_per_token",
+        "mock_timeout",
+        "api_version",
+    )
+)
 
 # The mock_response strings litellm turns into its errors, for testing error handling.
 _MOCK_ERRORS: dict[str, tuple[type[errors.ProviderError], str, int]] = {
@@ -1034,7 +1060,9 @@ _MOCK_ERRORS: dict[str, tuple[type[errors.ProviderError], str, int]] = {
 def _route(model: str, custom_llm_provider: str | None) -> tuple[str, str | None]:
     """The spout provider and model a litellm model string names."""
     if not isinstance(model, str) or not model:
-        raise TypeError(f"model must be a non-empty str such as 'openai/gpt-4o-mini', not {model!r}")
+        raise TypeError(
+            f"model must be a non-empty str such as 'openai/gpt-4o-mini', not {model!r}"
+        )
     if custom_llm_provider:
         name = _ALIASES.get(custom_llm_provider, custom_llm_provider)
         prefix = f"{custom_llm_provider}/"
@@ -1102,7 +1130,9 @@ def _spout_messages(messages: Any) -> list[dict[str, Any]]:
             reasoning = "".join(b.get("thinking") or "" for b in blocks if isinstance(b, Mapping))
         if reasoning and "reasoning" not in converted:
             converted["reasoning"] = reasoning
-        signatures = [b["signature"] for b in blocks if isinstance(b, Mapping) and b.get("signature")]
+        signatures = [
+            b["signature"] for b in blocks if isinstance(b, Mapping) and b.get("signature")
+        ]
         if signatures and "reasoning_signature" not in converted:
             converted["reasoning_signature"] = signatures[-1]
         if converted.get("tool_calls"):
@@ -1390,7 +1420,9 @@ def _mock_events(request: _Request) -> list[ev.Event]:
         if not isinstance(arguments, str):
             arguments = orjson.dumps(arguments or {}).decode()
         events.append(ev.ToolCallStart(index, call_id, name))
-        events += [ev.ToolCallDelta(index, arguments[i : i + 8]) for i in range(0, len(arguments), 8)]
+        events += [
+            ev.ToolCallDelta(index, arguments[i : i + 8]) for i in range(0, len(arguments), 8)
+        ]
         events.append(ev.ToolCallEnd(index, tool_call_from_json(call_id, name, arguments)))
         chars += len(name) + len(arguments)
     prompt = estimate_tokens(request.messages) if request.messages else 0

@@ -929,4 +929,3 @@ def _last_model(turns: Sequence[Turn]) -> str | None:
         if turn.provider and turn.model:
             return f"{turn.provider}:{turn.model}"
     return None
-

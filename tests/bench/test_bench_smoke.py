@@ -17,7 +17,11 @@ def test_bench_quick_run_prints_every_table() -> None:
     env = {**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True"}
     result = subprocess.run(
         [sys.executable, str(ROOT / "bench" / "run.py"), "--quick"],
-        capture_output=True, text=True, timeout=600, cwd=ROOT, env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=ROOT,
+        env=env,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     out = result.stdout
@@ -40,8 +44,15 @@ def test_bench_quick_run_prints_every_table() -> None:
     for row in spout_rows:
         float(row.split("|")[2])
     # Every shaping configuration was measured, sync and async.
-    for label in ("plain", 'smooth="word"', "buffer_size=10", "min_chunk_size=20",
-                  "on_chunk callback", "stats read every chunk", "debounce=0.05"):
+    for label in (
+        "plain",
+        'smooth="word"',
+        "buffer_size=10",
+        "min_chunk_size=20",
+        "on_chunk callback",
+        "stats read every chunk",
+        "debounce=0.05",
+    ):
         row = next(line for line in out.splitlines() if line.startswith(f"| {label} |"))
         float(row.split("|")[2]), float(row.split("|")[4])
     # In both concurrency tables every client really had all its streams open at once (the
@@ -49,7 +60,11 @@ def test_bench_quick_run_prints_every_table() -> None:
     tables = [part for part in out.split("### ") if part.startswith(("20 concurrent",))]
     assert len(tables) == 2
     for table in tables:
-        rows = [line.split("|") for line in table.splitlines() if line.startswith("| ") and "async" in line]
+        rows = [
+            line.split("|")
+            for line in table.splitlines()
+            if line.startswith("| ") and "async" in line
+        ]
         assert rows
         for row in rows:
             streams, open_at_once, errors = int(row[2]), int(row[3]), int(row[7])

@@ -30,15 +30,25 @@ def replay_refusal(server: ReplayServer, streamed: bool) -> str:
             "id": "chatcmpl-cli",
             "object": "chat.completion",
             "model": "test-model",
-            "choices": [{
-                "index": 0,
-                "message": {"role": "assistant", "content": None, "refusal": expected["refusal"]},
-                "finish_reason": "stop",
-            }],
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {
+                        "role": "assistant",
+                        "content": None,
+                        "refusal": expected["refusal"],
+                    },
+                    "finish_reason": "stop",
+                }
+            ],
             "usage": {"prompt_tokens": 81, "completion_tokens": 12, "total_tokens": 93},
         }
-        server.replies = [Reply(chunks=[json.dumps(completion).encode()],
-                                headers={"Content-Type": "application/json"})]
+        server.replies = [
+            Reply(
+                chunks=[json.dumps(completion).encode()],
+                headers={"Content-Type": "application/json"},
+            )
+        ]
     refusal: str = expected["refusal"]
     return refusal
 

@@ -180,7 +180,9 @@ def test_a_refusal_shows_marked_and_goes_back_with_the_chat(
         (conversation,) = store.list()
         turns = store.turns(conversation.id)
     assert [(turn.text, turn.refusal) for turn in turns] == [
-        ("", expected["refusal"]), ("Because it is unsafe.", None)]
+        ("", expected["refusal"]),
+        ("Because it is unsafe.", None),
+    ]
     assert not page_errors
 
 

@@ -269,12 +269,20 @@ def test_stop_reasons(finish: Finish, stop_reason: str) -> None:
 def test_a_refusal_after_text_is_a_text_block_of_its_own() -> None:
     # No field for a refusal's text in the Messages API: its own text block, and the stop
     # reason that says what it is.
-    message = accumulate(frames_of([
-        TextDelta("Let me see. "), RefusalDelta("I can't"), RefusalDelta(" help."),
-        Finish("refusal", "stop"),
-    ]))
+    message = accumulate(
+        frames_of(
+            [
+                TextDelta("Let me see. "),
+                RefusalDelta("I can't"),
+                RefusalDelta(" help."),
+                Finish("refusal", "stop"),
+            ]
+        )
+    )
     assert [(b.type, b.text) for b in message.content if b.type == "text"] == [
-        ("text", "Let me see. "), ("text", "I can't help.")]
+        ("text", "Let me see. "),
+        ("text", "I can't help."),
+    ]
     assert message.stop_reason == "refusal"
 
 

@@ -374,12 +374,23 @@ def test_a_full_request_in_spouts_terms() -> None:
 
 
 def test_an_earlier_refusal_part_is_kept_as_a_refusal() -> None:
-    request = PROTOCOL.parse({"model": "m", "input": [
-        {"role": "user", "content": "Pick a lock?"},
-        {"type": "message", "role": "assistant", "content": [
-            {"type": "output_text", "text": "Well."}, {"type": "refusal", "refusal": "No."}]},
-        {"role": "user", "content": "Why?"},
-    ]})
+    request = PROTOCOL.parse(
+        {
+            "model": "m",
+            "input": [
+                {"role": "user", "content": "Pick a lock?"},
+                {
+                    "type": "message",
+                    "role": "assistant",
+                    "content": [
+                        {"type": "output_text", "text": "Well."},
+                        {"type": "refusal", "refusal": "No."},
+                    ],
+                },
+                {"role": "user", "content": "Why?"},
+            ],
+        }
+    )
     assert request.messages[1] == {"role": "assistant", "content": "Well.", "refusal": "No."}
 
 
@@ -391,7 +402,9 @@ def test_a_refusal_is_a_message_with_a_refusal_part() -> None:
     assert deltas == ["No", "."]
     final = frames[-1].response
     assert [[part.type for part in item.content] for item in final.output] == [
-        ["output_text"], ["refusal"]]
+        ["output_text"],
+        ["refusal"],
+    ]
     assert final.output[1].content[0].refusal == "No." and final.output_text == "Well. "
 
 

@@ -23,7 +23,10 @@ from spout import (
     create_llm,
 )
 
-CASES = sorted(path.name.removesuffix(".expected.json") for path in (WIRE / "anthropic").glob("*.expected.json"))
+CASES = sorted(
+    path.name.removesuffix(".expected.json")
+    for path in (WIRE / "anthropic").glob("*.expected.json")
+)
 
 
 def anthropic(server: ReplayServer, **config: Any) -> spout.LLM:
@@ -39,19 +42,45 @@ def event(name: str, data: dict[str, Any]) -> bytes:
 
 def text_stream(*texts: str, stop_reason: str | None = "end_turn", end: bool = True) -> bytes:
     """A Messages API stream of one text block, as Anthropic frames it."""
-    body = event("message_start", {"type": "message_start", "message": {
-        "id": "msg_x", "type": "message", "role": "assistant", "model": "claude-x", "content": [],
-        "stop_reason": None, "stop_sequence": None, "usage": {"input_tokens": 5, "output_tokens": 1}}})
-    body += event("content_block_start", {"type": "content_block_start", "index": 0,
-                                          "content_block": {"type": "text", "text": ""}})
+    body = event(
+        "message_start",
+        {
+            "type": "message_start",
+            "message": {
+                "id": "msg_x",
+                "type": "message",
+                "role": "assistant",
+                "model": "claude-x",
+                "content": [],
+                "stop_reason": None,
+                "stop_sequence": None,
+                "usage": {"input_tokens": 5, "output_tokens": 1},
+            },
+        },
+    )
+    body += event(
+        "content_block_start",
+        {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
+    )
     for text in texts:
-        body += event("content_block_delta", {"type": "content_block_delta", "index": 0,
-                                              "delta": {"type": "text_delta", "text": text}})
+        body += event(
+            "content_block_delta",
+            {
+                "type": "content_block_delta",
+                "index": 0,
+                "delta": {"type": "text_delta", "text": text},
+            },
+        )
     if end:
         body += event("content_block_stop", {"type": "content_block_stop", "index": 0})
-        body += event("message_delta", {"type": "message_delta",
-                                        "delta": {"stop_reason": stop_reason, "stop_sequence": None},
-                                        "usage": {"output_tokens": 7}})
+        body += event(
+            "message_delta",
+            {
+                "type": "message_delta",
+                "delta": {"stop_reason": stop_reason, "stop_sequence": None},
+                "usage": {"output_tokens": 7},
+            },
+        )
         body += event("message_stop", {"type": "message_stop"})
     return body
 
@@ -92,7 +121,10 @@ def test_transcript(replay: ReplayServer, mode: str, case: str, cut: str) -> Non
     with pytest.raises(spout.ProviderError) as caught:
         stream(anthropic(replay), mode)
     exc = caught.value
-    assert (exc.error_type, exc.message) == (expected["error"]["type"], expected["error"]["message"])
+    assert (exc.error_type, exc.message) == (
+        expected["error"]["type"],
+        expected["error"]["message"],
+    )
     assert exc.provider == "anthropic" and exc.status_code is None  # no status was sent
     assert exc.partial is not None
     check_response(exc.partial, expected)
@@ -200,7 +232,9 @@ def test_stream_cut_before_its_end_is_an_interruption(replay: ReplayServer, mode
     assert caught.value.partial.text == "I'll look up the weather in Oslo for you."
 
 
-def test_message_delta_without_message_stop_is_an_interruption(replay: ReplayServer, mode: str) -> None:
+def test_message_delta_without_message_stop_is_an_interruption(
+    replay: ReplayServer, mode: str
+) -> None:
     body = text_stream("All of it")
     replay.replies = [Reply(chunks=[body[: body.index(b"event: message_stop")]])]
     with pytest.raises(spout.StreamInterruptedError) as caught:
@@ -220,8 +254,14 @@ def test_request_body_and_headers(replay: ReplayServer, mode: str) -> None:
     replay.replies = [Reply(chunks=[body])]
     llm = anthropic(replay, headers={"X-Title": "spout tests"}, temperature=0.5)
     stream_text(
-        llm, mode, "Count from 1 to 5",
-        system_prompt="Be brief.", max_tokens=20, stop=["6"], top_p=0.9, top_k=40,
+        llm,
+        mode,
+        "Count from 1 to 5",
+        system_prompt="Be brief.",
+        max_tokens=20,
+        stop=["6"],
+        top_p=0.9,
+        top_k=40,
     )
     request = replay.requests[-1]
     assert request.method == "POST" and request.path == "/v1/messages"
@@ -267,30 +307,58 @@ def test_messages_are_translated(replay: ReplayServer) -> None:
     history = [
         {"role": "system", "content": "Be brief."},
         {"role": "user", "content": "Weather in Oslo and Bergen?", "name": "ann"},
-        {"role": "assistant", "content": "Checking.", "tool_calls": [
-            {"id": "toolu_1", "type": "function",
-             "function": {"name": "get_weather", "arguments": "{\"city\": \"Oslo\"}"}},
-            {"id": "toolu_2", "type": "function",
-             "function": {"name": "get_weather", "arguments": "{\"city\": \"Bergen\"}"}},
-        ]},
+        {
+            "role": "assistant",
+            "content": "Checking.",
+            "tool_calls": [
+                {
+                    "id": "toolu_1",
+                    "type": "function",
+                    "function": {"name": "get_weather", "arguments": '{"city": "Oslo"}'},
+                },
+                {
+                    "id": "toolu_2",
+                    "type": "function",
+                    "function": {"name": "get_weather", "arguments": '{"city": "Bergen"}'},
+                },
+            ],
+        },
         {"role": "tool", "tool_call_id": "toolu_1", "content": "4 °C"},
         {"role": "tool", "tool_call_id": "toolu_2", "content": "7 °C"},
         {"role": "user", "content": [{"type": "text", "text": "Thanks!"}]},
     ]
-    stream_text(anthropic(replay), "sync", None, messages=history, system_prompt="Answer in English.")
+    stream_text(
+        anthropic(replay), "sync", None, messages=history, system_prompt="Answer in English."
+    )
     sent = replay.requests[-1].json()
     assert sent["system"] == "Answer in English.\n\nBe brief."
     assert sent["messages"] == [
         {"role": "user", "content": "Weather in Oslo and Bergen?"},
-        {"role": "assistant", "content": [
-            {"type": "text", "text": "Checking."},
-            {"type": "tool_use", "id": "toolu_1", "name": "get_weather", "input": {"city": "Oslo"}},
-            {"type": "tool_use", "id": "toolu_2", "name": "get_weather", "input": {"city": "Bergen"}},
-        ]},
-        {"role": "user", "content": [
-            {"type": "tool_result", "tool_use_id": "toolu_1", "content": "4 °C"},
-            {"type": "tool_result", "tool_use_id": "toolu_2", "content": "7 °C"},
-        ]},
+        {
+            "role": "assistant",
+            "content": [
+                {"type": "text", "text": "Checking."},
+                {
+                    "type": "tool_use",
+                    "id": "toolu_1",
+                    "name": "get_weather",
+                    "input": {"city": "Oslo"},
+                },
+                {
+                    "type": "tool_use",
+                    "id": "toolu_2",
+                    "name": "get_weather",
+                    "input": {"city": "Bergen"},
+                },
+            ],
+        },
+        {
+            "role": "user",
+            "content": [
+                {"type": "tool_result", "tool_use_id": "toolu_1", "content": "4 °C"},
+                {"type": "tool_result", "tool_use_id": "toolu_2", "content": "7 °C"},
+            ],
+        },
         {"role": "user", "content": [{"type": "text", "text": "Thanks!"}]},
     ]
 
@@ -308,8 +376,13 @@ MESSAGES = {
         ],
         "stop_reason": "end_turn",
         "stop_sequence": None,
-        "usage": {"input_tokens": 58, "cache_creation_input_tokens": 0,
-                  "cache_read_input_tokens": 0, "output_tokens": 172, "service_tier": "standard"},
+        "usage": {
+            "input_tokens": 58,
+            "cache_creation_input_tokens": 0,
+            "cache_read_input_tokens": 0,
+            "output_tokens": 172,
+            "service_tier": "standard",
+        },
     },
     "text_and_tool_use": {
         "id": "msg_01WIRE0000000000000000001",
@@ -318,13 +391,22 @@ MESSAGES = {
         "model": "claude-sonnet-4-5-20250929",
         "content": [
             {"type": "text", "text": None},
-            {"type": "tool_use", "id": "toolu_01WIRE00000000000000001", "name": "get_weather",
-             "input": None},
+            {
+                "type": "tool_use",
+                "id": "toolu_01WIRE00000000000000001",
+                "name": "get_weather",
+                "input": None,
+            },
         ],
         "stop_reason": "tool_use",
         "stop_sequence": None,
-        "usage": {"input_tokens": 472, "cache_creation_input_tokens": 0,
-                  "cache_read_input_tokens": 0, "output_tokens": 89, "service_tier": "standard"},
+        "usage": {
+            "input_tokens": 472,
+            "cache_creation_input_tokens": 0,
+            "cache_read_input_tokens": 0,
+            "output_tokens": 89,
+            "service_tier": "standard",
+        },
     },
 }
 
@@ -344,20 +426,33 @@ def message_for(case: str) -> dict[str, Any]:
 
 
 def comparable(response: Response) -> dict[str, Any]:
-    fields = ("text", "reasoning", "reasoning_signature", "usage", "finish_reason",
-              "raw_finish_reason", "model", "id", "provider")
+    fields = (
+        "text",
+        "reasoning",
+        "reasoning_signature",
+        "usage",
+        "finish_reason",
+        "raw_finish_reason",
+        "model",
+        "id",
+        "provider",
+    )
     return {name: getattr(response, name) for name in fields} | {
         "tool_calls": [(c.id, c.name, c.arguments) for c in response.tool_calls]
     }
 
 
 @pytest.mark.parametrize("case", sorted(MESSAGES))
-def test_not_streamed_gives_the_streamed_response(replay: ReplayServer, mode: str, case: str) -> None:
+def test_not_streamed_gives_the_streamed_response(
+    replay: ReplayServer, mode: str, case: str
+) -> None:
     body, _ = transcript("anthropic", case)
     replay.replies = [
         Reply(chunks=[body]),
-        Reply(chunks=[json.dumps(message_for(case)).encode()],
-              headers={"Content-Type": "application/json"}),
+        Reply(
+            chunks=[json.dumps(message_for(case)).encode()],
+            headers={"Content-Type": "application/json"},
+        ),
     ]
     streamed = stream(anthropic(replay), mode).response
     whole = generate(anthropic(replay), mode)
@@ -394,19 +489,27 @@ def test_http_errors_raise_before_streaming(
         "error": {"type": error_type, "message": f"status {status} for you"},
         "request_id": "req_011WIREbody",
     }
-    replay.replies = [Reply(
-        status=status,
-        chunks=[json.dumps(error).encode()],
-        headers={"Content-Type": "application/json", "request-id": "req_011WIRE", "retry-after": "7"},
-    )]
+    replay.replies = [
+        Reply(
+            status=status,
+            chunks=[json.dumps(error).encode()],
+            headers={
+                "Content-Type": "application/json",
+                "request-id": "req_011WIRE",
+                "retry-after": "7",
+            },
+        )
+    ]
     llm = anthropic(replay)
     if mode == "sync":
         with pytest.raises(error_class) as caught:
             llm.generate_stream("hi")  # raised when the call is made, not on first read
     else:
+
         async def run() -> None:
             async with llm:
                 await llm.generate_async("hi", stream=True)
+
         with pytest.raises(error_class) as caught:
             asyncio.run(run())
     exc = caught.value
@@ -421,8 +524,11 @@ def test_http_errors_raise_before_streaming(
 
 
 def test_request_id_from_the_body_when_no_header(replay: ReplayServer) -> None:
-    error = {"type": "error", "error": {"type": "api_error", "message": "Internal server error"},
-             "request_id": "req_011WIREbody"}
+    error = {
+        "type": "error",
+        "error": {"type": "api_error", "message": "Internal server error"},
+        "request_id": "req_011WIREbody",
+    }
     replay.replies = [Reply(status=500, chunks=[json.dumps(error).encode()])]
     with pytest.raises(spout.InternalServerError) as caught:
         anthropic(replay).generate("hi")
@@ -430,15 +536,23 @@ def test_request_id_from_the_body_when_no_header(replay: ReplayServer) -> None:
 
 
 def test_error_body_that_is_not_json(replay: ReplayServer) -> None:
-    replay.replies = [Reply(status=502, chunks=[b"<html>Bad Gateway</html>"],
-                            headers={"Content-Type": "text/html"})]
+    replay.replies = [
+        Reply(
+            status=502, chunks=[b"<html>Bad Gateway</html>"], headers={"Content-Type": "text/html"}
+        )
+    ]
     with pytest.raises(spout.ServiceUnavailableError, match="Bad Gateway"):
         anthropic(replay).generate("hi")
 
 
 def test_context_window_error_is_recognized(replay: ReplayServer) -> None:
-    error = {"type": "error", "error": {"type": "invalid_request_error",
-                                        "message": "prompt is too long: 208736 tokens > 200000 maximum"}}
+    error = {
+        "type": "error",
+        "error": {
+            "type": "invalid_request_error",
+            "message": "prompt is too long: 208736 tokens > 200000 maximum",
+        },
+    }
     replay.replies = [Reply(status=400, chunks=[json.dumps(error).encode()])]
     with pytest.raises(spout.ContextWindowExceededError):
         anthropic(replay).generate("x" * 10)
@@ -452,7 +566,9 @@ def test_a_key_is_required(monkeypatch: pytest.MonkeyPatch) -> None:
         create_llm("anthropic", model="claude-sonnet-4-5", base_url="http://127.0.0.1:9")
 
 
-def test_key_and_base_url_from_environment(replay: ReplayServer, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_key_and_base_url_from_environment(
+    replay: ReplayServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-from-env")
     monkeypatch.setenv("ANTHROPIC_BASE_URL", replay.url + "/")
     replay.replies = [Reply(chunks=[text_stream("ok")])]

@@ -22,7 +22,9 @@ from spout import (
     create_llm,
 )
 
-CASES = sorted(path.name.removesuffix(".expected.json") for path in (WIRE / "gemini").glob("*.expected.json"))
+CASES = sorted(
+    path.name.removesuffix(".expected.json") for path in (WIRE / "gemini").glob("*.expected.json")
+)
 STREAM_PATH = "/v1beta/models/gemini-2.5-flash:streamGenerateContent?alt=sse"
 
 
@@ -42,7 +44,12 @@ def chunk(*parts: dict[str, Any], finish: str | None = None, **extra: Any) -> di
     candidate: dict[str, Any] = {"content": {"parts": list(parts), "role": "model"}, "index": 0}
     if finish:
         candidate["finishReason"] = finish
-    return {"candidates": [candidate], "modelVersion": "gemini-2.5-flash", "responseId": "r1", **extra}
+    return {
+        "candidates": [candidate],
+        "modelVersion": "gemini-2.5-flash",
+        "responseId": "r1",
+        **extra,
+    }
 
 
 def headers_of(request: Any) -> dict[str, str]:
@@ -84,7 +91,10 @@ def test_transcript(replay: ReplayServer, mode: str, case: str, cut: str) -> Non
     with pytest.raises(spout.ProviderError) as caught:
         stream(gemini(replay), mode)
     exc = caught.value
-    assert (exc.error_type, exc.message) == (expected["error"]["type"], expected["error"]["message"])
+    assert (exc.error_type, exc.message) == (
+        expected["error"]["type"],
+        expected["error"]["message"],
+    )
     assert exc.provider == "gemini"
     assert exc.partial is not None
     check_response(exc.partial, expected)
@@ -104,12 +114,21 @@ def test_error_in_stream_keeps_its_code(replay: ReplayServer, mode: str) -> None
 @pytest.mark.parametrize(
     ("error", "error_class"),
     [
-        ({"code": 503, "message": "The model is overloaded.", "status": "UNAVAILABLE"},
-         spout.ServiceUnavailableError),
-        ({"code": 500, "message": "Internal error encountered.", "status": "INTERNAL"},
-         spout.InternalServerError),
-        ({"message": "Deadline expired.", "status": "DEADLINE_EXCEEDED"},  # no code: the status says
-         spout.ServiceUnavailableError),
+        (
+            {"code": 503, "message": "The model is overloaded.", "status": "UNAVAILABLE"},
+            spout.ServiceUnavailableError,
+        ),
+        (
+            {"code": 500, "message": "Internal error encountered.", "status": "INTERNAL"},
+            spout.InternalServerError,
+        ),
+        (
+            {
+                "message": "Deadline expired.",
+                "status": "DEADLINE_EXCEEDED",
+            },  # no code: the status says
+            spout.ServiceUnavailableError,
+        ),
     ],
 )
 def test_errors_in_stream(
@@ -130,19 +149,40 @@ def test_function_call_events(replay: ReplayServer, mode: str) -> None:
     tool_events = [e for e in events if isinstance(e, (ToolCallStart, ToolCallDelta, ToolCallEnd))]
     # Each call arrives whole: start, its arguments as one delta, end; one call after another.
     assert [(type(e).__name__, e.index) for e in tool_events] == [
-        ("ToolCallStart", 0), ("ToolCallDelta", 0), ("ToolCallEnd", 0),
-        ("ToolCallStart", 1), ("ToolCallDelta", 1), ("ToolCallEnd", 1),
+        ("ToolCallStart", 0),
+        ("ToolCallDelta", 0),
+        ("ToolCallEnd", 0),
+        ("ToolCallStart", 1),
+        ("ToolCallDelta", 1),
+        ("ToolCallEnd", 1),
     ]
     deltas = [e for e in tool_events if isinstance(e, ToolCallDelta)]
-    assert [json.loads(d.arguments) for d in deltas] == [c["arguments"] for c in expected["tool_calls"]]
+    assert [json.loads(d.arguments) for d in deltas] == [
+        c["arguments"] for c in expected["tool_calls"]
+    ]
     assert isinstance(events[-2], Usage) and events[-1] == Finish("tool_calls", "STOP")
 
 
 def test_function_call_id_is_kept_when_sent(replay: ReplayServer) -> None:
-    replay.replies = [Reply(chunks=[sse(chunk(
-        {"functionCall": {"id": "fc-WIRE-1", "name": "now", "args": {}}}, finish="STOP"))])]
+    replay.replies = [
+        Reply(
+            chunks=[
+                sse(
+                    chunk(
+                        {"functionCall": {"id": "fc-WIRE-1", "name": "now", "args": {}}},
+                        finish="STOP",
+                    )
+                )
+            ]
+        )
+    ]
     (call,) = stream(gemini(replay), "sync").response.tool_calls
-    assert (call.id, call.name, call.arguments, call.arguments_raw) == ("fc-WIRE-1", "now", {}, None)
+    assert (call.id, call.name, call.arguments, call.arguments_raw) == (
+        "fc-WIRE-1",
+        "now",
+        {},
+        None,
+    )
 
 
 @pytest.mark.parametrize(
@@ -169,9 +209,12 @@ def test_finish_reasons(replay: ReplayServer, raw: str, finish_reason: str) -> N
 
 def test_blocked_prompt_is_a_content_filter_finish(replay: ReplayServer, mode: str) -> None:
     # A blocked prompt gets no candidates, hence no finishReason: promptFeedback says why.
-    blocked = {"promptFeedback": {"blockReason": "PROHIBITED_CONTENT"},
-               "usageMetadata": {"promptTokenCount": 8, "totalTokenCount": 8},
-               "modelVersion": "gemini-2.5-flash", "responseId": "r1"}
+    blocked = {
+        "promptFeedback": {"blockReason": "PROHIBITED_CONTENT"},
+        "usageMetadata": {"promptTokenCount": 8, "totalTokenCount": 8},
+        "modelVersion": "gemini-2.5-flash",
+        "responseId": "r1",
+    }
     replay.replies = [Reply(chunks=[sse(blocked)])]
     response = stream_text(gemini(replay), mode).response
     assert (response.text, response.finish_reason) == ("", "content_filter")
@@ -202,8 +245,14 @@ def test_request_body_and_headers(replay: ReplayServer, mode: str) -> None:
     llm = gemini(replay, headers={"X-Title": "spout tests"}, temperature=0.5)
     safety = [{"category": "HARM_CATEGORY_HARASSMENT", "threshold": "BLOCK_ONLY_HIGH"}]
     stream_text(
-        llm, mode, "Count from 1 to 5",
-        system_prompt="Be brief.", max_tokens=20, stop=["6"], top_p=0.9, seed=7,
+        llm,
+        mode,
+        "Count from 1 to 5",
+        system_prompt="Be brief.",
+        max_tokens=20,
+        stop=["6"],
+        top_p=0.9,
+        seed=7,
         safetySettings=safety,
     )
     request = replay.requests[-1]
@@ -245,13 +294,23 @@ def test_messages_are_translated(replay: ReplayServer) -> None:
     history = [
         {"role": "system", "content": "Be brief."},
         {"role": "user", "content": "Weather in Oslo and Bergen?"},
-        {"role": "assistant", "content": "", "tool_calls": [
-            {"id": "call_0", "type": "function",
-             "function": {"name": "get_weather", "arguments": "{\"city\": \"Oslo\"}"}},
-            {"id": "call_1", "type": "function",
-             "function": {"name": "get_weather", "arguments": "{\"city\": \"Bergen\"}"}},
-        ]},
-        {"role": "tool", "tool_call_id": "call_0", "content": "{\"celsius\": 4}"},
+        {
+            "role": "assistant",
+            "content": "",
+            "tool_calls": [
+                {
+                    "id": "call_0",
+                    "type": "function",
+                    "function": {"name": "get_weather", "arguments": '{"city": "Oslo"}'},
+                },
+                {
+                    "id": "call_1",
+                    "type": "function",
+                    "function": {"name": "get_weather", "arguments": '{"city": "Bergen"}'},
+                },
+            ],
+        },
+        {"role": "tool", "tool_call_id": "call_0", "content": '{"celsius": 4}'},
         {"role": "tool", "tool_call_id": "call_1", "content": "7 °C"},
         {"role": "assistant", "content": "Oslo 4 °C, Bergen 7 °C."},
         {"role": "user", "content": [{"type": "text", "text": "Thanks!"}]},
@@ -261,14 +320,20 @@ def test_messages_are_translated(replay: ReplayServer) -> None:
     assert sent["systemInstruction"] == {"parts": [{"text": "Be brief."}]}
     assert sent["contents"] == [
         {"role": "user", "parts": [{"text": "Weather in Oslo and Bergen?"}]},
-        {"role": "model", "parts": [
-            {"functionCall": {"name": "get_weather", "args": {"city": "Oslo"}}},
-            {"functionCall": {"name": "get_weather", "args": {"city": "Bergen"}}},
-        ]},
-        {"role": "user", "parts": [
-            {"functionResponse": {"name": "get_weather", "response": {"celsius": 4}}},
-            {"functionResponse": {"name": "get_weather", "response": {"result": "7 °C"}}},
-        ]},
+        {
+            "role": "model",
+            "parts": [
+                {"functionCall": {"name": "get_weather", "args": {"city": "Oslo"}}},
+                {"functionCall": {"name": "get_weather", "args": {"city": "Bergen"}}},
+            ],
+        },
+        {
+            "role": "user",
+            "parts": [
+                {"functionResponse": {"name": "get_weather", "response": {"celsius": 4}}},
+                {"functionResponse": {"name": "get_weather", "response": {"result": "7 °C"}}},
+            ],
+        },
         {"role": "model", "parts": [{"text": "Oslo 4 °C, Bergen 7 °C."}]},
         {"role": "user", "parts": [{"text": "Thanks!"}]},
     ]
@@ -277,12 +342,19 @@ def test_messages_are_translated(replay: ReplayServer) -> None:
 def whole_response(case: str) -> dict[str, Any]:
     """The generateContent response for the same turn as a transcript: its chunks merged."""
     body, _ = transcript("gemini", case)
-    chunks = [json.loads(line[6:]) for line in body.decode().split("\r\n") if line.startswith("data: ")]
+    chunks = [
+        json.loads(line[6:]) for line in body.decode().split("\r\n") if line.startswith("data: ")
+    ]
     parts: list[dict[str, Any]] = []
     for data in chunks:
         for part in data["candidates"][0]["content"]["parts"]:
             last = parts[-1] if parts else None
-            if last and "text" in part and "text" in last and last.get("thought") == part.get("thought"):
+            if (
+                last
+                and "text" in part
+                and "text" in last
+                and last.get("thought") == part.get("thought")
+            ):
                 last["text"] += part["text"]
             else:
                 parts.append(dict(part))
@@ -292,18 +364,32 @@ def whole_response(case: str) -> dict[str, Any]:
 
 
 def comparable(response: Response) -> dict[str, Any]:
-    fields = ("text", "reasoning", "reasoning_signature", "tool_calls", "usage", "finish_reason",
-              "raw_finish_reason", "model", "id", "provider")
+    fields = (
+        "text",
+        "reasoning",
+        "reasoning_signature",
+        "tool_calls",
+        "usage",
+        "finish_reason",
+        "raw_finish_reason",
+        "model",
+        "id",
+        "provider",
+    )
     return {name: getattr(response, name) for name in fields}
 
 
 @pytest.mark.parametrize("case", ["function_call", "thoughts", "max_tokens", "text"])
-def test_not_streamed_gives_the_streamed_response(replay: ReplayServer, mode: str, case: str) -> None:
+def test_not_streamed_gives_the_streamed_response(
+    replay: ReplayServer, mode: str, case: str
+) -> None:
     body, _ = transcript("gemini", case)
     replay.replies = [
         Reply(chunks=[body]),
-        Reply(chunks=[json.dumps(whole_response(case)).encode()],
-              headers={"Content-Type": "application/json"}),
+        Reply(
+            chunks=[json.dumps(whole_response(case)).encode()],
+            headers={"Content-Type": "application/json"},
+        ),
     ]
     streamed = stream(gemini(replay), mode).response
     whole = generate(gemini(replay), mode)
@@ -338,20 +424,30 @@ def test_http_errors_raise_before_streaming(
     grpc_status: str,
     error_class: type[spout.ProviderError],
 ) -> None:
-    error = {"error": {"code": status, "message": f"status {status} for you", "status": grpc_status}}
-    replay.replies = [Reply(
-        status=status,
-        chunks=[json.dumps(error).encode()],
-        headers={"Content-Type": "application/json", "x-request-id": "WIRE-req-1", "retry-after": "7"},
-    )]
+    error = {
+        "error": {"code": status, "message": f"status {status} for you", "status": grpc_status}
+    }
+    replay.replies = [
+        Reply(
+            status=status,
+            chunks=[json.dumps(error).encode()],
+            headers={
+                "Content-Type": "application/json",
+                "x-request-id": "WIRE-req-1",
+                "retry-after": "7",
+            },
+        )
+    ]
     llm = gemini(replay)
     if mode == "sync":
         with pytest.raises(error_class) as caught:
             llm.generate_stream("hi")  # raised when the call is made, not on first read
     else:
+
         async def run() -> None:
             async with llm:
                 await llm.generate_async("hi", stream=True)
+
         with pytest.raises(error_class) as caught:
             asyncio.run(run())
     exc = caught.value
@@ -367,18 +463,25 @@ def test_http_errors_raise_before_streaming(
 
 def test_rate_limit_retry_delay_and_request_id_from_the_body(replay: ReplayServer) -> None:
     # Gemini sends no Retry-After header: the wait is a RetryInfo detail in the body.
-    error = {"error": {
-        "code": 429,
-        "message": "You exceeded your current quota. Please retry in 42.5s.",
-        "status": "RESOURCE_EXHAUSTED",
-        "details": [
-            {"@type": "type.googleapis.com/google.rpc.QuotaFailure", "violations": []},
-            {"@type": "type.googleapis.com/google.rpc.RequestInfo", "requestId": "WIRE-req-2"},
-            {"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": "42.500s"},
-        ],
-    }}
-    replay.replies = [Reply(status=429, chunks=[json.dumps(error).encode()],
-                            headers={"Content-Type": "application/json"})]
+    error = {
+        "error": {
+            "code": 429,
+            "message": "You exceeded your current quota. Please retry in 42.5s.",
+            "status": "RESOURCE_EXHAUSTED",
+            "details": [
+                {"@type": "type.googleapis.com/google.rpc.QuotaFailure", "violations": []},
+                {"@type": "type.googleapis.com/google.rpc.RequestInfo", "requestId": "WIRE-req-2"},
+                {"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": "42.500s"},
+            ],
+        }
+    }
+    replay.replies = [
+        Reply(
+            status=429,
+            chunks=[json.dumps(error).encode()],
+            headers={"Content-Type": "application/json"},
+        )
+    ]
     with pytest.raises(spout.RateLimitError) as caught:
         gemini(replay).generate("hi")
     assert caught.value.retry_after == 42.5
@@ -386,7 +489,9 @@ def test_rate_limit_retry_delay_and_request_id_from_the_body(replay: ReplayServe
 
 
 def test_error_body_as_a_json_array(replay: ReplayServer) -> None:
-    error = [{"error": {"code": 400, "message": "API key not valid.", "status": "INVALID_ARGUMENT"}}]
+    error = [
+        {"error": {"code": 400, "message": "API key not valid.", "status": "INVALID_ARGUMENT"}}
+    ]
     replay.replies = [Reply(status=400, chunks=[json.dumps(error).encode()])]
     with pytest.raises(spout.BadRequestError, match="API key not valid"):
         gemini(replay).generate("hi")

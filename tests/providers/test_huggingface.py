@@ -57,8 +57,12 @@ def sse(*payloads: Any) -> bytes:
 
 
 def token(text: str, special: bool = False, **last: Any) -> dict[str, Any]:
-    return {"index": 1, "token": {"id": 1, "text": text, "logprob": -0.1, "special": special},
-            "generated_text": last.pop("generated_text", None), "details": last or None}
+    return {
+        "index": 1,
+        "token": {"id": 1, "text": text, "logprob": -0.1, "special": special},
+        "generated_text": last.pop("generated_text", None),
+        "details": last or None,
+    }
 
 
 def check(response: Response, expected: dict[str, Any]) -> None:
@@ -124,8 +128,15 @@ def test_request_body_and_headers(replay: ReplayServer, mode: str) -> None:
     replay.replies = [Reply(chunks=[body])]
     llm = tgi(replay, api_key="hf_test", headers={"X-Title": "spout tests"}, temperature=0.5)
     stream_text(
-        llm, mode, "Count from 1 to 5",
-        system_prompt="Be brief.", max_tokens=20, stop="6", seed=7, top_p=0.9, top_k=10,
+        llm,
+        mode,
+        "Count from 1 to 5",
+        system_prompt="Be brief.",
+        max_tokens=20,
+        stop="6",
+        seed=7,
+        top_p=0.9,
+        top_k=10,
     )
     request = replay.requests[-1]
     assert request.method == "POST" and request.path == "/generate_stream"
@@ -173,11 +184,16 @@ def test_prompt_template(replay: ReplayServer) -> None:
 
 def test_render_prompt() -> None:
     assert render_prompt([{"role": "user", "content": "Hi"}]) == "Hi"
-    assert render_prompt([
-        {"role": "user", "content": [{"type": "text", "text": "Hi"}]},
-        {"role": "assistant", "content": "Hello!"},
-        {"role": "user", "content": "And now?"},
-    ]) == "user: Hi\nassistant: Hello!\nuser: And now?\nassistant:"
+    assert (
+        render_prompt(
+            [
+                {"role": "user", "content": [{"type": "text", "text": "Hi"}]},
+                {"role": "assistant", "content": "Hello!"},
+                {"role": "user", "content": "And now?"},
+            ]
+        )
+        == "user: Hi\nassistant: Hello!\nuser: And now?\nassistant:"
+    )
 
 
 def test_not_streamed_is_the_same_response(replay: ReplayServer, mode: str) -> None:
@@ -186,25 +202,47 @@ def test_not_streamed_is_the_same_response(replay: ReplayServer, mode: str) -> N
     streamed = stream(tgi(replay), mode).response
     answer = {
         "generated_text": expected["text"],
-        "details": {"finish_reason": "eos_token", "generated_tokens": 10, "seed": None,
-                    "prefill": [{"id": i, "text": "x", "logprob": None} for i in range(7)],
-                    "tokens": []},
+        "details": {
+            "finish_reason": "eos_token",
+            "generated_tokens": 10,
+            "seed": None,
+            "prefill": [{"id": i, "text": "x", "logprob": None} for i in range(7)],
+            "tokens": [],
+        },
     }
-    replay.replies = [Reply(chunks=[json.dumps(answer).encode()],
-                            headers={"Content-Type": "application/json"})]
+    replay.replies = [
+        Reply(chunks=[json.dumps(answer).encode()], headers={"Content-Type": "application/json"})
+    ]
     response = generate(tgi(replay), mode, decoder_input_details=True)
     request = replay.requests[-1]
     assert request.path == "/generate"
     assert request.json()["parameters"]["decoder_input_details"] is True
-    for field in ("text", "reasoning", "tool_calls", "usage", "finish_reason",
-                  "raw_finish_reason", "model", "id", "provider"):
+    for field in (
+        "text",
+        "reasoning",
+        "tool_calls",
+        "usage",
+        "finish_reason",
+        "raw_finish_reason",
+        "model",
+        "id",
+        "provider",
+    ):
         assert getattr(response, field) == getattr(streamed, field), field
 
 
 def test_not_streamed_without_prefill_has_no_input_count(replay: ReplayServer, mode: str) -> None:
     # /generate's details carry no input_length (only an x-prompt-tokens header does).
-    answer = {"generated_text": "Hello", "details": {
-        "finish_reason": "length", "generated_tokens": 2, "seed": 42, "prefill": [], "tokens": []}}
+    answer = {
+        "generated_text": "Hello",
+        "details": {
+            "finish_reason": "length",
+            "generated_tokens": 2,
+            "seed": 42,
+            "prefill": [],
+            "tokens": [],
+        },
+    }
     replay.replies = [Reply(chunks=[json.dumps(answer).encode()])]
     response = generate(tgi(replay), mode)
     assert (response.text, response.finish_reason) == ("Hello", "length")
@@ -217,33 +255,55 @@ def test_not_streamed_without_prefill_has_no_input_count(replay: ReplayServer, m
     [
         (401, "Invalid credentials in Authorization header", None, spout.AuthenticationError),
         (404, "Not Found", None, spout.NotFoundError),
-        (422, "Input validation error: `inputs` must have less than 4096 tokens. Given: 5000",
-         "validation", spout.BadRequestError),
-        (424, "Request failed during generation: Server error: out of memory", "generation",
-         spout.InternalServerError),
+        (
+            422,
+            "Input validation error: `inputs` must have less than 4096 tokens. Given: 5000",
+            "validation",
+            spout.BadRequestError,
+        ),
+        (
+            424,
+            "Request failed during generation: Server error: out of memory",
+            "generation",
+            spout.InternalServerError,
+        ),
         (429, "Model is overloaded", "overloaded", spout.OverloadedError),
         (500, "Incomplete generation", "incomplete_generation", spout.InternalServerError),
         (503, "unhealthy", "healthcheck", spout.ServiceUnavailableError),
     ],
 )
 def test_http_errors(
-    replay: ReplayServer, mode: str, status: int, error: str, error_type: str | None,
+    replay: ReplayServer,
+    mode: str,
+    status: int,
+    error: str,
+    error_type: str | None,
     error_class: type[spout.ProviderError],
 ) -> None:
     payload: dict[str, Any] = {"error": error}
     if error_type:
         payload["error_type"] = error_type
-    replay.replies = [Reply(status=status, chunks=[json.dumps(payload).encode()],
-                            headers={"Content-Type": "application/json", "x-request-id": "req_9",
-                                     "retry-after": "3"})]
+    replay.replies = [
+        Reply(
+            status=status,
+            chunks=[json.dumps(payload).encode()],
+            headers={
+                "Content-Type": "application/json",
+                "x-request-id": "req_9",
+                "retry-after": "3",
+            },
+        )
+    ]
     llm = tgi(replay)
     if mode == "sync":
         with pytest.raises(error_class) as caught:
             llm.generate_stream("hi")
     else:
+
         async def run() -> None:
             async with llm:
                 await llm.generate_async("hi", stream=True)
+
         with pytest.raises(error_class) as caught:
             asyncio.run(run())
     exc = caught.value
@@ -266,9 +326,18 @@ def test_stream_cut_before_its_end_is_an_interruption(
 
 
 def test_special_tokens_are_not_text(replay: ReplayServer, mode: str) -> None:
-    body = sse(token("<s>", special=True), token("Hi"),
-               token("</s>", special=True, generated_text="Hi",
-                     finish_reason="eos_token", generated_tokens=2, input_length=3))
+    body = sse(
+        token("<s>", special=True),
+        token("Hi"),
+        token(
+            "</s>",
+            special=True,
+            generated_text="Hi",
+            finish_reason="eos_token",
+            generated_tokens=2,
+            input_length=3,
+        ),
+    )
     replay.replies = [Reply(chunks=[body])]
     result = stream(tgi(replay), mode)
     assert [e.text for e in result.events if isinstance(e, TextDelta)] == ["Hi"]
@@ -279,7 +348,11 @@ def test_without_details_the_finish_is_still_known(replay: ReplayServer, mode: s
     body = sse(token("Hi"), token("!", generated_text="Hi!"))
     replay.replies = [Reply(chunks=[body])]
     response = stream_text(tgi(replay), mode).response
-    assert (response.text, response.finish_reason, response.raw_finish_reason) == ("Hi!", "stop", None)
+    assert (response.text, response.finish_reason, response.raw_finish_reason) == (
+        "Hi!",
+        "stop",
+        None,
+    )
     assert response.usage.input_tokens is None
 
 
@@ -302,8 +375,15 @@ def test_base_url_and_token_from_environment(
 def test_chat_route_is_the_openai_adapter(replay: ReplayServer, mode: str) -> None:
     body, expected = transcript("openai_chat", "text")
     replay.replies = [Reply(chunks=CUTS["mid_line"](body))]
-    llm = made(create_llm("huggingface", model="meta-llama/Llama-3.1-8B-Instruct", api="chat",
-                          base_url=f"{replay.url}/v1", api_key="hf_test"))
+    llm = made(
+        create_llm(
+            "huggingface",
+            model="meta-llama/Llama-3.1-8B-Instruct",
+            api="chat",
+            base_url=f"{replay.url}/v1",
+            api_key="hf_test",
+        )
+    )
     assert type(llm.provider) is HuggingFaceChatProvider
     response = stream_text(llm, mode, "hi", system_prompt="Be brief.").response
     assert response.text == expected["text"] and response.provider == "huggingface"

@@ -36,7 +36,9 @@ def test_streams_text_with_usage(llm: spout.LLM, mode: str) -> None:
 
 
 def test_max_tokens_ends_with_length(llm: spout.LLM, mode: str) -> None:
-    response = stream(llm, mode, "Tell me a long story about a dragon.", max_tokens=5, seed=2).response
+    response = stream(
+        llm, mode, "Tell me a long story about a dragon.", max_tokens=5, seed=2
+    ).response
     assert response.finish_reason == "length"
     assert response.usage.output_tokens == 5
 
@@ -64,7 +66,10 @@ def test_matches_llama_cpp_called_directly(llm: spout.LLM) -> None:
 def test_system_prompt_changes_the_answer(llm: spout.LLM) -> None:
     plain = llm.generate("What is your name?", seed=4, max_tokens=30).text
     pirate = llm.generate(
-        "What is your name?", system_prompt="You are a pirate named Redbeard.", seed=4, max_tokens=30
+        "What is your name?",
+        system_prompt="You are a pirate named Redbeard.",
+        seed=4,
+        max_tokens=30,
     ).text
     assert plain != pirate
 
@@ -201,9 +206,10 @@ def test_any_gguf_file_by_path(llm: spout.LLM, model_path: object) -> None:
     assert by_path.model == str(model_path)
     # The same file and settings: the already loaded model is reused, not loaded again.
     assert by_path.provider._model().llama is llm.provider._model().llama  # type: ignore[attr-defined]
-    assert by_path.generate(PROMPT, seed=9, max_tokens=10).text == llm.generate(
-        PROMPT, seed=9, max_tokens=10
-    ).text
+    assert (
+        by_path.generate(PROMPT, seed=9, max_tokens=10).text
+        == llm.generate(PROMPT, seed=9, max_tokens=10).text
+    )
 
 
 def test_a_dropped_async_stream_frees_the_model(llm: spout.LLM) -> None:

@@ -73,7 +73,9 @@ def test_capabilities_say_tools_stream(llm: spout.LLM) -> None:
 
 def test_a_named_tool_streams_its_call(llm: spout.LLM, mode: str) -> None:
     result = stream(llm, mode, "What is 123 * 456?", tools=[CALCULATOR], tool_choice="calculator")
-    kinds = [type(e) for e in result.events if type(e) in (ToolCallStart, ToolCallDelta, ToolCallEnd)]
+    kinds = [
+        type(e) for e in result.events if type(e) in (ToolCallStart, ToolCallDelta, ToolCallEnd)
+    ]
     # Start, the arguments in several pieces as they were sampled, then the whole call.
     assert kinds[0] is ToolCallStart and kinds[-1] is ToolCallEnd
     assert kinds.count(ToolCallDelta) > 2
@@ -168,8 +170,9 @@ def test_a_call_already_answered_is_not_made_again(llm: spout.LLM) -> None:
 def test_max_tokens_cuts_a_call(llm: spout.LLM) -> None:
     # As with any provider: a call cut short is not JSON, and the stream says so, keeping
     # what arrived.
-    stream_ = llm.generate_stream("What is 123 * 456?", tools=[CALCULATOR],
-                                  tool_choice="calculator", max_tokens=3)
+    stream_ = llm.generate_stream(
+        "What is 123 * 456?", tools=[CALCULATOR], tool_choice="calculator", max_tokens=3
+    )
     events = []
     with pytest.raises(spout.ToolCallParseError) as caught:
         events.extend(stream_.events())
@@ -219,9 +222,13 @@ def test_the_prompt_describes_the_tools_and_keeps_the_system_prompt() -> None:
 def test_earlier_calls_and_results_are_written_in_the_reply_format() -> None:
     messages: list[dict[str, Any]] = [
         {"role": "user", "content": "2+2?"},
-        {"role": "assistant", "content": "Let me see.", "tool_calls": [
-            {"id": "c1", "function": {"name": "calculator", "arguments": {"expression": "2+2"}}}
-        ]},
+        {
+            "role": "assistant",
+            "content": "Let me see.",
+            "tool_calls": [
+                {"id": "c1", "function": {"name": "calculator", "arguments": {"expression": "2+2"}}}
+            ],
+        },
         {"role": "tool", "tool_call_id": "c1", "content": 4},
     ]
     plan = _plan(messages)
@@ -293,8 +300,17 @@ def test_the_installer_builds_for_the_baseline_without_avx2() -> None:
     installer = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(installer)
     args, note = installer.cmake_flags("x86_64", {"avx", "avx2", "fma", "f16c", "sse"})
-    assert args == ["-DGGML_NATIVE=OFF", "-DGGML_AVX=ON", "-DGGML_AVX2=ON", "-DGGML_FMA=ON",
-                    "-DGGML_F16C=ON"] and note is None
+    assert (
+        args
+        == [
+            "-DGGML_NATIVE=OFF",
+            "-DGGML_AVX=ON",
+            "-DGGML_AVX2=ON",
+            "-DGGML_FMA=ON",
+            "-DGGML_F16C=ON",
+        ]
+        and note is None
+    )
     args, note = installer.cmake_flags("x86_64", {"sse", "sse2", "avx"})
     assert "-DGGML_AVX2=OFF" in args and "-DGGML_NATIVE=OFF" in args
     assert note and "AVX2" in note

@@ -54,13 +54,23 @@ def ndjson(*lines: Any) -> bytes:
 
 
 def line(content: str = "", **message: Any) -> dict[str, Any]:
-    return {"model": "llama3.2", "created_at": "2025-01-01T00:00:00Z",
-            "message": {"role": "assistant", "content": content, **message}, "done": False}
+    return {
+        "model": "llama3.2",
+        "created_at": "2025-01-01T00:00:00Z",
+        "message": {"role": "assistant", "content": content, **message},
+        "done": False,
+    }
 
 
 def last(reason: str = "stop", **counts: Any) -> dict[str, Any]:
-    return {**line(), "done_reason": reason, "done": True,
-            "prompt_eval_count": 5, "eval_count": 3, **counts}
+    return {
+        **line(),
+        "done_reason": reason,
+        "done": True,
+        "prompt_eval_count": 5,
+        "eval_count": 3,
+        **counts,
+    }
 
 
 def check(response: Response, expected: dict[str, Any]) -> None:
@@ -117,7 +127,10 @@ def test_tool_calls_arrive_whole(replay: ReplayServer, mode: str) -> None:
     calls = [e for e in events if isinstance(e, (ToolCallStart, ToolCallDelta, ToolCallEnd))]
     # Each call is a start and its end, back to back: no argument deltas, nothing to wait for.
     assert [(type(e).__name__, e.index) for e in calls] == [
-        ("ToolCallStart", 0), ("ToolCallEnd", 0), ("ToolCallStart", 1), ("ToolCallEnd", 1)
+        ("ToolCallStart", 0),
+        ("ToolCallEnd", 0),
+        ("ToolCallStart", 1),
+        ("ToolCallEnd", 1),
     ]
     assert isinstance(calls[0], ToolCallStart) and calls[0].id == "call_WIREollamaTool0001"
 
@@ -154,9 +167,18 @@ def test_request_body_and_headers(replay: ReplayServer, mode: str) -> None:
     replay.replies = [Reply(chunks=[body], headers=NDJSON)]
     llm = ollama(replay, headers={"X-Title": "spout tests"}, temperature=0.5)
     stream_text(
-        llm, mode, "Count from 1 to 5",
-        system_prompt="Be brief.", max_tokens=20, stop="6", seed=7, top_p=0.9,
-        format="json", keep_alive="10m", think=False, options={"num_ctx": 4096},
+        llm,
+        mode,
+        "Count from 1 to 5",
+        system_prompt="Be brief.",
+        max_tokens=20,
+        stop="6",
+        seed=7,
+        top_p=0.9,
+        format="json",
+        keep_alive="10m",
+        think=False,
+        options={"num_ctx": 4096},
     )
     request = replay.requests[-1]
     assert request.method == "POST" and request.path == "/api/chat"
@@ -189,7 +211,9 @@ def test_no_options_when_no_settings(replay: ReplayServer) -> None:
     replay.replies = [Reply(chunks=[body], headers=NDJSON)]
     ollama(replay).generate_stream("hi").close()
     assert replay.requests[-1].json() == {
-        "model": "llama3.2", "messages": [{"role": "user", "content": "hi"}], "stream": True
+        "model": "llama3.2",
+        "messages": [{"role": "user", "content": "hi"}],
+        "stream": True,
     }
 
 
@@ -206,18 +230,30 @@ def test_not_streamed_is_the_same_response(replay: ReplayServer, mode: str) -> N
     }
     replay.replies = [Reply(chunks=[body], headers=NDJSON)]
     streamed = stream(ollama(replay), mode).response
-    replay.replies = [Reply(chunks=[json.dumps(whole).encode()],
-                            headers={"Content-Type": "application/json"})]
+    replay.replies = [
+        Reply(chunks=[json.dumps(whole).encode()], headers={"Content-Type": "application/json"})
+    ]
     response = generate(ollama(replay), mode)
     assert replay.requests[-1].json()["stream"] is False
-    for field in ("text", "reasoning", "tool_calls", "usage", "finish_reason",
-                  "raw_finish_reason", "model", "id", "provider"):
+    for field in (
+        "text",
+        "reasoning",
+        "tool_calls",
+        "usage",
+        "finish_reason",
+        "raw_finish_reason",
+        "model",
+        "id",
+        "provider",
+    ):
         assert getattr(response, field) == getattr(streamed, field), field
 
 
 def test_not_streamed_thinking(replay: ReplayServer, mode: str) -> None:
-    whole = {**last(total_duration=10), "message": {
-        "role": "assistant", "content": "391.", "thinking": "17 * 23 is 391."}}
+    whole = {
+        **last(total_duration=10),
+        "message": {"role": "assistant", "content": "391.", "thinking": "17 * 23 is 391."},
+    }
     replay.replies = [Reply(chunks=[json.dumps(whole).encode()])]
     response = generate(ollama(replay), mode)
     assert (response.text, response.reasoning) == ("391.", "17 * 23 is 391.")
@@ -230,24 +266,37 @@ def test_not_streamed_thinking(replay: ReplayServer, mode: str) -> None:
         (400, "invalid options: num_predict", spout.BadRequestError),
         (404, 'model "llama3" not found, try pulling it first', spout.NotFoundError),
         (500, "llama runner process has terminated: signal: killed", spout.InternalServerError),
-        (503, "server busy, please try again.  maximum pending requests exceeded",
-         spout.ServiceUnavailableError),
+        (
+            503,
+            "server busy, please try again.  maximum pending requests exceeded",
+            spout.ServiceUnavailableError,
+        ),
     ],
 )
 def test_http_errors(
-    replay: ReplayServer, mode: str, status: int, message: str,
+    replay: ReplayServer,
+    mode: str,
+    status: int,
+    message: str,
     error_class: type[spout.ProviderError],
 ) -> None:
-    replay.replies = [Reply(status=status, chunks=[json.dumps({"error": message}).encode()],
-                            headers={"Content-Type": "application/json; charset=utf-8"})]
+    replay.replies = [
+        Reply(
+            status=status,
+            chunks=[json.dumps({"error": message}).encode()],
+            headers={"Content-Type": "application/json; charset=utf-8"},
+        )
+    ]
     llm = ollama(replay)
     if mode == "sync":
         with pytest.raises(error_class) as caught:
             llm.generate_stream("hi")
     else:
+
         async def run() -> None:
             async with llm:
                 await llm.generate_async("hi", stream=True)
+
         with pytest.raises(error_class) as caught:
             asyncio.run(run())
     exc = caught.value
@@ -313,7 +362,9 @@ def test_ollama_host_forms(value: str | None, url: str) -> None:
 
 
 def test_base_url_from_ollama_host(replay: ReplayServer, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("OLLAMA_HOST", f"127.0.0.1:{replay.port}")  # bare host:port, as ollama takes it
+    monkeypatch.setenv(
+        "OLLAMA_HOST", f"127.0.0.1:{replay.port}"
+    )  # bare host:port, as ollama takes it
     body, _ = transcript("ollama", "chat_text")
     replay.replies = [Reply(chunks=[body], headers=NDJSON)]
     llm = made(create_llm("ollama:llama3.2"))

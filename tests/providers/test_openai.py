@@ -87,7 +87,9 @@ def test_parallel_tool_calls_transcript(replay: ReplayServer, mode: str, cut: st
     ]
     assert kinds[0] == ("ToolCallStart", 0)
     assert kinds.index(("ToolCallEnd", 0)) < kinds.index(("ToolCallStart", 1))
-    joined = "".join(e.arguments for e in result.events if isinstance(e, ToolCallDelta) and e.index == 1)
+    joined = "".join(
+        e.arguments for e in result.events if isinstance(e, ToolCallDelta) and e.index == 1
+    )
     assert joined == expected["tool_calls"][1]["arguments_raw"]
     assert isinstance(result.events[-1], Finish)
 
@@ -105,8 +107,18 @@ def test_openrouter_keepalive_comments(replay: ReplayServer, mode: str) -> None:
 def test_repeated_id_and_name_are_not_concatenated(replay: ReplayServer, mode: str) -> None:
     # llama.cpp's server repeats id and name on every delta of a call.
     def delta(args: str) -> dict[str, Any]:
-        return chunk({"tool_calls": [{"index": 0, "id": "call_1", "type": "function",
-                                      "function": {"name": "get_weather", "arguments": args}}]})
+        return chunk(
+            {
+                "tool_calls": [
+                    {
+                        "index": 0,
+                        "id": "call_1",
+                        "type": "function",
+                        "function": {"name": "get_weather", "arguments": args},
+                    }
+                ]
+            }
+        )
 
     body = sse(delta('{"ci'), delta('ty": "Os'), delta('lo"}'), chunk({}, "tool_calls"))
     replay.replies = [Reply(chunks=CUTS["every_byte"](body))]
@@ -162,18 +174,26 @@ def test_connection_dropped_mid_stream_is_an_interruption(replay: ReplayServer, 
 
 def test_finish_without_done_is_complete(replay: ReplayServer, mode: str) -> None:
     # Some compatible servers end after the finish_reason chunk without "[DONE]".
-    replay.replies = [Reply(chunks=[sse(chunk({"content": "ok"}), chunk({}, "length"), done=False)])]
+    replay.replies = [
+        Reply(chunks=[sse(chunk({"content": "ok"}), chunk({}, "length"), done=False)])
+    ]
     response = stream_text(openai(replay), mode).response
     assert (response.text, response.finish_reason) == ("ok", "length")
 
 
 def test_reasoning_and_refusal(replay: ReplayServer, mode: str) -> None:
-    replay.replies = [Reply(chunks=[sse(
-        chunk({"reasoning_content": "The user wants"}),
-        chunk({"reasoning_content": " a refusal."}),
-        chunk({"refusal": "I can't help with that."}),
-        chunk({}, "stop"),
-    )])]
+    replay.replies = [
+        Reply(
+            chunks=[
+                sse(
+                    chunk({"reasoning_content": "The user wants"}),
+                    chunk({"reasoning_content": " a refusal."}),
+                    chunk({"refusal": "I can't help with that."}),
+                    chunk({}, "stop"),
+                )
+            ]
+        )
+    ]
     result = stream(openai(replay), mode)
     response = result.response
     assert response.reasoning == "The user wants a refusal."
@@ -197,7 +217,9 @@ def test_refusal_transcript(replay: ReplayServer, mode: str, cut: str) -> None:
     assert response.finish_reason == expected["finish_reason"] == "refusal"
     assert response.raw_finish_reason == expected["finish_reason_raw"]
     assert (response.usage.input_tokens, response.usage.output_tokens) == (
-        expected["usage"]["input_tokens"], expected["usage"]["output_tokens"])
+        expected["usage"]["input_tokens"],
+        expected["usage"]["output_tokens"],
+    )
     assert response.time_to_first_token is not None  # a refusal is the model's output
 
 
@@ -217,17 +239,26 @@ def test_refusal_not_streamed(replay: ReplayServer, mode: str) -> None:
         "id": "chatcmpl-2",
         "object": "chat.completion",
         "model": "gpt-4o-2024-08-06",
-        "choices": [{
-            "index": 0,
-            "message": {"role": "assistant", "content": None, "refusal": expected["refusal"],
-                        "annotations": []},
-            "logprobs": None,
-            "finish_reason": "stop",
-        }],
+        "choices": [
+            {
+                "index": 0,
+                "message": {
+                    "role": "assistant",
+                    "content": None,
+                    "refusal": expected["refusal"],
+                    "annotations": [],
+                },
+                "logprobs": None,
+                "finish_reason": "stop",
+            }
+        ],
         "usage": {"prompt_tokens": 81, "completion_tokens": 12, "total_tokens": 93},
     }
-    replay.replies = [Reply(chunks=[json.dumps(completion).encode()],
-                            headers={"Content-Type": "application/json"})]
+    replay.replies = [
+        Reply(
+            chunks=[json.dumps(completion).encode()], headers={"Content-Type": "application/json"}
+        )
+    ]
     response = generate(openai(replay), mode, "How do I pick a lock?")
     assert (response.text, response.refusal) == ("", expected["refusal"])
     assert (response.finish_reason, response.raw_finish_reason) == ("refusal", "stop")
@@ -248,7 +279,9 @@ def test_a_refusal_goes_back_as_openai_takes_it(replay: ReplayServer, mode: str)
     assert not OpenAIProvider("m", base_url=f"{replay.url}/v1").takes_refusal()
     body, _ = transcript("openai_chat", "text")
     replay.replies = [Reply(chunks=[body])]
-    stream_text(openai(replay), mode, None, messages=[*history, {"role": "user", "content": "Why?"}])
+    stream_text(
+        openai(replay), mode, None, messages=[*history, {"role": "user", "content": "Why?"}]
+    )
     sent = replay.requests[-1].json()["messages"]
     assert sent[1] == {"role": "assistant", "content": "I can't help with that."}
 
@@ -258,8 +291,14 @@ def test_request_body_and_headers(replay: ReplayServer, mode: str) -> None:
     replay.replies = [Reply(chunks=[body])]
     llm = openai(replay, headers={"X-Title": "spout tests"}, temperature=0.5)
     stream_text(
-        llm, mode, "Count from 1 to 5",
-        system_prompt="Be brief.", max_tokens=20, stop=["6"], seed=7, top_p=0.9,
+        llm,
+        mode,
+        "Count from 1 to 5",
+        system_prompt="Be brief.",
+        max_tokens=20,
+        stop=["6"],
+        seed=7,
+        top_p=0.9,
         logit_bias={"50256": -100},
     )
     request = replay.requests[-1]
@@ -291,7 +330,10 @@ def test_messages_are_sent_as_given(replay: ReplayServer, mode: str) -> None:
         {"role": "assistant", "content": "Hello!"},
     ]
     stream_text(openai(replay), mode, "And now?", messages=history)
-    assert replay.requests[-1].json()["messages"] == [*history, {"role": "user", "content": "And now?"}]
+    assert replay.requests[-1].json()["messages"] == [
+        *history,
+        {"role": "user", "content": "And now?"},
+    ]
 
 
 def test_not_streamed(replay: ReplayServer, mode: str) -> None:
@@ -299,23 +341,35 @@ def test_not_streamed(replay: ReplayServer, mode: str) -> None:
         "id": "chatcmpl-1",
         "object": "chat.completion",
         "model": "gpt-4o-mini-2024-07-18",
-        "choices": [{
-            "index": 0,
-            "message": {
-                "role": "assistant",
-                "content": "Let me check.",
-                "tool_calls": [{"id": "call_9", "type": "function",
-                                "function": {"name": "get_time", "arguments": "{\"tz\":\"UTC\"}"}}],
-            },
-            "finish_reason": "tool_calls",
-        }],
+        "choices": [
+            {
+                "index": 0,
+                "message": {
+                    "role": "assistant",
+                    "content": "Let me check.",
+                    "tool_calls": [
+                        {
+                            "id": "call_9",
+                            "type": "function",
+                            "function": {"name": "get_time", "arguments": '{"tz":"UTC"}'},
+                        }
+                    ],
+                },
+                "finish_reason": "tool_calls",
+            }
+        ],
         "usage": {"prompt_tokens": 9, "completion_tokens": 12, "total_tokens": 21},
     }
-    replay.replies = [Reply(chunks=[json.dumps(completion).encode()],
-                            headers={"Content-Type": "application/json"})]
+    replay.replies = [
+        Reply(
+            chunks=[json.dumps(completion).encode()], headers={"Content-Type": "application/json"}
+        )
+    ]
     response = generate(openai(replay), mode, "What time is it?")
     assert response.text == "Let me check."
-    assert [(c.id, c.name, c.arguments) for c in response.tool_calls] == [("call_9", "get_time", {"tz": "UTC"})]
+    assert [(c.id, c.name, c.arguments) for c in response.tool_calls] == [
+        ("call_9", "get_time", {"tz": "UTC"})
+    ]
     assert (response.usage.input_tokens, response.usage.output_tokens) == (9, 12)
     assert response.finish_reason == "tool_calls" and response.id == "chatcmpl-1"
     sent = replay.requests[-1].json()
@@ -338,19 +392,27 @@ def test_http_errors_raise_before_streaming(
     replay: ReplayServer, mode: str, status: int, error_class: type[spout.ProviderError]
 ) -> None:
     error = {"error": {"message": f"status {status} for you", "type": "some_error", "code": None}}
-    replay.replies = [Reply(
-        status=status,
-        chunks=[json.dumps(error).encode()],
-        headers={"Content-Type": "application/json", "x-request-id": "req_123", "retry-after": "7"},
-    )]
+    replay.replies = [
+        Reply(
+            status=status,
+            chunks=[json.dumps(error).encode()],
+            headers={
+                "Content-Type": "application/json",
+                "x-request-id": "req_123",
+                "retry-after": "7",
+            },
+        )
+    ]
     llm = openai(replay)
     if mode == "sync":
         with pytest.raises(error_class) as caught:
             llm.generate_stream("hi")  # raised when the call is made, not on first read
     else:
+
         async def run() -> None:
             async with llm:
                 await llm.generate_async("hi", stream=True)
+
         with pytest.raises(error_class) as caught:
             asyncio.run(run())
     exc = caught.value
@@ -363,8 +425,13 @@ def test_http_errors_raise_before_streaming(
 
 
 def test_context_window_error_is_recognized(replay: ReplayServer) -> None:
-    error = {"error": {"message": "This model's maximum context length is 128000 tokens.",
-                       "type": "invalid_request_error", "code": "context_length_exceeded"}}
+    error = {
+        "error": {
+            "message": "This model's maximum context length is 128000 tokens.",
+            "type": "invalid_request_error",
+            "code": "context_length_exceeded",
+        }
+    }
     replay.replies = [Reply(status=400, chunks=[json.dumps(error).encode()])]
     with pytest.raises(spout.ContextWindowExceededError):
         openai(replay).generate("x" * 10)

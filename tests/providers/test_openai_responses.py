@@ -55,25 +55,33 @@ def responses(server: ReplayServer, **config: Any) -> spout.LLM:
     # What one response becomes: no retries here (they are tested in tests/test_retries.py).
     config.setdefault("max_retries", 0)
     config.setdefault("api_key", "sk-test")
-    return made(create_llm("openai", model="gpt-4.1", api="responses",
-                           base_url=f"{server.url}/v1", **config))
+    return made(
+        create_llm(
+            "openai", model="gpt-4.1", api="responses", base_url=f"{server.url}/v1", **config
+        )
+    )
 
 
 def sse(*payloads: dict[str, Any]) -> bytes:
     """An SSE body as the Responses API frames it: each event named by its type."""
-    return b"".join(
-        f"event: {p['type']}\ndata: {json.dumps(p)}\n\n".encode() for p in payloads
-    )
+    return b"".join(f"event: {p['type']}\ndata: {json.dumps(p)}\n\n".encode() for p in payloads)
 
 
 def created(**response: Any) -> dict[str, Any]:
-    return {"type": "response.created",
-            "response": {"id": "resp_1", "model": "gpt-4.1", "status": "in_progress", **response}}
+    return {
+        "type": "response.created",
+        "response": {"id": "resp_1", "model": "gpt-4.1", "status": "in_progress", **response},
+    }
 
 
 def text(delta: str) -> dict[str, Any]:
-    return {"type": "response.output_text.delta", "item_id": "msg_1", "output_index": 0,
-            "content_index": 0, "delta": delta}
+    return {
+        "type": "response.output_text.delta",
+        "item_id": "msg_1",
+        "output_index": 0,
+        "content_index": 0,
+        "delta": delta,
+    }
 
 
 def check(response: Response, expected: dict[str, Any]) -> None:
@@ -94,8 +102,11 @@ def check(response: Response, expected: dict[str, Any]) -> None:
     assert response.usage.input_tokens == usage["input_tokens"]
     assert response.usage.output_tokens == usage["output_tokens"]
     if "usage_raw" in expected:
-        raw = {k: v for k, v in expected["usage_raw"].items()
-               if k not in ("input_tokens", "output_tokens")}
+        raw = {
+            k: v
+            for k, v in expected["usage_raw"].items()
+            if k not in ("input_tokens", "output_tokens")
+        }
         assert response.usage.extras == raw
     assert response.provider == "openai"
 
@@ -137,13 +148,17 @@ def test_function_call_events(replay: ReplayServer, mode: str) -> None:
     calls = [e for e in events if isinstance(e, (ToolCallStart, ToolCallDelta, ToolCallEnd))]
     # Keyed by output_index; each call's deltas between its start and its end.
     assert isinstance(calls[0], ToolCallStart)
-    assert (calls[0].index, calls[0].id, calls[0].name) == (0, expected["tool_calls"][0]["id"],
-                                                            "get_weather")
+    assert (calls[0].index, calls[0].id, calls[0].name) == (
+        0,
+        expected["tool_calls"][0]["id"],
+        "get_weather",
+    )
     kinds = [(type(e).__name__, e.index) for e in calls]
     assert kinds.index(("ToolCallEnd", 0)) < kinds.index(("ToolCallStart", 1))
     for index, call in enumerate(expected["tool_calls"]):
-        joined = "".join(e.arguments for e in calls
-                         if isinstance(e, ToolCallDelta) and e.index == index)
+        joined = "".join(
+            e.arguments for e in calls if isinstance(e, ToolCallDelta) and e.index == index
+        )
         assert joined == call["arguments_raw"]
 
 
@@ -158,12 +173,20 @@ def test_reasoning_summary_parts_are_paragraphs(replay: ReplayServer, mode: str)
 
 
 def test_incomplete_is_length(replay: ReplayServer, mode: str) -> None:
-    body = sse(created(), text("Once upon"), {
-        "type": "response.incomplete",
-        "response": {"id": "resp_1", "model": "gpt-4.1", "status": "incomplete",
-                     "incomplete_details": {"reason": "max_output_tokens"},
-                     "usage": {"input_tokens": 5, "output_tokens": 2, "total_tokens": 7}},
-    })
+    body = sse(
+        created(),
+        text("Once upon"),
+        {
+            "type": "response.incomplete",
+            "response": {
+                "id": "resp_1",
+                "model": "gpt-4.1",
+                "status": "incomplete",
+                "incomplete_details": {"reason": "max_output_tokens"},
+                "usage": {"input_tokens": 5, "output_tokens": 2, "total_tokens": 7},
+            },
+        },
+    )
     replay.replies = [Reply(chunks=[body])]
     response = stream_text(responses(replay), mode).response
     assert (response.text, response.finish_reason) == ("Once upon", "length")
@@ -172,9 +195,17 @@ def test_incomplete_is_length(replay: ReplayServer, mode: str) -> None:
 
 
 def test_refusal(replay: ReplayServer, mode: str) -> None:
-    body = sse(created(), {"type": "response.refusal.delta", "item_id": "msg_1",
-                           "output_index": 0, "content_index": 0, "delta": "I can't help."},
-               {"type": "response.completed", "response": {"status": "completed"}})
+    body = sse(
+        created(),
+        {
+            "type": "response.refusal.delta",
+            "item_id": "msg_1",
+            "output_index": 0,
+            "content_index": 0,
+            "delta": "I can't help.",
+        },
+        {"type": "response.completed", "response": {"status": "completed"}},
+    )
     replay.replies = [Reply(chunks=[body])]
     result = stream_text(responses(replay), mode)
     response = result.response
@@ -194,9 +225,17 @@ def test_refusal_transcript_events(replay: ReplayServer, mode: str) -> None:
 
 def test_refusal_done_alone_is_the_refusal(replay: ReplayServer, mode: str) -> None:
     # A server that sends the refusal whole, with no deltas: the done event carries it.
-    body = sse(created(), {"type": "response.refusal.done", "item_id": "msg_1",
-                           "output_index": 0, "content_index": 0, "refusal": "No."},
-               {"type": "response.completed", "response": {"status": "completed"}})
+    body = sse(
+        created(),
+        {
+            "type": "response.refusal.done",
+            "item_id": "msg_1",
+            "output_index": 0,
+            "content_index": 0,
+            "refusal": "No.",
+        },
+        {"type": "response.completed", "response": {"status": "completed"}},
+    )
     replay.replies = [Reply(chunks=[body])]
     response = stream_text(responses(replay), mode).response
     assert (response.text, response.refusal, response.finish_reason) == ("", "No.", "refusal")
@@ -205,8 +244,12 @@ def test_refusal_done_alone_is_the_refusal(replay: ReplayServer, mode: str) -> N
 def test_refusal_not_streamed(replay: ReplayServer, mode: str) -> None:
     body, expected = transcript("openai_responses", "refusal")
     completed = json.loads(body.rstrip(b"\n").rsplit(b"\n", 1)[1].removeprefix(b"data: "))
-    replay.replies = [Reply(chunks=[json.dumps(completed["response"]).encode()],
-                            headers={"Content-Type": "application/json"})]
+    replay.replies = [
+        Reply(
+            chunks=[json.dumps(completed["response"]).encode()],
+            headers={"Content-Type": "application/json"},
+        )
+    ]
     response = generate(responses(replay), mode, "How do I pick a lock?")
     assert (response.text, response.refusal) == ("", expected["refusal"])
     assert (response.finish_reason, response.raw_finish_reason) == ("refusal", "completed")
@@ -225,14 +268,25 @@ def test_a_refusal_in_the_history_is_sent_as_text(replay: ReplayServer, mode: st
     ]
     stream_text(responses(replay), mode, None, messages=history)
     assert replay.requests[-1].json()["input"][1] == {
-        "role": "assistant", "content": "I can't help with that."}
+        "role": "assistant",
+        "content": "I can't help with that.",
+    }
 
 
 def test_nested_error_event(replay: ReplayServer, mode: str) -> None:
     # Some servers nest the error fields: {"type": "error", "error": {type, code, message}}.
-    body = sse(created(), text("Hi"), {"type": "error", "error": {
-        "type": "invalid_request_error", "code": "context_length_exceeded",
-        "message": "Your input exceeds the context window of this model."}})
+    body = sse(
+        created(),
+        text("Hi"),
+        {
+            "type": "error",
+            "error": {
+                "type": "invalid_request_error",
+                "code": "context_length_exceeded",
+                "message": "Your input exceeds the context window of this model.",
+            },
+        },
+    )
     replay.replies = [Reply(chunks=[body])]
     with pytest.raises(spout.ContextWindowExceededError) as caught:
         stream_text(responses(replay), mode)
@@ -244,8 +298,13 @@ def test_request_body_and_headers(replay: ReplayServer, mode: str) -> None:
     replay.replies = [Reply(chunks=[body])]
     llm = responses(replay, headers={"X-Title": "spout tests"}, temperature=0.5)
     stream_text(
-        llm, mode, "Count from 1 to 5",
-        system_prompt="Be brief.", max_tokens=20, top_p=0.9, reasoning={"effort": "low"},
+        llm,
+        mode,
+        "Count from 1 to 5",
+        system_prompt="Be brief.",
+        max_tokens=20,
+        top_p=0.9,
+        reasoning={"effort": "low"},
     )
     request = replay.requests[-1]
     assert request.method == "POST" and request.path == "/v1/responses"
@@ -278,16 +337,28 @@ def test_tool_results_become_items(replay: ReplayServer) -> None:
     replay.replies = [Reply(chunks=[body])]
     history = [
         {"role": "user", "content": "Weather in Oslo?"},
-        {"role": "assistant", "content": None, "tool_calls": [{
-            "id": "call_1", "type": "function",
-            "function": {"name": "get_weather", "arguments": "{\"city\":\"Oslo\"}"}}]},
+        {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [
+                {
+                    "id": "call_1",
+                    "type": "function",
+                    "function": {"name": "get_weather", "arguments": '{"city":"Oslo"}'},
+                }
+            ],
+        },
         {"role": "tool", "tool_call_id": "call_1", "content": "4 °C, rain"},
     ]
     responses(replay).generate_stream(messages=history).close()
     assert replay.requests[-1].json()["input"] == [
         {"role": "user", "content": "Weather in Oslo?"},
-        {"type": "function_call", "call_id": "call_1", "name": "get_weather",
-         "arguments": "{\"city\":\"Oslo\"}"},
+        {
+            "type": "function_call",
+            "call_id": "call_1",
+            "name": "get_weather",
+            "arguments": '{"city":"Oslo"}',
+        },
         {"type": "function_call_output", "call_id": "call_1", "output": "4 °C, rain"},
     ]
     assert "instructions" not in replay.requests[-1].json()
@@ -300,18 +371,34 @@ def test_not_streamed_is_the_same_response(replay: ReplayServer, mode: str, case
     streamed = stream(responses(replay), mode).response
     last_event = body.rstrip(b"\n").split(b"\n")[-1].removeprefix(b"data: ")
     whole = json.loads(last_event)["response"]  # response.completed carries the whole response
-    replay.replies = [Reply(chunks=[json.dumps(whole).encode()],
-                            headers={"Content-Type": "application/json"})]
+    replay.replies = [
+        Reply(chunks=[json.dumps(whole).encode()], headers={"Content-Type": "application/json"})
+    ]
     response = generate(responses(replay), mode)
     assert "stream" not in replay.requests[-1].json()
-    for field in ("text", "reasoning", "tool_calls", "usage", "finish_reason",
-                  "raw_finish_reason", "model", "id", "provider"):
+    for field in (
+        "text",
+        "reasoning",
+        "tool_calls",
+        "usage",
+        "finish_reason",
+        "raw_finish_reason",
+        "model",
+        "id",
+        "provider",
+    ):
         assert getattr(response, field) == getattr(streamed, field), field
 
 
 def test_not_streamed_failure_raises(replay: ReplayServer, mode: str) -> None:
-    failed = {"id": "resp_1", "object": "response", "status": "failed", "model": "gpt-4.1",
-              "output": [], "error": {"code": "server_error", "message": "boom"}}
+    failed = {
+        "id": "resp_1",
+        "object": "response",
+        "status": "failed",
+        "model": "gpt-4.1",
+        "output": [],
+        "error": {"code": "server_error", "message": "boom"},
+    }
     replay.replies = [Reply(chunks=[json.dumps(failed).encode()])]
     with pytest.raises(spout.InternalServerError, match="boom"):
         generate(responses(replay), mode)
@@ -330,20 +417,35 @@ def test_not_streamed_failure_raises(replay: ReplayServer, mode: str) -> None:
 def test_http_errors(
     replay: ReplayServer, mode: str, status: int, error_class: type[spout.ProviderError]
 ) -> None:
-    error = {"error": {"message": f"status {status} for you", "type": "some_error",
-                       "param": None, "code": None}}
-    replay.replies = [Reply(
-        status=status, chunks=[json.dumps(error).encode()],
-        headers={"Content-Type": "application/json", "x-request-id": "req_123", "retry-after": "7"},
-    )]
+    error = {
+        "error": {
+            "message": f"status {status} for you",
+            "type": "some_error",
+            "param": None,
+            "code": None,
+        }
+    }
+    replay.replies = [
+        Reply(
+            status=status,
+            chunks=[json.dumps(error).encode()],
+            headers={
+                "Content-Type": "application/json",
+                "x-request-id": "req_123",
+                "retry-after": "7",
+            },
+        )
+    ]
     llm = responses(replay)
     if mode == "sync":
         with pytest.raises(error_class) as caught:
             llm.generate_stream("hi")
     else:
+
         async def run() -> None:
             async with llm:
                 await llm.generate_async("hi", stream=True)
+
         with pytest.raises(error_class) as caught:
             asyncio.run(run())
     exc = caught.value

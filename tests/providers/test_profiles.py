@@ -18,8 +18,12 @@ def test_openrouter_keepalives_cost_and_app_headers(replay: ReplayServer, mode: 
     body, expected = transcript("openrouter", "keepalive_comments")
     replay.replies = [Reply(chunks=CUTS["every_byte"](body))]
     llm = create_llm(
-        "openrouter", model="openai/gpt-4o-mini", base_url=f"{replay.url}/api/v1",
-        api_key="sk-or", referer="https://app.example", title="Spout Tests",
+        "openrouter",
+        model="openai/gpt-4o-mini",
+        base_url=f"{replay.url}/api/v1",
+        api_key="sk-or",
+        referer="https://app.example",
+        title="Spout Tests",
     )
     response = stream_text(llm, mode).response
     assert response.text == expected["text"]
@@ -38,16 +42,22 @@ def test_openrouter_error_mid_stream_keeps_the_partial(replay: ReplayServer, mod
     def data(payload: dict[str, Any]) -> bytes:
         return b"data: " + json.dumps(payload).encode() + b"\n\n"
 
-    body = b": OPENROUTER PROCESSING\n\n" + data(
-        {"id": "gen-1", "choices": [{"index": 0, "delta": {"content": "Half an"}}]}
-    ) + data({
-        "id": "gen-1",
-        "error": {"code": 502, "message": "Upstream provider went away"},
-        "choices": [{"index": 0, "delta": {"content": ""}, "finish_reason": "error"}],
-    })
+    body = (
+        b": OPENROUTER PROCESSING\n\n"
+        + data({"id": "gen-1", "choices": [{"index": 0, "delta": {"content": "Half an"}}]})
+        + data(
+            {
+                "id": "gen-1",
+                "error": {"code": 502, "message": "Upstream provider went away"},
+                "choices": [{"index": 0, "delta": {"content": ""}, "finish_reason": "error"}],
+            }
+        )
+    )
     replay.replies = [Reply(chunks=[body])]
     llm = create_llm("openrouter", model="m", base_url=f"{replay.url}/api/v1", api_key="k")
-    with pytest.raises(spout.ServiceUnavailableError, match="Upstream provider went away") as caught:
+    with pytest.raises(
+        spout.ServiceUnavailableError, match="Upstream provider went away"
+    ) as caught:
         stream_text(llm, mode)
     assert caught.value.partial is not None and caught.value.partial.text == "Half an"
 
@@ -72,9 +82,7 @@ def test_hosted_profiles_need_their_key(
     assert llm.provider.base_url == base_url  # type: ignore[attr-defined]
 
 
-@pytest.mark.parametrize(
-    ("name", "port"), [("vllm", 8000), ("llamacpp", 8080), ("lmstudio", 1234)]
-)
+@pytest.mark.parametrize(("name", "port"), [("vllm", 8000), ("llamacpp", 8080), ("lmstudio", 1234)])
 def test_servers_people_run_need_no_key(name: str, port: int) -> None:
     llm = create_llm(name, model="m")
     assert llm.provider.base_url == f"http://localhost:{port}/v1"  # type: ignore[attr-defined]

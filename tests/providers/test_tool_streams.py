@@ -53,11 +53,13 @@ def connect(replay: ReplayServer) -> Iterator[Connect]:
         if provider == "openai_chat":
             llm = create_llm("openai", model="gpt-4o-mini", base_url=f"{url}/v1", api_key="sk-test")
         elif provider == "openai_responses":
-            llm = create_llm("openai", model="gpt-4.1", api="responses", base_url=f"{url}/v1",
-                             api_key="sk-test")
+            llm = create_llm(
+                "openai", model="gpt-4.1", api="responses", base_url=f"{url}/v1", api_key="sk-test"
+            )
         elif provider == "anthropic":
-            llm = create_llm("anthropic", model="claude-sonnet-4-5", base_url=url,
-                             api_key="sk-ant-test")
+            llm = create_llm(
+                "anthropic", model="claude-sonnet-4-5", base_url=url, api_key="sk-ant-test"
+            )
         elif provider == "gemini":
             llm = create_llm("gemini", model="gemini-2.5-flash", base_url=url, api_key="AIza-test")
         elif provider == "ollama":
@@ -171,22 +173,26 @@ def test_openai_text_then_tool_call_not_streamed(
         "object": "chat.completion",
         "created": 1735689660,
         "model": "gpt-4o-mini-2024-07-18",
-        "choices": [{
-            "index": 0,
-            "message": {
-                "role": "assistant",
-                "content": expected["text"],
-                "tool_calls": [{
-                    "id": call["id"],
-                    "type": "function",
-                    "function": {"name": call["name"], "arguments": call["arguments_raw"]},
-                }],
-                "refusal": None,
-                "annotations": [],
-            },
-            "logprobs": None,
-            "finish_reason": "tool_calls",
-        }],
+        "choices": [
+            {
+                "index": 0,
+                "message": {
+                    "role": "assistant",
+                    "content": expected["text"],
+                    "tool_calls": [
+                        {
+                            "id": call["id"],
+                            "type": "function",
+                            "function": {"name": call["name"], "arguments": call["arguments_raw"]},
+                        }
+                    ],
+                    "refusal": None,
+                    "annotations": [],
+                },
+                "logprobs": None,
+                "finish_reason": "tool_calls",
+            }
+        ],
         "usage": expected["usage_raw"],
         "service_tier": "default",
         "system_fingerprint": "fp_0000wire01",
@@ -234,8 +240,10 @@ def test_anthropic_tool_use_without_any_input_delta(
 ) -> None:
     # A tool that takes no input may come with no input_json_delta at all: still {} and "".
     body, expected = transcript("anthropic", "parallel_tool_use")
-    empty = (b'event: content_block_delta\ndata: {"type":"content_block_delta","index":2,'
-             b'"delta":{"type":"input_json_delta","partial_json":""}}\n\n')
+    empty = (
+        b'event: content_block_delta\ndata: {"type":"content_block_delta","index":2,'
+        b'"delta":{"type":"input_json_delta","partial_json":""}}\n\n'
+    )
     assert body.count(empty) == 1
     replay.replies = [Reply(chunks=CUTS[cut](body.replace(empty, b"")))]
     result = stream(connect("anthropic"), mode)
@@ -262,11 +270,18 @@ def anthropic_message(case: str) -> dict[str, Any]:
     _, expected = transcript("anthropic", case)
     content: list[dict[str, Any]] = []
     if expected.get("reasoning"):
-        content.append({"type": "thinking", "thinking": expected["reasoning"],
-                        "signature": expected["reasoning_signature"]})
+        content.append(
+            {
+                "type": "thinking",
+                "thinking": expected["reasoning"],
+                "signature": expected["reasoning_signature"],
+            }
+        )
     content.append({"type": "text", "text": expected["text"]})
-    content += [{"type": "tool_use", "id": c["id"], "name": c["name"], "input": c["arguments"]}
-                for c in expected["tool_calls"]]
+    content += [
+        {"type": "tool_use", "id": c["id"], "name": c["name"], "input": c["arguments"]}
+        for c in expected["tool_calls"]
+    ]
     return {
         "id": "msg_01WIREnotStreamed000000001",
         "type": "message",

@@ -132,7 +132,8 @@ def _input(value: Any) -> list[dict[str, Any]]:
                 # An earlier response's refusal part (ResponseOutputRefusal), handed back as
                 # the SDK gives it: kept as the turn's refusal, apart from its text.
                 refusals = [
-                    part for part in content
+                    part
+                    for part in content
                     if isinstance(part, dict) and part.get("type") == "refusal"
                 ]
                 if refusals:

@@ -23,9 +23,19 @@ from .._transport import (
 )
 from ..sse import ServerSentEvent, SSEDecoder
 
-__all__ = ["Call", "GenerationLock", "HTTPProvider", "NamedToolChoice", "Parser", "Provider",
-    "SSEStreamParser", "StreamParser", "ToolCallAssembler", "refusals_as_text",
-    "text_token_counter"]
+__all__ = [
+    "Call",
+    "GenerationLock",
+    "HTTPProvider",
+    "NamedToolChoice",
+    "Parser",
+    "Provider",
+    "SSEStreamParser",
+    "StreamParser",
+    "ToolCallAssembler",
+    "refusals_as_text",
+    "text_token_counter",
+]
 
 
 @dataclass(slots=True)
@@ -248,12 +258,10 @@ class HTTPProvider(Provider):
 
     def _resolve_endpoint(self, base_url: str | None, api_key: str | None) -> None:
         """Set ``base_url`` (argument, environment, default) and ``api_key`` (argument, env)."""
-        self.base_url = (
-            base_url or env_value(*self.base_url_env) or self.default_base_url
-        ).rstrip("/")
-        self.api_key: str | None = checked_key(
-            self.name, api_key or env_value(*self.api_key_env)
+        self.base_url = (base_url or env_value(*self.base_url_env) or self.default_base_url).rstrip(
+            "/"
         )
+        self.api_key: str | None = checked_key(self.name, api_key or env_value(*self.api_key_env))
 
     def _require_key(self, where: str | None = None) -> str:
         """The API key, or a ConfigurationError that names where to put one."""
@@ -275,7 +283,9 @@ class HTTPProvider(Provider):
     def parse_response(self, body: bytes, call: Call) -> Iterable[Event]:
         raise NotImplementedError
 
-    def error_from_response(self, status: int, headers: Mapping[str, str], body: bytes) -> ProviderError:
+    def error_from_response(
+        self, status: int, headers: Mapping[str, str], body: bytes
+    ) -> ProviderError:
         raise NotImplementedError
 
     # -- the drivers ---------------------------------------------------------------------------
@@ -318,7 +328,8 @@ class HTTPProvider(Provider):
         request = self.build_request(call, stream=False)
         try:
             return self.parse_response(
-                await self.transport.arequest(request, self.error_from_response, call.deadline), call
+                await self.transport.arequest(request, self.error_from_response, call.deadline),
+                call,
             )
         except Exception as exc:
             self._scrub(exc, request)

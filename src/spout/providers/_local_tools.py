@@ -139,9 +139,7 @@ class ToolPlan:
                 result = text_content(message.get("content"))
                 # As the user's turn: small models know no "tool" role, and read a result
                 # given there as something to answer.
-                out.append(
-                    {"role": "user", "content": f"{CALL_PREFIX}{name} returned:\n{result}"}
-                )
+                out.append({"role": "user", "content": f"{CALL_PREFIX}{name} returned:\n{result}"})
             else:
                 out.append(message)
         return out

@@ -505,13 +505,20 @@ def _messages(messages: list[dict[str, Any]]) -> tuple[Any, list[dict[str, Any]]
                 block["is_error"] = True
             # The results of parallel calls go back together, in one user turn.
             last = out[-1] if out else None
-            if last and last["role"] == "user" and isinstance(last["content"], list) and all(
-                isinstance(b, dict) and b.get("type") == "tool_result" for b in last["content"]
+            if (
+                last
+                and last["role"] == "user"
+                and isinstance(last["content"], list)
+                and all(
+                    isinstance(b, dict) and b.get("type") == "tool_result" for b in last["content"]
+                )
             ):
                 last["content"].append(block)
             else:
                 out.append({"role": "user", "content": [block]})
-        elif role == "assistant" and (message.get("tool_calls") or message.get("reasoning_signature")):
+        elif role == "assistant" and (
+            message.get("tool_calls") or message.get("reasoning_signature")
+        ):
             blocks: list[Any] = []
             if message.get("reasoning_signature"):
                 # With extended thinking, the turn that called tools must be sent back with its

@@ -217,9 +217,7 @@ class GenerateContentMapper:
             )
         return events
 
-    def _function_call(
-        self, function_call: dict[str, Any], signature: str | None
-    ) -> list[Event]:
+    def _function_call(self, function_call: dict[str, Any], signature: str | None) -> list[Event]:
         index = self._tool_count
         self._tool_count += 1
         # Gemini names no call id (a newer field, "id", is used when present).
@@ -471,8 +469,10 @@ def _contents(messages: list[dict[str, Any]]) -> tuple[list[Any], list[dict[str,
                 }
             }
             last = contents[-1] if contents else None
-            if last and last["role"] == "user" and all(
-                "functionResponse" in p for p in last["parts"]
+            if (
+                last
+                and last["role"] == "user"
+                and all("functionResponse" in p for p in last["parts"])
             ):
                 last["parts"].append(part)  # parallel calls answered in one turn
             else:

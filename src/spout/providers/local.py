@@ -150,7 +150,9 @@ def cpu_flags() -> set[str] | None:
 def built_with(system_info: str = "", cmake_args: Sequence[str] = ()) -> set[str]:
     """The x86 instruction sets a llama.cpp build uses, in llama.cpp's names: from its
     ``llama_print_system_info()`` text ("AVX2 = 1 | ...") or from its CMake options."""
-    found = {name for name, value in re.findall(r"([A-Z0-9_]+) = (\d)", system_info) if value == "1"}
+    found = {
+        name for name, value in re.findall(r"([A-Z0-9_]+) = (\d)", system_info) if value == "1"
+    }
     for arg in cmake_args:
         match = re.fullmatch(r"-DGGML_([A-Z0-9_]+)=(ON|1)", arg)
         if match:
@@ -170,7 +172,7 @@ def _unsupported_cpu(missing: list[str]) -> ConfigurationError:
         f"the installed llama.cpp was built for {', '.join(missing)}, which this CPU does not "
         "have: loading the model would crash. Rebuild it for this CPU with "
         "`python scripts/install_llama.py` from spout's source (or `make demo`), or install "
-        "llama-cpp-python built with CMAKE_ARGS=\"-DGGML_NATIVE=OFF\""
+        'llama-cpp-python built with CMAKE_ARGS="-DGGML_NATIVE=OFF"'
     )
 
 

@@ -200,7 +200,9 @@ def _messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 arguments = function.get("arguments")
                 if isinstance(arguments, str):
                     arguments = parse_arguments(arguments)
-                calls.append({"function": {"name": function.get("name"), "arguments": arguments or {}}})
+                calls.append(
+                    {"function": {"name": function.get("name"), "arguments": arguments or {}}}
+                )
             if calls:
                 converted["tool_calls"] = calls
             message = converted
@@ -237,6 +239,7 @@ class _OllamaStreamParser(StreamParser):
             events += map_line(line)
         if decoder.error is not None:
             raise decoder.error  # after the lines before it: StreamParser delivers them first
+
     def _close(self) -> list[Event]:
         events: list[Event] = []
         try:

@@ -412,7 +412,9 @@ class OpenAIProvider(HTTPProvider):
         events += mapper.finish()
         return events
 
-    def error_from_response(self, status: int, headers: Mapping[str, str], body: bytes) -> ProviderError:
+    def error_from_response(
+        self, status: int, headers: Mapping[str, str], body: bytes
+    ) -> ProviderError:
         try:
             data = orjson.loads(body) if body else None
         except orjson.JSONDecodeError:

@@ -170,8 +170,9 @@ class ResponsesEventMapper:
         elif kind == "response.output_item.done":
             item = data.get("item") or {}
             if item.get("type") == "function_call":
-                events += self._end_call(item.get("id") or item.get("call_id") or "",
-                                         item.get("arguments"))
+                events += self._end_call(
+                    item.get("id") or item.get("call_id") or "", item.get("arguments")
+                )
         elif kind == "response.refusal.delta":
             # A refusal content part: not text (ResponseOutputRefusal, beside output_text).
             delta = data.get("delta")
@@ -263,16 +264,31 @@ def _replay(response: dict[str, Any]) -> Iterator[dict[str, Any]]:
                     yield {"type": "response.refusal.delta", "delta": part.get("refusal")}
         elif kind == "reasoning":
             for i, part in enumerate(item.get("summary") or ()):
-                yield {"type": "response.reasoning_summary_text.delta", "item_id": item_id,
-                       "summary_index": i, "delta": part.get("text")}
+                yield {
+                    "type": "response.reasoning_summary_text.delta",
+                    "item_id": item_id,
+                    "summary_index": i,
+                    "delta": part.get("text"),
+                }
             for i, part in enumerate(item.get("content") or ()):
-                yield {"type": "response.reasoning_text.delta", "item_id": item_id,
-                       "content_index": i, "delta": part.get("text")}
+                yield {
+                    "type": "response.reasoning_text.delta",
+                    "item_id": item_id,
+                    "content_index": i,
+                    "delta": part.get("text"),
+                }
         elif kind == "function_call":
-            yield {"type": "response.output_item.added", "output_index": index,
-                   "item": {**item, "arguments": ""}}
-            yield {"type": "response.function_call_arguments.done", "item_id": item_id,
-                   "output_index": index, "arguments": item.get("arguments") or ""}
+            yield {
+                "type": "response.output_item.added",
+                "output_index": index,
+                "item": {**item, "arguments": ""},
+            }
+            yield {
+                "type": "response.function_call_arguments.done",
+                "item_id": item_id,
+                "output_index": index,
+                "arguments": item.get("arguments") or "",
+            }
     status = response.get("status")
     terminal = f"response.{status}" if f"response.{status}" in _TERMINAL else "response.completed"
     yield {"type": terminal, "response": response}
@@ -410,8 +426,10 @@ def _input(messages: list[dict[str, Any]]) -> tuple[str | None, list[dict[str, A
     messages are easy input messages as they are, except the chat shapes of tool calls.
     """
     instructions: str | None = None
-    if messages and messages[0].get("role") == "system" and isinstance(
-        messages[0].get("content"), str
+    if (
+        messages
+        and messages[0].get("role") == "system"
+        and isinstance(messages[0].get("content"), str)
     ):
         instructions = messages[0]["content"]
         messages = messages[1:]
@@ -420,24 +438,29 @@ def _input(messages: list[dict[str, Any]]) -> tuple[str | None, list[dict[str, A
         role = message.get("role")
         if role == "tool":
             content = message.get("content")
-            items.append({
-                "type": "function_call_output",
-                "call_id": message.get("tool_call_id"),
-                "output": text_content(content),
-            })
+            items.append(
+                {
+                    "type": "function_call_output",
+                    "call_id": message.get("tool_call_id"),
+                    "output": text_content(content),
+                }
+            )
         elif role == "assistant" and message.get("tool_calls"):
             if message.get("content"):
                 items.append({"role": "assistant", "content": message["content"]})
             for tool_call in message["tool_calls"]:
                 function = tool_call.get("function") or {}
                 arguments = function.get("arguments")
-                items.append({
-                    "type": "function_call",
-                    "call_id": tool_call.get("id"),
-                    "name": function.get("name"),
-                    "arguments": arguments if isinstance(arguments, str)
-                    else orjson.dumps(arguments or {}).decode(),
-                })
+                items.append(
+                    {
+                        "type": "function_call",
+                        "call_id": tool_call.get("id"),
+                        "name": function.get("name"),
+                        "arguments": arguments
+                        if isinstance(arguments, str)
+                        else orjson.dumps(arguments or {}).decode(),
+                    }
+                )
         elif role == "assistant" and "reasoning" in message:
             # The tool loop's own keys are not input fields; its text is.
             items.append({"role": "assistant", "content": message.get("content") or ""})
