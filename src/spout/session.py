@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import re
 import sys
 from collections.abc import AsyncGenerator, AsyncIterator, Generator, Iterator, Sequence
 from types import TracebackType
@@ -11,6 +10,7 @@ from typing import TYPE_CHECKING, Any, Literal, overload
 
 from ._errors import ConversationNotFoundError, SpoutError, TimeoutError
 from ._events import Usage
+from ._history import for_provider
 from ._response import Response
 from ._tool_loop import AsyncToolStream, ToolStream, assistant_message
 from ._turn import Incomplete, Turn
@@ -182,7 +182,7 @@ class Session:
             new.append({"role": "user", "content": prompt})
         if not new and not self._turns:
             raise ValueError("nothing to generate from: pass a prompt or add_message() first")
-        history = _for_provider(self._turns, self.provider.provider_name) + [dict(m) for m in new]
+        history = for_provider(self._turns, self.provider.provider_name) + [dict(m) for m in new]
         return new, self._fit(history, params)
 
     def _fit(self, history: list[dict[str, Any]], params: dict[str, Any]) -> list[dict[str, Any]]:
@@ -876,51 +876,6 @@ def _drop_unanswered(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 ):
                     continue
         out.append(message)
-    return out
-
-
-_UNSAFE_ID = re.compile(r"[^A-Za-z0-9_-]")
-
-
-def _for_provider(turns: Sequence[Turn], provider: str) -> list[dict[str, Any]]:
-    """The history as the current provider may take it.
-
-    Turns another provider made lose what only that provider can read back: reasoning
-    signatures (Anthropic thinking, Gemini thought signatures). Their tool call ids are made
-    unique and safe for every provider (Gemini numbers calls ``call_0`` in each response;
-    Anthropic takes ids matching ``^[a-zA-Z0-9_-]+$``), results renamed to match.
-    """
-    out: list[dict[str, Any]] = []
-    seen: set[str] = set()
-    for position, turn in enumerate(turns):
-        foreign = turn.provider is not None and turn.provider != provider
-        renamed: dict[str, str] = {}
-        for message in turn.messages:
-            if not foreign:
-                out.append(message)
-                for call in message.get("tool_calls") or ():
-                    seen.add(str(call.get("id")))
-                continue
-            message = dict(message)
-            message.pop("reasoning_signature", None)
-            calls = message.get("tool_calls")
-            if calls:
-                fixed = []
-                for call in calls:
-                    call = {k: v for k, v in call.items() if k != "signature"}
-                    old = str(call.get("id") or "")
-                    new = _UNSAFE_ID.sub("_", old) or f"call_{position}"
-                    while new in seen:
-                        new = f"{new}_{position}"
-                    seen.add(new)
-                    renamed[old] = new
-                    call["id"] = new
-                    fixed.append(call)
-                message["tool_calls"] = fixed
-            if message.get("role") == "tool":
-                old = str(message.get("tool_call_id") or "")
-                message["tool_call_id"] = renamed.get(old, old)
-            out.append(message)
     return out
 
 
