@@ -5,7 +5,6 @@ from __future__ import annotations
 import gc
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -19,8 +18,9 @@ from replay_server import ReplayServer
 from spout.providers.local import bundled_model_path
 
 # A test that crashes its xdist worker (llama.cpp runs in process) fails naming the signal;
-# the tests of one expensive fixture (the llama.cpp server) share a worker.
-pytest_plugins = ["worker_crashes", "xdist_groups"]
+# the tests of one expensive fixture (the llama.cpp server) share a worker; the `runner`
+# fixture (tests/helpers.py) runs a test's body sync and async.
+pytest_plugins = ["worker_crashes", "xdist_groups", "helpers"]
 
 # llama.cpp's OpenMP threads spin while they wait for each other (libgomp's default). With the
 # xdist workers and the processes they start each running the model on every core, spinning
@@ -86,15 +86,11 @@ def model_path() -> Path:
     return bundled_model_path()
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture(scope="session")
 def llama_server(model_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """``python -m llama_cpp.server`` serving the bundled model; yields its ``/v1`` base URL."""
+    from helpers import free_port  # here: helpers is a plugin, imported once pytest rewrites it
+
     port = free_port()
     log = tmp_path_factory.mktemp("llama_server") / "server.log"
     with log.open("wb") as out:

@@ -765,7 +765,7 @@ def test_errors_are_spouts_and_litellms(
 
 
 def test_transport_errors_are_litellms_too(replay: ReplayServer, mode: str) -> None:
-    from conftest import free_port
+    from helpers import free_port
 
     settings: dict[str, Any] = {
         "model": "openai/gpt-4o-mini",

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 from itertools import pairwise
 from typing import Any, TypedDict
@@ -10,6 +9,7 @@ from typing import Any, TypedDict
 import pytest
 from pydantic import BaseModel, Field
 
+from helpers import Runner
 from replay_server import (
     ReplayServer,
     Reply,
@@ -57,21 +57,10 @@ def openai_llm(replay: ReplayServer) -> LLM:
     return create_llm("openai", model="gpt-4o-mini", base_url=f"{replay.url}/v1", api_key="k")
 
 
-def run(llm: LLM, mode: str, **kwargs: Any) -> tuple[list[Any], Response]:
+def run(llm: LLM, runner: Runner, **kwargs: Any) -> tuple[list[Any], Response]:
     """Stream with response_format, collecting partial objects, sync or async."""
-    if mode == "sync":
-        stream = llm.generate_stream("Weather in Oslo?", **kwargs)
-        return list(stream.partial_objects()), stream.response
-
-    async def go() -> tuple[list[Any], Response]:
-        try:
-            stream = llm.agenerate_stream("Weather in Oslo?", **kwargs)
-            objects = [obj async for obj in stream.partial_objects()]
-            return objects, await stream.get_response()
-        finally:
-            await llm.aclose()
-
-    return asyncio.run(go())
+    stream = runner.stream(llm, "Weather in Oslo?", **kwargs)
+    return runner.list(stream.partial_objects()), runner.response(stream)
 
 
 def parsed(llm: LLM, response_format: Any) -> Any:
@@ -100,9 +89,11 @@ def grows(before: Any, after: Any) -> bool:
 # -- OpenAI chat: native json_schema ------------------------------------------------------------
 
 
-def test_openai_partial_objects_complete_progressively(replay: ReplayServer, mode: str) -> None:
+def test_openai_partial_objects_complete_progressively(
+    replay: ReplayServer, runner: Runner
+) -> None:
     replay.replies = turns(openai_json_turn())
-    objects, response = run(openai_llm(replay), mode, response_format=Weather)
+    objects, response = run(openai_llm(replay), runner, response_format=Weather)
 
     body = replay.requests[0].json()
     assert body["response_format"]["type"] == "json_schema"
@@ -124,10 +115,10 @@ def test_openai_partial_objects_complete_progressively(replay: ReplayServer, mod
 
 
 @pytest.mark.parametrize("cut", [cut_every_byte, cut_mid_line, cut_inside_utf8])
-def test_recorded_structured_stream(replay: ReplayServer, mode: str, cut: Any) -> None:
+def test_recorded_structured_stream(replay: ReplayServer, runner: Runner, cut: Any) -> None:
     body, expected = transcript("openai_chat", "structured_output")
     replay.replies = [Reply(chunks=cut(body))]
-    objects, response = run(openai_llm(replay), mode, response_format=Weather)
+    objects, response = run(openai_llm(replay), runner, response_format=Weather)
     assert response.text == expected["text"]
     assert response.usage.output_tokens == expected["usage"]["output_tokens"]
     assert response.parsed == Weather(
@@ -172,24 +163,22 @@ def test_partial_objects_continue_a_stream_already_read(replay: ReplayServer) ->
     assert list(stream.partial_objects()) == [objects[-1]]
 
 
-def test_non_streamed_call_is_parsed(replay: ReplayServer, mode: str) -> None:
-    from helpers import generate
-
+def test_non_streamed_call_is_parsed(replay: ReplayServer, runner: Runner) -> None:
     replay.replies = turns(
         b'{"id": "c", "object": "chat.completion", "model": "gpt-4o-mini", "choices": [{"index": 0,'
         b' "message": {"role": "assistant", "content": "{\\"city\\": \\"Oslo\\", '
         b'\\"temperature\\": 21}"}, "finish_reason": "stop"}]}',
         content_type="application/json",
     )
-    response = generate(openai_llm(replay), mode, response_format=Weather)
+    response = runner.generate(openai_llm(replay), response_format=Weather)
     assert response.parsed == Weather(city="Oslo", temperature=21)
 
 
-def test_validation_failure_raises_with_the_text(replay: ReplayServer, mode: str) -> None:
+def test_validation_failure_raises_with_the_text(replay: ReplayServer, runner: Runner) -> None:
     bad = '{"city": "Oslo", "temperature": "warm"}'
     replay.replies = turns(openai_json_turn(bad))
     with pytest.raises(StructuredOutputError) as caught:
-        run(openai_llm(replay), mode, response_format=Weather)
+        run(openai_llm(replay), runner, response_format=Weather)
     error = caught.value
     assert error.raw == bad
     assert error.value == {"city": "Oslo", "temperature": "warm"}
@@ -198,11 +187,11 @@ def test_validation_failure_raises_with_the_text(replay: ReplayServer, mode: str
     assert "temperature" in str(error) and ".raw" in str(error)
 
 
-def test_a_refusal_raises_with_the_refusal_on_partial(replay: ReplayServer, mode: str) -> None:
+def test_a_refusal_raises_with_the_refusal_on_partial(replay: ReplayServer, runner: Runner) -> None:
     body, expected = transcript("openai_chat", "refusal")  # a json_schema request, refused
     replay.replies = [Reply(chunks=cut_mid_line(body))]
     with pytest.raises(StructuredOutputError, match="refusal") as caught:
-        run(openai_llm(replay), mode, response_format=Weather)
+        run(openai_llm(replay), runner, response_format=Weather)
     error = caught.value
     assert error.raw == "" and ".partial.refusal" in str(error)
     assert error.partial is not None and error.partial.refusal == expected["refusal"]
@@ -280,7 +269,7 @@ def test_dataclass_and_typeddict(replay: ReplayServer) -> None:
 # -- the other providers --------------------------------------------------------------------------
 
 
-def test_gemini_uses_response_json_schema(replay: ReplayServer, mode: str) -> None:
+def test_gemini_uses_response_json_schema(replay: ReplayServer, runner: Runner) -> None:
     pieces = [WEATHER_JSON[:20], WEATHER_JSON[20:45], WEATHER_JSON[45:]]
     replay.replies = turns(
         gemini_sse(
@@ -313,7 +302,7 @@ def test_gemini_uses_response_json_schema(replay: ReplayServer, mode: str) -> No
     llm = create_llm("gemini", model="gemini-2.5-flash", base_url=replay.url, api_key="k")
     objects, response = run(
         llm,
-        mode,
+        runner,
         response_format=Weather,
         temperature=0,
         generationConfig={"thinkingConfig": {"thinkingBudget": 0}},
@@ -328,7 +317,7 @@ def test_gemini_uses_response_json_schema(replay: ReplayServer, mode: str) -> No
     assert len(objects) == 3 and objects[-1] == response.parsed.model_dump()
 
 
-def test_ollama_uses_format(replay: ReplayServer, mode: str) -> None:
+def test_ollama_uses_format(replay: ReplayServer, runner: Runner) -> None:
     pieces = [WEATHER_JSON[i : i + 11] for i in range(0, len(WEATHER_JSON), 11)]
     replay.replies = turns(
         ollama_ndjson(
@@ -352,7 +341,7 @@ def test_ollama_uses_format(replay: ReplayServer, mode: str) -> None:
         content_type="application/x-ndjson",
     )
     llm = create_llm("ollama", model="llama3.2", base_url=replay.url)
-    objects, response = run(llm, mode, response_format=Weather, system_prompt="Be brief.")
+    objects, response = run(llm, runner, response_format=Weather, system_prompt="Be brief.")
     body = replay.requests[0].json()
     assert body["format"] == output_format(Weather).schema
     system = body["messages"][0]
@@ -362,13 +351,15 @@ def test_ollama_uses_format(replay: ReplayServer, mode: str) -> None:
     assert all(grows(a, b) for a, b in pairwise(objects))
 
 
-def test_anthropic_is_instructed_and_parsed_tolerantly(replay: ReplayServer, mode: str) -> None:
+def test_anthropic_is_instructed_and_parsed_tolerantly(
+    replay: ReplayServer, runner: Runner
+) -> None:
     # Anthropic's Messages API has no response_format: the system prompt asks for the JSON,
     # and a model that wraps it in prose and a code fence is still understood.
     answer = f"Here is the weather:\n```json\n{WEATHER_JSON}\n```\nEnjoy {{Oslo}}!"
     replay.replies = turns(anthropic_text_turn(answer))
     llm = create_llm("anthropic", model="claude-sonnet-4-5", base_url=replay.url, api_key="k")
-    objects, response = run(llm, mode, response_format=Weather)
+    objects, response = run(llm, runner, response_format=Weather)
     body = replay.requests[0].json()
     assert "response_format" not in body
     system = body["system"] if isinstance(body["system"], str) else body["system"][0]["text"]
@@ -378,12 +369,12 @@ def test_anthropic_is_instructed_and_parsed_tolerantly(replay: ReplayServer, mod
     assert objects == [response.parsed.model_dump()]  # the whole answer came in one delta
 
 
-def test_responses_api_uses_text_format(replay: ReplayServer, mode: str) -> None:
+def test_responses_api_uses_text_format(replay: ReplayServer, runner: Runner) -> None:
     replay.replies = turns(responses_text_turn(WEATHER_JSON))
     llm = create_llm(
         "openai", model="gpt-4.1", api="responses", base_url=f"{replay.url}/v1", api_key="k"
     )
-    _, response = run(llm, mode, response_format=Weather)
+    _, response = run(llm, runner, response_format=Weather)
     text_format = replay.requests[0].json()["text"]["format"]
     assert text_format["type"] == "json_schema"
     assert text_format["name"] == "Weather" and text_format["strict"] is True
@@ -523,11 +514,11 @@ class Capital(BaseModel):
 
 
 @pytest.mark.model
-def test_bundled_model_writes_valid_json(mode: str) -> None:
+def test_bundled_model_writes_valid_json(runner: Runner) -> None:
     # A grammar made from the schema constrains llama.cpp's sampling, so even SmolLM2-135M
     # writes JSON that validates.
     objects, response = run(
-        create_llm(), mode, response_format=Capital, max_tokens=60, temperature=0, seed=1
+        create_llm(), runner, response_format=Capital, max_tokens=60, temperature=0, seed=1
     )
     assert isinstance(response.parsed, Capital)
     assert response.finish_reason == "stop"

@@ -21,7 +21,7 @@ from cli_support import (
     spout_env,
 )
 
-from conftest import free_port
+from helpers import free_port
 from replay_server import ReplayServer, Reply, cut_by_event, transcript
 
 HELLO = "Hello! How can I help you today?"
