@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 import spout
+from helpers import Runner
 from replay_server import ReplayServer, Reply
 from scripted_turns import (
     openai_call_turn,
@@ -62,29 +63,13 @@ class Log:
         return [name for name, _ in self.calls]
 
 
-def run(llm: spout.LLM, mode: str, stop_after: int | None = None, **options: Any) -> list[str]:
-    chunks: list[str] = []
-    if mode == "sync":
-        for chunk in llm.generate_stream("hi", **options):
-            chunks.append(chunk)
-            if stop_after is not None and len(chunks) == stop_after:
-                break
-        return chunks
-
-    async def main() -> None:
-        async with llm:
-            async for chunk in llm.agenerate_stream("hi", **options):
-                chunks.append(chunk)
-                if stop_after is not None and len(chunks) == stop_after:
-                    break
-
-    asyncio.run(main())
-    return chunks
+def run(llm: spout.LLM, runner: Runner, stop_after: int | None = None, **options: Any) -> list[str]:
+    return runner.list(runner.stream(llm, "hi", **options), stop_after=stop_after)
 
 
-def test_callbacks_in_order_each_once(replay: ReplayServer, mode: str) -> None:
-    log = Log(asynchronous=mode == "async")
-    chunks = run(llm_for(replay, text_reply(["a", "b", "c"])), mode, **log.hooks())
+def test_callbacks_in_order_each_once(replay: ReplayServer, runner: Runner) -> None:
+    log = Log(asynchronous=runner.is_async)
+    chunks = run(llm_for(replay, text_reply(["a", "b", "c"])), runner, **log.hooks())
     assert chunks == ["a", "b", "c"]
     names = log.names()
     assert names[0] == "on_start"
@@ -110,11 +95,11 @@ def test_callbacks_in_order_each_once(replay: ReplayServer, mode: str) -> None:
     assert log.calls[-1][1].text == "abc"  # on_complete gets the final response
 
 
-def test_on_chunk_gets_the_shaped_chunks(replay: ReplayServer, mode: str) -> None:
+def test_on_chunk_gets_the_shaped_chunks(replay: ReplayServer, runner: Runner) -> None:
     log = Log()
     chunks = run(
         llm_for(replay, text_reply(["Hel", "lo wor", "ld"])),
-        mode,
+        runner,
         smooth="word",
         on_chunk=log.hooks()["on_chunk"],
     )
@@ -122,10 +107,10 @@ def test_on_chunk_gets_the_shaped_chunks(replay: ReplayServer, mode: str) -> Non
     assert [v for _, v in log.calls] == chunks
 
 
-def test_a_refusal_goes_to_on_event_not_on_chunk(replay: ReplayServer, mode: str) -> None:
-    log = Log(asynchronous=mode == "async")
+def test_a_refusal_goes_to_on_event_not_on_chunk(replay: ReplayServer, runner: Runner) -> None:
+    log = Log(asynchronous=runner.is_async)
     llm = llm_for(replay, Reply(chunks=[openai_refusal_turn()]))
-    chunks = run(llm, mode, buffer_size=4, **log.hooks())
+    chunks = run(llm, runner, buffer_size=4, **log.hooks())
     assert chunks == []
     assert [n for n in log.names() if n == "on_chunk"] == []  # a refusal is not text
     refusals = [v.text for n, v in log.calls if n == "on_event" and isinstance(v, RefusalDelta)]
@@ -134,10 +119,10 @@ def test_a_refusal_goes_to_on_event_not_on_chunk(replay: ReplayServer, mode: str
     assert (response.text, response.finish_reason) == ("", "refusal")
 
 
-def test_an_error_calls_on_error_once_and_raises(replay: ReplayServer, mode: str) -> None:
-    log = Log(asynchronous=mode == "async")
+def test_an_error_calls_on_error_once_and_raises(replay: ReplayServer, runner: Runner) -> None:
+    log = Log(asynchronous=runner.is_async)
     with pytest.raises(spout.StreamInterruptedError) as caught:
-        run(llm_for(replay, text_reply(["a", "b"], finish=False)), mode, **log.hooks())
+        run(llm_for(replay, text_reply(["a", "b"], finish=False)), runner, **log.hooks())
     names = log.names()
     assert names.count("on_error") == 1 and "on_complete" not in names
     assert log.calls[-1] == ("on_error", caught.value)
@@ -145,11 +130,11 @@ def test_an_error_calls_on_error_once_and_raises(replay: ReplayServer, mode: str
 
 
 def test_an_early_break_calls_neither_on_error_nor_on_complete(
-    replay: ReplayServer, mode: str
+    replay: ReplayServer, runner: Runner
 ) -> None:
     log = Log()
     reply = text_reply([f"w{i} " for i in range(200)], delay=0.01)
-    chunks = run(llm_for(replay, reply), mode, stop_after=2, **log.hooks())
+    chunks = run(llm_for(replay, reply), runner, stop_after=2, **log.hooks())
     assert chunks == ["w0 ", "w1 "]
     assert replay.wait_for_disconnect(timeout=3) is not None
     names = log.names()
@@ -158,13 +143,15 @@ def test_an_early_break_calls_neither_on_error_nor_on_complete(
 
 
 @pytest.mark.parametrize("failing", ["on_start", "on_chunk", "on_event", "on_complete"])
-def test_a_raising_callback_stops_the_stream(replay: ReplayServer, mode: str, failing: str) -> None:
+def test_a_raising_callback_stops_the_stream(
+    replay: ReplayServer, runner: Runner, failing: str
+) -> None:
     def boom(*args: Any) -> None:
         raise RuntimeError("boom")
 
     reply = text_reply(["a", "b", *[f"w{i} " for i in range(200)]], delay=0.005)
     with pytest.raises(spout.CallbackError) as caught:
-        run(llm_for(replay, reply), mode, **{failing: boom})
+        run(llm_for(replay, reply), runner, **dict[str, Any]({failing: boom}))
     error = caught.value
     assert error.callback == failing
     assert isinstance(error.__cause__, RuntimeError)
@@ -175,19 +162,19 @@ def test_a_raising_callback_stops_the_stream(replay: ReplayServer, mode: str, fa
         assert error.partial.finish_reason == "stop"
 
 
-def test_a_raising_on_error_is_a_callback_error(replay: ReplayServer, mode: str) -> None:
+def test_a_raising_on_error_is_a_callback_error(replay: ReplayServer, runner: Runner) -> None:
     def boom(exc: BaseException) -> None:
         raise ValueError("in on_error")
 
     with pytest.raises(spout.CallbackError) as caught:
-        run(llm_for(replay, text_reply(["a"], finish=False)), mode, on_error=boom)
+        run(llm_for(replay, text_reply(["a"], finish=False)), runner, on_error=boom)
     assert caught.value.callback == "on_error"
     assert isinstance(caught.value.__cause__, ValueError)
     assert isinstance(caught.value.__cause__.__context__, spout.StreamInterruptedError)
 
 
-def test_generate_not_streamed_calls_the_callbacks(replay: ReplayServer, mode: str) -> None:
-    log = Log(asynchronous=mode == "async")
+def test_generate_not_streamed_calls_the_callbacks(replay: ReplayServer, runner: Runner) -> None:
+    log = Log(asynchronous=runner.is_async)
     body = {
         "id": "c",
         "object": "chat.completion",
@@ -200,22 +187,14 @@ def test_generate_not_streamed_calls_the_callbacks(replay: ReplayServer, mode: s
         replay,
         Reply(chunks=[json.dumps(body).encode()], headers={"Content-Type": "application/json"}),
     )
-    if mode == "sync":
-        response = llm.generate("hi", **log.hooks())
-    else:
-
-        async def main() -> spout.Response:
-            async with llm:
-                return await llm.generate_async("hi", **log.hooks())
-
-        response = asyncio.run(main())
+    response = runner.generate(llm, "hi", **log.hooks())
     assert response.text == "ab"
     names = log.names()
     assert names[0] == "on_start" and names[-1] == "on_complete"
     assert [v for n, v in log.calls if n == "on_chunk"] == ["ab"]  # one text, not streamed
 
 
-def test_the_tool_loop_calls_the_callbacks(replay: ReplayServer, mode: str) -> None:
+def test_the_tool_loop_calls_the_callbacks(replay: ReplayServer, runner: Runner) -> None:
     def calculator(expression: str) -> str:
         """Evaluate."""
         return "56088"
@@ -224,22 +203,10 @@ def test_the_tool_loop_calls_the_callbacks(replay: ReplayServer, mode: str) -> N
         """Weather."""
         return "mild"
 
-    log = Log(asynchronous=mode == "async")
+    log = Log(asynchronous=runner.is_async)
     llm = llm_for(replay, *turns(openai_call_turn(), openai_text_turn()))
     tools = [calculator, get_weather]
-    if mode == "sync":
-        loop = llm.generate_stream_with_tools("hi", tools=tools, **log.hooks())
-        items = list(loop)
-    else:
-
-        async def main() -> list[Any]:
-            async with llm:
-                return [
-                    i
-                    async for i in llm.agenerate_stream_with_tools("hi", tools=tools, **log.hooks())
-                ]
-
-        items = asyncio.run(main())
+    items = runner.list(runner.stream_with_tools(llm, "hi", tools=tools, **log.hooks()))
     names = log.names()
     assert names.count("on_start") == names.count("on_complete") == 1
     assert sum(isinstance(v, ToolResult) for n, v in log.calls if n == "on_event") == 2

@@ -14,7 +14,8 @@ import pytest
 
 import spout
 from fault_server import FaultServer, Stall, openai_chat_stream
-from spout import TextDelta, create_llm
+from helpers import Runner
+from spout import Event, TextDelta, create_llm
 
 WINDOW = 0.1
 MARGIN = 0.4  # scheduling slack on a loaded CI machine; the pause below is far longer
@@ -44,36 +45,25 @@ def no_thread_left() -> Iterator[None]:
 
 
 def read_timed(
-    llm: spout.LLM, mode: str, **options: Any
+    llm: spout.LLM, runner: Runner, **options: Any
 ) -> tuple[list[tuple[float, str, str]], spout.Response]:
     """[(time.monotonic() at each text event, its text, stream.text then)], the response."""
-    if mode == "sync":
-        with llm:
-            stream = llm.generate_stream("hi", **options)
-            got = [
-                (time.monotonic(), e.text, stream.text)
-                for e in stream.events()
-                if isinstance(e, TextDelta)
-            ]
-            return got, stream.response
+    got: list[tuple[float, str, str]] = []
 
-    async def run() -> tuple[list[tuple[float, str, str]], spout.Response]:
-        async with llm:
-            stream = llm.agenerate_stream("hi", **options)
-            got = [
-                (time.monotonic(), e.text, stream.text)
-                async for e in stream.events()
-                if isinstance(e, TextDelta)
-            ]
-            return got, await stream.get_response()
+    def note(event: Event) -> None:
+        if isinstance(event, TextDelta):
+            got.append((time.monotonic(), event.text, stream.text))
 
-    return asyncio.run(run())
+    with llm:
+        stream = runner.stream(llm, "hi", **options)
+        runner.list(stream.events(), each=note)
+        return got, runner.response(stream)
 
 
-def test_held_text_comes_out_during_a_pause(faults: FaultServer, mode: str) -> None:
+def test_held_text_comes_out_during_a_pause(faults: FaultServer, runner: Runner) -> None:
     s = openai_chat_stream(PIECES)
     faults.script(s.reply([*s.upto(2), Stall(PAUSE), *s.after(2)]))
-    got, response = read_timed(llm_for(faults), mode, debounce=WINDOW)
+    got, response = read_timed(llm_for(faults), runner, debounce=WINDOW)
     sent = faults.requests[0].at  # the server answers at once, then pauses
     at, text, seen = got[0]
     assert text == "Hello"  # both chunks before the pause, gathered in one window
@@ -83,13 +73,13 @@ def test_held_text_comes_out_during_a_pause(faults: FaultServer, mode: str) -> N
     assert got[-1][0] - sent >= PAUSE  # the rest came after the pause
 
 
-def test_debounce_with_smoothing_and_callbacks(faults: FaultServer, mode: str) -> None:
+def test_debounce_with_smoothing_and_callbacks(faults: FaultServer, runner: Runner) -> None:
     s = openai_chat_stream(PIECES)
     faults.script(s.reply([*s.upto(3), Stall(PAUSE), *s.after(3)]))
     seen: list[tuple[str, threading.Thread]] = []
     got, response = read_timed(
         llm_for(faults),
-        mode,
+        runner,
         debounce=WINDOW,
         smooth="word",
         on_chunk=lambda piece: seen.append((piece, threading.current_thread())),
@@ -173,48 +163,27 @@ def test_closing_an_async_stream_mid_pause(faults: FaultServer, how: str) -> Non
     assert faults.wait_for_disconnect(2.0) is not None
 
 
-def test_an_error_mid_stream_flushes_then_raises(faults: FaultServer, mode: str) -> None:
+def test_an_error_mid_stream_flushes_then_raises(faults: FaultServer, runner: Runner) -> None:
     s = openai_chat_stream(PIECES)
     # The first two chunks come out by the timer; the third is held when the error arrives.
     faults.script(s.reply([*s.upto(2), Stall(0.5), *s.texts[2:3], s.error()]))
     got: list[str] = []
     errors: list[BaseException] = []
     options: dict[str, Any] = {"debounce": 0.3, "on_error": errors.append}
-    with pytest.raises(spout.SpoutError) as caught:
-        if mode == "sync":
-            with llm_for(faults) as llm:
-                for chunk in llm.generate_stream("hi", **options):
-                    got.append(chunk)
-        else:
-
-            async def run() -> None:
-                async with llm_for(faults) as llm:
-                    async for chunk in llm.agenerate_stream("hi", **options):
-                        got.append(chunk)
-
-            asyncio.run(run())
+    with pytest.raises(spout.SpoutError) as caught, llm_for(faults) as llm:
+        runner.list(runner.stream(llm, "hi", **options), each=got.append)
     assert got == ["Hello", " wor"]
     assert errors == [caught.value]
     assert caught.value.partial is not None and caught.value.partial.text == "Hello wor"
 
 
-def test_a_raising_callback_on_a_timer_release(faults: FaultServer, mode: str) -> None:
+def test_a_raising_callback_on_a_timer_release(faults: FaultServer, runner: Runner) -> None:
     s = openai_chat_stream(PIECES)
     faults.script(s.reply([*s.upto(2), Stall(5, ping=s.ping), *s.after(2)]))
 
     def on_chunk(piece: str) -> None:
         raise RuntimeError("no")
 
-    with pytest.raises(spout.CallbackError) as caught:
-        if mode == "sync":
-            with llm_for(faults) as llm:
-                list(llm.generate_stream("hi", debounce=WINDOW, on_chunk=on_chunk))
-        else:
-
-            async def run() -> None:
-                async with llm_for(faults) as llm:
-                    async for _ in llm.agenerate_stream("hi", debounce=WINDOW, on_chunk=on_chunk):
-                        pass
-
-            asyncio.run(run())
+    with pytest.raises(spout.CallbackError) as caught, llm_for(faults) as llm:
+        runner.list(runner.stream(llm, "hi", debounce=WINDOW, on_chunk=on_chunk))
     assert caught.value.partial is not None and caught.value.partial.text == "Hello"

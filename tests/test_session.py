@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 import spout
+from helpers import Runner
 from replay_server import ReplayServer, Reply
 from scripted_turns import (
     anthropic_text_turn,
@@ -69,45 +70,24 @@ def openai_at(server: ReplayServer) -> spout.LLM:
     )
 
 
-def drain(session: Session, mode: str, prompt: str | None, **params: Any) -> list[Any]:
+def drain(session: Session, runner: Runner, prompt: str | None, **params: Any) -> list[Any]:
     """One streamed turn, read to its end, sync or async."""
-    if mode == "sync":
-        return list(session.generate_stream(prompt, **params))
-
-    async def run() -> list[Any]:
-        try:
-            return [chunk async for chunk in session.agenerate_stream(prompt, **params)]
-        finally:
-            await session.provider.aclose()
-
-    return asyncio.run(run())
+    return runner.list(runner.stream(session, prompt, **params))
 
 
-def drain_tools(session: Session, mode: str, prompt: str, **params: Any) -> list[Any]:
-    if mode == "sync":
-        return list(session.generate_stream_with_tools(prompt, **params))
-
-    async def run() -> list[Any]:
-        try:
-            return [item async for item in session.agenerate_stream_with_tools(prompt, **params)]
-        finally:
-            await session.provider.aclose()
-
-    return asyncio.run(run())
+def drain_tools(session: Session, runner: Runner, prompt: str, **params: Any) -> list[Any]:
+    return runner.list(runner.stream_with_tools(session, prompt, **params))
 
 
 # -- the bundled model: several turns, the model sees the earlier ones ---------------------------
 
 
 @pytest.mark.model
-def test_local_turns_carry_the_history(local: spout.LLM, mode: str) -> None:
+def test_local_turns_carry_the_history(local: spout.LLM, runner: Runner) -> None:
     session = Session(local, system_prompt="Be brief.", temperature=0, max_tokens=16)
-    first = drain(session, mode, "My name is Ada.")
-    second = drain(session, mode, "What is my name?")
-    if mode == "sync":
-        third = session.generate("Say goodbye.")
-    else:
-        third = asyncio.run(session.agenerate("Say goodbye."))
+    first = drain(session, runner, "My name is Ada.")
+    second = drain(session, runner, "What is my name?")
+    third = runner.generate(session, "Say goodbye.")
 
     assert [turn.text for turn in session.turns] == ["".join(first), "".join(second), third.text]
     assert [m["role"] for m in session.messages] == ["user", "assistant"] * 3
@@ -272,7 +252,7 @@ def test_history_trimmed_to_a_small_context(tmp_path: Path) -> None:
 def test_trimming_never_splits_a_call_from_its_result(replay: ReplayServer) -> None:
     replay.replies = turns(openai_call_turn(), openai_text_turn(), openai_text_turn("Ok."))
     session = Session(openai_at(replay), system_prompt="Sys.")
-    drain_tools(session, "sync", "Sums and weather", tools=[calculator, get_weather])
+    drain_tools(session, Runner("sync"), "Sums and weather", tools=[calculator, get_weather])
     tool_turn = list(session.turns[0].messages)
     assert [m["role"] for m in tool_turn] == ["user", "assistant", "tool", "tool", "assistant"]
 
@@ -297,10 +277,10 @@ def test_trimming_never_splits_a_call_from_its_result(replay: ReplayServer) -> N
 # -- tool turns, and switching provider with tool history ----------------------------------------
 
 
-def test_tool_turn_kept_whole(replay: ReplayServer, mode: str) -> None:
+def test_tool_turn_kept_whole(replay: ReplayServer, runner: Runner) -> None:
     replay.replies = turns(openai_call_turn(), openai_text_turn())
     session = Session(openai_at(replay))
-    items = drain_tools(session, mode, "Sums and weather", tools=[calculator, get_weather])
+    items = drain_tools(session, runner, "Sums and weather", tools=[calculator, get_weather])
     assert [i for i in items if isinstance(i, str)][-1]
     (turn,) = session.turns
     assert turn.incomplete is None
@@ -339,7 +319,7 @@ def test_tool_turn_kept_whole(replay: ReplayServer, mode: str) -> None:
 def test_switch_to_anthropic_sends_tool_history_in_its_shape(replay: ReplayServer) -> None:
     replay.replies = turns(openai_call_turn(), openai_text_turn())
     session = Session(openai_at(replay), system_prompt="Be brief.")
-    drain_tools(session, "sync", "Sums and weather", tools=[calculator, get_weather])
+    drain_tools(session, Runner("sync"), "Sums and weather", tools=[calculator, get_weather])
 
     other = ReplayServer().start()
     try:
@@ -398,7 +378,7 @@ def test_switch_from_gemini_gives_calls_unique_ids_and_drops_its_signatures(
         "gemini", model="gemini-2.5-flash", base_url=replay.url, api_key="k", max_retries=0
     )
     session = Session(gemini)
-    drain_tools(session, "sync", "Weather and sums", tools=[calculator, get_weather])
+    drain_tools(session, Runner("sync"), "Weather and sums", tools=[calculator, get_weather])
     ids = [c["id"] for m in session.messages for c in m.get("tool_calls", ())]
     assert ids == ["call_0", "call_1", "call_0", "call_1"]
     assert session.messages[1]["tool_calls"][0]["signature"] == "CpwCAdHtim9signature"
@@ -436,26 +416,14 @@ def cut_reply() -> Reply:
 
 
 def test_broken_stream_stored_incomplete_with_its_partial_text(
-    replay: ReplayServer, mode: str, tmp_path: Path
+    replay: ReplayServer, runner: Runner, tmp_path: Path
 ) -> None:
     replay.replies = [Reply(chunks=[openai_text_turn("Hello there.")]), cut_reply()]
     session = Session(openai_at(replay), store=tmp_path / "c.db", autosave=True)
-    drain(session, mode, "Hi")
+    drain(session, runner, "Hi")
     shown: list[str] = []
     with pytest.raises(spout.StreamInterruptedError) as caught:
-        if mode == "sync":
-            for chunk in session.generate_stream("Tell me more"):
-                shown.append(chunk)
-        else:
-
-            async def run() -> None:
-                try:
-                    async for chunk in session.agenerate_stream("Tell me more"):
-                        shown.append(chunk)
-                finally:
-                    await session.provider.aclose()
-
-            asyncio.run(run())
+        runner.list(runner.stream(session, "Tell me more"), each=shown.append)
     assert caught.value.partial is not None
     turn = session.turns[-1]
     assert turn.incomplete == "error" and turn.error and "StreamInterruptedError" in turn.error
@@ -507,7 +475,7 @@ def test_saved_session_loads_and_goes_on(replay: ReplayServer, tmp_path: Path) -
     replay.replies = turns(openai_call_turn(), openai_text_turn(), openai_text_turn("Again."))
     path = tmp_path / "conversations.db"
     session = Session(openai_at(replay), system_prompt="Be brief.", store=path)
-    drain_tools(session, "sync", "Sums and weather", tools=[calculator, get_weather])
+    drain_tools(session, Runner("sync"), "Sums and weather", tools=[calculator, get_weather])
     assert session.unsaved == 1
     session.save()
     assert session.unsaved == 0
@@ -540,12 +508,12 @@ REFUSAL = "I can\u2019t help with that."
 
 
 def test_a_refusal_is_kept_as_one_and_goes_back_as_each_provider_takes_it(
-    replay: ReplayServer, mode: str, tmp_path: Path
+    replay: ReplayServer, runner: Runner, tmp_path: Path
 ) -> None:
     replay.replies = turns(openai_refusal_turn(), openai_text_turn("Because it is unsafe."))
     path = tmp_path / "c.db"
     session = Session(openai_at(replay), store=path, autosave=True)
-    assert drain(session, mode, "How do I pick a lock?") == []  # a refusal is not text
+    assert drain(session, runner, "How do I pick a lock?") == []  # a refusal is not text
     (turn,) = session.turns
     refused = {"role": "assistant", "content": "", "refusal": REFUSAL}
     assert list(turn.messages) == [{"role": "user", "content": "How do I pick a lock?"}, refused]
@@ -583,23 +551,23 @@ def test_a_refusal_is_kept_as_one_and_goes_back_as_each_provider_takes_it(
     again.close()
 
 
-def test_a_cut_refusal_is_kept_incomplete(replay: ReplayServer, mode: str) -> None:
+def test_a_cut_refusal_is_kept_incomplete(replay: ReplayServer, runner: Runner) -> None:
     body = openai_refusal_turn()
     replay.replies = [
         Reply(chunks=[body[: body.index(b'"stop"')].rsplit(b"\n\n", 1)[0] + b"\n\n"], abort=True)
     ]
     session = Session(openai_at(replay))
     with pytest.raises(spout.StreamInterruptedError):
-        drain(session, mode, "How do I pick a lock?")
+        drain(session, runner, "How do I pick a lock?")
     (turn,) = session.turns
     assert turn.incomplete == "error"
     assert turn.messages[-1] == {"role": "assistant", "content": "", "refusal": REFUSAL}
 
 
-def test_the_tool_loop_keeps_a_refusal(replay: ReplayServer, mode: str) -> None:
+def test_the_tool_loop_keeps_a_refusal(replay: ReplayServer, runner: Runner) -> None:
     replay.replies = turns(openai_refusal_turn())
     session = Session(openai_at(replay))
-    items = drain_tools(session, mode, "Weather at the secret base?", tools=[get_weather])
+    items = drain_tools(session, runner, "Weather at the secret base?", tools=[get_weather])
     assert items == []
     (turn,) = session.turns
     assert turn.refusal == REFUSAL and turn.messages[-1]["refusal"] == REFUSAL
@@ -743,7 +711,7 @@ def test_thinking_turn_keeps_reasoning_and_sends_it_back(replay: ReplayServer) -
     session = Session(llm)
     drain_tools(
         session,
-        "sync",
+        Runner("sync"),
         "Weather in Oslo?",
         tools=[get_weather],
         max_tokens=2000,

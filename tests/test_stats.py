@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 from typing import Any
 
 import pytest
 
 import spout
+from helpers import Runner
 from replay_server import ReplayServer, Reply
 from scripted_turns import openai_chunk, openai_usage
 from spout import StreamStats, create_llm
@@ -40,30 +40,20 @@ def llm_for(server: ReplayServer, reply: Reply) -> spout.LLM:
     return create_llm("openai", model="m", base_url=f"{server.url}/v1", api_key="k")
 
 
-def watch(llm: spout.LLM, mode: str, **options: Any) -> tuple[list[StreamStats], spout.Response]:
+def watch(
+    llm: spout.LLM, runner: Runner, **options: Any
+) -> tuple[list[StreamStats], spout.Response]:
     """The stats seen after each chunk, and the final response."""
+    runner.list(runner.stream(llm, "warm"))
+    stream = runner.stream(llm, "hi", **options)
     seen: list[StreamStats] = []
-    if mode == "sync":
-        "".join(llm.generate_stream("warm"))
-        stream = llm.generate_stream("hi", **options)
-        for _ in stream:
-            seen.append(stream.stats)
-        return seen, stream.response
-
-    async def main() -> spout.Response:
-        async with llm:
-            "".join([chunk async for chunk in llm.agenerate_stream("warm")])
-            astream = llm.agenerate_stream("hi", **options)
-            async for _ in astream:
-                seen.append(astream.stats)
-            return await astream.get_response()
-
-    return seen, asyncio.run(main())
+    runner.list(stream, each=lambda _: seen.append(stream.stats))
+    return seen, runner.response(stream)
 
 
-def test_live_stats_follow_the_pacing(replay: ReplayServer, mode: str) -> None:
+def test_live_stats_follow_the_pacing(replay: ReplayServer, runner: Runner) -> None:
     pieces = ["Hello, ", "wide ", "world ", "of ", "streams."]
-    seen, response = watch(llm_for(replay, paced_reply(pieces)), mode)
+    seen, response = watch(llm_for(replay, paced_reply(pieces)), runner)
     first = seen[0]
     assert first.time_to_first_token is not None
     assert PACE <= first.time_to_first_token < PACE + MARGIN
@@ -87,12 +77,12 @@ def test_live_stats_follow_the_pacing(replay: ReplayServer, mode: str) -> None:
 
 
 def test_stats_count_the_provider_chunks_not_the_shaped_ones(
-    replay: ReplayServer, mode: str
+    replay: ReplayServer, runner: Runner
 ) -> None:
     pieces = ["a b c ", "d e f"]
     reply = paced_reply(pieces)
     reply.delay = 0.0
-    seen, response = watch(llm_for(replay, reply), mode, smooth="word")
+    seen, response = watch(llm_for(replay, reply), runner, smooth="word")
     assert len(seen) == 6
     assert response.stats is not None and response.stats.chunks == 2
 
@@ -132,27 +122,16 @@ def test_stats_before_anything_arrived(replay: ReplayServer) -> None:
 
 
 @pytest.mark.model
-def test_the_local_model_counts_with_its_own_tokenizer(mode: str) -> None:
+def test_the_local_model_counts_with_its_own_tokenizer(runner: Runner) -> None:
     """Before usage arrives, live stats count the text so far with the model's tokenizer;
     at the end, the provider's usage."""
     llm = create_llm("local")
     seen: list[tuple[str, StreamStats]] = []
     options: dict[str, Any] = {"max_tokens": 24, "seed": 1, "temperature": 0}
     try:
-        if mode == "sync":
-            stream = llm.generate_stream("Count from 1 to 10", **options)
-            for _ in stream:
-                seen.append((stream.text, stream.stats))
-            response = stream.response
-        else:
-
-            async def main() -> spout.Response:
-                astream = llm.agenerate_stream("Count from 1 to 10", **options)
-                async for _ in astream:
-                    seen.append((astream.text, astream.stats))
-                return await astream.get_response()
-
-            response = asyncio.run(main())
+        stream = runner.stream(llm, "Count from 1 to 10", **options)
+        runner.list(stream, each=lambda _: seen.append((stream.text, stream.stats)))
+        response = runner.response(stream)
         llama = llm.provider._loaded.llama  # type: ignore[attr-defined]
         assert len(seen) > 3
         for text, stats in seen:

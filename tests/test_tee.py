@@ -6,11 +6,11 @@ import asyncio
 import json
 import threading
 import time
-from typing import Any
 
 import pytest
 
 import spout
+from helpers import Runner
 from replay_server import ReplayServer, Reply
 from scripted_turns import openai_chunk, openai_refusal_turn, openai_sse
 from spout import RefusalDelta, TextDelta, create_llm
@@ -72,129 +72,58 @@ def test_a_fast_and_a_slow_reader_async(replay: ReplayServer) -> None:
     assert a == b == response.text == TEXT
 
 
-def test_events_come_to_every_reader_from_the_first(replay: ReplayServer, mode: str) -> None:
-    llm = llm_for(replay, reply(WORDS[:3]))
-    if mode == "sync":
-        stream = llm.generate_stream("hi")
-        a, b = stream.tee(2)
-        c = stream.subscribe()
-        first = list(a.events())
-        second, third = list(b.events()), list(c.events())
-    else:
-
-        async def main() -> tuple[list[Any], list[Any], list[Any]]:
-            async with llm:
-                astream = llm.agenerate_stream("hi")
-                a, b = astream.tee(2)
-                c = astream.subscribe()
-                return (
-                    [e async for e in a.events()],
-                    [e async for e in b.events()],
-                    [e async for e in c.events()],
-                )
-
-        first, second, third = asyncio.run(main())
+def test_events_come_to_every_reader_from_the_first(replay: ReplayServer, runner: Runner) -> None:
+    stream = runner.stream(llm_for(replay, reply(WORDS[:3])))
+    a, b = stream.tee(2)
+    c = stream.subscribe()
+    first = runner.list(a.events())
+    second, third = runner.list(b.events()), runner.list(c.events())
     assert first == second == third
     assert isinstance(first[0], spout.ResponseStart)
     assert "".join(e.text for e in first if isinstance(e, TextDelta)) == "".join(WORDS[:3])
 
 
-def test_readers_of_a_refusal(replay: ReplayServer, mode: str) -> None:
+def test_readers_of_a_refusal(replay: ReplayServer, runner: Runner) -> None:
     # A reader of text gets none of a refusal; a reader of events gets it as RefusalDelta.
-    llm = llm_for(replay, Reply(chunks=[openai_refusal_turn("Well. ")]))
-    if mode == "sync":
-        stream = llm.generate_stream("hi")
-        texts, events = stream.tee(2)
-        text, got = list(texts), list(events.events())
-        response = stream.response
-    else:
-
-        async def main() -> tuple[list[str], list[Any], spout.Response]:
-            async with llm:
-                astream = llm.agenerate_stream("hi")
-                a, b = astream.tee(2)
-                return (
-                    [t async for t in a],
-                    [e async for e in b.events()],
-                    await astream.get_response(),
-                )
-
-        text, got, response = asyncio.run(main())
+    stream = runner.stream(llm_for(replay, Reply(chunks=[openai_refusal_turn("Well. ")])))
+    texts, events = stream.tee(2)
+    text, got = runner.list(texts), runner.list(events.events())
+    response = runner.response(stream)
     assert text == ["Well. "] and response.text == "Well. "
     assert "".join(e.text for e in got if isinstance(e, RefusalDelta)) == response.refusal
     assert response.refusal == "I can\u2019t help with that."
 
 
-def test_a_reader_that_stops_leaves_the_others_going(replay: ReplayServer, mode: str) -> None:
-    llm = llm_for(replay, reply())
-    if mode == "sync":
-        stream = llm.generate_stream("hi")
-        quitter, stayer = stream.tee(2, max_lag=5)
-        for i, _ in enumerate(quitter):
-            if i == 1:
-                break
-        assert quitter.closed
-        rest = "".join(stayer)  # far more than max_lag past the reader that left: no error
-    else:
-
-        async def main() -> str:
-            async with llm:
-                quitter, stayer = llm.agenerate_stream("hi").tee(2, max_lag=5)
-                async with quitter:  # an async loop left early closes when collected
-                    async for _ in quitter:
-                        break
-                assert quitter.closed
-                return "".join([c async for c in stayer])
-
-        rest = asyncio.run(main())
+def test_a_reader_that_stops_leaves_the_others_going(replay: ReplayServer, runner: Runner) -> None:
+    quitter, stayer = runner.stream(llm_for(replay, reply())).tee(2, max_lag=5)
+    runner.list(quitter, stop_after=2)
+    # A loop left early closes its reader: sync at once, async when the reader is closed (an
+    # async generator left early is otherwise closed only when collected).
+    if runner.is_async:
+        runner.close(quitter)
+    assert quitter.closed
+    rest = "".join(runner.list(stayer))  # far more than max_lag past the reader that left
     assert rest == TEXT
 
 
-def test_a_reader_too_far_behind_gets_a_clear_error(replay: ReplayServer, mode: str) -> None:
-    llm = llm_for(replay, reply())
-    if mode == "sync":
-        stream = llm.generate_stream("hi")
-        ahead, behind = stream.tee(2, max_lag=5)
-        assert "".join(ahead) == TEXT
-        with pytest.raises(spout.StreamError, match="max_lag=5") as caught:
-            list(behind)
-    else:
-
-        async def main() -> pytest.ExceptionInfo[spout.StreamError]:
-            async with llm:
-                ahead, behind = llm.agenerate_stream("hi").tee(2, max_lag=5)
-                assert "".join([c async for c in ahead]) == TEXT
-                with pytest.raises(spout.StreamError, match="max_lag=5") as caught:
-                    [c async for c in behind]
-                return caught
-
-        caught = asyncio.run(main())
+def test_a_reader_too_far_behind_gets_a_clear_error(replay: ReplayServer, runner: Runner) -> None:
+    ahead, behind = runner.stream(llm_for(replay, reply())).tee(2, max_lag=5)
+    assert "".join(runner.list(ahead)) == TEXT
+    with pytest.raises(spout.StreamError, match="max_lag=5") as caught:
+        runner.list(behind)
     assert caught.value.partial is not None
 
 
-def test_closing_the_last_reader_closes_the_connection(replay: ReplayServer, mode: str) -> None:
-    llm = llm_for(replay, reply([f"w{i} " for i in range(300)], delay=0.01))
-    if mode == "sync":
-        stream = llm.generate_stream("hi")
-        a, b = stream.tee(2)
-        next(iter(a))
-        a.close()
-        assert replay.wait_for_disconnect(timeout=0.3) is None  # b still reads
-        chunks = iter(b)
-        next(chunks)
-        b.close()
-    else:
-
-        async def main() -> None:
-            async with llm:
-                a, b = llm.agenerate_stream("hi").tee(2)
-                await anext(aiter(a))
-                await a.aclose()
-                chunks = aiter(b)
-                await anext(chunks)
-                await b.aclose()
-
-        asyncio.run(main())
+def test_closing_the_last_reader_closes_the_connection(
+    replay: ReplayServer, runner: Runner
+) -> None:
+    stream = runner.stream(llm_for(replay, reply([f"w{i} " for i in range(300)], delay=0.01)))
+    a, b = stream.tee(2)
+    runner.next(a)
+    runner.close(a)
+    assert replay.wait_for_disconnect(timeout=0.3) is None  # b still reads
+    runner.next(b)
+    runner.close(b)
     sent = replay.wait_for_disconnect(timeout=3)
     assert sent is not None and sent < 100
 

@@ -10,6 +10,7 @@ from typing import Any, Literal
 import pytest
 
 import spout
+from helpers import Runner
 from replay_server import ReplayServer, Reply
 from scripted_turns import (
     anthropic_text_turn,
@@ -86,22 +87,12 @@ class Loop:
     rounds: int
 
 
-def run_loop(llm: spout.LLM, mode: str, prompt: str = "hi", **kwargs: Any) -> Loop:
-    if mode == "sync":
-        stream = llm.generate_stream_with_tools(prompt, **kwargs)
-        events = list(stream.events())
-        return Loop(_items(events), events, stream.response, stream.messages, len(stream.rounds))
-
-    async def run() -> Loop:
-        try:
-            stream = llm.agenerate_stream_with_tools(prompt, **kwargs)
-            events = [event async for event in stream.events()]
-            response = await stream.get_response()
-            return Loop(_items(events), events, response, stream.messages, len(stream.rounds))
-        finally:
-            await llm.aclose()
-
-    return asyncio.run(run())
+def run_loop(llm: spout.LLM, runner: Runner, prompt: str = "hi", **kwargs: Any) -> Loop:
+    result = runner.tool_events(llm, prompt, **kwargs)
+    stream = result.stream
+    return Loop(
+        _items(result.events), result.events, result.response, stream.messages, len(stream.rounds)
+    )
 
 
 def _items(events: list[Any]) -> list[str | ToolCall]:
@@ -114,7 +105,7 @@ def _items(events: list[Any]) -> list[str | ToolCall]:
     return out
 
 
-def ran_calls(loop: Loop, mode: str) -> list[ToolCall]:
+def ran_calls(loop: Loop, runner: Runner) -> list[ToolCall]:
     """The calls the loop yielded, in the order the model made them.
 
     Sync runs a round's calls one by one in that order. Async runs them together and yields
@@ -123,7 +114,7 @@ def ran_calls(loop: Loop, mode: str) -> list[ToolCall]:
     calls = [item for item in loop.items if isinstance(item, ToolCall)]
     made = [c.id for c in loop.response.tool_calls]
     in_order = sorted(calls, key=lambda c: made.index(c.id))
-    if mode == "sync":
+    if not runner.is_async:
         assert calls == in_order
     return in_order
 
@@ -135,15 +126,17 @@ def openai(server: ReplayServer) -> spout.LLM:
 # -- OpenAI chat: the shape of the second request ------------------------------------------------
 
 
-def test_openai_two_rounds_send_calls_and_results_back(replay: ReplayServer, mode: str) -> None:
+def test_openai_two_rounds_send_calls_and_results_back(
+    replay: ReplayServer, runner: Runner
+) -> None:
     replay.replies = turns(openai_call_turn(), openai_text_turn())
     loop = run_loop(
         openai(replay),
-        mode,
+        runner,
         "What is 123 * 456, and the weather in Oslo?",
         tools=[calculator, get_weather],
     )
-    calls = ran_calls(loop, mode)
+    calls = ran_calls(loop, runner)
     assert [(c.name, c.arguments, c.result, c.error) for c in calls] == [
         ("calculator", {"expression": "123 * 456"}, "56088", None),
         ("get_weather", {"city": 'Oslo é"'}, 'Oslo é": 21 degrees celsius', None),
@@ -213,9 +206,9 @@ def test_openai_two_rounds_send_calls_and_results_back(replay: ReplayServer, mod
     assert loop.messages[2]["name"] == "calculator"
 
 
-def test_every_rounds_events_and_tool_results(replay: ReplayServer, mode: str) -> None:
+def test_every_rounds_events_and_tool_results(replay: ReplayServer, runner: Runner) -> None:
     replay.replies = turns(openai_call_turn(), openai_text_turn())
-    loop = run_loop(openai(replay), mode, tools=[calculator, get_weather])
+    loop = run_loop(openai(replay), runner, tools=[calculator, get_weather])
     kinds = [type(e).__name__ for e in loop.events]
     assert kinds.count("ResponseStart") == 2 and kinds.count("Finish") == 2
     assert kinds.count("ToolCallEnd") == 2 and kinds.count("ToolResult") == 2
@@ -223,7 +216,7 @@ def test_every_rounds_events_and_tool_results(replay: ReplayServer, mode: str) -
     first_finish = kinds.index("Finish")
     assert first_finish < kinds.index("ToolResult") < kinds.index("ResponseStart", 1)
     results = {e.tool_call.id: e.content for e in loop.events if isinstance(e, ToolResult)}
-    assert [results[c.id] for c in ran_calls(loop, mode)] == [
+    assert [results[c.id] for c in ran_calls(loop, runner)] == [
         "56088",
         'Oslo é": 21 degrees celsius',
     ]
@@ -250,12 +243,14 @@ async def test_async_iteration_gives_text_and_ran_calls(replay: ReplayServer) ->
 # -- the other providers: each sends calls and results back in its own shape -------------------
 
 
-def test_anthropic_sends_thinking_and_tool_results_back(replay: ReplayServer, mode: str) -> None:
+def test_anthropic_sends_thinking_and_tool_results_back(
+    replay: ReplayServer, runner: Runner
+) -> None:
     replay.replies = turns(anthropic_thinking_call_turn(), anthropic_text_turn())
     llm = create_llm("anthropic", model="claude-sonnet-4-5", base_url=replay.url, api_key="k")
     loop = run_loop(
         llm,
-        mode,
+        runner,
         "Weather in Oslo?",
         tools=[get_weather],
         tool_choice="required",
@@ -312,11 +307,11 @@ def test_anthropic_sends_thinking_and_tool_results_back(replay: ReplayServer, mo
     assert (loop.response.usage.input_tokens, loop.response.usage.output_tokens) == (120, 39)
 
 
-def test_anthropic_error_result_is_marked(replay: ReplayServer, mode: str) -> None:
+def test_anthropic_error_result_is_marked(replay: ReplayServer, runner: Runner) -> None:
     turn = anthropic_thinking_call_turn().replace(b"get_weather", b"broken")
     replay.replies = turns(turn, anthropic_text_turn("Sorry."))
     llm = create_llm("anthropic", model="claude-sonnet-4-5", base_url=replay.url, api_key="k")
-    loop = run_loop(llm, mode, tools=[broken])
+    loop = run_loop(llm, runner, tools=[broken])
     [call] = [i for i in loop.items if isinstance(i, ToolCall)]
     assert call.result is None
     assert call.error == "TypeError: broken() got an unexpected keyword argument 'city'" or (
@@ -326,13 +321,13 @@ def test_anthropic_error_result_is_marked(replay: ReplayServer, mode: str) -> No
     assert result["is_error"] is True and result["content"] == f"Error: {call.error}"
 
 
-def test_gemini_sends_thought_signature_back(replay: ReplayServer, mode: str) -> None:
+def test_gemini_sends_thought_signature_back(replay: ReplayServer, runner: Runner) -> None:
     replay.replies = turns(gemini_call_turn(), gemini_text_turn())
     llm = create_llm("gemini", model="gemini-2.5-flash", base_url=replay.url, api_key="k")
     loop = run_loop(
-        llm, mode, "Weather and sums", tools=[get_weather, calculator], tool_choice="get_weather"
+        llm, runner, "Weather and sums", tools=[get_weather, calculator], tool_choice="get_weather"
     )
-    calls = ran_calls(loop, mode)
+    calls = ran_calls(loop, runner)
     assert [(c.name, c.result, c.signature) for c in calls] == [
         ("get_weather", "Oslo: 21 degrees celsius", "CpwCAdHtim9signature"),
         ("calculator", "4", None),
@@ -386,12 +381,12 @@ def test_gemini_sends_thought_signature_back(replay: ReplayServer, mode: str) ->
     assert loop.response.text == "Oslo is mild and 2 + 2 is 4."
 
 
-def test_ollama_sends_tool_results_by_name(replay: ReplayServer, mode: str) -> None:
+def test_ollama_sends_tool_results_by_name(replay: ReplayServer, runner: Runner) -> None:
     replay.replies = turns(
         ollama_call_turn(), ollama_text_turn(), content_type="application/x-ndjson"
     )
     llm = create_llm("ollama", model="llama3.2", base_url=replay.url)
-    loop = run_loop(llm, mode, "Weather in Oslo?", tools=[get_weather])
+    loop = run_loop(llm, runner, "Weather in Oslo?", tools=[get_weather])
     first, second = (r.json() for r in replay.requests)
     assert first["tools"] == [
         {
@@ -423,12 +418,12 @@ def test_ollama_cannot_force_a_call(replay: ReplayServer) -> None:
     assert replay.requests == []
 
 
-def test_responses_api_sends_function_call_items_back(replay: ReplayServer, mode: str) -> None:
+def test_responses_api_sends_function_call_items_back(replay: ReplayServer, runner: Runner) -> None:
     replay.replies = turns(responses_call_turn(), responses_text_turn())
     llm = create_llm(
         "openai", model="gpt-4.1", api="responses", base_url=f"{replay.url}/v1", api_key="k"
     )
-    loop = run_loop(llm, mode, "Weather in Oslo?", tools=[get_weather], tool_choice="get_weather")
+    loop = run_loop(llm, runner, "Weather in Oslo?", tools=[get_weather], tool_choice="get_weather")
     first, second = (r.json() for r in replay.requests)
     assert first["tools"] == [
         {
@@ -460,7 +455,7 @@ def test_responses_api_sends_function_call_items_back(replay: ReplayServer, mode
 # -- when calls go wrong, the model hears of it and the loop goes on -----------------------------
 
 
-def test_failures_go_back_to_the_model(replay: ReplayServer, mode: str) -> None:
+def test_failures_go_back_to_the_model(replay: ReplayServer, runner: Runner) -> None:
     turn = openai_sse(
         openai_chunk(
             {
@@ -504,7 +499,7 @@ def test_failures_go_back_to_the_model(replay: ReplayServer, mode: str) -> None:
         openai_chunk({}, "tool_calls"),
     )
     replay.replies = turns(turn, openai_text_turn("Sorry, I could not."))
-    loop = run_loop(openai(replay), mode, tools=[calculator, get_weather])
+    loop = run_loop(openai(replay), runner, tools=[calculator, get_weather])
     calls = {c.id: c for c in loop.items if isinstance(c, ToolCall)}
     assert calls["c_raise"].error == "ValueError: not arithmetic: 'import os'"
     assert calls["c_unknown"].error == (
@@ -524,7 +519,7 @@ def test_failures_go_back_to_the_model(replay: ReplayServer, mode: str) -> None:
     assert loop.response.text == "Sorry, I could not."
 
 
-def test_a_plain_stream_raises_on_invalid_arguments(replay: ReplayServer, mode: str) -> None:
+def test_a_plain_stream_raises_on_invalid_arguments(replay: ReplayServer, runner: Runner) -> None:
     replay.replies = [
         Reply(
             chunks=[
@@ -550,10 +545,8 @@ def test_a_plain_stream_raises_on_invalid_arguments(replay: ReplayServer, mode: 
             ]
         )
     ]
-    from helpers import stream
-
     with pytest.raises(ToolCallParseError) as caught:
-        stream(openai(replay), mode, tools=[get_weather])
+        runner.events(openai(replay), tools=[get_weather])
     error = caught.value
     assert (error.tool_name, error.raw, error.tool_call_id) == (
         "get_weather",
@@ -563,7 +556,7 @@ def test_a_plain_stream_raises_on_invalid_arguments(replay: ReplayServer, mode: 
     assert error.partial is not None and error.partial.text == "Calling."
 
 
-def test_approve_can_veto_a_call(replay: ReplayServer, mode: str) -> None:
+def test_approve_can_veto_a_call(replay: ReplayServer, runner: Runner) -> None:
     replay.replies = turns(openai_call_turn(), openai_text_turn())
     seen: list[str] = []
 
@@ -571,8 +564,8 @@ def test_approve_can_veto_a_call(replay: ReplayServer, mode: str) -> None:
         seen.append(call.name)
         return call.name != "calculator"
 
-    loop = run_loop(openai(replay), mode, tools=[calculator, get_weather], approve=approve)
-    calls = ran_calls(loop, mode)
+    loop = run_loop(openai(replay), runner, tools=[calculator, get_weather], approve=approve)
+    calls = ran_calls(loop, runner)
     assert sorted(seen) == ["calculator", "get_weather"]
     assert [(c.name, c.error) for c in calls] == [
         ("calculator", "the call was not approved"),
@@ -600,13 +593,13 @@ async def test_async_approve_is_awaited(replay: ReplayServer) -> None:
     assert [c.error for c in calls] == ["the call was not approved"] * 2
 
 
-def test_max_rounds_raises_with_every_round_so_far(replay: ReplayServer, mode: str) -> None:
+def test_max_rounds_raises_with_every_round_so_far(replay: ReplayServer, runner: Runner) -> None:
     replay.replies = turns(
         openai_single_call("c1", "calculator", '{"expression": "1 + 1"}'),
         openai_single_call("c2", "calculator", '{"expression": "2 + 2"}'),
     )
     with pytest.raises(MaxToolRoundsError, match="max_rounds=2") as caught:
-        run_loop(openai(replay), mode, tools=[calculator], max_rounds=2)
+        run_loop(openai(replay), runner, tools=[calculator], max_rounds=2)
     partial = caught.value.partial
     assert partial is not None and caught.value.rounds == 2
     # The first round's call ran; the last round's did not.

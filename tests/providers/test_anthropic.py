@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 from typing import Any
 
 import pytest
 
 import spout
-from helpers import generate, stream, stream_text
+from helpers import Cut, Runner, made, stream_text
 from replay_server import CUTS, WIRE, ReplayServer, Reply, transcript
 from spout import (
     Finish,
@@ -33,7 +32,7 @@ def anthropic(server: ReplayServer, **config: Any) -> spout.LLM:
     # What one response becomes: no retries here (they are tested in tests/test_retries.py).
     config.setdefault("max_retries", 0)
     config.setdefault("api_key", "sk-ant-test")
-    return create_llm("anthropic", model="claude-sonnet-4-5", base_url=server.url, **config)
+    return made(create_llm("anthropic", model="claude-sonnet-4-5", base_url=server.url, **config))
 
 
 def event(name: str, data: dict[str, Any]) -> bytes:
@@ -110,16 +109,15 @@ def check_response(response: Response, expected: dict[str, Any]) -> None:
     assert response.model is not None and response.model.startswith("claude-")
 
 
-@pytest.mark.parametrize("cut", sorted(CUTS))
 @pytest.mark.parametrize("case", CASES)
-def test_transcript(replay: ReplayServer, mode: str, case: str, cut: str) -> None:
+def test_transcript(replay: ReplayServer, runner: Runner, case: str, cut: Cut) -> None:
     body, expected = transcript("anthropic", case)
-    replay.replies = [Reply(chunks=CUTS[cut](body))]
+    replay.replies = [Reply(chunks=cut(body))]
     if expected["error"] is None:
-        check_response(stream(anthropic(replay), mode).response, expected)
+        check_response(runner.events(anthropic(replay)).response, expected)
         return
     with pytest.raises(spout.ProviderError) as caught:
-        stream(anthropic(replay), mode)
+        runner.events(anthropic(replay))
     exc = caught.value
     assert (exc.error_type, exc.message) == (
         expected["error"]["type"],
@@ -130,11 +128,13 @@ def test_transcript(replay: ReplayServer, mode: str, case: str, cut: str) -> Non
     check_response(exc.partial, expected)
 
 
-def test_overloaded_error_in_stream_is_an_overloaded_error(replay: ReplayServer, mode: str) -> None:
+def test_overloaded_error_in_stream_is_an_overloaded_error(
+    replay: ReplayServer, runner: Runner
+) -> None:
     body, _ = transcript("anthropic", "overloaded_error")
     replay.replies = [Reply(chunks=[body])]  # the text and the error in one read
     with pytest.raises(spout.OverloadedError) as caught:
-        stream_text(anthropic(replay), mode)
+        runner.text(anthropic(replay))
     assert caught.value.partial is not None
     assert caught.value.partial.text == "Once upon a time, in a château"
 
@@ -168,10 +168,10 @@ def test_error_events_raise_the_matching_error(
     assert caught.value.partial is not None and caught.value.partial.text == "Half"
 
 
-def test_tool_call_events_in_order(replay: ReplayServer, mode: str) -> None:
+def test_tool_call_events_in_order(replay: ReplayServer, runner: Runner) -> None:
     body, expected = transcript("anthropic", "text_and_tool_use")
     replay.replies = [Reply(chunks=CUTS["every_byte"](body))]
-    events = stream(anthropic(replay), mode).events
+    events = runner.events(anthropic(replay)).events
     tool_events = [e for e in events if isinstance(e, (ToolCallStart, ToolCallDelta, ToolCallEnd))]
     assert tool_events[0] == ToolCallStart(0, "toolu_01WIRE00000000000000001", "get_weather")
     assert isinstance(tool_events[-1], ToolCallEnd) and tool_events[-1].index == 0
@@ -211,51 +211,54 @@ def test_stop_reasons(replay: ReplayServer, stop_reason: str | None, finish_reas
     assert (response.finish_reason, response.raw_finish_reason) == (finish_reason, stop_reason)
 
 
-def test_a_refusal_stop_reason_is_a_finish_reason_only(replay: ReplayServer, mode: str) -> None:
+def test_a_refusal_stop_reason_is_a_finish_reason_only(
+    replay: ReplayServer, runner: Runner
+) -> None:
     # Claude marks a refusal in stop_reason alone; what it wrote before is its text, and
     # there is no refusal text to report (Response.refusal stays None).
     replay.replies = [Reply(chunks=[text_stream("I can", stop_reason="refusal")])]
-    result = stream_text(anthropic(replay), mode)
+    result = runner.text(anthropic(replay))
     response = result.response
     assert "".join(result.chunks) == response.text == "I can"
     assert (response.finish_reason, response.raw_finish_reason) == ("refusal", "refusal")
     assert response.refusal is None
 
 
-def test_stream_cut_before_its_end_is_an_interruption(replay: ReplayServer, mode: str) -> None:
+def test_stream_cut_before_its_end_is_an_interruption(replay: ReplayServer, runner: Runner) -> None:
     body, _ = transcript("anthropic", "text_and_tool_use")
     cut = body[: body.index(b"event: content_block_stop")]  # ends cleanly, but early
     replay.replies = [Reply(chunks=[cut])]
     with pytest.raises(spout.StreamInterruptedError) as caught:
-        stream_text(anthropic(replay), mode)
+        runner.text(anthropic(replay))
     assert caught.value.partial is not None
     assert caught.value.partial.text == "I'll look up the weather in Oslo for you."
 
 
 def test_message_delta_without_message_stop_is_an_interruption(
-    replay: ReplayServer, mode: str
+    replay: ReplayServer, runner: Runner
 ) -> None:
     body = text_stream("All of it")
     replay.replies = [Reply(chunks=[body[: body.index(b"event: message_stop")]])]
     with pytest.raises(spout.StreamInterruptedError) as caught:
-        stream_text(anthropic(replay), mode)
+        runner.text(anthropic(replay))
     assert caught.value.partial is not None and caught.value.partial.text == "All of it"
 
 
-def test_connection_dropped_mid_stream_is_an_interruption(replay: ReplayServer, mode: str) -> None:
+def test_connection_dropped_mid_stream_is_an_interruption(
+    replay: ReplayServer, runner: Runner
+) -> None:
     replay.replies = [Reply(chunks=[text_stream("Half", end=False)], abort=True)]
     with pytest.raises(spout.StreamInterruptedError) as caught:
-        stream_text(anthropic(replay), mode)
+        runner.text(anthropic(replay))
     assert caught.value.partial is not None and caught.value.partial.text == "Half"
 
 
-def test_request_body_and_headers(replay: ReplayServer, mode: str) -> None:
+def test_request_body_and_headers(replay: ReplayServer, runner: Runner) -> None:
     body, _ = transcript("anthropic", "text_and_tool_use")
     replay.replies = [Reply(chunks=[body])]
     llm = anthropic(replay, headers={"X-Title": "spout tests"}, temperature=0.5)
-    stream_text(
+    runner.text(
         llm,
-        mode,
         "Count from 1 to 5",
         system_prompt="Be brief.",
         max_tokens=20,
@@ -293,12 +296,12 @@ def test_max_tokens_is_always_sent(replay: ReplayServer) -> None:
     assert "system" not in sent
 
 
-def test_seed_is_refused_before_any_request(replay: ReplayServer, mode: str) -> None:
+def test_seed_is_refused_before_any_request(replay: ReplayServer, runner: Runner) -> None:
     replay.replies = [Reply(chunks=[text_stream("ok")])]
     with pytest.raises(spout.ConfigurationError, match="Anthropic does not take seed"):
-        stream_text(anthropic(replay), mode, "hi", seed=7)
+        runner.text(anthropic(replay), "hi", seed=7)
     with pytest.raises(spout.ConfigurationError, match="seed"):
-        generate(anthropic(replay), mode, "hi", seed=7)
+        runner.generate(anthropic(replay), "hi", seed=7)
     assert replay.requests == []
 
 
@@ -444,7 +447,7 @@ def comparable(response: Response) -> dict[str, Any]:
 
 @pytest.mark.parametrize("case", sorted(MESSAGES))
 def test_not_streamed_gives_the_streamed_response(
-    replay: ReplayServer, mode: str, case: str
+    replay: ReplayServer, runner: Runner, case: str
 ) -> None:
     body, _ = transcript("anthropic", case)
     replay.replies = [
@@ -454,8 +457,8 @@ def test_not_streamed_gives_the_streamed_response(
             headers={"Content-Type": "application/json"},
         ),
     ]
-    streamed = stream(anthropic(replay), mode).response
-    whole = generate(anthropic(replay), mode)
+    streamed = runner.events(anthropic(replay)).response
+    whole = runner.generate(anthropic(replay))
     assert comparable(whole) == comparable(streamed)
     # The whole response carries tool input as an object: there is no JSON text to keep.
     assert all(call.arguments_raw is None for call in whole.tool_calls)
@@ -479,7 +482,7 @@ def test_not_streamed_gives_the_streamed_response(
 )
 def test_http_errors_raise_before_streaming(
     replay: ReplayServer,
-    mode: str,
+    runner: Runner,
     status: int,
     error_type: str,
     error_class: type[spout.ProviderError],
@@ -500,18 +503,8 @@ def test_http_errors_raise_before_streaming(
             },
         )
     ]
-    llm = anthropic(replay)
-    if mode == "sync":
-        with pytest.raises(error_class) as caught:
-            llm.generate_stream("hi")  # raised when the call is made, not on first read
-    else:
-
-        async def run() -> None:
-            async with llm:
-                await llm.generate_async("hi", stream=True)
-
-        with pytest.raises(error_class) as caught:
-            asyncio.run(run())
+    with pytest.raises(error_class) as caught:
+        runner.start(anthropic(replay))  # raised when the call is made, not on first read
     exc = caught.value
     assert type(exc) is error_class
     assert exc.status_code == status

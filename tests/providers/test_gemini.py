@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 from typing import Any
 
 import pytest
 
 import spout
-from helpers import generate, stream, stream_text
+from helpers import Cut, Runner, made, stream, stream_text
 from replay_server import CUTS, WIRE, ReplayServer, Reply, transcript
 from spout import (
     Finish,
@@ -32,7 +31,7 @@ def gemini(server: ReplayServer, **config: Any) -> spout.LLM:
     # What one response becomes: no retries here (they are tested in tests/test_retries.py).
     config.setdefault("max_retries", 0)
     config.setdefault("api_key", "AIza-test")
-    return create_llm("gemini", model="gemini-2.5-flash", base_url=server.url, **config)
+    return made(create_llm("gemini", model="gemini-2.5-flash", base_url=server.url, **config))
 
 
 def sse(*payloads: Any) -> bytes:
@@ -80,16 +79,15 @@ def check_response(response: Response, expected: dict[str, Any]) -> None:
     assert response.model is not None and response.model.startswith("gemini-")
 
 
-@pytest.mark.parametrize("cut", sorted(CUTS))
 @pytest.mark.parametrize("case", CASES)
-def test_transcript(replay: ReplayServer, mode: str, case: str, cut: str) -> None:
+def test_transcript(replay: ReplayServer, runner: Runner, case: str, cut: Cut) -> None:
     body, expected = transcript("gemini", case)
-    replay.replies = [Reply(chunks=CUTS[cut](body))]
+    replay.replies = [Reply(chunks=cut(body))]
     if expected["error"] is None:
-        check_response(stream(gemini(replay), mode).response, expected)
+        check_response(runner.events(gemini(replay)).response, expected)
         return
     with pytest.raises(spout.ProviderError) as caught:
-        stream(gemini(replay), mode)
+        runner.events(gemini(replay))
     exc = caught.value
     assert (exc.error_type, exc.message) == (
         expected["error"]["type"],
@@ -100,11 +98,11 @@ def test_transcript(replay: ReplayServer, mode: str, case: str, cut: str) -> Non
     check_response(exc.partial, expected)
 
 
-def test_error_in_stream_keeps_its_code(replay: ReplayServer, mode: str) -> None:
+def test_error_in_stream_keeps_its_code(replay: ReplayServer, runner: Runner) -> None:
     body, _ = transcript("gemini", "stream_error")
     replay.replies = [Reply(chunks=[body])]  # the text and the error in one read
     with pytest.raises(spout.RateLimitError) as caught:
-        stream_text(gemini(replay), mode)
+        runner.text(gemini(replay))
     assert caught.value.status_code == 429
     assert caught.value.body["status"] == "RESOURCE_EXHAUSTED"
     assert caught.value.partial is not None
@@ -142,10 +140,10 @@ def test_errors_in_stream(
     assert caught.value.partial is not None and caught.value.partial.text == "Half"
 
 
-def test_function_call_events(replay: ReplayServer, mode: str) -> None:
+def test_function_call_events(replay: ReplayServer, runner: Runner) -> None:
     body, expected = transcript("gemini", "function_call")
     replay.replies = [Reply(chunks=CUTS["mid_line"](body))]
-    events = stream(gemini(replay), mode).events
+    events = runner.events(gemini(replay)).events
     tool_events = [e for e in events if isinstance(e, (ToolCallStart, ToolCallDelta, ToolCallEnd))]
     # Each call arrives whole: start, its arguments as one delta, end; one call after another.
     assert [(type(e).__name__, e.index) for e in tool_events] == [
@@ -207,7 +205,7 @@ def test_finish_reasons(replay: ReplayServer, raw: str, finish_reason: str) -> N
     assert (response.finish_reason, response.raw_finish_reason) == (finish_reason, raw)
 
 
-def test_blocked_prompt_is_a_content_filter_finish(replay: ReplayServer, mode: str) -> None:
+def test_blocked_prompt_is_a_content_filter_finish(replay: ReplayServer, runner: Runner) -> None:
     # A blocked prompt gets no candidates, hence no finishReason: promptFeedback says why.
     blocked = {
         "promptFeedback": {"blockReason": "PROHIBITED_CONTENT"},
@@ -216,37 +214,38 @@ def test_blocked_prompt_is_a_content_filter_finish(replay: ReplayServer, mode: s
         "responseId": "r1",
     }
     replay.replies = [Reply(chunks=[sse(blocked)])]
-    response = stream_text(gemini(replay), mode).response
+    response = runner.text(gemini(replay)).response
     assert (response.text, response.finish_reason) == ("", "content_filter")
     assert response.raw_finish_reason == "PROHIBITED_CONTENT"
     assert response.usage.input_tokens == 8
 
 
-def test_stream_cut_before_its_end_is_an_interruption(replay: ReplayServer, mode: str) -> None:
+def test_stream_cut_before_its_end_is_an_interruption(replay: ReplayServer, runner: Runner) -> None:
     body, _ = transcript("gemini", "text")
     cut = body[: body.rindex(b"data: ")]  # every event before the one with finishReason
     replay.replies = [Reply(chunks=[cut])]
     with pytest.raises(spout.StreamInterruptedError) as caught:
-        stream_text(gemini(replay), mode)
+        runner.text(gemini(replay))
     assert caught.value.partial is not None
     assert caught.value.partial.text == "The capital of France is Paris. It is known for the Eiffel"
 
 
-def test_connection_dropped_mid_stream_is_an_interruption(replay: ReplayServer, mode: str) -> None:
+def test_connection_dropped_mid_stream_is_an_interruption(
+    replay: ReplayServer, runner: Runner
+) -> None:
     replay.replies = [Reply(chunks=[sse(chunk({"text": "Half"}))], abort=True)]
     with pytest.raises(spout.StreamInterruptedError) as caught:
-        stream_text(gemini(replay), mode)
+        runner.text(gemini(replay))
     assert caught.value.partial is not None and caught.value.partial.text == "Half"
 
 
-def test_request_body_and_headers(replay: ReplayServer, mode: str) -> None:
+def test_request_body_and_headers(replay: ReplayServer, runner: Runner) -> None:
     body, _ = transcript("gemini", "text")
     replay.replies = [Reply(chunks=[body])]
     llm = gemini(replay, headers={"X-Title": "spout tests"}, temperature=0.5)
     safety = [{"category": "HARM_CATEGORY_HARASSMENT", "threshold": "BLOCK_ONLY_HIGH"}]
-    stream_text(
+    runner.text(
         llm,
-        mode,
         "Count from 1 to 5",
         system_prompt="Be brief.",
         max_tokens=20,
@@ -381,7 +380,7 @@ def comparable(response: Response) -> dict[str, Any]:
 
 @pytest.mark.parametrize("case", ["function_call", "thoughts", "max_tokens", "text"])
 def test_not_streamed_gives_the_streamed_response(
-    replay: ReplayServer, mode: str, case: str
+    replay: ReplayServer, runner: Runner, case: str
 ) -> None:
     body, _ = transcript("gemini", case)
     replay.replies = [
@@ -391,8 +390,8 @@ def test_not_streamed_gives_the_streamed_response(
             headers={"Content-Type": "application/json"},
         ),
     ]
-    streamed = stream(gemini(replay), mode).response
-    whole = generate(gemini(replay), mode)
+    streamed = runner.events(gemini(replay)).response
+    whole = runner.generate(gemini(replay))
     assert comparable(whole) == comparable(streamed)
     assert replay.requests[-1].path == "/v1beta/models/gemini-2.5-flash:generateContent"
 
@@ -419,7 +418,7 @@ def test_model_given_with_its_collection(replay: ReplayServer) -> None:
 )
 def test_http_errors_raise_before_streaming(
     replay: ReplayServer,
-    mode: str,
+    runner: Runner,
     status: int,
     grpc_status: str,
     error_class: type[spout.ProviderError],
@@ -438,18 +437,8 @@ def test_http_errors_raise_before_streaming(
             },
         )
     ]
-    llm = gemini(replay)
-    if mode == "sync":
-        with pytest.raises(error_class) as caught:
-            llm.generate_stream("hi")  # raised when the call is made, not on first read
-    else:
-
-        async def run() -> None:
-            async with llm:
-                await llm.generate_async("hi", stream=True)
-
-        with pytest.raises(error_class) as caught:
-            asyncio.run(run())
+    with pytest.raises(error_class) as caught:
+        runner.start(gemini(replay))  # raised when the call is made, not on first read
     exc = caught.value
     assert type(exc) is error_class
     assert exc.status_code == status

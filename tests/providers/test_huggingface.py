@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import pytest
 
 import spout
-from helpers import generate, stream, stream_text
+from helpers import Cut, Runner, made
 from replay_server import CUTS, ReplayServer, Reply, transcript
 from spout import ModelCapability, Response, TextDelta, create_llm
 from spout.providers.huggingface import (
@@ -27,22 +26,6 @@ ERRORS: dict[str, type[spout.ProviderError]] = {"generation": spout.InternalServ
 def _no_hf_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("HF_TOKEN", raising=False)
     monkeypatch.delenv("HF_BASE_URL", raising=False)
-
-
-_made: list[spout.LLM] = []
-
-
-def made(llm: spout.LLM) -> spout.LLM:
-    """Remember an LLM, so that its connections are closed when the test ends, however it ends."""
-    _made.append(llm)
-    return llm
-
-
-@pytest.fixture(autouse=True)
-def _close_llms() -> Iterator[None]:
-    yield
-    while _made:
-        _made.pop().close()
 
 
 def tgi(server: ReplayServer, **config: Any) -> spout.LLM:
@@ -81,21 +64,20 @@ def check(response: Response, expected: dict[str, Any]) -> None:
     assert response.model == "tgi"
 
 
-@pytest.mark.parametrize("cut", sorted(CUTS))
 @pytest.mark.parametrize("case", CASES)
-def test_transcripts(replay: ReplayServer, mode: str, case: str, cut: str) -> None:
+def test_transcripts(replay: ReplayServer, runner: Runner, case: str, cut: Cut) -> None:
     body, expected = transcript("tgi", case)
-    replay.replies = [Reply(chunks=CUTS[cut](body))]
+    replay.replies = [Reply(chunks=cut(body))]
     if expected["error"] is not None:
         with pytest.raises(ERRORS[expected["error"]["type"]]) as caught:
-            stream(tgi(replay), mode)
+            runner.events(tgi(replay))
         exc = caught.value
         assert exc.message == expected["error"]["message"]
         assert exc.error_type == expected["error"]["type"] and exc.status_code is None
         assert exc.partial is not None
         check(exc.partial, expected)
         return
-    result = stream(tgi(replay), mode)
+    result = runner.events(tgi(replay))
     check(result.response, expected)
     assert "".join(result.chunks) == expected["text"]
     # The end-of-sequence token is special: it is not text.
@@ -113,23 +95,22 @@ def test_transcripts(replay: ReplayServer, mode: str, case: str, cut: str) -> No
     ],
 )
 def test_error_events(
-    replay: ReplayServer, mode: str, error_type: str, error_class: type[spout.ProviderError]
+    replay: ReplayServer, runner: Runner, error_type: str, error_class: type[spout.ProviderError]
 ) -> None:
     body = sse(token("Hi"), {"error": f"{error_type} happened", "error_type": error_type})
     replay.replies = [Reply(chunks=[body])]
     with pytest.raises(error_class) as caught:
-        stream_text(tgi(replay), mode)
+        runner.text(tgi(replay))
     assert type(caught.value) is error_class
     assert caught.value.partial is not None and caught.value.partial.text == "Hi"
 
 
-def test_request_body_and_headers(replay: ReplayServer, mode: str) -> None:
+def test_request_body_and_headers(replay: ReplayServer, runner: Runner) -> None:
     body, _ = transcript("tgi", "generate_stream")
     replay.replies = [Reply(chunks=[body])]
     llm = tgi(replay, api_key="hf_test", headers={"X-Title": "spout tests"}, temperature=0.5)
-    stream_text(
+    runner.text(
         llm,
-        mode,
         "Count from 1 to 5",
         system_prompt="Be brief.",
         max_tokens=20,
@@ -196,10 +177,10 @@ def test_render_prompt() -> None:
     )
 
 
-def test_not_streamed_is_the_same_response(replay: ReplayServer, mode: str) -> None:
+def test_not_streamed_is_the_same_response(replay: ReplayServer, runner: Runner) -> None:
     body, expected = transcript("tgi", "generate_stream")
     replay.replies = [Reply(chunks=[body])]
-    streamed = stream(tgi(replay), mode).response
+    streamed = runner.events(tgi(replay)).response
     answer = {
         "generated_text": expected["text"],
         "details": {
@@ -213,7 +194,7 @@ def test_not_streamed_is_the_same_response(replay: ReplayServer, mode: str) -> N
     replay.replies = [
         Reply(chunks=[json.dumps(answer).encode()], headers={"Content-Type": "application/json"})
     ]
-    response = generate(tgi(replay), mode, decoder_input_details=True)
+    response = runner.generate(tgi(replay), decoder_input_details=True)
     request = replay.requests[-1]
     assert request.path == "/generate"
     assert request.json()["parameters"]["decoder_input_details"] is True
@@ -231,7 +212,9 @@ def test_not_streamed_is_the_same_response(replay: ReplayServer, mode: str) -> N
         assert getattr(response, field) == getattr(streamed, field), field
 
 
-def test_not_streamed_without_prefill_has_no_input_count(replay: ReplayServer, mode: str) -> None:
+def test_not_streamed_without_prefill_has_no_input_count(
+    replay: ReplayServer, runner: Runner
+) -> None:
     # /generate's details carry no input_length (only an x-prompt-tokens header does).
     answer = {
         "generated_text": "Hello",
@@ -244,7 +227,7 @@ def test_not_streamed_without_prefill_has_no_input_count(replay: ReplayServer, m
         },
     }
     replay.replies = [Reply(chunks=[json.dumps(answer).encode()])]
-    response = generate(tgi(replay), mode)
+    response = runner.generate(tgi(replay))
     assert (response.text, response.finish_reason) == ("Hello", "length")
     assert (response.usage.input_tokens, response.usage.output_tokens) == (None, 2)
     assert response.usage.extras == {"seed": 42}
@@ -274,7 +257,7 @@ def test_not_streamed_without_prefill_has_no_input_count(replay: ReplayServer, m
 )
 def test_http_errors(
     replay: ReplayServer,
-    mode: str,
+    runner: Runner,
     status: int,
     error: str,
     error_type: str | None,
@@ -294,18 +277,8 @@ def test_http_errors(
             },
         )
     ]
-    llm = tgi(replay)
-    if mode == "sync":
-        with pytest.raises(error_class) as caught:
-            llm.generate_stream("hi")
-    else:
-
-        async def run() -> None:
-            async with llm:
-                await llm.generate_async("hi", stream=True)
-
-        with pytest.raises(error_class) as caught:
-            asyncio.run(run())
+    with pytest.raises(error_class) as caught:
+        runner.start(tgi(replay))  # raised when the call is made, not on first read
     exc = caught.value
     assert type(exc) is error_class
     assert (exc.status_code, exc.message, exc.error_type) == (status, error, error_type)
@@ -314,18 +287,18 @@ def test_http_errors(
 
 @pytest.mark.parametrize("dropped", [False, True])
 def test_stream_cut_before_its_end_is_an_interruption(
-    replay: ReplayServer, mode: str, dropped: bool
+    replay: ReplayServer, runner: Runner, dropped: bool
 ) -> None:
     body, _ = transcript("tgi", "generate_stream")
     events = body.split(b"\n\n")
     replay.replies = [Reply(chunks=[b"\n\n".join(events[:4]) + b"\n\n"], abort=dropped)]
     with pytest.raises(spout.StreamInterruptedError) as caught:
-        stream_text(tgi(replay), mode)
+        runner.text(tgi(replay))
     assert caught.value.partial is not None
     assert caught.value.partial.text == "Deep learning is a"
 
 
-def test_special_tokens_are_not_text(replay: ReplayServer, mode: str) -> None:
+def test_special_tokens_are_not_text(replay: ReplayServer, runner: Runner) -> None:
     body = sse(
         token("<s>", special=True),
         token("Hi"),
@@ -339,15 +312,15 @@ def test_special_tokens_are_not_text(replay: ReplayServer, mode: str) -> None:
         ),
     )
     replay.replies = [Reply(chunks=[body])]
-    result = stream(tgi(replay), mode)
+    result = runner.events(tgi(replay))
     assert [e.text for e in result.events if isinstance(e, TextDelta)] == ["Hi"]
     assert result.response.usage.total_tokens == 5
 
 
-def test_without_details_the_finish_is_still_known(replay: ReplayServer, mode: str) -> None:
+def test_without_details_the_finish_is_still_known(replay: ReplayServer, runner: Runner) -> None:
     body = sse(token("Hi"), token("!", generated_text="Hi!"))
     replay.replies = [Reply(chunks=[body])]
-    response = stream_text(tgi(replay), mode).response
+    response = runner.text(tgi(replay)).response
     assert (response.text, response.finish_reason, response.raw_finish_reason) == (
         "Hi!",
         "stop",
@@ -372,7 +345,7 @@ def test_base_url_and_token_from_environment(
 # -- the OpenAI-compatible route ------------------------------------------------------------------
 
 
-def test_chat_route_is_the_openai_adapter(replay: ReplayServer, mode: str) -> None:
+def test_chat_route_is_the_openai_adapter(replay: ReplayServer, runner: Runner) -> None:
     body, expected = transcript("openai_chat", "text")
     replay.replies = [Reply(chunks=CUTS["mid_line"](body))]
     llm = made(
@@ -385,7 +358,7 @@ def test_chat_route_is_the_openai_adapter(replay: ReplayServer, mode: str) -> No
         )
     )
     assert type(llm.provider) is HuggingFaceChatProvider
-    response = stream_text(llm, mode, "hi", system_prompt="Be brief.").response
+    response = runner.text(llm, "hi", system_prompt="Be brief.").response
     assert response.text == expected["text"] and response.provider == "huggingface"
     request = replay.requests[-1]
     assert request.path == "/v1/chat/completions"

@@ -9,7 +9,7 @@ import time
 import pytest
 
 import spout
-from helpers import generate, stream, stream_text
+from helpers import Runner
 from spout import ModelCapability, create_llm, has_capability
 
 pytestmark = pytest.mark.model
@@ -22,8 +22,8 @@ def llm() -> spout.LLM:
     return create_llm()
 
 
-def test_streams_text_with_usage(llm: spout.LLM, mode: str) -> None:
-    result = stream_text(llm, mode, "Write a haiku about rivers.", seed=1, max_tokens=60)
+def test_streams_text_with_usage(llm: spout.LLM, runner: Runner) -> None:
+    result = runner.text(llm, "Write a haiku about rivers.", seed=1, max_tokens=60)
     response = result.response
     assert len(result.chunks) > 1
     assert "".join(result.chunks) == response.text and response.text.strip()
@@ -35,17 +35,17 @@ def test_streams_text_with_usage(llm: spout.LLM, mode: str) -> None:
     assert response.time_to_first_token is not None and response.output_tokens_per_second
 
 
-def test_max_tokens_ends_with_length(llm: spout.LLM, mode: str) -> None:
-    response = stream(
-        llm, mode, "Tell me a long story about a dragon.", max_tokens=5, seed=2
+def test_max_tokens_ends_with_length(llm: spout.LLM, runner: Runner) -> None:
+    response = runner.events(
+        llm, "Tell me a long story about a dragon.", max_tokens=5, seed=2
     ).response
     assert response.finish_reason == "length"
     assert response.usage.output_tokens == 5
 
 
-def test_same_seed_same_text_streamed_or_not(llm: spout.LLM, mode: str) -> None:
-    streamed = stream_text(llm, mode, PROMPT, seed=7, max_tokens=40).response
-    whole = generate(llm, mode, PROMPT, seed=7, max_tokens=40)
+def test_same_seed_same_text_streamed_or_not(llm: spout.LLM, runner: Runner) -> None:
+    streamed = runner.text(llm, PROMPT, seed=7, max_tokens=40).response
+    whole = runner.generate(llm, PROMPT, seed=7, max_tokens=40)
     assert streamed.text == whole.text
     assert streamed.usage.output_tokens == whole.usage.output_tokens
 
@@ -74,10 +74,10 @@ def test_system_prompt_changes_the_answer(llm: spout.LLM) -> None:
     assert plain != pirate
 
 
-def test_stop_strings_cut_the_text(llm: spout.LLM, mode: str) -> None:
-    full = stream_text(llm, mode, PROMPT, seed=3, max_tokens=40).response.text
+def test_stop_strings_cut_the_text(llm: spout.LLM, runner: Runner) -> None:
+    full = runner.text(llm, PROMPT, seed=3, max_tokens=40).response.text
     assert "3" in full
-    stopped = stream_text(llm, mode, PROMPT, seed=3, max_tokens=40, stop=["3"]).response
+    stopped = runner.text(llm, PROMPT, seed=3, max_tokens=40, stop=["3"]).response
     assert stopped.text == full[: full.index("3")]
     assert stopped.finish_reason == "stop"
 

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 import spout
-from helpers import generate, stream, stream_text
+from helpers import Cut, Runner, made
 from replay_server import CUTS, ReplayServer, Reply, transcript
 from spout import (
     ModelCapability,
@@ -25,22 +23,6 @@ from spout.providers.ollama import ollama_base_url
 
 NDJSON = {"Content-Type": "application/x-ndjson"}
 CASES = ["chat_text", "tool_calls", "thinking", "stream_error"]
-
-
-_made: list[spout.LLM] = []
-
-
-def made(llm: spout.LLM) -> spout.LLM:
-    """Remember an LLM, so that its connections are closed when the test ends, however it ends."""
-    _made.append(llm)
-    return llm
-
-
-@pytest.fixture(autouse=True)
-def _close_llms() -> Iterator[None]:
-    yield
-    while _made:
-        _made.pop().close()
 
 
 def ollama(server: ReplayServer, **config: Any) -> spout.LLM:
@@ -92,38 +74,37 @@ def check(response: Response, expected: dict[str, Any]) -> None:
     assert response.provider == "ollama"
 
 
-@pytest.mark.parametrize("cut", sorted(CUTS))
 @pytest.mark.parametrize("case", CASES)
-def test_transcripts(replay: ReplayServer, mode: str, case: str, cut: str) -> None:
+def test_transcripts(replay: ReplayServer, runner: Runner, case: str, cut: Cut) -> None:
     body, expected = transcript("ollama", case)
-    replay.replies = [Reply(chunks=CUTS[cut](body), headers=NDJSON)]
+    replay.replies = [Reply(chunks=cut(body), headers=NDJSON)]
     if expected["error"] is not None:
         with pytest.raises(spout.InternalServerError) as caught:
-            stream(ollama(replay), mode)
+            runner.events(ollama(replay))
         assert caught.value.message == expected["error"]["message"]
         assert caught.value.provider == "ollama" and caught.value.status_code is None
         assert caught.value.partial is not None
         check(caught.value.partial, expected)
         return
-    result = stream(ollama(replay), mode)
+    result = runner.events(ollama(replay))
     check(result.response, expected)
     assert result.response.model == json.loads(body.splitlines()[0])["model"]
     assert result.response.id is None  # Ollama names no response
     assert "".join(result.chunks) == expected["text"]
 
 
-def test_durations_go_into_usage_extras(replay: ReplayServer, mode: str) -> None:
+def test_durations_go_into_usage_extras(replay: ReplayServer, runner: Runner) -> None:
     body, expected = transcript("ollama", "chat_text")
     replay.replies = [Reply(chunks=[body], headers=NDJSON)]
-    usage = stream_text(ollama(replay), mode).response.usage
+    usage = runner.text(ollama(replay)).response.usage
     assert usage.extras == expected["durations_ns"]
     assert usage.total_tokens == 36
 
 
-def test_tool_calls_arrive_whole(replay: ReplayServer, mode: str) -> None:
+def test_tool_calls_arrive_whole(replay: ReplayServer, runner: Runner) -> None:
     body, _ = transcript("ollama", "tool_calls")
     replay.replies = [Reply(chunks=CUTS["mid_line"](body), headers=NDJSON)]
-    events = stream(ollama(replay), mode).events
+    events = runner.events(ollama(replay)).events
     calls = [e for e in events if isinstance(e, (ToolCallStart, ToolCallDelta, ToolCallEnd))]
     # Each call is a start and its end, back to back: no argument deltas, nothing to wait for.
     assert [(type(e).__name__, e.index) for e in calls] == [
@@ -135,11 +116,11 @@ def test_tool_calls_arrive_whole(replay: ReplayServer, mode: str) -> None:
     assert isinstance(calls[0], ToolCallStart) and calls[0].id == "call_WIREollamaTool0001"
 
 
-def test_tool_calls_without_ids_get_generated_ones(replay: ReplayServer, mode: str) -> None:
+def test_tool_calls_without_ids_get_generated_ones(replay: ReplayServer, runner: Runner) -> None:
     # Ollama before 0.12 sent neither id nor index (ollama.com/blog/streaming-tool).
     call = {"function": {"name": "add", "arguments": {"a": 1, "b": 2}}}
     replay.replies = [Reply(chunks=[ndjson(line(tool_calls=[call, call]), last())], headers=NDJSON)]
-    response = stream(ollama(replay), mode).response
+    response = runner.events(ollama(replay)).response
     assert [(c.id, c.name, c.arguments, c.arguments_raw) for c in response.tool_calls] == [
         ("call_0", "add", {"a": 1, "b": 2}, None),
         ("call_1", "add", {"a": 1, "b": 2}, None),
@@ -147,28 +128,27 @@ def test_tool_calls_without_ids_get_generated_ones(replay: ReplayServer, mode: s
     assert response.finish_reason == "tool_calls" and response.raw_finish_reason == "stop"
 
 
-def test_thinking_streams_as_reasoning(replay: ReplayServer, mode: str) -> None:
+def test_thinking_streams_as_reasoning(replay: ReplayServer, runner: Runner) -> None:
     body, expected = transcript("ollama", "thinking")
     replay.replies = [Reply(chunks=CUTS["utf8"](body), headers=NDJSON)]
-    result = stream(ollama(replay), mode)
+    result = runner.events(ollama(replay))
     reasoning = [e.text for e in result.events if isinstance(e, ReasoningDelta)]
     assert "".join(reasoning) == expected["reasoning"] and len(reasoning) == 4
     assert result.response.time_to_first_token is not None
 
 
-def test_length_is_normalized(replay: ReplayServer, mode: str) -> None:
+def test_length_is_normalized(replay: ReplayServer, runner: Runner) -> None:
     replay.replies = [Reply(chunks=[ndjson(line("Once upon"), last("length"))], headers=NDJSON)]
-    response = stream_text(ollama(replay), mode).response
+    response = runner.text(ollama(replay)).response
     assert (response.finish_reason, response.raw_finish_reason) == ("length", "length")
 
 
-def test_request_body_and_headers(replay: ReplayServer, mode: str) -> None:
+def test_request_body_and_headers(replay: ReplayServer, runner: Runner) -> None:
     body, _ = transcript("ollama", "chat_text")
     replay.replies = [Reply(chunks=[body], headers=NDJSON)]
     llm = ollama(replay, headers={"X-Title": "spout tests"}, temperature=0.5)
-    stream_text(
+    runner.text(
         llm,
-        mode,
         "Count from 1 to 5",
         system_prompt="Be brief.",
         max_tokens=20,
@@ -217,7 +197,7 @@ def test_no_options_when_no_settings(replay: ReplayServer) -> None:
     }
 
 
-def test_not_streamed_is_the_same_response(replay: ReplayServer, mode: str) -> None:
+def test_not_streamed_is_the_same_response(replay: ReplayServer, runner: Runner) -> None:
     body, _ = transcript("ollama", "tool_calls")
     lines = [json.loads(raw) for raw in body.splitlines()]
     whole = {
@@ -229,11 +209,11 @@ def test_not_streamed_is_the_same_response(replay: ReplayServer, mode: str) -> N
         },
     }
     replay.replies = [Reply(chunks=[body], headers=NDJSON)]
-    streamed = stream(ollama(replay), mode).response
+    streamed = runner.events(ollama(replay)).response
     replay.replies = [
         Reply(chunks=[json.dumps(whole).encode()], headers={"Content-Type": "application/json"})
     ]
-    response = generate(ollama(replay), mode)
+    response = runner.generate(ollama(replay))
     assert replay.requests[-1].json()["stream"] is False
     for field in (
         "text",
@@ -249,13 +229,13 @@ def test_not_streamed_is_the_same_response(replay: ReplayServer, mode: str) -> N
         assert getattr(response, field) == getattr(streamed, field), field
 
 
-def test_not_streamed_thinking(replay: ReplayServer, mode: str) -> None:
+def test_not_streamed_thinking(replay: ReplayServer, runner: Runner) -> None:
     whole = {
         **last(total_duration=10),
         "message": {"role": "assistant", "content": "391.", "thinking": "17 * 23 is 391."},
     }
     replay.replies = [Reply(chunks=[json.dumps(whole).encode()])]
-    response = generate(ollama(replay), mode)
+    response = runner.generate(ollama(replay))
     assert (response.text, response.reasoning) == ("391.", "17 * 23 is 391.")
     assert response.usage.extras == {"total_duration": 10}
 
@@ -275,7 +255,7 @@ def test_not_streamed_thinking(replay: ReplayServer, mode: str) -> None:
 )
 def test_http_errors(
     replay: ReplayServer,
-    mode: str,
+    runner: Runner,
     status: int,
     message: str,
     error_class: type[spout.ProviderError],
@@ -287,18 +267,8 @@ def test_http_errors(
             headers={"Content-Type": "application/json; charset=utf-8"},
         )
     ]
-    llm = ollama(replay)
-    if mode == "sync":
-        with pytest.raises(error_class) as caught:
-            llm.generate_stream("hi")
-    else:
-
-        async def run() -> None:
-            async with llm:
-                await llm.generate_async("hi", stream=True)
-
-        with pytest.raises(error_class) as caught:
-            asyncio.run(run())
+    with pytest.raises(error_class) as caught:
+        runner.start(ollama(replay))  # raised when the call is made, not on first read
     exc = caught.value
     assert exc.status_code == status
     assert exc.message == message
@@ -315,30 +285,30 @@ def test_http_error_without_json(replay: ReplayServer) -> None:
 
 @pytest.mark.parametrize("how", ["no_done_line", "dropped", "torn_line"])
 def test_stream_cut_before_its_end_is_an_interruption(
-    replay: ReplayServer, mode: str, how: str
+    replay: ReplayServer, runner: Runner, how: str
 ) -> None:
     body = ndjson(line("Half"), line(" an"), line(" answer"))
     if how == "torn_line":
         body += b'{"model":"llama3.2","message":{"role":"assis'
     replay.replies = [Reply(chunks=[body], headers=NDJSON, abort=how == "dropped")]
     with pytest.raises(spout.StreamInterruptedError) as caught:
-        stream_text(ollama(replay), mode)
+        runner.text(ollama(replay))
     assert caught.value.partial is not None
     assert caught.value.partial.text == "Half an answer"
 
 
-def test_error_line_in_the_same_read_keeps_the_text(replay: ReplayServer, mode: str) -> None:
+def test_error_line_in_the_same_read_keeps_the_text(replay: ReplayServer, runner: Runner) -> None:
     body = ndjson(line("Once"), line(" upon"), {"error": "unexpected EOF"})
     replay.replies = [Reply(chunks=[body], headers=NDJSON)]
     with pytest.raises(spout.ProviderError) as caught:
-        stream_text(ollama(replay), mode)
+        runner.text(ollama(replay))
     assert caught.value.partial is not None and caught.value.partial.text == "Once upon"
 
 
-def test_malformed_line_is_a_protocol_error(replay: ReplayServer, mode: str) -> None:
+def test_malformed_line_is_a_protocol_error(replay: ReplayServer, runner: Runner) -> None:
     replay.replies = [Reply(chunks=[ndjson(line("Hi")) + b"{not json}\n" + ndjson(last())])]
     with pytest.raises(spout.ProtocolError) as caught:
-        stream_text(ollama(replay), mode)
+        runner.text(ollama(replay))
     assert caught.value.partial is not None and caught.value.partial.text == "Hi"
 
 

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 from typing import Any
 
 import pytest
 
 import spout
-from helpers import generate, stream, stream_text
+from helpers import Cut, Runner, free_port, made
 from replay_server import CUTS, ReplayServer, Reply, transcript
 from spout import (
     Finish,
@@ -29,7 +28,7 @@ def openai(server: ReplayServer, **config: Any) -> spout.LLM:
     # What one response becomes: no retries here (they are tested in tests/test_retries.py).
     config.setdefault("max_retries", 0)
     config.setdefault("api_key", "sk-test")
-    return create_llm("openai", model="gpt-4o-mini", base_url=f"{server.url}/v1", **config)
+    return made(create_llm("openai", model="gpt-4o-mini", base_url=f"{server.url}/v1", **config))
 
 
 def sse(*payloads: Any, done: bool = True) -> bytes:
@@ -48,11 +47,10 @@ def chunk(delta: dict[str, Any], finish: str | None = None, **extra: Any) -> dic
     }
 
 
-@pytest.mark.parametrize("cut", sorted(CUTS))
-def test_text_transcript(replay: ReplayServer, mode: str, cut: str) -> None:
+def test_text_transcript(replay: ReplayServer, runner: Runner, cut: Cut) -> None:
     body, expected = transcript("openai_chat", "text")
-    replay.replies = [Reply(chunks=CUTS[cut](body))]
-    result = stream_text(openai(replay), mode)
+    replay.replies = [Reply(chunks=cut(body))]
+    result = runner.text(openai(replay))
     assert "".join(result.chunks) == expected["text"]
     assert len(result.chunks) > 1
     response = result.response
@@ -66,11 +64,10 @@ def test_text_transcript(replay: ReplayServer, mode: str, cut: str) -> None:
     assert response.time_to_first_token is not None and response.duration is not None
 
 
-@pytest.mark.parametrize("cut", sorted(CUTS))
-def test_parallel_tool_calls_transcript(replay: ReplayServer, mode: str, cut: str) -> None:
+def test_parallel_tool_calls_transcript(replay: ReplayServer, runner: Runner, cut: Cut) -> None:
     body, expected = transcript("openai_chat", "parallel_tool_calls")
-    replay.replies = [Reply(chunks=CUTS[cut](body))]
-    result = stream(openai(replay), mode)
+    replay.replies = [Reply(chunks=cut(body))]
+    result = runner.events(openai(replay))
     response = result.response
     assert [
         {"id": c.id, "name": c.name, "arguments": c.arguments, "arguments_raw": c.arguments_raw}
@@ -94,17 +91,17 @@ def test_parallel_tool_calls_transcript(replay: ReplayServer, mode: str, cut: st
     assert isinstance(result.events[-1], Finish)
 
 
-def test_openrouter_keepalive_comments(replay: ReplayServer, mode: str) -> None:
+def test_openrouter_keepalive_comments(replay: ReplayServer, runner: Runner) -> None:
     body, expected = transcript("openrouter", "keepalive_comments")
     replay.replies = [Reply(chunks=CUTS["mid_line"](body))]
-    response = stream_text(openai(replay), mode).response
+    response = runner.text(openai(replay)).response
     assert response.text == expected["text"]
     assert response.usage.input_tokens == expected["usage"]["input_tokens"]
     assert response.usage.output_tokens == expected["usage"]["output_tokens"]
     assert response.usage.extras["cost"] == expected["usage_raw"]["cost"]
 
 
-def test_repeated_id_and_name_are_not_concatenated(replay: ReplayServer, mode: str) -> None:
+def test_repeated_id_and_name_are_not_concatenated(replay: ReplayServer, runner: Runner) -> None:
     # llama.cpp's server repeats id and name on every delta of a call.
     def delta(args: str) -> dict[str, Any]:
         return chunk(
@@ -122,11 +119,11 @@ def test_repeated_id_and_name_are_not_concatenated(replay: ReplayServer, mode: s
 
     body = sse(delta('{"ci'), delta('ty": "Os'), delta('lo"}'), chunk({}, "tool_calls"))
     replay.replies = [Reply(chunks=CUTS["every_byte"](body))]
-    (call,) = stream(openai(replay), mode).response.tool_calls
+    (call,) = runner.events(openai(replay)).response.tool_calls
     assert (call.id, call.name, call.arguments) == ("call_1", "get_weather", {"city": "Oslo"})
 
 
-def test_chunks_with_empty_choices_are_accepted(replay: ReplayServer, mode: str) -> None:
+def test_chunks_with_empty_choices_are_accepted(replay: ReplayServer, runner: Runner) -> None:
     body = sse(
         {"id": "x", "object": "chat.completion.chunk", "choices": []},
         chunk({"content": "Hi"}),
@@ -134,12 +131,12 @@ def test_chunks_with_empty_choices_are_accepted(replay: ReplayServer, mode: str)
         chunk({}, "stop"),
     )
     replay.replies = [Reply(chunks=[body])]
-    assert stream_text(openai(replay), mode).response.text == "Hi"
+    assert runner.text(openai(replay)).response.text == "Hi"
 
 
-@pytest.mark.parametrize("cut", ["whole", "mid_line"])
+@pytest.mark.parametrize("cut", [CUTS["whole"], CUTS["mid_line"]], ids=["whole", "mid_line"])
 def test_error_inside_the_stream_raises_with_the_partial_response(
-    replay: ReplayServer, mode: str, cut: str
+    replay: ReplayServer, runner: Runner, cut: Cut
 ) -> None:
     # "whole": the text and the error arrive in one read, and the text must still be kept.
     body = sse(
@@ -148,40 +145,42 @@ def test_error_inside_the_stream_raises_with_the_partial_response(
         {"error": {"message": "The server had an error", "type": "server_error"}},
         done=False,
     )
-    replay.replies = [Reply(chunks=CUTS[cut](body))]
+    replay.replies = [Reply(chunks=cut(body))]
     with pytest.raises(spout.InternalServerError) as caught:
-        stream_text(openai(replay), mode)
+        runner.text(openai(replay))
     assert caught.value.partial is not None
     assert caught.value.partial.text == "Once upon a time"
     assert caught.value.provider == "openai"
     assert "server had an error" in str(caught.value)
 
 
-def test_stream_without_terminator_is_an_interruption(replay: ReplayServer, mode: str) -> None:
+def test_stream_without_terminator_is_an_interruption(replay: ReplayServer, runner: Runner) -> None:
     replay.replies = [Reply(chunks=[sse(chunk({"content": "Half an ans"}), done=False)])]
     with pytest.raises(spout.StreamInterruptedError) as caught:
-        stream_text(openai(replay), mode)
+        runner.text(openai(replay))
     assert caught.value.partial is not None
     assert caught.value.partial.text == "Half an ans"
 
 
-def test_connection_dropped_mid_stream_is_an_interruption(replay: ReplayServer, mode: str) -> None:
+def test_connection_dropped_mid_stream_is_an_interruption(
+    replay: ReplayServer, runner: Runner
+) -> None:
     replay.replies = [Reply(chunks=[sse(chunk({"content": "Half"}), done=False)], abort=True)]
     with pytest.raises(spout.StreamInterruptedError) as caught:
-        stream_text(openai(replay), mode)
+        runner.text(openai(replay))
     assert caught.value.partial is not None and caught.value.partial.text == "Half"
 
 
-def test_finish_without_done_is_complete(replay: ReplayServer, mode: str) -> None:
+def test_finish_without_done_is_complete(replay: ReplayServer, runner: Runner) -> None:
     # Some compatible servers end after the finish_reason chunk without "[DONE]".
     replay.replies = [
         Reply(chunks=[sse(chunk({"content": "ok"}), chunk({}, "length"), done=False)])
     ]
-    response = stream_text(openai(replay), mode).response
+    response = runner.text(openai(replay)).response
     assert (response.text, response.finish_reason) == ("ok", "length")
 
 
-def test_reasoning_and_refusal(replay: ReplayServer, mode: str) -> None:
+def test_reasoning_and_refusal(replay: ReplayServer, runner: Runner) -> None:
     replay.replies = [
         Reply(
             chunks=[
@@ -194,7 +193,7 @@ def test_reasoning_and_refusal(replay: ReplayServer, mode: str) -> None:
             ]
         )
     ]
-    result = stream(openai(replay), mode)
+    result = runner.events(openai(replay))
     response = result.response
     assert response.reasoning == "The user wants a refusal."
     # A refusal is not text: OpenAI keeps message.refusal apart from message.content.
@@ -203,11 +202,10 @@ def test_reasoning_and_refusal(replay: ReplayServer, mode: str) -> None:
     assert response.finish_reason == "refusal"
 
 
-@pytest.mark.parametrize("cut", sorted(CUTS))
-def test_refusal_transcript(replay: ReplayServer, mode: str, cut: str) -> None:
+def test_refusal_transcript(replay: ReplayServer, runner: Runner, cut: Cut) -> None:
     body, expected = transcript("openai_chat", "refusal")
-    replay.replies = [Reply(chunks=CUTS[cut](body))]
-    result = stream(openai(replay), mode)
+    replay.replies = [Reply(chunks=cut(body))]
+    result = runner.events(openai(replay))
     response = result.response
     # The refusal is its own event, folded into .refusal; no text event, no text.
     refusals = [e.text for e in result.events if isinstance(e, RefusalDelta)]
@@ -223,17 +221,17 @@ def test_refusal_transcript(replay: ReplayServer, mode: str, cut: str) -> None:
     assert response.time_to_first_token is not None  # a refusal is the model's output
 
 
-def test_iterating_a_refusal_gives_no_text(replay: ReplayServer, mode: str) -> None:
+def test_iterating_a_refusal_gives_no_text(replay: ReplayServer, runner: Runner) -> None:
     body, expected = transcript("openai_chat", "refusal")
     replay.replies = [Reply(chunks=CUTS["mid_line"](body))]
-    result = stream_text(openai(replay), mode)
+    result = runner.text(openai(replay))
     assert result.chunks == []
     assert result.response.refusal == expected["refusal"]
     assert result.response.stats is not None
     assert (result.response.stats.chunks, result.response.stats.characters) == (0, 0)
 
 
-def test_refusal_not_streamed(replay: ReplayServer, mode: str) -> None:
+def test_refusal_not_streamed(replay: ReplayServer, runner: Runner) -> None:
     _, expected = transcript("openai_chat", "refusal")
     completion = {
         "id": "chatcmpl-2",
@@ -259,12 +257,12 @@ def test_refusal_not_streamed(replay: ReplayServer, mode: str) -> None:
             chunks=[json.dumps(completion).encode()], headers={"Content-Type": "application/json"}
         )
     ]
-    response = generate(openai(replay), mode, "How do I pick a lock?")
+    response = runner.generate(openai(replay), "How do I pick a lock?")
     assert (response.text, response.refusal) == ("", expected["refusal"])
     assert (response.finish_reason, response.raw_finish_reason) == ("refusal", "stop")
 
 
-def test_a_refusal_goes_back_as_openai_takes_it(replay: ReplayServer, mode: str) -> None:
+def test_a_refusal_goes_back_as_openai_takes_it(replay: ReplayServer, runner: Runner) -> None:
     # OpenAI's own API takes the refusal field on an assistant message; a compatible server
     # elsewhere is not known to (Groq refuses the key), so there it is the turn's text.
     history = [
@@ -279,20 +277,17 @@ def test_a_refusal_goes_back_as_openai_takes_it(replay: ReplayServer, mode: str)
     assert not OpenAIProvider("m", base_url=f"{replay.url}/v1").takes_refusal()
     body, _ = transcript("openai_chat", "text")
     replay.replies = [Reply(chunks=[body])]
-    stream_text(
-        openai(replay), mode, None, messages=[*history, {"role": "user", "content": "Why?"}]
-    )
+    runner.text(openai(replay), None, messages=[*history, {"role": "user", "content": "Why?"}])
     sent = replay.requests[-1].json()["messages"]
     assert sent[1] == {"role": "assistant", "content": "I can't help with that."}
 
 
-def test_request_body_and_headers(replay: ReplayServer, mode: str) -> None:
+def test_request_body_and_headers(replay: ReplayServer, runner: Runner) -> None:
     body, _ = transcript("openai_chat", "text")
     replay.replies = [Reply(chunks=[body])]
     llm = openai(replay, headers={"X-Title": "spout tests"}, temperature=0.5)
-    stream_text(
+    runner.text(
         llm,
-        mode,
         "Count from 1 to 5",
         system_prompt="Be brief.",
         max_tokens=20,
@@ -322,21 +317,21 @@ def test_request_body_and_headers(replay: ReplayServer, mode: str) -> None:
     }
 
 
-def test_messages_are_sent_as_given(replay: ReplayServer, mode: str) -> None:
+def test_messages_are_sent_as_given(replay: ReplayServer, runner: Runner) -> None:
     body, _ = transcript("openai_chat", "text")
     replay.replies = [Reply(chunks=[body])]
     history = [
         {"role": "user", "content": "Hi"},
         {"role": "assistant", "content": "Hello!"},
     ]
-    stream_text(openai(replay), mode, "And now?", messages=history)
+    runner.text(openai(replay), "And now?", messages=history)
     assert replay.requests[-1].json()["messages"] == [
         *history,
         {"role": "user", "content": "And now?"},
     ]
 
 
-def test_not_streamed(replay: ReplayServer, mode: str) -> None:
+def test_not_streamed(replay: ReplayServer, runner: Runner) -> None:
     completion = {
         "id": "chatcmpl-1",
         "object": "chat.completion",
@@ -365,7 +360,7 @@ def test_not_streamed(replay: ReplayServer, mode: str) -> None:
             chunks=[json.dumps(completion).encode()], headers={"Content-Type": "application/json"}
         )
     ]
-    response = generate(openai(replay), mode, "What time is it?")
+    response = runner.generate(openai(replay), "What time is it?")
     assert response.text == "Let me check."
     assert [(c.id, c.name, c.arguments) for c in response.tool_calls] == [
         ("call_9", "get_time", {"tz": "UTC"})
@@ -389,7 +384,7 @@ def test_not_streamed(replay: ReplayServer, mode: str) -> None:
     ],
 )
 def test_http_errors_raise_before_streaming(
-    replay: ReplayServer, mode: str, status: int, error_class: type[spout.ProviderError]
+    replay: ReplayServer, runner: Runner, status: int, error_class: type[spout.ProviderError]
 ) -> None:
     error = {"error": {"message": f"status {status} for you", "type": "some_error", "code": None}}
     replay.replies = [
@@ -403,18 +398,8 @@ def test_http_errors_raise_before_streaming(
             },
         )
     ]
-    llm = openai(replay)
-    if mode == "sync":
-        with pytest.raises(error_class) as caught:
-            llm.generate_stream("hi")  # raised when the call is made, not on first read
-    else:
-
-        async def run() -> None:
-            async with llm:
-                await llm.generate_async("hi", stream=True)
-
-        with pytest.raises(error_class) as caught:
-            asyncio.run(run())
+    with pytest.raises(error_class) as caught:
+        runner.start(openai(replay))  # raised when the call is made, not on first read
     exc = caught.value
     assert exc.status_code == status
     assert exc.request_id == "req_123"
@@ -437,12 +422,10 @@ def test_context_window_error_is_recognized(replay: ReplayServer) -> None:
         openai(replay).generate("x" * 10)
 
 
-def test_connection_refused_is_a_spout_error(mode: str) -> None:
-    from conftest import free_port
-
+def test_connection_refused_is_a_spout_error(runner: Runner) -> None:
     llm = create_llm("openai", model="m", base_url=f"http://127.0.0.1:{free_port()}/v1")
     with pytest.raises(spout.ConnectionError):
-        stream_text(llm, mode)
+        runner.text(llm)
 
 
 def test_default_endpoint_needs_a_key(monkeypatch: pytest.MonkeyPatch) -> None:

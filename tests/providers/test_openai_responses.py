@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 import spout
-from helpers import generate, stream, stream_text
+from helpers import Cut, Runner, made
 from replay_server import CUTS, ReplayServer, Reply, transcript
 from spout import (
     Finish,
@@ -33,22 +31,6 @@ ERRORS: dict[str, type[spout.ProviderError]] = {
     "server_error": spout.InternalServerError,
     "rate_limit_exceeded": spout.RateLimitError,
 }
-
-
-_made: list[spout.LLM] = []
-
-
-def made(llm: spout.LLM) -> spout.LLM:
-    """Remember an LLM, so that its connections are closed when the test ends, however it ends."""
-    _made.append(llm)
-    return llm
-
-
-@pytest.fixture(autouse=True)
-def _close_llms() -> Iterator[None]:
-    yield
-    while _made:
-        _made.pop().close()
 
 
 def responses(server: ReplayServer, **config: Any) -> spout.LLM:
@@ -118,14 +100,13 @@ def first_response(body: bytes) -> dict[str, Any]:
     return response
 
 
-@pytest.mark.parametrize("cut", sorted(CUTS))
 @pytest.mark.parametrize("case", CASES)
-def test_transcripts(replay: ReplayServer, mode: str, case: str, cut: str) -> None:
+def test_transcripts(replay: ReplayServer, runner: Runner, case: str, cut: Cut) -> None:
     body, expected = transcript("openai_responses", case)
-    replay.replies = [Reply(chunks=CUTS[cut](body))]
+    replay.replies = [Reply(chunks=cut(body))]
     if expected["error"] is not None:
         with pytest.raises(ERRORS[expected["error"]["type"]]) as caught:
-            stream(responses(replay), mode)
+            runner.events(responses(replay))
         exc = caught.value
         assert exc.message == expected["error"]["message"]
         assert exc.error_type == expected["error"]["type"] and exc.provider == "openai"
@@ -133,7 +114,7 @@ def test_transcripts(replay: ReplayServer, mode: str, case: str, cut: str) -> No
         check(exc.partial, expected)
         assert exc.partial.id == first_response(body)["id"]
         return
-    result = stream(responses(replay), mode)
+    result = runner.events(responses(replay))
     check(result.response, expected)
     assert "".join(result.chunks) == expected["text"]
     assert result.response.id == first_response(body)["id"]
@@ -141,10 +122,10 @@ def test_transcripts(replay: ReplayServer, mode: str, case: str, cut: str) -> No
     assert isinstance(result.events[-2], Usage) and isinstance(result.events[-1], Finish)
 
 
-def test_function_call_events(replay: ReplayServer, mode: str) -> None:
+def test_function_call_events(replay: ReplayServer, runner: Runner) -> None:
     body, expected = transcript("openai_responses", "function_call")
     replay.replies = [Reply(chunks=CUTS["every_byte"](body))]
-    events = stream(responses(replay), mode).events
+    events = runner.events(responses(replay)).events
     calls = [e for e in events if isinstance(e, (ToolCallStart, ToolCallDelta, ToolCallEnd))]
     # Keyed by output_index; each call's deltas between its start and its end.
     assert isinstance(calls[0], ToolCallStart)
@@ -162,17 +143,17 @@ def test_function_call_events(replay: ReplayServer, mode: str) -> None:
         assert joined == call["arguments_raw"]
 
 
-def test_reasoning_summary_parts_are_paragraphs(replay: ReplayServer, mode: str) -> None:
+def test_reasoning_summary_parts_are_paragraphs(replay: ReplayServer, runner: Runner) -> None:
     body, expected = transcript("openai_responses", "reasoning_summary")
     replay.replies = [Reply(chunks=CUTS["utf8"](body))]
-    result = stream(responses(replay), mode)
+    result = runner.events(responses(replay))
     reasoning = [e.text for e in result.events if isinstance(e, ReasoningDelta)]
     assert "\n\n" in reasoning  # between the two summary parts
     assert "".join(reasoning) == expected["reasoning"]
     assert result.response.usage.extras["output_tokens_details"] == {"reasoning_tokens": 192}
 
 
-def test_incomplete_is_length(replay: ReplayServer, mode: str) -> None:
+def test_incomplete_is_length(replay: ReplayServer, runner: Runner) -> None:
     body = sse(
         created(),
         text("Once upon"),
@@ -188,13 +169,13 @@ def test_incomplete_is_length(replay: ReplayServer, mode: str) -> None:
         },
     )
     replay.replies = [Reply(chunks=[body])]
-    response = stream_text(responses(replay), mode).response
+    response = runner.text(responses(replay)).response
     assert (response.text, response.finish_reason) == ("Once upon", "length")
     assert response.raw_finish_reason == "max_output_tokens"
     assert (response.usage.input_tokens, response.usage.output_tokens) == (5, 2)
 
 
-def test_refusal(replay: ReplayServer, mode: str) -> None:
+def test_refusal(replay: ReplayServer, runner: Runner) -> None:
     body = sse(
         created(),
         {
@@ -207,23 +188,23 @@ def test_refusal(replay: ReplayServer, mode: str) -> None:
         {"type": "response.completed", "response": {"status": "completed"}},
     )
     replay.replies = [Reply(chunks=[body])]
-    result = stream_text(responses(replay), mode)
+    result = runner.text(responses(replay))
     response = result.response
     assert (response.text, response.refusal) == ("", "I can't help.")
     assert result.chunks == [] and response.finish_reason == "refusal"
 
 
-def test_refusal_transcript_events(replay: ReplayServer, mode: str) -> None:
+def test_refusal_transcript_events(replay: ReplayServer, runner: Runner) -> None:
     body, expected = transcript("openai_responses", "refusal")
     replay.replies = [Reply(chunks=CUTS["utf8"](body))]
-    result = stream(responses(replay), mode)
+    result = runner.events(responses(replay))
     # Each delta once: response.refusal.done repeats the whole refusal, which is not sent again.
     refusals = [e.text for e in result.events if isinstance(e, RefusalDelta)]
     assert len(refusals) > 1 and "".join(refusals) == expected["refusal"]
     assert result.chunks == [] and not any(isinstance(e, TextDelta) for e in result.events)
 
 
-def test_refusal_done_alone_is_the_refusal(replay: ReplayServer, mode: str) -> None:
+def test_refusal_done_alone_is_the_refusal(replay: ReplayServer, runner: Runner) -> None:
     # A server that sends the refusal whole, with no deltas: the done event carries it.
     body = sse(
         created(),
@@ -237,11 +218,11 @@ def test_refusal_done_alone_is_the_refusal(replay: ReplayServer, mode: str) -> N
         {"type": "response.completed", "response": {"status": "completed"}},
     )
     replay.replies = [Reply(chunks=[body])]
-    response = stream_text(responses(replay), mode).response
+    response = runner.text(responses(replay)).response
     assert (response.text, response.refusal, response.finish_reason) == ("", "No.", "refusal")
 
 
-def test_refusal_not_streamed(replay: ReplayServer, mode: str) -> None:
+def test_refusal_not_streamed(replay: ReplayServer, runner: Runner) -> None:
     body, expected = transcript("openai_responses", "refusal")
     completed = json.loads(body.rstrip(b"\n").rsplit(b"\n", 1)[1].removeprefix(b"data: "))
     replay.replies = [
@@ -250,13 +231,13 @@ def test_refusal_not_streamed(replay: ReplayServer, mode: str) -> None:
             headers={"Content-Type": "application/json"},
         )
     ]
-    response = generate(responses(replay), mode, "How do I pick a lock?")
+    response = runner.generate(responses(replay), "How do I pick a lock?")
     assert (response.text, response.refusal) == ("", expected["refusal"])
     assert (response.finish_reason, response.raw_finish_reason) == ("refusal", "completed")
     assert response.usage.output_tokens == expected["usage"]["output_tokens"]
 
 
-def test_a_refusal_in_the_history_is_sent_as_text(replay: ReplayServer, mode: str) -> None:
+def test_a_refusal_in_the_history_is_sent_as_text(replay: ReplayServer, runner: Runner) -> None:
     # An input message item can hold a refusal part only with the id and status of a
     # response this API made; a refusal kept by a session goes as the assistant's text.
     body, _ = transcript("openai_responses", "text")
@@ -266,14 +247,14 @@ def test_a_refusal_in_the_history_is_sent_as_text(replay: ReplayServer, mode: st
         {"role": "assistant", "content": "", "refusal": "I can't help with that."},
         {"role": "user", "content": "Why not?"},
     ]
-    stream_text(responses(replay), mode, None, messages=history)
+    runner.text(responses(replay), None, messages=history)
     assert replay.requests[-1].json()["input"][1] == {
         "role": "assistant",
         "content": "I can't help with that.",
     }
 
 
-def test_nested_error_event(replay: ReplayServer, mode: str) -> None:
+def test_nested_error_event(replay: ReplayServer, runner: Runner) -> None:
     # Some servers nest the error fields: {"type": "error", "error": {type, code, message}}.
     body = sse(
         created(),
@@ -289,17 +270,16 @@ def test_nested_error_event(replay: ReplayServer, mode: str) -> None:
     )
     replay.replies = [Reply(chunks=[body])]
     with pytest.raises(spout.ContextWindowExceededError) as caught:
-        stream_text(responses(replay), mode)
+        runner.text(responses(replay))
     assert caught.value.partial is not None and caught.value.partial.text == "Hi"
 
 
-def test_request_body_and_headers(replay: ReplayServer, mode: str) -> None:
+def test_request_body_and_headers(replay: ReplayServer, runner: Runner) -> None:
     body, _ = transcript("openai_responses", "text")
     replay.replies = [Reply(chunks=[body])]
     llm = responses(replay, headers={"X-Title": "spout tests"}, temperature=0.5)
-    stream_text(
+    runner.text(
         llm,
-        mode,
         "Count from 1 to 5",
         system_prompt="Be brief.",
         max_tokens=20,
@@ -325,10 +305,10 @@ def test_request_body_and_headers(replay: ReplayServer, mode: str) -> None:
 
 @pytest.mark.parametrize("setting", [{"stop": ["6"]}, {"seed": 7}])
 def test_settings_the_api_lacks_are_refused(
-    replay: ReplayServer, mode: str, setting: dict[str, Any]
+    replay: ReplayServer, runner: Runner, setting: dict[str, Any]
 ) -> None:
     with pytest.raises(spout.ConfigurationError, match=next(iter(setting))):
-        stream_text(responses(replay), mode, "hi", **setting)
+        runner.text(responses(replay), "hi", **setting)
     assert replay.requests == []  # refused before anything was sent
 
 
@@ -365,16 +345,16 @@ def test_tool_results_become_items(replay: ReplayServer) -> None:
 
 
 @pytest.mark.parametrize("case", ["text", "function_call", "reasoning_summary"])
-def test_not_streamed_is_the_same_response(replay: ReplayServer, mode: str, case: str) -> None:
+def test_not_streamed_is_the_same_response(replay: ReplayServer, runner: Runner, case: str) -> None:
     body, _ = transcript("openai_responses", case)
     replay.replies = [Reply(chunks=[body])]
-    streamed = stream(responses(replay), mode).response
+    streamed = runner.events(responses(replay)).response
     last_event = body.rstrip(b"\n").split(b"\n")[-1].removeprefix(b"data: ")
     whole = json.loads(last_event)["response"]  # response.completed carries the whole response
     replay.replies = [
         Reply(chunks=[json.dumps(whole).encode()], headers={"Content-Type": "application/json"})
     ]
-    response = generate(responses(replay), mode)
+    response = runner.generate(responses(replay))
     assert "stream" not in replay.requests[-1].json()
     for field in (
         "text",
@@ -390,7 +370,7 @@ def test_not_streamed_is_the_same_response(replay: ReplayServer, mode: str, case
         assert getattr(response, field) == getattr(streamed, field), field
 
 
-def test_not_streamed_failure_raises(replay: ReplayServer, mode: str) -> None:
+def test_not_streamed_failure_raises(replay: ReplayServer, runner: Runner) -> None:
     failed = {
         "id": "resp_1",
         "object": "response",
@@ -401,7 +381,7 @@ def test_not_streamed_failure_raises(replay: ReplayServer, mode: str) -> None:
     }
     replay.replies = [Reply(chunks=[json.dumps(failed).encode()])]
     with pytest.raises(spout.InternalServerError, match="boom"):
-        generate(responses(replay), mode)
+        runner.generate(responses(replay))
 
 
 @pytest.mark.parametrize(
@@ -415,7 +395,7 @@ def test_not_streamed_failure_raises(replay: ReplayServer, mode: str) -> None:
     ],
 )
 def test_http_errors(
-    replay: ReplayServer, mode: str, status: int, error_class: type[spout.ProviderError]
+    replay: ReplayServer, runner: Runner, status: int, error_class: type[spout.ProviderError]
 ) -> None:
     error = {
         "error": {
@@ -436,18 +416,8 @@ def test_http_errors(
             },
         )
     ]
-    llm = responses(replay)
-    if mode == "sync":
-        with pytest.raises(error_class) as caught:
-            llm.generate_stream("hi")
-    else:
-
-        async def run() -> None:
-            async with llm:
-                await llm.generate_async("hi", stream=True)
-
-        with pytest.raises(error_class) as caught:
-            asyncio.run(run())
+    with pytest.raises(error_class) as caught:
+        runner.start(responses(replay))  # raised when the call is made, not on first read
     exc = caught.value
     assert (exc.status_code, exc.request_id, exc.body) == (status, "req_123", error["error"])
     assert f"status {status} for you" in str(exc)
@@ -455,13 +425,13 @@ def test_http_errors(
 
 @pytest.mark.parametrize("dropped", [False, True])
 def test_stream_cut_before_its_end_is_an_interruption(
-    replay: ReplayServer, mode: str, dropped: bool
+    replay: ReplayServer, runner: Runner, dropped: bool
 ) -> None:
     body, _ = transcript("openai_responses", "text")
     events = body.split(b"\n\n")
     replay.replies = [Reply(chunks=[b"\n\n".join(events[:7]) + b"\n\n"], abort=dropped)]
     with pytest.raises(spout.StreamInterruptedError) as caught:
-        stream_text(responses(replay), mode)
+        runner.text(responses(replay))
     assert caught.value.partial is not None
     assert caught.value.partial.text == "Under the harvest"
 

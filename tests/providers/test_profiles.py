@@ -8,13 +8,13 @@ from typing import Any
 import pytest
 
 import spout
-from helpers import stream, stream_text
+from helpers import Runner
 from replay_server import CUTS, ReplayServer, Reply, transcript
 from spout import create_llm
 from spout._llm import parse_model_string
 
 
-def test_openrouter_keepalives_cost_and_app_headers(replay: ReplayServer, mode: str) -> None:
+def test_openrouter_keepalives_cost_and_app_headers(replay: ReplayServer, runner: Runner) -> None:
     body, expected = transcript("openrouter", "keepalive_comments")
     replay.replies = [Reply(chunks=CUTS["every_byte"](body))]
     llm = create_llm(
@@ -25,7 +25,7 @@ def test_openrouter_keepalives_cost_and_app_headers(replay: ReplayServer, mode: 
         referer="https://app.example",
         title="Spout Tests",
     )
-    response = stream_text(llm, mode).response
+    response = runner.text(llm).response
     assert response.text == expected["text"]
     assert response.usage.extras["cost"] == expected["usage_raw"]["cost"]
     request = replay.requests[-1]
@@ -36,7 +36,9 @@ def test_openrouter_keepalives_cost_and_app_headers(replay: ReplayServer, mode: 
     assert request.json()["model"] == "openai/gpt-4o-mini"
 
 
-def test_openrouter_error_mid_stream_keeps_the_partial(replay: ReplayServer, mode: str) -> None:
+def test_openrouter_error_mid_stream_keeps_the_partial(
+    replay: ReplayServer, runner: Runner
+) -> None:
     # OpenRouter reports an upstream failure after the 200 as a chunk with a top-level error
     # and finish_reason "error" (https://openrouter.ai/docs/api-reference/errors).
     def data(payload: dict[str, Any]) -> bytes:
@@ -58,7 +60,7 @@ def test_openrouter_error_mid_stream_keeps_the_partial(replay: ReplayServer, mod
     with pytest.raises(
         spout.ServiceUnavailableError, match="Upstream provider went away"
     ) as caught:
-        stream_text(llm, mode)
+        runner.text(llm)
     assert caught.value.partial is not None and caught.value.partial.text == "Half an"
 
 
@@ -88,11 +90,11 @@ def test_servers_people_run_need_no_key(name: str, port: int) -> None:
     assert llm.provider.base_url == f"http://localhost:{port}/v1"  # type: ignore[attr-defined]
 
 
-def test_a_profile_speaks_the_chat_wire_format(replay: ReplayServer, mode: str) -> None:
+def test_a_profile_speaks_the_chat_wire_format(replay: ReplayServer, runner: Runner) -> None:
     body, expected = transcript("openai_chat", "parallel_tool_calls")
     replay.replies = [Reply(chunks=CUTS["mid_line"](body))]
     llm = create_llm("vllm", model="m", base_url=f"{replay.url}/v1")
-    response = stream(llm, mode).response
+    response = runner.events(llm).response
     assert [c.name for c in response.tool_calls] == [c["name"] for c in expected["tool_calls"]]
     assert "Authorization" not in replay.requests[-1].headers
 

@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import itertools
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any, Literal
 
 import pytest
 
 import spout
-from helpers import Streamed, generate, stream
-from replay_server import CUTS, ReplayServer, Reply, transcript
+from helpers import Cut, Runner, Streamed, made
+from replay_server import ReplayServer, Reply, transcript
 from spout import (
     Event,
     Finish,
@@ -40,13 +40,10 @@ NDJSON = {"Content-Type": "application/x-ndjson"}
 SSE = {"Content-Type": "text/event-stream"}
 TOOL_EVENTS = (ToolCallStart, ToolCallDelta, ToolCallEnd)
 
-cuts = pytest.mark.parametrize("cut", sorted(CUTS))
-
 
 @pytest.fixture
-def connect(replay: ReplayServer) -> Iterator[Connect]:
+def connect(replay: ReplayServer) -> Connect:
     """Make an LLM of a provider, pointed at the replay server; closed when the test ends."""
-    made: list[spout.LLM] = []
 
     def connect(provider: str) -> spout.LLM:
         url = replay.url
@@ -66,19 +63,16 @@ def connect(replay: ReplayServer) -> Iterator[Connect]:
             llm = create_llm("ollama", model="qwen3:8b", base_url=url)
         else:
             raise ValueError(provider)
-        made.append(llm)
-        return llm
+        return made(llm)
 
-    yield connect
-    for llm in made:
-        llm.close()
+    return connect
 
 
-def replay_transcript(replay: ReplayServer, provider: str, case: str, cut: str) -> dict[str, Any]:
+def replay_transcript(replay: ReplayServer, provider: str, case: str, cut: Cut) -> dict[str, Any]:
     """Script the server to send a transcript cut as asked; the result it must rebuild."""
     body, expected = transcript(provider, case)
     headers = NDJSON if provider == "ollama" else SSE
-    replay.replies = [Reply(chunks=CUTS[cut](body), headers=headers)]
+    replay.replies = [Reply(chunks=cut(body), headers=headers)]
     return expected
 
 
@@ -153,18 +147,17 @@ def check_stream(result: Streamed, expected: dict[str, Any], deltas: Deltas) -> 
 # -- OpenAI chat completions ----------------------------------------------------------------------
 
 
-@cuts
 def test_openai_text_then_tool_call(
-    replay: ReplayServer, connect: Connect, mode: str, cut: str
+    replay: ReplayServer, connect: Connect, runner: Runner, cut: Cut
 ) -> None:
     expected = replay_transcript(replay, "openai_chat", "text_then_tool_call", cut)
-    result = stream(connect("openai_chat"), mode)
+    result = runner.events(connect("openai_chat"))
     check_stream(result, expected, "raw")
     assert result.response.usage.extras["total_tokens"] == expected["usage_raw"]["total_tokens"]
 
 
 def test_openai_text_then_tool_call_not_streamed(
-    replay: ReplayServer, connect: Connect, mode: str
+    replay: ReplayServer, connect: Connect, runner: Runner
 ) -> None:
     _, expected = transcript("openai_chat", "text_then_tool_call")
     (call,) = expected["tool_calls"]
@@ -198,19 +191,18 @@ def test_openai_text_then_tool_call_not_streamed(
         "system_fingerprint": "fp_0000wire01",
     }
     replay.replies = [Reply(chunks=[json.dumps(completion).encode()], headers=JSON)]
-    response = generate(connect("openai_chat"), mode)
+    response = runner.generate(connect("openai_chat"))
     # Chat completions send arguments as JSON text streamed or not: the raw text is kept.
     check_response(response, expected)
     assert response.id == completion["id"]
     assert "stream" not in replay.requests[-1].json()
 
 
-@cuts
 def test_openai_interleaved_tool_calls(
-    replay: ReplayServer, connect: Connect, mode: str, cut: str
+    replay: ReplayServer, connect: Connect, runner: Runner, cut: Cut
 ) -> None:
     expected = replay_transcript(replay, "openai_chat", "interleaved_tool_calls", cut)
-    result = stream(connect("openai_chat"), mode)
+    result = runner.events(connect("openai_chat"))
     check_response(result.response, expected)
     # The deltas interleave, but each index still has one start, then its deltas, then one end.
     tool_events = [e for e in result.events if isinstance(e, TOOL_EVENTS)]
@@ -226,17 +218,15 @@ def test_openai_interleaved_tool_calls(
 # -- Anthropic Messages ---------------------------------------------------------------------------
 
 
-@cuts
 def test_anthropic_parallel_tool_use(
-    replay: ReplayServer, connect: Connect, mode: str, cut: str
+    replay: ReplayServer, connect: Connect, runner: Runner, cut: Cut
 ) -> None:
     expected = replay_transcript(replay, "anthropic", "parallel_tool_use", cut)
-    check_stream(stream(connect("anthropic"), mode), expected, "raw")
+    check_stream(runner.events(connect("anthropic")), expected, "raw")
 
 
-@cuts
 def test_anthropic_tool_use_without_any_input_delta(
-    replay: ReplayServer, connect: Connect, mode: str, cut: str
+    replay: ReplayServer, connect: Connect, runner: Runner, cut: Cut
 ) -> None:
     # A tool that takes no input may come with no input_json_delta at all: still {} and "".
     body, expected = transcript("anthropic", "parallel_tool_use")
@@ -245,18 +235,17 @@ def test_anthropic_tool_use_without_any_input_delta(
         b'"delta":{"type":"input_json_delta","partial_json":""}}\n\n'
     )
     assert body.count(empty) == 1
-    replay.replies = [Reply(chunks=CUTS[cut](body.replace(empty, b"")))]
-    result = stream(connect("anthropic"), mode)
+    replay.replies = [Reply(chunks=cut(body.replace(empty, b"")))]
+    result = runner.events(connect("anthropic"))
     check_stream(result, expected, "raw")
     assert result.response.tool_calls[1].arguments == {}
 
 
-@cuts
 def test_anthropic_thinking_text_tool_use(
-    replay: ReplayServer, connect: Connect, mode: str, cut: str
+    replay: ReplayServer, connect: Connect, runner: Runner, cut: Cut
 ) -> None:
     expected = replay_transcript(replay, "anthropic", "thinking_text_tool_use", cut)
-    result = stream(connect("anthropic"), mode)
+    result = runner.events(connect("anthropic"))
     check_stream(result, expected, "raw")
     reasoning = [e for e in result.events if isinstance(e, ReasoningDelta)]
     # The signature comes whole, once, after the thinking it signs and before the text.
@@ -302,12 +291,12 @@ def anthropic_message(case: str) -> dict[str, Any]:
 
 @pytest.mark.parametrize("case", ["parallel_tool_use", "thinking_text_tool_use"])
 def test_anthropic_not_streamed(
-    replay: ReplayServer, connect: Connect, mode: str, case: str
+    replay: ReplayServer, connect: Connect, runner: Runner, case: str
 ) -> None:
     _, expected = transcript("anthropic", case)
     message = anthropic_message(case)
     replay.replies = [Reply(chunks=[json.dumps(message).encode()], headers=JSON)]
-    response = generate(connect("anthropic"), mode)
+    response = runner.generate(connect("anthropic"))
     # A whole message carries each input as an object: there is no JSON text to keep.
     objects = [{**call, "arguments_raw": None} for call in expected["tool_calls"]]
     check_response(response, {**expected, "tool_calls": objects})
@@ -318,12 +307,11 @@ def test_anthropic_not_streamed(
 # -- Gemini ---------------------------------------------------------------------------------------
 
 
-@cuts
 def test_gemini_parallel_function_calls(
-    replay: ReplayServer, connect: Connect, mode: str, cut: str
+    replay: ReplayServer, connect: Connect, runner: Runner, cut: Cut
 ) -> None:
     expected = replay_transcript(replay, "gemini", "parallel_function_calls", cut)
-    result = stream(connect("gemini"), mode)
+    result = runner.events(connect("gemini"))
     check_stream(result, expected, "object")
     # The thoughtSignature belongs to the call it came with, not to the reasoning.
     assert result.response.reasoning == "" and result.response.reasoning_signature is None
@@ -331,12 +319,11 @@ def test_gemini_parallel_function_calls(
     assert result.response.usage.extras["thoughtsTokenCount"] == thoughts
 
 
-@cuts
 def test_gemini_thought_signature_is_kept_on_its_call(
-    replay: ReplayServer, connect: Connect, mode: str, cut: str
+    replay: ReplayServer, connect: Connect, runner: Runner, cut: Cut
 ) -> None:
     expected = replay_transcript(replay, "gemini", "parallel_function_calls", cut)
-    response = stream(connect("gemini"), mode).response
+    response = runner.events(connect("gemini")).response
     signatures = [call.signature for call in response.tool_calls]
     assert signatures == expected["tool_call_signatures"]
 
@@ -344,12 +331,11 @@ def test_gemini_thought_signature_is_kept_on_its_call(
 # -- Ollama ---------------------------------------------------------------------------------------
 
 
-@cuts
 def test_ollama_tool_calls_after_content(
-    replay: ReplayServer, connect: Connect, mode: str, cut: str
+    replay: ReplayServer, connect: Connect, runner: Runner, cut: Cut
 ) -> None:
     expected = replay_transcript(replay, "ollama", "tool_calls_after_content", cut)
-    result = stream(connect("ollama"), mode)
+    result = runner.events(connect("ollama"))
     check_stream(result, expected, "none")
     # Two calls came in one line, the third in a line of its own: numbered across the response.
     assert [e.index for e in result.events if isinstance(e, ToolCallStart)] == [0, 1, 2]
@@ -358,11 +344,10 @@ def test_ollama_tool_calls_after_content(
 # -- OpenAI Responses -----------------------------------------------------------------------------
 
 
-@cuts
 def test_responses_text_then_function_calls(
-    replay: ReplayServer, connect: Connect, mode: str, cut: str
+    replay: ReplayServer, connect: Connect, runner: Runner, cut: Cut
 ) -> None:
     expected = replay_transcript(replay, "openai_responses", "text_then_function_calls", cut)
-    result = stream(connect("openai_responses"), mode)
+    result = runner.events(connect("openai_responses"))
     check_stream(result, expected, "raw")
     assert result.response.usage.extras["total_tokens"] == expected["usage_raw"]["total_tokens"]

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 import spout
-from helpers import generate, stream, stream_text
+from helpers import Runner
 from spout import ModelCapability, create_llm, has_capability
 from spout.providers import transformers as provider
 
@@ -46,8 +46,8 @@ def assert_idle(model: Any, within: float = 2.0) -> None:
     assert time.monotonic() - started < within
 
 
-def test_streams_text_with_exact_usage(llm: spout.LLM, mode: str) -> None:
-    result = stream_text(llm, mode, PROMPT, temperature=0, max_tokens=6)
+def test_streams_text_with_exact_usage(llm: spout.LLM, runner: Runner) -> None:
+    result = runner.text(llm, PROMPT, temperature=0, max_tokens=6)
     response = result.response
     assert len(result.chunks) > 1
     assert "".join(result.chunks) == response.text and response.text.startswith("1.")
@@ -61,16 +61,16 @@ def test_streams_text_with_exact_usage(llm: spout.LLM, mode: str) -> None:
     assert response.id and response.id.startswith("tf-")
 
 
-def test_events(llm: spout.LLM, mode: str) -> None:
-    events = stream(llm, mode, PROMPT, temperature=0, max_tokens=4).events
+def test_events(llm: spout.LLM, runner: Runner) -> None:
+    events = runner.events(llm, PROMPT, temperature=0, max_tokens=4).events
     assert isinstance(events[0], spout.ResponseStart)
     assert all(isinstance(event, spout.TextDelta) and event.text for event in events[1:-2])
     assert isinstance(events[-2], spout.Usage) and events[-2].output_tokens == 4
     assert events[-1] == spout.Finish("length", "length")
 
 
-def test_end_of_answer_finishes_with_stop(llm: spout.LLM, mode: str) -> None:
-    response = stream_text(llm, mode, YES_OR_NO, temperature=0, max_tokens=10).response
+def test_end_of_answer_finishes_with_stop(llm: spout.LLM, runner: Runner) -> None:
+    response = runner.text(llm, YES_OR_NO, temperature=0, max_tokens=10).response
     assert response.finish_reason == "stop"
     assert response.text.strip()
     # The end token is not counted, as in the local provider.
@@ -92,16 +92,15 @@ def test_matches_transformers_called_directly(llm: spout.LLM) -> None:
     assert response.usage.output_tokens == len(tokens) == 6
 
 
-def test_same_seed_same_text_streamed_or_not(llm: spout.LLM, mode: str) -> None:
+def test_same_seed_same_text_streamed_or_not(llm: spout.LLM, runner: Runner) -> None:
     settings: dict[str, Any] = {"temperature": 0.9, "seed": 7, "max_tokens": 5}
-    streamed = stream_text(llm, mode, LONG, **settings).response
-    whole = generate(llm, mode, LONG, **settings)
+    streamed = runner.text(llm, LONG, **settings).response
+    whole = runner.generate(llm, LONG, **settings)
     assert streamed.text == whole.text
     assert streamed.usage.output_tokens == whole.usage.output_tokens
     greedy = {"temperature": 0, "max_tokens": 4}
     assert (
-        stream_text(llm, mode, LONG, **greedy).response.text
-        == generate(llm, mode, LONG, **greedy).text
+        runner.text(llm, LONG, **greedy).response.text == runner.generate(llm, LONG, **greedy).text
     )
 
 
@@ -113,9 +112,9 @@ def test_the_seed_leaves_torch_random_state_alone(llm: spout.LLM) -> None:
     assert torch.equal(torch.random.get_rng_state(), state)
 
 
-def test_stop_strings_cut_the_text(llm: spout.LLM, mode: str) -> None:
+def test_stop_strings_cut_the_text(llm: spout.LLM, runner: Runner) -> None:
     full = "1. 1\n2. 2\n"  # the greedy answer, as the direct test shows
-    stopped = stream_text(llm, mode, PROMPT, temperature=0, max_tokens=12, stop=["\n2"])
+    stopped = runner.text(llm, PROMPT, temperature=0, max_tokens=12, stop=["\n2"])
     assert stopped.response.text == "1. 1"
     assert "".join(stopped.chunks) == "1. 1"  # the "\n" was held back, then dropped
     assert stopped.response.finish_reason == "stop"
@@ -233,7 +232,7 @@ def test_a_second_open_stream_in_one_thread_is_refused(llm: spout.LLM) -> None:
 
 
 def test_a_failing_generate_is_a_provider_error(
-    llm: spout.LLM, mode: str, monkeypatch: pytest.MonkeyPatch
+    llm: spout.LLM, runner: Runner, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     model = loaded(llm)
 
@@ -242,7 +241,7 @@ def test_a_failing_generate_is_a_provider_error(
 
     monkeypatch.setattr(model.model, "generate", broken)
     with pytest.raises(spout.ProviderError, match="transformers failed: out of tensors") as info:
-        stream(llm, mode, PROMPT, max_tokens=2)
+        runner.events(llm, PROMPT, max_tokens=2)
     assert info.value.partial is not None  # the stream had begun
     assert_idle(model)
 
