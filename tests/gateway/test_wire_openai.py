@@ -24,14 +24,17 @@ from replay_server import transcript
 from spout import (
     Finish,
     ReasoningDelta,
+    RefusalDelta,
     ResponseStart,
     TextDelta,
     ToolCall,
+    ToolCallDelta,
     ToolCallEnd,
     ToolCallStart,
     Usage,
 )
 from spout._events import Event
+from spout.compat.chunks import ChunkEncoder, _sync_chunks
 from spout.gateway._openai import PROTOCOL, classify_error, models_body
 from spout.gateway._wire import Request, RequestError
 from spout.providers._base import Call
@@ -223,15 +226,78 @@ def test_a_call_sent_whole_gets_its_arguments_as_json() -> None:
 
 
 @pytest.mark.parametrize(
-    ("reason", "expected"),
-    [("length", "length"), ("content_filter", "content_filter"), ("refusal", "stop")],
+    ("events", "expected"),
+    [
+        ([TextDelta("x"), Finish("length")], "length"),
+        ([TextDelta("x"), Finish("content_filter")], "content_filter"),
+        # A refusal with its text ends as OpenAI ends one; one marked only by a stop reason
+        # (Anthropic's) is a content filter's, as compat (and litellm) maps it.
+        ([RefusalDelta("I can't."), Finish("refusal")], "stop"),
+        ([TextDelta("x"), Finish("refusal", "refusal")], "content_filter"),
+        # An upstream that ends a call with a plain stop (Gemini): chat completions says so.
+        ([*call_events(0, "c1", "f", ["{}"]), Finish("stop")], "tool_calls"),
+    ],
 )
-def test_finish_reasons(reason: Any, expected: str) -> None:
-    raw = encode(
-        PROTOCOL.parse({"model": "m", "messages": USER, "stream": True}),
-        [TextDelta("x"), Finish(reason)],
-    )
+def test_finish_reasons(events: list[Event], expected: str) -> None:
+    raw = encode(PROTOCOL.parse({"model": "m", "messages": USER, "stream": True}), events)
     assert chunks_of(raw)[-1]["choices"][0]["finish_reason"] == expected
+
+
+def said(chunks: list[dict[str, Any]]) -> list[Any]:
+    """What chunks say, as a client reads it: no nulls, no names of the response, no role, no
+    chunk that says nothing (the gateway's opener)."""
+    out = []
+    for chunk in chunks:
+        plain = spout.compat.OpenAIObject(chunk).model_dump(exclude_none=True)
+        for choice in plain["choices"]:
+            choice["delta"].pop("role", None)
+            for call in choice["delta"].get("tool_calls", ()):
+                if "id" not in call:
+                    call.pop("type", None)  # litellm's objects keep it on every piece
+        if plain["choices"] == [{"index": 0, "delta": {}}]:
+            continue
+        # The usage, on the chunk of its own (include_usage); litellm's objects also carry it on
+        # the finish chunk, OpenAI's wire does not.
+        usage = plain.get("usage") if not plain["choices"] else None
+        out.append({"choices": plain["choices"], "usage": usage})
+    return out
+
+
+@pytest.mark.parametrize("include_usage", [False, True])
+def test_compat_and_the_gateway_encode_the_same_chunks(include_usage: bool) -> None:
+    # One encoder (spout.compat.chunks) behind both: the same events make the same chunks,
+    # whatever each wire adds around them (litellm's null fields, the gateway's opener).
+    events: list[Event] = [
+        ResponseStart("up-1", "up-model"),
+        TextDelta(""),
+        ReasoningDelta("Hm."),
+        TextDelta("Calling."),
+        RefusalDelta(""),
+        # A call without arguments, as Anthropic streams one: empty argument text.
+        ToolCallStart(4, "c1", "now"),
+        ToolCallDelta(4, ""),
+        ToolCallEnd(4, ToolCall("c1", "now", {}, "")),
+        *call_events(7, "c2", "get_weather", ['{"city"', ': "Oslo"}']),
+        # A call sent whole (Gemini, Ollama): no start, no argument text.
+        ToolCallEnd(9, ToolCall("c3", "f", {"x": 1})),
+        Usage(12, 5),
+        Finish("tool_calls"),
+    ]
+    body: dict[str, Any] = {"model": "m", "messages": USER, "stream": True}
+    if include_usage:
+        body["stream_options"] = {"include_usage": True}
+    request = PROTOCOL.parse(body)
+    gateway = chunks_of(encode(request, events))
+    compat = list(_sync_chunks(iter(events), ChunkEncoder("m", request.messages, include_usage)))
+    assert said(gateway) == said(compat)
+    arguments = [
+        call["function"]["arguments"]
+        for chunk in gateway
+        for choice in chunk["choices"]
+        for call in choice["delta"].get("tool_calls", ())
+        if call["index"] == 0
+    ]
+    assert arguments == ["", "{}"]  # JSON text, never an empty string, for no arguments
 
 
 def test_an_error_inside_the_stream_raises_in_the_sdk_with_no_done() -> None:

@@ -8,7 +8,6 @@ from typing import Any
 
 from .. import _events as ev
 from .._response import Response
-from ._chunks import _arguments_text, _finish_reason, _new_id, _usage_object
 from ._objects import (
     ChatCompletionMessageToolCall,
     Choices,
@@ -21,6 +20,7 @@ from ._objects import (
     _dict_get,
     _wrap,
 )
+from .chunks import _new_id, arguments_text, finish_reason, usage_object
 
 
 class _ChoiceParts:
@@ -213,13 +213,13 @@ def stream_chunk_builder(
         chars += counted
         built.append(Choices(finish_reason=parts.finish_reason, index=index, message=message))
     if usage:
-        usage_object = _wrap(_as_dict(usage), Usage)
-        if get(usage_object, "total_tokens") is None:
-            usage_object["total_tokens"] = (get(usage_object, "prompt_tokens") or 0) + (
-                get(usage_object, "completion_tokens") or 0
+        usage_block = _wrap(_as_dict(usage), Usage)
+        if get(usage_block, "total_tokens") is None:
+            usage_block["total_tokens"] = (get(usage_block, "prompt_tokens") or 0) + (
+                get(usage_block, "completion_tokens") or 0
             )
     else:
-        usage_object = _usage_object(None, messages, chars)
+        usage_block = usage_object(None, messages, chars)
     return ModelResponse(
         id=get(first, "id"),
         created=get(first, "created"),
@@ -227,7 +227,7 @@ def stream_chunk_builder(
         object="chat.completion",
         system_fingerprint=fingerprint,
         choices=built,
-        usage=usage_object,
+        usage=usage_block,
     )
 
 
@@ -240,7 +240,7 @@ def _model_response(
     if response.tool_calls:
         tool_calls = []
         for call in response.tool_calls:
-            arguments = _arguments_text(call)
+            arguments = arguments_text(call)
             chars += len(call.name) + len(arguments)
             item = ChatCompletionMessageToolCall(
                 id=call.id, type="function", function=Function(name=call.name, arguments=arguments)
@@ -262,10 +262,10 @@ def _model_response(
     if response.refusal is not None:
         message["refusal"] = response.refusal  # as stream_chunk_builder keeps it
     finish = response.finish_reason
-    reason = (
-        _finish_reason(ev.Finish(finish, response.raw_finish_reason), response.refusal is not None)
-        if finish
-        else "stop"
+    reason = finish_reason(
+        ev.Finish(finish or "stop", response.raw_finish_reason),
+        refused=response.refusal is not None,
+        tool_calls=bool(response.tool_calls),
     )
     return ModelResponse(
         id=response.id or _new_id(),
@@ -274,5 +274,5 @@ def _model_response(
         object="chat.completion",
         system_fingerprint=None,
         choices=[Choices(finish_reason=reason, index=0, message=message)],
-        usage=_usage_object(response.usage, messages, chars),
+        usage=usage_object(response.usage, messages, chars),
     )

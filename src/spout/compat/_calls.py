@@ -7,12 +7,12 @@ from collections.abc import AsyncGenerator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ._builder import _model_response
-from ._chunks import _async_chunks, _ChunkMaker, _sync_chunks
 from ._llms import _async_llm, _sync_llm
 from ._mock import _mock_chunks, _mock_response, _raise_mock_error
 from ._objects import ModelResponse, ModelResponseStream
 from ._request import _Request
 from ._streams import AsyncCompletionStream, CompletionStream
+from .chunks import ChunkEncoder, _async_chunks, _sync_chunks
 
 if TYPE_CHECKING:
     from .._stream import AsyncStream, Stream
@@ -94,7 +94,7 @@ def completion(
     params = request.call_params(llm)
     if stream:
         spout_stream: Stream = llm.generate_stream(messages=request.messages, **params)
-        maker = _ChunkMaker(request.model or model, request.messages, request.include_usage)
+        maker = ChunkEncoder(request.model or model, request.messages, request.include_usage)
         return CompletionStream(
             _sync_chunks(spout_stream.events(), maker), spout_stream.close, model
         )
@@ -175,7 +175,7 @@ async def acompletion(
         spout_stream: AsyncStream = await llm.generate_async(
             messages=request.messages, stream=True, **params
         )
-        maker = _ChunkMaker(request.model or model, request.messages, request.include_usage)
+        maker = ChunkEncoder(request.model or model, request.messages, request.include_usage)
         return AsyncCompletionStream(
             _async_chunks(spout_stream.events(), maker), spout_stream.aclose, model
         )

@@ -11,9 +11,9 @@ from .. import _events as ev
 from .._context import estimate_tokens
 from .._response import Accumulator
 from ._builder import _model_response
-from ._chunks import _ChunkMaker, _estimated_completion, _new_id, _sync_chunks
 from ._objects import ModelResponse, ModelResponseStream, _mapping, _wrap
 from ._request import _Request
+from .chunks import ChunkEncoder, _estimated_completion, _new_id, _sync_chunks
 
 # The mock_response strings litellm turns into its errors, for testing error handling.
 _MOCK_ERRORS: dict[str, tuple[type[errors.ProviderError], str, int]] = {
@@ -97,7 +97,7 @@ def _mock_response(request: _Request) -> ModelResponse:
 def _mock_chunks(request: _Request) -> list[ModelResponseStream]:
     """A mocked answer's chunks, made as a real stream's are. The finish goes on the last text
     chunk, as some providers send it, so every chunk of a mocked text has text."""
-    maker = _ChunkMaker(request.shown_model, request.messages, request.include_usage)
+    maker = ChunkEncoder(request.shown_model, request.messages, request.include_usage)
     chunks = list(_sync_chunks(_mock_events(request), maker))
     end = 1 if request.include_usage else 0
     finish = chunks[-1 - end]

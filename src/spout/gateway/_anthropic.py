@@ -6,10 +6,11 @@ from typing import Any
 
 import orjson
 
-from .._events import (
+from .. import (
     Event,
     ReasoningDelta,
     RefusalDelta,
+    Response,
     ResponseStart,
     TextDelta,
     ToolCall,
@@ -18,10 +19,9 @@ from .._events import (
     ToolCallStart,
     Usage,
 )
-from .._response import Response
+from ..compat.chunks import arguments_text
 from ._openai import (
     ErrorKind,
-    arguments_text,
     check_json_schema_format,
     check_stop,
     classify_error,

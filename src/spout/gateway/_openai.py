@@ -7,33 +7,25 @@ from typing import Any
 
 import orjson
 
-from .._errors import (
+from .. import (
     AuthenticationError,
     BadRequestError,
     ConfigurationError,
     ContextWindowExceededError,
+    Event,
+    Finish,
     NotFoundError,
     OverloadedError,
     PermissionDeniedError,
     ProviderError,
     RateLimitError,
+    Response,
     ServiceUnavailableError,
     StreamError,
     TimeoutError,
     TransportError,
 )
-from .._events import (
-    Event,
-    ReasoningDelta,
-    RefusalDelta,
-    TextDelta,
-    ToolCall,
-    ToolCallDelta,
-    ToolCallEnd,
-    ToolCallStart,
-    Usage,
-)
-from .._response import Response
+from ..compat.chunks import ChunkEncoder, arguments_text, finish_reason, usage_object
 from ._wire import Request, RequestError, sse_frame
 
 __all__ = [
@@ -184,14 +176,6 @@ _IGNORED = frozenset(
 # that does not take one refuses it, and the client gets that 400).
 _PASSED = ("frequency_penalty", "presence_penalty", "logit_bias", "reasoning_effort")
 _ROLES = ("system", "developer", "user", "assistant", "tool")
-_FINISH = {
-    "stop": "stop",
-    "length": "length",
-    "tool_calls": "tool_calls",
-    "content_filter": "content_filter",
-    "refusal": "stop",  # OpenAI ends a refusal with "stop", the text in message.refusal
-    "error": "stop",
-}
 
 
 def _fail(message: str, param: str | None = None) -> RequestError:
@@ -517,157 +501,81 @@ class ChatCompletionsProtocol:
         }
         if response.reasoning:
             message["reasoning_content"] = response.reasoning
+        # Characters of output, for the usage the upstream did not report (as a stream counts).
+        chars = len(response.text) + len(response.reasoning) + len(response.refusal or "")
         if response.tool_calls:
-            message["tool_calls"] = [
-                {
-                    "id": call.id,
-                    "type": "function",
-                    "function": {"name": call.name, "arguments": arguments_text(call)},
-                }
-                for call in response.tool_calls
-            ]
+            calls = []
+            for call in response.tool_calls:
+                arguments = arguments_text(call)
+                chars += len(call.name) + len(arguments)
+                calls.append(
+                    {
+                        "id": call.id,
+                        "type": "function",
+                        "function": {"name": call.name, "arguments": arguments},
+                    }
+                )
+            message["tool_calls"] = calls
+        finish = Finish(response.finish_reason or "stop", response.raw_finish_reason)
+        reason = finish_reason(
+            finish, refused=response.refusal is not None, tool_calls=bool(response.tool_calls)
+        )
         return {
             "id": response_id,
             "object": "chat.completion",
             "created": int(time.time()),
             "model": model,
             "choices": [
-                {
-                    "index": 0,
-                    "message": message,
-                    "logprobs": None,
-                    "finish_reason": _FINISH.get(response.finish_reason or "stop", "stop"),
-                }
+                {"index": 0, "message": message, "logprobs": None, "finish_reason": reason}
             ],
-            "usage": usage_body(response.usage),
+            "usage": usage_object(response.usage, request.messages, chars),
         }
 
     def error_body(self, exc: BaseException) -> tuple[int, Any]:
         return openai_error(exc)
 
 
-def arguments_text(call: ToolCall) -> str:
-    """A call's arguments as JSON text: as the model sent them, else as parsed."""
-    if call.arguments_raw is not None:
-        return call.arguments_raw
-    return orjson.dumps(call.arguments).decode()
-
-
-def usage_body(usage: Usage) -> dict[str, Any]:
-    prompt = usage.input_tokens or 0
-    completion = usage.output_tokens or 0
-    return {
-        "prompt_tokens": prompt,
-        "completion_tokens": completion,
-        "total_tokens": prompt + completion,
-    }
-
-
 class ChatCompletionsEncoder:
-    """spout events as ``chat.completion.chunk`` frames.
+    """spout events as ``chat.completion.chunk`` frames, by compat's encoder
+    (:class:`spout.compat.chunks.ChunkEncoder`, OpenAI's wire shape), then ``[DONE]``.
 
-    The first chunk says ``role: assistant``; text is ``delta.content``, a refusal
-    ``delta.refusal`` (as OpenAI sends one), reasoning ``delta.reasoning_content`` (as
-    DeepSeek and vLLM send it); each tool call gets the next
-    ``index`` (0, 1...) whatever the upstream numbered it, its ``id`` and name on its first
-    delta only, as the SDK's accumulator concatenates every string it sees twice.
+    The first frame says ``role: assistant`` and nothing more, as OpenAI's stream opens; text
+    is ``delta.content``, a refusal ``delta.refusal``, reasoning ``delta.reasoning_content``
+    (as DeepSeek and vLLM send it); each tool call gets the next ``index`` (0, 1...) whatever
+    the upstream numbered it. The response is named by the gateway, not by the upstream.
     """
 
-    __slots__ = ("_calls", "_head", "_include_usage", "_opened", "_tail")
+    __slots__ = ("_chunks", "_opened")
 
     def __init__(self, request: Request, *, response_id: str, model: str) -> None:
-        head = orjson.dumps(
-            {
-                "id": response_id,
-                "object": "chat.completion.chunk",
-                "created": int(time.time()),
-                "model": model,
-            }
+        self._chunks = ChunkEncoder(
+            model,
+            request.messages,
+            request.include_usage,
+            response_id=response_id,
+            litellm=False,
         )
-        # Every chunk is this head, its choices, and this tail: built once, not per delta.
-        self._head = head[:-1] + b',"choices":[{"index":0,"delta":'
-        self._tail = b',"logprobs":null,"finish_reason":null}]}'
-        self._include_usage = request.include_usage
-        # upstream index -> [our index, whether argument text was sent]
-        self._calls: dict[int, list[Any]] = {}
         self._opened = False
 
-    def _chunk(self, delta: dict[str, Any]) -> bytes:
-        return sse_frame(self._head + orjson.dumps(delta) + self._tail)
-
-    def _open(self, frames: list[bytes]) -> None:
-        if not self._opened:
-            self._opened = True
-            frames.append(self._chunk({"role": "assistant", "content": None, "refusal": None}))
-
     def start(self) -> list[bytes]:
-        frames: list[bytes] = []
-        self._open(frames)
-        return frames
+        if self._opened:
+            return []
+        self._opened = True
+        return [sse_frame(orjson.dumps(self._chunks.start()))]
 
     def feed(self, event: Event) -> list[bytes]:
-        frames: list[bytes] = []
-        if not self._opened:
-            self._open(frames)
-        if type(event) is TextDelta:
-            if event.text:
-                frames.append(self._chunk({"content": event.text}))
-        elif type(event) is ReasoningDelta:
-            if event.text:
-                frames.append(self._chunk({"reasoning_content": event.text}))
-        elif type(event) is RefusalDelta:
-            if event.text:
-                frames.append(self._chunk({"refusal": event.text}))
-        elif type(event) is ToolCallStart:
-            frames.append(self._start_call(event.index, event.id, event.name))
-        elif type(event) is ToolCallDelta:
-            call = self._calls.get(event.index)
-            if call is not None and event.arguments:
-                call[1] = True
-                frames.append(self._arguments(call[0], event.arguments))
-        elif type(event) is ToolCallEnd:
-            if event.index not in self._calls:
-                tool_call = event.tool_call
-                frames.append(self._start_call(event.index, tool_call.id, tool_call.name))
-            call = self._calls[event.index]
-            if not call[1]:
-                # A provider that sends a call whole (an object, not text): its JSON at once.
-                call[1] = True
-                frames.append(self._arguments(call[0], arguments_text(event.tool_call)))
-        # ResponseStart: the gateway names the response; Usage and Finish come with end().
+        frames = self.start()
+        chunk = self._chunks.event(event)
+        if chunk is not None:
+            frames.append(sse_frame(orjson.dumps(chunk)))
         return frames
 
-    def _start_call(self, upstream: int, call_id: str, name: str) -> bytes:
-        index = len(self._calls)
-        self._calls[upstream] = [index, False]
-        call = {
-            "index": index,
-            "id": call_id,
-            "type": "function",
-            "function": {"name": name, "arguments": ""},
-        }
-        return self._chunk({"tool_calls": [call]})
-
-    def _arguments(self, index: int, text: str) -> bytes:
-        return self._chunk({"tool_calls": [{"index": index, "function": {"arguments": text}}]})
-
     def end(self, response: Response) -> list[bytes]:
-        frames: list[bytes] = []
-        self._open(frames)
-        reason = _FINISH.get(response.finish_reason or "stop", "stop")
-        if reason == "stop" and self._calls:
-            reason = "tool_calls"
-        frames.append(
-            sse_frame(
-                self._head + b'{},"logprobs":null,"finish_reason":' + orjson.dumps(reason) + b"}]}"
-            )
-        )
-        if self._include_usage:
-            # stream_options.include_usage: one more chunk, no choices, the whole usage.
-            head = self._head[: -len(b'[{"index":0,"delta":')]
-            frames.append(
-                sse_frame(head + b'[],"usage":' + orjson.dumps(usage_body(response.usage)) + b"}")
-            )
+        frames = self.start()
+        # The finish as the whole answer has it (an upstream that sent none ends with "stop"),
+        # with its usage, which adds up every Usage event.
+        self._chunks.event(Finish(response.finish_reason or "stop", response.raw_finish_reason))
+        frames += [sse_frame(orjson.dumps(chunk)) for chunk in self._chunks.end(response.usage)]
         frames.append(_DONE)
         return frames
 

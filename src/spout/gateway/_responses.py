@@ -7,20 +7,20 @@ from typing import Any
 
 import orjson
 
-from .._events import (
+from .. import (
     Event,
     ReasoningDelta,
     RefusalDelta,
+    Response,
     TextDelta,
     ToolCall,
     ToolCallDelta,
     ToolCallEnd,
     ToolCallStart,
 )
-from .._response import Response
+from ..compat.chunks import arguments_text
 from ._openai import (
     ErrorKind,
-    arguments_text,
     classify_error,
     flag,
     named_choice,
