@@ -6,7 +6,6 @@ real llama_cpp.server; every streaming test runs sync and async.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import copy
 import io
@@ -20,6 +19,7 @@ from typing import Any
 import pytest
 
 import spout
+from helpers import Runner
 from replay_server import WIRE, ReplayServer, Reply, cut_mid_line, transcript
 from scripted_turns import anthropic_thinking_call_turn, openai_call_turn, openai_chunk, openai_sse
 from spout import compat
@@ -35,21 +35,13 @@ def fresh_llms() -> Iterator[None]:
     compat._close_sync_llms()
 
 
-def stream_chunks(mode: str, **kwargs: Any) -> list[Any]:
-    """``completion(stream=True)`` read to its end, or ``acompletion`` in a fresh event loop."""
-    if mode == "sync":
-        return list(completion(stream=True, **kwargs))
-
-    async def run() -> list[Any]:
-        return [chunk async for chunk in await acompletion(stream=True, **kwargs)]
-
-    return asyncio.run(run())
+def stream_chunks(runner: Runner, **kwargs: Any) -> list[Any]:
+    """``completion(stream=True)`` read to its end, or ``acompletion``'s."""
+    return runner.list(runner.call(completion, acompletion, stream=True, **kwargs))
 
 
-def complete(mode: str, **kwargs: Any) -> Any:
-    if mode == "sync":
-        return completion(**kwargs)
-    return asyncio.run(acompletion(**kwargs))
+def complete(runner: Runner, **kwargs: Any) -> Any:
+    return runner.call(completion, acompletion, **kwargs)
 
 
 def without_ids(response: Any) -> dict[str, Any]:
@@ -207,9 +199,9 @@ def test_objects_have_attribute_and_item_access_and_dump_to_plain_json() -> None
 # -- mock_response ---------------------------------------------------------------------------------
 
 
-def test_mock_response_streams_in_token_sized_chunks(mode: str) -> None:
+def test_mock_response_streams_in_token_sized_chunks(runner: Runner) -> None:
     text = "It's simple to use and easy to get started, with no network at all."
-    chunks = stream_chunks(mode, model="gpt-3.5-turbo", messages=MESSAGES, mock_response=text)
+    chunks = stream_chunks(runner, model="gpt-3.5-turbo", messages=MESSAGES, mock_response=text)
     check_stream(chunks, include_usage=False)
     pieces = [c.choices[0].delta.content for c in chunks]
     assert "".join(pieces) == text
@@ -218,13 +210,13 @@ def test_mock_response_streams_in_token_sized_chunks(mode: str) -> None:
     assert len(pieces) >= len(text.split()) and all(pieces)
     assert all(len(piece.strip()) <= 4 for piece in pieces)
     built = stream_chunk_builder(chunks, messages=MESSAGES)
-    direct = complete(mode, model="gpt-3.5-turbo", messages=MESSAGES, mock_response=text)
+    direct = complete(runner, model="gpt-3.5-turbo", messages=MESSAGES, mock_response=text)
     check_completion(built)
     assert without_ids(built) == without_ids(direct)
     assert built.model == "gpt-3.5-turbo" and built.usage.completion_tokens > 0
 
 
-def test_mock_tool_calls_and_usage_chunk(mode: str) -> None:
+def test_mock_tool_calls_and_usage_chunk(runner: Runner) -> None:
     calls = [
         {
             "id": "call_a",
@@ -238,7 +230,7 @@ def test_mock_tool_calls_and_usage_chunk(mode: str) -> None:
         },
     ]
     chunks = stream_chunks(
-        mode,
+        runner,
         model="m",
         messages=MESSAGES,
         mock_response="",
@@ -257,17 +249,17 @@ def test_mock_tool_calls_and_usage_chunk(mode: str) -> None:
     assert chunks[-2].choices[0].finish_reason == "tool_calls"
 
 
-def test_mock_exceptions_raise(mode: str) -> None:
+def test_mock_exceptions_raise(runner: Runner) -> None:
     with pytest.raises(ValueError, match="boom"):
-        complete(mode, model="m", messages=MESSAGES, mock_response=ValueError("boom"))
+        complete(runner, model="m", messages=MESSAGES, mock_response=ValueError("boom"))
     with pytest.raises(ValueError, match="boom"):
-        stream_chunks(mode, model="m", messages=MESSAGES, mock_response=ValueError("boom"))
+        stream_chunks(runner, model="m", messages=MESSAGES, mock_response=ValueError("boom"))
     with pytest.raises(compat.RateLimitError) as caught:
-        complete(mode, model="m", messages=MESSAGES, mock_response="litellm.RateLimitError")
+        complete(runner, model="m", messages=MESSAGES, mock_response="litellm.RateLimitError")
     assert isinstance(caught.value, spout.RateLimitError) and caught.value.status_code == 429
     with pytest.raises(compat.ContextWindowExceededError) as exceeded:
         complete(
-            mode, model="m", messages=MESSAGES, mock_response="litellm.ContextWindowExceededError"
+            runner, model="m", messages=MESSAGES, mock_response="litellm.ContextWindowExceededError"
         )
     assert isinstance(exceeded.value, compat.BadRequestError)
 
@@ -461,7 +453,7 @@ TRANSCRIPTS = sorted(
 
 @pytest.mark.parametrize(("folder", "case"), TRANSCRIPTS, ids=[f"{f}/{c}" for f, c in TRANSCRIPTS])
 def test_transcripts_stream_as_openai_chunks(
-    replay: ReplayServer, mode: str, folder: str, case: str
+    replay: ReplayServer, runner: Runner, folder: str, case: str
 ) -> None:
     body, expected = transcript(folder, case)
     content_type = "application/x-ndjson" if folder == "ollama" else "text/event-stream"
@@ -478,23 +470,16 @@ def test_transcripts_stream_as_openai_chunks(
     if expected["error"] is not None:
         # An error inside the stream raises from the loop: never a shorter, quiet success.
         received: list[Any] = []
-
-        async def read_async() -> None:
-            async for chunk in await acompletion(stream=True, **settings):
-                received.append(chunk)
-
         with pytest.raises(spout.ProviderError) as caught:
-            if mode == "sync":
-                received.extend(completion(stream=True, **settings))
-            else:
-                asyncio.run(read_async())
+            chunks = runner.call(completion, acompletion, stream=True, **settings)
+            runner.list(chunks, each=received.append)
         assert isinstance(caught.value, compat.APIError)
         assert all(chunk.choices[0].finish_reason is None for chunk in received)
         streamed = "".join(chunk.choices[0].delta.content or "" for chunk in received)
         assert caught.value.partial is not None and caught.value.partial.text == streamed
         return
 
-    chunks = stream_chunks(mode, **settings)
+    chunks = stream_chunks(runner, **settings)
     check_stream(chunks, include_usage=True)
     # Parallel calls, interleaved ones included, each at its own index.
     indexes = {
@@ -618,7 +603,7 @@ def parsed_arguments(response: dict[str, Any]) -> dict[str, Any]:
     ids=["openai", "anthropic"],
 )
 def test_round_trip_of_replayed_calls(
-    replay: ReplayServer, mode: str, model: str, path: str, streamed: bytes, whole: bytes
+    replay: ReplayServer, runner: Runner, model: str, path: str, streamed: bytes, whole: bytes
 ) -> None:
     settings: dict[str, Any] = {
         "model": model,
@@ -628,10 +613,10 @@ def test_round_trip_of_replayed_calls(
         "api_key": "sk-test",
     }
     replay.replies = [Reply(chunks=cut_mid_line(streamed))]
-    chunks = stream_chunks(mode, **settings)
+    chunks = stream_chunks(runner, **settings)
     check_stream(chunks, include_usage=False)
     replay.replies = [Reply(chunks=[whole], headers={"Content-Type": "application/json"})]
-    direct = complete(mode, **settings)
+    direct = complete(runner, **settings)
     check_completion(direct)
     built = stream_chunk_builder(chunks)
     assert parsed_arguments(without_ids(built)) == parsed_arguments(without_ids(direct))
@@ -639,7 +624,7 @@ def test_round_trip_of_replayed_calls(
 
 
 @pytest.mark.model
-def test_round_trip_of_the_bundled_model(mode: str) -> None:
+def test_round_trip_of_the_bundled_model(runner: Runner) -> None:
     settings: dict[str, Any] = {
         "model": "local/smollm2",
         "messages": MESSAGES,
@@ -647,10 +632,10 @@ def test_round_trip_of_the_bundled_model(mode: str) -> None:
         "seed": 3,
         "temperature": 0,
     }
-    chunks = stream_chunks(mode, **settings)
+    chunks = stream_chunks(runner, **settings)
     check_stream(chunks, include_usage=False)
     built = stream_chunk_builder(chunks, messages=MESSAGES)
-    assert without_ids(built) == without_ids(complete(mode, **settings))
+    assert without_ids(built) == without_ids(complete(runner, **settings))
     assert built.choices[0].message.content and built.usage.prompt_tokens > 5
 
 
@@ -671,7 +656,7 @@ WEATHER_TOOL = {
 
 
 @pytest.mark.model
-def test_forced_tool_call_streams_from_llama_cpp_server(llama_server: str, mode: str) -> None:
+def test_forced_tool_call_streams_from_llama_cpp_server(llama_server: str, runner: Runner) -> None:
     settings: dict[str, Any] = {
         "model": "openai/smollm2",
         "messages": MESSAGES,
@@ -682,7 +667,7 @@ def test_forced_tool_call_streams_from_llama_cpp_server(llama_server: str, mode:
         "tools": [WEATHER_TOOL],
         "tool_choice": {"type": "function", "function": {"name": "get_weather"}},
     }
-    chunks = stream_chunks(mode, **settings)
+    chunks = stream_chunks(runner, **settings)
     check_stream(chunks, include_usage=False)
     deltas = [call for c in chunks if c.choices for call in c.choices[0].delta.tool_calls or ()]
     assert len(deltas) > 2 and {call.index for call in deltas} == {0}  # arguments streamed
@@ -692,9 +677,9 @@ def test_forced_tool_call_streams_from_llama_cpp_server(llama_server: str, mode:
     assert call.function.name == "get_weather" and call.id.count("call_") == 1
     assert isinstance(json.loads(call.function.arguments)["city"], str)
     assert built.choices[0].finish_reason == "tool_calls"
-    if mode == "async":
+    if runner.is_async:
         return  # the same request not streamed, once (async non-streamed calls are replayed)
-    direct = complete(mode, **settings)
+    direct = complete(runner, **settings)
     check_completion(direct)
     (whole,) = direct.choices[0].message.tool_calls
     assert (whole.function.name, json.loads(whole.function.arguments)) == (
@@ -734,7 +719,7 @@ ERRORS = [
 )
 def test_errors_are_spouts_and_litellms(
     replay: ReplayServer,
-    mode: str,
+    runner: Runner,
     status: int,
     message: str,
     spout_error: type[Exception],
@@ -754,9 +739,9 @@ def test_errors_are_spouts_and_litellms(
     for stream in (False, True):
         with pytest.raises(litellm_error) as caught:
             if stream:
-                stream_chunks(mode, **settings)
+                stream_chunks(runner, **settings)
             else:
-                complete(mode, **settings)
+                complete(runner, **settings)
         error = caught.value
         assert isinstance(error, spout_error) and isinstance(error, compat.APIError)
         assert error.status_code == status and error.llm_provider == "openai"  # type: ignore[attr-defined]
@@ -764,7 +749,7 @@ def test_errors_are_spouts_and_litellms(
         assert issubclass(litellm_error, compat.BadRequestError)
 
 
-def test_transport_errors_are_litellms_too(replay: ReplayServer, mode: str) -> None:
+def test_transport_errors_are_litellms_too(replay: ReplayServer, runner: Runner) -> None:
     from helpers import free_port
 
     settings: dict[str, Any] = {
@@ -774,14 +759,14 @@ def test_transport_errors_are_litellms_too(replay: ReplayServer, mode: str) -> N
         "num_retries": 0,
     }
     with pytest.raises(compat.APIConnectionError) as refused:
-        complete(mode, api_base=f"http://127.0.0.1:{free_port()}/v1", **settings)
+        complete(runner, api_base=f"http://127.0.0.1:{free_port()}/v1", **settings)
     assert isinstance(refused.value, spout.ConnectionError)
 
     replay.replies = [
         Reply(chunks=[b"", openai_sse(openai_chunk({"content": "late"}, "stop"))], delay=0.6)
     ]
     with pytest.raises(compat.Timeout) as late:
-        stream_chunks(mode, api_base=f"{replay.url}/v1", timeout=0.2, **settings)
+        stream_chunks(runner, api_base=f"{replay.url}/v1", timeout=0.2, **settings)
     assert isinstance(late.value, spout.TimeoutError)
 
     # The connection drops mid-stream: the text so far came as chunks, then the error.
@@ -791,16 +776,11 @@ def test_transport_errors_are_litellms_too(replay: ReplayServer, mode: str) -> N
     )
     replay.replies = [Reply(chunks=[body[: body.index(b"data: [DONE]")]], abort=True)]
     received: list[Any] = []
-
-    async def read_async() -> None:
-        async for chunk in await acompletion(stream=True, api_base=f"{replay.url}/v1", **settings):
-            received.append(chunk)
-
     with pytest.raises(compat.APIConnectionError) as cut:
-        if mode == "sync":
-            received.extend(completion(stream=True, api_base=f"{replay.url}/v1", **settings))
-        else:
-            asyncio.run(read_async())
+        stream = runner.call(
+            completion, acompletion, stream=True, api_base=f"{replay.url}/v1", **settings
+        )
+        runner.list(stream, each=received.append)
     assert isinstance(cut.value, spout.StreamInterruptedError)
     assert "".join(c.choices[0].delta.content for c in received) == "Half an answer"
 
@@ -984,7 +964,7 @@ def test_gemini_thought_signatures_go_back_with_their_calls(replay: ReplayServer
     assert [part.get("thoughtSignature") for part in parts[1:]] == [signature, None]
 
 
-def test_a_refusal_is_kept_apart_from_the_content(replay: ReplayServer, mode: str) -> None:
+def test_a_refusal_is_kept_apart_from_the_content(replay: ReplayServer, runner: Runner) -> None:
     body, expected = transcript("openai_chat", "refusal")
     settings: dict[str, Any] = {
         "model": "openai/gpt-4o",
@@ -994,7 +974,7 @@ def test_a_refusal_is_kept_apart_from_the_content(replay: ReplayServer, mode: st
         "num_retries": 0,
     }
     replay.replies = [Reply(chunks=cut_mid_line(body))]
-    chunks = stream_chunks(mode, **settings)
+    chunks = stream_chunks(runner, **settings)
     check_stream(chunks, include_usage=False)
     assert all(c.choices[0].delta.content is None for c in chunks)
     built = stream_chunk_builder(chunks, messages=MESSAGES)
@@ -1019,7 +999,7 @@ def test_a_refusal_is_kept_apart_from_the_content(replay: ReplayServer, mode: st
     replay.replies = [
         Reply(chunks=[json.dumps(completed).encode()], headers={"Content-Type": "application/json"})
     ]
-    response = complete(mode, **settings)
+    response = complete(runner, **settings)
     check_completion(response)
     assert (response.choices[0].message.content, response.choices[0].message.refusal) == (
         None,
@@ -1032,14 +1012,14 @@ def test_a_refusal_is_kept_apart_from_the_content(replay: ReplayServer, mode: st
     body, _ = transcript("openai_chat", "text")
     replay.replies = [Reply(chunks=[body])]
     history = [*MESSAGES, response.choices[0].message, {"role": "user", "content": "Why?"}]
-    stream_chunks(mode, **{**settings, "messages": history})
+    stream_chunks(runner, **{**settings, "messages": history})
     assert replay.requests[-1].json()["messages"][1] == {
         "role": "assistant",
         "content": expected["refusal"],
     }
 
 
-def test_retries_and_refusals(replay: ReplayServer, mode: str) -> None:
+def test_retries_and_refusals(replay: ReplayServer, runner: Runner) -> None:
     busy = Reply(
         status=503,
         chunks=[b'{"error": {"message": "busy"}}'],
@@ -1053,18 +1033,18 @@ def test_retries_and_refusals(replay: ReplayServer, mode: str) -> None:
         "api_key": "sk",
     }
     replay.replies = [busy, ok]
-    chunks = stream_chunks(mode, num_retries=1, **settings)
+    chunks = stream_chunks(runner, num_retries=1, **settings)
     assert stream_chunk_builder(chunks).choices[0].message.content == "fine"
     replay.replies = [busy, ok]
     with pytest.raises(compat.ServiceUnavailableError):
-        complete(mode, num_retries=0, **settings)
+        complete(runner, num_retries=0, **settings)
     with pytest.raises(spout.ConfigurationError, match="one choice"):
-        complete(mode, n=2, **settings)
+        complete(runner, n=2, **settings)
     with pytest.raises(spout.ConfigurationError, match="prefix it"):
-        complete(mode, model="mystery-model", messages=MESSAGES)
+        complete(runner, model="mystery-model", messages=MESSAGES)
 
 
-def test_tool_arguments_that_are_not_json_raise(replay: ReplayServer, mode: str) -> None:
+def test_tool_arguments_that_are_not_json_raise(replay: ReplayServer, runner: Runner) -> None:
     body = openai_sse(
         openai_chunk(
             {
@@ -1083,7 +1063,7 @@ def test_tool_arguments_that_are_not_json_raise(replay: ReplayServer, mode: str)
     replay.replies = [Reply(chunks=[body])]
     with pytest.raises(spout.ToolCallParseError) as caught:
         stream_chunks(
-            mode,
+            runner,
             model="openai/gpt-4o-mini",
             messages=MESSAGES,
             api_key="sk",
@@ -1093,7 +1073,9 @@ def test_tool_arguments_that_are_not_json_raise(replay: ReplayServer, mode: str)
     assert caught.value.raw == '{"a": '
 
 
-def test_a_loop_that_stops_early_closes_the_connection(replay: ReplayServer, mode: str) -> None:
+def test_a_loop_that_stops_early_closes_the_connection(
+    replay: ReplayServer, runner: Runner
+) -> None:
     pieces = [openai_chunk({"content": f"{i} "}) for i in range(200)]
     body = openai_sse(*pieces, openai_chunk({}, "stop"))
     replay.replies = [Reply(chunks=cut_mid_line(body), delay=0.005)]
@@ -1104,19 +1086,8 @@ def test_a_loop_that_stops_early_closes_the_connection(replay: ReplayServer, mod
         "api_key": "sk",
         "stream": True,
     }
-    if mode == "sync":
-        for chunk in completion(**settings):
-            assert chunk.choices[0].delta.content == "0 "
-            break
-    else:
-
-        async def run() -> None:
-            async for chunk in await acompletion(**settings):
-                assert chunk.choices[0].delta.content == "0 "
-                break
-            await asyncio.sleep(0.05)  # the dropped loop is closed on the event loop
-
-        asyncio.run(run())
+    (chunk,) = runner.list(runner.call(completion, acompletion, **settings), stop_after=1)
+    assert chunk.choices[0].delta.content == "0 "
     sent = replay.wait_for_disconnect()
     assert sent is not None and sent < len(cut_mid_line(body)) // 2
 
