@@ -99,7 +99,32 @@ class _Log:
         self.changed = asyncio.Event()
 
 
-class MemoryHub:
+class HubBase:
+    """What the hubs share beside their storage: a subclass reads and writes the frames
+    (:meth:`follow_batches` and the rest of :class:`Hub`); reading them one at a time is here."""
+
+    __slots__ = ()
+
+    def follow_batches(
+        self, stream_id: str, after: int = 0, *, creator: bool = False
+    ) -> AsyncGenerator[list[tuple[int, bytes]], None]:
+        raise NotImplementedError
+
+    async def follow(
+        self, stream_id: str, after: int = 0, *, creator: bool = False
+    ) -> AsyncIterator[tuple[int, bytes]]:
+        """The frames numbered after ``after``, then each new one as it is written, until the
+        stream ends. ``creator``: this is the creator's own follow (already counted)."""
+        batches = self.follow_batches(stream_id, after, creator=creator)
+        try:
+            async for batch in batches:
+                for item in batch:
+                    yield item
+        finally:
+            await batches.aclose()
+
+
+class MemoryHub(HubBase):
     """The hub of one process.
 
     ``resume_window``: seconds a running stream with no reader is kept going (0: stopped as
@@ -157,19 +182,6 @@ class MemoryHub:
             "events": str(log.next - 1),
             "readers": str(log.readers),
         }
-
-    async def follow(
-        self, stream_id: str, after: int = 0, *, creator: bool = False
-    ) -> AsyncIterator[tuple[int, bytes]]:
-        """The frames numbered after ``after``, then each new one as it is written, until the
-        stream ends. ``creator``: this is the creator's own follow (already counted)."""
-        batches = self.follow_batches(stream_id, after, creator=creator)
-        try:
-            async for batch in batches:
-                for item in batch:
-                    yield item
-        finally:
-            await batches.aclose()
 
     async def follow_batches(
         self, stream_id: str, after: int = 0, *, creator: bool = False

@@ -38,10 +38,10 @@ import contextlib
 import logging
 import secrets
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Coroutine, Sequence
+from collections.abc import AsyncGenerator, Callable, Coroutine, Sequence
 from typing import TYPE_CHECKING, Any
 
-from ._hub import EventsExpired, StopReason, StreamNotFound
+from ._hub import EventsExpired, HubBase, StopReason, StreamNotFound
 
 if TYPE_CHECKING:
     from redis.asyncio.client import Pipeline
@@ -90,7 +90,7 @@ class _Producing:
             self.timer = None
 
 
-class RedisHub:
+class RedisHub(HubBase):
     """The hub of several replicas, kept in Redis at ``url``.
 
     ``resume_window``, ``retention`` and ``max_events`` mean what they mean for
@@ -255,19 +255,6 @@ class RedisHub:
         meta.pop(_CANCEL, None)
         meta["readers"] = str(readers)
         return meta
-
-    async def follow(
-        self, stream_id: str, after: int = 0, *, creator: bool = False
-    ) -> AsyncIterator[tuple[int, bytes]]:
-        """The frames numbered after ``after``, then each new one as it is written, until the
-        stream ends. ``creator``: this is the creator's own follow (already counted)."""
-        batches = self.follow_batches(stream_id, after, creator=creator)
-        try:
-            async for batch in batches:
-                for item in batch:
-                    yield item
-        finally:
-            await batches.aclose()
 
     async def follow_batches(
         self, stream_id: str, after: int = 0, *, creator: bool = False
