@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import socket
+import time
 from collections.abc import AsyncIterable, Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, TypeVar, overload
@@ -104,7 +105,8 @@ class Runner:
         """Read ``for`` or ``async for`` to the end, or leave after ``stop_after`` items.
 
         ``each`` is called on every item as it comes, before the next one is read (to look at
-        a stream's live state between chunks). A loop left early closes the iterator it left,
+        a stream's live state between chunks); in async mode, what it returns is awaited if it
+        can be (see :meth:`pause`). A loop left early closes the iterator it left,
         as the collector does at once for a sync loop; an async generator would otherwise wait
         for a loop to close it, and the runner's loop runs only inside its steps.
         """
@@ -129,6 +131,14 @@ class Runner:
         if isinstance(items, AsyncIterable):
             return self.wait(_anext(items))
         return next(items if isinstance(items, Iterator) else iter(items))
+
+    def pause(self, seconds: float) -> Awaitable[None] | None:
+        """A reader busy for a while: ``time.sleep`` now, or an ``asyncio.sleep`` to await
+        (return it from :meth:`list`'s ``each``, so the event loop goes on meanwhile)."""
+        if self.is_async:
+            return asyncio.sleep(seconds)
+        time.sleep(seconds)
+        return None
 
     def response(self, stream: Any) -> Response:
         """The final response: ``stream.response``, or ``await stream.get_response()``."""
@@ -224,8 +234,8 @@ async def _alist(
     iterator = items.__aiter__()
     async for item in iterator:
         out.append(item)
-        if each is not None:
-            each(item)
+        if each is not None and inspect.isawaitable(seen := each(item)):
+            await seen
         if stop_after is not None and len(out) >= stop_after:
             aclose = getattr(iterator, "aclose", None)
             if aclose is not None:

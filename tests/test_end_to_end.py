@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 import pytest
 
 import spout
-from helpers import generate, stream, stream_text
+from helpers import Runner
 from spout import ToolCallDelta, ToolCallStart, create_llm
 
 # llama_cpp.server serving the bundled model.
@@ -33,8 +32,8 @@ def llm(llama_server: str) -> spout.LLM:
     return create_llm("openai", model="smollm2", base_url=llama_server, api_key="sk-local")
 
 
-def test_streamed_text(llm: spout.LLM, mode: str) -> None:
-    result = stream_text(llm, mode, "Count from 1 to 5", max_tokens=40, seed=1, temperature=0)
+def test_streamed_text(llm: spout.LLM, runner: Runner) -> None:
+    result = runner.text(llm, "Count from 1 to 5", max_tokens=40, seed=1, temperature=0)
     response = result.response
     assert len(result.chunks) > 3
     assert "".join(result.chunks) == response.text and response.text.strip()
@@ -45,8 +44,8 @@ def test_streamed_text(llm: spout.LLM, mode: str) -> None:
     assert response.usage.output_tokens is None
 
 
-def test_not_streamed_carries_usage(llm: spout.LLM, mode: str) -> None:
-    response = generate(llm, mode, "Count from 1 to 5", max_tokens=40, seed=1, temperature=0)
+def test_not_streamed_carries_usage(llm: spout.LLM, runner: Runner) -> None:
+    response = runner.generate(llm, "Count from 1 to 5", max_tokens=40, seed=1, temperature=0)
     assert response.text
     assert response.usage.input_tokens and response.usage.input_tokens > 5
     assert response.usage.output_tokens and response.usage.output_tokens > 3
@@ -70,10 +69,9 @@ def test_same_answer_streamed_or_not(llm: spout.LLM) -> None:
     assert streamed.tool_calls == whole.tool_calls == ()
 
 
-def test_forced_tool_call_assembled_from_deltas(llm: spout.LLM, mode: str) -> None:
-    result = stream(
+def test_forced_tool_call_assembled_from_deltas(llm: spout.LLM, runner: Runner) -> None:
+    result = runner.events(
         llm,
-        mode,
         "What is the weather in Oslo?",
         max_tokens=60,
         temperature=0,
@@ -92,7 +90,9 @@ def test_forced_tool_call_assembled_from_deltas(llm: spout.LLM, mode: str) -> No
     assert result.response.finish_reason == "tool_calls"
 
 
-def test_tool_loop_runs_the_function_and_streams_the_next_turn(llm: spout.LLM, mode: str) -> None:
+def test_tool_loop_runs_the_function_and_streams_the_next_turn(
+    llm: spout.LLM, runner: Runner
+) -> None:
     ran: list[dict[str, Any]] = []
 
     @spout.tool
@@ -103,29 +103,11 @@ def test_tool_loop_runs_the_function_and_streams_the_next_turn(llm: spout.LLM, m
 
     settings: dict[str, Any] = {"max_tokens": 60, "seed": 1, "temperature": 0}
     prompt = "What is the weather in Oslo?"
-    if mode == "sync":
-        loop = llm.generate_stream_with_tools(
-            prompt, tools=[get_weather], tool_choice="get_weather", max_rounds=3, **settings
-        )
-        items = list(loop)
-        response, rounds = loop.response, loop.rounds
-    else:
-
-        async def run() -> tuple[list[Any], spout.Response, list[spout.Response]]:
-            try:
-                loop = llm.agenerate_stream_with_tools(
-                    prompt,
-                    tools=[get_weather],
-                    tool_choice="get_weather",
-                    max_rounds=3,
-                    **settings,
-                )
-                items = [item async for item in loop]
-                return items, await loop.get_response(), loop.rounds
-            finally:
-                await llm.aclose()
-
-        items, response, rounds = asyncio.run(run())
+    loop = runner.stream_with_tools(
+        llm, prompt, tools=[get_weather], tool_choice="get_weather", max_rounds=3, **settings
+    )
+    items = runner.list(loop)
+    response, rounds = runner.response(loop), loop.rounds
     calls = [item for item in items if isinstance(item, spout.ToolCall)]
     # The real model made a real call; the loop ran the Python function with its arguments.
     assert calls and calls[0].name == "get_weather"

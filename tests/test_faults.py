@@ -15,7 +15,7 @@ import random
 import re
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -34,6 +34,7 @@ from fault_server import (
     provider_stream,
     request_id_header,
 )
+from helpers import Runner
 from spout import ConfigurationError, Response, SpoutError, create_llm
 
 PROVIDERS = ["openai", "openrouter", "openai_responses", "anthropic", "gemini", "ollama", "tgi"]
@@ -124,36 +125,21 @@ def run(llm: spout.LLM, mode: str, prompt: str = "hi") -> Outcome:
     """Read a stream to its end (sync or async), catching spout's errors; closes the LLM.
 
     Anything but a :class:`SpoutError` escapes and fails the test: untranslated errors must not
-    reach the caller.
+    reach the caller. The runner is the call's own (not the ``runner`` fixture): its event loop
+    is closed on return, before :func:`no_leaks` counts the descriptors.
     """
     out = Outcome()
-    if mode == "sync":
+    with Runner(mode) as runner:
         try:
-            stream = llm.generate_stream(prompt)
-            for chunk in stream:
-                out.chunks.append(chunk)
-            out.response = stream.response
+            stream = runner.stream(llm, prompt)
+            runner.list(stream, each=out.chunks.append)
+            out.response = runner.response(stream)
         except SpoutError as exc:
             out.error = exc
         finally:
             out.ended_at = time.monotonic()
-            llm.close()
-        return out
-
-    async def main() -> Outcome:
-        try:
-            stream = llm.agenerate_stream(prompt)
-            async for chunk in stream:
-                out.chunks.append(chunk)
-            out.response = await stream.get_response()
-        except SpoutError as exc:
-            out.error = exc
-        finally:
-            out.ended_at = time.monotonic()
-            await llm.aclose()
-        return out
-
-    return asyncio.run(main())
+            llm.close()  # async, the runner closes it on its loop too
+    return out
 
 
 def raised(out: Outcome, cls: type[SpoutError]) -> Any:
@@ -544,31 +530,18 @@ def test_text_that_arrived_before_a_drop_survives_a_slow_reader(
     faults.script(s.reply([*s.upto(1), Stall(0.05), *s.texts[1:]], end="drop"))
     out = Outcome()
     llm = make_llm(provider, faults)
-    with no_leaks(faults):
-        if mode == "sync":
-            try:
-                for chunk in llm.generate_stream("hi"):
-                    out.chunks.append(chunk)
-                    if len(out.chunks) == 1:
-                        time.sleep(0.25)
-            except SpoutError as exc:
-                out.error = exc
-            finally:
-                llm.close()
-        else:
+    with no_leaks(faults), Runner(mode) as runner:
 
-            async def main() -> None:
-                try:
-                    async for chunk in llm.agenerate_stream("hi"):
-                        out.chunks.append(chunk)
-                        if len(out.chunks) == 1:
-                            await asyncio.sleep(0.25)
-                except SpoutError as exc:
-                    out.error = exc
-                finally:
-                    await llm.aclose()
+        def read_slowly(chunk: str) -> Awaitable[None] | None:
+            out.chunks.append(chunk)
+            return runner.pause(0.25) if len(out.chunks) == 1 else None
 
-            asyncio.run(main())
+        try:
+            runner.list(runner.stream(llm, "hi"), each=read_slowly)
+        except SpoutError as exc:
+            out.error = exc
+        finally:
+            llm.close()
     raised(out, spout.StreamInterruptedError)
     assert_partial(out, s.text())
 

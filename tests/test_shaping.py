@@ -3,7 +3,6 @@ reordered or cut inside a grapheme cluster, whatever the chunking."""
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import json
 import re
@@ -14,6 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import spout
+from helpers import Runner
 from replay_server import ReplayServer, Reply
 from scripted_turns import (
     openai_call_turn,
@@ -332,26 +332,14 @@ def llm_for(server: ReplayServer, *replies: Reply) -> spout.LLM:
 
 
 def read(
-    llm: spout.LLM, mode: str, method: str = "stream", **options: Any
+    llm: spout.LLM, runner: Runner, method: str = "stream", **options: Any
 ) -> tuple[list[Any], Any]:
     """(the events the consumer got, the final response), sync or async."""
-    if mode == "sync":
-        if method == "tools":
-            s: Any = llm.generate_stream_with_tools("hi", tools=[add], **options)
-        else:
-            s = llm.generate_stream("hi", **options)
-        return list(s.events()), s.response
-
-    async def run() -> tuple[list[Any], Any]:
-        async with llm:
-            if method == "tools":
-                a: Any = llm.agenerate_stream_with_tools("hi", tools=[add], **options)
-            else:
-                a = llm.agenerate_stream("hi", **options)
-            events = [e async for e in a.events()]
-            return events, await a.get_response()
-
-    return asyncio.run(run())
+    if method == "tools":
+        result = runner.tool_events(llm, "hi", tools=[add], **options)
+    else:
+        result = runner.events(llm, "hi", **options)
+    return result.events, result.response
 
 
 def add(a: int, b: int) -> int:
@@ -373,8 +361,8 @@ WORDS = [
 ]
 
 
-def test_word_smoothing_on_a_stream(replay: ReplayServer, mode: str) -> None:
-    events, response = read(llm_for(replay, text_reply(WORDS)), mode, smooth="word")
+def test_word_smoothing_on_a_stream(replay: ReplayServer, runner: Runner) -> None:
+    events, response = read(llm_for(replay, text_reply(WORDS)), runner, smooth="word")
     texts = [e.text for e in events if isinstance(e, TextDelta)]
     assert "".join(texts) == "".join(WORDS) == response.text  # the response is the raw text
     assert texts[:3] == ["Hello ", "world, ", "this "]
@@ -382,9 +370,9 @@ def test_word_smoothing_on_a_stream(replay: ReplayServer, mode: str) -> None:
     assert response.stats.chunks == len(WORDS)  # stats count what the provider sent
 
 
-def test_buffering_on_a_stream(replay: ReplayServer, mode: str) -> None:
+def test_buffering_on_a_stream(replay: ReplayServer, runner: Runner) -> None:
     events, response = read(
-        llm_for(replay, text_reply(WORDS)), mode, buffer_size=3, min_chunk_size=12
+        llm_for(replay, text_reply(WORDS)), runner, buffer_size=3, min_chunk_size=12
     )
     texts = [e.text for e in events if isinstance(e, TextDelta)]
     assert "".join(texts) == response.text
@@ -392,9 +380,9 @@ def test_buffering_on_a_stream(replay: ReplayServer, mode: str) -> None:
     assert isinstance(events[-1], spout.Finish)  # the finish came after the flushed text
 
 
-def test_a_tool_call_flushes_held_text_first(replay: ReplayServer, mode: str) -> None:
+def test_a_tool_call_flushes_held_text_first(replay: ReplayServer, runner: Runner) -> None:
     llm = llm_for(replay, *turns(openai_call_turn(), openai_text_turn()))
-    events, response = read(llm, mode, "tools", min_chunk_size=1000)
+    events, response = read(llm, runner, "tools", min_chunk_size=1000)
     kinds = [type(e).__name__ for e in events]
     first_call = kinds.index("ToolCallStart")
     assert kinds[first_call - 1] == "TextDelta"  # "Let me check." came out before the call
@@ -406,10 +394,10 @@ def test_a_tool_call_flushes_held_text_first(replay: ReplayServer, mode: str) ->
 
 @pytest.mark.parametrize("options", [{"min_chunk_size": 1000}, {"smooth": "sentence"}])
 def test_a_refusal_flushes_held_text_and_is_not_shaped(
-    replay: ReplayServer, mode: str, options: dict[str, Any]
+    replay: ReplayServer, runner: Runner, options: dict[str, Any]
 ) -> None:
     llm = llm_for(replay, Reply(chunks=[openai_refusal_turn("Let me think")]))
-    events, response = read(llm, mode, **options)
+    events, response = read(llm, runner, **options)
     kinds = [type(e).__name__ for e in events]
     first = kinds.index("RefusalDelta")
     assert kinds[first - 1] == "TextDelta" and events[first - 1].text == "Let me think"
@@ -420,36 +408,24 @@ def test_a_refusal_flushes_held_text_and_is_not_shaped(
     assert len(refusals) == 2 and "".join(refusals) == response.refusal
 
 
-def test_an_error_flushes_held_text_before_raising(replay: ReplayServer, mode: str) -> None:
+def test_an_error_flushes_held_text_before_raising(replay: ReplayServer, runner: Runner) -> None:
     reply = text_reply(["Hello ", "wor"])
     reply.chunks = reply.chunks[:-1]
     reply.abort = True  # the connection drops mid-answer
     llm = llm_for(replay, reply)
     got: list[str] = []
     with pytest.raises(spout.SpoutError) as caught:
-        if mode == "sync":
-            for chunk in llm.generate_stream("hi", min_chunk_size=100, max_retries=0):
-                got.append(chunk)
-        else:
-
-            async def run() -> None:
-                async with llm:
-                    async for chunk in llm.agenerate_stream(
-                        "hi", min_chunk_size=100, max_retries=0
-                    ):
-                        got.append(chunk)
-
-            asyncio.run(run())
+        runner.list(runner.stream(llm, "hi", min_chunk_size=100, max_retries=0), each=got.append)
     assert got == ["Hello wor"]
     assert caught.value.partial is not None and caught.value.partial.text == "Hello wor"
 
 
-def test_delay_spaces_the_pieces(replay: ReplayServer, mode: str) -> None:
+def test_delay_spaces_the_pieces(replay: ReplayServer, runner: Runner) -> None:
     import time
 
     started = time.monotonic()
     events, _ = read(
-        llm_for(replay, text_reply(["one two three four five "])), mode, smooth="word", delay=0.03
+        llm_for(replay, text_reply(["one two three four five "])), runner, smooth="word", delay=0.03
     )
     texts = [e.text for e in events if isinstance(e, TextDelta)]
     assert texts == ["one ", "two ", "three ", "four ", "five "]
