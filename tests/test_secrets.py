@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 import spout
+from helpers import Runner
 from replay_server import ReplayServer, Reply
 from spout import ConfigurationError, SpoutError, TransportError, create_llm
 from spout._log import mask, redact_headers, redact_url, scrub_error, secrets_in
@@ -158,26 +159,13 @@ def test_stream_reprs_and_responses_hold_no_key(
 
 
 def raise_from(llm: spout.LLM, mode: str) -> SpoutError:
-    """The error of one call, streamed or not, sync or async."""
-
-    async def arun() -> None:
-        try:
-            if mode == "astream":
-                async for _ in llm.agenerate_stream("hi"):
-                    pass
-            else:
-                await llm.generate_async("hi")
-        finally:
-            await llm.aclose()
-
-    with pytest.raises(SpoutError) as caught:
-        if mode == "stream":
-            for _ in llm.generate_stream("hi"):
-                pass
-        elif mode == "complete":
-            llm.generate("hi")
+    """The error of one call: ``stream``, ``complete``, ``astream`` or ``acomplete``."""
+    runner = Runner("async" if mode.startswith("a") else "sync")
+    with runner, pytest.raises(SpoutError) as caught:
+        if mode.endswith("stream"):
+            runner.text(llm)
         else:
-            asyncio.run(arun())
+            runner.generate(llm)
     return caught.value
 
 
@@ -296,9 +284,8 @@ def test_gemini_sends_the_key_in_a_header_not_the_url(
 # -- logs ----------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("mode", ["sync", "async"])
 def test_debug_logs_each_request_redacted(
-    mode: str, replay: ReplayServer, llms: list[spout.LLM], caplog: pytest.LogCaptureFixture
+    runner: Runner, replay: ReplayServer, llms: list[spout.LLM], caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG, logger="spout")
     replay.replies = [Reply(chunks=[openai_stream("Hi")]), openai_completion("Hi")]
@@ -310,17 +297,8 @@ def test_debug_logs_each_request_redacted(
         headers={"X-Custom-Auth": KEY, "X-Trace": "visible"},
     )
     llms.append(llm)
-    if mode == "sync":
-        assert "".join(llm.generate_stream("hi")) == "Hi"
-        llm.generate("hi")
-    else:
-
-        async def run() -> None:
-            assert "".join([c async for c in llm.agenerate_stream("hi")]) == "Hi"
-            await llm.generate_async("hi")
-            await llm.aclose()
-
-        asyncio.run(run())
+    assert "".join(runner.text(llm).chunks) == "Hi"
+    runner.generate(llm)
     records = [r for r in caplog.records if r.name == "spout"]
     messages = [r.getMessage() for r in records]
     requests = [m for m in messages if m.startswith("HTTP request:")]
