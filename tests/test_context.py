@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import doctest
 import json
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 
@@ -154,6 +154,20 @@ def test_context_window_prefers_the_declared_capability() -> None:
         assert context_window(llm) == 128_000
     with remote("a-model-nobody-knows") as llm:
         assert context_window(llm) is None
+
+
+class WindowedProvider(Provider):
+    name = "windowed"
+    context_windows: ClassVar[dict[str, int]] = {"house-": 12_000, "house-big": 64_000}
+
+
+def test_a_provider_declares_its_own_models_windows() -> None:
+    assert context_window(spout.LLM(WindowedProvider("house-model-2"))) == 12_000
+    assert context_window(spout.LLM(WindowedProvider("org/House-Big-1"))) == 64_000
+    # Every provider's table still answers for the models it knows.
+    assert context_window(spout.LLM(WindowedProvider("gpt-4o"))) == 128_000
+    # Its windows are its own LLMs' alone.
+    assert known_context_window("house-model-2") is None
 
 
 def test_history_budget_leaves_room_for_the_reply() -> None:

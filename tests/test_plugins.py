@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib.metadata
+import json
 import subprocess
 import sys
 import textwrap
@@ -14,14 +15,16 @@ import pytest
 
 import spout
 from spout import create_llm
-from spout._llm import _PROVIDERS, ENTRY_POINT_GROUP
+from spout.providers._registry import BUILT_IN, ENTRY_POINT_GROUP
 
 # A provider as a third-party package would write it: only the public protocol.
 PLUGIN = '''
 """An echo provider, as a package of its own would ship it."""
 
+import json
+
 from spout import Finish, ResponseStart, TextDelta, Usage
-from spout.providers import AsyncSource, Call, Provider, SyncSource
+from spout.providers import AsyncSource, Call, OutputShape, Provider, SyncSource
 
 
 def _events(call: Call):
@@ -57,6 +60,46 @@ class EchoProvider(Provider):
 
 class NotAProvider:
     pass
+
+
+class MirrorProvider(Provider):
+    """Answers with what it was sent, as JSON; says how it takes what spout asks of it."""
+
+    name = "mirror"
+    default_model = "glass-1"
+    context_windows = {"glass-": 3000}
+    litellm_prefixes = ("mirror_ai",)
+    litellm_models = ("glass-",)
+
+    def output_shape(self, fmt, params):
+        # Its own field for the schema, and no instruction in the prompt.
+        return OutputShape({**params, "mirror_schema": fmt.schema}, instruct=False)
+
+    def litellm_params(self, params):
+        params = dict(params)
+        if "max_completion_tokens" in params:
+            params["budget"] = params.pop("max_completion_tokens")
+        return params
+
+    def _events(self, call: Call):
+        system = [m["content"] for m in call.messages if m["role"] == "system"]
+        seen = {"model": self.model, "params": call.params, "system": system}
+        yield ResponseStart("mirror-1", self.model)
+        yield TextDelta(json.dumps(seen, default=str))
+        yield Finish("stop", "end")
+
+    def open_stream(self, call: Call) -> SyncSource:
+        return self._events(call), lambda: None
+
+    async def aopen_stream(self, call: Call) -> AsyncSource:
+        async def events():
+            for event in self._events(call):
+                yield event
+
+        async def release():
+            return None
+
+        return events(), release
 '''
 
 
@@ -75,6 +118,7 @@ def plugin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     root = _install(
         tmp_path,
         "echo = spout_echo_plugin:EchoProvider\n"
+        "mirror = spout_echo_plugin:MirrorProvider\n"
         "broken = spout_echo_plugin:NotAProvider\n"
         "missing = spout_echo_plugin_gone:Nothing\n"
         "openai = spout_echo_plugin:EchoProvider",
@@ -154,6 +198,64 @@ def test_a_plugin_works_in_a_fresh_process_with_no_change_to_spout(plugin: Path)
     assert result.stdout == "from another process \n"
 
 
+#: What the mirror answers: its JSON, whatever it saw.
+SEEN = {"type": "object", "required": ["model", "params", "system"]}
+
+
+def test_a_plugin_takes_response_format_its_own_way(plugin: Path, mode: str) -> None:
+    llm = create_llm("mirror")
+    if mode == "sync":
+        response = llm.generate("what did you see?", response_format=SEEN)
+    else:
+
+        async def run() -> spout.Response:
+            stream = llm.agenerate_stream("what did you see?", response_format=SEEN)
+            return await stream.get_response()
+
+        response = asyncio.run(run())
+    seen = response.parsed
+    assert seen["params"]["mirror_schema"] == SEEN
+    assert seen["system"] == []  # it asked for no instruction in the prompt
+
+
+def test_compat_asks_a_plugin_how_it_maps_litellm(plugin: Path) -> None:
+    messages = [{"role": "user", "content": "hi"}]
+
+    def seen(**kwargs: object) -> dict[str, object]:
+        response = spout.completion(messages=messages, **kwargs)  # type: ignore[arg-type]
+        answer = json.loads(response.choices[0].message.content)
+        assert isinstance(answer, dict)
+        return answer
+
+    # litellm's name for it, and its own mapping of litellm's parameters.
+    answer = seen(model="mirror_ai/glass-2", max_completion_tokens=7)
+    assert answer["model"] == "glass-2"
+    assert answer["params"] == {"budget": 7}
+    # A bare model name, by how the plugin's models begin.
+    assert seen(model="glass-3")["model"] == "glass-3"
+    # response_format through compat, in the plugin's shape.
+    fmt = {"type": "json_schema", "json_schema": {"name": "seen", "schema": SEEN}}
+    answer = seen(model="mirror/glass-2", response_format=fmt)
+    assert answer["params"]["mirror_schema"] == SEEN  # type: ignore[index]
+
+
+def test_the_context_window_is_the_plugins_own(plugin: Path) -> None:
+    from spout._context import context_window, trim_history
+
+    llm = create_llm("mirror", model="glass-2")
+    assert context_window(llm) == 3000
+    assert context_window(create_llm("mirror", model="other")) is None
+    # A history past the window is trimmed to it.
+    history = []
+    for turn in range(12):
+        history += [
+            {"role": "user", "content": f"question {turn} " + "word " * 200},
+            {"role": "assistant", "content": "answer " * 200},
+        ]
+    kept = trim_history(llm, history)
+    assert 0 < len(kept) < len(history) and kept[-1] == history[-1]
+
+
 def test_spout_declares_its_own_providers_as_entry_points() -> None:
     # The table spout reads first and the entry points it installs say the same.
     declared = {
@@ -161,4 +263,4 @@ def test_spout_declares_its_own_providers_as_entry_points() -> None:
         for entry in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP)
         if entry.dist is not None and entry.dist.name == "spout"
     }
-    assert declared == {name: f"{module}:{cls}" for name, (module, cls) in _PROVIDERS.items()}
+    assert declared == {name: f"{module}:{cls}" for name, (module, cls) in BUILT_IN.items()}

@@ -30,7 +30,14 @@ from scripted_turns import (
     turns,
 )
 from spout import LLM, Response, StructuredOutputError, create_llm
-from spout._structured import PartialObjects, find_json, output_format, schema_problems
+from spout._structured import (
+    PartialObjects,
+    find_json,
+    output_format,
+    request_for,
+    schema_problems,
+)
+from spout.providers import Call, OutputShape, Provider
 
 
 class Weather(BaseModel):
@@ -421,6 +428,36 @@ def test_a_fallback_gets_the_format_in_its_own_shape(replay: ReplayServer) -> No
     assert "response_format" in first
     assert "response_format" not in second and "JSON Schema" in str(second["system"])
     assert response.parsed.city == "Oslo" and response.provider == "anthropic"
+
+
+def test_a_provider_that_says_nothing_gets_the_instruction() -> None:
+    class Plain(Provider):
+        name = "plain"
+
+    messages = [{"role": "user", "content": "Weather?"}]
+    call = Call(messages, {"temperature": 0}, output_format=output_format(Weather))
+    shaped = request_for(Plain("m"), call)
+    assert shaped.params == {"temperature": 0}
+    system = shaped.messages[0]
+    assert system["role"] == "system" and system["content"].startswith("Answer with only a JSON")
+    assert shaped.messages[1:] == messages and call.messages == messages  # the given call kept
+
+
+def test_the_provider_says_how_it_takes_the_format() -> None:
+    class Native(Provider):
+        name = "native"
+
+        def output_shape(self, fmt: Any, params: Any) -> OutputShape:
+            return OutputShape({**params, "schema": fmt.schema}, instruct=False)
+
+    fmt = output_format(Weather)
+    messages = [{"role": "user", "content": "Weather?"}]
+    shaped = request_for(Native("m"), Call(messages, {"seed": 1}, output_format=fmt))
+    assert shaped.params == {"seed": 1, "schema": fmt.schema}
+    assert shaped.messages == messages
+    # No format: the call as it was.
+    plain = Call(messages)
+    assert request_for(Native("m"), plain) is plain
 
 
 def test_tool_loop_validates_the_final_answer(replay: ReplayServer) -> None:

@@ -7,7 +7,7 @@ drivers below are two short loops that apply them.
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Generator, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
@@ -18,7 +18,6 @@ from ._response import Accumulator
 from .providers._base import refusals_as_text, text_token_counter
 
 if TYPE_CHECKING:
-    from ._llm import LLM
     from ._stream import AsyncSource, SyncSource
     from .providers._base import Call, Provider
 
@@ -83,22 +82,26 @@ class Attempts:
     or raises the error; ``resume_call`` gives the request that continues a cut stream.
     """
 
-    def __init__(self, llm: LLM, call: Call, accumulator: Accumulator, policy: CallPolicy) -> None:
-        self.llm = llm
+    def __init__(
+        self,
+        provider: Provider,
+        call: Call,
+        accumulator: Accumulator,
+        policy: CallPolicy,
+        fallbacks: Sequence[Callable[[], Provider]] = (),
+    ) -> None:
+        #: The provider the next request goes to: the model asked for, then each fallback.
+        self.provider = provider
         self.call = call
         self.accumulator = accumulator
         self.policy = policy
         self.deadline = policy.deadline
         self.retries = 0  # retries of the current model
         self.resumes = 0
-        self.primary = llm
-        self._fallbacks = list(range(len(llm.fallbacks)))
+        # Each makes its fallback's provider on first use (the caller keeps what it made).
+        self._fallbacks = list(fallbacks)
         self.seam: Seam | None = None
         self.release_current: Callable[[], Any] | None = None
-
-    @property
-    def provider(self) -> Provider:
-        return self.llm.provider
 
     def shaped(self, call: Call) -> Call:
         """The call as this attempt's provider takes it: a ``response_format`` in its shape,
@@ -134,26 +137,22 @@ class Attempts:
         while self._fallbacks:
             candidate = self._fallback(self._fallbacks.pop(0), error)
             if candidate is not None:
-                self.llm = candidate
+                self.provider = candidate
                 self.retries = 0
                 self.accumulator.set_origin(
-                    candidate.provider.name,
-                    candidate.provider.model,
-                    text_token_counter(candidate.provider),
+                    candidate.name, candidate.model, text_token_counter(candidate)
                 )
                 return 0.0
         raise error
 
-    def _fallback(self, position: int, error: SpoutError) -> LLM | None:
+    def _fallback(self, make: Callable[[], Provider], error: SpoutError) -> Provider | None:
         from ._capabilities import ModelCapability, has_capability
 
         try:
-            candidate = self.primary.fallback(position)
+            candidate = make()
         except ConfigurationError:
             return None  # e.g. no key for it here: the next one may do
-        if self.call.tools and not has_capability(
-            candidate.get_capabilities(), ModelCapability.TOOLS
-        ):
+        if self.call.tools and not has_capability(candidate.capabilities(), ModelCapability.TOOLS):
             return None
         return candidate
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -13,7 +13,6 @@ if TYPE_CHECKING:
     from ._llm import LLM
 
 __all__ = [
-    "KNOWN_CONTEXT_WINDOWS",
     "context_window",
     "count_tokens",
     "estimate_tokens",
@@ -88,69 +87,34 @@ def _text(value: Any) -> bytes:
     return orjson.dumps(value, default=str)
 
 
-#: Context windows in tokens of well-known models, by the start of their names: the longest
-#: matching prefix wins, case ignored. Figures are from the vendors' model pages (Anthropic's
-#: models overview, OpenAI's model pages, Google's Gemini models page, Meta's Llama 3.1-3.3
-#: model cards, Hugging Face's SmolLM2 model card). Specialised variants (Gemini's image and
-#: speech models) have smaller windows and are not listed: their prefix over-states them.
-#: Ollama runs models with a much smaller ``num_ctx`` than this unless told otherwise, and
-#: cuts a longer prompt itself.
-KNOWN_CONTEXT_WINDOWS: dict[str, int] = {
-    # Anthropic (OpenRouter writes versions with dots: claude-3.5-sonnet, claude-sonnet-4.5)
-    "claude-3": 200_000,
-    "claude-sonnet-4": 200_000,
-    "claude-opus-4": 200_000,
-    "claude-haiku-4": 200_000,
-    # OpenAI
-    "gpt-4o": 128_000,
-    "gpt-4.1": 1_047_576,
-    "gpt-3.5-turbo": 16_385,
-    "gpt-3.5-turbo-instruct": 4_096,
-    "o1": 200_000,
-    "o1-mini": 128_000,
-    "o1-preview": 128_000,
-    "o3": 200_000,
-    "o4-mini": 200_000,
-    # Google
-    "gemini-1.5-pro": 2_097_152,
-    "gemini-1.5-flash": 1_048_576,
-    "gemini-2.0-flash": 1_048_576,
-    "gemini-2.5-pro": 1_048_576,
-    "gemini-2.5-flash": 1_048_576,
-    # Meta: Ollama's names (llama3.1:8b), Hugging Face's and Groq's (Llama-3.1-8B-Instruct)
-    "llama3.1": 131_072,
-    "llama3.2": 131_072,
-    "llama3.3": 131_072,
-    "llama-3.1": 131_072,
-    "llama-3.2": 131_072,
-    "llama-3.3": 131_072,
-    "meta-llama-3.1": 131_072,
-    # Hugging Face
-    "smollm2": 8_192,
-}
+def known_context_window(model: str, windows: Mapping[str, int] | None = None) -> int | None:
+    """The context window the providers declare for a model name, or None.
 
-
-def known_context_window(model: str) -> int | None:
-    """The window :data:`KNOWN_CONTEXT_WINDOWS` gives a model name, or None.
-
-    An organisation or router prefix (``anthropic/``, ``meta-llama/``, ``models/``) is
-    ignored.
+    Each provider module declares its vendor's models' windows
+    (:attr:`Provider.context_windows <spout.providers.Provider.context_windows>`), by the start
+    of their names; they are looked up here all together (a model's window does not depend on
+    who serves it), with ``windows`` added (the serving provider's own, which a provider from
+    another package may declare). The longest matching prefix wins, case ignored; an
+    organisation or router prefix (``anthropic/``, ``meta-llama/``, ``models/``) is ignored.
 
     >>> known_context_window("anthropic/claude-sonnet-4-5")
     200000
     """
+    from .providers._registry import known_context_windows
+
+    table = {**known_context_windows(), **(windows or {})}
     name = model.rsplit("/", 1)[-1].lower()
     best: str | None = None
-    for prefix in KNOWN_CONTEXT_WINDOWS:
+    for prefix in table:
         if name.startswith(prefix) and (best is None or len(prefix) > len(best)):
             best = prefix
-    return KNOWN_CONTEXT_WINDOWS[best] if best is not None else None
+    return table[best] if best is not None else None
 
 
 def context_window(llm: LLM) -> int | None:
-    """The model's context window in tokens: as its provider declares it
-    (:attr:`ModelCapability.CONTEXT_WINDOW`), else from :data:`KNOWN_CONTEXT_WINDOWS`, else
-    None.
+    """The model's context window in tokens: as its provider declares it for this model
+    (:attr:`ModelCapability.CONTEXT_WINDOW`), else as the providers declare it for the
+    model's name (:func:`known_context_window`), else None.
 
     Example::
 
@@ -160,7 +124,7 @@ def context_window(llm: LLM) -> int | None:
     declared = llm.get_capabilities().get(ModelCapability.CONTEXT_WINDOW)
     if isinstance(declared, int) and not isinstance(declared, bool) and declared > 0:
         return declared
-    return known_context_window(llm.model)
+    return known_context_window(llm.model, type(llm.provider).context_windows)
 
 
 def history_budget(window: int, max_tokens: int | None = None) -> int:

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import importlib
-import importlib.metadata
 import inspect
 import os
 import time
@@ -39,29 +37,10 @@ from ._tool_loop import Approve, AsyncToolStream, ToolStream, tool_table
 from ._validate import validate_call
 from ._watch import Watch, take_watch
 from .providers._base import Call, NamedToolChoice, Provider, text_token_counter
+from .providers._registry import is_provider, provider_class
 from .tools import Tool, as_tool
 
 __all__ = ["LLM", "create_llm", "parse_model_string"]
-
-# name -> (module, class), imported on first use so `import spout` stays light.
-_PROVIDERS: dict[str, tuple[str, str]] = {
-    "anthropic": ("spout.providers.anthropic", "AnthropicProvider"),
-    "gemini": ("spout.providers.gemini", "GeminiProvider"),
-    "huggingface": ("spout.providers.huggingface", "HuggingFaceProvider"),
-    "local": ("spout.providers.local", "LocalProvider"),
-    "ollama": ("spout.providers.ollama", "OllamaProvider"),
-    "openai": ("spout.providers.openai", "OpenAIProvider"),
-    "openai_responses": ("spout.providers.openai_responses", "OpenAIResponsesProvider"),
-    # OpenAI-compatible services and servers: profiles of the one chat adapter.
-    "openrouter": ("spout.providers.profiles", "OpenRouterProvider"),
-    "vllm": ("spout.providers.profiles", "VLLMProvider"),
-    "llamacpp": ("spout.providers.profiles", "LlamaCppProvider"),
-    "lmstudio": ("spout.providers.profiles", "LMStudioProvider"),
-    "together": ("spout.providers.profiles", "TogetherProvider"),
-    "groq": ("spout.providers.profiles", "GroqProvider"),
-    "deepseek": ("spout.providers.profiles", "DeepSeekProvider"),
-    "transformers": ("spout.providers.transformers", "TransformersProvider"),
-}
 
 #: Generation settings, in spout's names; every provider translates them.
 GENERATION_PARAMS = ("temperature", "max_tokens", "top_p", "stop", "seed")
@@ -231,51 +210,6 @@ def route(model: str) -> tuple[str, str] | None:
     return None
 
 
-#: The entry-point group a package declares providers in: ``name = "module:Class"``.
-ENTRY_POINT_GROUP = "spout.providers"
-
-
-def _plugins() -> dict[str, importlib.metadata.EntryPoint]:
-    """Providers that installed packages declare, by name (read anew: a package installed
-    while the process runs is found too; only names not built in are looked up here)."""
-    found: dict[str, importlib.metadata.EntryPoint] = {}
-    for entry in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
-        found.setdefault(entry.name.strip().lower(), entry)
-    return found
-
-
-def is_provider(name: str) -> bool:
-    """Whether ``name`` is a provider: spout's own or an installed package's."""
-    return name in _PROVIDERS or name in _plugins()
-
-
-def _provider_class(name: str) -> type[Provider]:
-    """The class for a provider name: spout's own first (a package cannot take over a
-    built-in name), then the ``spout.providers`` entry points of installed packages."""
-    if name in _PROVIDERS:
-        module_name, class_name = _PROVIDERS[name]
-        cls: type[Provider] = getattr(importlib.import_module(module_name), class_name)
-        return cls
-    plugins = _plugins()
-    entry = plugins.get(name)
-    if entry is None:
-        known = ", ".join(sorted({*_PROVIDERS, *plugins}))
-        raise ConfigurationError(f"unknown provider {name!r}; known providers: {known}")
-    where = entry.dist.name if entry.dist is not None else entry.value
-    try:
-        loaded = entry.load()
-    except Exception as exc:
-        raise ConfigurationError(
-            f"provider {name!r} (from {where}) could not be loaded: {type(exc).__name__}: {exc}"
-        ) from exc
-    if not (isinstance(loaded, type) and issubclass(loaded, Provider)):
-        raise ConfigurationError(
-            f"provider {name!r} (from {where}) is {entry.value}, which is not a subclass of "
-            "spout.providers.Provider"
-        )
-    return loaded
-
-
 def create_llm(provider: str | None = None, *, model: str | None = None, **config: Any) -> LLM:
     """An LLM for a provider and model; with no arguments, the bundled local model.
 
@@ -305,7 +239,7 @@ def create_llm(provider: str | None = None, *, model: str | None = None, **confi
         provider, model = routed
     name, routed_model = parse_model_string(provider or "local")
     model = model or routed_model
-    cls = _provider_class(name)
+    cls = provider_class(name)
     # A provider that speaks more than one wire API picks the class for `api=` (and may infer
     # it from the rest of the config): OpenAI chat or responses, TGI native or chat.
     api = config.pop("api", None)

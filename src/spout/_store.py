@@ -34,11 +34,11 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
 from typing import Any, Literal
 
 import orjson
 
+from ._closing import Closing
 from ._errors import ConversationNotFoundError, StoreError
 from ._export import EXPORT_FORMAT, EXPORT_VERSION, clean_title, parse_json, to_json, to_markdown
 from ._turn import Turn
@@ -162,7 +162,7 @@ class Conversation:
     system_prompt: str | None
 
 
-class Store:
+class Store(Closing):
     """The conversations in one SQLite file; safe to share between threads and processes.
 
     ``path`` defaults to :func:`default_path`; its directory is made if missing and the
@@ -477,17 +477,6 @@ class Store:
             connection, self._connection = self._connection, None
         if connection is not None:
             connection.close()
-
-    def __enter__(self) -> Store:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def __repr__(self) -> str:
         return f"Store({str(self.path)!r})"

@@ -5,16 +5,13 @@ from __future__ import annotations
 import contextlib
 import weakref
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Generator, Iterator
-from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from ._errors import SpoutError
-from ._events import Event, TextDelta
-from ._response import Accumulator, Response
-from ._stats import StreamStats
+from ._events import Event
+from ._response import Accumulator
+from ._stream_base import AsyncStreamBase, SyncStreamBase, partial_on_error
 
 if TYPE_CHECKING:
-    from ._tee import AsyncFanout, AsyncStreamReader, Fanout, StreamReader
     from ._watch import Watch
 
 __all__ = ["AsyncStream", "Stream"]
@@ -24,7 +21,7 @@ SyncSource = tuple[Iterator[Event], Callable[[], None]]
 AsyncSource = tuple[AsyncIterator[Event], Callable[[], Awaitable[None]]]
 
 
-class Stream:
+class Stream(SyncStreamBase[str]):
     """A response being streamed: iterate it for text, or :meth:`events` for typed events.
 
     Example::
@@ -50,8 +47,7 @@ class Stream:
         # while the stream is, as in ``for chunk in create_llm().generate_stream(...)``.
         self._owner = owner
         events, self._release = source
-        self._accumulator = accumulator
-        self._closed = False
+        self._accumulator = self._tally = accumulator
         # The pump must not refer back to the Stream: a cycle would delay collection, and an
         # abandoned stream must close its connection as soon as nothing refers to it.
         self._ended = _Flag()
@@ -68,46 +64,6 @@ class Stream:
             from ._watch import watch_sync
 
             self._pump = watch_sync(self._pump, watch, accumulator.response, reader)
-        self._fanout: weakref.ref[Fanout] | None = None
-        self._read = False
-
-    def __iter__(self) -> Iterator[str]:
-        """The text, chunk by chunk as it arrives (a refusal is not text: see :meth:`events`)."""
-        return self._texts()
-
-    def _texts(self) -> Generator[str, None, None]:
-        self._check_whole()
-        done = False
-        try:
-            for event in self._pump:
-                if type(event) is TextDelta:
-                    yield event.text
-            done = True
-        except SpoutError:
-            if not self._closed:
-                raise
-            done = True  # closed from another thread: the read it woke ends here, quietly
-        finally:
-            if not done:
-                self.close()
-
-    def events(self) -> Iterator[Event]:
-        """The typed events: text, reasoning, a refusal, tool-call deltas, usage, finish."""
-        return self._events()
-
-    def _events(self) -> Generator[Event, None, None]:
-        self._check_whole()
-        done = False
-        try:
-            yield from self._pump
-            done = True
-        except SpoutError:
-            if not self._closed:
-                raise
-            done = True  # closed from another thread
-        finally:
-            if not done:
-                self.close()
 
     def partial_objects(self) -> Iterator[Any]:
         """With ``response_format``: the answer's JSON as it streams, progressively completed.
@@ -130,74 +86,6 @@ class Stream:
         return partial_objects(self)
 
     @property
-    def text(self) -> str:
-        """The text received so far."""
-        return self._accumulator.text
-
-    @property
-    def snapshot(self) -> Response:
-        """The response as it stands now, without reading further."""
-        return self._accumulator.response()
-
-    @property
-    def response(self) -> Response:
-        """The final response, reading the rest of the stream first if it is still open."""
-        fanout = self._fanout() if self._fanout is not None else None
-        if fanout is not None:
-            fanout.drain()  # read on behalf of the readers, who still get every event
-        elif not self._closed:
-            for _ in self._pump:
-                pass
-        return self._accumulator.response()
-
-    @property
-    def stats(self) -> StreamStats:
-        """Live numbers: time to first token, elapsed, chunks, characters, output tokens
-        (the provider's once reported, an estimate until then), tokens per second."""
-        return self._accumulator.stats()
-
-    def tee(self, n: int = 2, *, max_lag: int = 10_000) -> tuple[StreamReader, ...]:
-        """``n`` independent readers of this stream, each from the first event.
-
-        Read the readers, not the stream, from then on. Memory is bounded: a reader more
-        than ``max_lag`` events behind the reader in front is dropped, and its next read
-        raises :class:`StreamError`. Closing the last reader closes the stream.
-
-        Example::
-
-            display, log = llm.generate_stream("hi").tee(2)
-        """
-        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-            raise ValueError(f"n must be a positive int, not {n!r}")
-        fanout = self._split()
-        return tuple(fanout.reader(max_lag) for _ in range(n))
-
-    def subscribe(self, *, max_lag: int = 10_000) -> StreamReader:
-        """One more independent reader of this stream, from the first event (see :meth:`tee`)."""
-        return self._split().reader(max_lag)
-
-    def _split(self) -> Fanout:
-        fanout = self._fanout() if self._fanout is not None else None
-        if fanout is None:
-            if self._fanout is not None or self._read:
-                raise RuntimeError(
-                    "tee() and subscribe() come before the stream is read: the readers each "
-                    "start from the first event"
-                )
-            from ._tee import Fanout
-
-            fanout = Fanout(self._pump, self.close, self._accumulator.response)
-            self._fanout = weakref.ref(fanout)
-        return fanout
-
-    def _check_whole(self) -> None:
-        self._read = True
-        if self._fanout is not None:
-            raise RuntimeError(
-                "this stream was split by tee() or subscribe(): read it through its readers"
-            )
-
-    @property
     def closed(self) -> bool:
         """Whether the stream ended or was closed."""
         return self._closed or self._ended.set
@@ -218,24 +106,9 @@ class Stream:
                 return
             self._release()
 
-    def __enter__(self) -> Stream:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
     def __del__(self) -> None:
         with contextlib.suppress(Exception):
             self.close()
-
-    def __repr__(self) -> str:
-        state = "closed" if self._closed else "open"
-        return f"<spout.Stream {state} text={self.text[:40]!r}>"
 
 
 class PendingAsyncStream:
@@ -269,7 +142,7 @@ class PendingAsyncStream:
         return f"<PendingAsyncStream {self.stream!r}>"
 
 
-class AsyncStream:
+class AsyncStream(AsyncStreamBase[str]):
     """A response being streamed asynchronously: ``async for`` gives text chunks.
 
     Example::
@@ -293,13 +166,10 @@ class AsyncStream:
     ) -> None:
         self._owner = owner
         self._watch = watch
-        self._fanout: AsyncFanout | None = None
         self._opener: Callable[[], Awaitable[AsyncSource]] | None = opener
-        self._source: AsyncIterator[Event] | None = None
         self._release: Callable[[], Awaitable[None]] | None = None
-        self._accumulator = accumulator
-        self._closed = False
-        self._pump: AsyncGenerator[Event, None] | None = None
+        self._accumulator = self._tally = accumulator
+        self._pump = None
         self._ended = _Flag()
         self._finalizer: weakref.finalize[Any, Any] | None = None
 
@@ -327,57 +197,11 @@ class AsyncStream:
             )
         return self
 
-    async def _started_pump(self) -> AsyncGenerator[Event, None]:
+    async def _started(self) -> AsyncIterator[Event]:
         await self.start()
         if self._pump is None:
             return _closed_apump()
         return self._pump
-
-    async def _release_now(self) -> None:
-        release, self._release = self._release, None
-        if release is not None:
-            await release()
-
-    def __aiter__(self) -> AsyncIterator[str]:
-        """The text, chunk by chunk as it arrives (a refusal is not text: see :meth:`events`)."""
-        return self._texts()
-
-    async def _texts(self) -> AsyncGenerator[str, None]:
-        self._check_whole()
-        done = False
-        try:
-            async for event in await self._started_pump():
-                if type(event) is TextDelta:
-                    yield event.text
-            done = True
-        finally:
-            if not done:
-                await self.aclose()
-
-    def events(self) -> AsyncIterator[Event]:
-        """The typed events: text, reasoning, a refusal, tool-call deltas, usage, finish."""
-        return self._events()
-
-    async def _events(self) -> AsyncGenerator[Event, None]:
-        self._check_whole()
-        done = False
-        try:
-            async for event in await self._started_pump():
-                yield event
-            done = True
-        finally:
-            if not done:
-                await self.aclose()
-
-    @property
-    def text(self) -> str:
-        """The text received so far."""
-        return self._accumulator.text
-
-    @property
-    def snapshot(self) -> Response:
-        """The response as it stands now, without reading further."""
-        return self._accumulator.response()
 
     def partial_objects(self) -> AsyncIterator[Any]:
         """With ``response_format``: the answer's JSON as it streams (``async for``).
@@ -389,66 +213,6 @@ class AsyncStream:
 
         return apartial_objects(self)
 
-    async def get_response(self) -> Response:
-        """The final response, reading the rest of the stream first if it is still open."""
-        if self._fanout is not None:
-            await self._fanout.drain()  # read on behalf of the readers
-        elif not self._closed:
-            async for _ in await self._started_pump():
-                pass
-        return self._accumulator.response()
-
-    @property
-    def stats(self) -> StreamStats:
-        """Live numbers, as :attr:`Stream.stats`."""
-        return self._accumulator.stats()
-
-    def tee(self, n: int = 2, *, max_lag: int = 10_000) -> tuple[AsyncStreamReader, ...]:
-        """``n`` independent readers, each from the first event (see :meth:`Stream.tee`).
-
-        Example::
-
-            a, b = llm.agenerate_stream("hi").tee(2)
-            await asyncio.gather(show(a), log(b))
-        """
-        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-            raise ValueError(f"n must be a positive int, not {n!r}")
-        fanout = self._split()
-        return tuple(fanout.reader(max_lag) for _ in range(n))
-
-    def subscribe(self, *, max_lag: int = 10_000) -> AsyncStreamReader:
-        """One more independent reader of this stream, from the first event."""
-        return self._split().reader(max_lag)
-
-    def _split(self) -> AsyncFanout:
-        if self._fanout is None:
-            if self._read:
-                raise RuntimeError(
-                    "tee() and subscribe() come before the stream is read: the readers each "
-                    "start from the first event"
-                )
-            from ._tee import AsyncFanout
-
-            self._fanout = AsyncFanout(self._started_pump, self.aclose, self._accumulator.response)
-        return self._fanout
-
-    _read = False
-
-    def _check_whole(self) -> None:
-        self._read = True
-        if self._fanout is not None:
-            raise RuntimeError(
-                "this stream was split by tee() or subscribe(): read it through its readers"
-            )
-
-    @property
-    def response(self) -> Response:
-        """The response so far; once the stream has ended, the final one.
-
-        To read the rest of an open stream first, ``await stream.get_response()``.
-        """
-        return self._accumulator.response()
-
     @property
     def closed(self) -> bool:
         """Whether the stream ended or was closed."""
@@ -457,28 +221,16 @@ class AsyncStream:
     async def aclose(self) -> None:
         """Stop the stream and release its connection (or its local generation) now."""
         if not self._closed:
-            self._closed = True
             self._opener = None
             if self._finalizer is not None:
                 self._finalizer.detach()
-            if self._pump is not None:
-                await self._pump.aclose()
-            await self._release_now()
+            await super().aclose()
+            release, self._release = self._release, None
+            if release is not None:
+                await release()
 
     async def __aenter__(self) -> AsyncStream:
         return await self.start()
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
-
-    def __repr__(self) -> str:
-        state = "closed" if self._closed else "open"
-        return f"<spout.AsyncStream {state} text={self.text[:40]!r}>"
 
 
 _abandoned: set[Any] = set()  # release tasks of dropped streams, kept until they finish
@@ -514,13 +266,10 @@ def _pump(
 ) -> Generator[Event, None, None]:
     add = accumulator.add
     try:
-        for event in events:
-            add(event)
-            yield event
-    except SpoutError as exc:
-        if exc.partial is None:
-            exc.partial = accumulator.response()
-        raise
+        with partial_on_error(accumulator.response):
+            for event in events:
+                add(event)
+                yield event
     finally:
         ended.set = True
         release()
@@ -534,13 +283,10 @@ async def _apump(
 ) -> AsyncGenerator[Event, None]:
     add = accumulator.add
     try:
-        async for event in events:
-            add(event)
-            yield event
-    except SpoutError as exc:
-        if exc.partial is None:
-            exc.partial = accumulator.response()
-        raise
+        with partial_on_error(accumulator.response):
+            async for event in events:
+                add(event)
+                yield event
     finally:
         ended.set = True
         await release()

@@ -267,83 +267,20 @@ def _is_strict(schema: Any) -> bool:
 
 # -- per provider -------------------------------------------------------------------------------
 
-#: How each provider's wire format asks for structured output, by class (subclasses, such as
-#: the OpenAI-compatible profiles, inherit their parent's). Any other provider is instructed.
-_WIRES: dict[str, str] = {
-    "spout.providers.openai_responses.OpenAIResponsesProvider": "responses",
-    "spout.providers.openai.OpenAIProvider": "openai",
-    "spout.providers.gemini.GeminiProvider": "gemini",
-    "spout.providers.ollama.OllamaProvider": "ollama",
-    "spout.providers.huggingface.HuggingFaceProvider": "tgi",
-    "spout.providers.local.LocalProvider": "local",
-}
-
-
-def wire_kind(provider: Provider) -> str:
-    """How ``provider`` is asked for structured output: its native way, or ``"instruction"``."""
-    for cls in type(provider).__mro__:
-        kind = _WIRES.get(f"{cls.__module__}.{cls.__qualname__}")
-        if kind is not None:
-            return kind
-    return "instruction"
-
 
 def request_for(provider: Provider, call: Call) -> Call:
     """``call`` as ``provider`` should receive it: its ``output_format`` in the provider's
-    own shape (a new Call; the one given is left as it is, for a fallback to reshape)."""
+    own shape (:meth:`Provider.output_shape`), with the format stated in the system prompt
+    where the provider asks for that (a new Call; the one given is left as it is, for a
+    fallback to reshape)."""
     fmt: OutputFormat | None = call.output_format
     if fmt is None:
         return call
-    kind = wire_kind(provider)
-    params = dict(call.params)
-    instruct = fmt.schema is None  # JSON mode: OpenAI requires "JSON" in the messages
-    if kind == "openai":
-        params["response_format"] = fmt.openai_chat()
-    elif kind == "responses":
-        # Responses API: text.format (platform.openai.com/docs/api-reference/responses/create).
-        chat = fmt.openai_chat()
-        text_format = {"type": chat["type"], **chat.get("json_schema", {})}
-        given = params.get("text")
-        params["text"] = (
-            {**given, "format": text_format} if isinstance(given, dict) else {"format": text_format}
-        )
-    elif kind == "gemini":
-        # generationConfig.responseMimeType + responseJsonSchema, which takes JSON Schema as
-        # it is (ai.google.dev/gemini-api/docs/structured-output); Google advises against
-        # repeating the schema in the prompt, so there is no instruction.
-        config: dict[str, Any] = {"responseMimeType": "application/json"}
-        if fmt.schema is not None:
-            config["responseJsonSchema"] = fmt.schema
-        given = params.get("generationConfig")
-        params["generationConfig"] = {**given, **config} if isinstance(given, dict) else config
-        instruct = False
-    elif kind == "ollama":
-        # /api/chat's "format": "json" or a JSON Schema (docs/api.md, "Structured outputs");
-        # Ollama advises also putting the schema in the prompt to ground the model.
-        params["format"] = fmt.schema if fmt.schema is not None else "json"
-        instruct = True
-    elif kind == "tgi":
-        # TGI's guidance: parameters.grammar {"type": "json", "value": schema}
-        # (huggingface.co/docs/text-generation-inference/conceptual/guidance).
-        params["grammar"] = {"type": "json", "value": fmt.schema or {"type": "object"}}
-        instruct = True
-    elif kind == "local":
-        # llama.cpp samples under a GBNF grammar made from the schema, so even a small model
-        # writes valid JSON; the instruction tells it what to put there.
-        params["grammar"] = _gbnf(fmt)
-        instruct = True
-    else:
-        instruct = True
-    messages = with_instruction(call.messages, fmt.instruction()) if instruct else call.messages
-    return dataclasses.replace(call, params=params, messages=messages)
-
-
-def _gbnf(fmt: OutputFormat) -> str:
-    from llama_cpp.llama_grammar import JSON_GBNF, json_schema_to_gbnf
-
-    if fmt.schema is None:
-        return str(JSON_GBNF)
-    return str(json_schema_to_gbnf(json.dumps(fmt.schema)))
+    shape = provider.output_shape(fmt, call.params)
+    messages = (
+        with_instruction(call.messages, fmt.instruction()) if shape.instruct else call.messages
+    )
+    return dataclasses.replace(call, params=shape.params, messages=messages)
 
 
 def with_instruction(messages: list[dict[str, Any]], instruction: str) -> list[dict[str, Any]]:

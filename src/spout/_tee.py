@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import threading
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Generator, Iterator
-from types import TracebackType
 from typing import TYPE_CHECKING
 
+from ._closing import AsyncClosing, Closing, aclosing_early, closing_early
 from ._errors import StreamError
 from ._events import Event, TextDelta
 
@@ -177,58 +177,44 @@ class Fanout:
             self._close()
 
 
-class StreamReader:
+class _Reader:
+    """One reader's place in a fan-out; the sync and async readers add how they read."""
+
+    def __init__(self, fanout: Fanout | AsyncFanout, cursor: _Cursor) -> None:
+        self._fanout = fanout
+        self._cursor = cursor
+        self._closed = False
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+
+class StreamReader(_Reader, Closing):
     """One reader of a stream split by :meth:`Stream.tee` or :meth:`Stream.subscribe`.
 
     Iterate it for text, or :meth:`events` for typed events, each from the first event. A
     ``for`` loop that stops early closes this reader; closing the last one closes the stream.
     """
 
-    def __init__(self, fanout: Fanout, cursor: _Cursor) -> None:
-        self._fanout = fanout
-        self._cursor = cursor
-        self._closed = False
+    _fanout: Fanout
 
     def __iter__(self) -> Iterator[str]:
-        return self._run(True)  # type: ignore[return-value]
+        return closing_early(_texts(self._events()), self.close)
 
     def events(self) -> Iterator[Event]:
         """Every event of the stream, from the first."""
-        return self._run(False)  # type: ignore[return-value]
+        return closing_early(self._events(), self.close)
 
-    def _run(self, text: bool) -> Generator[str | Event, None, None]:
-        done = False
-        try:
-            while (event := self._fanout.next(self._cursor)) is not None:
-                if not text:
-                    yield event
-                elif type(event) is TextDelta:
-                    yield event.text
-            done = True
-        finally:
-            if not done:
-                self.close()
-
-    @property
-    def closed(self) -> bool:
-        return self._closed
+    def _events(self) -> Generator[Event, None, None]:
+        while (event := self._fanout.next(self._cursor)) is not None:
+            yield event
 
     def close(self) -> None:
         """Stop reading; the last reader to close closes the stream."""
         if not self._closed:
             self._closed = True
             self._fanout.leave(self._cursor)
-
-    def __enter__(self) -> StreamReader:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
 
 class AsyncFanout:
@@ -285,38 +271,22 @@ class AsyncFanout:
             await self._close()
 
 
-class AsyncStreamReader:
+class AsyncStreamReader(_Reader, AsyncClosing):
     """One reader of an async stream split by :meth:`AsyncStream.tee` or ``subscribe()``:
     ``async for`` gives its text, :meth:`events` its typed events, each from the first."""
 
-    def __init__(self, fanout: AsyncFanout, cursor: _Cursor) -> None:
-        self._fanout = fanout
-        self._cursor = cursor
-        self._closed = False
+    _fanout: AsyncFanout
 
     def __aiter__(self) -> AsyncIterator[str]:
-        return self._run(True)  # type: ignore[return-value]
+        return aclosing_early(_atexts(self._events()), self.aclose)
 
     def events(self) -> AsyncIterator[Event]:
         """Every event of the stream, from the first."""
-        return self._run(False)  # type: ignore[return-value]
+        return aclosing_early(self._events(), self.aclose)
 
-    async def _run(self, text: bool) -> AsyncGenerator[str | Event, None]:
-        done = False
-        try:
-            while (event := await self._fanout.next(self._cursor)) is not None:
-                if not text:
-                    yield event
-                elif type(event) is TextDelta:
-                    yield event.text
-            done = True
-        finally:
-            if not done:
-                await self.aclose()
-
-    @property
-    def closed(self) -> bool:
-        return self._closed
+    async def _events(self) -> AsyncGenerator[Event, None]:
+        while (event := await self._fanout.next(self._cursor)) is not None:
+            yield event
 
     async def aclose(self) -> None:
         """Stop reading; the last reader to close closes the stream."""
@@ -324,13 +294,14 @@ class AsyncStreamReader:
             self._closed = True
             await self._fanout.leave(self._cursor)
 
-    async def __aenter__(self) -> AsyncStreamReader:
-        return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
+def _texts(events: Iterator[Event]) -> Generator[str, None, None]:
+    for event in events:
+        if type(event) is TextDelta:
+            yield event.text
+
+
+async def _atexts(events: AsyncIterator[Event]) -> AsyncGenerator[str, None]:
+    async for event in events:
+        if type(event) is TextDelta:
+            yield event.text

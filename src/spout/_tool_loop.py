@@ -5,12 +5,17 @@ from __future__ import annotations
 import functools
 import inspect
 import time
-from collections.abc import AsyncGenerator, Awaitable, Callable, Generator, Iterator, Sequence
+from collections.abc import (
+    AsyncGenerator,
+    Awaitable,
+    Callable,
+    Generator,
+    Sequence,
+)
 from dataclasses import replace
-from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
-from ._errors import ConfigurationError, MaxToolRoundsError, SpoutError
+from ._errors import ConfigurationError, MaxToolRoundsError
 from ._events import (
     Event,
     ReasoningDelta,
@@ -22,12 +27,12 @@ from ._events import (
 )
 from ._response import Response, add_usage
 from ._stream import AsyncStream, Stream
+from ._stream_base import AsyncStreamBase, StreamView, SyncStreamBase, partial_on_error
 from .providers._base import Call, text_content
 
 if TYPE_CHECKING:
     import asyncio
 
-    from ._llm import LLM
     from ._stats import StreamStats
     from ._watch import Watch
     from .tools import Tool
@@ -38,35 +43,80 @@ __all__ = ["AsyncToolStream", "ToolStream"]
 Approve = Callable[[ToolCall], "bool | Awaitable[bool]"]
 
 
-class _Rounds:
-    """What the loop has seen so far, over every round: folded into one :class:`Response`.
+_S = TypeVar("_S", Stream, AsyncStream)
+
+
+class _Rounds(Generic[_S]):
+    """The loop's rounds: what each one adds to the conversation, and what the loop has seen
+    so far, folded into one :class:`Response`. The sync and async loops add only the I/O.
 
     Kept apart from the stream objects so the generators that drive a loop never refer back
     to them: a loop that is dropped mid-stream is collected, and closes its connection, at once.
     """
 
-    def __init__(self, llm: LLM, messages: list[dict[str, Any]]) -> None:
-        self.llm = llm
-        self.messages = messages
+    def __init__(
+        self,
+        origin: tuple[str, str],
+        open_round: Callable[[Call], _S],
+        call: Call,
+        tools: dict[str, Tool],
+        max_rounds: int,
+        approve: Approve | None,
+    ) -> None:
+        self.provider, self.model = origin
+        self.open_round: Callable[[Call], _S] = open_round
+        self.call = call
+        self.tools = tools
+        self.max_rounds = max_rounds
+        self.approve = approve
+        self.messages = list(call.messages)
         self.rounds: list[Response] = []
         self.tool_calls: list[ToolCall] = []
-        self.text: list[str] = []
+        self.texts: list[str] = []
         self.reasoning: list[str] = []
         self.refusal: list[str] = []
-        self.current: Stream | AsyncStream | None = None
+        self.current: _S | None = None
         self.started_at = time.perf_counter()
 
     def add(self, event: Event) -> None:
         if type(event) is TextDelta:
-            self.text.append(event.text)
+            self.texts.append(event.text)
         elif type(event) is ReasoningDelta and event.text:
             self.reasoning.append(event.text)
         elif type(event) is RefusalDelta:
             self.refusal.append(event.text)
 
-    def end_round(self, response: Response) -> None:
+    @property
+    def text(self) -> str:
+        return "".join(self.texts)
+
+    def stats(self) -> StreamStats:
+        stats = self.response().stats
+        assert stats is not None
+        return stats
+
+    def current_round(self) -> Response | None:
+        return None if self.current is None else self.current.snapshot
+
+    def end_round(self, response: Response) -> bool:
+        """Keep a round that ended; True when the loop goes on to run its tool calls."""
         self.rounds.append(response)
         self.current = None
+        if response.tool_calls and len(self.rounds) >= self.max_rounds:
+            raise self.max_rounds_error()
+        self.messages.append(assistant_message(response))
+        return bool(response.tool_calls)
+
+    def ran(self, result: ToolResult) -> None:
+        self.tool_calls.append(result.tool_call)
+
+    def send_back(self, result: ToolResult) -> None:
+        self.messages.append(_tool_message(result.tool_call, result.content))
+
+    def next_call(self) -> Call:
+        # tool_choice holds for the first round only: a forced call ("required", or a
+        # named tool) kept would make the model call tools forever and never answer.
+        return replace(self.call, messages=list(self.messages), tool_choice=None)
 
     def response(self) -> Response:
         rounds = list(self.rounds)
@@ -77,37 +127,34 @@ class _Rounds:
         last = rounds[-1] if rounds else None
         duration = time.perf_counter() - self.started_at
         return Response(
-            text="".join(self.text),
+            text=self.text,
             reasoning="".join(self.reasoning),
             reasoning_signature=last.reasoning_signature if last else None,
             tool_calls=calls,
             usage=_sum_usage([r.usage for r in rounds]),
             finish_reason=last.finish_reason if last else None,
             raw_finish_reason=last.raw_finish_reason if last else None,
-            model=last.model if last else self.llm.model,
+            model=last.model if last else self.model,
             id=last.id if last else None,
             # The first round's request went out as the loop began: its first token is the
             # loop's.
             time_to_first_token=rounds[0].time_to_first_token if rounds else None,
             duration=duration,
-            provider=self.llm.provider_name,
+            provider=self.provider,
             stats=_loop_stats(rounds, duration),
             parsed=last.parsed if last else None,  # with response_format: the final answer's
             refusal="".join(self.refusal) if self.refusal else None,
         )
 
-    def assistant_message(self, response: Response) -> dict[str, Any]:
-        return assistant_message(response)
-
-    def max_rounds_error(self, max_rounds: int) -> MaxToolRoundsError:
+    def max_rounds_error(self) -> MaxToolRoundsError:
+        max_rounds = self.max_rounds
         error = MaxToolRoundsError(
             f"the model still called tools after max_rounds={max_rounds} rounds; "
             "its last calls were not run (they are on .partial.tool_calls). Raise max_rounds, "
             "or ask for an answer without tools",
             rounds=max_rounds,
         )
-        error.partial = self.response()
-        return error
+        return error  # its partial, every round so far, is set as it leaves the loop
 
 
 def assistant_message(response: Response) -> dict[str, Any]:
@@ -189,6 +236,17 @@ def _refusal(call: ToolCall, tools: dict[str, Tool]) -> str | None:
     return None
 
 
+def _refused(call: ToolCall, tools: dict[str, Tool]) -> ToolResult | None:
+    """The error result of a call that cannot run as it stands, or None when it can."""
+    refusal = _refusal(call, tools)
+    return None if refusal is None else _finished(call, error=refusal)
+
+
+def _unapproved(call: ToolCall, verdict: object) -> ToolResult | None:
+    """The error result of a call ``approve`` vetoed, or None when it may run."""
+    return None if verdict else _finished(call, error="the call was not approved")
+
+
 def _finished(call: ToolCall, result: Any = None, error: str | None = None) -> ToolResult:
     if error is not None:
         ran = replace(call, result=None, error=error)
@@ -201,78 +259,107 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
+class _LoopView(StreamView):
+    """What the sync and async tool loops share besides a stream's: how one starts, and
+    the conversation it makes. Each adds :meth:`_start`, the loop over its rounds."""
+
+    _rounds: _Rounds[Any]
+    _pump: Any
+
+    def __init__(
+        self,
+        open_round: Callable[[Call], Any],
+        call: Call,
+        tools: dict[str, Tool],
+        max_rounds: int,
+        approve: Approve | None,
+        watch: Watch | None = None,
+        *,
+        origin: tuple[str, str],
+    ) -> None:
+        rounds = _Rounds(origin, open_round, call, tools, max_rounds, approve)
+        self._tally = self._rounds = rounds
+        self._pump = self._start(rounds, watch)
+
+    def _start(self, rounds: _Rounds[Any], watch: Watch | None) -> Any:
+        raise NotImplementedError
+
+    @property
+    def messages(self) -> list[dict[str, Any]]:
+        """The conversation so far: what was sent, the model's turns, and the tool results.
+
+        Pass it as ``messages=`` to continue the conversation.
+        """
+        return self._rounds.messages
+
+    @property
+    def rounds(self) -> list[Response]:
+        """The response of each round that ended, in order."""
+        return list(self._rounds.rounds)
+
+    @property
+    def current_round(self) -> Response | None:
+        """The round streaming now as it stands, or None between rounds and at the end."""
+        return self._rounds.current_round()
+
+    def _label(self) -> str:
+        return f"rounds={len(self._rounds.rounds)}"
+
+
 # -- sync -------------------------------------------------------------------------------------
 
 
+def _sync_verdict(verdict: bool | Awaitable[bool]) -> bool:
+    if inspect.isawaitable(verdict):
+        if inspect.iscoroutine(verdict):
+            verdict.close()  # never awaited: say so here, not in a RuntimeWarning
+        raise ConfigurationError(
+            "approve= returned an awaitable in the sync tool loop: pass a plain function, "
+            "or use agenerate_stream_with_tools"
+        )
+    return verdict
+
+
 def _run_sync(call: ToolCall, tools: dict[str, Tool], approve: Approve | None) -> ToolResult:
-    refusal = _refusal(call, tools)
-    if refusal is not None:
-        return _finished(call, error=refusal)
-    if approve is not None:
-        verdict = approve(call)
-        if inspect.isawaitable(verdict):
-            if inspect.iscoroutine(verdict):
-                verdict.close()  # never awaited: say so here, not in a RuntimeWarning
-            raise ConfigurationError(
-                "approve= returned an awaitable in the sync tool loop: pass a plain function, "
-                "or use agenerate_stream_with_tools"
-            )
-        if not verdict:
-            return _finished(call, error="the call was not approved")
+    refused = _refused(call, tools)
+    if refused is None and approve is not None:
+        refused = _unapproved(call, _sync_verdict(approve(call)))
+    if refused is not None:
+        return refused
     try:
         return _finished(call, result=tools[call.name].run(call.arguments))
     except Exception as exc:
         return _finished(call, error=_describe(exc))
 
 
-def _sync_loop(
-    state: _Rounds,
-    call: Call,
-    first: Stream,
-    tools: dict[str, Tool],
-    max_rounds: int,
-    approve: Approve | None,
-) -> Generator[Event, None, None]:
-    llm = state.llm
+def _sync_loop(rounds: _Rounds[Stream], first: Stream) -> Generator[Event, None, None]:
     stream: Stream | None = first
-    round_number = 1
     try:
-        while True:
-            assert stream is not None
-            state.current = stream
-            for event in stream.events():
-                state.add(event)
-                yield event
-            response = stream.response
-            state.end_round(response)
-            if not response.tool_calls:
-                state.messages.append(state.assistant_message(response))
-                return
-            if round_number >= max_rounds:
-                raise state.max_rounds_error(max_rounds)
-            state.messages.append(state.assistant_message(response))
-            for tool_call in response.tool_calls:
-                result = _run_sync(tool_call, tools, approve)
-                state.tool_calls.append(result.tool_call)
-                state.messages.append(_tool_message(result.tool_call, result.content))
-                yield result
-            round_number += 1
-            # tool_choice holds for the first round only: a forced call ("required", or a
-            # named tool) kept would make the model call tools forever and never answer.
-            next_call = replace(call, messages=list(state.messages), tool_choice=None)
-            stream = None
-            stream = llm._open_round(next_call)
-    except SpoutError as exc:
-        if not isinstance(exc, MaxToolRoundsError):
-            exc.partial = state.response()
-        raise
+        # An error carries every round so far, not only the round it cut.
+        with partial_on_error(rounds.response, replace=True):
+            while True:
+                assert stream is not None
+                rounds.current = stream
+                for event in stream.events():
+                    rounds.add(event)
+                    yield event
+                response = stream.response
+                if not rounds.end_round(response):
+                    return
+                for tool_call in response.tool_calls:
+                    result = _run_sync(tool_call, rounds.tools, rounds.approve)
+                    rounds.ran(result)
+                    rounds.send_back(result)
+                    yield result
+                stream = None
+                stream = rounds.open_round(rounds.next_call())
     finally:
-        current = state.current
-        if current is not None and isinstance(current, Stream):
+        current = rounds.current
+        if current is not None:
             current.close()
 
 
-class ToolStream:
+class ToolStream(_LoopView, SyncStreamBase[str | ToolCall]):
     """A conversation with tools, streamed: text chunks and each tool call once it ran.
 
     Made by :meth:`LLM.generate_stream_with_tools`. Iterating gives ``str`` text chunks and
@@ -291,192 +378,71 @@ class ToolStream:
     and the loop at once; :attr:`response` then holds what arrived.
     """
 
-    def __init__(
-        self,
-        llm: LLM,
-        call: Call,
-        tools: dict[str, Tool],
-        max_rounds: int,
-        approve: Approve | None,
-        watch: Watch | None = None,
-    ) -> None:
-        self._state = _Rounds(llm, list(call.messages))
+    def _start(self, rounds: _Rounds[Stream], watch: Watch | None) -> Generator[Event, None, None]:
         # The first request goes out now, as generate_stream's does: errors raise here.
-        first = llm._open_round(call)
-        self._state.current = first
-        self._pump = _sync_loop(self._state, call, first, tools, max_rounds, approve)
-        if watch is not None:  # shaping and callbacks over every round
-            from ._watch import watch_sync
+        rounds.current = first = rounds.open_round(rounds.call)
+        if watch is None:
+            return _sync_loop(rounds, first)
+        from ._watch import watch_sync  # shaping and callbacks over every round
 
-            self._pump = watch_sync(self._pump, watch, self._state.response)
-        self._closed = False
-
-    def __iter__(self) -> Iterator[str | ToolCall]:
-        return self._items()
-
-    def _items(self) -> Generator[str | ToolCall, None, None]:
-        done = False
-        try:
-            for event in self._pump:
-                if type(event) is TextDelta:
-                    yield event.text
-                elif type(event) is ToolResult:
-                    yield event.tool_call
-            done = True
-        finally:
-            if not done:
-                self.close()
-
-    def events(self) -> Iterator[Event]:
-        """Every event of every round, with a :class:`ToolResult` after each call ran."""
-        return self._events()
-
-    def _events(self) -> Generator[Event, None, None]:
-        done = False
-        try:
-            yield from self._pump
-            done = True
-        finally:
-            if not done:
-                self.close()
-
-    @property
-    def text(self) -> str:
-        """The text of every round so far."""
-        return "".join(self._state.text)
-
-    @property
-    def messages(self) -> list[dict[str, Any]]:
-        """The conversation so far: what was sent, the model's turns, and the tool results.
-
-        Pass it as ``messages=`` to continue the conversation.
-        """
-        return self._state.messages
-
-    @property
-    def rounds(self) -> list[Response]:
-        """The response of each round that ended, in order."""
-        return list(self._state.rounds)
-
-    @property
-    def snapshot(self) -> Response:
-        """Every round so far as one response, without reading further."""
-        return self._state.response()
-
-    @property
-    def stats(self) -> StreamStats:
-        """Live numbers over every round so far (see :attr:`Stream.stats`)."""
-        stats = self._state.response().stats
-        assert stats is not None
-        return stats
-
-    @property
-    def response(self) -> Response:
-        """Every round as one response: all rounds' text and tool calls, usage summed.
-
-        Reads the rest of the loop first if it is still going.
-        """
-        if not self._closed:
-            for _ in self._pump:
-                pass
-        return self._state.response()
-
-    def close(self) -> None:
-        """Stop the model and the loop now."""
-        if not self._closed:
-            self._closed = True
-            self._pump.close()
-
-    def __enter__(self) -> ToolStream:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
-    def __repr__(self) -> str:
-        return f"<spout.ToolStream rounds={len(self._state.rounds)} text={self.text[:40]!r}>"
+        return watch_sync(_sync_loop(rounds, first), watch, rounds.response)
 
 
 # -- async ------------------------------------------------------------------------------------
 
 
 async def _run_async(call: ToolCall, tools: dict[str, Tool], approve: Approve | None) -> ToolResult:
-    refusal = _refusal(call, tools)
-    if refusal is not None:
-        return _finished(call, error=refusal)
-    if approve is not None:
+    refused = _refused(call, tools)
+    if refused is None and approve is not None:
         verdict = approve(call)
-        if inspect.isawaitable(verdict):
-            verdict = await verdict
-        if not verdict:
-            return _finished(call, error="the call was not approved")
+        refused = _unapproved(call, await verdict if inspect.isawaitable(verdict) else verdict)
+    if refused is not None:
+        return refused
     try:
         return _finished(call, result=await tools[call.name].arun(call.arguments))
     except Exception as exc:
         return _finished(call, error=_describe(exc))
 
 
-async def _async_loop(
-    state: _Rounds,
-    call: Call,
-    tools: dict[str, Tool],
-    max_rounds: int,
-    approve: Approve | None,
-) -> AsyncGenerator[Event, None]:
+async def _async_loop(rounds: _Rounds[AsyncStream]) -> AsyncGenerator[Event, None]:
     import asyncio  # on first use: `import spout` stays light
 
-    llm = state.llm
-    round_call = call
-    round_number = 1
+    round_call = rounds.call
     pending: list[asyncio.Task[ToolResult]] = []
     try:
-        while True:
-            stream = llm._aopen_round(round_call)
-            state.current = stream
-            async for event in stream.events():
-                state.add(event)
-                yield event
-            response = await stream.get_response()
-            state.end_round(response)
-            if not response.tool_calls:
-                state.messages.append(state.assistant_message(response))
-                return
-            if round_number >= max_rounds:
-                raise state.max_rounds_error(max_rounds)
-            state.messages.append(state.assistant_message(response))
-            # The calls of one turn are independent: run them together, report each as it
-            # finishes, and send the results back in the order the model made the calls.
-            pending = [
-                asyncio.ensure_future(_run_async(c, tools, approve)) for c in response.tool_calls
-            ]
-            for finished in asyncio.as_completed(pending):
-                result = await finished
-                state.tool_calls.append(result.tool_call)
-                yield result
-            for task in pending:
-                result = task.result()
-                state.messages.append(_tool_message(result.tool_call, result.content))
-            pending = []
-            round_number += 1
-            round_call = replace(call, messages=list(state.messages), tool_choice=None)
-    except SpoutError as exc:
-        if not isinstance(exc, MaxToolRoundsError):
-            exc.partial = state.response()
-        raise
+        with partial_on_error(rounds.response, replace=True):
+            while True:
+                stream = rounds.open_round(round_call)
+                rounds.current = stream
+                async for event in stream.events():
+                    rounds.add(event)
+                    yield event
+                response = await stream.get_response()
+                if not rounds.end_round(response):
+                    return
+                # The calls of one turn are independent: run them together, report each as
+                # it finishes, and send the results back in the order the model made them.
+                pending = [
+                    asyncio.ensure_future(_run_async(c, rounds.tools, rounds.approve))
+                    for c in response.tool_calls
+                ]
+                for finished in asyncio.as_completed(pending):
+                    result = await finished
+                    rounds.ran(result)
+                    yield result
+                for task in pending:
+                    rounds.send_back(task.result())
+                pending = []
+                round_call = rounds.next_call()
     finally:
         for task in pending:
             task.cancel()
-        current = state.current
-        if current is not None and isinstance(current, AsyncStream):
+        current = rounds.current
+        if current is not None:
             await current.aclose()
 
 
-class AsyncToolStream:
+class AsyncToolStream(_LoopView, AsyncStreamBase[str | ToolCall]):
     """The async tool loop: ``async for`` gives text chunks and each :class:`ToolCall` run.
 
     Made by :meth:`LLM.agenerate_stream_with_tools`. The calls of one turn run concurrently
@@ -488,108 +454,14 @@ class AsyncToolStream:
             print(item if isinstance(item, str) else f"[{item.name} -> {item.result}]")
     """
 
-    def __init__(
-        self,
-        llm: LLM,
-        call: Call,
-        tools: dict[str, Tool],
-        max_rounds: int,
-        approve: Approve | None,
-        watch: Watch | None = None,
-    ) -> None:
-        self._state = _Rounds(llm, list(call.messages))
-        self._pump = _async_loop(self._state, call, tools, max_rounds, approve)
-        if watch is not None:  # shaping and callbacks over every round
-            from ._watch import watch_async
+    def _start(
+        self, rounds: _Rounds[AsyncStream], watch: Watch | None
+    ) -> AsyncGenerator[Event, None]:
+        if watch is None:
+            return _async_loop(rounds)
+        from ._watch import watch_async  # shaping and callbacks over every round
 
-            self._pump = watch_async(self._pump, watch, self._state.response)
-        self._closed = False
-
-    def __aiter__(self) -> AsyncGenerator[str | ToolCall, None]:
-        return self._items()
-
-    async def _items(self) -> AsyncGenerator[str | ToolCall, None]:
-        done = False
-        try:
-            async for event in self._pump:
-                if type(event) is TextDelta:
-                    yield event.text
-                elif type(event) is ToolResult:
-                    yield event.tool_call
-            done = True
-        finally:
-            if not done:
-                await self.aclose()
-
-    def events(self) -> AsyncGenerator[Event, None]:
-        """Every event of every round, with a :class:`ToolResult` after each call ran."""
-        return self._events()
-
-    async def _events(self) -> AsyncGenerator[Event, None]:
-        done = False
-        try:
-            async for event in self._pump:
-                yield event
-            done = True
-        finally:
-            if not done:
-                await self.aclose()
-
-    @property
-    def text(self) -> str:
-        return "".join(self._state.text)
-
-    @property
-    def messages(self) -> list[dict[str, Any]]:
-        """The conversation so far, to pass as ``messages=`` and go on."""
-        return self._state.messages
-
-    @property
-    def rounds(self) -> list[Response]:
-        return list(self._state.rounds)
-
-    @property
-    def snapshot(self) -> Response:
-        return self._state.response()
-
-    @property
-    def stats(self) -> StreamStats:
-        """Live numbers over every round so far (see :attr:`Stream.stats`)."""
-        stats = self._state.response().stats
-        assert stats is not None
-        return stats
-
-    @property
-    def response(self) -> Response:
-        """Every round so far as one response; ``await get_response()`` reads to the end."""
-        return self._state.response()
-
-    async def get_response(self) -> Response:
-        """Every round as one response, reading the rest of the loop first."""
-        if not self._closed:
-            async for _ in self._pump:
-                pass
-        return self._state.response()
-
-    async def aclose(self) -> None:
-        """Stop the model and the loop now (tools still running are cancelled)."""
-        if not self._closed:
-            self._closed = True
-            await self._pump.aclose()
-
-    async def __aenter__(self) -> AsyncToolStream:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
-
-    def __repr__(self) -> str:
-        return f"<spout.AsyncToolStream rounds={len(self._state.rounds)} text={self.text[:40]!r}>"
+        return watch_async(_async_loop(rounds), watch, rounds.response)
 
 
 def tool_table(tools: Sequence[Any]) -> dict[str, Tool]:

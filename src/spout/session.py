@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import AsyncGenerator, AsyncIterator, Generator, Iterator, Sequence
-from types import TracebackType
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Generator, Iterator, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, overload
 
+from ._closing import AsyncClosing, Closing
 from ._errors import ConversationNotFoundError, SpoutError, TimeoutError
 from ._events import Usage
 from ._history import for_provider
 from ._response import Response
+from ._stream_base import AsyncStreamBase, StreamView, SyncStreamBase
 from ._tool_loop import AsyncToolStream, ToolStream, assistant_message
 from ._turn import Incomplete, Turn
 
@@ -27,7 +29,7 @@ __all__ = ["AsyncSessionStream", "Session", "SessionStream"]
 _ROLES = ("user", "assistant", "tool")
 
 
-class Session:
+class Session(Closing):
     """A conversation with a model: each call sends the history and keeps the reply.
 
     When a stream ends, its whole turn is kept in :attr:`turns` (and :attr:`messages`): the
@@ -208,6 +210,38 @@ class Session:
         merged.update(params)
         return merged
 
+    def _begin(
+        self, prompt: str | None, params: dict[str, Any]
+    ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+        """(the messages this turn adds, the request's arguments); the pending ones go out."""
+        params = self._call_params(params)
+        new, sending = self._prepare(prompt, params)
+        self._pending.clear()
+        return new, {"messages": sending, "system_prompt": self.system_prompt, **params}
+
+    def _answered(self, new: list[dict[str, Any]], response: Response) -> Response:
+        self._record(new, [assistant_message(response)], response, None, None)
+        return response
+
+    def _open(
+        self,
+        prompt: str | None,
+        params: dict[str, Any],
+        opener: Callable[..., Stream | AsyncStream | ToolStream | AsyncToolStream],
+        tools: Sequence[Any] | None = None,
+    ) -> _Live:
+        """Open a stream of the reply (a tool loop with ``tools``), as the turn being made."""
+        new, request = self._begin(prompt, params)
+        try:
+            inner = opener(**request) if tools is None else opener(**request, tools=tools)
+        except BaseException as exc:
+            self._opening_failed(new, prompt, exc)
+            raise
+        # The tool loop's messages begin with the system prompt it was sent.
+        sent = len(request["messages"]) + (1 if tools is not None and self.system_prompt else 0)
+        self._live = live = _Live(self, new, inner, sent)
+        return live
+
     # -- sync ----------------------------------------------------------------------------------
 
     @overload
@@ -232,23 +266,13 @@ class Session:
         if stream:
             return self.generate_stream(prompt, **params)
         self._settle()
-        params = self._call_params(params)
-        new, sending = self._prepare(prompt, params)
-        self._pending.clear()
+        new, request = self._begin(prompt, params)
         try:
-            response: Response = self.provider.generate(
-                messages=sending, system_prompt=self.system_prompt, **params
-            )
+            response: Response = self.provider.generate(**request)
         except BaseException as exc:
-            if isinstance(exc, (ValueError, TypeError)) and not isinstance(exc, SpoutError):
-                self._unsend(new, prompt)
-                raise
-            partial = exc.partial if isinstance(exc, SpoutError) else None
-            reply = _reply_messages(partial, complete=False)
-            self._record(new, reply, partial, *_why(exc))
+            self._opening_failed(new, prompt, exc)
             raise
-        self._record(new, [assistant_message(response)], response, None, None)
-        return response
+        return self._answered(new, response)
 
     def generate_stream(self, prompt: str | None = None, **params: Any) -> SessionStream:
         """Stream the reply to the history and ``prompt``; the turn is kept when it ends.
@@ -259,19 +283,7 @@ class Session:
                 print(chunk, end="", flush=True)
         """
         self._settle()
-        params = self._call_params(params)
-        new, sending = self._prepare(prompt, params)
-        self._pending.clear()
-        try:
-            inner = self.provider.generate_stream(
-                messages=sending, system_prompt=self.system_prompt, **params
-            )
-        except BaseException as exc:
-            self._opening_failed(new, prompt, exc)
-            raise
-        live = _Live(self, new, inner, len(sending))
-        self._live = live
-        return SessionStream(live)
+        return SessionStream(self._open(prompt, params, self.provider.generate_stream))
 
     def generate_stream_with_tools(
         self, prompt: str | None = None, *, tools: Sequence[Any], **params: Any
@@ -282,41 +294,21 @@ class Session:
         Iterating gives text chunks and each :class:`ToolCall` once it ran.
         """
         self._settle()
-        params = self._call_params(params)
-        new, sending = self._prepare(prompt, params)
-        self._pending.clear()
-        try:
-            inner = self.provider.generate_stream_with_tools(
-                messages=sending, system_prompt=self.system_prompt, tools=tools, **params
-            )
-        except BaseException as exc:
-            self._opening_failed(new, prompt, exc)
-            raise
-        live = _Live(self, new, inner, len(sending) + (1 if self.system_prompt else 0))
-        self._live = live
-        return SessionStream(live)
+        opener = self.provider.generate_stream_with_tools
+        return SessionStream(self._open(prompt, params, opener, tools))
 
     # -- async ---------------------------------------------------------------------------------
 
     async def agenerate(self, prompt: str | None = None, **params: Any) -> Response:
         """:meth:`generate` without blocking the event loop."""
         await self._asettle()
-        params = self._call_params(params)
-        new, sending = self._prepare(prompt, params)
-        self._pending.clear()
+        new, request = self._begin(prompt, params)
         try:
-            response: Response = await self.provider.generate_async(
-                messages=sending, system_prompt=self.system_prompt, **params
-            )
+            response: Response = await self.provider.generate_async(**request)
         except BaseException as exc:
-            if isinstance(exc, (ValueError, TypeError)) and not isinstance(exc, SpoutError):
-                self._unsend(new, prompt)
-                raise
-            partial = exc.partial if isinstance(exc, SpoutError) else None
-            self._record(new, _reply_messages(partial, complete=False), partial, *_why(exc))
+            self._opening_failed(new, prompt, exc)
             raise
-        self._record(new, [assistant_message(response)], response, None, None)
-        return response
+        return self._answered(new, response)
 
     def agenerate_stream(self, prompt: str | None = None, **params: Any) -> AsyncSessionStream:
         """:meth:`generate_stream`, asynchronously: ``async for chunk in ...``.
@@ -324,19 +316,7 @@ class Session:
         The request goes out on first use, as with :meth:`LLM.agenerate_stream`.
         """
         self._settle()
-        params = self._call_params(params)
-        new, sending = self._prepare(prompt, params)
-        self._pending.clear()
-        try:
-            inner = self.provider.agenerate_stream(
-                messages=sending, system_prompt=self.system_prompt, **params
-            )
-        except BaseException as exc:
-            self._opening_failed(new, prompt, exc)
-            raise
-        live = _Live(self, new, inner, len(sending))
-        self._live = live
-        return AsyncSessionStream(live)
+        return AsyncSessionStream(self._open(prompt, params, self.provider.agenerate_stream))
 
     def agenerate_stream_with_tools(
         self, prompt: str | None = None, *, tools: Sequence[Any], **params: Any
@@ -344,19 +324,8 @@ class Session:
         """:meth:`generate_stream_with_tools`, asynchronously; one round's calls run
         concurrently."""
         self._settle()
-        params = self._call_params(params)
-        new, sending = self._prepare(prompt, params)
-        self._pending.clear()
-        try:
-            inner = self.provider.agenerate_stream_with_tools(
-                messages=sending, system_prompt=self.system_prompt, tools=tools, **params
-            )
-        except BaseException as exc:
-            self._opening_failed(new, prompt, exc)
-            raise
-        live = _Live(self, new, inner, len(sending) + (1 if self.system_prompt else 0))
-        self._live = live
-        return AsyncSessionStream(live)
+        opener = self.provider.agenerate_stream_with_tools
+        return AsyncSessionStream(self._open(prompt, params, opener, tools))
 
     # -- keeping turns -------------------------------------------------------------------------
 
@@ -539,17 +508,6 @@ class Session:
             if self._own_llm and self._llm is not None:
                 self._llm.close()
 
-    def __enter__(self) -> Session:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
     def __repr__(self) -> str:
         return (
             f"<spout.Session {self.id} turns={len(self._turns)} "
@@ -560,6 +518,7 @@ class Session:
 # -- streams ----------------------------------------------------------------------------------
 
 
+@dataclass(eq=False)
 class _Live:
     """The turn a stream is making: what it adds, how to read what arrived, and its ending.
 
@@ -567,31 +526,33 @@ class _Live:
     turn is kept, so a stream left open is kept as it stands at the session's next call.
     """
 
-    def __init__(
-        self,
-        session: Session,
-        new: list[dict[str, Any]],
-        inner: Stream | AsyncStream | ToolStream | AsyncToolStream,
-        sent: int,
-    ) -> None:
-        self.session = session
-        self.new = new
-        self.inner = inner
-        self.sent = sent
-        self.done = False
-        #: Whether the stream is used in a ``with`` block, whose exit keeps the turn.
-        self.within = False
+    session: Session
+    new: list[dict[str, Any]]
+    inner: Stream | AsyncStream | ToolStream | AsyncToolStream
+    sent: int
+    done: bool = False
+    #: Whether the stream is used in a ``with`` block, whose exit keeps the turn.
+    within: bool = False
+
+    # What the stream's view shows (see spout._stream_base.Tally): the inner stream's.
+    @property
+    def text(self) -> str:
+        return self.inner.text
+
+    def response(self) -> Response:
+        return self.inner.snapshot
+
+    def stats(self) -> StreamStats:
+        return self.inner.stats
 
     def stop(self) -> None:
         """Stop the model now; the turn is kept later, when the reason is known."""
-        inner = self.inner
-        if isinstance(inner, ToolStream) or _is_sync_stream(inner):
-            inner.close()  # type: ignore[union-attr]
+        if isinstance(self.inner, SyncStreamBase):
+            self.inner.close()
 
     async def astop(self) -> None:
-        inner = self.inner
-        if isinstance(inner, AsyncToolStream) or _is_async_stream(inner):
-            await inner.aclose()  # type: ignore[union-attr]
+        if isinstance(self.inner, AsyncStreamBase):
+            await self.inner.aclose()
 
     def reply(self, complete: bool) -> tuple[list[dict[str, Any]], Response]:
         inner = self.inner
@@ -602,9 +563,9 @@ class _Live:
                 # that was cut: their text is kept, their calls were never run.
                 said = sum(1 for m in messages if m.get("role") == "assistant")
                 unsent = inner.rounds[said:]
-                current = inner._state.current
+                current = inner.current_round
                 if current is not None:
-                    unsent.append(current.snapshot)
+                    unsent.append(current)
                 for partial in unsent:
                     if partial.text or partial.reasoning or partial.refusal is not None:
                         messages.append(_text_only(assistant_message(partial)))
@@ -620,7 +581,7 @@ class _Live:
             self.session._live = None
         inner = self.inner
         if close and incomplete is not None:
-            if isinstance(inner, ToolStream) or _is_sync_stream(inner):
+            if isinstance(inner, SyncStreamBase):
                 self.stop()
             else:
                 _abandon(inner)
@@ -635,18 +596,6 @@ class _Live:
         self.finish(incomplete, error, close=False)
 
 
-def _is_sync_stream(inner: object) -> bool:
-    from ._stream import Stream
-
-    return isinstance(inner, Stream)
-
-
-def _is_async_stream(inner: object) -> bool:
-    from ._stream import AsyncStream
-
-    return isinstance(inner, AsyncStream)
-
-
 def _abandon(inner: object) -> None:
     """An async stream left open, kept from sync code: release it on its own loop."""
     finalizer = getattr(inner, "_finalizer", None)
@@ -654,7 +603,25 @@ def _abandon(inner: object) -> None:
         finalizer()
 
 
-class SessionStream:
+class _SessionStreamBase(StreamView):
+    """What a session's stream shows, sync or async: its reply as it stands, and its turn."""
+
+    def __init__(self, live: _Live) -> None:
+        self._live = self._tally = live
+
+    @property
+    def turn(self) -> Turn | None:
+        """The turn kept for this stream, once it ended (None before)."""
+        if not self._live.done:
+            return None
+        turns = self._live.session._turns
+        return turns[-1] if turns else None
+
+    def _label(self) -> str:
+        return "closed" if self._live.done else "open"
+
+
+class SessionStream(_SessionStreamBase, Closing):
     """A session's reply being streamed: iterate it for text (and, in the tool loop, each
     :class:`ToolCall` once it ran). When it ends or stops, the turn is kept in the session.
 
@@ -665,9 +632,6 @@ class SessionStream:
                 print(chunk, end="")
         print(session.turns[-1].usage)
     """
-
-    def __init__(self, live: _Live) -> None:
-        self._live = live
 
     def __iter__(self) -> Iterator[Any]:
         return self._run(iter(self._live.inner))  # type: ignore[arg-type]
@@ -694,35 +658,12 @@ class SessionStream:
         live.finish(None, None, close=False)
 
     @property
-    def text(self) -> str:
-        """The text so far."""
-        return self._live.inner.text
-
-    @property
-    def snapshot(self) -> Response:
-        """The reply as it stands."""
-        return self._live.inner.snapshot
-
-    @property
-    def stats(self) -> StreamStats:
-        """Live numbers for the reply (see :attr:`Stream.stats`)."""
-        return self._live.inner.stats
-
-    @property
     def response(self) -> Response:
         """The whole reply, reading the rest of the stream first if it is still open."""
         if not self._live.done:
             for _ in self:
                 pass
-        return self._live.inner.snapshot
-
-    @property
-    def turn(self) -> Turn | None:
-        """The turn kept for this stream, once it ended (None before)."""
-        if not self._live.done:
-            return None
-        turns = self._live.session._turns
-        return turns[-1] if turns else None
+        return self.snapshot
 
     def close(self, reason: Incomplete = "closed") -> None:
         """Stop now; what arrived is kept, marked incomplete with ``reason``."""
@@ -732,23 +673,15 @@ class SessionStream:
         self._live.within = True
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def _leave(self, exc: BaseException | None) -> None:
         if exc is not None and not self._live.done:
             self._live.finish(*_why(exc), close=True)
         else:
             self.close()
 
 
-class AsyncSessionStream:
+class AsyncSessionStream(_SessionStreamBase, AsyncClosing):
     """:class:`SessionStream`, asynchronously: ``async for chunk in ...``."""
-
-    def __init__(self, live: _Live) -> None:
-        self._live = live
 
     def __aiter__(self) -> AsyncIterator[Any]:
         return self._run(self._live.inner.__aiter__())  # type: ignore[union-attr]
@@ -772,31 +705,12 @@ class AsyncSessionStream:
             raise
         live.finish(None, None, close=False)
 
-    @property
-    def text(self) -> str:
-        return self._live.inner.text
-
-    @property
-    def snapshot(self) -> Response:
-        return self._live.inner.snapshot
-
-    @property
-    def stats(self) -> StreamStats:
-        return self._live.inner.stats
-
     async def get_response(self) -> Response:
         """The whole reply, reading the rest of the stream first if it is still open."""
         if not self._live.done:
             async for _ in self:
                 pass
-        return self._live.inner.snapshot
-
-    @property
-    def turn(self) -> Turn | None:
-        if not self._live.done:
-            return None
-        turns = self._live.session._turns
-        return turns[-1] if turns else None
+        return self.snapshot
 
     async def aclose(self, reason: Incomplete = "closed") -> None:
         """Stop now; what arrived is kept, marked incomplete with ``reason``."""
@@ -810,12 +724,7 @@ class AsyncSessionStream:
             await start()
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def _aleave(self, exc: BaseException | None) -> None:
         if exc is not None and not self._live.done:
             await self._live.afinish(*_why(exc))
         else:

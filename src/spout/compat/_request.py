@@ -7,14 +7,12 @@ from collections.abc import Mapping
 from typing import Any
 
 from .._errors import ConfigurationError
-from .._llm import LLM, _provider_class, create_llm
+from .._llm import LLM, create_llm
 from .._policy import Timeout as Limits
+from ..providers._registry import provider_class
 from ._messages import _spout_messages
 from ._objects import _mapping, _plain
 from ._route import _route
-
-# Providers that run the model in process, with no endpoint or key.
-_IN_PROCESS = frozenset(("local", "transformers"))
 
 # litellm's own settings (logging, caching, its proxy): never sent to a provider.
 _LITELLM_ONLY = frozenset(
@@ -107,22 +105,14 @@ class _Request:
         self.model: str | None = model
         if self.mock is None:
             self.provider, self.model = _route(model, custom)
-            if self.provider == "openai" and self.model and self.model.startswith("responses/"):
-                # litellm's "openai/responses/<model>": OpenAI's Responses API.
-                self.model = self.model.removeprefix("responses/")
-                config["api"] = "responses"
-            if self.provider in _IN_PROCESS:
-                # A model run in process has no endpoint: litellm ignores such settings too.
-                api_key = base_url = headers = None
             if api_key is not None:
                 config["api_key"] = api_key
             if base_url is not None:
-                if self.provider == "anthropic":
-                    # litellm takes Anthropic's endpoint whole; spout its base, as the SDK does.
-                    base_url = base_url.rstrip("/").removesuffix("/v1/messages")
                 config["base_url"] = base_url
             if headers:
                 config["headers"] = dict(headers)
+            # Where litellm means these otherwise than spout, the provider says how.
+            self.model, config = provider_class(self.provider).litellm_config(self.model, config)
         self.config = config
         if limits is not None:
             given["timeout"] = limits
@@ -139,10 +129,7 @@ class _Request:
     def cache_key(self) -> tuple[Any, ...]:
         """What tells one LLM from another: provider, model, endpoint, key, headers, and the
         environment variables the provider reads them from."""
-        cls = _provider_class(self.provider)
-        names = (*getattr(cls, "base_url_env", ()), *getattr(cls, "api_key_env", ()))
-        if self.provider == "ollama":
-            names = ("OLLAMA_HOST",)
+        names = provider_class(self.provider).env_names()
         env = tuple(os.environ.get(name) for name in names)
         config = tuple(
             sorted(
@@ -157,13 +144,8 @@ class _Request:
 
     def call_params(self, llm: LLM) -> dict[str, Any]:
         """The call's settings in spout's terms, where litellm's differ."""
-        from ..providers.openai import OpenAIProvider
-
-        params = dict(self.params)
-        if "max_completion_tokens" in params and not isinstance(llm.provider, OpenAIProvider):
-            # OpenAI's newer name (its reasoning models take no other): kept for OpenAI-
-            # compatible servers, spout's max_tokens for every other provider.
-            params.setdefault("max_tokens", params.pop("max_completion_tokens"))
+        # What litellm names otherwise than the provider (max_completion_tokens), it maps.
+        params = dict(llm.provider.litellm_params(dict(self.params)))
         response_format = params.get("response_format")
         if isinstance(response_format, Mapping):
             # spout sends response_format in each provider's own terms (docs/structured-output.md);

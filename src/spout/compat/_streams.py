@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Generator, Iterator
-from types import TracebackType
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator
 from typing import Any
 
+from .._closing import AsyncClosing, Closing, aclosing_early, closing_early
 from ._objects import ModelResponseStream
 
 
-class CompletionStream:
+class CompletionStream(Closing):
     """What ``completion(..., stream=True)`` returns: iterate it for :class:`ModelResponseStream`
     chunks (litellm's ``CustomStreamWrapper``).
 
@@ -34,16 +34,7 @@ class CompletionStream:
         self.model = model
 
     def __iter__(self) -> Iterator[ModelResponseStream]:
-        return self._iterate()
-
-    def _iterate(self) -> Generator[ModelResponseStream, None, None]:
-        done = False
-        try:
-            yield from self._chunks
-            done = True
-        finally:
-            if not done:
-                self.close()
+        return closing_early(self._chunks, self.close)
 
     def __next__(self) -> ModelResponseStream:
         return next(self._chunks)
@@ -55,22 +46,11 @@ class CompletionStream:
             close()
         self._close()
 
-    def __enter__(self) -> CompletionStream:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
     def __repr__(self) -> str:
         return f"<spout.compat.CompletionStream model={self.model!r}>"
 
 
-class AsyncCompletionStream:
+class AsyncCompletionStream(AsyncClosing):
     """What ``await acompletion(..., stream=True)`` returns: ``async for`` gives the chunks.
 
     The request was sent before the await returned. A loop that stops early, :meth:`aclose`,
@@ -96,17 +76,7 @@ class AsyncCompletionStream:
         self.model = model
 
     def __aiter__(self) -> AsyncIterator[ModelResponseStream]:
-        return self._iterate()
-
-    async def _iterate(self) -> AsyncGenerator[ModelResponseStream, None]:
-        done = False
-        try:
-            async for chunk in self._chunks:
-                yield chunk
-            done = True
-        finally:
-            if not done:
-                await self.aclose()
+        return aclosing_early(self._chunks, self.aclose)
 
     async def __anext__(self) -> ModelResponseStream:
         return await self._chunks.__anext__()
@@ -115,17 +85,6 @@ class AsyncCompletionStream:
         """Stop the stream and release its connection now."""
         await self._chunks.aclose()
         await self._aclose()
-
-    async def __aenter__(self) -> AsyncCompletionStream:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
     def __repr__(self) -> str:
         return f"<spout.compat.AsyncCompletionStream model={self.model!r}>"

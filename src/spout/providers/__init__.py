@@ -6,6 +6,6 @@ own"); ``create_llm("its-name")`` then finds it.
 """
 
 from .._stream import AsyncSource, SyncSource
-from ._base import Call, NamedToolChoice, Provider
+from ._base import Call, NamedToolChoice, OutputShape, Provider
 
-__all__ = ["AsyncSource", "Call", "NamedToolChoice", "Provider", "SyncSource"]
+__all__ = ["AsyncSource", "Call", "NamedToolChoice", "OutputShape", "Provider", "SyncSource"]

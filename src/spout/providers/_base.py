@@ -6,7 +6,7 @@ import os
 import threading
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Generic, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, Protocol, TypeVar
 
 import orjson
 
@@ -23,11 +23,15 @@ from .._transport import (
 )
 from ..sse import ServerSentEvent, SSEDecoder
 
+if TYPE_CHECKING:
+    from .._structured import OutputFormat
+
 __all__ = [
     "Call",
     "GenerationLock",
     "HTTPProvider",
     "NamedToolChoice",
+    "OutputShape",
     "Parser",
     "Provider",
     "SSEStreamParser",
@@ -68,6 +72,19 @@ class NamedToolChoice:
     """A ``tool_choice`` that names the one tool the model must call."""
 
     name: str
+
+
+@dataclass(frozen=True, slots=True)
+class OutputShape:
+    """How a provider takes a ``response_format``: what :meth:`Provider.output_shape` answers.
+
+    ``params`` are the call's params with the provider's native way of asking for the format
+    set (unchanged where it has none); ``instruct`` says whether the system prompt also states
+    the format in words (:meth:`spout._output_format.OutputFormat.instruction`).
+    """
+
+    params: dict[str, Any]
+    instruct: bool = True
 
 
 def wire_tools(tools: list[Any], convert: Callable[[Any], dict[str, Any]]) -> list[Any]:
@@ -203,6 +220,61 @@ class Provider:
     def capabilities(self) -> Capabilities:
         return {}
 
+    # -- what the provider says of itself, so no other module tests its class or name ---------
+
+    #: Context windows in tokens of the models this provider's vendor makes, by the start of
+    #: their lower-cased names (the longest matching prefix wins). The context-window code
+    #: (:mod:`spout._context`) reads every built-in provider's table with the serving
+    #: provider's: a model's window does not depend on who serves it. A window known only at
+    #: run time (a local model's ``n_ctx``) is declared in :meth:`capabilities` instead.
+    context_windows: ClassVar[Mapping[str, int]] = {}
+    #: litellm's names for this provider besides its own (``"ollama_chat"`` for ``ollama``):
+    #: ``completion(model="<prefix>/<model>")`` reaches it under each.
+    litellm_prefixes: ClassVar[tuple[str, ...]] = ()
+    #: How bare model names this provider serves begin (``"claude-"``): a litellm call that
+    #: names no provider reaches it by them. The built-in providers are asked in the order of
+    #: their table, so a subclass of OpenAI's adapter never takes ``gpt-`` from it.
+    litellm_models: ClassVar[tuple[str, ...]] = ()
+    #: Whether the model runs in this process, with no endpoint: the endpoint settings of a
+    #: litellm call (``api_key``, ``base_url``, ``headers``) are then dropped, as litellm does.
+    in_process: ClassVar[bool] = False
+
+    def output_shape(self, fmt: OutputFormat, params: Mapping[str, Any]) -> OutputShape:
+        """How this provider is asked for structured output ``fmt``, given the call's
+        ``params``: by default it has no native way, and the system prompt states the format."""
+        return OutputShape(dict(params))
+
+    @classmethod
+    def env_names(cls) -> tuple[str, ...]:
+        """The environment variables this provider reads its endpoint and key from (two LLMs
+        built while they differ are different LLMs)."""
+        return ()
+
+    @classmethod
+    def litellm_config(
+        cls, model: str | None, config: dict[str, Any]
+    ) -> tuple[str | None, dict[str, Any]]:
+        """The model and ``create_llm`` settings for a litellm call's ``model`` (its provider
+        prefix removed) and connection settings (``api_key``, ``base_url``, ``headers``),
+        where litellm means them otherwise than this provider takes them. By default: as
+        given, less the endpoint settings of a provider :attr:`in_process`."""
+        if cls.in_process:
+            config = {
+                k: v for k, v in config.items() if k not in ("api_key", "base_url", "headers")
+            }
+        return model, config
+
+    def litellm_params(self, params: dict[str, Any]) -> dict[str, Any]:
+        """A litellm call's generation settings in the names this provider takes.
+
+        By default OpenAI's ``max_completion_tokens`` becomes spout's ``max_tokens`` (a
+        ``max_tokens`` given too wins); any other setting passes as it is.
+        """
+        if "max_completion_tokens" in params:
+            params = dict(params)
+            params.setdefault("max_tokens", params.pop("max_completion_tokens"))
+        return params
+
     def takes_refusal(self) -> bool:
         """Whether this provider's messages have a field for an assistant's refusal (OpenAI's
         ``refusal``). When not, a refusal in the history is sent as the turn's text
@@ -240,6 +312,10 @@ class HTTPProvider(Provider):
     base_url_env: ClassVar[tuple[str, ...]] = ()
     #: The environment variables a key is read from, first found wins.
     api_key_env: ClassVar[tuple[str, ...]] = ()
+
+    @classmethod
+    def env_names(cls) -> tuple[str, ...]:
+        return (*cls.base_url_env, *cls.api_key_env)
 
     def __init__(
         self,

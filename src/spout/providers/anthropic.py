@@ -315,6 +315,25 @@ class AnthropicProvider(HTTPProvider):
     default_base_url: ClassVar[str] = "https://api.anthropic.com"
     base_url_env: ClassVar[tuple[str, ...]] = ("ANTHROPIC_BASE_URL",)
     api_key_env: ClassVar[tuple[str, ...]] = ("ANTHROPIC_API_KEY",)
+    # Context windows from Anthropic's models overview. OpenRouter writes versions with dots
+    # (claude-3.5-sonnet, claude-sonnet-4.5): the prefixes cover both.
+    context_windows: ClassVar[Mapping[str, int]] = {
+        "claude-3": 200_000,
+        "claude-sonnet-4": 200_000,
+        "claude-opus-4": 200_000,
+        "claude-haiku-4": 200_000,
+    }
+    litellm_models: ClassVar[tuple[str, ...]] = ("claude-",)
+
+    @classmethod
+    def litellm_config(
+        cls, model: str | None, config: dict[str, Any]
+    ) -> tuple[str | None, dict[str, Any]]:
+        # litellm takes Anthropic's endpoint whole; spout its base, as the SDK does.
+        base_url = config.get("base_url")
+        if base_url is not None:
+            config = {**config, "base_url": base_url.rstrip("/").removesuffix("/v1/messages")}
+        return model, config
 
     def __init__(
         self,

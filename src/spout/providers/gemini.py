@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterable, Mapping
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import quote
 
 import orjson
@@ -33,12 +33,16 @@ from ._base import (
     Call,
     HTTPProvider,
     NamedToolChoice,
+    OutputShape,
     SSEStreamParser,
     load_json_object,
     parse_arguments,
     sse_json,
 )
 from .openai import retry_after_seconds
+
+if TYPE_CHECKING:
+    from .._structured import OutputFormat
 
 __all__ = ["GeminiProvider", "GenerateContentMapper"]
 
@@ -282,6 +286,16 @@ class GeminiProvider(HTTPProvider):
     base_url_env: ClassVar[tuple[str, ...]] = ("GOOGLE_GEMINI_BASE_URL",)
     # https://ai.google.dev/gemini-api/docs/api-key: GOOGLE_API_KEY takes precedence.
     api_key_env: ClassVar[tuple[str, ...]] = ("GOOGLE_API_KEY", "GEMINI_API_KEY")
+    # Context windows from Google's Gemini models page. Specialised variants (image and speech
+    # models) have smaller windows and are not listed: their prefix over-states them.
+    context_windows: ClassVar[Mapping[str, int]] = {
+        "gemini-1.5-pro": 2_097_152,
+        "gemini-1.5-flash": 1_048_576,
+        "gemini-2.0-flash": 1_048_576,
+        "gemini-2.5-pro": 1_048_576,
+        "gemini-2.5-flash": 1_048_576,
+    }
+    litellm_models: ClassVar[tuple[str, ...]] = ("gemini-",)
 
     def __init__(
         self,
@@ -315,6 +329,17 @@ class GeminiProvider(HTTPProvider):
             ModelCapability.REASONING: True,
             ModelCapability.SYSTEM_PROMPT: True,
         }
+
+    def output_shape(self, fmt: OutputFormat, params: Mapping[str, Any]) -> OutputShape:
+        # generationConfig.responseMimeType + responseJsonSchema, which takes JSON Schema as
+        # it is (ai.google.dev/gemini-api/docs/structured-output); Google advises against
+        # repeating the schema in the prompt, so there is no instruction.
+        config: dict[str, Any] = {"responseMimeType": "application/json"}
+        if fmt.schema is not None:
+            config["responseJsonSchema"] = fmt.schema
+        given = params.get("generationConfig")
+        merged = {**given, **config} if isinstance(given, dict) else config
+        return OutputShape({**params, "generationConfig": merged}, instruct=False)
 
     def build_request(self, call: Call, *, stream: bool) -> HTTPRequest:
         params = dict(call.params)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import orjson
 
@@ -25,6 +25,7 @@ from .._transport import HTTPRequest, header_value
 from ._base import (
     Call,
     HTTPProvider,
+    OutputShape,
     Provider,
     SSEStreamParser,
     env_value,
@@ -32,6 +33,9 @@ from ._base import (
     sse_json,
 )
 from .openai import OpenAIProvider, retry_after_seconds
+
+if TYPE_CHECKING:
+    from .._structured import OutputFormat
 
 __all__ = [
     "HuggingFaceChatProvider",
@@ -248,6 +252,15 @@ class HuggingFaceProvider(HTTPProvider):
     default_base_url: ClassVar[str] = "http://localhost:8080"
     base_url_env: ClassVar[tuple[str, ...]] = ("HF_BASE_URL",)
     api_key_env: ClassVar[tuple[str, ...]] = ("HF_TOKEN",)
+    # Models under Hugging Face's names (meta-llama/Llama-3.1-8B-Instruct, which Groq and
+    # Together write the same way): Meta's Llama 3.1-3.3 model cards, and SmolLM2's.
+    context_windows: ClassVar[Mapping[str, int]] = {
+        "llama-3.1": 131_072,
+        "llama-3.2": 131_072,
+        "llama-3.3": 131_072,
+        "meta-llama-3.1": 131_072,
+        "smollm2": 8_192,
+    }
 
     def __init__(
         self,
@@ -294,6 +307,13 @@ class HuggingFaceProvider(HTTPProvider):
             ModelCapability.REASONING: False,
             ModelCapability.SYSTEM_PROMPT: True,  # rendered into the prompt
         }
+
+    def output_shape(self, fmt: OutputFormat, params: Mapping[str, Any]) -> OutputShape:
+        # TGI's guidance: parameters.grammar {"type": "json", "value": schema}
+        # (huggingface.co/docs/text-generation-inference/conceptual/guidance), plus the
+        # instruction, which tells the model what to put there.
+        grammar = {"type": "json", "value": fmt.schema or {"type": "object"}}
+        return OutputShape({**params, "grammar": grammar})
 
     def build_request(self, call: Call, *, stream: bool) -> HTTPRequest:
         parameters: dict[str, Any] = {}

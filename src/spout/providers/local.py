@@ -16,9 +16,9 @@ import re
 import sys
 import threading
 import uuid
-from collections.abc import AsyncIterator, Generator, Iterator, Sequence
+from collections.abc import AsyncIterator, Generator, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import orjson
 
@@ -26,8 +26,11 @@ from .._capabilities import Capabilities, ModelCapability
 from .._errors import ConfigurationError, ContextWindowExceededError, ProviderError
 from .._events import Event, Finish, ResponseStart, TextDelta, Usage
 from .._stream import AsyncSource, SyncSource
-from ._base import Call, GenerationLock, Provider, ToolCallAssembler
+from ._base import Call, GenerationLock, OutputShape, Provider, ToolCallAssembler
 from ._local_tools import CALL_PREFIX, MESSAGE_HEADER, ToolPlan
+
+if TYPE_CHECKING:
+    from .._structured import OutputFormat
 
 __all__ = ["LocalProvider", "bundled_model_path"]
 
@@ -260,6 +263,7 @@ class LocalProvider(Provider):
 
     name: ClassVar[str] = "local"
     default_model: ClassVar[str | None] = "smollm2"
+    in_process: ClassVar[bool] = True
 
     def __init__(
         self,
@@ -300,6 +304,11 @@ class LocalProvider(Provider):
             ModelCapability.SYSTEM_PROMPT: True,
             ModelCapability.CONTEXT_WINDOW: self.n_ctx,
         }
+
+    def output_shape(self, fmt: OutputFormat, params: Mapping[str, Any]) -> OutputShape:
+        # llama.cpp samples under a GBNF grammar made from the schema, so even a small model
+        # writes valid JSON; the instruction tells it what to put there.
+        return OutputShape({**params, "grammar": _json_grammar(fmt.schema)})
 
     def can_prefill(self, call: Call) -> bool:
         return True  # the prompt is rendered here: a last assistant message starts the turn
@@ -581,6 +590,15 @@ def _constrained(
             yield token
     finally:
         tokens.close()
+
+
+def _json_grammar(schema: dict[str, Any] | None) -> str:
+    """GBNF for a JSON value that meets ``schema``; for any JSON value when it is None."""
+    from llama_cpp.llama_grammar import JSON_GBNF, json_schema_to_gbnf
+
+    if schema is None:
+        return str(JSON_GBNF)
+    return str(json_schema_to_gbnf(json.dumps(schema)))
 
 
 def _arguments_grammar(schema: dict[str, Any]) -> str:

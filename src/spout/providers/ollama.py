@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import urlsplit
 
 import orjson
@@ -36,6 +36,7 @@ from ..ndjson import NDJSONDecoder
 from ._base import (
     Call,
     HTTPProvider,
+    OutputShape,
     StreamParser,
     env_value,
     load_json,
@@ -45,6 +46,9 @@ from ._base import (
     wire_tools,
 )
 from .openai import chat_tool, retry_after_seconds
+
+if TYPE_CHECKING:
+    from .._structured import OutputFormat
 
 __all__ = ["OllamaProvider", "ollama_base_url"]
 
@@ -282,6 +286,17 @@ class OllamaProvider(HTTPProvider):
 
     name: ClassVar[str] = "ollama"
     path: ClassVar[str] = "/api/chat"
+    # Read as the ollama CLI reads it (no key: one is only ever given).
+    base_url_env: ClassVar[tuple[str, ...]] = ("OLLAMA_HOST",)
+    # Meta's Llama 3.1-3.3 (model cards), under Ollama's names (llama3.1:8b). Ollama runs a
+    # model with a much smaller num_ctx than this unless told otherwise, and cuts a longer
+    # prompt itself.
+    context_windows: ClassVar[Mapping[str, int]] = {
+        "llama3.1": 131_072,
+        "llama3.2": 131_072,
+        "llama3.3": 131_072,
+    }
+    litellm_prefixes: ClassVar[tuple[str, ...]] = ("ollama_chat",)
 
     def __init__(
         self,
@@ -293,7 +308,7 @@ class OllamaProvider(HTTPProvider):
         **transport: Any,
     ) -> None:
         super().__init__(model, headers=headers, **transport)
-        self.base_url = ollama_base_url(base_url or env_value("OLLAMA_HOST"))
+        self.base_url = ollama_base_url(base_url or env_value(*self.base_url_env))
         self._url = f"{self.base_url}{self.path}"
         self._headers = {"Content-Type": "application/json"}
         key = checked_key(self.name, api_key)
@@ -311,6 +326,11 @@ class OllamaProvider(HTTPProvider):
             ModelCapability.REASONING: True,
             ModelCapability.SYSTEM_PROMPT: True,
         }
+
+    def output_shape(self, fmt: OutputFormat, params: Mapping[str, Any]) -> OutputShape:
+        # /api/chat's "format": "json" or a JSON Schema (docs/api.md, "Structured outputs");
+        # Ollama advises also putting the schema in the prompt to ground the model.
+        return OutputShape({**params, "format": fmt.schema if fmt.schema is not None else "json"})
 
     def build_request(self, call: Call, *, stream: bool) -> HTTPRequest:
         options: dict[str, Any] = {}

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import orjson
 
@@ -35,6 +35,7 @@ from ._base import (
     Call,
     HTTPProvider,
     NamedToolChoice,
+    OutputShape,
     Provider,
     SSEStreamParser,
     StreamParser,
@@ -43,6 +44,9 @@ from ._base import (
     text_content,
     wire_tools,
 )
+
+if TYPE_CHECKING:
+    from .._structured import OutputFormat
 
 __all__ = ["ChatChunkMapper", "OpenAIProvider"]
 
@@ -308,6 +312,20 @@ class OpenAIProvider(HTTPProvider):
     #: Whether the service at the default base URL sends usage in a stream when asked. A
     #: server at another address is not known to, so it declares nothing.
     usage_in_stream: ClassVar[bool] = True
+    # Context windows from OpenAI's model pages.
+    context_windows: ClassVar[Mapping[str, int]] = {
+        "gpt-4o": 128_000,
+        "gpt-4.1": 1_047_576,
+        "gpt-3.5-turbo": 16_385,
+        "gpt-3.5-turbo-instruct": 4_096,
+        "o1": 200_000,
+        "o1-mini": 128_000,
+        "o1-preview": 128_000,
+        "o3": 200_000,
+        "o4-mini": 200_000,
+    }
+    litellm_prefixes: ClassVar[tuple[str, ...]] = ("openai_like", "text-completion-openai")
+    litellm_models: ClassVar[tuple[str, ...]] = ("gpt-", "o1", "o3", "o4", "chatgpt-", "ft:gpt-")
 
     def __init__(
         self,
@@ -343,6 +361,27 @@ class OpenAIProvider(HTTPProvider):
             return OpenAIResponsesProvider
         options = "'chat' or 'responses'" if cls is OpenAIProvider else "'chat'"
         raise ConfigurationError(f"provider {cls.name!r} has no api {api!r}; choose {options}")
+
+    @classmethod
+    def litellm_config(
+        cls, model: str | None, config: dict[str, Any]
+    ) -> tuple[str | None, dict[str, Any]]:
+        # litellm's "openai/responses/<model>": OpenAI's Responses API (not a profile's).
+        if cls is OpenAIProvider and model and model.startswith("responses/"):
+            return model.removeprefix("responses/"), {**config, "api": "responses"}
+        return model, config
+
+    def litellm_params(self, params: dict[str, Any]) -> dict[str, Any]:
+        # max_completion_tokens is OpenAI's newer name (its reasoning models take no other):
+        # sent as it is, here and to OpenAI-compatible servers.
+        return params
+
+    def output_shape(self, fmt: OutputFormat, params: Mapping[str, Any]) -> OutputShape:
+        # response_format as chat completions takes it; JSON mode (no schema) requires the
+        # word "JSON" in the messages, which the instruction brings.
+        return OutputShape(
+            {**params, "response_format": fmt.openai_chat()}, instruct=fmt.schema is None
+        )
 
     def capabilities(self) -> Capabilities:
         return {

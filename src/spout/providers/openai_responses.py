@@ -4,7 +4,7 @@ events out."""
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import orjson
 
@@ -35,6 +35,7 @@ from .._transport import HTTPRequest
 from ._base import (
     Call,
     NamedToolChoice,
+    OutputShape,
     Provider,
     SSEStreamParser,
     StreamParser,
@@ -45,6 +46,9 @@ from ._base import (
     wire_tools,
 )
 from .openai import OpenAIProvider, error_from_body
+
+if TYPE_CHECKING:
+    from .._structured import OutputFormat
 
 __all__ = ["OpenAIResponsesProvider", "ResponsesEventMapper"]
 
@@ -343,6 +347,17 @@ class OpenAIResponsesProvider(OpenAIProvider):
         raise ConfigurationError(
             f"provider {cls.name!r} has no api {api!r}; choose 'chat' or 'responses'"
         )
+
+    def output_shape(self, fmt: OutputFormat, params: Mapping[str, Any]) -> OutputShape:
+        # text.format, chat's response_format flattened
+        # (platform.openai.com/docs/api-reference/responses/create).
+        chat = fmt.openai_chat()
+        text_format = {"type": chat["type"], **chat.get("json_schema", {})}
+        given = params.get("text")
+        text = (
+            {**given, "format": text_format} if isinstance(given, dict) else {"format": text_format}
+        )
+        return OutputShape({**params, "text": text}, instruct=fmt.schema is None)
 
     def capabilities(self) -> Capabilities:
         return {

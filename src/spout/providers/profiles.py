@@ -63,6 +63,7 @@ class VLLMProvider(OpenAIProvider):
     base_url_env: ClassVar[tuple[str, ...]] = ("VLLM_BASE_URL",)
     api_key_env: ClassVar[tuple[str, ...]] = ("VLLM_API_KEY",)
     requires_key: ClassVar[bool] = False
+    litellm_prefixes: ClassVar[tuple[str, ...]] = ("hosted_vllm",)
 
 
 class LlamaCppProvider(OpenAIProvider):
@@ -77,6 +78,7 @@ class LlamaCppProvider(OpenAIProvider):
     api_key_env: ClassVar[tuple[str, ...]] = ("LLAMACPP_API_KEY",)
     requires_key: ClassVar[bool] = False
     usage_in_stream: ClassVar[bool] = False
+    litellm_prefixes: ClassVar[tuple[str, ...]] = ("llamafile",)
 
 
 class LMStudioProvider(OpenAIProvider):
@@ -88,6 +90,7 @@ class LMStudioProvider(OpenAIProvider):
     api_key_env: ClassVar[tuple[str, ...]] = ("LMSTUDIO_API_KEY",)
     requires_key: ClassVar[bool] = False
     usage_in_stream: ClassVar[bool] = False  # not documented: declared only when known
+    litellm_prefixes: ClassVar[tuple[str, ...]] = ("lm_studio",)
 
 
 class TogetherProvider(OpenAIProvider):
@@ -97,6 +100,7 @@ class TogetherProvider(OpenAIProvider):
     default_base_url: ClassVar[str] = "https://api.together.xyz/v1"
     base_url_env: ClassVar[tuple[str, ...]] = ("TOGETHER_BASE_URL",)
     api_key_env: ClassVar[tuple[str, ...]] = ("TOGETHER_API_KEY",)
+    litellm_prefixes: ClassVar[tuple[str, ...]] = ("together_ai",)
 
 
 class GroqProvider(OpenAIProvider):

@@ -131,6 +131,7 @@ class TransformersProvider(Provider):
 
     name: ClassVar[str] = "transformers"
     default_model: ClassVar[str | None] = "smollm2"
+    in_process: ClassVar[bool] = True
 
     def __init__(self, model: str | None = None, *, dtype: str | None = None) -> None:
         super().__init__(model)
