@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import inspect
 import os
 import time
@@ -15,7 +16,6 @@ from collections.abc import (
     Iterable,
     Sequence,
 )
-from types import TracebackType
 from typing import Any, Literal, overload
 
 from ._attempts import (
@@ -27,12 +27,14 @@ from ._attempts import (
     open_sync,
 )
 from ._capabilities import Capabilities, ModelCapability, has_capability
+from ._closing import AsyncClosing, Closing
 from ._context import count_tokens
-from ._errors import ConfigurationError, SpoutError
+from ._errors import ConfigurationError
 from ._events import Event
 from ._policy import Deadline, Retry, Timeout
 from ._response import Accumulator, Response
 from ._stream import AsyncStream, PendingAsyncStream, Stream
+from ._stream_base import partial_on_error
 from ._tool_loop import Approve, AsyncToolStream, ToolStream, tool_table
 from ._validate import validate_call
 from ._watch import Watch, take_watch
@@ -132,13 +134,9 @@ def _fresh_clock(call: Call) -> Call:
 
 def _fold(accumulator: Accumulator, events: Iterable[Event]) -> Response:
     """A whole response's events through the accumulator; an error keeps what came before."""
-    try:
+    with partial_on_error(accumulator.response):
         for event in events:
             accumulator.add(event)
-    except SpoutError as exc:
-        if exc.partial is None:
-            exc.partial = accumulator.response()
-        raise
     return accumulator.response()
 
 
@@ -149,14 +147,10 @@ def _fold_watched(
     from ._watch import watch_sync
 
     def events() -> Generator[Event, None, None]:
-        try:
+        with partial_on_error(accumulator.response):
             for event in complete():  # the request goes out after on_start
                 accumulator.add(event)
                 yield event
-        except SpoutError as exc:
-            if exc.partial is None:
-                exc.partial = accumulator.response()
-            raise
 
     for _ in watch_sync(events(), watch, accumulator.response):
         pass
@@ -169,14 +163,10 @@ async def _afold_watched(
     from ._watch import watch_async
 
     async def events() -> AsyncGenerator[Event, None]:
-        try:
+        with partial_on_error(accumulator.response):
             for event in await complete():
                 accumulator.add(event)
                 yield event
-        except SpoutError as exc:
-            if exc.partial is None:
-                exc.partial = accumulator.response()
-            raise
 
     async for _ in watch_async(events(), watch, accumulator.response):
         pass
@@ -268,7 +258,7 @@ def create_llm(provider: str | None = None, *, model: str | None = None, **confi
     return LLM(instance, defaults, **reliability)
 
 
-class LLM:
+class LLM(Closing, AsyncClosing):
     """A model at a provider, ready to generate. Made by :func:`create_llm`.
 
     Example::
@@ -402,7 +392,12 @@ class LLM:
     def _attempts(self, call: Call, accumulator: Accumulator) -> Attempts:
         # Every call passes here: its answer is validated against response_format at its end.
         accumulator.output_format = call.output_format
-        return Attempts(self, call, accumulator, call.policy or CallPolicy(self.retry))
+        fallbacks = [
+            functools.partial(self._fallback_provider, i) for i in range(len(self.fallbacks))
+        ]
+        return Attempts(
+            self.provider, call, accumulator, call.policy or CallPolicy(self.retry), fallbacks
+        )
 
     def _stream(self, call: Call, accumulator: Accumulator, watch: Watch | None = None) -> Stream:
         """Send the request (retrying, falling back as the call allows) and stream it."""
@@ -418,6 +413,9 @@ class LLM:
             return await open_async(attempts)
 
         return AsyncStream(opener, accumulator, owner=self, watch=watch)
+
+    def _origin(self) -> tuple[str, str]:
+        return self.provider.name, self.provider.model
 
     def _open_round(self, call: Call) -> Stream:
         """A round of the tool loop: a stream whose bad arguments go to the model, not raise."""
@@ -619,7 +617,9 @@ class LLM:
                 f"tool {asynchronous[0]!r} is an async function: run it with "
                 "agenerate_stream_with_tools, or make it a plain function"
             )
-        return ToolStream(self, call, table, max_rounds, approve, watch)
+        return ToolStream(
+            self._open_round, call, table, max_rounds, approve, watch, origin=self._origin()
+        )
 
     def agenerate_stream_with_tools(
         self,
@@ -639,7 +639,9 @@ class LLM:
         """
         watch = take_watch(params, asynchronous=True)
         call, table = self._loop_call(prompt, messages, system_prompt, tools, max_rounds, params)
-        return AsyncToolStream(self, call, table, max_rounds, approve, watch)
+        return AsyncToolStream(
+            self._aopen_round, call, table, max_rounds, approve, watch, origin=self._origin()
+        )
 
     def _loop_call(
         self,
@@ -673,6 +675,9 @@ class LLM:
             self._fallback_llms[position] = made
         return made
 
+    def _fallback_provider(self, position: int) -> Provider:
+        return self.fallback(position).provider
+
     def close(self) -> None:
         """Release the provider's connections, and those of the fallbacks used."""
         self.provider.close()
@@ -683,28 +688,6 @@ class LLM:
         await self.provider.aclose()
         for fallback in self._fallback_llms.values():
             await fallback.aclose()
-
-    def __enter__(self) -> LLM:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
-    async def __aenter__(self) -> LLM:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
     def __repr__(self) -> str:
         return f"<spout.LLM provider={self.provider.name!r} model={self.provider.model!r}>"
