@@ -9,7 +9,8 @@ forgotten after a retention time.
 
 The hub also decides when the upstream must stop: on an explicit cancel, or when no reader
 has been left for the resume window. It tells the producer through the callback the producer
-registered (:meth:`Hub.on_stop`).
+registered (:meth:`Hub.on_stop`); :class:`HubBase` holds that, and the settings, for both
+hubs.
 
 :class:`MemoryHub` keeps all of this in one process. The Redis hub (``_redis_hub``) keeps it
 in Redis so that several replicas act as one.
@@ -21,9 +22,17 @@ import asyncio
 import time
 from collections import deque
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
-from typing import Protocol
+from typing import Generic, Protocol, TypeVar
 
-__all__ = ["EventsExpired", "Hub", "MemoryHub", "StopReason", "StreamNotFound"]
+__all__ = [
+    "EventsExpired",
+    "Hub",
+    "HubBase",
+    "MemoryHub",
+    "Producer",
+    "StopReason",
+    "StreamNotFound",
+]
 
 #: Why the hub asks a producer to stop: "cancelled" (someone asked), "abandoned" (no reader
 #: came back within the resume window).
@@ -36,6 +45,11 @@ class StreamNotFound(LookupError):
 
 class EventsExpired(LookupError):
     """The frames a reader asked for are no longer kept (the log is bounded)."""
+
+    @classmethod
+    def before(cls, stream_id: str, first: int) -> EventsExpired:
+        """The error for a reader that asked for frames before ``first``, the oldest kept."""
+        return cls(f"stream {stream_id}: events before {first} are no longer kept")
 
 
 class Hub(Protocol):
@@ -66,44 +80,45 @@ class Hub(Protocol):
     async def aclose(self) -> None: ...
 
 
-class _Log:
-    __slots__ = (
-        "changed",
-        "created",
-        "finished_at",
-        "first",
-        "frames",
-        "meta",
-        "next",
-        "on_stop",
-        "readers",
-        "status",
-        "stop_timer",
-    )
+class Producer:
+    """What a hub keeps about a stream whose producer runs here, until it finishes: how to
+    stop it, and the resume window's timer while no reader is left."""
 
-    def __init__(self, meta: dict[str, str]) -> None:
-        self.meta = meta
-        self.frames: deque[bytes] = deque()
-        self.first = 1  # the number of frames[0]
-        self.next = 1  # the number the next frame gets
-        self.status = "running"
-        self.readers = 1  # the creator, until it follows and leaves
-        self.changed = asyncio.Event()
-        self.created = time.monotonic()
-        self.finished_at: float | None = None
+    __slots__ = ("on_stop", "timer")
+
+    def __init__(self) -> None:
         self.on_stop: Callable[[StopReason], None] | None = None
-        self.stop_timer: asyncio.TimerHandle | None = None
+        self.timer: asyncio.TimerHandle | None = None
 
-    def wake(self) -> None:
-        self.changed.set()
-        self.changed = asyncio.Event()
+    def cancel_timer(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
 
 
-class HubBase:
-    """What the hubs share beside their storage: a subclass reads and writes the frames
-    (:meth:`follow_batches` and the rest of :class:`Hub`); reading them one at a time is here."""
+P = TypeVar("P", bound=Producer)
 
-    __slots__ = ()
+
+class HubBase(Generic[P]):
+    """What the hubs share beside their storage: the settings, the running streams produced
+    here (``P``, a :class:`Producer`), when they must stop, and reading frames one at a time.
+
+    A subclass stores the frames (:meth:`follow_batches` and the rest of :class:`Hub`); it
+    adds a stream's ``P`` to ``_producers`` when it creates it, and tells the base when
+    readers come and go (:meth:`_reader_joined`, :meth:`_no_reader_left`).
+
+    ``resume_window``: seconds a running stream with no reader is kept going (0: stopped as
+    soon as its last reader leaves). ``retention``: seconds a finished stream's frames stay.
+    ``max_events``: frames kept per stream.
+    """
+
+    def __init__(
+        self, *, resume_window: float = 10.0, retention: float = 60.0, max_events: int = 20_000
+    ) -> None:
+        self.resume_window = resume_window
+        self.retention = retention
+        self.max_events = max_events
+        self._producers: dict[str, P] = {}
 
     def follow_batches(
         self, stream_id: str, after: int = 0, *, creator: bool = False
@@ -123,21 +138,88 @@ class HubBase:
         finally:
             await batches.aclose()
 
+    def on_stop(self, stream_id: str, callback: Callable[[StopReason], None]) -> None:
+        """The producer's hook: called once when the stream must stop, with the reason."""
+        producer = self._producers.get(stream_id)
+        if producer is not None:
+            producer.on_stop = callback
 
-class MemoryHub(HubBase):
-    """The hub of one process.
+    async def active(self) -> int:
+        """The running streams produced here."""
+        return len(self._producers)
 
-    ``resume_window``: seconds a running stream with no reader is kept going (0: stopped as
-    soon as its last reader leaves). ``retention``: seconds a finished stream's frames stay.
-    ``max_events``: frames kept per stream.
-    """
+    def _finished(self, stream_id: str) -> P | None:
+        """Forget a stream's producer as its stream ends (None: not running here)."""
+        producer = self._producers.pop(stream_id, None)
+        if producer is not None:
+            producer.on_stop = None
+            producer.cancel_timer()
+        return producer
+
+    def _forget_producers(self) -> None:
+        """Closing: no timer may fire after, and no producer is told to stop."""
+        for producer in self._producers.values():
+            producer.cancel_timer()
+        self._producers.clear()
+
+    def _reader_joined(self, stream_id: str) -> None:
+        """A reader came (back): the resume window, if it runs, stops."""
+        producer = self._producers.get(stream_id)
+        if producer is not None:
+            producer.cancel_timer()
+
+    def _no_reader_left(self, stream_id: str, *, window_passed: bool = False) -> None:
+        """With no reader left: stop now (no resume window, or it passed), or start the window."""
+        producer = self._producers.get(stream_id)
+        if producer is None:
+            return
+        if window_passed or self.resume_window <= 0:
+            self._stop(stream_id, "abandoned")
+        elif producer.timer is None:
+            producer.timer = asyncio.get_running_loop().call_later(
+                self.resume_window, self._window_passed, stream_id
+            )
+
+    def _window_passed(self, stream_id: str) -> None:
+        """The resume window ran out, and no reader came back meanwhile."""
+        self._no_reader_left(stream_id, window_passed=True)
+
+    def _stop(self, stream_id: str, reason: StopReason) -> None:
+        """Tell the stream's producer to stop, once."""
+        producer = self._producers.get(stream_id)
+        if producer is None:
+            return
+        producer.cancel_timer()
+        callback, producer.on_stop = producer.on_stop, None
+        if callback is not None:
+            callback(reason)
+
+
+class _Log:
+    __slots__ = ("changed", "finished_at", "first", "frames", "meta", "next", "readers", "status")
+
+    def __init__(self, meta: dict[str, str]) -> None:
+        self.meta = meta
+        self.frames: deque[bytes] = deque()
+        self.first = 1  # the number of frames[0]
+        self.next = 1  # the number the next frame gets
+        self.status = "running"
+        self.readers = 1  # the creator, until it follows and leaves
+        self.changed = asyncio.Event()
+        self.finished_at: float | None = None
+
+    def wake(self) -> None:
+        self.changed.set()
+        self.changed = asyncio.Event()
+
+
+class MemoryHub(HubBase[Producer]):
+    """The hub of one process; the settings are :class:`HubBase`'s."""
 
     def __init__(
         self, *, resume_window: float = 10.0, retention: float = 60.0, max_events: int = 20_000
     ) -> None:
-        self.resume_window = resume_window
-        self.retention = retention
-        self.max_events = max_events
+        super().__init__(resume_window=resume_window, retention=retention, max_events=max_events)
         self._logs: dict[str, _Log] = {}
 
     async def create(self, stream_id: str, meta: dict[str, str]) -> None:
@@ -146,6 +228,7 @@ class MemoryHub(HubBase):
         if stream_id in self._logs:
             raise ValueError(f"stream {stream_id} exists")
         self._logs[stream_id] = _Log(meta)
+        self._producers[stream_id] = Producer()
 
     async def append(self, stream_id: str, frames: Sequence[bytes]) -> None:
         log = self._logs.get(stream_id)
@@ -165,10 +248,7 @@ class MemoryHub(HubBase):
             return
         log.status = status
         log.finished_at = time.monotonic()
-        log.on_stop = None
-        if log.stop_timer is not None:
-            log.stop_timer.cancel()
-            log.stop_timer = None
+        self._finished(stream_id)
         log.wake()
 
     async def meta(self, stream_id: str) -> dict[str, str] | None:
@@ -194,16 +274,12 @@ class MemoryHub(HubBase):
             raise StreamNotFound(stream_id)
         if not creator:
             log.readers += 1
-            if log.stop_timer is not None:
-                log.stop_timer.cancel()
-                log.stop_timer = None
+            self._reader_joined(stream_id)
         try:
             position = max(after + 1, 1)
             while True:
                 if position < log.first:
-                    raise EventsExpired(
-                        f"stream {stream_id}: events before {log.first} are no longer kept"
-                    )
+                    raise EventsExpired.before(stream_id, log.first)
                 changed = log.changed
                 if position < log.next:
                     start = position - log.first
@@ -219,44 +295,18 @@ class MemoryHub(HubBase):
                 await changed.wait()
         finally:
             log.readers -= 1
-            if log.readers == 0 and log.status == "running":
-                self._left(stream_id, log)
-
-    def _left(self, stream_id: str, log: _Log) -> None:
-        if self.resume_window <= 0:
-            self._stop(log, "abandoned")
-            return
-        loop = asyncio.get_running_loop()
-        log.stop_timer = loop.call_later(self.resume_window, self._stop, log, "abandoned")
-
-    @staticmethod
-    def _stop(log: _Log, reason: StopReason) -> None:
-        log.stop_timer = None
-        callback, log.on_stop = log.on_stop, None
-        if callback is not None and log.status == "running":
-            callback(reason)
+            if log.readers == 0:
+                self._no_reader_left(stream_id)
 
     async def cancel(self, stream_id: str) -> bool:
         """Stop a running stream now; False if it is not running (or unknown)."""
-        log = self._logs.get(stream_id)
-        if log is None or log.status != "running":
+        if stream_id not in self._producers:
             return False
-        self._stop(log, "cancelled")
+        self._stop(stream_id, "cancelled")
         return True
 
-    def on_stop(self, stream_id: str, callback: Callable[[StopReason], None]) -> None:
-        """The producer's hook: called once when the stream must stop, with the reason."""
-        log = self._logs.get(stream_id)
-        if log is not None:
-            log.on_stop = callback
-
-    async def active(self) -> int:
-        return sum(1 for log in self._logs.values() if log.status == "running")
-
     async def aclose(self) -> None:
-        for log in self._logs.values():
-            if log.stop_timer is not None:
-                log.stop_timer.cancel()
+        self._forget_producers()
         self._logs.clear()
 
     def _expire(self) -> None:

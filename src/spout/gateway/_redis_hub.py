@@ -41,7 +41,7 @@ import time
 from collections.abc import AsyncGenerator, Callable, Coroutine, Sequence
 from typing import TYPE_CHECKING, Any
 
-from ._hub import EventsExpired, HubBase, StopReason, StreamNotFound
+from ._hub import EventsExpired, HubBase, Producer, StreamNotFound
 
 if TYPE_CHECKING:
     from redis.asyncio.client import Pipeline
@@ -71,30 +71,24 @@ class _Keys:
         return self.meta, self.frames, self.readers
 
 
-class _Producing:
-    """A stream whose producer runs on this replica."""
+class _Producing(Producer):
+    """A stream whose producer runs on this replica: where its frames go."""
 
-    __slots__ = ("creator", "keys", "next", "on_stop", "timer", "writing")
+    __slots__ = ("creator", "keys", "next", "writing")
 
     def __init__(self, keys: _Keys, creator: str) -> None:
+        super().__init__()
         self.keys = keys
         self.next = 1  # the number the next frame gets
         self.creator = creator  # the creator's reader token
-        self.on_stop: Callable[[StopReason], None] | None = None
-        self.timer: asyncio.TimerHandle | None = None
         self.writing: asyncio.Task[None] | None = None  # the last write sent
 
-    def cancel_timer(self) -> None:
-        if self.timer is not None:
-            self.timer.cancel()
-            self.timer = None
 
-
-class RedisHub(HubBase):
+class RedisHub(HubBase[_Producing]):
     """The hub of several replicas, kept in Redis at ``url``.
 
-    ``resume_window``, ``retention`` and ``max_events`` mean what they mean for
-    :class:`~spout.gateway._hub.MemoryHub`. ``heartbeat``: seconds between a replica's
+    ``resume_window``, ``retention`` and ``max_events`` are
+    :class:`~spout.gateway._hub.HubBase`'s. ``heartbeat``: seconds between a replica's
     rounds (refreshing its readers, checking its streams); a replica that dies loses its
     readers after ``3 * heartbeat + 2`` seconds. ``prefix``: the start of every key and
     channel name.
@@ -117,9 +111,7 @@ class RedisHub(HubBase):
     ) -> None:
         from redis.asyncio import Redis
 
-        self.resume_window = resume_window
-        self.retention = retention
-        self.max_events = max_events
+        super().__init__(resume_window=resume_window, retention=retention, max_events=max_events)
         self.heartbeat = heartbeat
         self.prefix = prefix
         #: This replica's name in Redis: the owner of the streams it produces.
@@ -130,7 +122,6 @@ class RedisHub(HubBase):
         # Long enough to outlive any pause of a healthy owner, short enough to clean up
         # after a dead one; refreshed every quarter of it.
         self._running_ttl_ms = int(max(60.0, 20 * heartbeat) * 1000)
-        self._producing: dict[str, _Producing] = {}
         self._readers: dict[str, _Keys] = {}  # this replica's followers: token -> keys
         self._creators: dict[str, str] = {}  # stream id -> creator token, until it follows
         self._offset_ms = 0.0  # Redis's clock minus ours
@@ -158,12 +149,12 @@ class RedisHub(HubBase):
             for key in (keys.meta, keys.readers):
                 pipe.pexpire(key, self._running_ttl_ms)
             await pipe.execute()
-        self._producing[stream_id] = _Producing(keys, creator)
+        self._producers[stream_id] = _Producing(keys, creator)
         self._readers[creator] = keys
         self._creators[stream_id] = creator
 
     async def append(self, stream_id: str, frames: Sequence[bytes]) -> None:
-        producing = self._producing.get(stream_id)
+        producing = self._producers.get(stream_id)
         if producing is None or not frames:
             return
         keys = producing.keys
@@ -183,16 +174,14 @@ class RedisHub(HubBase):
         await self._write(producing, commands, transaction=False)
 
     async def finish(self, stream_id: str, status: str) -> None:
-        producing = self._producing.pop(stream_id, None)
+        producing = self._finished(stream_id)
         if producing is None:
             return
-        producing.on_stop = None
-        producing.cancel_timer()
         creator = self._creators.pop(stream_id, None)
         if creator is not None:  # the creator never followed: it will not leave
             self._readers.pop(creator, None)
         keys = producing.keys
-        retention_ms = max(1, int(self.retention * 1000))
+        retention_ms = self._retention_ms
 
         def commands(pipe: Pipeline) -> None:
             # The end marker sits right after the last frame (N-1 after N-0), so a follower
@@ -228,15 +217,10 @@ class RedisHub(HubBase):
         task.add_done_callback(self._done)
         await asyncio.shield(task)
 
-    def on_stop(self, stream_id: str, callback: Callable[[StopReason], None]) -> None:
-        """The producer's hook: called once when the stream must stop, with the reason."""
-        producing = self._producing.get(stream_id)
-        if producing is not None:
-            producing.on_stop = callback
-
-    async def active(self) -> int:
-        """The running streams this replica produces (sum over replicas for the whole)."""
-        return len(self._producing)
+    @property
+    def _retention_ms(self) -> int:
+        """How long a finished stream's keys stay, as Redis counts it."""
+        return max(1, int(self.retention * 1000))
 
     # -- any replica -----------------------------------------------------------------------------
 
@@ -293,14 +277,14 @@ class RedisHub(HubBase):
                         if int(number) != position:
                             if batch:
                                 yield batch  # what came before the gap, then the error
-                            raise _expired(stream_id, int(number))
+                            raise EventsExpired.before(stream_id, int(number))
                         batch.append((position, fields[b"f"]))
                         position += 1
                     else:  # the end marker, after frame `number`
                         if int(number) >= position:
                             if batch:
                                 yield batch
-                            raise _expired(stream_id, int(number) + 1)
+                            raise EventsExpired.before(stream_id, int(number) + 1)
                         ended = True
                         break
                     last_id = entry_id
@@ -344,9 +328,7 @@ class RedisHub(HubBase):
         self._closed = True
         if self._writes:
             await asyncio.gather(*self._writes, return_exceptions=True)
-        for producing in self._producing.values():
-            producing.cancel_timer()
-        self._producing.clear()
+        self._forget_producers()
         tasks: list[asyncio.Future[Any]] = [*self._tasks, *self._reads]
         if self._started is not None:
             tasks.append(self._started)
@@ -369,7 +351,7 @@ class RedisHub(HubBase):
             pipe.zadd(keys.readers, {token: self._now_ms() + self._reader_ttl_ms})
             # An emptied sorted set is deleted, so this may have made the key anew: it must
             # expire like the others (the owner refreshes it while the stream runs).
-            ttl_ms = self._running_ttl_ms if running else max(1, int(self.retention * 1000))
+            ttl_ms = self._running_ttl_ms if running else self._retention_ms
             pipe.pexpire(keys.readers, ttl_ms)
             await pipe.execute()
         self._readers[token] = keys
@@ -425,48 +407,33 @@ class RedisHub(HubBase):
             await self._redis.publish(f"{self.prefix}replica:{owner}", f"{kind} {stream_id}")
 
     def _heard(self, kind: str, stream_id: str) -> None:
-        producing = self._producing.get(stream_id)
-        if producing is None:
+        if stream_id not in self._producers:
             return
         if kind == "cancel":
-            self._stop(producing, "cancelled")
+            self._stop(stream_id, "cancelled")
         elif kind == "joined":
-            producing.cancel_timer()
+            self._reader_joined(stream_id)
         elif kind == "left":
             self._spawn(self._check_readers(stream_id))
 
     async def _check_readers(self, stream_id: str, *, window_passed: bool = False) -> None:
-        producing = self._producing.get(stream_id)
+        producing = self._producers.get(stream_id)
         if producing is not None:
             readers = await self._live_readers(producing.keys)
             self._decide(stream_id, readers, window_passed=window_passed)
 
     def _decide(self, stream_id: str, readers: int, *, window_passed: bool = False) -> None:
-        """With no reader left: stop now (no resume window, or it passed), or start the window."""
-        producing = self._producing.get(stream_id)
-        if producing is None:
-            return
         if readers:
-            producing.cancel_timer()
-        elif window_passed or self.resume_window <= 0:
-            self._stop(producing, "abandoned")
-        elif producing.timer is None:
-            producing.timer = asyncio.get_running_loop().call_later(
-                self.resume_window, self._window_passed, stream_id
-            )
+            self._reader_joined(stream_id)
+        else:
+            self._no_reader_left(stream_id, window_passed=window_passed)
 
     def _window_passed(self, stream_id: str) -> None:
-        producing = self._producing.get(stream_id)
+        """Readers on other replicas are not seen here: count them before stopping."""
+        producing = self._producers.get(stream_id)
         if producing is not None:
             producing.timer = None
             self._spawn(self._check_readers(stream_id, window_passed=True))
-
-    @staticmethod
-    def _stop(producing: _Producing, reason: StopReason) -> None:
-        producing.cancel_timer()
-        callback, producing.on_stop = producing.on_stop, None
-        if callback is not None:
-            callback(reason)
 
     # -- background ------------------------------------------------------------------------------
 
@@ -536,7 +503,7 @@ class RedisHub(HubBase):
         """Keep this replica's readers alive; look at each stream it produces."""
         await self._sync_clock()
         until = self._now_ms() + self._reader_ttl_ms
-        producing = list(self._producing.items())
+        producing = list(self._producers.items())
         async with self._redis.pipeline(transaction=False) as pipe:
             for token, keys in self._readers.items():
                 pipe.zadd(keys.readers, {token: until}, xx=True)
@@ -596,7 +563,3 @@ def _entries(reply: Any) -> list[tuple[bytes, dict[bytes, bytes]]]:
         streams = list(reply.values())
         return list(streams[0][0]) if streams and streams[0] else []
     return list(reply[0][1])
-
-
-def _expired(stream_id: str, first: int) -> EventsExpired:
-    return EventsExpired(f"stream {stream_id}: events before {first} are no longer kept")
