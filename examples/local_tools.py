@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 
-from spout import Tool, ToolCall, ToolCallDelta, ToolCallStart, create_llm
+from spout import ModelCapability, Tool, ToolCall, ToolCallDelta, ToolCallStart, create_llm
 
 
 def calculator(expression: str) -> object:
@@ -45,10 +45,8 @@ tools = [
 
 def main() -> None:
     llm = create_llm()  # the bundled SmolLM2-135M-Instruct
-    print(
-        f"tools: {llm.get_capabilities()['tools']}, streamed: "
-        f"{llm.get_capabilities()['tool_streaming']}"
-    )
+    caps = llm.get_capabilities()
+    print(f"tools: {caps[ModelCapability.TOOLS]}, streamed: {caps[ModelCapability.TOOL_STREAMING]}")
 
     # 1. One call, streamed as it is sampled (tool_choice names the tool the model must call).
     stream = llm.generate_stream("What is 123 * 456?", tools=tools, tool_choice="calculator")

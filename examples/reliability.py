@@ -60,15 +60,15 @@ class Handler(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:
         body = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)))
-        if not SCRIPT:
+        if SCRIPT:
+            status, headers, pieces, drop = SCRIPT.pop(0)
+        else:
             status, headers, pieces, drop = (
                 200,
                 {},
                 [event("The backup answers."), event("", "stop")],
                 False,
             )
-        else:
-            status, headers, pieces, drop = SCRIPT.pop(0)
         self.send_response(status)
         for name, value in headers.items():
             self.send_header(name, value)

@@ -138,36 +138,34 @@ def test_an_overloaded_error_as_the_first_event_is_retried(replay: ReplayServer,
         b'event: error\ndata: {"type": "error", "error": {"type": "overloaded_error", '
         b'"message": "Overloaded"}}\n\n'
     )
-    ok = b"".join(
-        f"event: {e['type']}\ndata: {json.dumps(e)}\n\n".encode()
-        for e in [
-            {
-                "type": "message_start",
-                "message": {
-                    "id": "msg_1",
-                    "model": "claude",
-                    "usage": {"input_tokens": 3, "output_tokens": 1},
-                },
+    events: list[dict[str, Any]] = [
+        {
+            "type": "message_start",
+            "message": {
+                "id": "msg_1",
+                "model": "claude",
+                "usage": {"input_tokens": 3, "output_tokens": 1},
             },
-            {
-                "type": "content_block_start",
-                "index": 0,
-                "content_block": {"type": "text", "text": ""},
-            },
-            {
-                "type": "content_block_delta",
-                "index": 0,
-                "delta": {"type": "text_delta", "text": "fine"},
-            },
-            {"type": "content_block_stop", "index": 0},
-            {
-                "type": "message_delta",
-                "delta": {"stop_reason": "end_turn"},
-                "usage": {"output_tokens": 2},
-            },
-            {"type": "message_stop"},
-        ]
-    )
+        },
+        {
+            "type": "content_block_start",
+            "index": 0,
+            "content_block": {"type": "text", "text": ""},
+        },
+        {
+            "type": "content_block_delta",
+            "index": 0,
+            "delta": {"type": "text_delta", "text": "fine"},
+        },
+        {"type": "content_block_stop", "index": 0},
+        {
+            "type": "message_delta",
+            "delta": {"stop_reason": "end_turn"},
+            "usage": {"output_tokens": 2},
+        },
+        {"type": "message_stop"},
+    ]
+    ok = b"".join(f"event: {e['type']}\ndata: {json.dumps(e)}\n\n".encode() for e in events)
     replay.replies = [Reply(chunks=[overloaded]), Reply(chunks=[ok])]
     llm = create_llm("anthropic", model="claude", base_url=replay.url, api_key="k", retry=FAST)
     result = stream(llm, mode)
@@ -346,7 +344,9 @@ def test_the_calls_timeout_overrides_the_llms_field_by_field(replay: ReplayServe
     call = llm._call("hi", None, None, {"timeout": Timeout(idle=2)})
     assert call.deadline is not None
     assert call.deadline.timeout == Timeout(connect=3, idle=2)
-    assert llm._call("hi", None, None, {}).deadline.timeout == Timeout(connect=3, idle=9)
+    call = llm._call("hi", None, None, {})
+    assert call.deadline is not None
+    assert call.deadline.timeout == Timeout(connect=3, idle=9)
 
 
 # -- resume -------------------------------------------------------------------------------------

@@ -6,7 +6,7 @@ from __future__ import annotations
 import itertools
 import json
 import re
-from typing import Any
+from typing import Any, Literal
 
 import pytest
 from hypothesis import given, settings
@@ -198,7 +198,7 @@ def test_smoothing_never_cuts_inside_a_grapheme_cluster(
 @settings(max_examples=200, deadline=None)
 @given(chunked(), st.sampled_from(["word", "line", "sentence"]))
 def test_smoothing_holds_text_no_later_than_the_next_chunk(
-    case: tuple[list[str], list[str]], boundary: str
+    case: tuple[list[str], list[str]], boundary: Literal["word", "line", "sentence"]
 ) -> None:
     _parts, chunks = case
     shaper = Shaper(smooth=boundary)

@@ -181,11 +181,11 @@ def test_the_issue_example() -> None:
 def test_a_parameter_with_a_default_is_optional_and_records_a_json_default() -> None:
     marker = object()
 
-    def fn(
+    def fn(  # type: ignore[no-untyped-def]  # `a` is unannotated on purpose
         a,
         b: int = 3,
         c: int | None = None,
-        d: tuple[int, int] = (1, 2),  # type: ignore[no-untyped-def]
+        d: tuple[int, int] = (1, 2),
         e: Color = Color.GREEN,
         f: Any = marker,
         g: float = math.nan,

@@ -66,7 +66,7 @@ def test_bench_quick_run_prints_every_table() -> None:
             if line.startswith("| ") and "async" in line
         ]
         assert rows
-        for row in rows:
-            streams, open_at_once, errors = int(row[2]), int(row[3]), int(row[7])
-            assert open_at_once == streams, row
-            assert errors == 0, row
+        for cells in rows:
+            streams, open_at_once, errors = int(cells[2]), int(cells[3]), int(cells[7])
+            assert open_at_once == streams, cells
+            assert errors == 0, cells

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import os
 import select
 import signal
@@ -223,7 +224,12 @@ def test_double_dash_makes_a_command_name_the_prompt(monkeypatch: pytest.MonkeyP
     import spout.cli
 
     prompts: list[list[str]] = []
-    monkeypatch.setattr(spout.cli, "_answer", lambda args: prompts.append(args.prompt) or 0)
+
+    def answer(args: argparse.Namespace) -> int:
+        prompts.append(args.prompt)
+        return 0
+
+    monkeypatch.setattr(spout.cli, "_answer", answer)
     assert spout.cli.main(["--", "chat"]) == 0
     assert spout.cli.main(["--", "conversations", "list"]) == 0
     assert prompts == [["chat"], ["conversations", "list"]]

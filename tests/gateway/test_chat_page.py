@@ -113,7 +113,7 @@ def drop_connections(gateway: RunningGateway) -> int:
     async def drop() -> int:
         connections = list(gateway.server.server_state.connections)
         for connection in connections:
-            connection.transport.abort()  # type: ignore[attr-defined]
+            connection.transport.abort()
         return len(connections)
 
     return int(gateway.call(drop()))

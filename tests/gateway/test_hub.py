@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncGenerator
 
 import pytest
 
@@ -83,11 +84,13 @@ async def test_the_last_reader_leaving_stops_the_stream_after_the_resume_window(
     hub.on_stop("s", stops.append)
     await hub.append("s", [b"1"])
     reader = hub.follow("s", 0, creator=True)
+    assert isinstance(reader, AsyncGenerator)  # an async generator, which the test closes
     await anext(reader)
     await reader.aclose()  # the creator left
     await asyncio.sleep(0.05)
     back = hub.follow("s", 1)  # ... and came back within the window
-    task = asyncio.create_task(anext(back))
+    assert isinstance(back, AsyncGenerator)
+    task = asyncio.ensure_future(anext(back))
     await asyncio.sleep(0.15)
     assert stops == []
     task.cancel()
@@ -104,7 +107,8 @@ async def test_no_resume_window_stops_at_once_and_cancel_stops_once() -> None:
     await hub.create("s", {})
     hub.on_stop("s", stops.append)
     reader = hub.follow("s", 0, creator=True)
-    task = asyncio.create_task(anext(reader))
+    assert isinstance(reader, AsyncGenerator)  # an async generator, which the test closes
+    task = asyncio.ensure_future(anext(reader))
     await asyncio.sleep(0)
     task.cancel()
     await asyncio.gather(task, return_exceptions=True)

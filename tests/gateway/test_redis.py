@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import functools
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncGenerator, Callable, Iterator
 from typing import Any
 
 import httpx
@@ -98,7 +98,8 @@ def test_readers_on_both_replicas_get_the_same_bytes(faults: FaultServer, redis_
             client.stream("GET", stream_url(b, stream_id) + "?after=0") as on_b,
         ):
             # both follow live, at once: read them in turns
-            raw_a, raw_b = on_a.iter_raw(), on_b.iter_raw()
+            raw_a: Iterator[bytes] | None = on_a.iter_raw()
+            raw_b: Iterator[bytes] | None = on_b.iter_raw()
             bytes_a, bytes_b = bytearray(), bytearray()
             while raw_a is not None or raw_b is not None:
                 if raw_a is not None and (chunk := next(raw_a, None)) is not None:
@@ -294,6 +295,8 @@ async def test_the_last_reader_on_any_hub_leaving_abandons_the_stream(redis_url:
         await a.append("st_leave", [b"one"])
         creator = a.follow("st_leave", 0, creator=True)
         reader = b.follow("st_leave", 0)
+        assert isinstance(creator, AsyncGenerator)  # an async generator, which the test closes
+        assert isinstance(reader, AsyncGenerator)
         assert await anext(creator) == (1, b"one")
         assert await anext(reader) == (1, b"one")
         await creator.aclose()  # a reader is left, on B
