@@ -46,6 +46,7 @@ lint: $(VENV)/.dev
 	$(VENV)/bin/ruff format --check $(LINTED)
 	$(VENV)/bin/ruff check $(LINTED)
 	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
 
 ## Rewrite the code in the house format.
 format: $(VENV)/.dev

@@ -8,18 +8,17 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Generator, Iterator, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from ._errors import ConfigurationError, SpoutError, TotalTimeout
 from ._events import Event, ResponseStart, TextDelta
-from ._policy import CONTENT, Deadline, Retry, resumable, retryable
+from ._policy import CONTENT, CallPolicy, resumable, retryable
 from ._response import Accumulator
 from .providers._base import refusals_as_text, text_token_counter
 
 if TYPE_CHECKING:
-    from ._stream import AsyncSource, SyncSource
-    from .providers._base import Call, Provider
+    from .providers._base import AsyncSource, Call, Provider, SyncSource
 
 __all__ = ["Attempts", "CallPolicy"]
 
@@ -28,15 +27,6 @@ CONTINUE = (
     "Your previous message was cut off. Continue it exactly where it stopped, without "
     "repeating anything already written and without any preamble."
 )
-
-
-@dataclass(frozen=True, slots=True)
-class CallPolicy:
-    """What a call may do when it fails: retry, fall back, resume; and its time limits."""
-
-    retry: Retry
-    resume: bool = False
-    deadline: Deadline | None = None
 
 
 class Seam:

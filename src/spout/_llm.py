@@ -32,10 +32,12 @@ from ._context import count_tokens
 from ._errors import ConfigurationError
 from ._events import Event
 from ._policy import Deadline, Retry, Timeout
+from ._request import send_through
 from ._response import Accumulator, Response
 from ._stream import AsyncStream, PendingAsyncStream, Stream
 from ._stream_base import partial_on_error
 from ._tool_loop import Approve, AsyncToolStream, ToolStream, tool_table
+from ._transport import Transport
 from ._validate import validate_call
 from ._watch import Watch, take_watch
 from .providers._base import Call, NamedToolChoice, Provider, text_token_counter
@@ -43,6 +45,9 @@ from .providers._registry import is_provider, provider_class
 from .tools import Tool, as_tool
 
 __all__ = ["LLM", "create_llm", "parse_model_string"]
+
+# Providers do no I/O: the HTTP ones send through the transport handed to them here.
+send_through(Transport)
 
 #: Generation settings, in spout's names; every provider translates them.
 GENERATION_PARAMS = ("temperature", "max_tokens", "top_p", "stop", "seed")

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 from ._errors import ConfigurationError
 
 if TYPE_CHECKING:
-    from ._transport import HTTPRequest
+    from ._request import HTTPRequest
 
 __all__ = [
     "DEBUG",

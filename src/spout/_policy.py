@@ -26,7 +26,7 @@ from ._events import (
     ToolCallStart,
 )
 
-__all__ = ["Deadline", "Retry", "Timeout"]
+__all__ = ["CallPolicy", "Deadline", "Retry", "Timeout"]
 
 #: The events that count as content: what ``first_token`` waits for and ``idle`` spaces.
 #: Pings, comments, usage and the like do not count.
@@ -237,3 +237,16 @@ class Deadline:
 
     def total_left(self) -> float | None:
         return None if self.total_at is None else self.total_at - time.monotonic()
+
+
+@dataclass(frozen=True, slots=True)
+class CallPolicy:
+    """What a call may do when it fails: retry, fall back, resume; and its time limits.
+
+    The LLM's business, not the provider's: a provider passes it on its
+    :class:`~spout.providers._base.Call` untouched.
+    """
+
+    retry: Retry
+    resume: bool = False
+    deadline: Deadline | None = None

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ._errors import ToolCallParseError
 from ._events import (
@@ -24,6 +24,9 @@ from ._events import (
     Usage,
 )
 from ._stats import StreamStats, make_stats
+
+if TYPE_CHECKING:
+    from ._output_format import OutputFormat
 
 __all__ = ["Accumulator", "Response"]
 
@@ -160,9 +163,9 @@ class Accumulator:
         self._id: str | None = None
         self._model = model
         self._provider = provider
-        #: What ``response_format`` asked for (:class:`spout._structured.OutputFormat`): the
+        #: What ``response_format`` asked for (:class:`spout._output_format.OutputFormat`): the
         #: text is parsed and validated when the Finish event arrives.
-        self.output_format: Any = None
+        self.output_format: OutputFormat | None = None
         self._parsed: Any = None
 
     def restart_clock(self) -> None:

@@ -13,12 +13,9 @@ from ._stream_base import AsyncStreamBase, SyncStreamBase, partial_on_error
 
 if TYPE_CHECKING:
     from ._watch import Watch
+    from .providers._base import AsyncSource, SyncSource
 
 __all__ = ["AsyncStream", "Stream"]
-
-#: What a provider hands a Stream: its events, and how to release what it holds.
-SyncSource = tuple[Iterator[Event], Callable[[], None]]
-AsyncSource = tuple[AsyncIterator[Event], Callable[[], Awaitable[None]]]
 
 
 class Stream(SyncStreamBase[str]):

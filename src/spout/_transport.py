@@ -12,7 +12,6 @@ import threading
 import time
 import weakref
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterator, Mapping
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ._errors import (
@@ -21,13 +20,19 @@ from ._errors import (
     FirstTokenTimeout,
     IdleTimeout,
     ProtocolError,
-    ProviderError,
     SpoutError,
     StreamInterruptedError,
     TimeoutError,
     TransportError,
 )
-from ._log import DEBUG, log_request, log_response, logger, request_repr
+from ._log import DEBUG, log_request, log_response, logger
+from ._request import (
+    DEFAULT_CONNECT_TIMEOUT,
+    DEFAULT_TIMEOUT,
+    ErrorMapper,
+    HTTPRequest,
+    header_value,
+)
 
 if TYPE_CHECKING:
     import asyncio
@@ -37,33 +42,16 @@ if TYPE_CHECKING:
 
     from ._policy import Deadline
 
-__all__ = ["HTTPRequest", "Transport"]
-
-DEFAULT_TIMEOUT = 600.0
-DEFAULT_CONNECT_TIMEOUT = 10.0
-
-#: Builds the provider's error from a failed response: (status, headers, body) -> error.
-ErrorMapper = Callable[[int, Mapping[str, str], bytes], ProviderError]
-
-
-@dataclass(slots=True)
-class HTTPRequest:
-    """A request as a provider adapter builds it, before anything touches a socket."""
-
-    method: str
-    url: str
-    headers: dict[str, str] = field(default_factory=dict)
-    body: bytes | None = None
-
-    def __post_init__(self) -> None:
-        # orjson returns small outputs in a 4 KiB buffer; a request lives as long as its
-        # response is awaited, so 1,000 concurrent streams would hold 4 MB of slack.
-        body = self.body
-        if body is not None and len(body) < 4096:
-            self.body = bytes(memoryview(body))
-
-    def __repr__(self) -> str:  # the headers hold the API key: never print them whole
-        return request_repr(self)
+# HTTPRequest, header_value and the defaults live in the sans-I/O ``_request`` (providers
+# import them there); they are named here too for callers of the transport.
+__all__ = [
+    "DEFAULT_CONNECT_TIMEOUT",
+    "DEFAULT_TIMEOUT",
+    "ErrorMapper",
+    "HTTPRequest",
+    "Transport",
+    "header_value",
+]
 
 
 def _translate(exc: httpx.HTTPError, *, streaming: bool) -> SpoutError:
@@ -668,12 +656,3 @@ def _within(deadline: Deadline | None) -> Any:
 
         timeout_at = async_timeout.timeout_at
     return timeout_at(when)
-
-
-def header_value(headers: Any, *names: str) -> str | None:
-    """The first of several headers that is present (request ids go by many names)."""
-    for name in names:
-        value = headers.get(name)
-        if value:
-            return str(value)
-    return None

@@ -114,8 +114,7 @@ def _answer(args: argparse.Namespace) -> int:
     if not prompt.strip():
         return fail('no prompt: give one as an argument (spout "...") or on stdin', 2)
 
-    from .._errors import SpoutError
-    from .._stats import StreamStats
+    from .. import SpoutError, StreamStats
     from ..session import SessionStream
 
     stdout = sys.stdout

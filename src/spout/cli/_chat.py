@@ -116,7 +116,7 @@ class _Input:
 def main(argv: Sequence[str]) -> int:
     """Run ``spout chat``; returns the exit status."""
     args = _parser().parse_args(argv)
-    from .._errors import SpoutError
+    from .. import SpoutError
 
     try:
         interactive = sys.stdin.isatty()
@@ -180,7 +180,7 @@ def _reply(session: Session, message: str, status: StatusLine, stats: bool) -> N
     The live status line (``status``) is erased before anything else goes to stderr; with
     ``stats``, a summary line follows each reply that completed.
     """
-    from .._errors import SpoutError
+    from .. import SpoutError
     from ..session import SessionStream
 
     write, flush = sys.stdout.write, sys.stdout.flush

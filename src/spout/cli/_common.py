@@ -10,9 +10,8 @@ from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .._llm import LLM
-    from .._store import Store
-    from .._turn import Turn
+    from .. import LLM, Turn
+    from ..conversations import Store
     from ..session import Session
 
 #: Values of ``SPOUT_NO_LOG`` that leave logging on (unset and empty do too).
@@ -108,8 +107,8 @@ def open_session(args: argparse.Namespace) -> Iterator[Session]:
     conversation does not keep a base URL: give ``--base-url`` again). Without logging, a new
     conversation touches no store; a continued one is read but not written.
     """
-    from .._llm import create_llm, parse_model_string
-    from .._store import Store
+    from .. import create_llm
+    from ..conversations import Store
     from ..session import Session
 
     logging = not logging_off(args)
@@ -126,11 +125,11 @@ def open_session(args: argparse.Namespace) -> Iterator[Session]:
             assert store is not None
             conversation_id = _conversation_to_continue(store, args.cid)
             stored_model = last_model(store.turns(conversation_id))
-        provider, model = parse_model_string(args.model or stored_model or "local")
         config: dict[str, Any] = {}
         if args.base_url:
             config["base_url"] = args.base_url
-        llm = create_llm(provider, model=model, **config)
+        # "provider:model" or "provider/model", split by create_llm as the CLI gives it.
+        llm = create_llm(args.model or stored_model or "local", **config)
         params = generation_params(args)
         if conversation_id is not None:
             if args.system is not None:

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from ._common import CommandError, add_database_option, fail, silence_stdout
 
 if TYPE_CHECKING:
-    from .._store import Conversation, Store
+    from ..conversations import Conversation, Store
 
 __all__ = ["main"]
 
@@ -71,8 +71,8 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str]) -> int:
     """Run ``spout conversations ...``; returns the exit status."""
     args = _parser().parse_args(argv)
-    from .._errors import SpoutError
-    from .._store import Store
+    from .. import SpoutError
+    from ..conversations import Store
 
     try:
         with Store(args.database) as store:
@@ -209,7 +209,7 @@ def _import(store: Store, args: argparse.Namespace) -> None:
 
 
 def _stored(store: Store, conversation_id: str) -> bool:
-    from .._errors import ConversationNotFoundError
+    from .. import ConversationNotFoundError
 
     try:
         return store.get(conversation_id).id == conversation_id

@@ -121,7 +121,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         from ..gateway import create_app
     except ModuleNotFoundError as exc:
         return fail(f"spout serve needs the gateway extra: pip install 'spout[gateway]' ({exc})")
-    from .._errors import ConfigurationError
+    from .. import ConfigurationError
 
     try:
         config = build_config(args)
@@ -178,7 +178,7 @@ def _keys_parser() -> argparse.ArgumentParser:
 
 def keys_main(argv: Sequence[str]) -> int:
     """``spout serve keys add|remove|list``."""
-    from .._errors import ConfigurationError
+    from .. import ConfigurationError
     from ..gateway._keys import LIMIT_NAMES, add_key, read_keys, remove_key
 
     args = _keys_parser().parse_args(argv)

@@ -8,7 +8,7 @@ import time
 from typing import TYPE_CHECKING, TextIO
 
 if TYPE_CHECKING:
-    from .._stats import StreamStats
+    from .. import StreamStats
 
 #: Redraw the live line at most this often (seconds).
 INTERVAL = 0.1

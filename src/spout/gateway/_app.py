@@ -27,9 +27,16 @@ from starlette.routing import Route as HTTPRoute
 from starlette.routing import WebSocketRoute
 from starlette.types import Receive, Scope, Send
 
-from .. import _errors
-from .._events import ResponseStart
-from .._llm import LLM, create_llm
+from .. import (
+    LLM,
+    ConfigurationError,
+    ProviderError,
+    ResponseStart,
+    SpoutError,
+    StreamError,
+    TransportError,
+    create_llm,
+)
 from . import _openai, _ws
 from ._config import GatewayConfig, Route
 from ._conversations import HEADER as CONVERSATION_HEADER
@@ -41,7 +48,7 @@ from ._page import page_routes
 from ._wire import Request, RequestError, StreamCancelled, WireProtocol
 
 if TYPE_CHECKING:
-    from .._events import Event
+    from .. import Event
 
 __all__ = ["Gateway", "create_app"]
 
@@ -134,9 +141,9 @@ class Gateway:
         return response
 
     def _error(self, protocol: WireProtocol, exc: Exception) -> Response:
-        if isinstance(exc, _errors.ProviderError | _errors.TransportError | _errors.StreamError):
+        if isinstance(exc, ProviderError | TransportError | StreamError):
             self.metrics.upstream_error(type(exc).__name__)
-        elif not isinstance(exc, RequestError | _errors.ConfigurationError):
+        elif not isinstance(exc, RequestError | ConfigurationError):
             log.exception("unexpected error")
         status, body = protocol.error_body(exc)
         headers = {}
@@ -303,7 +310,7 @@ class Gateway:
                 await hub.append(stream_id, encoder.error(why))
         except Exception as exc:
             failure = exc
-            if isinstance(exc, _errors.SpoutError):
+            if isinstance(exc, SpoutError):
                 self.metrics.upstream_error(type(exc).__name__)
             else:
                 log.exception("stream %s failed", stream_id)

@@ -41,7 +41,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from .._errors import ConfigurationError
+from .. import ConfigurationError
 
 __all__ = ["GatewayConfig", "Limits", "Route", "load_config"]
 

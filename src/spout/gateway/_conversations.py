@@ -26,16 +26,14 @@ from starlette.requests import Request as HTTPRequest
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route as HTTPRoute
 
-from .._errors import ConversationNotFoundError, StoreError
-from .._events import Usage
+from .. import ConversationNotFoundError, StoreError, Turn, Usage
 from .._store import KEEP, Store, new_id
-from .._turn import Turn
 from ._guard import Denied
 from ._wire import RequestError
 
 if TYPE_CHECKING:
-    from .._llm import LLM
-    from .._response import Response as LLMResponse
+    from .. import LLM
+    from .. import Response as LLMResponse
     from ._app import Gateway
     from ._config import GatewayConfig, Route
     from ._wire import Request

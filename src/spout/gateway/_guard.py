@@ -27,7 +27,7 @@ from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.responses import Response
 
-from .._errors import ConfigurationError
+from .. import ConfigurationError
 
 if TYPE_CHECKING:
     from starlette.requests import HTTPConnection

@@ -23,7 +23,7 @@ import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
-from .._errors import ConfigurationError
+from .. import ConfigurationError
 
 __all__ = ["KeyEntry", "KeysFile", "add_key", "hash_key", "new_key", "read_keys", "remove_key"]
 

@@ -167,7 +167,7 @@ class RedisCounters:
         try:
             import redis.asyncio as redis
         except ModuleNotFoundError:  # pragma: no cover - the extra is installed in CI
-            from .._errors import ConfigurationError
+            from .. import ConfigurationError
 
             raise ConfigurationError(
                 "--redis needs the redis extra: pip install 'spout[redis]'"

@@ -22,12 +22,13 @@ from typing import Any, cast
 
 import orjson
 
-from .._events import (
+from .. import (
     Event,
     Finish,
     FinishReason,
     ReasoningDelta,
     RefusalDelta,
+    Response,
     ResponseStart,
     TextDelta,
     ToolCall,
@@ -37,7 +38,6 @@ from .._events import (
     ToolResult,
     Usage,
 )
-from .._response import Response
 from . import _openai
 from ._hub import EventsExpired
 from ._wire import Request, StreamCancelled, sse_frame

@@ -17,8 +17,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
-    from .._events import Event
-    from .._response import Response
+    from .. import Event, Response
 
 __all__ = ["Encoder", "Request", "RequestError", "StreamCancelled", "WireProtocol", "sse_frame"]
 

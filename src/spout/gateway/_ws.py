@@ -35,14 +35,14 @@ from urllib.parse import urlsplit
 import orjson
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketDisconnected
 
-from .. import _errors
+from .. import SpoutError
 from . import _spout_wire
 from ._guard import Denied, Identity
 from ._hub import EventsExpired, StreamNotFound
 from ._wire import Request, RequestError, StreamCancelled
 
 if TYPE_CHECKING:
-    from .._llm import LLM
+    from .. import LLM
     from ._app import Gateway
     from ._config import Route
 
@@ -265,7 +265,7 @@ class Connection:
     # -- messages out ----------------------------------------------------------------------------
 
     def _error(self, exc: BaseException) -> dict[str, Any]:
-        if isinstance(exc, _errors.SpoutError):
+        if isinstance(exc, SpoutError):
             self.gateway.metrics.upstream_error(type(exc).__name__)
         elif not isinstance(exc, RequestError | EventsExpired | StreamNotFound):
             log.exception("WebSocket request failed", exc_info=exc)

@@ -5,7 +5,6 @@ A provider from another package subclasses :class:`Provider` and declares itself
 own"); ``create_llm("its-name")`` then finds it.
 """
 
-from .._stream import AsyncSource, SyncSource
-from ._base import Call, NamedToolChoice, OutputShape, Provider
+from ._base import AsyncSource, Call, NamedToolChoice, OutputShape, Provider, SyncSource
 
 __all__ = ["AsyncSource", "Call", "NamedToolChoice", "OutputShape", "Provider", "SyncSource"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, Protocol, TypeVar
 
@@ -14,19 +14,21 @@ from .._capabilities import Capabilities
 from .._errors import ConfigurationError, ProtocolError, ProviderError, SpoutError
 from .._events import Event, ToolCall, ToolCallDelta, ToolCallEnd, ToolCallStart
 from .._log import checked_key, scrub_error, secrets_in
-from .._stream import AsyncSource, SyncSource
-from .._transport import (
+from .._request import (
     DEFAULT_CONNECT_TIMEOUT,
     DEFAULT_TIMEOUT,
     HTTPRequest,
-    Transport,
+    Sender,
+    new_sender,
 )
 from ..sse import ServerSentEvent, SSEDecoder
 
 if TYPE_CHECKING:
-    from .._structured import OutputFormat
+    from .._output_format import OutputFormat
+    from .._policy import CallPolicy, Deadline
 
 __all__ = [
+    "AsyncSource",
     "Call",
     "GenerationLock",
     "HTTPProvider",
@@ -36,10 +38,16 @@ __all__ = [
     "Provider",
     "SSEStreamParser",
     "StreamParser",
+    "SyncSource",
     "ToolCallAssembler",
     "refusals_as_text",
     "text_token_counter",
 ]
+
+#: What a provider's ``open_stream`` hands a stream: its events, and how to release what it
+#: holds (a connection, a model's lock). ``aopen_stream`` hands the async pair.
+SyncSource = tuple[Iterator[Event], Callable[[], None]]
+AsyncSource = tuple[AsyncIterator[Event], Callable[[], Awaitable[None]]]
 
 
 @dataclass(slots=True)
@@ -57,14 +65,13 @@ class Call:
     #: None (the provider's default), "auto", "none", "required", a :class:`NamedToolChoice`,
     #: or a provider-native dict sent as given.
     tool_choice: Any = None
-    #: The call's clock (:class:`spout._policy.Deadline`), when it has time limits.
-    deadline: Any = None
-    #: Retries, resume (:class:`spout._attempts.CallPolicy`): the LLM's business, not the
-    #: provider's.
-    policy: Any = None
-    #: What ``response_format`` asked for (:class:`spout._structured.OutputFormat`), put in
-    #: each provider's shape right before its request (:func:`spout._structured.request_for`).
-    output_format: Any = None
+    #: The call's clock, when it has time limits.
+    deadline: Deadline | None = None
+    #: Retries, resume: the LLM's business, not the provider's.
+    policy: CallPolicy | None = None
+    #: What ``response_format`` asked for, put in each provider's shape right before its
+    #: request (:func:`spout._structured.request_for`).
+    output_format: OutputFormat | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -326,7 +333,8 @@ class HTTPProvider(Provider):
         headers: dict[str, str] | None = None,
     ) -> None:
         super().__init__(model)
-        self.transport = Transport(
+        # Handed in, not imported: providers do no I/O (see spout._request).
+        self.transport: Sender = new_sender(
             timeout=timeout, connect_timeout=connect_timeout, headers=headers
         )
         # Kept to know what to redact: a caller may authenticate with a header of their own.

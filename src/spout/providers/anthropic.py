@@ -28,7 +28,7 @@ from .._events import (
     ToolCallStart,
     Usage,
 )
-from .._transport import HTTPRequest, header_value
+from .._request import HTTPRequest, header_value
 from ._base import (
     Call,
     HTTPProvider,

@@ -28,7 +28,7 @@ from .._events import (
     ToolCallStart,
     Usage,
 )
-from .._transport import HTTPRequest, header_value
+from .._request import HTTPRequest, header_value
 from ._base import (
     Call,
     HTTPProvider,
@@ -42,7 +42,7 @@ from ._base import (
 from .openai import retry_after_seconds
 
 if TYPE_CHECKING:
-    from .._structured import OutputFormat
+    from .._output_format import OutputFormat
 
 __all__ = ["GeminiProvider", "GenerateContentMapper"]
 

@@ -21,7 +21,7 @@ from .._errors import (
     error_for_status,
 )
 from .._events import Event, Finish, FinishReason, TextDelta, Usage
-from .._transport import HTTPRequest, header_value
+from .._request import HTTPRequest, header_value
 from ._base import (
     Call,
     HTTPProvider,
@@ -35,7 +35,7 @@ from ._base import (
 from .openai import OpenAIProvider, retry_after_seconds
 
 if TYPE_CHECKING:
-    from .._structured import OutputFormat
+    from .._output_format import OutputFormat
 
 __all__ = [
     "HuggingFaceChatProvider",

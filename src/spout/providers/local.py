@@ -25,12 +25,19 @@ import orjson
 from .._capabilities import Capabilities, ModelCapability
 from .._errors import ConfigurationError, ContextWindowExceededError, ProviderError
 from .._events import Event, Finish, ResponseStart, TextDelta, Usage
-from .._stream import AsyncSource, SyncSource
-from ._base import Call, GenerationLock, OutputShape, Provider, ToolCallAssembler
+from ._base import (
+    AsyncSource,
+    Call,
+    GenerationLock,
+    OutputShape,
+    Provider,
+    SyncSource,
+    ToolCallAssembler,
+)
 from ._local_tools import CALL_PREFIX, MESSAGE_HEADER, ToolPlan
 
 if TYPE_CHECKING:
-    from .._structured import OutputFormat
+    from .._output_format import OutputFormat
 
 __all__ = ["LocalProvider", "bundled_model_path"]
 

@@ -31,7 +31,7 @@ from .._events import (
     Usage,
 )
 from .._log import checked_key
-from .._transport import HTTPRequest, header_value
+from .._request import HTTPRequest, header_value
 from ..ndjson import NDJSONDecoder
 from ._base import (
     Call,
@@ -48,7 +48,7 @@ from ._base import (
 from .openai import chat_tool, retry_after_seconds
 
 if TYPE_CHECKING:
-    from .._structured import OutputFormat
+    from .._output_format import OutputFormat
 
 __all__ = ["OllamaProvider", "ollama_base_url"]
 

@@ -30,7 +30,7 @@ from .._events import (
     TextDelta,
     Usage,
 )
-from .._transport import HTTPRequest, header_value
+from .._request import HTTPRequest, header_value
 from ._base import (
     Call,
     HTTPProvider,
@@ -46,7 +46,7 @@ from ._base import (
 )
 
 if TYPE_CHECKING:
-    from .._structured import OutputFormat
+    from .._output_format import OutputFormat
 
 __all__ = ["ChatChunkMapper", "OpenAIProvider"]
 

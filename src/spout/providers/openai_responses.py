@@ -31,7 +31,7 @@ from .._events import (
     ToolCallStart,
     Usage,
 )
-from .._transport import HTTPRequest
+from .._request import HTTPRequest
 from ._base import (
     Call,
     NamedToolChoice,
@@ -48,7 +48,7 @@ from ._base import (
 from .openai import OpenAIProvider, error_from_body
 
 if TYPE_CHECKING:
-    from .._structured import OutputFormat
+    from .._output_format import OutputFormat
 
 __all__ = ["OpenAIResponsesProvider", "ResponsesEventMapper"]
 

@@ -21,8 +21,7 @@ from typing import Any, ClassVar
 from .._capabilities import Capabilities, ModelCapability
 from .._errors import ConfigurationError, ContextWindowExceededError, ProviderError
 from .._events import Event, Finish, ResponseStart, TextDelta, Usage
-from .._stream import AsyncSource, SyncSource
-from ._base import Call, GenerationLock, Provider
+from ._base import AsyncSource, Call, GenerationLock, Provider, SyncSource
 from .local import BUNDLED_MODEL, _hold_stops, bundled_model_path
 
 __all__ = ["TransformersProvider"]
