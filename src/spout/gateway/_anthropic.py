@@ -21,16 +21,22 @@ from .. import (
 )
 from ..compat.chunks import arguments_text
 from ._openai import (
+    UNSUPPORTED,
     ErrorKind,
+    at_least_one,
     check_json_schema_format,
     check_stop,
     classify_error,
     flag,
     named_choice,
     number,
+    object_field,
+    objects,
+    refuse_given,
     refuse_unknown,
     request_model,
     request_object,
+    take_numbers,
 )
 from ._wire import Request, RequestError, sse_frame
 
@@ -234,13 +240,9 @@ def _assistant(content: Any, where: str) -> dict[str, Any]:
 
 
 def _messages(value: Any) -> list[dict[str, Any]]:
-    if not isinstance(value, list) or not value:
-        raise _fail("messages must be a non-empty list of messages", "messages")
     messages: list[dict[str, Any]] = []
-    for i, message in enumerate(value):
-        where = f"messages[{i}]"
-        if not isinstance(message, dict):
-            raise _fail(f"{where} must be an object with a role and content", "messages")
+    listed, each = "a non-empty list of messages", "an object with a role and content"
+    for where, message in objects(value, "messages", listed=listed, each=each):
         role = message.get("role")
         if role == "user":
             messages += _user(message.get("content"), where)
@@ -311,47 +313,33 @@ class MessagesProtocol:
     def parse(self, body: Any) -> Request:
         body = request_object(body)
         refuse_unknown(body, _KNOWN | frozenset(_REFUSED))
-        for key in _REFUSED:
-            if body.get(key) is not None:
-                raise _fail(f"{key} is not supported by the gateway", key)
+        refuse_given(body, _REFUSED, UNSUPPORTED)
         model = request_model(body)
-        max_tokens = number(body, "max_tokens", integer=True)
+        max_tokens = at_least_one(number(body, "max_tokens", integer=True), "max_tokens")
         if max_tokens is None:
             raise _fail("max_tokens is required", "max_tokens")
-        if max_tokens < 1:
-            raise _fail("max_tokens must be at least 1", "max_tokens")
         messages = _messages(body.get("messages"))
         system = _system(body.get("system"))
         if system is not None:
             messages.insert(0, {"role": "system", "content": system})
         tools, names = _tools(body.get("tools"))
         params: dict[str, Any] = {"max_tokens": max_tokens}
-        for key in ("temperature", "top_p"):
-            value = number(body, key)
-            if value is not None:
-                params[key] = value
-        top_k = number(body, "top_k", integer=True)
-        if top_k is not None:
-            params["top_k"] = top_k
+        take_numbers(body, params, ("temperature", "top_p"))
+        take_numbers(body, params, ("top_k",), integer=True)
         stop = check_stop(body.get("stop_sequences"), "stop_sequences")
         if stop is not None:
             params["stop"] = [stop] if isinstance(stop, str) else stop
         choice = _tool_choice(body.get("tool_choice"), names)
         if choice is not None:
             params["tool_choice"] = choice
-        thinking = body.get("thinking")
-        if thinking is not None:
-            if not isinstance(thinking, dict):
-                raise _fail("thinking must be an object", "thinking")
-            if thinking.get("type") != "disabled":
-                params["thinking"] = thinking
+        thinking = object_field(body, "thinking")
+        if thinking is not None and thinking.get("type") != "disabled":
+            params["thinking"] = thinking
         output_format = body.get("output_format")
-        config = body.get("output_config")
+        config = object_field(body, "output_config")
         if config is not None:
             # {"format": {...}, "effort": ...}: the format is structured output; the effort a
             # hint spout has no setting for.
-            if not isinstance(config, dict):
-                raise _fail("output_config must be an object", "output_config")
             output_format = config.get("format") or output_format
         if output_format is not None:
             # Structured outputs ({"type": "json_schema", "schema": {...}}): spout's

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import orjson
@@ -174,6 +175,8 @@ _IGNORED = frozenset(
 )
 # Sampling settings spout has no name of its own for: sent upstream as they are (a provider
 # that does not take one refuses it, and the client gets that 400).
+#: Why a field the gateway cannot honour is refused (see :func:`refuse_given`).
+UNSUPPORTED = "is not supported by the gateway"
 _PASSED = ("frequency_penalty", "presence_penalty", "logit_bias", "reasoning_effort")
 _ROLES = ("system", "developer", "user", "assistant", "tool")
 
@@ -194,6 +197,53 @@ def number(
         what = "an integer" if integer else "a number"
         raise _fail(f"{name or key} must be {what}, not {value!r:.40}", name or key)
     return value
+
+
+def take_numbers(
+    body: dict[str, Any], params: dict[str, Any], keys: Iterable[str], *, integer: bool = False
+) -> None:
+    """Each of ``keys`` that ``body`` gives, checked to be a number, into ``params``."""
+    for key in keys:
+        value = number(body, key, integer=integer)
+        if value is not None:
+            params[key] = value
+
+
+def at_least_one(value: int | None, param: str) -> int | None:
+    """A token budget: None (not given) or at least 1."""
+    if value is not None and value < 1:
+        raise _fail(f"{param} must be at least 1", param)
+    return value
+
+
+def object_field(body: dict[str, Any], key: str) -> dict[str, Any] | None:
+    """``body[key]`` checked to be an object, or None if absent."""
+    value = body.get(key)
+    if value is not None and not isinstance(value, dict):
+        raise _fail(f"{key} must be an object", key)
+    return value
+
+
+def objects(
+    value: Any, param: str, *, listed: str, each: str
+) -> Iterator[tuple[str, dict[str, Any]]]:
+    """The objects of a non-empty list, each with its place (``messages[2]``) for errors:
+    ``{param} must be {listed}`` if it is not such a list, ``{place} must be {each}`` for an
+    item that is not an object."""
+    if not isinstance(value, list) or not value:
+        raise _fail(f"{param} must be {listed}", param)
+    for i, item in enumerate(value):
+        where = f"{param}[{i}]"
+        if not isinstance(item, dict):
+            raise _fail(f"{where} must be {each}", param)
+        yield where, item
+
+
+def refuse_given(body: dict[str, Any], keys: Iterable[str], why: str) -> None:
+    """The first of ``keys`` that ``body`` gives (not null) is refused: ``{key} {why}``."""
+    for key in keys:
+        if body.get(key) is not None:
+            raise _fail(f"{key} {why}", key)
 
 
 def check_stop(value: Any, param: str) -> Any:
@@ -256,13 +306,9 @@ def _check_tool_calls(calls: Any, where: str) -> None:
 
 def parse_messages(value: Any) -> list[dict[str, Any]]:
     """Chat messages checked and copied; ``developer`` is read as ``system``."""
-    if not isinstance(value, list) or not value:
-        raise _fail("messages must be a non-empty list of messages", "messages")
     messages: list[dict[str, Any]] = []
-    for i, message in enumerate(value):
-        where = f"messages[{i}]"
-        if not isinstance(message, dict):
-            raise _fail(f"{where} must be an object with a role", "messages")
+    listed = "a non-empty list of messages"
+    for where, message in objects(value, "messages", listed=listed, each="an object with a role"):
         role = message.get("role")
         if role not in _ROLES:
             raise _fail(
@@ -333,7 +379,12 @@ def named_choice(name: Any, names: list[str], param: str) -> str:
     return name
 
 
-def _tool_choice(value: Any, names: list[str]) -> Any:
+def tool_choice(
+    value: Any, names: list[str], *, name_of: Callable[[dict[str, Any]], Any], named: str
+) -> Any:
+    """OpenAI's ``tool_choice``, as both its APIs take it: 'auto', 'none', 'required', or one
+    function (``{'type': 'function', ...}``, whose name ``name_of`` finds; ``named`` writes
+    that form for the error)."""
     if value is None:
         return None
     if value in ("auto", "none", "required"):
@@ -341,14 +392,13 @@ def _tool_choice(value: Any, names: list[str]) -> Any:
             raise _fail("tool_choice 'required' needs tools", "tool_choice")
         return value
     if isinstance(value, dict) and value.get("type") == "function":
-        function = value.get("function")
-        name = function.get("name") if isinstance(function, dict) else None
-        return named_choice(name, names, "tool_choice")
-    raise _fail(
-        "tool_choice must be 'auto', 'none', 'required' or "
-        "{'type': 'function', 'function': {'name': ...}}",
-        "tool_choice",
-    )
+        return named_choice(name_of(value), names, "tool_choice")
+    raise _fail(f"tool_choice must be 'auto', 'none', 'required' or {named}", "tool_choice")
+
+
+def _function_name(choice: dict[str, Any]) -> Any:
+    function = choice.get("function")
+    return function.get("name") if isinstance(function, dict) else None
 
 
 def _refuse_unsupported(body: dict[str, Any]) -> None:
@@ -360,12 +410,9 @@ def _refuse_unsupported(body: dict[str, Any]) -> None:
     modalities = body.get("modalities")
     if modalities is not None and modalities != ["text"]:
         raise _fail("modalities other than ['text'] are not supported", "modalities")
-    for key in ("functions", "function_call"):
-        if body.get(key) is not None:
-            raise _fail(f"{key} is the legacy form of tools: send tools and tool_choice", key)
-    for key in ("audio", "prediction", "web_search_options"):
-        if body.get(key) is not None:
-            raise _fail(f"{key} is not supported by the gateway", key)
+    legacy = ("functions", "function_call")
+    refuse_given(body, legacy, "is the legacy form of tools: send tools and tool_choice")
+    refuse_given(body, ("audio", "prediction", "web_search_options"), UNSUPPORTED)
 
 
 _KNOWN = _IGNORED | frozenset(
@@ -448,21 +495,20 @@ class ChatCompletionsProtocol:
         max_tokens = number(body, "max_completion_tokens", integer=True)
         if max_tokens is None:
             max_tokens = number(body, "max_tokens", integer=True)
+        max_tokens = at_least_one(max_tokens, "max_completion_tokens")
         if max_tokens is not None:
-            if max_tokens < 1:
-                raise _fail("max_completion_tokens must be at least 1", "max_completion_tokens")
             params["max_tokens"] = max_tokens
-        for key in ("temperature", "top_p"):
-            value = number(body, key)
-            if value is not None:
-                params[key] = value
-        seed = number(body, "seed", integer=True)
-        if seed is not None:
-            params["seed"] = seed
+        take_numbers(body, params, ("temperature", "top_p"))
+        take_numbers(body, params, ("seed",), integer=True)
         stop = check_stop(body.get("stop"), "stop")
         if stop is not None:
             params["stop"] = stop
-        choice = _tool_choice(body.get("tool_choice"), tool_names(tools))
+        choice = tool_choice(
+            body.get("tool_choice"),
+            tool_names(tools),
+            name_of=_function_name,
+            named="{'type': 'function', 'function': {'name': ...}}",
+        )
         if choice is not None:
             params["tool_choice"] = choice
         response_format = check_json_schema_format(body.get("response_format"), "response_format")
@@ -472,9 +518,7 @@ class ChatCompletionsProtocol:
             if body.get(key) is not None:
                 params[key] = body[key]
         stream = flag(body, "stream")
-        options = body.get("stream_options")
-        if options is not None and not isinstance(options, dict):
-            raise _fail("stream_options must be an object", "stream_options")
+        options = object_field(body, "stream_options")
         include_usage = bool(stream and options and options.get("include_usage"))
         return Request(
             model=model,

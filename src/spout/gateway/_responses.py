@@ -20,15 +20,22 @@ from .. import (
 )
 from ..compat.chunks import arguments_text
 from ._openai import (
+    UNSUPPORTED,
     ErrorKind,
+    at_least_one,
     classify_error,
     flag,
-    named_choice,
     number,
+    object_field,
+    objects,
     openai_error,
+    refuse_given,
     refuse_unknown,
     request_model,
     request_object,
+    take_numbers,
+    tool_choice,
+    tool_names,
 )
 from ._wire import Request, RequestError, sse_frame
 
@@ -50,6 +57,7 @@ _IGNORED = frozenset(
     )
 )
 _REFUSED = ("previous_response_id", "conversation", "prompt", "max_tool_calls")
+_KEEPS_NONE = UNSUPPORTED + ", which keeps no responses: send the whole conversation as input"
 _KNOWN = _IGNORED | frozenset(
     (
         "model",
@@ -111,13 +119,9 @@ def _input(value: Any) -> list[dict[str, Any]]:
     """``input`` items as spout's chat messages; function calls join the assistant turn."""
     if isinstance(value, str):
         return [{"role": "user", "content": value}]
-    if not isinstance(value, list) or not value:
-        raise _fail("input must be a string or a non-empty list of items", "input")
     messages: list[dict[str, Any]] = []
-    for i, item in enumerate(value):
-        where = f"input[{i}]"
-        if not isinstance(item, dict):
-            raise _fail(f"{where} must be an object", "input")
+    listed = "a string or a non-empty list of items"
+    for where, item in objects(value, "input", listed=listed, each="an object"):
         kind = item.get("type", "message")
         if kind == "message":
             role = item.get("role")
@@ -218,22 +222,6 @@ def _tools(value: Any) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     return tools, echoed
 
 
-def _tool_choice(value: Any, tools: list[dict[str, Any]]) -> Any:
-    names = [tool["function"]["name"] for tool in tools]
-    if value is None:
-        return None
-    if value in ("auto", "none", "required"):
-        if value == "required" and not names:
-            raise _fail("tool_choice 'required' needs tools", "tool_choice")
-        return value
-    if isinstance(value, dict) and value.get("type") == "function":
-        return named_choice(value.get("name"), names, "tool_choice")
-    raise _fail(
-        "tool_choice must be 'auto', 'none', 'required' or {'type': 'function', 'name': ...}",
-        "tool_choice",
-    )
-
-
 def _format(text: Any) -> Any:
     """``text.format`` as spout's ``response_format`` (None for plain text)."""
     if text is None:
@@ -277,13 +265,7 @@ class ResponsesProtocol:
     def parse(self, body: Any) -> Request:
         body = request_object(body)
         refuse_unknown(body, _KNOWN)
-        for key in _REFUSED:
-            if body.get(key) is not None:
-                raise _fail(
-                    f"{key} is not supported by the gateway, which keeps no "
-                    "responses: send the whole conversation as input",
-                    key,
-                )
+        refuse_given(body, _REFUSED, _KEEPS_NONE)
         if body.get("background"):
             raise _fail("background responses are not supported by the gateway", "background")
         if body.get("top_logprobs"):
@@ -297,28 +279,27 @@ class ResponsesProtocol:
             messages.insert(0, {"role": "system", "content": instructions})
         tools, echoed = _tools(body.get("tools"))
         params: dict[str, Any] = {}
-        max_tokens = number(body, "max_output_tokens", integer=True)
+        max_tokens = at_least_one(
+            number(body, "max_output_tokens", integer=True), "max_output_tokens"
+        )
         if max_tokens is not None:
-            if max_tokens < 1:
-                raise _fail("max_output_tokens must be at least 1", "max_output_tokens")
             params["max_tokens"] = max_tokens
-        for key in ("temperature", "top_p"):
-            value = number(body, key)
-            if value is not None:
-                params[key] = value
-        choice = _tool_choice(body.get("tool_choice"), tools)
+        take_numbers(body, params, ("temperature", "top_p"))
+        choice = tool_choice(
+            body.get("tool_choice"),
+            tool_names(tools),
+            name_of=lambda choice: choice.get("name"),
+            named="{'type': 'function', 'name': ...}",
+        )
         if choice is not None:
             params["tool_choice"] = choice
         response_format = _format(body.get("text"))
         if response_format is not None:
             params["response_format"] = response_format
-        reasoning = body.get("reasoning")
-        if reasoning is not None:
-            if not isinstance(reasoning, dict):
-                raise _fail("reasoning must be an object", "reasoning")
-            if any(v is not None for v in reasoning.values()):
-                # The Responses API's own setting: a Responses upstream takes it, others refuse.
-                params["reasoning"] = reasoning
+        reasoning = object_field(body, "reasoning")
+        if reasoning is not None and any(v is not None for v in reasoning.values()):
+            # The Responses API's own setting: a Responses upstream takes it, others refuse.
+            params["reasoning"] = reasoning
         text = body.get("text")
         echo = {
             "instructions": instructions,
