@@ -476,7 +476,11 @@ def test_openai_error_inside_the_stream_raises_after_the_text(
     ids=["429", "500"],
 )
 def test_openai_upstream_http_errors(
-    faults: Any, openai_sdk: OpenAISDK, reply: Reply, error: type, status: int
+    faults: Any,
+    openai_sdk: OpenAISDK,
+    reply: Reply,
+    error: type[openai.APIStatusError],
+    status: int,
 ) -> None:
     faults.script(reply)
     with pytest.raises(error) as caught:
@@ -578,7 +582,11 @@ def test_anthropic_error_inside_the_stream_raises_after_the_text(
     ids=["429", "500"],
 )
 def test_anthropic_upstream_http_errors(
-    faults: Any, anthropic_sdk: AnthropicSDK, reply: Reply, error: type, status: int
+    faults: Any,
+    anthropic_sdk: AnthropicSDK,
+    reply: Reply,
+    error: type[anthropic.APIStatusError],
+    status: int,
 ) -> None:
     faults.script(reply)
     with pytest.raises(error) as caught:

@@ -44,7 +44,7 @@ from spout.providers.openai import OpenAIProvider
 RESPONSE_ID = "msg_gw0001"
 EVENT = TypeAdapter(RawMessageStreamEvent)
 
-TEXT = [
+TEXT: list[Event] = [
     ResponseStart("x", "y"),
     Usage(11, 1),
     TextDelta("Hel"),
@@ -228,7 +228,7 @@ def test_interleaved_calls_become_one_block_after_another() -> None:
 
 
 def test_a_call_sent_whole() -> None:
-    events = [
+    events: list[Event] = [
         ToolCallStart(0, "c", "f"),
         ToolCallEnd(0, ToolCall("c", "f", {"k": [1]})),
         Finish("tool_calls"),
@@ -658,7 +658,9 @@ def test_a_bad_request_is_a_bad_request_error_in_the_sdk() -> None:
         (RuntimeError("secret"), 500, "api_error", anthropic.InternalServerError),
     ],
 )
-def test_error_bodies(exc: BaseException, status: int, error_type: str, sdk_class: type) -> None:
+def test_error_bodies(
+    exc: BaseException, status: int, error_type: str, sdk_class: type[anthropic.APIStatusError]
+) -> None:
     got, body = PROTOCOL.error_body(exc)
     assert got == status
     assert body["type"] == "error" and body["error"]["type"] == error_type

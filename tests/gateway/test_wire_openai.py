@@ -9,6 +9,7 @@ whole gateway, with the SDKs, is tested in test_sdks.py.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Any
 
 import httpx2
@@ -42,7 +43,7 @@ from spout.providers.openai import OpenAIProvider
 
 RESPONSE_ID = "chatcmpl-gw0001"
 
-TEXT = [
+TEXT: list[Event] = [
     ResponseStart("upstream-id", "upstream-model"),
     TextDelta("Hel"),
     TextDelta("lo, "),
@@ -212,7 +213,7 @@ def test_text_then_tool_call_with_upstream_indexes_renumbered() -> None:
 
 def test_a_call_sent_whole_gets_its_arguments_as_json() -> None:
     # Gemini and Ollama send a call as an object: no deltas, arguments_raw None.
-    events = [
+    events: list[Event] = [
         ToolCallStart(0, "c1", "f"),
         ToolCallEnd(0, ToolCall("c1", "f", {"x": 1})),
         Finish("tool_calls"),
@@ -243,7 +244,7 @@ def test_finish_reasons(events: list[Event], expected: str) -> None:
     assert chunks_of(raw)[-1]["choices"][0]["finish_reason"] == expected
 
 
-def said(chunks: list[dict[str, Any]]) -> list[Any]:
+def said(chunks: Sequence[dict[str, Any]]) -> list[Any]:
     """What chunks say, as a client reads it: no nulls, no names of the response, no role, no
     chunk that says nothing (the gateway's opener)."""
     out = []
@@ -662,7 +663,9 @@ def test_a_bad_request_is_a_bad_request_error_in_the_sdk() -> None:
         (ValueError("secret internals"), 500, openai.InternalServerError, None),
     ],
 )
-def test_error_bodies(exc: BaseException, status: int, sdk_class: type, code: str | None) -> None:
+def test_error_bodies(
+    exc: BaseException, status: int, sdk_class: type[openai.APIStatusError], code: str | None
+) -> None:
     got_status, body = PROTOCOL.error_body(exc)
     assert got_status == status
     assert set(body["error"]) == {"message", "type", "param", "code"}

@@ -45,7 +45,7 @@ from spout.providers.openai_responses import OpenAIResponsesProvider
 RESPONSE_ID = "resp_gw0001"
 EVENT: TypeAdapter[Any] = TypeAdapter(ResponseStreamEvent)
 
-TEXT = [
+TEXT: list[Event] = [
     ResponseStart("x", "y"),
     TextDelta("Hel"),
     TextDelta("lo"),
@@ -246,7 +246,7 @@ def test_an_error_from_an_encoder_that_never_started_is_an_error_event() -> None
 
 
 def test_non_streamed_response_through_the_sdk() -> None:
-    events = [
+    events: list[Event] = [
         ReasoningDelta("hmm"),
         TextDelta("Looking."),
         ToolCallStart(0, "call_1", "get_weather"),

@@ -20,6 +20,7 @@ import pytest
 from gateway_server import run_gateway, upstream_config
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
+from websockets.typing import Origin
 
 from fault_server import FaultServer, Reply, Request, openai_chat_stream
 from replay_server import transcript
@@ -470,7 +471,7 @@ def test_keys_are_checked_on_the_handshake_and_each_request_is_counted(
 def test_a_browser_page_from_another_origin_is_refused(faults: FaultServer) -> None:
     faults.script(openai_chat_stream(PIECES[:2]).reply())
     with run_gateway(upstream_config(faults.url + "/v1")) as gateway:
-        with connect(ws_url(gateway.url), origin="http://evil.example") as ws:
+        with connect(ws_url(gateway.url), origin=Origin("http://evil.example")) as ws:
             answer = recv(ws)
             with pytest.raises(ConnectionClosed):
                 ws.recv(timeout=5)
@@ -478,7 +479,7 @@ def test_a_browser_page_from_another_origin_is_refused(faults: FaultServer) -> N
         assert "'http://evil.example'" in answer["error"]["message"]
         assert ws.close_code == 1008
         # the gateway's own pages (the chat page) may
-        with connect(ws_url(gateway.url), origin=gateway.url) as ws:
+        with connect(ws_url(gateway.url), origin=Origin(gateway.url)) as ws:
             send(ws, request("r1"))
             assert until_end(ws, "r1")[-1]["type"] == "done"
 
