@@ -18,6 +18,7 @@ import logging
 import secrets
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from starlette.applications import Starlette
@@ -45,7 +46,7 @@ from ._guard import Denied, Guard, Identity, middleware
 from ._hub import EventsExpired, Hub, MemoryHub, StreamNotFound
 from ._metrics import Metrics
 from ._page import page_routes
-from ._wire import Request, RequestError, StreamCancelled, WireProtocol
+from ._wire import Encoder, Request, RequestError, StreamCancelled, WireProtocol
 
 if TYPE_CHECKING:
     from .. import Event
@@ -123,14 +124,11 @@ class Gateway:
             route = self.resolve(request)
             llm = self.llm(route)
             recording = await self.conversations.recording(http, request, route, llm)
+            job = _Job(protocol, request, route, llm, identity, recording)
             if request.stream:
-                response = await self._start_stream(
-                    protocol, request, route, llm, identity, recording=recording
-                )
+                response = await self._start_stream(job)
             else:
-                response = await self._answer(
-                    http, protocol, request, route, llm, identity, recording=recording
-                )
+                response = await self._answer(http, job)
         except Denied as exc:
             response = _denied(protocol, exc)
         except Exception as exc:
@@ -152,19 +150,9 @@ class Gateway:
             headers["retry-after"] = str(max(1, round(retry_after)))
         return JSONResponse(body, status_code=status, headers=headers)
 
-    async def _answer(
-        self,
-        http: HTTPRequest,
-        protocol: WireProtocol,
-        request: Request,
-        route: Route,
-        llm: LLM,
-        identity: Identity,
-        *,
-        recording: Recording | None = None,
-    ) -> Response:
+    async def _answer(self, http: HTTPRequest, job: _Job) -> Response:
         # A client that leaves before the answer is whole stops it: nobody would read it.
-        call = asyncio.ensure_future(llm.generate_async(**_call_args(request)))
+        call = asyncio.ensure_future(job.llm.generate_async(**_call_args(job.request)))
         gone = asyncio.ensure_future(_disconnected(http))
         try:
             await asyncio.wait({call, gone}, return_when=asyncio.FIRST_COMPLETED)
@@ -179,36 +167,27 @@ class Gateway:
             if not call.done():
                 call.cancel()
                 await asyncio.gather(call, return_exceptions=True)
-            if recording is not None:
-                await recording.keep(getattr(exc, "partial", None), exc)
+            if job.recording is not None:
+                await job.recording.keep(getattr(exc, "partial", None), exc)
             raise
         finally:
             gone.cancel()
             await asyncio.gather(gone, return_exceptions=True)
-        if recording is not None:
-            await recording.keep(response, None)
+        if job.recording is not None:
+            await job.recording.keep(response, None)
         if response.usage.output_tokens:
-            await self.guard.charge(identity, response.usage.output_tokens)
+            await self.guard.charge(job.identity, response.usage.output_tokens)
         response_id = new_stream_id()
-        body = protocol.body(request, response, response_id=response_id, model=route.name)
+        body = job.protocol.body(
+            job.request, response, response_id=response_id, model=job.route.name
+        )
         return JSONResponse(body, headers={"x-spout-stream-id": response_id})
 
-    async def _start_stream(
-        self,
-        protocol: WireProtocol,
-        request: Request,
-        route: Route,
-        llm: LLM,
-        identity: Identity,
-        *,
-        recording: Recording | None = None,
-    ) -> Response:
-        stream_id = await self.open_stream(
-            protocol, request, route, llm, identity, recording=recording
-        )
+    async def _start_stream(self, job: _Job) -> Response:
+        stream_id = await self._open_stream(job)
         # The creator's follow starts here, not when the response body does: a client gone
         # before that still leaves (EventStream closes it), and the stream is not kept for it.
-        frames = self.follow(stream_id, 0, creator=True, protocol=protocol)
+        frames = self.follow(stream_id, 0, creator=True, protocol=job.protocol)
         first = await anext(frames, None)
         return EventStream(_prepend(first, frames), stream_id, closing=frames)
 
@@ -227,13 +206,15 @@ class Gateway:
         The caller then follows the stream as its creator (``hub.follow(..., creator=True)``).
         An error before the first event is raised; cancelled meanwhile, the stream is too.
         """
+        return await self._open_stream(_Job(protocol, request, route, llm, identity, recording))
+
+    async def _open_stream(self, job: _Job) -> str:
         stream_id = new_stream_id()
-        encoder = protocol.encoder(request, response_id=stream_id, model=route.name)
-        await self.hub.create(stream_id, {"protocol": protocol.name, "model": route.name})
+        name = job.route.name
+        encoder = job.protocol.encoder(job.request, response_id=stream_id, model=name)
+        await self.hub.create(stream_id, {"protocol": job.protocol.name, "model": name})
         started: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        producer = asyncio.create_task(
-            self._produce(stream_id, llm, request, encoder, started, identity, recording)
-        )
+        producer = asyncio.create_task(self._produce(stream_id, job, encoder, started))
         self._producers.add(producer)
         producer.add_done_callback(self._producers.discard)
         self.hub.on_stop(stream_id, lambda reason: self._stop(producer, reason))
@@ -253,14 +234,7 @@ class Gateway:
             producer.cancel(reason)
 
     async def _produce(
-        self,
-        stream_id: str,
-        llm: LLM,
-        request: Request,
-        encoder: Any,
-        started: asyncio.Future[None],
-        identity: Identity,
-        recording: Recording | None = None,
+        self, stream_id: str, job: _Job, encoder: Encoder, started: asyncio.Future[None]
     ) -> None:
         """Read the upstream into the hub until it ends, fails, or is stopped."""
         hub = self.hub
@@ -269,7 +243,7 @@ class Gateway:
         failure: BaseException | None = None
         sent = time.monotonic()
         try:
-            stream = await llm.generate_async(stream=True, **_call_args(request))
+            stream = await job.llm.generate_async(stream=True, **_call_args(job.request))
             events: AsyncIterator[Event] = stream.events().__aiter__()
             # The events up to the first that is not a ResponseStart go to the encoder
             # before start(): Anthropic's message_start then carries the input tokens when
@@ -299,7 +273,7 @@ class Gateway:
                 response.usage.output_tokens, stats.tokens_per_second if stats else None
             )
             if response.usage.output_tokens:
-                await self.guard.charge(identity, response.usage.output_tokens)
+                await self.guard.charge(job.identity, response.usage.output_tokens)
         except asyncio.CancelledError as exc:
             status = "cancelled"
             failure = exc
@@ -321,8 +295,8 @@ class Gateway:
         finally:
             if stream is not None:
                 await stream.aclose()
-            if recording is not None:  # kept before the end, so a reader that sees it finds it
-                await recording.keep(stream.snapshot if stream is not None else None, failure)
+            if job.recording is not None:  # kept before the end: a reader that sees it finds it
+                await job.recording.keep(stream.snapshot if stream is not None else None, failure)
             await hub.finish(stream_id, status)
 
     async def follow(
@@ -438,6 +412,20 @@ def _stop_message(reason: object) -> str:
 
 def new_stream_id() -> str:
     return "st_" + secrets.token_hex(12)
+
+
+@dataclass(frozen=True, slots=True)
+class _Job:
+    """One request the gateway answers: what was asked and in which protocol, the route and
+    LLM that answer, who asked (charged for the output), and where the conversation is kept
+    (None: it is not)."""
+
+    protocol: WireProtocol
+    request: Request
+    route: Route
+    llm: LLM
+    identity: Identity
+    recording: Recording | None = None
 
 
 def _call_args(request: Request) -> dict[str, Any]:

@@ -79,20 +79,9 @@ def classify_error(exc: BaseException) -> tuple[int, str, str]:
         }.get(exc.status, ErrorKind.INVALID_REQUEST if exc.status < 500 else ErrorKind.SERVER)
         return exc.status, kind, exc.message
     message = str(getattr(exc, "message", None) or exc)
-    if isinstance(exc, ContextWindowExceededError):
-        return 400, ErrorKind.CONTEXT_WINDOW, message
-    if isinstance(exc, BadRequestError):
-        return 400, ErrorKind.INVALID_REQUEST, message
-    if isinstance(exc, AuthenticationError):
-        return 401, ErrorKind.AUTHENTICATION, message
-    if isinstance(exc, PermissionDeniedError):
-        return 403, ErrorKind.PERMISSION, message
-    if isinstance(exc, NotFoundError):
-        return 404, ErrorKind.NOT_FOUND, message
-    if isinstance(exc, RateLimitError):
-        return 429, ErrorKind.RATE_LIMIT, message
-    if isinstance(exc, OverloadedError):
-        return 529, ErrorKind.OVERLOADED, message
+    for kinds, status, kind in _FIXED:
+        if isinstance(exc, kinds):
+            return status, kind, message
     if isinstance(exc, ServiceUnavailableError):
         status = exc.status_code if exc.status_code in (502, 503, 504) else 503
         return status, ErrorKind.OVERLOADED if status == 503 else ErrorKind.UPSTREAM, message
@@ -101,13 +90,24 @@ def classify_error(exc: BaseException) -> tuple[int, str, str]:
         if 400 <= status < 500:
             return status, ErrorKind.INVALID_REQUEST, message
         return 502, ErrorKind.UPSTREAM, message
-    if isinstance(exc, TimeoutError):
-        return 504, ErrorKind.TIMEOUT, message
-    if isinstance(exc, (TransportError, StreamError)):
-        return 502, ErrorKind.UPSTREAM, message
-    if isinstance(exc, ConfigurationError):
-        return 400, ErrorKind.INVALID_REQUEST, message
     return 500, ErrorKind.SERVER, "the gateway failed to answer this request"
+
+
+# The errors whose status and kind are fixed, looked at in order (a subclass before its base).
+# OverloadedError is a ServiceUnavailableError: met here first, it is not read by the status the
+# upstream gave, as other ServiceUnavailableErrors and ProviderErrors are.
+_FIXED: tuple[tuple[type[Exception] | tuple[type[Exception], ...], int, str], ...] = (
+    (ContextWindowExceededError, 400, ErrorKind.CONTEXT_WINDOW),
+    (BadRequestError, 400, ErrorKind.INVALID_REQUEST),
+    (AuthenticationError, 401, ErrorKind.AUTHENTICATION),
+    (PermissionDeniedError, 403, ErrorKind.PERMISSION),
+    (NotFoundError, 404, ErrorKind.NOT_FOUND),
+    (RateLimitError, 429, ErrorKind.RATE_LIMIT),
+    (OverloadedError, 529, ErrorKind.OVERLOADED),
+    (TimeoutError, 504, ErrorKind.TIMEOUT),
+    ((TransportError, StreamError), 502, ErrorKind.UPSTREAM),
+    (ConfigurationError, 400, ErrorKind.INVALID_REQUEST),
+)
 
 
 # OpenAI's error ``type`` and ``code`` for each kind
