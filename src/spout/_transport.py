@@ -286,26 +286,7 @@ class Transport:
         self, request: HTTPRequest, on_error: ErrorMapper, deadline: Deadline | None = None
     ) -> bytes:
         """Send a request and return the body of a successful response."""
-        import httpx
-
-        client = self._sync_client()
-        if logger.isEnabledFor(DEBUG):
-            log_request(request, self._headers)
-        _local.deadline = deadline
-        try:
-            response = client.request(
-                request.method,
-                request.url,
-                headers=request.headers,
-                content=request.body,
-                timeout=self._timeouts(deadline),
-            )
-        except httpx.HTTPError as exc:
-            raise _deadline_error(deadline) or _translate(exc, streaming=False) from exc
-        finally:
-            _local.deadline = None
-        if logger.isEnabledFor(DEBUG):
-            log_response(request, response.status_code)
+        response = self._send(request, deadline, stream=False)
         if response.status_code >= 400:
             raise on_error(response.status_code, response.headers, response.content)
         return response.content
@@ -321,27 +302,7 @@ class Transport:
         """
         import httpx
 
-        client = self._sync_client()
-        if logger.isEnabledFor(DEBUG):
-            log_request(request, self._headers)
-        _local.deadline = deadline
-        try:
-            response = client.send(
-                client.build_request(
-                    request.method,
-                    request.url,
-                    headers=request.headers,
-                    content=request.body,
-                    timeout=self._timeouts(deadline),
-                ),
-                stream=True,
-            )
-        except httpx.HTTPError as exc:
-            raise _deadline_error(deadline) or _translate(exc, streaming=False) from exc
-        finally:
-            _local.deadline = None
-        if logger.isEnabledFor(DEBUG):
-            log_response(request, response.status_code)
+        response = self._send(request, deadline, stream=True)
         if response.status_code >= 400:
             try:
                 body = response.read()
@@ -353,6 +314,36 @@ class Transport:
         if deadline is not None:
             return _deadline_chunks(response, deadline), _Release(response), response.headers
         return _chunks(response), _Release(response), response.headers
+
+    def _send(
+        self, request: HTTPRequest, deadline: Deadline | None, *, stream: bool
+    ) -> httpx.Response:
+        """Send a request; the response is read whole unless ``stream``, its body then unread."""
+        import httpx
+
+        client = self._sync_client()
+        if logger.isEnabledFor(DEBUG):
+            log_request(request, self._headers)
+        _local.deadline = deadline
+        try:
+            # What client.request() does, with stream= (reading the body inside, as it does).
+            response = client.send(
+                client.build_request(
+                    request.method,
+                    request.url,
+                    headers=request.headers,
+                    content=request.body,
+                    timeout=self._timeouts(deadline),
+                ),
+                stream=stream,
+            )
+        except httpx.HTTPError as exc:
+            raise _deadline_error(deadline) or _translate(exc, streaming=False) from exc
+        finally:
+            _local.deadline = None
+        if logger.isEnabledFor(DEBUG):
+            log_response(request, response.status_code)
+        return response
 
     def _timeouts(self, deadline: Deadline | None) -> Any:
         import httpx
