@@ -19,6 +19,7 @@ from typing import Any
 from ._errors import ConfigurationError, StructuredOutputError
 from ._events import Finish
 from ._partial_json import PartialJSON
+from ._schema import json_kind
 
 __all__ = [
     "OutputFormat",
@@ -113,7 +114,7 @@ class OutputFormat:
         value = json.loads(snippet)
         if self.schema is None:
             problems = (
-                [] if isinstance(value, dict) else [f"expected an object, got {_kind(value)}"]
+                [] if isinstance(value, dict) else [f"expected an object, got {json_kind(value)}"]
             )
         else:
             problems = schema_problems(value, self.schema)
@@ -378,7 +379,7 @@ def schema_problems(
     if expected is not None:
         kinds = expected if isinstance(expected, list) else [expected]
         if not any(_is_kind(value, kind) for kind in kinds):
-            return [f"{path}: expected {' or '.join(map(str, kinds))}, got {_kind(value)}"]
+            return [f"{path}: expected {' or '.join(map(str, kinds))}, got {json_kind(value)}"]
     if "enum" in schema and value not in schema["enum"]:
         problems.append(f"{path}: {value!r} is not one of {schema['enum']!r}")
     if "const" in schema and value != schema["const"]:
@@ -416,23 +417,7 @@ def _is_kind(value: Any, kind: str) -> bool:
         )
     if kind == "number":
         return isinstance(value, (int, float)) and not isinstance(value, bool)
-    return _kind(value) == kind
-
-
-def _kind(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, (int, float)):
-        return "integer" if isinstance(value, int) else "number"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, list):
-        return "array"
-    if isinstance(value, dict):
-        return "object"
-    return type(value).__name__
+    return json_kind(value) == kind
 
 
 def _first_lines(text: str, lines: int = 4) -> str:

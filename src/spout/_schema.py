@@ -49,6 +49,7 @@ __all__ = [
     "Converter",
     "SchemaBuilder",
     "is_pydantic_model",
+    "json_kind",
     "unwrap_partial",
 ]
 
@@ -258,10 +259,9 @@ class SchemaBuilder:
     def _enum_schema(self, values: list[Any], what: str) -> dict[str, Any]:
         by_type: dict[str, list[Any]] = {}
         for value in values:
-            json_type = _json_type(value)
-            if json_type is None:
+            if value is not None and not isinstance(value, (bool, int, float, str)):
                 raise TypeError(f"{self.where}: {what} has the value {value!r}, which is not JSON")
-            by_type.setdefault(json_type, []).append(value)
+            by_type.setdefault(json_kind(value), []).append(value)
         branches = [
             {"type": "null"} if json_type == "null" else {"type": json_type, "enum": listed}
             for json_type, listed in by_type.items()
@@ -476,18 +476,22 @@ def _annotated_text(tp: Any) -> str | None:
     return None
 
 
-def _json_type(value: Any) -> str | None:
+def json_kind(value: Any) -> str:
+    """The JSON Schema type of a Python value (``"integer"``, ``"array"``...), else its class's
+    name."""
     if value is None:
         return "null"
     if isinstance(value, bool):  # before int: bool is an int subclass
         return "boolean"
-    if isinstance(value, int):
-        return "integer"
-    if isinstance(value, float):
-        return "number"
+    if isinstance(value, (int, float)):
+        return "integer" if isinstance(value, int) else "number"
     if isinstance(value, str):
         return "string"
-    return None
+    if isinstance(value, list):
+        return "array"
+    if isinstance(value, dict):
+        return "object"
+    return type(value).__name__
 
 
 def _array_converter(convert_item: Converter | None, make: Callable[[Any], Any]) -> Converter:
