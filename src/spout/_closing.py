@@ -1,5 +1,4 @@
-"""Closing on the way out: ``with`` and ``async with`` for anything with close() or aclose(),
-and loops that close what they read when they stop early."""
+"""Closing on the way out: ``with`` blocks, and loops that close their source if they stop early."""
 
 from __future__ import annotations
 

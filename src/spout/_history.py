@@ -1,4 +1,4 @@
-"""The cross-provider history rewrite: a session's turns as the provider answering next takes them."""
+"""The history rewrite across providers: a session's turns as the next provider takes them."""
 
 from __future__ import annotations
 
