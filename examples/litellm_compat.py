@@ -7,13 +7,15 @@ from __future__ import annotations
 
 import asyncio
 import json
+from typing import Any
 
 import spout
 from spout import acompletion, completion, stream_chunk_builder
 from spout.compat import RateLimitError  # litellm's exception names, for existing except clauses
 
 messages = [{"role": "user", "content": "Write one sentence about rivers."}]
-settings = {"max_tokens": 40, "seed": 1, "temperature": 0}  # the same answer every run
+# The same answer every run.
+settings: dict[str, Any] = {"max_tokens": 40, "seed": 1, "temperature": 0}
 
 # Streaming: OpenAI chat.completion.chunk objects, whatever the provider.
 chunks = []

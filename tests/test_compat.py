@@ -46,7 +46,7 @@ def complete(runner: Runner, **kwargs: Any) -> Any:
 
 def without_ids(response: Any) -> dict[str, Any]:
     """A response to compare with another request's: its id and creation time left out."""
-    data = response.model_dump()
+    data: dict[str, Any] = response.model_dump()
     del data["id"], data["created"]
     return data
 

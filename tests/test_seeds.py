@@ -92,6 +92,7 @@ import time
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
+from types import TracebackType
 from typing import Any
 
 import pytest
@@ -129,9 +130,14 @@ class NoWarnings:
         warnings.simplefilter("always")
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
         gc.collect()
-        self._catcher.__exit__(*exc)
+        self._catcher.__exit__(exc_type, exc, traceback)
         assert not [str(w.message) for w in self.caught]
 
 
@@ -319,8 +325,8 @@ def test_001_async_streaming(capsys: pytest.CaptureFixture[str]) -> None:
     assert out.endswith("\nDone!\n")
 
 
-# Seed 001's tool, as written (its bare except included).
-def calculator(expression):
+# Seed 001's tool, as written (its bare except included, its annotations left out).
+def calculator(expression):  # type: ignore[no-untyped-def]
     """Evaluates a mathematical expression."""
     try:
         return eval(expression)
@@ -370,7 +376,7 @@ def check_tool_stream(items: list[Any], out: str) -> None:
     # The loop ran the seed's function on the model's arguments: its result, no error.
     assert first.error is None
     assert first.result is not None
-    assert first.result == calculator(first.arguments["expression"])
+    assert first.result == calculator(first.arguments["expression"])  # type: ignore[no-untyped-call]
     assert f"[Tool Call: calculator({first.arguments})]\n[Tool Result: {first.result}]\n" in out
     # The model answered after the result came back.
     after = items[items.index(first) + 1 :]
@@ -685,10 +691,14 @@ def test_002_callbacks(capsys: pytest.CaptureFixture[str]) -> None:
     conversation = [{"role": "user", "content": "Write a story about a robot"}]
     seen: list[Any] = []
 
+    def on_chunk(chunk: str) -> None:
+        seen.append(chunk)
+        print(chunk, end="")
+
     completion = llm.generate(
         messages=conversation,
         on_start=lambda: print("Starting stream..."),
-        on_chunk=lambda chunk: (seen.append(chunk), print(chunk, end="")),
+        on_chunk=on_chunk,
         on_error=lambda error: print(f"Error: {error}"),
         on_complete=lambda completion: print(f"\nDone! Tokens: {completion.usage}"),
     )

@@ -17,6 +17,7 @@ import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any, cast
 
 import anthropic
 import httpx
@@ -57,7 +58,7 @@ def keys(tmp_path: Path) -> tuple[Path, dict[str, str]]:
     return path, made
 
 
-def config(faults: FaultServer, **settings: object) -> GatewayConfig:
+def config(faults: FaultServer, **settings: Any) -> GatewayConfig:
     return upstream_config(faults.url + "/v1", **settings)
 
 
@@ -142,7 +143,7 @@ def test_no_key_or_a_wrong_one_is_401_in_each_protocol(
             claude.messages.create(
                 model="up", max_tokens=20, messages=[{"role": "user", "content": "hi"}]
             )
-        assert caught.value.body["error"]["type"] == "authentication_error"  # type: ignore[index]
+        assert caught.value.body["error"]["type"] == "authentication_error"
 
         for method, path_ in [
             ("GET", "/v1/models"),
@@ -210,7 +211,7 @@ def test_requests_per_minute_then_429_with_retry_after(
             streamed_text(alice)
         retry_after = int(caught.value.response.headers["retry-after"])
         assert 1 <= retry_after <= 60
-        assert caught.value.body["type"] == "rate_limit_error"  # type: ignore[index]
+        assert caught.value.body["type"] == "rate_limit_error"
 
         # bob's own limit (1 per minute) overrides the gateway's, and is counted apart
         bob = sdk(gateway.url, made["bob"])
@@ -347,7 +348,7 @@ def redis_keys(url: str, pattern: str) -> list[bytes]:
 
     client = redis.Redis.from_url(url)
     try:
-        return list(client.keys(pattern))
+        return list(cast("list[bytes]", client.keys(pattern)))  # no decode_responses: bytes
     finally:
         client.close()
 
@@ -401,7 +402,7 @@ def _wait_for_tokens(url: str, name: str, total: int, timeout: float = 5) -> Non
     try:
         deadline = time.monotonic() + timeout
         while True:
-            members = client.zrange(f"spout:limits:{{{name}}}:tokens", 0, -1)
+            members = cast("list[bytes]", client.zrange(f"spout:limits:{{{name}}}:tokens", 0, -1))
             if sum(int(member.split(b":")[0]) for member in members) >= total:
                 return
             assert time.monotonic() < deadline, f"{name}'s tokens never reached {total}"
