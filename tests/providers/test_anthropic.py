@@ -416,7 +416,7 @@ MESSAGES = {
 
 def message_for(case: str) -> dict[str, Any]:
     _, expected = transcript("anthropic", case)
-    message = json.loads(json.dumps(MESSAGES[case]))
+    message: dict[str, Any] = json.loads(json.dumps(MESSAGES[case]))
     for block in message["content"]:
         if block["type"] == "thinking":
             block["thinking"] = expected["reasoning"]

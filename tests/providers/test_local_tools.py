@@ -13,6 +13,7 @@ import pytest
 import spout
 from helpers import Runner
 from spout import (
+    Event,
     ModelCapability,
     Tool,
     ToolCall,
@@ -155,7 +156,7 @@ def test_max_tokens_cuts_a_call(llm: spout.LLM) -> None:
     stream_ = llm.generate_stream(
         "What is 123 * 456?", tools=[CALCULATOR], tool_choice="calculator", max_tokens=3
     )
-    events = []
+    events: list[Event] = []
     with pytest.raises(spout.ToolCallParseError) as caught:
         events.extend(stream_.events())
     assert any(isinstance(e, ToolCallStart) for e in events)

@@ -271,7 +271,9 @@ def test_a_refusal_goes_back_as_openai_takes_it(replay: ReplayServer, runner: Ru
     ]
     official = OpenAIProvider("gpt-4o", base_url="https://api.openai.com/v1", api_key="sk-test")
     assert official.takes_refusal()
-    body = json.loads(official.build_request(Call(history), stream=True).body)
+    request = official.build_request(Call(history), stream=True)
+    assert request.body is not None
+    body = json.loads(request.body)
     official.close()
     assert body["messages"][1] == history[1]
     assert not OpenAIProvider("m", base_url=f"{replay.url}/v1").takes_refusal()

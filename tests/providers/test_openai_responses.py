@@ -315,7 +315,7 @@ def test_settings_the_api_lacks_are_refused(
 def test_tool_results_become_items(replay: ReplayServer) -> None:
     body, _ = transcript("openai_responses", "text")
     replay.replies = [Reply(chunks=[body])]
-    history = [
+    history: list[dict[str, Any]] = [
         {"role": "user", "content": "Weather in Oslo?"},
         {
             "role": "assistant",
