@@ -31,7 +31,6 @@ from ._request import (
     DEFAULT_TIMEOUT,
     ErrorMapper,
     HTTPRequest,
-    header_value,
 )
 
 if TYPE_CHECKING:
@@ -42,16 +41,7 @@ if TYPE_CHECKING:
 
     from ._policy import Deadline
 
-# HTTPRequest, header_value and the defaults live in the sans-I/O ``_request`` (providers
-# import them there); they are named here too for callers of the transport.
-__all__ = [
-    "DEFAULT_CONNECT_TIMEOUT",
-    "DEFAULT_TIMEOUT",
-    "ErrorMapper",
-    "HTTPRequest",
-    "Transport",
-    "header_value",
-]
+__all__ = ["Transport"]
 
 
 def _translate(exc: httpx.HTTPError, *, streaming: bool) -> SpoutError:
