@@ -90,6 +90,6 @@ def make_stats(
         chunks,
         characters,
         tokens,
-        source,
-        rate,  # type: ignore[arg-type]
+        source,  # type: ignore[arg-type]
+        rate,
     )
