@@ -16,11 +16,14 @@ from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 from ._closing import AsyncClosing, Closing
 from ._errors import SpoutError
 from ._events import Event, TextDelta, ToolResult
-from ._tee import AsyncFanout, AsyncStreamReader, Fanout, StreamReader
 
 if TYPE_CHECKING:
     from ._response import Response
     from ._stats import StreamStats
+
+    # The tee machinery loads on the first tee(), not with `import spout`: the readers are
+    # named as strings in the base classes below, which ruff does not read as uses.
+    from ._tee import AsyncFanout, AsyncStreamReader, Fanout, StreamReader  # noqa: F401
 
 __all__ = [
     "AsyncStreamBase",
@@ -153,7 +156,7 @@ class BaseStream(StreamView, Generic[_Reader]):
         raise NotImplementedError
 
 
-class SyncStreamBase(BaseStream[StreamReader], Closing, Generic[_Item]):
+class SyncStreamBase(BaseStream["StreamReader"], Closing, Generic[_Item]):
     """A stream read by ``for``: text chunks (and each tool call once it ran), or events.
 
     A ``for`` loop that stops early (``break``, ``return``, an exception) closes the stream.
@@ -214,6 +217,8 @@ class SyncStreamBase(BaseStream[StreamReader], Closing, Generic[_Item]):
         return self._fanout() if self._fanout is not None else None
 
     def _new_fanout(self) -> Fanout:
+        from ._tee import Fanout
+
         fanout = Fanout(self._pump, self.close, self._tally.response)
         self._fanout = weakref.ref(fanout)
         return fanout
@@ -222,7 +227,7 @@ class SyncStreamBase(BaseStream[StreamReader], Closing, Generic[_Item]):
         return self._fanout is not None
 
 
-class AsyncStreamBase(BaseStream[AsyncStreamReader], AsyncClosing, Generic[_Item]):
+class AsyncStreamBase(BaseStream["AsyncStreamReader"], AsyncClosing, Generic[_Item]):
     """A stream read by ``async for``: text chunks (and each tool call once it ran), or events.
 
     A loop that stops early, or cancelling the task that reads, closes the stream.
@@ -288,6 +293,8 @@ class AsyncStreamBase(BaseStream[AsyncStreamReader], AsyncClosing, Generic[_Item
         return self._fanout
 
     def _new_fanout(self) -> AsyncFanout:
+        from ._tee import AsyncFanout
+
         self._fanout = AsyncFanout(self._started, self.aclose, self._tally.response)
         return self._fanout
 
