@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Any, cast
 
 import orjson
 
@@ -85,6 +85,18 @@ _FAILED_CODES = {
 }
 
 # A finish that is not "completed": the response is "incomplete", and says why.
+# The events that carry text, by the kind of item they fill...
+_TEXT_ITEMS: dict[type[Event], str] = {
+    TextDelta: "message",
+    RefusalDelta: "refusal",
+    ReasoningDelta: "reasoning",
+}
+# ... and each kind's delta event, with the name of its part's index.
+_TEXT_DELTAS = {
+    "message": ("response.output_text.delta", "content_index"),
+    "refusal": ("response.refusal.delta", "content_index"),
+    "reasoning": ("response.reasoning_summary_text.delta", "summary_index"),
+}
 _INCOMPLETE = {"length": "max_output_tokens", "content_filter": "content_filter"}
 
 
@@ -632,60 +644,29 @@ class ResponsesEncoder:
             self._frame("response.output_item.done", {"output_index": index, "item": item})
         )
 
+    def _text(self, frames: list[bytes], kind: str, text: str) -> None:
+        """``text`` added to the open item of ``kind`` (opened if another, or none, is)."""
+        item = self._open if self._open and self._open[0] == kind else None
+        if item is None:
+            item = self._begin(frames, kind)
+        item[3].append(text)
+        event, index = _TEXT_DELTAS[kind]
+        data: dict[str, Any] = {
+            "item_id": item[2],
+            "output_index": item[1],
+            index: 0,
+            "delta": text,
+        }
+        if kind == "message":
+            data["logprobs"] = []
+        frames.append(self._frame(event, data))
+
     def feed(self, event: Event) -> list[bytes]:
         frames = [] if self._started else self.start()
-        if type(event) is TextDelta:
-            if event.text:
-                item = self._open if self._open and self._open[0] == "message" else None
-                if item is None:
-                    item = self._begin(frames, "message")
-                item[3].append(event.text)
-                frames.append(
-                    self._frame(
-                        "response.output_text.delta",
-                        {
-                            "item_id": item[2],
-                            "output_index": item[1],
-                            "content_index": 0,
-                            "delta": event.text,
-                            "logprobs": [],
-                        },
-                    )
-                )
-        elif type(event) is RefusalDelta:
-            if event.text:
-                item = self._open if self._open and self._open[0] == "refusal" else None
-                if item is None:
-                    item = self._begin(frames, "refusal")
-                item[3].append(event.text)
-                frames.append(
-                    self._frame(
-                        "response.refusal.delta",
-                        {
-                            "item_id": item[2],
-                            "output_index": item[1],
-                            "content_index": 0,
-                            "delta": event.text,
-                        },
-                    )
-                )
-        elif type(event) is ReasoningDelta:
-            if event.text:
-                item = self._open if self._open and self._open[0] == "reasoning" else None
-                if item is None:
-                    item = self._begin(frames, "reasoning")
-                item[3].append(event.text)
-                frames.append(
-                    self._frame(
-                        "response.reasoning_summary_text.delta",
-                        {
-                            "item_id": item[2],
-                            "output_index": item[1],
-                            "summary_index": 0,
-                            "delta": event.text,
-                        },
-                    )
-                )
+        if type(event) in _TEXT_ITEMS:
+            text = cast("TextDelta | RefusalDelta | ReasoningDelta", event).text
+            if text:
+                self._text(frames, _TEXT_ITEMS[type(event)], text)
         elif type(event) is ToolCallStart:
             self._start_call(frames, event.index, event.id, event.name)
         elif type(event) is ToolCallDelta:
