@@ -80,7 +80,7 @@ class Stream(SyncStreamBase[str]):
         """
         from ._structured import partial_objects
 
-        return partial_objects(self)
+        return partial_objects(self, self._accumulator.output_format)
 
     @property
     def closed(self) -> bool:
@@ -208,7 +208,7 @@ class AsyncStream(AsyncStreamBase[str]):
         """
         from ._structured import apartial_objects
 
-        return apartial_objects(self)
+        return apartial_objects(self, self._accumulator.output_format)
 
     @property
     def closed(self) -> bool:
@@ -225,6 +225,11 @@ class AsyncStream(AsyncStreamBase[str]):
             release, self._release = self._release, None
             if release is not None:
                 await release()
+
+    def abandon(self) -> None:
+        """Release the connection (or the local generation) on the stream's own loop, now."""
+        if self._finalizer is not None:
+            self._finalizer()
 
     async def __aenter__(self) -> AsyncStream:
         return await self.start()

@@ -289,6 +289,11 @@ class AsyncStreamBase(BaseStream["AsyncStreamReader"], AsyncClosing, Generic[_It
             if self._pump is not None:
                 await self._pump.aclose()
 
+    def abandon(self) -> None:
+        """Let the stream go from code that cannot await it (a sync caller that stops reading):
+        what it holds is released on its own event loop, as when it is garbage-collected.
+        Nothing to do here; a stream that holds a connection says how."""
+
     def _live_fanout(self) -> AsyncFanout | None:
         return self._fanout
 

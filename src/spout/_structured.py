@@ -74,9 +74,9 @@ def with_instruction(messages: list[dict[str, Any]], instruction: str) -> list[d
 # -- partial objects from a stream -------------------------------------------------------------
 
 
-def partial_objects(stream: Stream) -> Iterator[Any]:
-    """What :meth:`Stream.partial_objects` yields: see there."""
-    objects = PartialObjects(_openers_of(stream))
+def partial_objects(stream: Stream, fmt: OutputFormat | None) -> Iterator[Any]:
+    """What :meth:`Stream.partial_objects` yields (``fmt``: the stream's output format)."""
+    objects = PartialObjects(_openers(fmt))
     if objects.feed(stream.text):
         yield objects.value
     for event in stream.events():
@@ -84,9 +84,9 @@ def partial_objects(stream: Stream) -> Iterator[Any]:
             yield objects.value
 
 
-async def apartial_objects(stream: AsyncStream) -> AsyncIterator[Any]:
-    """What :meth:`AsyncStream.partial_objects` yields: see there."""
-    objects = PartialObjects(_openers_of(stream))
+async def apartial_objects(stream: AsyncStream, fmt: OutputFormat | None) -> AsyncIterator[Any]:
+    """What :meth:`AsyncStream.partial_objects` yields (``fmt``: the stream's output format)."""
+    objects = PartialObjects(_openers(fmt))
     if objects.feed(stream.text):
         yield objects.value
     async for event in stream.events():
@@ -94,6 +94,5 @@ async def apartial_objects(stream: AsyncStream) -> AsyncIterator[Any]:
             yield objects.value
 
 
-def _openers_of(stream: Stream | AsyncStream) -> str:
-    fmt = stream._accumulator.output_format
+def _openers(fmt: OutputFormat | None) -> str:
     return fmt.openers if fmt is not None else "{["

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from ._store import Store
     from ._stream import AsyncStream, Stream
 
-__all__ = ["AsyncSessionStream", "Session", "SessionStream"]
+__all__ = ["AsyncSessionStream", "Session", "SessionStream", "reply_messages", "stop_reason"]
 
 _ROLES = ("user", "assistant", "tool")
 
@@ -340,7 +340,7 @@ class Session(Closing):
             self._unsend(new, prompt)
             return
         partial = exc.partial if isinstance(exc, SpoutError) else None
-        self._record(new, _reply_messages(partial, complete=False), partial, *_why(exc))
+        self._record(new, reply_messages(partial, complete=False), partial, *stop_reason(exc))
 
     def _record(
         self,
@@ -571,7 +571,7 @@ class _Live:
                         messages.append(_text_only(assistant_message(partial)))
             return _drop_unanswered(messages), inner.snapshot
         response = inner.snapshot
-        return _reply_messages(response, complete=complete), response
+        return reply_messages(response, complete=complete), response
 
     def finish(self, incomplete: Incomplete | None, error: str | None, close: bool) -> None:
         if self.done:
@@ -584,7 +584,7 @@ class _Live:
             if isinstance(inner, SyncStreamBase):
                 self.stop()
             else:
-                _abandon(inner)
+                inner.abandon()  # an async stream, kept from sync code
         reply, response = self.reply(incomplete is None)
         self.session._record(self.new, reply, response, incomplete, error)
 
@@ -594,13 +594,6 @@ class _Live:
         if incomplete is not None:
             await self.astop()
         self.finish(incomplete, error, close=False)
-
-
-def _abandon(inner: object) -> None:
-    """An async stream left open, kept from sync code: release it on its own loop."""
-    finalizer = getattr(inner, "_finalizer", None)
-    if finalizer is not None:
-        finalizer()
 
 
 class _SessionStreamBase(StreamView):
@@ -653,7 +646,7 @@ class SessionStream(_SessionStreamBase, Closing):
                 live.finish("closed", None, close=True)
             raise
         except BaseException as exc:
-            live.finish(*_why(exc), close=True)
+            live.finish(*stop_reason(exc), close=True)
             raise
         live.finish(None, None, close=False)
 
@@ -675,7 +668,7 @@ class SessionStream(_SessionStreamBase, Closing):
 
     def _leave(self, exc: BaseException | None) -> None:
         if exc is not None and not self._live.done:
-            self._live.finish(*_why(exc), close=True)
+            self._live.finish(*stop_reason(exc), close=True)
         else:
             self.close()
 
@@ -701,7 +694,7 @@ class AsyncSessionStream(_SessionStreamBase, AsyncClosing):
                 await live.afinish("closed", None)
             raise
         except BaseException as exc:
-            await live.afinish(*_why(exc))
+            await live.afinish(*stop_reason(exc))
             raise
         live.finish(None, None, close=False)
 
@@ -726,7 +719,7 @@ class AsyncSessionStream(_SessionStreamBase, AsyncClosing):
 
     async def _aleave(self, exc: BaseException | None) -> None:
         if exc is not None and not self._live.done:
-            await self._live.afinish(*_why(exc))
+            await self._live.afinish(*stop_reason(exc))
         else:
             await self.aclose()
 
@@ -734,8 +727,15 @@ class AsyncSessionStream(_SessionStreamBase, AsyncClosing):
 # -- helpers ----------------------------------------------------------------------------------
 
 
-def _why(exc: BaseException) -> tuple[Incomplete, str | None]:
-    """Why a stream stopped, from what stopped it."""
+def stop_reason(exc: BaseException) -> tuple[Incomplete, str | None]:
+    """Why a stream stopped, from what stopped it: the :attr:`Turn.incomplete` a session
+    records, and the error message it keeps (for code that keeps turns itself, as the gateway).
+
+    >>> stop_reason(KeyboardInterrupt())
+    ('interrupted', None)
+    >>> stop_reason(ValueError("bad"))
+    ('error', 'ValueError: bad')
+    """
     asyncio = sys.modules.get("asyncio")  # not imported for sync-only use
     if asyncio is not None and isinstance(exc, asyncio.CancelledError):
         return "cancelled", None
@@ -748,8 +748,9 @@ def _why(exc: BaseException) -> tuple[Incomplete, str | None]:
     return "error", f"{type(exc).__name__}: {exc}"
 
 
-def _reply_messages(response: Response | None, *, complete: bool) -> list[dict[str, Any]]:
-    """The assistant message for a reply; a cut one keeps its text, not its unfinished calls."""
+def reply_messages(response: Response | None, *, complete: bool) -> list[dict[str, Any]]:
+    """The assistant message a session keeps for a reply (none for no reply); a cut one
+    (``complete=False``) keeps its text, not its unfinished tool calls."""
     if response is None:
         return []
     message = assistant_message(response)

@@ -62,13 +62,13 @@ class Recording:
 
     async def keep(self, response: LLMResponse | None, failure: BaseException | None) -> None:
         """Store the turn: ``response`` is the reply as it stands, ``failure`` what cut it."""
-        from ..session import _reply_messages, _why
+        from ..session import reply_messages, stop_reason
 
-        incomplete, error = _why(failure) if failure is not None else (None, None)
+        incomplete, error = stop_reason(failure) if failure is not None else (None, None)
         if incomplete == "error" and failure is not None:
             error = str(failure) or error  # the message a client saw, not the class name
         turn = Turn(
-            messages=tuple(self.new + _reply_messages(response, complete=failure is None)),
+            messages=tuple(self.new + reply_messages(response, complete=failure is None)),
             model=self.model,
             provider=self.provider,
             usage=response.usage if response is not None else Usage(),
