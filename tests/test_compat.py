@@ -6,6 +6,7 @@ real llama_cpp.server; every streaming test runs sync and async.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import copy
 import io
@@ -194,6 +195,56 @@ def test_objects_have_attribute_and_item_access_and_dump_to_plain_json() -> None
         assert copied == response and type(copied) is compat.ModelResponse
         assert copied.choices[0].message.content == "Rainy."
     assert repr(response).startswith("ModelResponse(id=")
+
+
+# -- the types a caller sees ---------------------------------------------------------------------
+# mypy checks this file: these calls are written as users write them, with the result's type
+# annotated where `stream=` decides it, so a return type that ignores `stream` fails there.
+
+
+def test_the_result_is_typed_by_what_stream_says() -> None:
+    call: dict[str, Any] = {"model": "m", "messages": MESSAGES, "mock_response": "Sunny."}
+    text = ""
+    for chunk in completion(model="m", messages=MESSAGES, stream=True, mock_response="Sunny."):
+        text += chunk.choices[0].delta.content or ""
+    stream: compat.CompletionStream = completion(**call, stream=True)
+    stream.close()
+    response: compat.ModelResponse = completion(
+        model="m", messages=MESSAGES, mock_response="Sunny."
+    )
+    assert response.choices[0].message.content == text == "Sunny."
+    assert completion(**call, stream=False).usage.total_tokens > 0
+    streamed = bool(time.time())  # known only at run time: either kind
+    either: compat.ModelResponse | compat.CompletionStream = completion(**call, stream=streamed)
+    assert isinstance(either, compat.CompletionStream)
+
+    async def both() -> tuple[str, Any]:
+        text = ""
+        async for chunk in await acompletion(
+            model="m", messages=MESSAGES, stream=True, mock_response="Sunny."
+        ):
+            text += chunk.choices[0].delta.content or ""
+        response = await acompletion(model="m", messages=MESSAGES, mock_response="Sunny.")
+        return text, response.choices[0].message.content
+
+    assert asyncio.run(both()) == ("Sunny.", "Sunny.")
+
+
+def test_a_caught_litellm_error_has_what_litellm_users_read() -> None:
+    with pytest.raises(compat.RateLimitError) as limited:
+        completion(model="m", messages=MESSAGES, mock_response="litellm.RateLimitError")
+    status: int | None = limited.value.status_code
+    model: str | None = limited.value.model
+    assert (limited.value.message, status, model, limited.value.llm_provider) == (
+        "this is a mock rate limit error",
+        429,
+        "m",
+        "mock",
+    )
+    with pytest.raises(compat.Timeout) as late:
+        completion(model="m", messages=MESSAGES, mock_response=spout.IdleTimeout("quiet"))
+    message: str = late.value.message
+    assert message == "quiet" and late.value.llm_provider is None
 
 
 # -- mock_response ---------------------------------------------------------------------------------
@@ -744,7 +795,7 @@ def test_errors_are_spouts_and_litellms(
                 complete(runner, **settings)
         error = caught.value
         assert isinstance(error, spout_error) and isinstance(error, compat.APIError)
-        assert error.status_code == status and error.llm_provider == "openai"  # type: ignore[attr-defined]
+        assert error.status_code == status and error.llm_provider == "openai"
     if litellm_error is compat.ContextWindowExceededError:
         assert issubclass(litellm_error, compat.BadRequestError)
 

@@ -11,6 +11,7 @@ import sys
 import textwrap
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -222,8 +223,8 @@ def test_a_plugin_takes_response_format_its_own_way(plugin: Path, mode: str) -> 
 def test_compat_asks_a_plugin_how_it_maps_litellm(plugin: Path) -> None:
     messages = [{"role": "user", "content": "hi"}]
 
-    def seen(**kwargs: object) -> dict[str, object]:
-        response = spout.completion(messages=messages, **kwargs)  # type: ignore[arg-type]
+    def seen(model: str, **kwargs: Any) -> dict[str, Any]:
+        response = spout.completion(model=model, messages=messages, **kwargs)
         answer = json.loads(response.choices[0].message.content)
         assert isinstance(answer, dict)
         return answer
@@ -237,7 +238,7 @@ def test_compat_asks_a_plugin_how_it_maps_litellm(plugin: Path) -> None:
     # response_format through compat, in the plugin's shape.
     fmt = {"type": "json_schema", "json_schema": {"name": "seen", "schema": SEEN}}
     answer = seen(model="mirror/glass-2", response_format=fmt)
-    assert answer["params"]["mirror_schema"] == SEEN  # type: ignore[index]
+    assert answer["params"]["mirror_schema"] == SEEN
 
 
 def test_the_context_window_is_the_plugins_own(plugin: Path) -> None:

@@ -6,6 +6,11 @@ working with ``from spout.compat import RateLimitError`` (see docs/migrating-fro
 The classes hold no behaviour of their own beyond litellm's ``llm_provider`` name; spout's
 errors keep theirs. The relationships among them are litellm's: ``ContextWindowExceededError``
 is a ``BadRequestError``; ``Timeout`` and ``APIConnectionError`` are apart.
+
+The attributes litellm users read on a caught error are declared here, for type checkers, where
+every spout error of that class sets them: ``message`` on all, ``status_code`` and ``model`` on
+the classes of an error the provider answered with (spout's ``ProviderError`` and below). A
+class built directly, not raised by spout, has only what ``Exception`` has.
 """
 
 from __future__ import annotations
@@ -29,6 +34,9 @@ __all__ = [
 class LiteLLMStyleError(Exception):
     """The root of the litellm-named classes (litellm itself has none of its own)."""
 
+    #: what went wrong, without the provider and status that ``str()`` may add
+    message: str
+
     @property
     def llm_provider(self) -> str | None:
         """The provider that raised, under litellm's name for it (spout's is ``provider``)."""
@@ -36,23 +44,32 @@ class LiteLLMStyleError(Exception):
         return provider if isinstance(provider, str) else None
 
 
-class APIError(LiteLLMStyleError):
+class _ProviderAnswer(LiteLLMStyleError):
+    """The classes of an error the provider answered with: spout's ``ProviderError`` and below."""
+
+    #: the HTTP status, or None for an error event inside a stream that named none
+    status_code: int | None
+    #: the model the call asked the provider for, where known
+    model: str | None
+
+
+class APIError(_ProviderAnswer):
     """litellm's ``APIError``: the provider answered with an error (spout's ProviderError)."""
 
 
-class AuthenticationError(LiteLLMStyleError):
+class AuthenticationError(_ProviderAnswer):
     """litellm's ``AuthenticationError`` (401)."""
 
 
-class PermissionDeniedError(LiteLLMStyleError):
+class PermissionDeniedError(_ProviderAnswer):
     """litellm's ``PermissionDeniedError`` (403)."""
 
 
-class NotFoundError(LiteLLMStyleError):
+class NotFoundError(_ProviderAnswer):
     """litellm's ``NotFoundError`` (404)."""
 
 
-class BadRequestError(LiteLLMStyleError):
+class BadRequestError(_ProviderAnswer):
     """litellm's ``BadRequestError`` (400)."""
 
 
@@ -60,15 +77,15 @@ class ContextWindowExceededError(BadRequestError):
     """litellm's ``ContextWindowExceededError``, a ``BadRequestError`` there as here."""
 
 
-class RateLimitError(LiteLLMStyleError):
+class RateLimitError(_ProviderAnswer):
     """litellm's ``RateLimitError`` (429)."""
 
 
-class ServiceUnavailableError(LiteLLMStyleError):
+class ServiceUnavailableError(_ProviderAnswer):
     """litellm's ``ServiceUnavailableError`` (503)."""
 
 
-class InternalServerError(LiteLLMStyleError):
+class InternalServerError(_ProviderAnswer):
     """litellm's ``InternalServerError`` (500)."""
 
 

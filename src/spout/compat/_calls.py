@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncGenerator, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal, overload
 
 from ._builder import _model_response
 from ._llms import _async_llm, _sync_llm
@@ -15,9 +15,67 @@ from ._streams import AsyncCompletionStream, CompletionStream
 from .chunks import ChunkEncoder, _async_chunks, _sync_chunks
 
 if TYPE_CHECKING:
+    from .._response import Response
     from .._stream import AsyncStream, Stream
 
+# The overloads are the signature callers and type checkers see: `stream=True` gives the
+# stream, `stream=False` or none the chat.completion, a `bool` known only at run time either.
+# The implementations take the settings as one mapping, which _Request sorts.
 
+
+@overload
+def completion(
+    model: str,
+    messages: Sequence[Mapping[str, Any]] | None = None,
+    *,
+    stream: Literal[True],
+    temperature: float | None = None,
+    top_p: float | None = None,
+    max_tokens: int | None = None,
+    max_completion_tokens: int | None = None,
+    stop: str | Sequence[str] | None = None,
+    seed: int | None = None,
+    tools: Sequence[Any] | None = None,
+    tool_choice: Any = None,
+    response_format: Any = None,
+    stream_options: Mapping[str, Any] | None = None,
+    api_key: str | None = None,
+    api_base: str | None = None,
+    base_url: str | None = None,
+    timeout: Any = None,
+    num_retries: int | None = None,
+    mock_response: Any = None,
+    **kwargs: Any,
+) -> CompletionStream: ...
+
+
+@overload
+def completion(
+    model: str,
+    messages: Sequence[Mapping[str, Any]] | None = None,
+    *,
+    stream: Literal[False] | None = None,
+    temperature: float | None = None,
+    top_p: float | None = None,
+    max_tokens: int | None = None,
+    max_completion_tokens: int | None = None,
+    stop: str | Sequence[str] | None = None,
+    seed: int | None = None,
+    tools: Sequence[Any] | None = None,
+    tool_choice: Any = None,
+    response_format: Any = None,
+    stream_options: Mapping[str, Any] | None = None,
+    api_key: str | None = None,
+    api_base: str | None = None,
+    base_url: str | None = None,
+    timeout: Any = None,
+    num_retries: int | None = None,
+    mock_response: Any = None,
+    **kwargs: Any,
+) -> ModelResponse: ...
+
+
+@overload
 def completion(
     model: str,
     messages: Sequence[Mapping[str, Any]] | None = None,
@@ -40,6 +98,15 @@ def completion(
     num_retries: int | None = None,
     mock_response: Any = None,
     **kwargs: Any,
+) -> ModelResponse | CompletionStream: ...
+
+
+def completion(
+    model: str,
+    messages: Sequence[Mapping[str, Any]] | None = None,
+    *,
+    stream: bool | None = None,
+    **settings: Any,
 ) -> ModelResponse | CompletionStream:
     """litellm's ``completion()``: a ``chat.completion``, or with ``stream=True`` its chunks.
 
@@ -60,31 +127,8 @@ def completion(
         for chunk in completion(model="ollama/llama3", messages=messages, stream=True):
             print(chunk.choices[0].delta.content or "", end="", flush=True)
     """
-    request = _Request(
-        model,
-        messages,
-        {
-            **kwargs,
-            "temperature": temperature,
-            "top_p": top_p,
-            "max_tokens": max_tokens,
-            "max_completion_tokens": max_completion_tokens,
-            "stop": stop,
-            "seed": seed,
-            "tools": tools,
-            "tool_choice": tool_choice,
-            "response_format": response_format,
-            "stream_options": stream_options,
-            "api_key": api_key,
-            "api_base": api_base,
-            "base_url": base_url,
-            "timeout": timeout,
-            "num_retries": num_retries,
-            "mock_response": mock_response,
-        },
-    )
+    request = _request(model, messages, settings)
     if request.mock is not None:
-        _raise_mock_error(request)
         if request.mock_delay:
             time.sleep(request.mock_delay)
         if stream:
@@ -94,14 +138,64 @@ def completion(
     params = request.call_params(llm)
     if stream:
         spout_stream: Stream = llm.generate_stream(messages=request.messages, **params)
-        maker = ChunkEncoder(request.model or model, request.messages, request.include_usage)
-        return CompletionStream(
-            _sync_chunks(spout_stream.events(), maker), spout_stream.close, model
-        )
-    response = llm.generate(messages=request.messages, **params)
-    return _model_response(response, request.model or model, request.messages)
+        chunks = _sync_chunks(spout_stream.events(), _encoder(request))
+        return CompletionStream(chunks, spout_stream.close, model)
+    return _answer(request, llm.generate(messages=request.messages, **params))
 
 
+@overload
+async def acompletion(
+    model: str,
+    messages: Sequence[Mapping[str, Any]] | None = None,
+    *,
+    stream: Literal[True],
+    temperature: float | None = None,
+    top_p: float | None = None,
+    max_tokens: int | None = None,
+    max_completion_tokens: int | None = None,
+    stop: str | Sequence[str] | None = None,
+    seed: int | None = None,
+    tools: Sequence[Any] | None = None,
+    tool_choice: Any = None,
+    response_format: Any = None,
+    stream_options: Mapping[str, Any] | None = None,
+    api_key: str | None = None,
+    api_base: str | None = None,
+    base_url: str | None = None,
+    timeout: Any = None,
+    num_retries: int | None = None,
+    mock_response: Any = None,
+    **kwargs: Any,
+) -> AsyncCompletionStream: ...
+
+
+@overload
+async def acompletion(
+    model: str,
+    messages: Sequence[Mapping[str, Any]] | None = None,
+    *,
+    stream: Literal[False] | None = None,
+    temperature: float | None = None,
+    top_p: float | None = None,
+    max_tokens: int | None = None,
+    max_completion_tokens: int | None = None,
+    stop: str | Sequence[str] | None = None,
+    seed: int | None = None,
+    tools: Sequence[Any] | None = None,
+    tool_choice: Any = None,
+    response_format: Any = None,
+    stream_options: Mapping[str, Any] | None = None,
+    api_key: str | None = None,
+    api_base: str | None = None,
+    base_url: str | None = None,
+    timeout: Any = None,
+    num_retries: int | None = None,
+    mock_response: Any = None,
+    **kwargs: Any,
+) -> ModelResponse: ...
+
+
+@overload
 async def acompletion(
     model: str,
     messages: Sequence[Mapping[str, Any]] | None = None,
@@ -124,6 +218,15 @@ async def acompletion(
     num_retries: int | None = None,
     mock_response: Any = None,
     **kwargs: Any,
+) -> ModelResponse | AsyncCompletionStream: ...
+
+
+async def acompletion(
+    model: str,
+    messages: Sequence[Mapping[str, Any]] | None = None,
+    *,
+    stream: bool | None = None,
+    **settings: Any,
 ) -> ModelResponse | AsyncCompletionStream:
     """litellm's ``acompletion()``: :func:`completion` without blocking the event loop.
 
@@ -137,31 +240,8 @@ async def acompletion(
         async for chunk in await acompletion(model="ollama/llama3", messages=messages, stream=True):
             print(chunk.choices[0].delta.content or "", end="", flush=True)
     """
-    request = _Request(
-        model,
-        messages,
-        {
-            **kwargs,
-            "temperature": temperature,
-            "top_p": top_p,
-            "max_tokens": max_tokens,
-            "max_completion_tokens": max_completion_tokens,
-            "stop": stop,
-            "seed": seed,
-            "tools": tools,
-            "tool_choice": tool_choice,
-            "response_format": response_format,
-            "stream_options": stream_options,
-            "api_key": api_key,
-            "api_base": api_base,
-            "base_url": base_url,
-            "timeout": timeout,
-            "num_retries": num_retries,
-            "mock_response": mock_response,
-        },
-    )
+    request = _request(model, messages, settings)
     if request.mock is not None:
-        _raise_mock_error(request)
         if request.mock_delay:
             import asyncio
 
@@ -175,12 +255,30 @@ async def acompletion(
         spout_stream: AsyncStream = await llm.generate_async(
             messages=request.messages, stream=True, **params
         )
-        maker = ChunkEncoder(request.model or model, request.messages, request.include_usage)
-        return AsyncCompletionStream(
-            _async_chunks(spout_stream.events(), maker), spout_stream.aclose, model
-        )
-    response = await llm.generate_async(messages=request.messages, **params)
-    return _model_response(response, request.model or model, request.messages)
+        chunks = _async_chunks(spout_stream.events(), _encoder(request))
+        return AsyncCompletionStream(chunks, spout_stream.aclose, model)
+    return _answer(request, await llm.generate_async(messages=request.messages, **params))
+
+
+# What the two calls share, all but the I/O.
+
+
+def _request(model: str, messages: Any, settings: dict[str, Any]) -> _Request:
+    """The call's settings sorted; a mocked error raises here, before any wait."""
+    request = _Request(model, messages, settings)
+    if request.mock is not None:
+        _raise_mock_error(request)
+    return request
+
+
+def _encoder(request: _Request) -> ChunkEncoder:
+    return ChunkEncoder(
+        request.model or request.shown_model, request.messages, request.include_usage
+    )
+
+
+def _answer(request: _Request, response: Response) -> ModelResponse:
+    return _model_response(response, request.model or request.shown_model, request.messages)
 
 
 def _nothing() -> None:
