@@ -10,8 +10,14 @@ from typing import TYPE_CHECKING, Any, ClassVar, Generic, Protocol, TypeVar
 
 import orjson
 
-from .._capabilities import Capabilities
-from .._errors import ConfigurationError, ProtocolError, ProviderError, SpoutError
+from .._capabilities import Capabilities, ModelCapability
+from .._errors import (
+    ConfigurationError,
+    ProtocolError,
+    ProviderError,
+    SpoutError,
+    StreamInterruptedError,
+)
 from .._events import Event, ToolCall, ToolCallDelta, ToolCallEnd, ToolCallStart
 from .._log import checked_key, scrub_error, secrets_in
 from .._request import (
@@ -41,6 +47,7 @@ __all__ = [
     "SyncSource",
     "ToolCallAssembler",
     "refusals_as_text",
+    "streaming_capabilities",
     "text_token_counter",
 ]
 
@@ -137,6 +144,22 @@ def refusals_as_text(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
                     message["content"] = refusal
         out.append(message)
     return out
+
+
+def streaming_capabilities(
+    *, tools: bool, tool_streaming: bool, reasoning: bool, usage_in_stream: bool = True
+) -> Capabilities:
+    """What a built-in provider declares: every one streams, sync and async, and takes a
+    system prompt; the rest is its own."""
+    return {
+        ModelCapability.STREAMING: True,
+        ModelCapability.ASYNC: True,
+        ModelCapability.TOOLS: tools,
+        ModelCapability.TOOL_STREAMING: tool_streaming,
+        ModelCapability.USAGE_IN_STREAM: usage_in_stream,
+        ModelCapability.REASONING: reasoning,
+        ModelCapability.SYSTEM_PROMPT: True,
+    }
 
 
 class Parser(Protocol):
@@ -356,6 +379,17 @@ class HTTPProvider(Provider):
             )
         return self.api_key
 
+    #: How this provider spells the Accept header: as it spells its other headers.
+    accept_header: ClassVar[str] = "Accept"
+
+    def _post_json(
+        self, url: str, headers: dict[str, str], body: Any, *, stream: bool
+    ) -> HTTPRequest:
+        """A POST of ``body`` as JSON; a stream's also asks for Server-Sent Events."""
+        if stream:
+            headers = {**headers, self.accept_header: "text/event-stream"}
+        return HTTPRequest("POST", url, headers, orjson.dumps(body))
+
     # -- the pure parts, per wire format -------------------------------------------------------
 
     def build_request(self, call: Call, *, stream: bool) -> HTTPRequest:
@@ -445,11 +479,22 @@ class HTTPProvider(Provider):
         await self.transport.aclose()
 
 
-M = TypeVar("M")
+class EventMapper(Protocol):
+    """Turns one parsed wire event (a JSON object) into spout events."""
+
+    def map(self, data: dict[str, Any], /) -> list[Event]: ...
+
+
+M = TypeVar("M", bound=EventMapper)
 
 
 class SSEStreamParser(StreamParser, Generic[M]):
-    """A :class:`StreamParser` over Server-Sent Events, turning them into events with a mapper."""
+    """A :class:`StreamParser` over Server-Sent Events, turning them into events with a mapper.
+
+    By default each event's data is parsed as JSON and each object handed to the mapper
+    (:meth:`_map`); subclasses write :meth:`_close`, with :meth:`_end` to check the stream
+    reached its end.
+    """
 
     __slots__ = ("_decoder", "_mapper")
 
@@ -457,6 +502,22 @@ class SSEStreamParser(StreamParser, Generic[M]):
         super().__init__()
         self._decoder = SSEDecoder()
         self._mapper = mapper
+
+    def _feed(self, chunk: bytes, events: list[Event]) -> None:
+        map_event = self._map
+        for sse, data in sse_json(self._decoder, chunk):
+            if type(data) is dict:
+                events += map_event(sse, data)
+
+    def _map(self, sse: ServerSentEvent, data: dict[str, Any]) -> list[Event]:
+        return self._mapper.map(data)
+
+    def _end(self, ended: bool, missing: str) -> None:
+        """Close the decoder (an event cut short raises), then raise
+        :class:`StreamInterruptedError` with ``missing`` unless the stream had ``ended``."""
+        self._decoder.close()
+        if not ended:
+            raise StreamInterruptedError(missing)
 
 
 def _parse(chunks: Iterator[bytes], parser: Parser, request_id: str | None) -> Iterator[Event]:

@@ -7,12 +7,11 @@ from typing import Any, ClassVar
 
 import orjson
 
-from .._capabilities import Capabilities, ModelCapability
+from .._capabilities import Capabilities
 from .._errors import (
     ConfigurationError,
     ProtocolError,
     ProviderError,
-    StreamInterruptedError,
     error_for_status,
 )
 from .._events import (
@@ -35,12 +34,19 @@ from ._base import (
     NamedToolChoice,
     SSEStreamParser,
     load_json_object,
-    parse_arguments,
+    streaming_capabilities,
     text_content,
     tool_call_from_json,
     wire_tools,
 )
-from .openai import retry_after_seconds
+from ._common import (
+    error_json,
+    error_text,
+    history_tool_calls,
+    object_arguments,
+    retry_after_seconds,
+    usage_from,
+)
 
 __all__ = ["AnthropicProvider", "MessageEventMapper"]
 
@@ -112,15 +118,6 @@ def anthropic_error(
     if status_code is None:
         exc.status_code = None
     return exc
-
-
-def _usage(data: dict[str, Any]) -> tuple[int | None, int | None, dict[str, Any]]:
-    extras = {
-        key: value
-        for key, value in data.items()
-        if key not in ("input_tokens", "output_tokens") and value is not None
-    }
-    return data.get("input_tokens"), data.get("output_tokens"), extras
 
 
 class MessageEventMapper:
@@ -238,12 +235,12 @@ class MessageEventMapper:
     def _update_usage(self, usage: dict[str, Any]) -> Usage:
         # message_delta's counts are cumulative: each one replaces, never adds.
         # https://docs.anthropic.com/en/docs/build-with-claude/streaming
-        input_tokens, output_tokens, extras = _usage(usage)
-        if input_tokens is not None:
-            self._input_tokens = input_tokens
-        if output_tokens is not None:
-            self._output_tokens = output_tokens
-        self._usage_extras.update(extras)
+        update = usage_from(usage, "input_tokens", "output_tokens")
+        if update.input_tokens is not None:
+            self._input_tokens = update.input_tokens
+        if update.output_tokens is not None:
+            self._output_tokens = update.output_tokens
+        self._usage_extras.update(update.extras)
         return Usage(self._input_tokens, self._output_tokens, dict(self._usage_extras))
 
     def finish(self) -> list[Event]:
@@ -290,9 +287,7 @@ class _StreamParser(SSEStreamParser[MessageEventMapper]):
             events += map_event(data)
 
     def _close(self) -> list[Event]:
-        self._decoder.close()
-        if not self._mapper.stopped:
-            raise StreamInterruptedError("the stream ended before its end: no message_stop")
+        self._end(self._mapper.stopped, "the stream ended before its end: no message_stop")
         return []
 
 
@@ -315,6 +310,7 @@ class AnthropicProvider(HTTPProvider):
     default_base_url: ClassVar[str] = "https://api.anthropic.com"
     base_url_env: ClassVar[tuple[str, ...]] = ("ANTHROPIC_BASE_URL",)
     api_key_env: ClassVar[tuple[str, ...]] = ("ANTHROPIC_API_KEY",)
+    accept_header: ClassVar[str] = "accept"
     # Context windows from Anthropic's models overview. OpenRouter writes versions with dots
     # (claude-3.5-sonnet, claude-sonnet-4.5): the prefixes cover both.
     context_windows: ClassVar[Mapping[str, int]] = {
@@ -355,15 +351,7 @@ class AnthropicProvider(HTTPProvider):
         }
 
     def capabilities(self) -> Capabilities:
-        return {
-            ModelCapability.STREAMING: True,
-            ModelCapability.ASYNC: True,
-            ModelCapability.TOOLS: True,
-            ModelCapability.TOOL_STREAMING: True,
-            ModelCapability.USAGE_IN_STREAM: True,
-            ModelCapability.REASONING: True,
-            ModelCapability.SYSTEM_PROMPT: True,
-        }
+        return streaming_capabilities(tools=True, tool_streaming=True, reasoning=True)
 
     def can_prefill(self, call: Call) -> bool:
         # A last assistant message is continued, except with extended thinking, where
@@ -395,11 +383,9 @@ class AnthropicProvider(HTTPProvider):
             body["tool_choice"] = _tool_choice(call.tool_choice)
         if stream:
             body["stream"] = True
-            headers = {**self._headers, "accept": "text/event-stream"}
         else:
             body.pop("stream", None)
-            headers = self._headers
-        return HTTPRequest("POST", self._url, headers, orjson.dumps(body))
+        return self._post_json(self._url, self._headers, body, stream=stream)
 
     def new_parser(self, call: Call) -> _StreamParser:
         return _StreamParser(MessageEventMapper(self.name, self.model))
@@ -430,9 +416,7 @@ class AnthropicProvider(HTTPProvider):
             elif kind == "tool_use":
                 call_id = block.get("id") or f"call_{tool_index}"
                 name = block.get("name") or ""
-                arguments = block.get("input")
-                if not isinstance(arguments, dict):
-                    arguments = {} if arguments is None else {"value": arguments}
+                arguments = object_arguments(block.get("input"))
                 events.append(ToolCallStart(tool_index, call_id, name))
                 # The whole response carries the input as an object, not as JSON text.
                 events.append(
@@ -452,14 +436,10 @@ class AnthropicProvider(HTTPProvider):
     def error_from_response(
         self, status: int, headers: Mapping[str, str], body: bytes
     ) -> ProviderError:
-        try:
-            data = orjson.loads(body) if body else None
-        except orjson.JSONDecodeError:
-            data = None
+        data = error_json(body)
         error = data.get("error") if isinstance(data, dict) else None
         if error is None:
-            text = body.decode("utf-8", "replace").strip()
-            error = {"message": text[:500] or f"HTTP {status}"}
+            error = {"message": error_text(status, body)}
         request_id = header_value(headers, "request-id")
         if request_id is None and isinstance(data, dict) and data.get("request_id"):
             request_id = str(data["request_id"])
@@ -554,17 +534,13 @@ def _messages(messages: list[dict[str, Any]]) -> tuple[Any, list[dict[str, Any]]
                 blocks.extend(content)
             elif content:
                 blocks.append({"type": "text", "text": str(content)})
-            for tool_call in message.get("tool_calls") or ():
-                function = tool_call.get("function") or tool_call
-                arguments = function.get("arguments")
-                if isinstance(arguments, str):
-                    arguments = parse_arguments(arguments)
+            for tool_call, name, arguments in history_tool_calls(message):
                 blocks.append(
                     {
                         "type": "tool_use",
                         "id": tool_call.get("id"),
-                        "name": function.get("name"),
-                        "input": arguments or {},
+                        "name": name,
+                        "input": arguments,
                     }
                 )
             out.append({"role": "assistant", "content": blocks})

@@ -9,12 +9,8 @@ from urllib.parse import quote
 
 import orjson
 
-from .._capabilities import Capabilities, ModelCapability
-from .._errors import (
-    ProviderError,
-    StreamInterruptedError,
-    error_for_status,
-)
+from .._capabilities import Capabilities
+from .._errors import ProviderError, error_for_status
 from .._events import (
     Event,
     Finish,
@@ -36,10 +32,15 @@ from ._base import (
     OutputShape,
     SSEStreamParser,
     load_json_object,
-    parse_arguments,
-    sse_json,
+    streaming_capabilities,
 )
-from .openai import retry_after_seconds
+from ._common import (
+    error_json,
+    error_text,
+    history_tool_calls,
+    object_arguments,
+    retry_after_seconds,
+)
 
 if TYPE_CHECKING:
     from .._output_format import OutputFormat
@@ -227,9 +228,7 @@ class GenerateContentMapper:
         # Gemini names no call id (a newer field, "id", is used when present).
         call_id = function_call.get("id") or f"call_{index}"
         name = function_call.get("name") or ""
-        arguments = function_call.get("args")
-        if not isinstance(arguments, dict):
-            arguments = {} if arguments is None else {"value": arguments}
+        arguments = object_arguments(function_call.get("args"))
         return [
             ToolCallStart(index, call_id, name),
             ToolCallDelta(index, orjson.dumps(arguments).decode()),
@@ -251,17 +250,9 @@ class _StreamParser(SSEStreamParser[GenerateContentMapper]):
 
     __slots__ = ()
 
-    def _feed(self, chunk: bytes, events: list[Event]) -> None:
-        map_chunk = self._mapper.map
-        for _, data in sse_json(self._decoder, chunk):
-            if type(data) is dict:
-                events += map_chunk(data)
-
     def _close(self) -> list[Event]:
-        self._decoder.close()
         # Gemini has no terminator: a stream is complete once it has said why it finished.
-        if not self._mapper.finish_seen:
-            raise StreamInterruptedError("the stream ended before its end: no finishReason")
+        self._end(self._mapper.finish_seen, "the stream ended before its end: no finishReason")
         return self._mapper.finish()
 
 
@@ -286,6 +277,7 @@ class GeminiProvider(HTTPProvider):
     base_url_env: ClassVar[tuple[str, ...]] = ("GOOGLE_GEMINI_BASE_URL",)
     # https://ai.google.dev/gemini-api/docs/api-key: GOOGLE_API_KEY takes precedence.
     api_key_env: ClassVar[tuple[str, ...]] = ("GOOGLE_API_KEY", "GEMINI_API_KEY")
+    accept_header: ClassVar[str] = "accept"
     # Context windows from Google's Gemini models page. Specialised variants (image and speech
     # models) have smaller windows and are not listed: their prefix over-states them.
     context_windows: ClassVar[Mapping[str, int]] = {
@@ -319,16 +311,8 @@ class GeminiProvider(HTTPProvider):
         self._headers = {"x-goog-api-key": key, "content-type": "application/json"}
 
     def capabilities(self) -> Capabilities:
-        return {
-            ModelCapability.STREAMING: True,
-            ModelCapability.ASYNC: True,
-            ModelCapability.TOOLS: True,
-            # A function call arrives whole, arguments and all.
-            ModelCapability.TOOL_STREAMING: False,
-            ModelCapability.USAGE_IN_STREAM: True,
-            ModelCapability.REASONING: True,
-            ModelCapability.SYSTEM_PROMPT: True,
-        }
+        # A function call arrives whole, arguments and all: no tool streaming.
+        return streaming_capabilities(tools=True, tool_streaming=False, reasoning=True)
 
     def output_shape(self, fmt: OutputFormat, params: Mapping[str, Any]) -> OutputShape:
         # generationConfig.responseMimeType + responseJsonSchema, which takes JSON Schema as
@@ -373,10 +357,8 @@ class GeminiProvider(HTTPProvider):
             # the settings spout names.
             given = body.get("generationConfig")
             body["generationConfig"] = {**given, **config} if isinstance(given, dict) else config
-        if stream:
-            headers = {**self._headers, "accept": "text/event-stream"}
-            return HTTPRequest("POST", self._stream_url, headers, orjson.dumps(body))
-        return HTTPRequest("POST", self._url, self._headers, orjson.dumps(body))
+        url = self._stream_url if stream else self._url
+        return self._post_json(url, self._headers, body, stream=stream)
 
     def new_parser(self, call: Call) -> _StreamParser:
         return _StreamParser(GenerateContentMapper(self.name, self.model))
@@ -391,17 +373,13 @@ class GeminiProvider(HTTPProvider):
     def error_from_response(
         self, status: int, headers: Mapping[str, str], body: bytes
     ) -> ProviderError:
-        try:
-            data = orjson.loads(body) if body else None
-        except orjson.JSONDecodeError:
-            data = None
+        data = error_json(body)
         # Without alt=sse an error body is a JSON array of one error: accept both.
         if isinstance(data, list) and data and isinstance(data[0], dict):
             data = data[0]
         error = data.get("error") if isinstance(data, dict) else None
         if error is None:
-            text = body.decode("utf-8", "replace").strip()
-            error = {"message": text[:500] or f"HTTP {status}"}
+            error = {"message": error_text(status, body)}
         return gemini_error(
             error,
             status_code=status,
@@ -503,14 +481,10 @@ def _contents(messages: list[dict[str, Any]]) -> tuple[list[Any], list[dict[str,
             else:
                 contents.append({"role": "user", "parts": [part]})
         elif role in ("assistant", "model"):
-            for tool_call in message.get("tool_calls") or ():
-                function = tool_call.get("function") or tool_call
-                arguments = function.get("arguments")
-                if isinstance(arguments, str):
-                    arguments = parse_arguments(arguments)
+            for tool_call, name, arguments in history_tool_calls(message):
                 if tool_call.get("id"):
-                    names[tool_call["id"]] = function.get("name") or ""
-                part = {"functionCall": {"name": function.get("name"), "args": arguments or {}}}
+                    names[tool_call["id"]] = name or ""
+                part = {"functionCall": {"name": name, "args": arguments}}
                 if tool_call.get("signature"):
                     part["thoughtSignature"] = tool_call["signature"]
                 parts.append(part)

@@ -5,9 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
-import orjson
-
-from .._capabilities import Capabilities, ModelCapability
+from .._capabilities import Capabilities
 from .._errors import (
     _CONTEXT_MARKERS,
     BadRequestError,
@@ -17,7 +15,6 @@ from .._errors import (
     OverloadedError,
     ProtocolError,
     ProviderError,
-    StreamInterruptedError,
     error_for_status,
 )
 from .._events import Event, Finish, FinishReason, TextDelta, Usage
@@ -30,9 +27,10 @@ from ._base import (
     SSEStreamParser,
     env_value,
     load_json,
-    sse_json,
+    streaming_capabilities,
 )
-from .openai import OpenAIProvider, retry_after_seconds
+from ._common import bearer_headers, error_json, error_text, retry_after_seconds
+from .openai import OpenAIProvider
 
 if TYPE_CHECKING:
     from .._output_format import OutputFormat
@@ -206,19 +204,9 @@ class _TGIStreamParser(SSEStreamParser[_TGIMapper]):
 
     __slots__ = ()
 
-    def _feed(self, chunk: bytes, events: list[Event]) -> None:
-        map_event = self._mapper.map
-        for _, data in sse_json(self._decoder, chunk):
-            if type(data) is dict:
-                events += map_event(data)
-
     def _close(self) -> list[Event]:
-        self._decoder.close()
-        if not self._mapper.done:
-            # No [DONE] on /generate_stream: the end is the event with generated_text.
-            raise StreamInterruptedError(
-                "the stream ended before its last token (no generated_text)"
-            )
+        # No [DONE] on /generate_stream: the end is the event with generated_text.
+        self._end(self._mapper.done, "the stream ended before its last token (no generated_text)")
         return []
 
 
@@ -275,9 +263,7 @@ class HuggingFaceProvider(HTTPProvider):
         super().__init__(model, headers=headers, **transport)
         self._resolve_endpoint(base_url, api_key)
         self.prompt_template: PromptTemplate = prompt_template or render_prompt
-        self._headers = {"Content-Type": "application/json"}
-        if self.api_key:
-            self._headers["Authorization"] = f"Bearer {self.api_key}"
+        self._headers = bearer_headers(self.api_key)
 
     @classmethod
     def for_api(cls, api: str | None, config: Mapping[str, Any]) -> type[Provider]:
@@ -298,15 +284,8 @@ class HuggingFaceProvider(HTTPProvider):
         )
 
     def capabilities(self) -> Capabilities:
-        return {
-            ModelCapability.STREAMING: True,
-            ModelCapability.ASYNC: True,
-            ModelCapability.TOOLS: False,
-            ModelCapability.TOOL_STREAMING: False,
-            ModelCapability.USAGE_IN_STREAM: True,  # details: true is always asked for
-            ModelCapability.REASONING: False,
-            ModelCapability.SYSTEM_PROMPT: True,  # rendered into the prompt
-        }
+        # Usage: details: true is always asked for. A system prompt is rendered into the prompt.
+        return streaming_capabilities(tools=False, tool_streaming=False, reasoning=False)
 
     def output_shape(self, fmt: OutputFormat, params: Mapping[str, Any]) -> OutputShape:
         # TGI's guidance: parameters.grammar {"type": "json", "value": schema}
@@ -342,13 +321,8 @@ class HuggingFaceProvider(HTTPProvider):
         # Details carry the finish reason and token counts on the last event.
         parameters.setdefault("details", True)
         body = {"inputs": self.prompt_template(call.messages), "parameters": parameters}
-        if stream:
-            url = f"{self.base_url}/generate_stream"
-            headers = {**self._headers, "Accept": "text/event-stream"}
-        else:
-            url = f"{self.base_url}/generate"
-            headers = self._headers
-        return HTTPRequest("POST", url, headers, orjson.dumps(body))
+        url = f"{self.base_url}/generate_stream" if stream else f"{self.base_url}/generate"
+        return self._post_json(url, self._headers, body, stream=stream)
 
     def new_parser(self, call: Call) -> _TGIStreamParser:
         return _TGIStreamParser(_TGIMapper(self.name, self.model))
@@ -373,17 +347,14 @@ class HuggingFaceProvider(HTTPProvider):
         self, status: int, headers: Mapping[str, str], body: bytes
     ) -> ProviderError:
         # TGI's ErrorResponse: {"error": "...", "error_type": "..."} (router/src/lib.rs).
-        try:
-            data: Any = orjson.loads(body) if body else None
-        except orjson.JSONDecodeError:
-            data = None
+        data = error_json(body)
         if isinstance(data, dict) and data.get("error") is not None:
             error, error_type = data["error"], data.get("error_type")
             if isinstance(error, dict):  # a proxy's OpenAI-style error object
                 error, error_type = error.get("message", error), error.get("type", error_type)
         else:
-            error = body.decode("utf-8", "replace").strip()[:500] or f"HTTP {status}"
-            error_type, data = None, error
+            error = data = error_text(status, body)
+            error_type = None
         return _error(
             error,
             error_type,

@@ -33,6 +33,7 @@ from ._base import (
     Provider,
     SyncSource,
     ToolCallAssembler,
+    streaming_capabilities,
 )
 from ._local_tools import CALL_PREFIX, MESSAGE_HEADER, ToolPlan
 
@@ -302,13 +303,7 @@ class LocalProvider(Provider):
 
     def capabilities(self) -> Capabilities:
         return {
-            ModelCapability.STREAMING: True,
-            ModelCapability.ASYNC: True,
-            ModelCapability.TOOLS: True,
-            ModelCapability.TOOL_STREAMING: True,
-            ModelCapability.USAGE_IN_STREAM: True,
-            ModelCapability.REASONING: False,
-            ModelCapability.SYSTEM_PROMPT: True,
+            **streaming_capabilities(tools=True, tool_streaming=True, reasoning=False),
             ModelCapability.CONTEXT_WINDOW: self.n_ctx,
         }
 

@@ -8,7 +8,7 @@ from urllib.parse import urlsplit
 
 import orjson
 
-from .._capabilities import Capabilities, ModelCapability
+from .._capabilities import Capabilities
 from .._errors import (
     ConfigurationError,
     ContextWindowExceededError,
@@ -40,12 +40,20 @@ from ._base import (
     StreamParser,
     env_value,
     load_json,
-    parse_arguments,
+    streaming_capabilities,
     text_content,
     tool_call_from_json,
     wire_tools,
 )
-from .openai import chat_tool, retry_after_seconds
+from ._common import (
+    bearer_headers,
+    error_json,
+    error_text,
+    history_tool_calls,
+    object_arguments,
+    retry_after_seconds,
+)
+from .openai import chat_tool
 
 if TYPE_CHECKING:
     from .._output_format import OutputFormat
@@ -170,10 +178,8 @@ class _ChatMapper:
         arguments = function.get("arguments")
         if isinstance(arguments, str):  # not Ollama's shape, but keep what was sent
             call = tool_call_from_json(call_id, name, arguments)
-        elif isinstance(arguments, dict):
-            call = ToolCall(call_id, name, arguments, None)
         else:
-            call = ToolCall(call_id, name, {} if arguments is None else {"value": arguments})
+            call = ToolCall(call_id, name, object_arguments(arguments))
         return [ToolCallStart(index, call_id, name), ToolCallEnd(index, call)]
 
 
@@ -198,15 +204,10 @@ def _messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
             converted = {"role": "assistant", "content": message.get("content") or ""}
             if message.get("reasoning"):
                 converted["thinking"] = message["reasoning"]
-            calls = []
-            for tool_call in message.get("tool_calls") or ():
-                function = tool_call.get("function") or tool_call
-                arguments = function.get("arguments")
-                if isinstance(arguments, str):
-                    arguments = parse_arguments(arguments)
-                calls.append(
-                    {"function": {"name": function.get("name"), "arguments": arguments or {}}}
-                )
+            calls = [
+                {"function": {"name": name, "arguments": arguments}}
+                for _, name, arguments in history_tool_calls(message)
+            ]
             if calls:
                 converted["tool_calls"] = calls
             message = converted
@@ -214,8 +215,13 @@ def _messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
+def _message(error: Any) -> str:
+    """An error's text: Ollama's is a string, a proxy's may be an object with a message."""
+    return str(error.get("message", error)) if isinstance(error, dict) else str(error)
+
+
 def _stream_error(error: Any, provider: str, model: str) -> ProviderError:
-    message = str(error.get("message", error)) if isinstance(error, dict) else str(error)
+    message = _message(error)
     lowered = message.lower()
     cls: type[ProviderError] = InternalServerError
     if "context" in lowered and ("length" in lowered or "window" in lowered or "exceed" in lowered):
@@ -310,22 +316,11 @@ class OllamaProvider(HTTPProvider):
         super().__init__(model, headers=headers, **transport)
         self.base_url = ollama_base_url(base_url or env_value(*self.base_url_env))
         self._url = f"{self.base_url}{self.path}"
-        self._headers = {"Content-Type": "application/json"}
-        key = checked_key(self.name, api_key)
-        if key:
-            self._headers["Authorization"] = f"Bearer {key}"
+        self._headers = bearer_headers(checked_key(self.name, api_key))
 
     def capabilities(self) -> Capabilities:
-        return {
-            ModelCapability.STREAMING: True,
-            ModelCapability.ASYNC: True,
-            ModelCapability.TOOLS: True,
-            # Tool calls arrive whole, never argument by argument.
-            ModelCapability.TOOL_STREAMING: False,
-            ModelCapability.USAGE_IN_STREAM: True,
-            ModelCapability.REASONING: True,
-            ModelCapability.SYSTEM_PROMPT: True,
-        }
+        # Tool calls arrive whole, never argument by argument: no tool streaming.
+        return streaming_capabilities(tools=True, tool_streaming=False, reasoning=True)
 
     def output_shape(self, fmt: OutputFormat, params: Mapping[str, Any]) -> OutputShape:
         # /api/chat's "format": "json" or a JSON Schema (docs/api.md, "Structured outputs");
@@ -381,16 +376,11 @@ class OllamaProvider(HTTPProvider):
         self, status: int, headers: Mapping[str, str], body: bytes
     ) -> ProviderError:
         # Errors are {"error": "message"} (api/types.go StatusError); a missing model is a 404.
-        try:
-            data: Any = orjson.loads(body) if body else None
-        except orjson.JSONDecodeError:
-            data = None
+        data = error_json(body)
         if isinstance(data, dict) and data.get("error") is not None:
-            error = data["error"]
-            message = str(error.get("message", error)) if isinstance(error, dict) else str(error)
+            message = _message(data["error"])
         else:
-            message = body.decode("utf-8", "replace").strip()[:500] or f"HTTP {status}"
-            data = message
+            message = data = error_text(status, body)
         return error_for_status(
             status,
             message,

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import orjson
 
-from .._capabilities import Capabilities, ModelCapability
+from .._capabilities import Capabilities
 from .._errors import (
     BadRequestError,
     ConfigurationError,
@@ -17,7 +17,6 @@ from .._errors import (
     ProtocolError,
     ProviderError,
     RateLimitError,
-    StreamInterruptedError,
     error_for_status,
 )
 from .._events import (
@@ -28,7 +27,6 @@ from .._events import (
     RefusalDelta,
     ResponseStart,
     TextDelta,
-    Usage,
 )
 from .._request import HTTPRequest, header_value
 from ._base import (
@@ -41,9 +39,11 @@ from ._base import (
     StreamParser,
     ToolCallAssembler,
     load_json_object,
+    streaming_capabilities,
     text_content,
     wire_tools,
 )
+from ._common import bearer_headers, error_json, error_text, retry_after_seconds, usage_from
 
 if TYPE_CHECKING:
     from .._output_format import OutputFormat
@@ -77,15 +77,6 @@ def normalize_finish(raw: str | None, *, tool_calls: bool, refusal: bool) -> Fin
     if tool_calls and reason == "stop":
         return "tool_calls"
     return reason
-
-
-def usage_from(data: dict[str, Any]) -> Usage:
-    extras = {
-        key: value
-        for key, value in data.items()
-        if key not in ("prompt_tokens", "completion_tokens") and value is not None
-    }
-    return Usage(data.get("prompt_tokens"), data.get("completion_tokens"), extras)
 
 
 def error_from_body(
@@ -235,7 +226,7 @@ class ChatChunkMapper:
             )
         usage = chunk.get("usage")
         if usage:
-            events.append(usage_from(usage))
+            events.append(usage_from(usage, "prompt_tokens", "completion_tokens"))
 
     def finish(self) -> list[Event]:
         """The events that close the response: tool calls still open, then :class:`Finish`."""
@@ -280,11 +271,10 @@ class _StreamParser(SSEStreamParser[ChatChunkMapper]):
                 map_into(data, events)
 
     def _close(self) -> list[Event]:
-        self._decoder.close()
-        if not (self._done or self._mapper.finish_seen):
-            raise StreamInterruptedError(
-                "the stream ended before its end: no finish_reason and no [DONE]"
-            )
+        self._end(
+            self._done or self._mapper.finish_seen,
+            "the stream ended before its end: no finish_reason and no [DONE]",
+        )
         return self._mapper.finish()
 
 
@@ -343,9 +333,7 @@ class OpenAIProvider(HTTPProvider):
             self._require_key()
         self.stream_usage = stream_usage
         self._url = f"{self.base_url}{self.path}"
-        self._headers = {"Content-Type": "application/json"}
-        if self.api_key:
-            self._headers["Authorization"] = f"Bearer {self.api_key}"
+        self._headers = bearer_headers(self.api_key)
 
     @classmethod
     def for_api(cls, api: str | None, config: Mapping[str, Any]) -> type[Provider]:
@@ -384,19 +372,16 @@ class OpenAIProvider(HTTPProvider):
         )
 
     def capabilities(self) -> Capabilities:
-        return {
-            ModelCapability.STREAMING: True,
-            ModelCapability.ASYNC: True,
-            ModelCapability.TOOLS: True,
-            ModelCapability.TOOL_STREAMING: True,
+        return streaming_capabilities(
+            tools=True,
+            tool_streaming=True,
+            reasoning=False,
             # OpenAI sends usage when asked; a compatible server may not (llama_cpp.server
             # ignores stream_options), so only a known service's own endpoint declares it.
-            ModelCapability.USAGE_IN_STREAM: self.stream_usage
+            usage_in_stream=self.stream_usage
             and self.usage_in_stream
             and self.base_url == self.default_base_url.rstrip("/"),
-            ModelCapability.REASONING: False,
-            ModelCapability.SYSTEM_PROMPT: True,
-        }
+        )
 
     def takes_refusal(self) -> bool:
         # OpenAI's own API takes an assistant message's refusal as it gave it
@@ -417,11 +402,9 @@ class OpenAIProvider(HTTPProvider):
             body["stream"] = True
             if self.stream_usage and "stream_options" not in body:
                 body["stream_options"] = {"include_usage": True}
-            headers = {**self._headers, "Accept": "text/event-stream"}
         else:
             body.pop("stream", None)
-            headers = self._headers
-        return HTTPRequest("POST", self._url, headers, orjson.dumps(body))
+        return self._post_json(self._url, self._headers, body, stream=stream)
 
     def new_parser(self, call: Call) -> StreamParser:
         return _StreamParser(ChatChunkMapper(self.name, self.model))
@@ -454,14 +437,10 @@ class OpenAIProvider(HTTPProvider):
     def error_from_response(
         self, status: int, headers: Mapping[str, str], body: bytes
     ) -> ProviderError:
-        try:
-            data = orjson.loads(body) if body else None
-        except orjson.JSONDecodeError:
-            data = None
+        data = error_json(body)
         error = data.get("error", data) if isinstance(data, dict) else None
         if error is None:
-            text = body.decode("utf-8", "replace").strip()
-            error = {"message": text[:500] or f"HTTP {status}"}
+            error = {"message": error_text(status, body)}
         return error_from_body(
             error,
             status_code=status,
@@ -528,20 +507,3 @@ def _chat_tool_call(tool_call: dict[str, Any]) -> dict[str, Any]:
             "arguments": arguments if isinstance(arguments, str) else text_content(arguments or {}),
         },
     }
-
-
-def retry_after_seconds(headers: Mapping[str, str]) -> float | None:
-    """The wait a server asked for, from ``retry-after-ms`` or ``retry-after`` (seconds)."""
-    value = headers.get("retry-after-ms")
-    if value:
-        try:
-            return float(value) / 1000
-        except ValueError:
-            pass
-    value = headers.get("retry-after")
-    if value:
-        try:
-            return float(value)
-        except ValueError:
-            return None  # an HTTP date; retries (a later issue) may parse it
-    return None

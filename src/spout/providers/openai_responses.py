@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import orjson
 
-from .._capabilities import Capabilities, ModelCapability
+from .._capabilities import Capabilities
 from .._errors import (
     BadRequestError,
     ConfigurationError,
@@ -16,7 +16,6 @@ from .._errors import (
     ProviderError,
     RateLimitError,
     ServiceUnavailableError,
-    StreamInterruptedError,
 )
 from .._events import (
     Event,
@@ -29,9 +28,9 @@ from .._events import (
     ToolCallDelta,
     ToolCallEnd,
     ToolCallStart,
-    Usage,
 )
 from .._request import HTTPRequest
+from ..sse import ServerSentEvent
 from ._base import (
     Call,
     NamedToolChoice,
@@ -40,11 +39,12 @@ from ._base import (
     SSEStreamParser,
     StreamParser,
     load_json_object,
-    sse_json,
+    streaming_capabilities,
     text_content,
     tool_call_from_json,
     wire_tools,
 )
+from ._common import usage_from
 from .openai import OpenAIProvider, error_from_body
 
 if TYPE_CHECKING:
@@ -91,15 +91,6 @@ def _stream_error(error: Any, provider: str, model: str | None) -> ProviderError
                 error_type=str(code),
             )
     return error_from_body(error, status_code=None, provider=provider, model=model)
-
-
-def _usage(data: dict[str, Any]) -> Usage:
-    extras = {
-        key: value
-        for key, value in data.items()
-        if key not in ("input_tokens", "output_tokens") and value is not None
-    }
-    return Usage(data.get("input_tokens"), data.get("output_tokens"), extras)
 
 
 class ResponsesEventMapper:
@@ -237,7 +228,7 @@ class ResponsesEventMapper:
             events += self._end_call(item_id, None)
         usage = response.get("usage")
         if usage:
-            events.append(_usage(usage))
+            events.append(usage_from(usage, "input_tokens", "output_tokens"))
         status = response.get("status") or kind.rsplit(".", 1)[1]
         reason: FinishReason = "stop"
         raw = status
@@ -303,19 +294,15 @@ class _ResponsesStreamParser(SSEStreamParser[ResponsesEventMapper]):
 
     __slots__ = ()
 
-    def _feed(self, chunk: bytes, events: list[Event]) -> None:
-        map_event = self._mapper.map
-        for sse, data in sse_json(self._decoder, chunk):
-            if type(data) is dict:
-                events += map_event(data, sse.event)
+    def _map(self, sse: ServerSentEvent, data: dict[str, Any]) -> list[Event]:
+        return self._mapper.map(data, sse.event)  # an event may name its type only on the SSE
 
     def _close(self) -> list[Event]:
-        self._decoder.close()
-        if not self._mapper.ended:
-            # There is no [DONE]: a stream ends with response.completed, .incomplete or .failed.
-            raise StreamInterruptedError(
-                "the stream ended before its end: no response.completed or response.incomplete"
-            )
+        # There is no [DONE]: a stream ends with response.completed, .incomplete or .failed.
+        self._end(
+            self._mapper.ended,
+            "the stream ended before its end: no response.completed or response.incomplete",
+        )
         return []
 
 
@@ -360,17 +347,9 @@ class OpenAIResponsesProvider(OpenAIProvider):
         return OutputShape({**params, "text": text}, instruct=fmt.schema is None)
 
     def capabilities(self) -> Capabilities:
-        return {
-            ModelCapability.STREAMING: True,
-            ModelCapability.ASYNC: True,
-            ModelCapability.TOOLS: True,
-            ModelCapability.TOOL_STREAMING: True,
-            ModelCapability.USAGE_IN_STREAM: True,
-            # Reasoning models stream a summary of their reasoning when asked
-            # (reasoning={"summary": "auto"}).
-            ModelCapability.REASONING: True,
-            ModelCapability.SYSTEM_PROMPT: True,
-        }
+        # Reasoning models stream a summary of their reasoning when asked
+        # (reasoning={"summary": "auto"}).
+        return streaming_capabilities(tools=True, tool_streaming=True, reasoning=True)
 
     def build_request(self, call: Call, *, stream: bool) -> HTTPRequest:
         unsupported = [key for key in _UNSUPPORTED if call.params.get(key) is not None]
@@ -398,10 +377,7 @@ class OpenAIResponsesProvider(OpenAIProvider):
             )
         if stream:
             body["stream"] = True
-            headers = {**self._headers, "Accept": "text/event-stream"}
-        else:
-            headers = self._headers
-        return HTTPRequest("POST", self._url, headers, orjson.dumps(body))
+        return self._post_json(self._url, self._headers, body, stream=stream)
 
     def takes_refusal(self) -> bool:
         # An earlier refusal could go back as a refusal part only inside an output message

@@ -21,7 +21,14 @@ from typing import Any, ClassVar
 from .._capabilities import Capabilities, ModelCapability
 from .._errors import ConfigurationError, ContextWindowExceededError, ProviderError
 from .._events import Event, Finish, ResponseStart, TextDelta, Usage
-from ._base import AsyncSource, Call, GenerationLock, Provider, SyncSource
+from ._base import (
+    AsyncSource,
+    Call,
+    GenerationLock,
+    Provider,
+    SyncSource,
+    streaming_capabilities,
+)
 from .local import BUNDLED_MODEL, _hold_stops, bundled_model_path
 
 __all__ = ["TransformersProvider"]
@@ -162,13 +169,7 @@ class TransformersProvider(Provider):
         its config or GGUF metadata)."""
         window = self._loaded.context_window if self._loaded else _context_window(self.path)
         return {
-            ModelCapability.STREAMING: True,
-            ModelCapability.ASYNC: True,
-            ModelCapability.TOOLS: False,
-            ModelCapability.TOOL_STREAMING: False,
-            ModelCapability.USAGE_IN_STREAM: True,
-            ModelCapability.REASONING: False,
-            ModelCapability.SYSTEM_PROMPT: True,
+            **streaming_capabilities(tools=False, tool_streaming=False, reasoning=False),
             ModelCapability.CONTEXT_WINDOW: window,
         }
 

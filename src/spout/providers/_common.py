@@ -1,0 +1,93 @@
+"""What the HTTP adapters' JSON wire formats have in common, read and written alike."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import orjson
+
+from .._events import Usage
+from ._base import parse_arguments
+
+__all__ = [
+    "bearer_headers",
+    "error_json",
+    "error_text",
+    "history_tool_calls",
+    "object_arguments",
+    "retry_after_seconds",
+    "usage_from",
+]
+
+
+def bearer_headers(key: str | None) -> dict[str, str]:
+    """A JSON request's headers, with ``key`` as a bearer token when there is one."""
+    headers = {"Content-Type": "application/json"}
+    if key:
+        headers["Authorization"] = f"Bearer {key}"
+    return headers
+
+
+def error_json(body: bytes) -> Any:
+    """An error response's body parsed as JSON; None when it is empty or not JSON."""
+    try:
+        return orjson.loads(body) if body else None
+    except orjson.JSONDecodeError:
+        return None
+
+
+def error_text(status: int, body: bytes) -> str:
+    """An error response's body as a message: its text, cut to 500 characters, or
+    ``HTTP {status}`` when it has none."""
+    return body.decode("utf-8", "replace").strip()[:500] or f"HTTP {status}"
+
+
+def retry_after_seconds(headers: Mapping[str, str]) -> float | None:
+    """The wait a server asked for, from ``retry-after-ms`` or ``retry-after`` (seconds)."""
+    value = headers.get("retry-after-ms")
+    if value:
+        try:
+            return float(value) / 1000
+        except ValueError:
+            pass
+    value = headers.get("retry-after")
+    if value:
+        try:
+            return float(value)
+        except ValueError:
+            return None  # an HTTP date; retries (a later issue) may parse it
+    return None
+
+
+def usage_from(data: Mapping[str, Any], input_key: str, output_key: str) -> Usage:
+    """A usage object's two counts under the wire's names; whatever else it reports, but
+    nulls, goes into ``extras``."""
+    extras = {
+        key: value
+        for key, value in data.items()
+        if key not in (input_key, output_key) and value is not None
+    }
+    return Usage(data.get(input_key), data.get(output_key), extras)
+
+
+def object_arguments(value: Any) -> dict[str, Any]:
+    """Tool-call arguments a provider sent as an object, not as JSON text: none is ``{}``,
+    and a value that is not an object is kept under ``"value"``."""
+    if isinstance(value, dict):
+        return value
+    return {} if value is None else {"value": value}
+
+
+def history_tool_calls(message: Mapping[str, Any]) -> Iterator[tuple[dict[str, Any], Any, Any]]:
+    """An assistant message's tool calls, for a wire that sends arguments as an object: each
+    call with its function's name and arguments (JSON text parsed leniently, none as ``{}``).
+
+    A call may be in chat completions' shape (``{"id", "function": {...}}``) or flat.
+    """
+    for tool_call in message.get("tool_calls") or ():
+        function = tool_call.get("function") or tool_call
+        arguments = function.get("arguments")
+        if isinstance(arguments, str):
+            arguments = parse_arguments(arguments)
+        yield tool_call, function.get("name"), arguments or {}
