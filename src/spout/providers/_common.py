@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import orjson
@@ -17,8 +17,31 @@ __all__ = [
     "history_tool_calls",
     "object_arguments",
     "retry_after_seconds",
+    "tool_declaration",
+    "tool_loop_messages",
     "usage_from",
 ]
+
+
+def tool_declaration(tool: Any, schema_key: str) -> dict[str, Any]:
+    """A :class:`~spout.Tool`'s name, description (when it has one) and parameters under
+    ``schema_key``: what every wire's tool definition holds, whatever it wraps it in."""
+    out: dict[str, Any] = {"name": tool.name}
+    if tool.description:
+        out["description"] = tool.description
+    out[schema_key] = tool.parameters
+    return out
+
+
+def tool_loop_messages(
+    messages: list[dict[str, Any]], convert: Callable[[dict[str, Any]], dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """The messages, each through ``convert``, for a wire that takes spout's (chat
+    completions') messages but for the tool loop's turns. A conversation with no assistant
+    or tool message is returned as it is: it has nothing to convert, and nothing is copied."""
+    if not any(m.get("role") in ("assistant", "tool") for m in messages):
+        return messages
+    return [convert(message) for message in messages]
 
 
 def bearer_headers(key: str | None) -> dict[str, str]:

@@ -45,6 +45,7 @@ from ._common import (
     history_tool_calls,
     object_arguments,
     retry_after_seconds,
+    tool_declaration,
     usage_from,
 )
 
@@ -455,11 +456,7 @@ class AnthropicProvider(HTTPProvider):
 
 def _tool(tool: Any) -> dict[str, Any]:
     """A :class:`~spout.Tool` as a Messages API tool: its schema is ``input_schema``."""
-    out: dict[str, Any] = {"name": tool.name}
-    if tool.description:
-        out["description"] = tool.description
-    out["input_schema"] = tool.parameters
-    return out
+    return tool_declaration(tool, "input_schema")
 
 
 def _tool_choice(choice: Any) -> Any:

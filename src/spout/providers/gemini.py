@@ -40,6 +40,7 @@ from ._common import (
     history_tool_calls,
     object_arguments,
     retry_after_seconds,
+    tool_declaration,
 )
 
 if TYPE_CHECKING:
@@ -403,11 +404,7 @@ def _tools(tools: list[Any]) -> list[Any]:
         if isinstance(tool, dict):
             native.append(tool)
             continue
-        declaration: dict[str, Any] = {"name": tool.name}
-        if tool.description:
-            declaration["description"] = tool.description
-        declaration["parametersJsonSchema"] = tool.parameters
-        declarations.append(declaration)
+        declarations.append(tool_declaration(tool, "parametersJsonSchema"))
     return ([{"functionDeclarations": declarations}] if declarations else []) + native
 
 

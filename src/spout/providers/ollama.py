@@ -52,6 +52,7 @@ from ._common import (
     history_tool_calls,
     object_arguments,
     retry_after_seconds,
+    tool_loop_messages,
 )
 from .openai import chat_tool
 
@@ -189,30 +190,29 @@ def _messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
     Tool-call arguments go as objects, a tool result names its tool (``tool_name``), and
     reasoning goes back as ``thinking`` (docs/api.md, "Chat request (with tools)").
     """
-    if not any(m.get("role") in ("assistant", "tool") for m in messages):
-        return messages
-    out = []
-    for message in messages:
-        role = message.get("role")
-        if role == "tool":
-            message = {
-                "role": "tool",
-                "content": text_content(message.get("content")),
-                **({"tool_name": message["name"]} if message.get("name") else {}),
-            }
-        elif role == "assistant" and (message.get("tool_calls") or "reasoning" in message):
-            converted = {"role": "assistant", "content": message.get("content") or ""}
-            if message.get("reasoning"):
-                converted["thinking"] = message["reasoning"]
-            calls = [
-                {"function": {"name": name, "arguments": arguments}}
-                for _, name, arguments in history_tool_calls(message)
-            ]
-            if calls:
-                converted["tool_calls"] = calls
-            message = converted
-        out.append(message)
-    return out
+    return tool_loop_messages(messages, _ollama_message)
+
+
+def _ollama_message(message: dict[str, Any]) -> dict[str, Any]:
+    role = message.get("role")
+    if role == "tool":
+        return {
+            "role": "tool",
+            "content": text_content(message.get("content")),
+            **({"tool_name": message["name"]} if message.get("name") else {}),
+        }
+    if role == "assistant" and (message.get("tool_calls") or "reasoning" in message):
+        converted = {"role": "assistant", "content": message.get("content") or ""}
+        if message.get("reasoning"):
+            converted["thinking"] = message["reasoning"]
+        calls = [
+            {"function": {"name": name, "arguments": arguments}}
+            for _, name, arguments in history_tool_calls(message)
+        ]
+        if calls:
+            converted["tool_calls"] = calls
+        return converted
+    return message
 
 
 def _message(error: Any) -> str:

@@ -43,7 +43,15 @@ from ._base import (
     text_content,
     wire_tools,
 )
-from ._common import bearer_headers, error_json, error_text, retry_after_seconds, usage_from
+from ._common import (
+    bearer_headers,
+    error_json,
+    error_text,
+    retry_after_seconds,
+    tool_declaration,
+    tool_loop_messages,
+    usage_from,
+)
 
 if TYPE_CHECKING:
     from .._output_format import OutputFormat
@@ -453,11 +461,7 @@ class OpenAIProvider(HTTPProvider):
 
 def chat_tool(tool: Any) -> dict[str, Any]:
     """A :class:`~spout.Tool` as a chat completions ``tools`` entry."""
-    function: dict[str, Any] = {"name": tool.name}
-    if tool.description:
-        function["description"] = tool.description
-    function["parameters"] = tool.parameters
-    return {"type": "function", "function": function}
+    return {"type": "function", "function": tool_declaration(tool, "parameters")}
 
 
 def chat_tool_choice(choice: Any) -> Any:
@@ -477,23 +481,22 @@ def chat_messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
     They are already in its shape; only a conversation that went through the tool loop
     needs care: spout's own keys are dropped, arguments and results are sent as text.
     """
-    if not any(m.get("role") in ("assistant", "tool") for m in messages):
-        return messages
-    out = []
-    for message in messages:
-        role = message.get("role")
-        if role == "tool":
-            message = {
-                "role": "tool",
-                "tool_call_id": message.get("tool_call_id"),
-                "content": text_content(message.get("content")),
-            }
-        elif role == "assistant" and (message.keys() & _SPOUT_KEYS or message.get("tool_calls")):
-            message = {k: v for k, v in message.items() if k not in _SPOUT_KEYS}
-            if message.get("tool_calls"):
-                message["tool_calls"] = [_chat_tool_call(c) for c in message["tool_calls"]]
-        out.append(message)
-    return out
+    return tool_loop_messages(messages, _chat_message)
+
+
+def _chat_message(message: dict[str, Any]) -> dict[str, Any]:
+    role = message.get("role")
+    if role == "tool":
+        return {
+            "role": "tool",
+            "tool_call_id": message.get("tool_call_id"),
+            "content": text_content(message.get("content")),
+        }
+    if role == "assistant" and (message.keys() & _SPOUT_KEYS or message.get("tool_calls")):
+        message = {k: v for k, v in message.items() if k not in _SPOUT_KEYS}
+        if message.get("tool_calls"):
+            message["tool_calls"] = [_chat_tool_call(c) for c in message["tool_calls"]]
+    return message
 
 
 def _chat_tool_call(tool_call: dict[str, Any]) -> dict[str, Any]:

@@ -44,7 +44,7 @@ from ._base import (
     tool_call_from_json,
     wire_tools,
 )
-from ._common import usage_from
+from ._common import tool_declaration, usage_from
 from .openai import OpenAIProvider, error_from_body
 
 if TYPE_CHECKING:
@@ -402,11 +402,7 @@ class OpenAIResponsesProvider(OpenAIProvider):
 
 def _tool(tool: Any) -> dict[str, Any]:
     """A :class:`~spout.Tool` as a Responses ``function`` tool (flat, unlike chat's)."""
-    out: dict[str, Any] = {"type": "function", "name": tool.name}
-    if tool.description:
-        out["description"] = tool.description
-    out["parameters"] = tool.parameters
-    return out
+    return {"type": "function", **tool_declaration(tool, "parameters")}
 
 
 def _input(messages: list[dict[str, Any]]) -> tuple[str | None, list[dict[str, Any]]]:
