@@ -564,9 +564,14 @@ class _Text:
         text, self.held, self.stopped = _hold_stops(self.held + piece, self.stops)
         return text
 
-    def tail(self) -> str:
+    def events(self, piece: Any) -> list[Event]:
+        """The text a piece from the streamer lets out (it also sends "" and, at its end, None)."""
+        out = self.feed(piece) if piece else ""
+        return [TextDelta(out)] if out else []
+
+    def tail(self) -> list[Event]:
         """What was held back and was no stop string after all."""
-        return "" if self.stopped else self.held
+        return [] if self.stopped or not self.held else [TextDelta(self.held)]
 
 
 def _events(run: _Run, get: Callable[[], Any]) -> Generator[Event, None, None]:
@@ -576,17 +581,12 @@ def _events(run: _Run, get: Callable[[], Any]) -> Generator[Event, None, None]:
         piece = get()
         if piece is _END:
             break
-        if piece:  # the streamer also sends "" and, at its end, None
-            out = text.feed(piece)
-            if out:
-                yield TextDelta(out)
-            if text.stopped:
-                run.stop()  # the watch has stopped it already, unless decoding differed
-                break
+        yield from text.events(piece)
+        if text.stopped:
+            run.stop()  # the watch has stopped it already, unless decoding differed
+            break
     sequences = run.future.result()
-    tail = text.tail()
-    if tail:
-        yield TextDelta(tail)
+    yield from text.tail()
     yield from run.closing_events(sequences)
 
 
@@ -597,16 +597,13 @@ async def _aevents(run: _Run, get: Callable[[], Any]) -> AsyncGenerator[Event, N
         piece = await get()
         if piece is _END:
             break
-        if piece:
-            out = text.feed(piece)
-            if out:
-                yield TextDelta(out)
-            if text.stopped:
-                run.stop()  # the watch has stopped it already, unless decoding differed
-                break
+        for event in text.events(piece):
+            yield event
+        if text.stopped:
+            run.stop()
+            break
     sequences = await asyncio.wrap_future(run.future)
-    tail = text.tail()
-    if tail:
-        yield TextDelta(tail)
+    for event in text.tail():
+        yield event
     for event in run.closing_events(sequences):
         yield event
