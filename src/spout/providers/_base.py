@@ -18,7 +18,7 @@ from .._errors import (
     SpoutError,
     StreamInterruptedError,
 )
-from .._events import Event, ToolCall, ToolCallDelta, ToolCallEnd, ToolCallStart
+from .._events import Event, ResponseStart, ToolCall, ToolCallDelta, ToolCallEnd, ToolCallStart
 from .._log import checked_key, scrub_error, secrets_in
 from .._request import (
     DEFAULT_CONNECT_TIMEOUT,
@@ -46,6 +46,7 @@ __all__ = [
     "StreamParser",
     "SyncSource",
     "ToolCallAssembler",
+    "WireMapper",
     "refusals_as_text",
     "streaming_capabilities",
     "text_token_counter",
@@ -477,6 +478,23 @@ class HTTPProvider(Provider):
 
     async def aclose(self) -> None:
         await self.transport.aclose()
+
+
+class WireMapper:
+    """A base for what turns a wire's parsed events into spout's: the provider and model its
+    errors name, and whether it has sent the response's :class:`ResponseStart` (once)."""
+
+    __slots__ = ("_model", "_provider", "_started")
+
+    def __init__(self, provider: str, model: str | None) -> None:
+        self._provider = provider
+        self._model = model
+        self._started = False
+
+    def _start(self, events: list[Event], response_id: str | None, model: str | None) -> None:
+        """Send the response's start (its callers check ``_started`` first: a hot path)."""
+        self._started = True
+        events.append(ResponseStart(response_id, model))
 
 
 class EventMapper(Protocol):

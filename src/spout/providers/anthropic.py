@@ -33,6 +33,7 @@ from ._base import (
     HTTPProvider,
     NamedToolChoice,
     SSEStreamParser,
+    WireMapper,
     load_json_object,
     streaming_capabilities,
     text_content,
@@ -121,7 +122,7 @@ def anthropic_error(
     return exc
 
 
-class MessageEventMapper:
+class MessageEventMapper(WireMapper):
     """Turns parsed Messages API stream events into spout events, with no I/O.
 
     Content blocks are keyed by their ``index``; a ``tool_use`` block becomes a tool call
@@ -132,17 +133,14 @@ class MessageEventMapper:
         "_blocks",
         "_finish_raw",
         "_input_tokens",
-        "_model",
         "_output_tokens",
-        "_provider",
         "_tool_count",
         "_usage_extras",
         "stopped",
     )
 
     def __init__(self, provider: str, model: str | None) -> None:
-        self._provider = provider
-        self._model = model
+        super().__init__(provider, model)
         # block index -> [tool index, id, name, argument parts] for open tool_use blocks
         self._blocks: dict[int, list[Any]] = {}
         self._tool_count = 0

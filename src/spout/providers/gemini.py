@@ -16,7 +16,6 @@ from .._events import (
     Finish,
     FinishReason,
     ReasoningDelta,
-    ResponseStart,
     TextDelta,
     ToolCall,
     ToolCallDelta,
@@ -31,6 +30,7 @@ from ._base import (
     NamedToolChoice,
     OutputShape,
     SSEStreamParser,
+    WireMapper,
     load_json_object,
     streaming_capabilities,
 )
@@ -147,7 +147,7 @@ def _duration_seconds(value: Any) -> float | None:
         return None
 
 
-class GenerateContentMapper:
+class GenerateContentMapper(WireMapper):
     """Turns parsed ``GenerateContentResponse`` objects into spout events, with no I/O.
 
     A stream is a series of these, each with the new parts of the first candidate;
@@ -159,16 +159,11 @@ class GenerateContentMapper:
     __slots__ = (
         "_blocked",
         "_finish_raw",
-        "_model",
-        "_provider",
-        "_started",
         "_tool_count",
     )
 
     def __init__(self, provider: str, model: str | None) -> None:
-        self._provider = provider
-        self._model = model
-        self._started = False
+        super().__init__(provider, model)
         self._tool_count = 0
         self._finish_raw: str | None = None
         self._blocked: str | None = None
@@ -184,8 +179,7 @@ class GenerateContentMapper:
             raise gemini_error(error, status_code=None, provider=self._provider, model=self._model)
         events: list[Event] = []
         if not self._started:
-            self._started = True
-            events.append(ResponseStart(data.get("responseId"), data.get("modelVersion")))
+            self._start(events, data.get("responseId"), data.get("modelVersion"))
         candidates = data.get("candidates")
         if candidates:
             # candidateCount > 1 is not supported: the first candidate is the answer.

@@ -25,6 +25,7 @@ from ._base import (
     OutputShape,
     Provider,
     SSEStreamParser,
+    WireMapper,
     env_value,
     load_json,
     streaming_capabilities,
@@ -105,7 +106,7 @@ def _error(
     *,
     status_code: int | None,
     provider: str,
-    model: str,
+    model: str | None,
     body: Any,
     request_id: str | None = None,
     retry_after: float | None = None,
@@ -142,14 +143,13 @@ def _error(
     )
 
 
-class _TGIMapper:
+class _TGIMapper(WireMapper):
     """Turns TGI's ``StreamResponse`` objects (and the ``/generate`` answer) into events."""
 
-    __slots__ = ("_done", "_model", "_provider")
+    __slots__ = ("_done",)
 
     def __init__(self, provider: str, model: str) -> None:
-        self._provider = provider
-        self._model = model
+        super().__init__(provider, model)
         self._done = False
 
     @property

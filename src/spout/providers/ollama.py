@@ -23,7 +23,6 @@ from .._events import (
     Finish,
     FinishReason,
     ReasoningDelta,
-    ResponseStart,
     TextDelta,
     ToolCall,
     ToolCallEnd,
@@ -38,6 +37,7 @@ from ._base import (
     HTTPProvider,
     OutputShape,
     StreamParser,
+    WireMapper,
     env_value,
     load_json,
     streaming_capabilities,
@@ -116,16 +116,14 @@ def _usage(line: dict[str, Any]) -> Usage:
     return Usage(line.get("prompt_eval_count"), line.get("eval_count"), extras)
 
 
-class _ChatMapper:
+class _ChatMapper(WireMapper):
     """Turns parsed ``/api/chat`` lines (streamed, or the one object of a non-streamed call)
     into spout events."""
 
-    __slots__ = ("_done", "_model", "_provider", "_started", "_tools")
+    __slots__ = ("_done", "_tools")
 
     def __init__(self, provider: str, model: str) -> None:
-        self._provider = provider
-        self._model = model
-        self._started = False
+        super().__init__(provider, model)
         self._done = False
         self._tools = 0
 
@@ -145,8 +143,7 @@ class _ChatMapper:
             return []
         events: list[Event] = []
         if not self._started:
-            self._started = True
-            events.append(ResponseStart(None, line.get("model")))
+            self._start(events, None, line.get("model"))
         message = line.get("message")
         if message:
             thinking = message.get("thinking")
@@ -220,7 +217,7 @@ def _message(error: Any) -> str:
     return str(error.get("message", error)) if isinstance(error, dict) else str(error)
 
 
-def _stream_error(error: Any, provider: str, model: str) -> ProviderError:
+def _stream_error(error: Any, provider: str, model: str | None) -> ProviderError:
     message = _message(error)
     lowered = message.lower()
     cls: type[ProviderError] = InternalServerError

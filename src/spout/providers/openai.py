@@ -25,7 +25,6 @@ from .._events import (
     FinishReason,
     ReasoningDelta,
     RefusalDelta,
-    ResponseStart,
     TextDelta,
 )
 from .._request import HTTPRequest, header_value
@@ -38,6 +37,7 @@ from ._base import (
     SSEStreamParser,
     StreamParser,
     ToolCallAssembler,
+    WireMapper,
     load_json_object,
     streaming_capabilities,
     text_content,
@@ -139,7 +139,7 @@ def error_from_body(
     )
 
 
-class ChatChunkMapper:
+class ChatChunkMapper(WireMapper):
     """Turns parsed ``chat.completion.chunk`` objects into spout events, with no I/O.
 
     Shared by the HTTP adapter and by the local model, whose llama.cpp bindings yield the same
@@ -149,17 +149,12 @@ class ChatChunkMapper:
     __slots__ = (
         "_finish_raw",
         "_had_tools",
-        "_model",
-        "_provider",
         "_refusal",
-        "_started",
         "_tools",
     )
 
     def __init__(self, provider: str, model: str | None) -> None:
-        self._provider = provider
-        self._model = model
-        self._started = False
+        super().__init__(provider, model)
         self._finish_raw: str | None = None
         self._refusal = False
         self._had_tools = False
@@ -178,8 +173,7 @@ class ChatChunkMapper:
     def map_into(self, chunk: dict[str, Any], events: list[Event]) -> None:
         """Append the events one parsed chunk carries to ``events`` (the hot path)."""
         if not self._started:
-            self._started = True
-            events.append(ResponseStart(chunk.get("id"), chunk.get("model")))
+            self._start(events, chunk.get("id"), chunk.get("model"))
         choices = chunk.get("choices")
         if choices:
             # n > 1 is not supported: the first choice is the answer.

@@ -23,7 +23,6 @@ from .._events import (
     FinishReason,
     ReasoningDelta,
     RefusalDelta,
-    ResponseStart,
     TextDelta,
     ToolCallDelta,
     ToolCallEnd,
@@ -38,6 +37,7 @@ from ._base import (
     Provider,
     SSEStreamParser,
     StreamParser,
+    WireMapper,
     load_json_object,
     streaming_capabilities,
     text_content,
@@ -93,7 +93,7 @@ def _stream_error(error: Any, provider: str, model: str | None) -> ProviderError
     return error_from_body(error, status_code=None, provider=provider, model=model)
 
 
-class ResponsesEventMapper:
+class ResponsesEventMapper(WireMapper):
     """Turns parsed Responses API stream events into spout events, with no I/O.
 
     Function calls are keyed by their ``output_index`` (the event index); argument deltas name
@@ -105,18 +105,13 @@ class ResponsesEventMapper:
         "_calls",
         "_ended",
         "_had_tools",
-        "_model",
-        "_provider",
         "_reasoning_at",
         "_refusal",
         "_refusal_parts",
-        "_started",
     )
 
     def __init__(self, provider: str, model: str | None) -> None:
-        self._provider = provider
-        self._model = model
-        self._started = False
+        super().__init__(provider, model)
         self._ended = False
         self._refusal = False
         # (item_id, content_index) of the refusal parts whose text came as deltas
@@ -185,9 +180,8 @@ class ResponsesEventMapper:
                 events.append(RefusalDelta(refusal))
         elif kind == "response.created":
             if not self._started:
-                self._started = True
                 response = data.get("response") or {}
-                events.append(ResponseStart(response.get("id"), response.get("model")))
+                self._start(events, response.get("id"), response.get("model"))
         elif kind in _TERMINAL:
             events += self._terminal(kind, data.get("response") or {})
         elif kind == "error":
@@ -222,8 +216,7 @@ class ResponsesEventMapper:
             raise _stream_error(error, self._provider, self._model)
         events: list[Event] = []
         if not self._started:
-            self._started = True
-            events.append(ResponseStart(response.get("id"), response.get("model")))
+            self._start(events, response.get("id"), response.get("model"))
         for item_id in list(self._calls):
             events += self._end_call(item_id, None)
         usage = response.get("usage")
