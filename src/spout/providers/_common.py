@@ -8,7 +8,7 @@ from typing import Any
 import orjson
 
 from .._events import Usage
-from ._base import parse_arguments
+from ._base import Call, parse_arguments, wire_tools
 
 __all__ = [
     "bearer_headers",
@@ -17,10 +17,35 @@ __all__ = [
     "history_tool_calls",
     "object_arguments",
     "retry_after_seconds",
+    "set_stream",
+    "set_tools",
     "tool_declaration",
     "tool_loop_messages",
     "usage_from",
 ]
+
+
+def set_tools(
+    body: dict[str, Any],
+    call: Call,
+    tool: Callable[[Any], dict[str, Any]],
+    choice: Callable[[Any], Any],
+) -> None:
+    """The call's ``tools`` and ``tool_choice`` into ``body`` under those names, each
+    :class:`~spout.Tool` through ``tool`` and the choice through ``choice``."""
+    if call.tools:
+        body["tools"] = wire_tools(call.tools, tool)
+    if call.tool_choice is not None:
+        body["tool_choice"] = choice(call.tool_choice)
+
+
+def set_stream(body: dict[str, Any], stream: bool) -> None:
+    """``"stream": true`` in ``body`` for a stream; otherwise no ``stream`` at all (one given
+    as a keyword is dropped: the driver, not the caller, says how the answer comes)."""
+    if stream:
+        body["stream"] = True
+    else:
+        body.pop("stream", None)
 
 
 def tool_declaration(tool: Any, schema_key: str) -> dict[str, Any]:

@@ -38,7 +38,6 @@ from ._base import (
     streaming_capabilities,
     text_content,
     tool_call_from_json,
-    wire_tools,
 )
 from ._common import (
     error_json,
@@ -46,6 +45,8 @@ from ._common import (
     history_tool_calls,
     object_arguments,
     retry_after_seconds,
+    set_stream,
+    set_tools,
     tool_declaration,
     usage_from,
 )
@@ -376,14 +377,8 @@ class AnthropicProvider(HTTPProvider):
         for key, value in params.items():
             if value is not None:
                 body[key] = value
-        if call.tools:
-            body["tools"] = wire_tools(call.tools, _tool)
-        if call.tool_choice is not None:
-            body["tool_choice"] = _tool_choice(call.tool_choice)
-        if stream:
-            body["stream"] = True
-        else:
-            body.pop("stream", None)
+        set_tools(body, call, _tool, _tool_choice)
+        set_stream(body, stream)
         return self._post_json(self._url, self._headers, body, stream=stream)
 
     def new_parser(self, call: Call) -> _StreamParser:

@@ -41,13 +41,14 @@ from ._base import (
     load_json_object,
     streaming_capabilities,
     text_content,
-    wire_tools,
 )
 from ._common import (
     bearer_headers,
     error_json,
     error_text,
     retry_after_seconds,
+    set_stream,
+    set_tools,
     tool_declaration,
     tool_loop_messages,
     usage_from,
@@ -396,16 +397,10 @@ class OpenAIProvider(HTTPProvider):
         for key, value in call.params.items():
             if value is not None:
                 body[key] = value
-        if call.tools:
-            body["tools"] = wire_tools(call.tools, chat_tool)
-        if call.tool_choice is not None:
-            body["tool_choice"] = chat_tool_choice(call.tool_choice)
-        if stream:
-            body["stream"] = True
-            if self.stream_usage and "stream_options" not in body:
-                body["stream_options"] = {"include_usage": True}
-        else:
-            body.pop("stream", None)
+        set_tools(body, call, chat_tool, chat_tool_choice)
+        set_stream(body, stream)
+        if stream and self.stream_usage and "stream_options" not in body:
+            body["stream_options"] = {"include_usage": True}
         return self._post_json(self._url, self._headers, body, stream=stream)
 
     def new_parser(self, call: Call) -> StreamParser:

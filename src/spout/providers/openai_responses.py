@@ -42,9 +42,8 @@ from ._base import (
     streaming_capabilities,
     text_content,
     tool_call_from_json,
-    wire_tools,
 )
-from ._common import tool_declaration, usage_from
+from ._common import set_stream, set_tools, tool_declaration, usage_from
 from .openai import OpenAIProvider, error_from_body
 
 if TYPE_CHECKING:
@@ -359,17 +358,8 @@ class OpenAIResponsesProvider(OpenAIProvider):
         for key, value in call.params.items():
             if value is not None and key != "stream":
                 body[_PARAMS.get(key, key)] = value
-        if call.tools:
-            body["tools"] = wire_tools(call.tools, _tool)
-        if call.tool_choice is not None:
-            choice = call.tool_choice
-            body["tool_choice"] = (
-                {"type": "function", "name": choice.name}
-                if isinstance(choice, NamedToolChoice)
-                else choice
-            )
-        if stream:
-            body["stream"] = True
+        set_tools(body, call, _tool, _tool_choice)
+        set_stream(body, stream)  # "stream" was left out of the params above
         return self._post_json(self._url, self._headers, body, stream=stream)
 
     def takes_refusal(self) -> bool:
@@ -396,6 +386,13 @@ class OpenAIResponsesProvider(OpenAIProvider):
 def _tool(tool: Any) -> dict[str, Any]:
     """A :class:`~spout.Tool` as a Responses ``function`` tool (flat, unlike chat's)."""
     return {"type": "function", **tool_declaration(tool, "parameters")}
+
+
+def _tool_choice(choice: Any) -> Any:
+    """``tool_choice`` as chat's, but a named tool flat: ``{"type": "function", "name"}``."""
+    if isinstance(choice, NamedToolChoice):
+        return {"type": "function", "name": choice.name}
+    return choice
 
 
 def _input(messages: list[dict[str, Any]]) -> tuple[str | None, list[dict[str, Any]]]:
