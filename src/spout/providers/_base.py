@@ -25,6 +25,7 @@ from .._request import (
     DEFAULT_TIMEOUT,
     HTTPRequest,
     Sender,
+    header_value,
     new_sender,
 )
 from ..sse import ServerSentEvent, SSEDecoder
@@ -458,11 +459,7 @@ class HTTPProvider(Provider):
     request_id_headers: ClassVar[tuple[str, ...]] = ("x-request-id", "request-id")
 
     def _request_id(self, headers: Mapping[str, str]) -> str | None:
-        for name in self.request_id_headers:
-            value = headers.get(name)
-            if value:
-                return str(value)
-        return None
+        return header_value(headers, *self.request_id_headers)
 
     def _scrub(self, exc: BaseException, request: HTTPRequest) -> None:
         """Remove this provider's credentials from an error and the errors chained to it."""

@@ -18,7 +18,7 @@ from .._errors import (
     error_for_status,
 )
 from .._events import Event, Finish, FinishReason, TextDelta, Usage
-from .._request import HTTPRequest, header_value
+from .._request import HTTPRequest
 from ._base import (
     Call,
     HTTPProvider,
@@ -362,7 +362,7 @@ class HuggingFaceProvider(HTTPProvider):
             provider=self.name,
             model=self.model,
             body=data,
-            request_id=header_value(headers, "x-request-id", "request-id"),
+            request_id=self._request_id(headers),
             retry_after=retry_after_seconds(headers),
         )
 

@@ -30,7 +30,7 @@ from .._events import (
     Usage,
 )
 from .._log import checked_key
-from .._request import HTTPRequest, header_value
+from .._request import HTTPRequest
 from ..ndjson import NDJSONDecoder
 from ._base import (
     Call,
@@ -383,7 +383,7 @@ class OllamaProvider(HTTPProvider):
             message,
             provider=self.name,
             model=self.model,
-            request_id=header_value(headers, "x-request-id", "request-id"),
+            request_id=self._request_id(headers),
             body=data,
             retry_after=retry_after_seconds(headers),
         )

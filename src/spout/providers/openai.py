@@ -27,7 +27,7 @@ from .._events import (
     RefusalDelta,
     TextDelta,
 )
-from .._request import HTTPRequest, header_value
+from .._request import HTTPRequest
 from ._base import (
     Call,
     HTTPProvider,
@@ -443,7 +443,7 @@ class OpenAIProvider(HTTPProvider):
             status_code=status,
             provider=self.name,
             model=self.model,
-            request_id=header_value(headers, "x-request-id", "request-id"),
+            request_id=self._request_id(headers),
             retry_after=retry_after_seconds(headers),
         )
 
