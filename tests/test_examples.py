@@ -89,6 +89,15 @@ CHECKS: dict[str, list[str]] = {
             r"openai \(Responses API\)",
         )
     ],
+    "plugin_provider": [
+        r"^streamed: RIVERS RUN TO THE SEA$",
+        r"^provider: echo model: cockatoo$",
+        r'^response_format through its output_shape: \{"words": \["rivers", "run"\]\}$',
+        r"^litellm's completion\(\) by its model name: hello plugin\s*$",
+        # 6 turns of 2 messages and the question: only the question and the last turn fit
+        r"^a session on an 80-token model: I was sent 3 messages$",
+        r"^the session keeps every turn: 14 messages$",
+    ],
     "reliability": [
         r"^Rivers carve canyons over millions of years\.$",
         r"^retries: 1, resumed: 1$",
