@@ -20,10 +20,11 @@ import os
 from collections.abc import Iterator
 from typing import Any, Literal, TypeAlias
 
-from ._store import Conversation, Store, default_path, new_id
+from ._store import KEEP, Conversation, Store, default_path, new_id
 from ._turn import Turn
 
 __all__ = [
+    "KEEP",
     "Conversation",
     "Store",
     "default_path",

@@ -27,7 +27,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route as HTTPRoute
 
 from .. import ConversationNotFoundError, StoreError, Turn, Usage
-from .._store import KEEP, Store, new_id
+from ..conversations import KEEP, Store, new_id
 from ._guard import Denied
 from ._wire import RequestError
 
