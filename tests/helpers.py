@@ -1,20 +1,27 @@
-"""One runner for a test body, through spout's sync API or its async twin, so every test covers both."""
+"""One runner for a test body, through spout's sync API or its async twin, so every test covers both.
+
+Beside it, the small pieces the provider tests build alike: a JSON reply for the replay server,
+the error a call raises when it is made, and the fields two responses to one call share.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import inspect
+import json
 import socket
 import time
-from collections.abc import AsyncIterable, Awaitable, Callable, Iterable, Iterator
+from collections.abc import AsyncIterable, Awaitable, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar, overload
 
 import pytest
 
-from spout import LLM, Event, Response, Session, TextDelta
+from replay_server import Reply
+from spout import LLM, Event, ProviderError, Response, Session, TextDelta
 
 T = TypeVar("T")
+E = TypeVar("E", bound=ProviderError)
 
 #: The two ways through every streaming API, in the order the tests' ids name them.
 MODES = ("sync", "async")
@@ -305,3 +312,45 @@ def generate(llm: LLM, mode: str, prompt: str | None = "hi", **kwargs: Any) -> R
     """A non-streamed call, sync or async."""
     with Runner(mode) as run:
         return run.generate(llm, prompt, **kwargs)
+
+
+# -- what the provider tests build alike -------------------------------------------------------
+
+
+def json_reply(document: Any, status: int = 200, headers: Mapping[str, str] | None = None) -> Reply:
+    """A reply of one JSON document, as an API answers a call not streamed or fails one:
+    ``Content-Type: application/json``, then ``headers`` (which may replace it)."""
+    return Reply(
+        status=status,
+        chunks=[json.dumps(document).encode()],
+        headers={"Content-Type": "application/json", **(headers or {})},
+    )
+
+
+def raised_on_start(runner: Runner, llm: LLM, error_class: type[E]) -> E:
+    """The error a streamed call raises when it is made, before any read (``runner.start``),
+    checked to be of ``error_class`` itself rather than a subclass of it."""
+    with pytest.raises(error_class) as caught:
+        runner.start(llm)
+    assert type(caught.value) is error_class
+    return caught.value
+
+
+#: The fields a response not streamed shares with the same response streamed.
+SAME_FIELDS = (
+    "text",
+    "reasoning",
+    "tool_calls",
+    "usage",
+    "finish_reason",
+    "raw_finish_reason",
+    "model",
+    "id",
+    "provider",
+)
+
+
+def comparable(response: Response, *also: str) -> dict[str, Any]:
+    """The response's :data:`SAME_FIELDS` and the fields ``also`` names, by name, to compare
+    a response not streamed with the streamed one (a mismatch shows as a dict's diff)."""
+    return {name: getattr(response, name) for name in (*SAME_FIELDS, *also)}

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 import spout
-from helpers import Cut, Runner, made, stream_text
+from helpers import Cut, Runner, comparable, json_reply, made, raised_on_start, stream_text
 from replay_server import CUTS, WIRE, ReplayServer, Reply, transcript
 from spout import (
     Finish,
@@ -428,19 +428,9 @@ def message_for(case: str) -> dict[str, Any]:
     return message
 
 
-def comparable(response: Response) -> dict[str, Any]:
-    fields = (
-        "text",
-        "reasoning",
-        "reasoning_signature",
-        "usage",
-        "finish_reason",
-        "raw_finish_reason",
-        "model",
-        "id",
-        "provider",
-    )
-    return {name: getattr(response, name) for name in fields} | {
+def compared(response: Response) -> dict[str, Any]:
+    # A tool call is compared by id, name and arguments: the whole message has no raw JSON text.
+    return comparable(response, "reasoning_signature") | {
         "tool_calls": [(c.id, c.name, c.arguments) for c in response.tool_calls]
     }
 
@@ -450,16 +440,10 @@ def test_not_streamed_gives_the_streamed_response(
     replay: ReplayServer, runner: Runner, case: str
 ) -> None:
     body, _ = transcript("anthropic", case)
-    replay.replies = [
-        Reply(chunks=[body]),
-        Reply(
-            chunks=[json.dumps(message_for(case)).encode()],
-            headers={"Content-Type": "application/json"},
-        ),
-    ]
+    replay.replies = [Reply(chunks=[body]), json_reply(message_for(case))]
     streamed = runner.events(anthropic(replay)).response
     whole = runner.generate(anthropic(replay))
-    assert comparable(whole) == comparable(streamed)
+    assert compared(whole) == compared(streamed)
     # The whole response carries tool input as an object: there is no JSON text to keep.
     assert all(call.arguments_raw is None for call in whole.tool_calls)
     sent = replay.requests[-1]
@@ -492,21 +476,8 @@ def test_http_errors_raise_before_streaming(
         "error": {"type": error_type, "message": f"status {status} for you"},
         "request_id": "req_011WIREbody",
     }
-    replay.replies = [
-        Reply(
-            status=status,
-            chunks=[json.dumps(error).encode()],
-            headers={
-                "Content-Type": "application/json",
-                "request-id": "req_011WIRE",
-                "retry-after": "7",
-            },
-        )
-    ]
-    with pytest.raises(error_class) as caught:
-        runner.start(anthropic(replay))  # raised when the call is made, not on first read
-    exc = caught.value
-    assert type(exc) is error_class
+    replay.replies = [json_reply(error, status, {"request-id": "req_011WIRE", "retry-after": "7"})]
+    exc = raised_on_start(runner, anthropic(replay), error_class)
     assert exc.status_code == status
     assert exc.request_id == "req_011WIRE"
     assert exc.body == error["error"]

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 import spout
-from helpers import Cut, Runner, made, stream, stream_text
+from helpers import Cut, Runner, comparable, json_reply, made, raised_on_start, stream, stream_text
 from replay_server import CUTS, WIRE, ReplayServer, Reply, transcript
 from spout import (
     Finish,
@@ -362,37 +362,15 @@ def whole_response(case: str) -> dict[str, Any]:
     return {**final, "candidates": [candidate]}
 
 
-def comparable(response: Response) -> dict[str, Any]:
-    fields = (
-        "text",
-        "reasoning",
-        "reasoning_signature",
-        "tool_calls",
-        "usage",
-        "finish_reason",
-        "raw_finish_reason",
-        "model",
-        "id",
-        "provider",
-    )
-    return {name: getattr(response, name) for name in fields}
-
-
 @pytest.mark.parametrize("case", ["function_call", "thoughts", "max_tokens", "text"])
 def test_not_streamed_gives_the_streamed_response(
     replay: ReplayServer, runner: Runner, case: str
 ) -> None:
     body, _ = transcript("gemini", case)
-    replay.replies = [
-        Reply(chunks=[body]),
-        Reply(
-            chunks=[json.dumps(whole_response(case)).encode()],
-            headers={"Content-Type": "application/json"},
-        ),
-    ]
+    replay.replies = [Reply(chunks=[body]), json_reply(whole_response(case))]
     streamed = runner.events(gemini(replay)).response
     whole = runner.generate(gemini(replay))
-    assert comparable(whole) == comparable(streamed)
+    assert comparable(whole, "reasoning_signature") == comparable(streamed, "reasoning_signature")
     assert replay.requests[-1].path == "/v1beta/models/gemini-2.5-flash:generateContent"
 
 
@@ -426,21 +404,8 @@ def test_http_errors_raise_before_streaming(
     error = {
         "error": {"code": status, "message": f"status {status} for you", "status": grpc_status}
     }
-    replay.replies = [
-        Reply(
-            status=status,
-            chunks=[json.dumps(error).encode()],
-            headers={
-                "Content-Type": "application/json",
-                "x-request-id": "WIRE-req-1",
-                "retry-after": "7",
-            },
-        )
-    ]
-    with pytest.raises(error_class) as caught:
-        runner.start(gemini(replay))  # raised when the call is made, not on first read
-    exc = caught.value
-    assert type(exc) is error_class
+    replay.replies = [json_reply(error, status, {"x-request-id": "WIRE-req-1", "retry-after": "7"})]
+    exc = raised_on_start(runner, gemini(replay), error_class)
     assert exc.status_code == status
     assert exc.request_id == "WIRE-req-1"
     assert exc.body == error["error"]
@@ -464,13 +429,7 @@ def test_rate_limit_retry_delay_and_request_id_from_the_body(replay: ReplayServe
             ],
         }
     }
-    replay.replies = [
-        Reply(
-            status=429,
-            chunks=[json.dumps(error).encode()],
-            headers={"Content-Type": "application/json"},
-        )
-    ]
+    replay.replies = [json_reply(error, 429)]
     with pytest.raises(spout.RateLimitError) as caught:
         gemini(replay).generate("hi")
     assert caught.value.retry_after == 42.5

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 import spout
-from helpers import Cut, Runner, made
+from helpers import Cut, Runner, comparable, json_reply, made, raised_on_start
 from replay_server import CUTS, ReplayServer, Reply, transcript
 from spout import ModelCapability, Response, TextDelta, create_llm
 from spout.providers.huggingface import (
@@ -191,25 +191,12 @@ def test_not_streamed_is_the_same_response(replay: ReplayServer, runner: Runner)
             "tokens": [],
         },
     }
-    replay.replies = [
-        Reply(chunks=[json.dumps(answer).encode()], headers={"Content-Type": "application/json"})
-    ]
+    replay.replies = [json_reply(answer)]
     response = runner.generate(tgi(replay), decoder_input_details=True)
     request = replay.requests[-1]
     assert request.path == "/generate"
     assert request.json()["parameters"]["decoder_input_details"] is True
-    for field in (
-        "text",
-        "reasoning",
-        "tool_calls",
-        "usage",
-        "finish_reason",
-        "raw_finish_reason",
-        "model",
-        "id",
-        "provider",
-    ):
-        assert getattr(response, field) == getattr(streamed, field), field
+    assert comparable(response) == comparable(streamed)
 
 
 def test_not_streamed_without_prefill_has_no_input_count(
@@ -266,21 +253,8 @@ def test_http_errors(
     payload: dict[str, Any] = {"error": error}
     if error_type:
         payload["error_type"] = error_type
-    replay.replies = [
-        Reply(
-            status=status,
-            chunks=[json.dumps(payload).encode()],
-            headers={
-                "Content-Type": "application/json",
-                "x-request-id": "req_9",
-                "retry-after": "3",
-            },
-        )
-    ]
-    with pytest.raises(error_class) as caught:
-        runner.start(tgi(replay))  # raised when the call is made, not on first read
-    exc = caught.value
-    assert type(exc) is error_class
+    replay.replies = [json_reply(payload, status, {"x-request-id": "req_9", "retry-after": "3"})]
+    exc = raised_on_start(runner, tgi(replay), error_class)
     assert (exc.status_code, exc.message, exc.error_type) == (status, error, error_type)
     assert exc.body == payload and exc.request_id == "req_9" and exc.retry_after == 3.0
 

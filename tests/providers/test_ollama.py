@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 import spout
-from helpers import Cut, Runner, made
+from helpers import Cut, Runner, comparable, json_reply, made, raised_on_start
 from replay_server import CUTS, ReplayServer, Reply, transcript
 from spout import (
     ModelCapability,
@@ -210,23 +210,10 @@ def test_not_streamed_is_the_same_response(replay: ReplayServer, runner: Runner)
     }
     replay.replies = [Reply(chunks=[body], headers=NDJSON)]
     streamed = runner.events(ollama(replay)).response
-    replay.replies = [
-        Reply(chunks=[json.dumps(whole).encode()], headers={"Content-Type": "application/json"})
-    ]
+    replay.replies = [json_reply(whole)]
     response = runner.generate(ollama(replay))
     assert replay.requests[-1].json()["stream"] is False
-    for field in (
-        "text",
-        "reasoning",
-        "tool_calls",
-        "usage",
-        "finish_reason",
-        "raw_finish_reason",
-        "model",
-        "id",
-        "provider",
-    ):
-        assert getattr(response, field) == getattr(streamed, field), field
+    assert comparable(response) == comparable(streamed)
 
 
 def test_not_streamed_thinking(replay: ReplayServer, runner: Runner) -> None:
@@ -260,16 +247,9 @@ def test_http_errors(
     message: str,
     error_class: type[spout.ProviderError],
 ) -> None:
-    replay.replies = [
-        Reply(
-            status=status,
-            chunks=[json.dumps({"error": message}).encode()],
-            headers={"Content-Type": "application/json; charset=utf-8"},
-        )
-    ]
-    with pytest.raises(error_class) as caught:
-        runner.start(ollama(replay))  # raised when the call is made, not on first read
-    exc = caught.value
+    charset = {"Content-Type": "application/json; charset=utf-8"}
+    replay.replies = [json_reply({"error": message}, status, charset)]
+    exc = raised_on_start(runner, ollama(replay), error_class)
     assert exc.status_code == status
     assert exc.message == message
     assert exc.body == {"error": message}

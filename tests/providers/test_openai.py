@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 import spout
-from helpers import Cut, Runner, free_port, made
+from helpers import Cut, Runner, free_port, json_reply, made, raised_on_start
 from replay_server import CUTS, ReplayServer, Reply, transcript
 from spout import (
     Finish,
@@ -252,11 +252,7 @@ def test_refusal_not_streamed(replay: ReplayServer, runner: Runner) -> None:
         ],
         "usage": {"prompt_tokens": 81, "completion_tokens": 12, "total_tokens": 93},
     }
-    replay.replies = [
-        Reply(
-            chunks=[json.dumps(completion).encode()], headers={"Content-Type": "application/json"}
-        )
-    ]
+    replay.replies = [json_reply(completion)]
     response = runner.generate(openai(replay), "How do I pick a lock?")
     assert (response.text, response.refusal) == ("", expected["refusal"])
     assert (response.finish_reason, response.raw_finish_reason) == ("refusal", "stop")
@@ -357,11 +353,7 @@ def test_not_streamed(replay: ReplayServer, runner: Runner) -> None:
         ],
         "usage": {"prompt_tokens": 9, "completion_tokens": 12, "total_tokens": 21},
     }
-    replay.replies = [
-        Reply(
-            chunks=[json.dumps(completion).encode()], headers={"Content-Type": "application/json"}
-        )
-    ]
+    replay.replies = [json_reply(completion)]
     response = runner.generate(openai(replay), "What time is it?")
     assert response.text == "Let me check."
     assert [(c.id, c.name, c.arguments) for c in response.tool_calls] == [
@@ -389,20 +381,8 @@ def test_http_errors_raise_before_streaming(
     replay: ReplayServer, runner: Runner, status: int, error_class: type[spout.ProviderError]
 ) -> None:
     error = {"error": {"message": f"status {status} for you", "type": "some_error", "code": None}}
-    replay.replies = [
-        Reply(
-            status=status,
-            chunks=[json.dumps(error).encode()],
-            headers={
-                "Content-Type": "application/json",
-                "x-request-id": "req_123",
-                "retry-after": "7",
-            },
-        )
-    ]
-    with pytest.raises(error_class) as caught:
-        runner.start(openai(replay))  # raised when the call is made, not on first read
-    exc = caught.value
+    replay.replies = [json_reply(error, status, {"x-request-id": "req_123", "retry-after": "7"})]
+    exc = raised_on_start(runner, openai(replay), error_class)
     assert exc.status_code == status
     assert exc.request_id == "req_123"
     assert exc.body == error["error"]

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 import spout
-from helpers import Cut, Runner, made
+from helpers import Cut, Runner, comparable, json_reply, made, raised_on_start
 from replay_server import CUTS, ReplayServer, Reply, transcript
 from spout import (
     Finish,
@@ -225,12 +225,7 @@ def test_refusal_done_alone_is_the_refusal(replay: ReplayServer, runner: Runner)
 def test_refusal_not_streamed(replay: ReplayServer, runner: Runner) -> None:
     body, expected = transcript("openai_responses", "refusal")
     completed = json.loads(body.rstrip(b"\n").rsplit(b"\n", 1)[1].removeprefix(b"data: "))
-    replay.replies = [
-        Reply(
-            chunks=[json.dumps(completed["response"]).encode()],
-            headers={"Content-Type": "application/json"},
-        )
-    ]
+    replay.replies = [json_reply(completed["response"])]
     response = runner.generate(responses(replay), "How do I pick a lock?")
     assert (response.text, response.refusal) == ("", expected["refusal"])
     assert (response.finish_reason, response.raw_finish_reason) == ("refusal", "completed")
@@ -351,23 +346,10 @@ def test_not_streamed_is_the_same_response(replay: ReplayServer, runner: Runner,
     streamed = runner.events(responses(replay)).response
     last_event = body.rstrip(b"\n").split(b"\n")[-1].removeprefix(b"data: ")
     whole = json.loads(last_event)["response"]  # response.completed carries the whole response
-    replay.replies = [
-        Reply(chunks=[json.dumps(whole).encode()], headers={"Content-Type": "application/json"})
-    ]
+    replay.replies = [json_reply(whole)]
     response = runner.generate(responses(replay))
     assert "stream" not in replay.requests[-1].json()
-    for field in (
-        "text",
-        "reasoning",
-        "tool_calls",
-        "usage",
-        "finish_reason",
-        "raw_finish_reason",
-        "model",
-        "id",
-        "provider",
-    ):
-        assert getattr(response, field) == getattr(streamed, field), field
+    assert comparable(response) == comparable(streamed)
 
 
 def test_not_streamed_failure_raises(replay: ReplayServer, runner: Runner) -> None:
@@ -405,20 +387,8 @@ def test_http_errors(
             "code": None,
         }
     }
-    replay.replies = [
-        Reply(
-            status=status,
-            chunks=[json.dumps(error).encode()],
-            headers={
-                "Content-Type": "application/json",
-                "x-request-id": "req_123",
-                "retry-after": "7",
-            },
-        )
-    ]
-    with pytest.raises(error_class) as caught:
-        runner.start(responses(replay))  # raised when the call is made, not on first read
-    exc = caught.value
+    replay.replies = [json_reply(error, status, {"x-request-id": "req_123", "retry-after": "7"})]
+    exc = raised_on_start(runner, responses(replay), error_class)
     assert (exc.status_code, exc.request_id, exc.body) == (status, "req_123", error["error"])
     assert f"status {status} for you" in str(exc)
 
