@@ -24,6 +24,7 @@ import httpx
 import openai
 import pytest
 from gateway_server import free_port, run_gateway, upstream_config
+from sdk_loopback import http_client
 from starlette.requests import Request as HTTPRequest
 
 from fault_server import FaultServer, openai_chat_stream
@@ -67,7 +68,9 @@ def chat_body(stream: bool = True, prompt: str = "hi") -> dict[str, object]:
 
 
 def sdk(gateway_url: str, key: str) -> openai.OpenAI:
-    return openai.OpenAI(base_url=gateway_url + "/v1", api_key=key, max_retries=0)
+    return openai.OpenAI(
+        base_url=gateway_url + "/v1", api_key=key, max_retries=0, http_client=http_client()
+    )
 
 
 def streamed_text(client: openai.OpenAI, prompt: str = "hi") -> str:
@@ -138,7 +141,9 @@ def test_no_key_or_a_wrong_one_is_401_in_each_protocol(
         with pytest.raises(openai.AuthenticationError, match="not valid"):
             streamed_text(sdk(gateway.url, "sk-spout-wrong"))
 
-        claude = anthropic.Anthropic(base_url=gateway.url, api_key="sk-spout-wrong", max_retries=0)
+        claude = anthropic.Anthropic(
+            base_url=gateway.url, api_key="sk-spout-wrong", max_retries=0, http_client=http_client()
+        )
         with pytest.raises(anthropic.AuthenticationError) as caught:
             claude.messages.create(
                 model="up", max_tokens=20, messages=[{"role": "user", "content": "hi"}]
@@ -164,7 +169,9 @@ def test_a_valid_key_works_the_way_each_sdk_sends_it(
         assert streamed_text(client) == "".join(PIECES)
         assert [model.id for model in client.models.list()] == ["up"]
 
-        claude = anthropic.Anthropic(base_url=gateway.url, api_key=made["alice"], max_retries=0)
+        claude = anthropic.Anthropic(
+            base_url=gateway.url, api_key=made["alice"], max_retries=0, http_client=http_client()
+        )
         with claude.messages.stream(  # x-api-key
             model="up", max_tokens=20, messages=[{"role": "user", "content": "hi"}]
         ) as stream:
@@ -219,7 +226,9 @@ def test_requests_per_minute_then_429_with_retry_after(
         with pytest.raises(openai.RateLimitError, match="1 requests per minute for 'bob'"):
             streamed_text(bob)
         # the Anthropic SDK sees its own RateLimitError
-        claude = anthropic.Anthropic(base_url=gateway.url, api_key=made["bob"], max_retries=0)
+        claude = anthropic.Anthropic(
+            base_url=gateway.url, api_key=made["bob"], max_retries=0, http_client=http_client()
+        )
         with pytest.raises(anthropic.RateLimitError) as refused:
             claude.messages.create(
                 model="up", max_tokens=20, messages=[{"role": "user", "content": "hi"}]

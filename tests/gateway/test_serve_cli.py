@@ -16,6 +16,7 @@ from pathlib import Path
 import httpx
 import openai
 import pytest
+from sdk_loopback import http_client
 
 from fault_server import FaultServer, openai_chat_stream
 
@@ -66,7 +67,9 @@ def upstream_args(faults: FaultServer) -> list[str]:
 def test_serve_proxies_an_upstream_with_its_key_from_the_environment(faults: FaultServer) -> None:
     faults.script(openai_chat_stream(PIECES[:3]).reply())
     with serve(*upstream_args(faults), env={"UPSTREAM_KEY": "sk-upstream"}) as (_, url):
-        client = openai.OpenAI(base_url=url + "/v1", api_key="unused", max_retries=0)
+        client = openai.OpenAI(
+            base_url=url + "/v1", api_key="unused", max_retries=0, http_client=http_client()
+        )
         assert [m.id for m in client.models.list()] == ["m"]
         stream = client.chat.completions.create(
             model="m", messages=[{"role": "user", "content": "hi"}], stream=True
@@ -130,7 +133,9 @@ api_key = "sk-2"
     with serve("--config", str(config)) as (_, url):
         models = httpx.get(url + "/v1/models").json()
         assert sorted(m["id"] for m in models["data"]) == ["backup", "main"]
-        client = openai.OpenAI(base_url=url + "/v1", api_key="unused", max_retries=0)
+        client = openai.OpenAI(
+            base_url=url + "/v1", api_key="unused", max_retries=0, http_client=http_client()
+        )
         stream = client.chat.completions.create(
             model="main", messages=[{"role": "user", "content": "hi"}], stream=True
         )
