@@ -1,4 +1,4 @@
-"""Tests for spout.providers._eventstream.EventStreamDecoder, checked against botocore's reader.
+"""Tests for spout.eventstream.EventStreamDecoder, checked against botocore's reader.
 
 botocore has no event-stream encoder, so the frames are built here by hand (struct and zlib);
 every frame a test decodes successfully is also read by botocore's ``EventStreamBuffer``, and
@@ -22,7 +22,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from spout import ProtocolError
-from spout.providers._eventstream import EventStreamDecoder, HeaderValue, Message
+from spout.eventstream import EventStreamDecoder, HeaderValue, Message
 
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 

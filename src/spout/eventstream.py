@@ -29,7 +29,7 @@ import zlib
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 
-from .._errors import ProtocolError
+from ._errors import ProtocolError
 
 __all__ = ["MAX_MESSAGE_LENGTH", "EventStreamDecoder", "HeaderValue", "Message"]
 
