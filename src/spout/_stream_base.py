@@ -248,13 +248,16 @@ class AsyncStreamBase(BaseStream["AsyncStreamReader"], AsyncClosing, Generic[_It
         self._check_whole()
         done = False
         try:
-            async for event in await self._started():
-                if not texts:
+            events = await self._started()
+            if texts:
+                async for event in events:
+                    if type(event) is TextDelta:
+                        yield event.text
+                    elif type(event) is ToolResult:
+                        yield event.tool_call
+            else:
+                async for event in events:
                     yield event
-                elif type(event) is TextDelta:
-                    yield event.text
-                elif type(event) is ToolResult:
-                    yield event.tool_call
             done = True
         finally:
             if not done:

@@ -15,7 +15,7 @@ import threading
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Generator, Iterator
 from typing import TYPE_CHECKING
 
-from ._closing import AsyncClosing, Closing, aclosing_early, closing_early
+from ._closing import AsyncClosing, Closing
 from ._errors import StreamError
 from ._events import Event, TextDelta
 
@@ -200,15 +200,29 @@ class StreamReader(_Reader, Closing):
     _fanout: Fanout
 
     def __iter__(self) -> Iterator[str]:
-        return closing_early(_texts(self._events()), self.close)
+        return self._run(True)  # type: ignore[return-value]
 
     def events(self) -> Iterator[Event]:
         """Every event of the stream, from the first."""
-        return closing_early(self._events(), self.close)
+        return self._run(False)  # type: ignore[return-value]
 
-    def _events(self) -> Generator[Event, None, None]:
-        while (event := self._fanout.next(self._cursor)) is not None:
-            yield event
+    def _run(self, text: bool) -> Generator[str | Event, None, None]:
+        # One generator a reader, the choice made once: a tee'd stream costs each reader one
+        # generator step an event, as an untee'd one does.
+        fanout, cursor = self._fanout, self._cursor
+        done = False
+        try:
+            if text:
+                while (event := fanout.next(cursor)) is not None:
+                    if type(event) is TextDelta:
+                        yield event.text
+            else:
+                while (event := fanout.next(cursor)) is not None:
+                    yield event
+            done = True
+        finally:
+            if not done:
+                self.close()
 
     def close(self) -> None:
         """Stop reading; the last reader to close closes the stream."""
@@ -278,30 +292,30 @@ class AsyncStreamReader(_Reader, AsyncClosing):
     _fanout: AsyncFanout
 
     def __aiter__(self) -> AsyncIterator[str]:
-        return aclosing_early(_atexts(self._events()), self.aclose)
+        return self._run(True)  # type: ignore[return-value]
 
     def events(self) -> AsyncIterator[Event]:
         """Every event of the stream, from the first."""
-        return aclosing_early(self._events(), self.aclose)
+        return self._run(False)  # type: ignore[return-value]
 
-    async def _events(self) -> AsyncGenerator[Event, None]:
-        while (event := await self._fanout.next(self._cursor)) is not None:
-            yield event
+    async def _run(self, text: bool) -> AsyncGenerator[str | Event, None]:
+        fanout, cursor = self._fanout, self._cursor
+        done = False
+        try:
+            if text:
+                while (event := await fanout.next(cursor)) is not None:
+                    if type(event) is TextDelta:
+                        yield event.text
+            else:
+                while (event := await fanout.next(cursor)) is not None:
+                    yield event
+            done = True
+        finally:
+            if not done:
+                await self.aclose()
 
     async def aclose(self) -> None:
         """Stop reading; the last reader to close closes the stream."""
         if not self._closed:
             self._closed = True
             await self._fanout.leave(self._cursor)
-
-
-def _texts(events: Iterator[Event]) -> Generator[str, None, None]:
-    for event in events:
-        if type(event) is TextDelta:
-            yield event.text
-
-
-async def _atexts(events: AsyncIterator[Event]) -> AsyncGenerator[str, None]:
-    async for event in events:
-        if type(event) is TextDelta:
-            yield event.text
