@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -21,13 +20,10 @@ from typing import Any
 import uvicorn
 from starlette.applications import Starlette
 
+from helpers import free_port
 from spout.gateway import GatewayConfig, Route, create_app
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+__all__ = ["RunningGateway", "free_port", "run_gateway", "upstream_config"]
 
 
 @dataclass

@@ -384,14 +384,15 @@ class ChunkEncoder:
         finish = self._finish
         if finish is None:
             return []  # cut short: an error was raised, or the stream was closed
-        usage_block = usage_object(usage or self._usage, self._messages, self._chars)
         last = self._chunk(
             self._delta(),
             finish_reason(finish, refused=self._refused, tool_calls=bool(self._tools)),
         )
+        if not self._include_usage and not self._litellm:
+            return [last]  # no usage asked for: not estimated over the prompt for nothing
+        usage_block = usage_object(usage or self._usage, self._messages, self._chars)
         if not self._include_usage:
-            if self._litellm:
-                last["usage"] = usage_block
+            last["usage"] = usage_block
             return [last]
         closing = self._chunk(self._delta())
         del closing["choices"][0]

@@ -23,6 +23,7 @@ from .. import (
     Response,
     ServiceUnavailableError,
     StreamError,
+    TextDelta,
     TimeoutError,
     TransportError,
 )
@@ -608,8 +609,11 @@ class ChatCompletionsEncoder:
         return [sse_frame(orjson.dumps(self._chunks.start()))]
 
     def feed(self, event: Event) -> list[bytes]:
-        frames = self.start()
-        chunk = self._chunks.event(event)
+        frames = [] if self._opened else self.start()
+        # Text is most of a stream: straight to its encoder, past the dispatch on type.
+        chunk = (
+            self._chunks.text(event.text) if type(event) is TextDelta else self._chunks.event(event)
+        )
         if chunk is not None:
             frames.append(sse_frame(orjson.dumps(chunk)))
         return frames
