@@ -506,9 +506,9 @@ M = TypeVar("M", bound=EventMapper)
 class SSEStreamParser(StreamParser, Generic[M]):
     """A :class:`StreamParser` over Server-Sent Events, turning them into events with a mapper.
 
-    By default each event's data is parsed as JSON and each object handed to the mapper
-    (:meth:`_map`); subclasses write :meth:`_close`, with :meth:`_end` to check the stream
-    reached its end.
+    By default each event's data is parsed as JSON and each object handed to the mapper's
+    ``map``; subclasses write :meth:`_close`, with :meth:`_end` to check the stream reached
+    its end.
     """
 
     __slots__ = ("_decoder", "_mapper")
@@ -519,13 +519,10 @@ class SSEStreamParser(StreamParser, Generic[M]):
         self._mapper = mapper
 
     def _feed(self, chunk: bytes, events: list[Event]) -> None:
-        map_event = self._map
-        for sse, data in sse_json(self._decoder, chunk):
+        map_event = self._mapper.map  # once a chunk: the mapper is called for every event
+        for _, data in sse_json(self._decoder, chunk):
             if type(data) is dict:
-                events += map_event(sse, data)
-
-    def _map(self, sse: ServerSentEvent, data: dict[str, Any]) -> list[Event]:
-        return self._mapper.map(data)
+                events += map_event(data)
 
     def _end(self, ended: bool, missing: str) -> None:
         """Close the decoder (an event cut short raises), then raise

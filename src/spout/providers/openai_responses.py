@@ -29,7 +29,6 @@ from .._events import (
     ToolCallStart,
 )
 from .._request import HTTPRequest
-from ..sse import ServerSentEvent
 from ._base import (
     Call,
     NamedToolChoice,
@@ -39,6 +38,7 @@ from ._base import (
     StreamParser,
     WireMapper,
     load_json_object,
+    sse_json,
     streaming_capabilities,
     text_content,
     tool_call_from_json,
@@ -286,8 +286,12 @@ class _ResponsesStreamParser(SSEStreamParser[ResponsesEventMapper]):
 
     __slots__ = ()
 
-    def _map(self, sse: ServerSentEvent, data: dict[str, Any]) -> list[Event]:
-        return self._mapper.map(data, sse.event)  # an event may name its type only on the SSE
+    def _feed(self, chunk: bytes, events: list[Event]) -> None:
+        map_event = self._mapper.map
+        for sse, data in sse_json(self._decoder, chunk):
+            if type(data) is dict:
+                # An event may name its type only on the SSE line.
+                events += map_event(data, sse.event)
 
     def _close(self) -> list[Event]:
         # There is no [DONE]: a stream ends with response.completed, .incomplete or .failed.
