@@ -282,16 +282,15 @@ class ChunkEncoder:
     def _tool_chunk(
         self, index: int, call_id: str | None, name: str | None, arguments: str
     ) -> ModelResponseStream:
-        function = Function(name=name, arguments=arguments)
-        if self._litellm:
-            call = ChatCompletionDeltaToolCall(
-                index=index, id=call_id, type="function", function=function
-            )
-        elif call_id is None:
+        if call_id is None and not self._litellm:
+            # OpenAI's later argument pieces carry only the index and the text.
             call = ChatCompletionDeltaToolCall(index=index, function=Function(arguments=arguments))
         else:
             call = ChatCompletionDeltaToolCall(
-                index=index, id=call_id, type="function", function=function
+                index=index,
+                id=call_id,
+                type="function",
+                function=Function(name=name, arguments=arguments),
             )
         return self._chunk(self._delta(tool_calls=[call]))
 
