@@ -12,6 +12,7 @@ import orjson
 
 from .._capabilities import Capabilities, ModelCapability
 from .._errors import (
+    AuthenticationError,
     ConfigurationError,
     ProtocolError,
     ProviderError,
@@ -46,6 +47,7 @@ __all__ = [
     "SSEStreamParser",
     "StreamParser",
     "SyncSource",
+    "TokenProvider",
     "ToolCallAssembler",
     "WireMapper",
     "refusals_as_text",
@@ -57,6 +59,12 @@ __all__ = [
 #: holds (a connection, a model's lock). ``aopen_stream`` hands the async pair.
 SyncSource = tuple[Iterator[Event], Callable[[], None]]
 AsyncSource = tuple[AsyncIterator[Event], Callable[[], Awaitable[None]]]
+
+#: A caller's source of bearer tokens (``token_provider=``: Entra ID through azure-identity,
+#: Google's credentials): a callable that returns a token, or, in async code, may return an
+#: awaitable of one. It is asked before each request, and once more after a 401.
+TokenProvider = Callable[[], "str | Awaitable[str]"]
+R = TypeVar("R")
 
 
 @dataclass(slots=True)
@@ -413,44 +421,135 @@ class HTTPProvider(Provider):
     # was sent, and an HTTP library may quote a header it refused. (Success costs nothing.)
 
     def open_stream(self, call: Call) -> SyncSource:
-        request = self.build_request(call, stream=True)
-        try:
+        def send(request: HTTPRequest) -> SyncSource:
             chunks, release, headers = self.transport.stream(
                 request, self.error_from_response, call.deadline
             )
-        except Exception as exc:
-            self._scrub(exc, request)
-            raise
-        return _parse(chunks, self.new_parser(call), self._request_id(headers)), release
+            return _parse(chunks, self.new_parser(call), self._request_id(headers)), release
+
+        return self._send(call, True, send)
 
     async def aopen_stream(self, call: Call) -> AsyncSource:
-        request = self.build_request(call, stream=True)
-        try:
+        async def send(request: HTTPRequest) -> AsyncSource:
             chunks, release, headers = await self.transport.astream(
                 request, self.error_from_response, call.deadline
             )
-        except Exception as exc:
-            self._scrub(exc, request)
-            raise
-        return _aparse(chunks, self.new_parser(call), self._request_id(headers)), release
+            return _aparse(chunks, self.new_parser(call), self._request_id(headers)), release
+
+        return await self._asend(call, True, send)
 
     def complete(self, call: Call) -> Iterable[Event]:
-        request = self.build_request(call, stream=False)
-        try:
-            return self.parse_response(
-                self.transport.request(request, self.error_from_response, call.deadline), call
+        def send(request: HTTPRequest) -> Iterable[Event]:
+            body = self.transport.request(request, self.error_from_response, call.deadline)
+            return self.parse_response(body, call)
+
+        return self._send(call, False, send)
+
+    async def acomplete(self, call: Call) -> Iterable[Event]:
+        async def send(request: HTTPRequest) -> Iterable[Event]:
+            body = await self.transport.arequest(request, self.error_from_response, call.deadline)
+            return self.parse_response(body, call)
+
+        return await self._asend(call, False, send)
+
+    # -- bearer tokens from a caller's token_provider ------------------------------------------
+    # A token expires (an hour for Entra ID and Google's), so the provider is asked before
+    # each request; it caches as it sees fit. A 401 means the token went stale between the
+    # two: it is asked once more and the request sent once more. That resend is not one of the
+    # call's retries (a second 401 is the answer), and it happens only before a stream has
+    # started, where nothing has reached the caller yet.
+
+    #: The caller's ``token_provider``, set by a provider that takes one (:meth:`_use_tokens`).
+    _token_provider: TokenProvider | None = None
+    #: The token the next request is built with (``build_request`` reads it).
+    _token: str | None = None
+
+    def _use_tokens(self, token_provider: TokenProvider | None) -> None:
+        if token_provider is not None and not callable(token_provider):
+            raise ConfigurationError(
+                f"provider {self.name!r}: token_provider must be a callable that returns a "
+                f"token, not {type(token_provider).__name__}"
             )
+        self._token_provider = token_provider
+
+    def _fresh_token(self, value: object) -> str:
+        if not isinstance(value, str) or not value.strip():
+            raise ConfigurationError(
+                f"provider {self.name!r}: token_provider returned "
+                f"{type(value).__name__ if value is not None else 'None'}, not a token (str)"
+            )
+        token = checked_key(self.name, value)
+        assert token is not None
+        self._token = token
+        return token
+
+    def _ask_token(self, again: bool) -> None:
+        provider = self._token_provider
+        assert provider is not None
+        if again:
+            # spout's own providers (Google's default credentials) refresh when told the
+            # token they gave was refused; a caller's callable is simply asked again.
+            getattr(provider, "invalidate", _nothing)()
+        value = provider()
+        if isinstance(value, Awaitable):
+            close = getattr(value, "close", None)
+            if close is not None:
+                close()  # never awaited: no "coroutine was never awaited" warning
+            raise ConfigurationError(
+                f"provider {self.name!r}: token_provider returned an awaitable in a sync "
+                "call; use an async method (generate_async, agenerate_stream) or a sync callable"
+            )
+        self._fresh_token(value)
+
+    async def _aask_token(self, again: bool) -> None:
+        provider = self._token_provider
+        assert provider is not None
+        if again:
+            getattr(provider, "invalidate", _nothing)()
+        # An error of the caller's own callable (azure-identity's, google-auth's) is raised
+        # as it is: it names what went wrong better than spout could.
+        value = provider()
+        if isinstance(value, Awaitable):
+            value = await value
+        self._fresh_token(value)
+
+    def _send(self, call: Call, stream: bool, send: Callable[[HTTPRequest], R]) -> R:
+        """Build the request and send it; with a ``token_provider``, resend once after a 401."""
+        tokens = self._token_provider is not None
+        if tokens:
+            self._ask_token(again=False)
+        request = self.build_request(call, stream=stream)
+        try:
+            try:
+                return send(request)
+            except AuthenticationError as exc:
+                if not tokens:
+                    raise
+                self._scrub(exc, request)
+                self._ask_token(again=True)
+                request = self.build_request(call, stream=stream)
+                return send(request)
         except Exception as exc:
             self._scrub(exc, request)
             raise
 
-    async def acomplete(self, call: Call) -> Iterable[Event]:
-        request = self.build_request(call, stream=False)
+    async def _asend(
+        self, call: Call, stream: bool, send: Callable[[HTTPRequest], Awaitable[R]]
+    ) -> R:
+        tokens = self._token_provider is not None
+        if tokens:
+            await self._aask_token(again=False)
+        request = self.build_request(call, stream=stream)
         try:
-            return self.parse_response(
-                await self.transport.arequest(request, self.error_from_response, call.deadline),
-                call,
-            )
+            try:
+                return await send(request)
+            except AuthenticationError as exc:
+                if not tokens:
+                    raise
+                self._scrub(exc, request)
+                await self._aask_token(again=True)
+                request = self.build_request(call, stream=stream)
+                return await send(request)
         except Exception as exc:
             self._scrub(exc, request)
             raise
@@ -567,6 +666,10 @@ async def _aparse(
         if exc.request_id is None:
             exc.request_id = request_id
         raise
+
+
+def _nothing() -> None:
+    pass
 
 
 def load_json(body: bytes, what: str = "the response") -> Any:
