@@ -51,7 +51,15 @@ from ._common import (
     usage_from,
 )
 
-__all__ = ["AnthropicProvider", "MessageEventMapper"]
+__all__ = [
+    "AnthropicProvider",
+    "MessageEventMapper",
+    "MessagesParser",
+    "can_prefill",
+    "message_events",
+    "messages_body",
+    "messages_error",
+]
 
 #: Sent with every request; https://docs.anthropic.com/en/api/versioning
 API_VERSION = "2023-06-01"
@@ -253,7 +261,7 @@ class MessageEventMapper(WireMapper):
         return events
 
 
-class _StreamParser(SSEStreamParser[MessageEventMapper]):
+class MessagesParser(SSEStreamParser[MessageEventMapper]):
     """SSE bytes in, events out, for the Messages API stream."""
 
     __slots__ = ()
@@ -354,97 +362,129 @@ class AnthropicProvider(HTTPProvider):
         return streaming_capabilities(tools=True, tool_streaming=True, reasoning=True)
 
     def can_prefill(self, call: Call) -> bool:
-        # A last assistant message is continued, except with extended thinking, where
-        # prefilling is refused (docs.anthropic.com, "Extended thinking" > feature compatibility).
-        return not call.params.get("thinking")
+        return can_prefill(call)
 
     def build_request(self, call: Call, *, stream: bool) -> HTTPRequest:
-        params = dict(call.params)
-        if params.pop("seed", None) is not None:
-            raise ConfigurationError(
-                "Anthropic does not take seed: the Messages API has no such parameter; "
-                "leave seed out for this provider"
-            )
-        system, messages = _messages(call.messages)
-        body: dict[str, Any] = {"model": self.model, "messages": messages}
-        if system is not None:
-            body["system"] = system
-        max_tokens = params.pop("max_tokens", None)
-        body["max_tokens"] = DEFAULT_MAX_TOKENS if max_tokens is None else max_tokens
-        stop = params.pop("stop", None)
-        if stop is not None:
-            body["stop_sequences"] = [stop] if isinstance(stop, str) else list(stop)
-        for key, value in params.items():
-            if value is not None:
-                body[key] = value
-        set_tools(body, call, _tool, _tool_choice)
-        set_stream(body, stream)
+        body = {"model": self.model, **messages_body(call, stream=stream)}
         return self._post_json(self._url, self._headers, body, stream=stream)
 
-    def new_parser(self, call: Call) -> _StreamParser:
-        return _StreamParser(MessageEventMapper(self.name, self.model))
+    def new_parser(self, call: Call) -> MessagesParser:
+        return MessagesParser(MessageEventMapper(self.name, self.model))
 
     def parse_response(self, body: bytes, call: Call) -> Iterable[Event]:
-        data = load_json_object(body)
-        if data.get("type") == "error":
-            raise anthropic_error(
-                data.get("error"),
-                status_code=None,
-                provider=self.name,
-                model=self.model,
-                request_id=data.get("request_id"),
-            )
-        mapper = MessageEventMapper(self.name, self.model)
-        events: list[Event] = [ResponseStart(data.get("id"), data.get("model"))]
-        tool_index = 0
-        for block in data.get("content") or ():
-            kind = block.get("type")
-            if kind == "text":
-                if block.get("text"):
-                    events.append(TextDelta(block["text"]))
-            elif kind == "thinking":
-                if block.get("thinking"):
-                    events.append(ReasoningDelta(block["thinking"]))
-                if block.get("signature"):
-                    events.append(ReasoningDelta(signature=block["signature"]))
-            elif kind == "tool_use":
-                call_id = block.get("id") or f"call_{tool_index}"
-                name = block.get("name") or ""
-                arguments = object_arguments(block.get("input"))
-                events.append(ToolCallStart(tool_index, call_id, name))
-                # The whole response carries the input as an object, not as JSON text.
-                events.append(
-                    ToolCallEnd(tool_index, ToolCall(call_id, name, arguments, arguments_raw=None))
-                )
-                tool_index += 1
-        events += mapper.map(
-            {
-                "type": "message_delta",
-                "delta": {"stop_reason": data.get("stop_reason")},
-                "usage": data.get("usage"),
-            }
-        )
-        events += mapper.finish()
-        return events
+        return message_events(body, self.name, self.model)
 
     def error_from_response(
         self, status: int, headers: Mapping[str, str], body: bytes
     ) -> ProviderError:
-        data = error_json(body)
-        error = data.get("error") if isinstance(data, dict) else None
-        if error is None:
-            error = {"message": error_text(status, body)}
-        request_id = header_value(headers, "request-id")
-        if request_id is None and isinstance(data, dict) and data.get("request_id"):
-            request_id = str(data["request_id"])
-        return anthropic_error(
-            error,
-            status_code=status,
-            provider=self.name,
-            model=self.model,
-            request_id=request_id,
-            retry_after=retry_after_seconds(headers),
+        return messages_error(status, headers, body, self.name, self.model)
+
+
+# -- the wire's pieces, shared with Claude on Vertex AI (vertex.py) ----------------------------
+
+
+def can_prefill(call: Call) -> bool:
+    """Whether a last assistant message is continued: always, but with extended thinking,
+    where prefilling is refused (docs.anthropic.com, "Extended thinking" > feature
+    compatibility)."""
+    return not call.params.get("thinking")
+
+
+def messages_body(call: Call, *, stream: bool) -> dict[str, Any]:
+    """A Messages API request body for a call, all but its ``model``.
+
+    Example::
+
+        messages_body(Call([{"role": "user", "content": "Hi"}]), stream=True)
+        # {"messages": [{"role": "user", "content": "Hi"}], "max_tokens": 4096, "stream": True}
+    """
+    params = dict(call.params)
+    if params.pop("seed", None) is not None:
+        raise ConfigurationError(
+            "Anthropic does not take seed: the Messages API has no such parameter; "
+            "leave seed out for this provider"
         )
+    system, messages = _messages(call.messages)
+    body: dict[str, Any] = {"messages": messages}
+    if system is not None:
+        body["system"] = system
+    max_tokens = params.pop("max_tokens", None)
+    body["max_tokens"] = DEFAULT_MAX_TOKENS if max_tokens is None else max_tokens
+    stop = params.pop("stop", None)
+    if stop is not None:
+        body["stop_sequences"] = [stop] if isinstance(stop, str) else list(stop)
+    for key, value in params.items():
+        if value is not None:
+            body[key] = value
+    set_tools(body, call, _tool, _tool_choice)
+    set_stream(body, stream)
+    return body
+
+
+def message_events(body: bytes, provider: str, model: str | None) -> list[Event]:
+    """The events of a whole Messages API response (a call not streamed)."""
+    data = load_json_object(body)
+    if data.get("type") == "error":
+        raise anthropic_error(
+            data.get("error"),
+            status_code=None,
+            provider=provider,
+            model=model,
+            request_id=data.get("request_id"),
+        )
+    mapper = MessageEventMapper(provider, model)
+    events: list[Event] = [ResponseStart(data.get("id"), data.get("model"))]
+    tool_index = 0
+    for block in data.get("content") or ():
+        kind = block.get("type")
+        if kind == "text":
+            if block.get("text"):
+                events.append(TextDelta(block["text"]))
+        elif kind == "thinking":
+            if block.get("thinking"):
+                events.append(ReasoningDelta(block["thinking"]))
+            if block.get("signature"):
+                events.append(ReasoningDelta(signature=block["signature"]))
+        elif kind == "tool_use":
+            call_id = block.get("id") or f"call_{tool_index}"
+            name = block.get("name") or ""
+            arguments = object_arguments(block.get("input"))
+            events.append(ToolCallStart(tool_index, call_id, name))
+            # The whole response carries the input as an object, not as JSON text.
+            events.append(
+                ToolCallEnd(tool_index, ToolCall(call_id, name, arguments, arguments_raw=None))
+            )
+            tool_index += 1
+    events += mapper.map(
+        {
+            "type": "message_delta",
+            "delta": {"stop_reason": data.get("stop_reason")},
+            "usage": data.get("usage"),
+        }
+    )
+    events += mapper.finish()
+    return events
+
+
+def messages_error(
+    status: int, headers: Mapping[str, str], body: bytes, provider: str, model: str | None
+) -> ProviderError:
+    """The spout error for an HTTP error response carrying an Anthropic error body."""
+    data = error_json(body)
+    error = data.get("error") if isinstance(data, dict) else None
+    if error is None:
+        error = {"message": error_text(status, body)}
+    request_id = header_value(headers, "request-id")
+    if request_id is None and isinstance(data, dict) and data.get("request_id"):
+        request_id = str(data["request_id"])
+    return anthropic_error(
+        error,
+        status_code=status,
+        provider=provider,
+        model=model,
+        request_id=request_id,
+        retry_after=retry_after_seconds(headers),
+    )
 
 
 def _tool(tool: Any) -> dict[str, Any]:

@@ -46,7 +46,15 @@ from ._common import (
 if TYPE_CHECKING:
     from .._output_format import OutputFormat
 
-__all__ = ["GeminiProvider", "GenerateContentMapper"]
+__all__ = [
+    "GeminiProvider",
+    "GenerateContentMapper",
+    "GenerateContentParser",
+    "generate_content_body",
+    "generate_content_error",
+    "generate_content_events",
+    "json_output_shape",
+]
 
 API_VERSION = "v1beta"
 
@@ -240,7 +248,7 @@ class GenerateContentMapper(WireMapper):
         return [Finish(normalize_finish(raw, tool_calls=self._tool_count > 0), raw)]
 
 
-class _StreamParser(SSEStreamParser[GenerateContentMapper]):
+class GenerateContentParser(SSEStreamParser[GenerateContentMapper]):
     """SSE bytes in, events out, for ``streamGenerateContent?alt=sse``."""
 
     __slots__ = ()
@@ -310,80 +318,111 @@ class GeminiProvider(HTTPProvider):
         return streaming_capabilities(tools=True, tool_streaming=False, reasoning=True)
 
     def output_shape(self, fmt: OutputFormat, params: Mapping[str, Any]) -> OutputShape:
-        # generationConfig.responseMimeType + responseJsonSchema, which takes JSON Schema as
-        # it is (ai.google.dev/gemini-api/docs/structured-output); Google advises against
-        # repeating the schema in the prompt, so there is no instruction.
-        config: dict[str, Any] = {"responseMimeType": "application/json"}
-        if fmt.schema is not None:
-            config["responseJsonSchema"] = fmt.schema
-        given = params.get("generationConfig")
-        merged = {**given, **config} if isinstance(given, dict) else config
-        return OutputShape({**params, "generationConfig": merged}, instruct=False)
+        return json_output_shape(fmt, params)
 
     def build_request(self, call: Call, *, stream: bool) -> HTTPRequest:
-        params = dict(call.params)
-        system, contents = _contents(call.messages)
-        body: dict[str, Any] = {"contents": contents}
-        if system:
-            body["systemInstruction"] = {"parts": system}
-        config: dict[str, Any] = {}
-        for name, key in (
-            ("temperature", "temperature"),
-            ("top_p", "topP"),
-            ("max_tokens", "maxOutputTokens"),
-            ("seed", "seed"),
-        ):
-            value = params.pop(name, None)
-            if value is not None:
-                config[key] = value
-        stop = params.pop("stop", None)
-        if stop is not None:
-            config["stopSequences"] = [stop] if isinstance(stop, str) else list(stop)
-        params.pop("stream", None)
-        for key, value in params.items():
-            if value is not None:
-                body[key] = value
-        if call.tools:
-            body["tools"] = _tools(call.tools)
-        if call.tool_choice is not None:
-            body["toolConfig"] = _tool_config(call.tool_choice)
-        if config:
-            # A generationConfig given as a keyword (thinkingConfig...) is kept, under
-            # the settings spout names.
-            given = body.get("generationConfig")
-            body["generationConfig"] = {**given, **config} if isinstance(given, dict) else config
         url = self._stream_url if stream else self._url
-        return self._post_json(url, self._headers, body, stream=stream)
+        return self._post_json(url, self._headers, generate_content_body(call), stream=stream)
 
-    def new_parser(self, call: Call) -> _StreamParser:
-        return _StreamParser(GenerateContentMapper(self.name, self.model))
+    def new_parser(self, call: Call) -> GenerateContentParser:
+        return GenerateContentParser(GenerateContentMapper(self.name, self.model))
 
     def parse_response(self, body: bytes, call: Call) -> Iterable[Event]:
-        data = load_json_object(body)
-        mapper = GenerateContentMapper(self.name, self.model)
-        events = mapper.map(data)
-        events += mapper.finish()
-        return events
+        return generate_content_events(body, self.name, self.model)
 
     def error_from_response(
         self, status: int, headers: Mapping[str, str], body: bytes
     ) -> ProviderError:
-        data = error_json(body)
-        # Without alt=sse an error body is a JSON array of one error: accept both.
-        if isinstance(data, list) and data and isinstance(data[0], dict):
-            data = data[0]
-        error = data.get("error") if isinstance(data, dict) else None
-        if error is None:
-            error = {"message": error_text(status, body)}
-        return gemini_error(
-            error,
-            status_code=status,
-            provider=self.name,
-            model=self.model,
-            # Gemini documents no request id header; a gateway in front of it may send one.
-            request_id=header_value(headers, "x-request-id"),
-            retry_after=retry_after_seconds(headers),
-        )
+        return generate_content_error(status, headers, body, self.name, self.model)
+
+
+# -- the wire's pieces, shared with Vertex AI's Gemini models (vertex.py) ----------------------
+
+
+def json_output_shape(fmt: OutputFormat, params: Mapping[str, Any]) -> OutputShape:
+    """A ``response_format`` as ``generationConfig.responseMimeType`` + ``responseJsonSchema``,
+    which takes JSON Schema as it is (ai.google.dev/gemini-api/docs/structured-output); Google
+    advises against repeating the schema in the prompt, so there is no instruction."""
+    config: dict[str, Any] = {"responseMimeType": "application/json"}
+    if fmt.schema is not None:
+        config["responseJsonSchema"] = fmt.schema
+    given = params.get("generationConfig")
+    merged = {**given, **config} if isinstance(given, dict) else config
+    return OutputShape({**params, "generationConfig": merged}, instruct=False)
+
+
+def generate_content_body(call: Call) -> dict[str, Any]:
+    """A ``GenerateContentRequest`` for a call: its messages, settings, tools and tool choice.
+
+    Example::
+
+        generate_content_body(Call([{"role": "user", "content": "Hi"}], {"max_tokens": 5}))
+        # {"contents": [{"role": "user", "parts": [{"text": "Hi"}]}],
+        #  "generationConfig": {"maxOutputTokens": 5}}
+    """
+    params = dict(call.params)
+    system, contents = _contents(call.messages)
+    body: dict[str, Any] = {"contents": contents}
+    if system:
+        body["systemInstruction"] = {"parts": system}
+    config: dict[str, Any] = {}
+    for name, key in (
+        ("temperature", "temperature"),
+        ("top_p", "topP"),
+        ("max_tokens", "maxOutputTokens"),
+        ("seed", "seed"),
+    ):
+        value = params.pop(name, None)
+        if value is not None:
+            config[key] = value
+    stop = params.pop("stop", None)
+    if stop is not None:
+        config["stopSequences"] = [stop] if isinstance(stop, str) else list(stop)
+    params.pop("stream", None)
+    for key, value in params.items():
+        if value is not None:
+            body[key] = value
+    if call.tools:
+        body["tools"] = _tools(call.tools)
+    if call.tool_choice is not None:
+        body["toolConfig"] = _tool_config(call.tool_choice)
+    if config:
+        # A generationConfig given as a keyword (thinkingConfig...) is kept, under
+        # the settings spout names.
+        given = body.get("generationConfig")
+        body["generationConfig"] = {**given, **config} if isinstance(given, dict) else config
+    return body
+
+
+def generate_content_events(body: bytes, provider: str, model: str | None) -> list[Event]:
+    """The events of a whole ``GenerateContentResponse`` (a call not streamed)."""
+    data = load_json_object(body)
+    mapper = GenerateContentMapper(provider, model)
+    events = mapper.map(data)
+    events += mapper.finish()
+    return events
+
+
+def generate_content_error(
+    status: int, headers: Mapping[str, str], body: bytes, provider: str, model: str | None
+) -> ProviderError:
+    """The spout error for an HTTP error response carrying a Google error body."""
+    data = error_json(body)
+    # Without alt=sse an error body is a JSON array of one error: accept both.
+    if isinstance(data, list) and data and isinstance(data[0], dict):
+        data = data[0]
+    error = data.get("error") if isinstance(data, dict) else None
+    if error is None:
+        error = {"message": error_text(status, body)}
+    return gemini_error(
+        error,
+        status_code=status,
+        provider=provider,
+        model=model,
+        # Google documents no request id header; a gateway in front of it may send one.
+        request_id=header_value(headers, "x-request-id"),
+        retry_after=retry_after_seconds(headers),
+    )
 
 
 def _tools(tools: list[Any]) -> list[Any]:
