@@ -37,6 +37,7 @@ ENTRY_POINT_GROUP = "spout.providers"
 BUILT_IN: dict[str, tuple[str, str]] = {
     "anthropic": ("spout.providers.anthropic", "AnthropicProvider"),
     "gemini": ("spout.providers.gemini", "GeminiProvider"),
+    "vertex": ("spout.providers.vertex", "VertexProvider"),
     "huggingface": ("spout.providers.huggingface", "HuggingFaceProvider"),
     "local": ("spout.providers.local", "LocalProvider"),
     "ollama": ("spout.providers.ollama", "OllamaProvider"),
