@@ -43,6 +43,7 @@ BUILT_IN: dict[str, tuple[str, str]] = {
     "ollama": ("spout.providers.ollama", "OllamaProvider"),
     "openai": ("spout.providers.openai", "OpenAIProvider"),
     "openai_responses": ("spout.providers.openai_responses", "OpenAIResponsesProvider"),
+    "azure": ("spout.providers.azure", "AzureOpenAIProvider"),
     # OpenAI-compatible services and servers: profiles of the one chat adapter.
     "openrouter": ("spout.providers.profiles", "OpenRouterProvider"),
     "vllm": ("spout.providers.profiles", "VLLMProvider"),
