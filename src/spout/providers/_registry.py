@@ -52,6 +52,8 @@ BUILT_IN: dict[str, tuple[str, str]] = {
     "together": ("spout.providers.profiles", "TogetherProvider"),
     "groq": ("spout.providers.profiles", "GroqProvider"),
     "deepseek": ("spout.providers.profiles", "DeepSeekProvider"),
+    "mistral": ("spout.providers.profiles", "MistralProvider"),
+    "xai": ("spout.providers.profiles", "XAIProvider"),
     "transformers": ("spout.providers.transformers", "TransformersProvider"),
 }
 

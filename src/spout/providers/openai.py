@@ -319,6 +319,9 @@ class OpenAIProvider(HTTPProvider):
     }
     litellm_prefixes: ClassVar[tuple[str, ...]] = ("openai_like", "text-completion-openai")
     litellm_models: ClassVar[tuple[str, ...]] = ("gpt-", "o1", "o3", "o4", "chatgpt-", "ft:gpt-")
+    #: What turns this endpoint's chunks into events: a profile whose chunks differ (Mistral's
+    #: content given as a list of parts) names a subclass.
+    mapper_class: ClassVar[type[ChatChunkMapper]] = ChatChunkMapper
 
     def __init__(
         self,
@@ -401,14 +404,20 @@ class OpenAIProvider(HTTPProvider):
         set_stream(body, stream)
         if stream and self.stream_usage and "stream_options" not in body:
             body["stream_options"] = {"include_usage": True}
-        return self._post_json(self._url, self._headers, body, stream=stream)
+        return self._post_json(self._url, self._headers, self.wire_body(body), stream=stream)
+
+    def wire_body(self, body: dict[str, Any]) -> dict[str, Any]:
+        """The request body as this endpoint takes it. The default sends chat completions'
+        body as built; a profile whose service differs (Mistral's tool-call ids and names
+        for settings) rewrites it here, leaving the caller's messages as they are."""
+        return body
 
     def new_parser(self, call: Call) -> StreamParser:
-        return _StreamParser(ChatChunkMapper(self.name, self.model))
+        return _StreamParser(self.mapper_class(self.name, self.model))
 
     def parse_response(self, body: bytes, call: Call) -> Iterable[Event]:
         data = load_json_object(body)
-        mapper = ChatChunkMapper(self.name, self.model)
+        mapper = self.mapper_class(self.name, self.model)
         if data.get("error") is not None:
             return mapper.map(data)  # raises
         # A whole completion is one chunk whose delta is the full message.

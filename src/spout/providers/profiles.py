@@ -7,18 +7,28 @@ is :class:`~spout.providers.openai.OpenAIProvider`'s. Any other compatible serve
 
 from __future__ import annotations
 
+import hashlib
+import re
+from collections.abc import Mapping
 from typing import Any, ClassVar
 
-from .openai import OpenAIProvider
+from .._capabilities import Capabilities
+from .._errors import ContextWindowExceededError, ProviderError
+from .._events import Event, ReasoningDelta, TextDelta
+from ._base import Provider, streaming_capabilities
+from ._common import error_json, error_text, retry_after_seconds
+from .openai import ChatChunkMapper, OpenAIProvider, error_from_body
 
 __all__ = [
     "DeepSeekProvider",
     "GroqProvider",
     "LMStudioProvider",
     "LlamaCppProvider",
+    "MistralProvider",
     "OpenRouterProvider",
     "TogetherProvider",
     "VLLMProvider",
+    "XAIProvider",
 ]
 
 
@@ -120,3 +130,282 @@ class DeepSeekProvider(OpenAIProvider):
     default_base_url: ClassVar[str] = "https://api.deepseek.com"
     base_url_env: ClassVar[tuple[str, ...]] = ("DEEPSEEK_BASE_URL",)
     api_key_env: ClassVar[tuple[str, ...]] = ("DEEPSEEK_API_KEY",)
+
+
+class MistralChunkMapper(ChatChunkMapper):
+    """Mistral's chunks: a reasoning model (Magistral) sends ``delta.content`` as a list of
+    parts, ``{"type": "thinking", "thinking": [{"type": "text", "text": ...}]}`` and
+    ``{"type": "text", "text": ...}`` (DeltaMessageContent and ThinkChunk in mistralai's
+    client-python), where other models send a string."""
+
+    __slots__ = ()
+
+    def map_into(self, chunk: dict[str, Any], events: list[Event]) -> None:
+        choices = chunk.get("choices")
+        if choices:
+            delta = choices[0].get("delta")
+            if delta and isinstance(delta.get("content"), list):
+                if not self._started:
+                    self._start(events, chunk.get("id"), chunk.get("model"))
+                for part in delta["content"]:
+                    events += _mistral_part(part)
+                delta = {k: v for k, v in delta.items() if k != "content"}
+                chunk = {**chunk, "choices": [{**choices[0], "delta": delta}, *choices[1:]]}
+        super().map_into(chunk, events)
+
+
+def _mistral_part(part: Any) -> list[Event]:
+    """The events of one of Mistral's content parts: text, or thinking (its own list of text
+    parts); image, reference and other parts carry no text to stream."""
+    if isinstance(part, str):
+        return [TextDelta(part)] if part else []
+    if not isinstance(part, dict):
+        return []
+    kind = part.get("type")
+    if kind == "text" and part.get("text"):
+        return [TextDelta(part["text"])]
+    if kind == "thinking":
+        thinking = part.get("thinking")
+        if isinstance(thinking, str):
+            return [ReasoningDelta(thinking)] if thinking else []
+        texts = [p.get("text") for p in thinking or () if isinstance(p, dict)]
+        return [ReasoningDelta(t) for t in texts if isinstance(t, str) and t]
+    return []
+
+
+# Mistral's tool-call ids: exactly nine letters and digits. A call id from another provider
+# ("call_abc...", "toolu_...") is refused with a 422 ("Tool call id was ... but must be
+# a-z, A-Z, 0-9, with a length of 9").
+_MISTRAL_ID = re.compile(r"[a-zA-Z0-9]{9}")
+_ALPHABET = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+
+
+def mistral_tool_ids(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The messages with every tool-call id Mistral would refuse replaced, alike in the
+    assistant's ``tool_calls`` and in the ``tool`` results that answer them.
+
+    An id that already fits is kept; another becomes nine characters derived from it, so the
+    same history always gives the same request. The list is returned as it is when every id
+    fits; a message that changes is copied, never edited.
+
+    >>> sent = mistral_tool_ids([
+    ...     {"role": "assistant", "tool_calls": [{"id": "call_0", "function": {"name": "f"}}]},
+    ...     {"role": "tool", "tool_call_id": "call_0", "content": "4"},
+    ... ])
+    >>> sent[0]["tool_calls"][0]["id"] == sent[1]["tool_call_id"] != "call_0"
+    True
+    """
+    ids = [
+        call.get("id")
+        for message in messages
+        if message.get("role") == "assistant"
+        for call in message.get("tool_calls") or ()
+    ]
+    ids += [message.get("tool_call_id") for message in messages if message.get("role") == "tool"]
+    unfit = sorted({i for i in ids if isinstance(i, str) and not _MISTRAL_ID.fullmatch(i)})
+    if not unfit:
+        return messages
+    taken = {i for i in ids if isinstance(i, str) and _MISTRAL_ID.fullmatch(i)}
+    new: dict[str, str] = {}
+    for old in unfit:
+        attempt = 0
+        while (candidate := _derived_id(old, attempt)) in taken:
+            attempt += 1  # never in practice: 62**9 ids; but an id must not answer two calls
+        taken.add(candidate)
+        new[old] = candidate
+    out = []
+    for message in messages:
+        role = message.get("role")
+        if role == "tool" and message.get("tool_call_id") in new:
+            message = {**message, "tool_call_id": new[message["tool_call_id"]]}
+        elif role == "assistant" and any(
+            c.get("id") in new for c in message.get("tool_calls") or ()
+        ):
+            calls = [
+                {**c, "id": new[c["id"]]} if c.get("id") in new else c
+                for c in message["tool_calls"]
+            ]
+            message = {**message, "tool_calls": calls}
+        out.append(message)
+    return out
+
+
+def _derived_id(old: str, attempt: int) -> str:
+    number = int.from_bytes(hashlib.sha256(f"{attempt}:{old}".encode()).digest()[:8], "big")
+    chars = []
+    for _ in range(9):
+        number, digit = divmod(number, len(_ALPHABET))
+        chars.append(_ALPHABET[digit])
+    return "".join(chars)
+
+
+class MistralProvider(OpenAIProvider):
+    """Mistral's API (https://docs.mistral.ai/api), OpenAI-compatible at
+    https://api.mistral.ai/v1, keyed by ``MISTRAL_API_KEY``.
+
+    Example::
+
+        llm = create_llm("mistral", model="mistral-small-latest")
+        print(llm.generate("Say hi").text)
+
+    What Mistral takes otherwise than OpenAI is sent its way: tool-call ids from another
+    provider's history are rewritten to the nine letters and digits Mistral accepts (the
+    caller's messages and responses keep theirs), ``seed`` goes as ``random_seed``,
+    ``tool_choice="required"`` as ``"any"``, and no ``stream_options`` is sent (Mistral
+    refuses the key and reports usage on a stream's last chunk unasked). A reasoning model's
+    thinking arrives as reasoning.
+    """
+
+    name: ClassVar[str] = "mistral"
+    default_base_url: ClassVar[str] = "https://api.mistral.ai/v1"
+    base_url_env: ClassVar[tuple[str, ...]] = ("MISTRAL_BASE_URL",)
+    api_key_env: ClassVar[tuple[str, ...]] = ("MISTRAL_API_KEY",)
+    mapper_class: ClassVar[type[ChatChunkMapper]] = MistralChunkMapper
+    # From Mistral's model pages.
+    context_windows: ClassVar[Mapping[str, int]] = {
+        "mistral-large": 131_072,
+        "codestral": 262_144,
+        "ministral": 131_072,
+        "pixtral-large": 131_072,
+    }
+    # Models whose thinking is streamed apart from the answer.
+    reasoning_models: ClassVar[tuple[str, ...]] = ("magistral-",)
+
+    def capabilities(self) -> Capabilities:
+        # A tool call arrives whole in one chunk, arguments and all.
+        caps = streaming_capabilities(
+            tools=True,
+            tool_streaming=False,
+            reasoning=self.model.lower().startswith(self.reasoning_models),
+            usage_in_stream=self.base_url == self.default_base_url,
+        )
+        return caps
+
+    def litellm_params(self, params: dict[str, Any]) -> dict[str, Any]:
+        # Mistral refuses max_completion_tokens (extra_forbidden): it takes max_tokens.
+        return Provider.litellm_params(self, params)
+
+    def wire_body(self, body: dict[str, Any]) -> dict[str, Any]:
+        # The request model of Mistral's API forbids keys it does not name (a 422,
+        # "extra_forbidden"): ChatCompletionStreamRequest in mistralai's client-python.
+        body.pop("stream_options", None)
+        if "seed" in body:
+            seed = body.pop("seed")
+            body.setdefault("random_seed", seed)
+        if body.get("tool_choice") == "required":
+            body["tool_choice"] = "any"  # Mistral's name, which every version of it takes
+        body["messages"] = mistral_tool_ids(body["messages"])
+        return body
+
+    def error_from_response(
+        self, status: int, headers: Mapping[str, str], body: bytes
+    ) -> ProviderError:
+        # Mistral's error bodies are not OpenAI's: {"object": "error", "message", "type",
+        # "code"} at the top, a validation error's message a {"detail": [...]} object, and
+        # a 401 {"detail": "Unauthorized"} or {"message": "Unauthorized", "request_id"}.
+        data = error_json(body)
+        error: Any = data.get("error", data) if isinstance(data, dict) else None
+        if not isinstance(error, dict):
+            error = {"message": error_text(status, body)} if error is None else {"message": error}
+        message = error.get("message", error.get("detail"))
+        if isinstance(message, dict):
+            message = message.get("detail", message)
+        if isinstance(message, list):
+            message = "; ".join(_validation_error(item) for item in message)
+        error = {**error, "message": message if isinstance(message, str) else str(message)}
+        request_id = self._request_id(headers)
+        if request_id is None and isinstance(error.get("request_id"), str):
+            request_id = error["request_id"]
+        return error_from_body(
+            error,
+            status_code=status,
+            provider=self.name,
+            model=self.model,
+            request_id=request_id,
+            retry_after=retry_after_seconds(headers),
+        )
+
+
+def _validation_error(item: Any) -> str:
+    """One entry of a 422's ``detail`` list (pydantic's) as ``where: what``."""
+    if not isinstance(item, dict):
+        return str(item)
+    where = ".".join(str(part) for part in item.get("loc") or ())
+    what = str(item.get("msg") or item)
+    return f"{where}: {what}" if where else what
+
+
+class XAIProvider(OpenAIProvider):
+    """xAI's Grok models (https://docs.x.ai), OpenAI-compatible at https://api.x.ai/v1,
+    keyed by ``XAI_API_KEY``.
+
+    Example::
+
+        llm = create_llm("xai", model="grok-3-mini")
+        response = llm.generate("Is 1013 prime?")
+        print(response.reasoning, response.text)
+
+    ``grok-3-mini`` streams its thinking as ``reasoning_content``, which arrives as
+    reasoning (Grok 4 reasons without showing it). A wrong key is answered with a 400 (xAI's
+    "Debugging Errors" page), raised as :class:`~spout.AuthenticationError` all the same.
+    """
+
+    name: ClassVar[str] = "xai"
+    default_base_url: ClassVar[str] = "https://api.x.ai/v1"
+    base_url_env: ClassVar[tuple[str, ...]] = ("XAI_BASE_URL",)
+    api_key_env: ClassVar[tuple[str, ...]] = ("XAI_API_KEY",)
+    # From xAI's models page.
+    context_windows: ClassVar[Mapping[str, int]] = {
+        "grok-3": 131_072,
+        "grok-4": 256_000,
+    }
+    # Models that stream reasoning_content.
+    reasoning_models: ClassVar[tuple[str, ...]] = ("grok-3-mini",)
+
+    def capabilities(self) -> Capabilities:
+        # A tool call arrives whole in one chunk (xAI's function-calling guide).
+        return streaming_capabilities(
+            tools=True,
+            tool_streaming=False,
+            reasoning=self.model.lower().startswith(self.reasoning_models),
+            usage_in_stream=self.base_url == self.default_base_url,
+        )
+
+    def error_from_response(
+        self, status: int, headers: Mapping[str, str], body: bytes
+    ) -> ProviderError:
+        # xAI's error bodies: {"code": "<the gRPC status, in words>", "error": "<message>"}.
+        data = error_json(body)
+        error: Any
+        if isinstance(data, dict) and isinstance(data.get("error"), str):
+            error = {"message": data["error"]}
+            if data.get("code") is not None:
+                error["type"] = str(data["code"])
+        elif isinstance(data, dict):
+            error = data.get("error", data)
+        else:
+            error = {"message": error_text(status, body)}
+        message = str(error.get("message") if isinstance(error, dict) else error)
+        # A wrong key is a 400 here (docs.x.ai, "Debugging Errors"): raised as what it is.
+        wrong_key = status == 400 and "incorrect api key" in message.lower()
+        exc = error_from_body(
+            error,
+            status_code=401 if wrong_key else status,
+            provider=self.name,
+            model=self.model,
+            request_id=self._request_id(headers),
+            retry_after=retry_after_seconds(headers),
+        )
+        exc.status_code = status
+        if status == 400 and "maximum prompt length" in message.lower():
+            # xAI's words for a prompt past the context window.
+            exc = ContextWindowExceededError(
+                exc.message,
+                provider=exc.provider,
+                model=exc.model,
+                status_code=status,
+                request_id=exc.request_id,
+                body=exc.body,
+                error_type=exc.error_type,
+            )
+        return exc
