@@ -54,6 +54,7 @@ BUILT_IN: dict[str, tuple[str, str]] = {
     "deepseek": ("spout.providers.profiles", "DeepSeekProvider"),
     "mistral": ("spout.providers.profiles", "MistralProvider"),
     "xai": ("spout.providers.profiles", "XAIProvider"),
+    "cohere": ("spout.providers.cohere", "CohereProvider"),
     "transformers": ("spout.providers.transformers", "TransformersProvider"),
 }
 
