@@ -92,6 +92,21 @@ def _atranslate(exc: BaseException, *, streaming: bool) -> SpoutError:
     return TransportError(f"HTTP transport failed: {detail}")
 
 
+def _aiohttp_url(url: str) -> Any:
+    """The URL for aiohttp, sent as the provider wrote it.
+
+    A URL with percent-escapes was encoded by the provider that built it, and goes out byte for
+    byte, as httpx sends it: yarl would otherwise decode the escapes it deems safe in a path
+    (``%3A`` becomes ``:``), and a signature over the path (Bedrock's SigV4, whose model ids
+    hold ``:``) would no longer match what arrives.
+    """
+    if "%" not in url:
+        return url
+    import yarl
+
+    return yarl.URL(url, encoded=True)
+
+
 def _aiohttp_errors() -> tuple[type[BaseException], ...]:
     import asyncio
 
@@ -369,7 +384,7 @@ class Transport:
                 _within(deadline),
                 session.request(
                     request.method,
-                    request.url,
+                    _aiohttp_url(request.url),
                     headers=request.headers,
                     data=request.body,
                     timeout=self._aiohttp_timeout(deadline),
@@ -395,7 +410,7 @@ class Transport:
             async with _within(deadline):
                 response = await session.request(
                     request.method,
-                    request.url,
+                    _aiohttp_url(request.url),
                     headers=request.headers,
                     data=request.body,
                     timeout=self._aiohttp_timeout(deadline),
