@@ -10,9 +10,9 @@ from .._capabilities import Capabilities
 from .._errors import ConfigurationError, ProviderError, error_for_status
 from .._events import Event
 from .._request import HTTPRequest
-from ._base import Call, StreamParser, TokenProvider, env_value, streaming_capabilities
+from ._base import Call, TokenProvider, env_value, streaming_capabilities
 from ._common import error_json, error_text, retry_after_seconds
-from .openai import ChatChunkMapper, OpenAIProvider, _StreamParser, error_from_body
+from .openai import ChatChunkMapper, OpenAIProvider, error_from_body
 
 __all__ = ["DEFAULT_API_VERSION", "AzureOpenAIProvider"]
 
@@ -101,6 +101,7 @@ class AzureOpenAIProvider(OpenAIProvider):
     # A deployment is named by its owner, so no model name says "Azure" (litellm's
     # "azure/<deployment>" reaches it by the provider's own name).
     litellm_models: ClassVar[tuple[str, ...]] = ()
+    mapper_class: ClassVar[type[ChatChunkMapper]] = _AzureChunkMapper
 
     @classmethod
     def env_names(cls) -> tuple[str, ...]:
@@ -185,9 +186,6 @@ class AzureOpenAIProvider(OpenAIProvider):
             # A new dict: the request's headers may be this provider's own.
             request.headers = {**request.headers, "Authorization": f"Bearer {self._token}"}
         return request
-
-    def new_parser(self, call: Call) -> StreamParser:
-        return _StreamParser(_AzureChunkMapper(self.name, self.model))
 
     def error_from_response(
         self, status: int, headers: Mapping[str, str], body: bytes
