@@ -168,7 +168,9 @@ class ReplayServer:
 def transcript(provider: str, case: str) -> tuple[bytes, dict[str, Any]]:
     """A recorded body and the result a client must rebuild from it."""
     folder = WIRE / provider
-    body_path = next(p for p in folder.glob(f"{case}.*") if p.suffix in (".sse", ".ndjson"))
+    body_path = next(
+        p for p in folder.glob(f"{case}.*") if p.suffix in (".sse", ".ndjson", ".eventstream")
+    )
     expected = json.loads((folder / f"{case}.expected.json").read_text())
     return body_path.read_bytes(), expected
 

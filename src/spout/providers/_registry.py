@@ -36,6 +36,7 @@ ENTRY_POINT_GROUP = "spout.providers"
 #: classes that subclass it.
 BUILT_IN: dict[str, tuple[str, str]] = {
     "anthropic": ("spout.providers.anthropic", "AnthropicProvider"),
+    "bedrock": ("spout.providers.bedrock", "BedrockProvider"),
     "gemini": ("spout.providers.gemini", "GeminiProvider"),
     "vertex": ("spout.providers.vertex", "VertexProvider"),
     "huggingface": ("spout.providers.huggingface", "HuggingFaceProvider"),
