@@ -432,6 +432,20 @@ def test_credentials_are_required_and_both_ways_are_named(replay: ReplayServer) 
     assert "token_provider=" in message and "Entra ID" in message
 
 
+@pytest.mark.parametrize("header", ["api-key", "Authorization", "Ocp-Apim-Subscription-Key"])
+def test_credentials_given_as_a_header(replay: ReplayServer, header: str) -> None:
+    # An API Management gateway in front of the resource takes its own key, say.
+    body, _ = transcript("azure", "text")
+    replay.replies = [Reply(chunks=[body])]
+    llm = made(
+        create_llm(
+            "azure", model=DEPLOYMENT, base_url=replay.url, headers={header: "hdr-key-0123456789"}
+        )
+    )
+    llm.generate_stream("hi").close()
+    assert headers_of(replay.requests[-1])[header.lower()] == "hdr-key-0123456789"
+
+
 def test_a_key_and_a_token_provider_are_not_both_taken(replay: ReplayServer) -> None:
     with pytest.raises(spout.ConfigurationError, match="not both"):
         create_llm(

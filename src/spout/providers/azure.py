@@ -27,6 +27,11 @@ DEFAULT_API_VERSION = "2024-10-21"
 _STREAM_USAGE_SINCE = "2024-09-01"
 
 
+#: Headers that carry credentials a caller may give as headers instead: Azure's two, and the
+#: subscription key of an Azure API Management gateway in front of the resource.
+_CREDENTIAL_HEADERS = frozenset(("api-key", "authorization", "ocp-apim-subscription-key"))
+
+
 class _AzureChunkMapper(ChatChunkMapper):
     """Chat completion chunks as Azure streams them.
 
@@ -137,7 +142,12 @@ class AzureOpenAIProvider(OpenAIProvider):
                 "provider 'azure': pass api_key= or token_provider=, not both (a key goes "
                 "in the api-key header, a token as Authorization: Bearer)"
             )
-        if token_provider is None and not (api_key or env_value(*self.api_key_env)):
+        given = {name.lower() for name in headers or ()}
+        if (
+            token_provider is None
+            and not (api_key or env_value(*self.api_key_env))
+            and not given & _CREDENTIAL_HEADERS
+        ):
             raise ConfigurationError(
                 "provider 'azure' needs credentials: pass api_key=... (or set "
                 "AZURE_OPENAI_API_KEY), or token_provider=... for Microsoft Entra ID (e.g. "
