@@ -1025,3 +1025,39 @@ def test_capabilities() -> None:
         ModelCapability.REASONING: True,
         ModelCapability.SYSTEM_PROMPT: True,
     }
+
+
+def test_credentials_that_expire_are_renewed_before_a_request(
+    replay: ReplayServer, runner: Runner, monkeypatch: pytest.MonkeyPatch, aws: Path
+) -> None:
+    # A profile's credential_process gives refreshable credentials: these expire in five
+    # minutes, inside botocore's window for a mandatory refresh, so each request asks the
+    # process again, and is signed with what it gives (a new key each time).
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
+        monkeypatch.delenv(name)
+    counter = aws / "count"
+    counter.write_text("0")
+    process = aws / "credentials.py"
+    process.write_text(
+        "import datetime, json, pathlib\n"
+        f"counter = pathlib.Path({str(counter)!r})\n"
+        "n = int(counter.read_text()) + 1\n"
+        "counter.write_text(str(n))\n"
+        "expires = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(minutes=5)\n"
+        "print(json.dumps({'Version': 1, 'AccessKeyId': f'AKIDWIREPROCESS{n}',\n"
+        "    'SecretAccessKey': f's3cret{n}', 'SessionToken': f'token{n}',\n"
+        "    'Expiration': expires.isoformat()}))\n"
+    )
+    (aws / "config").write_text(f"[default]\ncredential_process = {sys.executable} {process}\n")
+    replay.replies = [reply(stream_of("ok"))]
+    llm = bedrock(replay)
+    runner.text(llm, "hi")
+    runner.text(llm, "hi")
+    numbers = []
+    for request in replay.requests:
+        headers = headers_of(request)
+        number = headers["x-amz-security-token"].removeprefix("token")
+        assert f"Credential=AKIDWIREPROCESS{number}/" in headers["authorization"]
+        verify_sigv4(request, f"s3cret{number}")
+        numbers.append(int(number))
+    assert numbers[1] > numbers[0]  # renewed between the two requests
