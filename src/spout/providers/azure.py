@@ -154,6 +154,7 @@ class AzureOpenAIProvider(OpenAIProvider):
                 "azure.identity.get_bearer_token_provider(DefaultAzureCredential(), "
                 "'https://cognitiveservices.azure.com/.default'))"
             )
+        self._use_tokens(token_provider)  # refuses one that is not callable
         super().__init__(
             model,
             base_url=endpoint,
@@ -163,7 +164,6 @@ class AzureOpenAIProvider(OpenAIProvider):
             **transport,
         )
         self.api_version = version
-        self._use_tokens(token_provider)
         if token_provider is not None:
             # A token given beats a key in the environment: never send both.
             self.api_key = None
