@@ -350,6 +350,8 @@ _CONTEXT_MARKERS = (
     "input token count",
     # TGI: "`inputs` tokens + `max_new_tokens` must be <= N"
     "`inputs` tokens + `max_new_tokens`",
+    # Bedrock's ValidationException: "Input is too long for requested model."
+    "input is too long",
 )
 
 

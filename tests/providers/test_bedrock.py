@@ -841,6 +841,11 @@ def test_region_chain(monkeypatch: pytest.MonkeyPatch, aws: Path) -> None:
 def test_no_region_anywhere_is_a_configuration_error() -> None:
     with pytest.raises(spout.ConfigurationError, match=r"needs a region.*AWS_REGION"):
         create_llm("bedrock", model=MODEL)
+    # A signature covers the region: a base_url of one's own does not make it needless.
+    with pytest.raises(spout.ConfigurationError, match=r"needs a region"):
+        create_llm("bedrock", model=MODEL, base_url="http://127.0.0.1:9")
+    # A key sent to a base_url of one's own needs none.
+    create_llm("bedrock", model=MODEL, base_url="http://127.0.0.1:9", api_key="ABSKWIRE0000")
 
 
 def test_the_region_signs_even_with_a_base_url(
@@ -1007,9 +1012,17 @@ def test_an_error_named_in_the_body(replay: ReplayServer) -> None:
     assert (caught.value.error_type, caught.value.message) == ("accessDeniedException", "no access")
 
 
-def test_a_context_window_error_is_recognized(replay: ReplayServer) -> None:
-    error = {"message": "prompt is too long: 208736 tokens > 200000 maximum"}
-    replay.replies = [json_reply(error, 400, {"x-amzn-ErrorType": "ValidationException"})]
+@pytest.mark.parametrize(
+    "message",
+    [
+        "Input is too long for requested model.",
+        "prompt is too long: 208736 tokens > 200000 maximum",  # Claude's, passed through
+    ],
+)
+def test_a_context_window_error_is_recognized(replay: ReplayServer, message: str) -> None:
+    replay.replies = [
+        json_reply({"message": message}, 400, {"x-amzn-ErrorType": "ValidationException"})
+    ]
     with pytest.raises(spout.ContextWindowExceededError):
         bedrock(replay).generate("x")
 
@@ -1061,3 +1074,17 @@ def test_credentials_that_expire_are_renewed_before_a_request(
         verify_sigv4(request, f"s3cret{number}")
         numbers.append(int(number))
     assert numbers[1] > numbers[0]  # renewed between the two requests
+
+
+def test_litellm_names_bedrock_and_its_converse_route(
+    replay: ReplayServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AWS_REGION", "us-east-1")
+    replay.replies = [json_reply(converse_response("text"))]
+    _, expected = transcript("bedrock", "text")
+    for model in (f"bedrock/{MODEL}", f"bedrock/converse/{MODEL}"):
+        answer = spout.completion(
+            model=model, messages=[{"role": "user", "content": "hi"}], api_base=replay.url
+        )
+        assert answer.choices[0].message.content == expected["text"]
+    assert [r.path for r in replay.requests] == [f"/model/{ENCODED}/converse"] * 2

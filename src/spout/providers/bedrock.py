@@ -383,6 +383,16 @@ class BedrockProvider(HTTPProvider):
     }
 
     @classmethod
+    def litellm_config(
+        cls, model: str | None, config: dict[str, Any]
+    ) -> tuple[str | None, dict[str, Any]]:
+        # litellm names the Converse route in the model ("bedrock/converse/<id>"); spout
+        # speaks only Converse, so the route's name is dropped.
+        if model is not None and model.startswith("converse/"):
+            model = model.removeprefix("converse/")
+        return super().litellm_config(model, config)
+
+    @classmethod
     def env_names(cls) -> tuple[str, ...]:
         return (
             *cls.base_url_env,
@@ -418,7 +428,9 @@ class BedrockProvider(HTTPProvider):
         self.region: str | None = region or env_value(*self.region_env)
         if self.region is None and (self.api_key is None or given_url is None):
             self.region = self._profile_region()
-        if given_url is None and self.region is None:
+        # The region names the endpoint, and is part of what a signature covers: only a
+        # request sent with a key to a base_url of one's own goes without one.
+        if self.region is None and (given_url is None or self.api_key is None):
             raise ConfigurationError(
                 "provider 'bedrock' needs a region: pass region=... or set AWS_REGION "
                 "(or a region in your AWS profile)"
