@@ -25,13 +25,44 @@ PROVIDERS: list[tuple[str, dict[str, object], str]] = [
     ("ollama", {"model": "llama3"}, "examples/providers.py"),
     ("huggingface", {"model": "tgi", "base_url": "http://localhost:8080"}, "examples/providers.py"),
     ("huggingface", {"model": "m", "api": "chat", "api_key": "k"}, "examples/openai_compatible.py"),
-    ("openrouter", {"model": "openai/gpt-4o-mini", "api_key": "k"}, "examples/openai_compatible.py"),
+    (
+        "openrouter",
+        {"model": "openai/gpt-4o-mini", "api_key": "k"},
+        "examples/openai_compatible.py",
+    ),
     ("vllm", {"model": "m"}, "examples/openai_compatible.py"),
     ("llamacpp", {"model": "m"}, "examples/openai_compatible.py"),
     ("lmstudio", {"model": "m"}, "examples/openai_compatible.py"),
     ("together", {"model": "m", "api_key": "k"}, "examples/openai_compatible.py"),
     ("groq", {"model": "m", "api_key": "k"}, "examples/openai_compatible.py"),
     ("deepseek", {"model": "m", "api_key": "k"}, "examples/openai_compatible.py"),
+    ("mistral", {"model": "mistral-small-latest", "api_key": "k"}, "examples/cloud.py"),
+    ("xai", {"model": "grok-3-mini", "api_key": "k"}, "examples/cloud.py"),
+    ("cohere", {"model": "command-a-03-2025", "api_key": "k"}, "examples/cloud.py"),
+    (
+        "azure",
+        {"model": "my-deployment", "base_url": "https://r.openai.azure.com", "api_key": "k"},
+        "examples/cloud.py",
+    ),
+    (
+        "bedrock",
+        {
+            "model": "us.anthropic.claude-3-5-haiku-20241022-v1:0",
+            "region": "us-east-1",
+            "api_key": "k",
+        },
+        "examples/cloud.py",
+    ),
+    (
+        "vertex",
+        {"model": "gemini-2.5-flash", "project": "p", "token_provider": lambda: "t"},
+        "examples/cloud.py",
+    ),
+    (
+        "vertex",
+        {"model": "claude-sonnet-4-5", "project": "p", "token_provider": lambda: "t"},
+        "examples/cloud.py",
+    ),
 ]
 
 COLUMNS = [
@@ -53,6 +84,8 @@ def table() -> str:
         api = config.get("api")
         caps = create_llm(name, **config).get_capabilities()  # type: ignore[arg-type]
         label = f"`{name}`" + (f" `api={api!r}`" if api else "")
+        if sum(row[0] == name and "api" not in row[1] for row in PROVIDERS) > 1:
+            label += f" `{config['model']}`"  # a provider whose routes differ by model
         marks = ["yes" if caps.get(cap) else "no" for cap, _ in COLUMNS]
         rows.append(f"| {label} | " + " | ".join(marks) + f" | `{example}` |")
     return "\n".join(rows)

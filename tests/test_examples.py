@@ -79,6 +79,26 @@ CHECKS: dict[str, list[str]] = {
         r"^ConfigurationError: unknown provider 'nosuch'",
         r"^ConnectionError: .*[Rr]efused",
     ],
+    "cloud": [
+        # each provider's answer, then how it finished and what authenticated the request
+        *(
+            rf"^{name} +{model}: 'Rivers run to the sea\.'\n +finish stop, 12\+5 tokens, sent {auth}$"
+            for name, model, auth in (
+                ("bedrock", r"us\.anthropic\.claude-3-5-haiku-20241022-v1:0", "SigV4 signature"),
+                (
+                    "bedrock",
+                    r"us\.anthropic\.claude-3-5-haiku-20241022-v1:0",
+                    r"bearer token \(bedrock-api-key-demo\)",
+                ),
+                ("vertex", "gemini-2.5-flash", r"bearer token \(ya29\.demo\)"),
+                ("vertex", "claude-sonnet-4-5", r"bearer token \(ya29\.demo\)"),
+                ("azure", "my-gpt-4o-deployment", r"api-key header \(azure-key-demo\)"),
+                ("mistral", "mistral-small-latest", r"bearer token \(mistral-key-demo\)"),
+                ("xai", "grok-4", r"bearer token \(xai-key-demo\)"),
+                ("cohere", "command-a-03-2025", r"bearer token \(cohere-key-demo\)"),
+            )
+        ),
+    ],
     "providers": [
         rf"^{name} +'Rivers run to the sea\.'  finish=stop usage=12/6$"
         for name in (
