@@ -188,9 +188,13 @@ def parse_model_string(value: str) -> tuple[str, str | None]:
     ('openai', 'gpt-4o-mini')
     >>> parse_model_string("anthropic/claude-sonnet-4-5")
     ('anthropic', 'claude-sonnet-4-5')
+    >>> parse_model_string("bedrock/anthropic.claude-3-haiku-20240307-v1:0")
+    ('bedrock', 'anthropic.claude-3-haiku-20240307-v1:0')
     """
     provider, sep, model = value.partition(":")
-    if not sep:
+    # A model id may hold a colon of its own ("bedrock/...-v1:0"): a head before the colon
+    # that names no provider leaves the slash to be tried.
+    if not sep or ("/" in provider and not is_provider(provider.strip().lower())):
         head, slash, rest = value.partition("/")
         if slash and is_provider(head.strip().lower()):
             provider, sep, model = head, slash, rest

@@ -1088,3 +1088,11 @@ def test_litellm_names_bedrock_and_its_converse_route(
         )
         assert answer.choices[0].message.content == expected["text"]
     assert [r.path for r in replay.requests] == [f"/model/{ENCODED}/converse"] * 2
+
+
+def test_a_model_string_names_bedrock_and_a_model_id_with_a_colon() -> None:
+    for given in (f"bedrock:{MODEL}", f"bedrock/{MODEL}"):
+        llm = made(create_llm(given, region="us-east-1"))
+        assert (llm.provider.name, llm.provider.model) == ("bedrock", MODEL)
+    llm = made(create_llm(model=f"bedrock/{MODEL}", region="us-east-1"))
+    assert (llm.provider.name, llm.provider.model) == ("bedrock", MODEL)
