@@ -3,6 +3,7 @@ Claude models, Bearer tokens from a token_provider or from Google's default cred
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sys
 from collections.abc import Iterator
@@ -560,3 +561,36 @@ def test_application_default_credentials_directly(token_server: ReplayServer) ->
     credentials.invalidate()
     assert credentials() == "ya29.WIRE-adc-2"
     assert len(token_server.requests) == 2
+
+
+@pytest.mark.usefixtures("service_account")
+async def test_a_refresh_in_async_code_leaves_the_event_loop_serving(
+    token_server: ReplayServer,
+) -> None:
+    """The token endpoint takes 0.5 s to answer: meanwhile, the event loop goes on (a ticker
+    task runs), because the refresh runs in a worker thread; a valid token costs no thread."""
+    token_server.replies = [
+        Reply(
+            chunks=[b'{"access_token": "ya29.WIRE-slow", "expires_in": 3600}'],
+            headers={"Content-Type": "application/json"},
+            delay=0.5,
+        )
+    ]
+    credentials = ApplicationDefaultCredentials()
+    ticks = 0
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while True:
+            await asyncio.sleep(0.02)
+            ticks += 1
+
+    task = asyncio.create_task(ticker())
+    try:
+        assert await credentials.atoken() == "ya29.WIRE-slow"
+        during = ticks
+        assert await credentials.atoken() == "ya29.WIRE-slow"  # still valid: no request
+    finally:
+        task.cancel()
+    assert during >= 10, f"the event loop ran only {during} ticks during a 0.5 s refresh"
+    assert len(token_server.requests) == 1

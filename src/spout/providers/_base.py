@@ -474,9 +474,10 @@ class HTTPProvider(Provider):
 
     def _fresh_token(self, value: object) -> str:
         if not isinstance(value, str) or not value.strip():
+            got = "an empty string" if isinstance(value, str) else type(value).__name__
             raise ConfigurationError(
-                f"provider {self.name!r}: token_provider returned "
-                f"{type(value).__name__ if value is not None else 'None'}, not a token (str)"
+                f"provider {self.name!r}: token_provider returned {got}, not a token (a "
+                "non-empty str)"
             )
         token = checked_key(self.name, value)
         assert token is not None
@@ -506,9 +507,12 @@ class HTTPProvider(Provider):
         assert provider is not None
         if again:
             getattr(provider, "invalidate", _nothing)()
+        # spout's own providers that may block on a refresh (Google's default credentials)
+        # say how to ask them without blocking the event loop.
+        atoken = getattr(provider, "atoken", None)
         # An error of the caller's own callable (azure-identity's, google-auth's) is raised
         # as it is: it names what went wrong better than spout could.
-        value = provider()
+        value = await atoken() if atoken is not None else provider()
         if isinstance(value, Awaitable):
             value = await value
         self._fresh_token(value)

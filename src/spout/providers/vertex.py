@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -134,6 +135,16 @@ class ApplicationDefaultCredentials:
         if not isinstance(token, str):
             raise ConfigurationError("Google's default credentials gave no access token")
         return token
+
+    async def atoken(self) -> str:
+        """The token, from async code: a refresh (an HTTPS request, about once an hour) runs
+        in a worker thread, so the event loop goes on serving other streams meanwhile."""
+        credentials = self._credentials
+        if credentials is not None and not self._stale and credentials.valid:
+            token = credentials.token
+            if isinstance(token, str):
+                return token
+        return await asyncio.to_thread(self)
 
     def invalidate(self) -> None:
         """Refresh the token on the next call, however long it still claims to be valid."""
