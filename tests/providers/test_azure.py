@@ -777,3 +777,33 @@ def test_a_token_provider_error_is_raised_as_it_is(replay: ReplayServer, runner:
     with pytest.raises(CredentialUnavailableError, match="DefaultAzureCredential"):
         runner.text(azure(replay, token_provider=broken))
     assert replay.requests == []
+
+
+def test_litellm_gives_the_api_version_and_a_token_provider(
+    replay: ReplayServer, runner: Runner
+) -> None:
+    """completion(model="azure/<deployment>", api_version=..., azure_ad_token_provider=...):
+    litellm's names for the version and for Entra ID's tokens configure the provider, and
+    neither is sent in the body."""
+    body, expected = transcript("azure", "text")
+    replay.replies = [Reply(chunks=[body])]
+    chunks = runner.call(
+        spout.completion,
+        spout.acompletion,
+        model=f"azure/{DEPLOYMENT}",
+        messages=[{"role": "user", "content": "hi"}],
+        api_base=replay.url,
+        api_version="2024-06-01",
+        azure_ad_token_provider=lambda: "entra-WIRE-token",
+        stream=True,
+    )
+    text = "".join(
+        chunk.choices[0].delta.content or "" for chunk in runner.list(chunks) if chunk.choices
+    )
+    assert text == expected["text"]
+    (request,) = replay.requests
+    assert (
+        request.path == f"/openai/deployments/{DEPLOYMENT}/chat/completions?api-version=2024-06-01"
+    )
+    assert headers_of(request)["authorization"] == "Bearer entra-WIRE-token"
+    assert not {"api_version", "azure_ad_token_provider"} & set(request.json())

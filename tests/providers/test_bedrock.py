@@ -1096,3 +1096,18 @@ def test_a_model_string_names_bedrock_and_a_model_id_with_a_colon() -> None:
         assert (llm.provider.name, llm.provider.model) == ("bedrock", MODEL)
     llm = made(create_llm(model=f"bedrock/{MODEL}", region="us-east-1"))
     assert (llm.provider.name, llm.provider.model) == ("bedrock", MODEL)
+
+
+def test_litellm_names_the_region_aws_region_name(replay: ReplayServer) -> None:
+    """completion(model="bedrock/...", aws_region_name=...) signs for that region, as
+    litellm's callers give it; it is not sent in the body."""
+    replay.replies = [json_reply(converse_response("text"))]
+    spout.completion(
+        model=f"bedrock/{MODEL}",
+        messages=[{"role": "user", "content": "hi"}],
+        api_base=replay.url,
+        aws_region_name="ap-southeast-2",
+    )
+    (request,) = replay.requests
+    assert "/ap-southeast-2/bedrock/aws4_request" in headers_of(request)["authorization"]
+    assert "aws_region_name" not in request.json()

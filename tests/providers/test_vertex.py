@@ -594,3 +594,28 @@ async def test_a_refresh_in_async_code_leaves_the_event_loop_serving(
         task.cancel()
     assert during >= 10, f"the event loop ran only {during} ticks during a 0.5 s refresh"
     assert len(token_server.requests) == 1
+
+
+@pytest.mark.usefixtures("service_account")
+def test_litellm_names_vertex_ai_its_project_and_location(replay: ReplayServer) -> None:
+    """completion(model="vertex_ai/<model>", vertex_project=..., vertex_location=...), with
+    Application Default Credentials, as litellm's callers write it."""
+    body, expected = transcript("vertex", "gemini_text")
+    replay.replies = [Reply(chunks=[body])]
+    chunks = spout.completion(
+        model=f"vertex_ai/{GEMINI}",
+        messages=[{"role": "user", "content": "hi"}],
+        api_base=replay.url,
+        vertex_project="litellm-project",
+        vertex_location="europe-west4",
+        stream=True,
+    )
+    text = "".join(chunk.choices[0].delta.content or "" for chunk in chunks if chunk.choices)
+    assert text == expected["text"]
+    (request,) = replay.requests
+    assert request.path == (
+        "/v1/projects/litellm-project/locations/europe-west4/publishers/google/models/"
+        f"{GEMINI}:streamGenerateContent?alt=sse"
+    )
+    assert headers_of(request)["authorization"] == "Bearer ya29.WIRE-adc-1"
+    assert not {"vertex_project", "vertex_location"} & set(request.json())

@@ -79,8 +79,6 @@ class _Request:
         stream_options = given.pop("stream_options", None) or {}
         self.include_usage = bool(_mapping(stream_options).get("include_usage"))
         given.pop("stream", None)
-        for key in _LITELLM_ONLY:
-            given.pop(key, None)
         n = given.pop("n", None)
         if n not in (None, 1):
             raise ConfigurationError(
@@ -105,6 +103,12 @@ class _Request:
         self.model: str | None = model
         if self.mock is None:
             self.provider, self.model = _route(model, custom)
+            # The provider's own settings under litellm's names (Azure's api_version,
+            # Vertex AI's vertex_project): part of where to connect.
+            cls = provider_class(self.provider)
+            for setting, keyword in cls.litellm_settings.items():
+                if setting in given:
+                    config[keyword] = given.pop(setting)
             if api_key is not None:
                 config["api_key"] = api_key
             if base_url is not None:
@@ -112,7 +116,9 @@ class _Request:
             if headers:
                 config["headers"] = dict(headers)
             # Where litellm means these otherwise than spout, the provider says how.
-            self.model, config = provider_class(self.provider).litellm_config(self.model, config)
+            self.model, config = cls.litellm_config(self.model, config)
+        for key in _LITELLM_ONLY:
+            given.pop(key, None)
         self.config = config
         if limits is not None:
             given["timeout"] = limits

@@ -275,6 +275,10 @@ class Provider:
     #: names no provider reaches it by them. The built-in providers are asked in the order of
     #: their table, so a subclass of OpenAI's adapter never takes ``gpt-`` from it.
     litellm_models: ClassVar[tuple[str, ...]] = ()
+    #: litellm's names for this provider's own ``create_llm`` settings, as ``{litellm name:
+    #: keyword}`` (``{"vertex_project": "project"}``): a litellm call that gives one
+    #: configures the provider with it, where litellm would otherwise drop it.
+    litellm_settings: ClassVar[Mapping[str, str]] = {}
     #: Whether the model runs in this process, with no endpoint: the endpoint settings of a
     #: litellm call (``api_key``, ``base_url``, ``headers``) are then dropped, as litellm does.
     in_process: ClassVar[bool] = False

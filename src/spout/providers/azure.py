@@ -106,6 +106,11 @@ class AzureOpenAIProvider(OpenAIProvider):
     # A deployment is named by its owner, so no model name says "Azure" (litellm's
     # "azure/<deployment>" reaches it by the provider's own name).
     litellm_models: ClassVar[tuple[str, ...]] = ()
+    # completion(model="azure/<deployment>", api_version=..., azure_ad_token_provider=...)
+    litellm_settings: ClassVar[Mapping[str, str]] = {
+        "api_version": "api_version",
+        "azure_ad_token_provider": "token_provider",
+    }
     mapper_class: ClassVar[type[ChatChunkMapper]] = _AzureChunkMapper
 
     @classmethod

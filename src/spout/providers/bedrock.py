@@ -376,6 +376,11 @@ class BedrockProvider(HTTPProvider):
         "AWS_ENDPOINT_URL",
     )
     region_env: ClassVar[tuple[str, ...]] = ("AWS_REGION", "AWS_DEFAULT_REGION")
+    # completion(model="bedrock/<model id>", aws_region_name=..., aws_profile_name=...)
+    litellm_settings: ClassVar[Mapping[str, str]] = {
+        "aws_region_name": "region",
+        "aws_profile_name": "profile",
+    }
     request_id_headers: ClassVar[tuple[str, ...]] = ("x-amzn-RequestId", "x-amzn-requestid")
     # Claude on Bedrock: the foundation model ids and the cross-region inference profiles.
     context_windows: ClassVar[Mapping[str, int]] = {

@@ -180,6 +180,12 @@ class VertexProvider(HTTPProvider):
 
     name: ClassVar[str] = "vertex"
     accept_header: ClassVar[str] = "accept"
+    # completion(model="vertex_ai/<model>", vertex_project=..., vertex_location=...)
+    litellm_prefixes: ClassVar[tuple[str, ...]] = ("vertex_ai",)
+    litellm_settings: ClassVar[Mapping[str, str]] = {
+        "vertex_project": "project",
+        "vertex_location": "location",
+    }
     project_env: ClassVar[tuple[str, ...]] = ("GOOGLE_CLOUD_PROJECT",)
     location_env: ClassVar[tuple[str, ...]] = ("GOOGLE_CLOUD_LOCATION",)
 
