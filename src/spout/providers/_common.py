@@ -7,14 +7,17 @@ from typing import Any
 
 import orjson
 
+from .._errors import ProviderError, error_for_status
 from .._events import Usage
 from ._base import Call, parse_arguments, wire_tools
 
 __all__ = [
     "bearer_headers",
     "error_json",
+    "error_of_type",
     "error_text",
     "history_tool_calls",
+    "move_settings",
     "object_arguments",
     "retry_after_seconds",
     "set_stream",
@@ -37,6 +40,42 @@ def set_tools(
         body["tools"] = wire_tools(call.tools, tool)
     if call.tool_choice is not None:
         body["tool_choice"] = choice(call.tool_choice)
+
+
+def move_settings(
+    params: dict[str, Any],
+    into: dict[str, Any],
+    names: tuple[tuple[str, str], ...],
+    stop: str,
+) -> None:
+    """Take spout's settings ``names`` (``(spout's name, the wire's)`` pairs) and ``stop`` out
+    of ``params`` and into ``into`` under the wire's names, the stop sequences (a string or
+    several) as a list under ``stop``. Unset ones (None) are left out."""
+    for name, key in names:
+        value = params.pop(name, None)
+        if value is not None:
+            into[key] = value
+    sequences = params.pop("stop", None)
+    if sequences is not None:
+        into[stop] = [sequences] if isinstance(sequences, str) else list(sequences)
+
+
+def error_of_type(
+    status_code: int | None,
+    message: str,
+    error_type: str | None,
+    statuses: Mapping[str, int],
+    **details: Any,
+) -> ProviderError:
+    """The spout error for a provider error with a type, sent as an HTTP status or (with
+    ``status_code`` None) inside a stream. In a stream the class follows the type, by the
+    status ``statuses`` gives it, and the error carries no status, since none was sent.
+    ``details`` are :func:`~spout._errors.error_for_status`'s keywords."""
+    status = status_code if status_code is not None else statuses.get(error_type or "", 0)
+    exc = error_for_status(status, message, error_type=error_type, **details)
+    if status_code is None:
+        exc.status_code = None
+    return exc
 
 
 def set_stream(body: dict[str, Any], stream: bool) -> None:

@@ -12,7 +12,6 @@ from .._errors import (
     ConfigurationError,
     ProtocolError,
     ProviderError,
-    error_for_status,
 )
 from .._events import (
     Event,
@@ -41,6 +40,7 @@ from ._base import (
 )
 from ._common import (
     error_json,
+    error_of_type,
     error_text,
     history_tool_calls,
     object_arguments,
@@ -115,20 +115,17 @@ def anthropic_error(
         message = str(error.get("message") or error_type or error)
     else:
         error_type, message = None, str(error)
-    status = status_code if status_code is not None else _STATUS_FOR_TYPE.get(error_type or "", 0)
-    exc = error_for_status(
-        status,
+    return error_of_type(
+        status_code,
         message,
+        error_type,
+        _STATUS_FOR_TYPE,
         provider=provider,
         model=model,
         request_id=request_id,
         body=error,
-        error_type=error_type,
         retry_after=retry_after,
     )
-    if status_code is None:
-        exc.status_code = None
-    return exc
 
 
 class MessageEventMapper(WireMapper):

@@ -15,7 +15,6 @@ from .._errors import (
     ProtocolError,
     ProviderError,
     StreamInterruptedError,
-    error_for_status,
 )
 from .._events import (
     Event,
@@ -49,8 +48,10 @@ from ._base import (
 )
 from ._common import (
     error_json,
+    error_of_type,
     error_text,
     history_tool_calls,
+    move_settings,
     object_arguments,
     retry_after_seconds,
     tool_declaration,
@@ -132,20 +133,21 @@ def bedrock_error(
         message = str(body.get("message") or body.get("Message") or name or body)
     else:
         message = str(body) if body else (name or "unknown error")
-    status = status_code if status_code is not None else _STATUS_FOR_TYPE.get(name or "", 0)
-    exc = error_for_status(
-        status,
+    return error_of_type(
+        status_code,
         message,
+        name,
+        _STATUS_FOR_TYPE,
         provider=provider,
         model=model,
         request_id=request_id,
         body=body,
-        error_type=name,
         retry_after=retry_after,
     )
-    if status_code is None:
-        exc.status_code = None
-    return exc
+
+
+#: spout's settings under Converse's names, in ``inferenceConfig``.
+_INFERENCE_CONFIG = (("max_tokens", "maxTokens"), ("temperature", "temperature"), ("top_p", "topP"))
 
 
 class ConverseStreamMapper(WireMapper):
@@ -552,17 +554,7 @@ class BedrockProvider(HTTPProvider):
         if system:
             body["system"] = system
         config: dict[str, Any] = {}
-        for name, key in (
-            ("max_tokens", "maxTokens"),
-            ("temperature", "temperature"),
-            ("top_p", "topP"),
-        ):
-            value = params.pop(name, None)
-            if value is not None:
-                config[key] = value
-        stop = params.pop("stop", None)
-        if stop is not None:
-            config["stopSequences"] = [stop] if isinstance(stop, str) else list(stop)
+        move_settings(params, config, _INFERENCE_CONFIG, "stopSequences")
         for key, value in params.items():
             if value is not None:
                 body[key] = value

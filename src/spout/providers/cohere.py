@@ -43,6 +43,7 @@ from ._common import (
     bearer_headers,
     error_json,
     error_text,
+    move_settings,
     retry_after_seconds,
     set_stream,
     tool_declaration,
@@ -52,6 +53,14 @@ if TYPE_CHECKING:
     from .._output_format import OutputFormat
 
 __all__ = ["CohereProvider", "CohereStreamMapper"]
+
+#: spout's settings under Cohere's names.
+_SETTINGS = (
+    ("max_tokens", "max_tokens"),
+    ("temperature", "temperature"),
+    ("top_p", "p"),
+    ("seed", "seed"),
+)
 
 # ChatFinishReason in cohere-python (src/cohere/types/chat_finish_reason.py).
 _FINISH: dict[str, FinishReason] = {
@@ -337,18 +346,7 @@ class CohereProvider(HTTPProvider):
     def build_request(self, call: Call, *, stream: bool) -> HTTPRequest:
         params = dict(call.params)
         body: dict[str, Any] = {"model": self.model, "messages": cohere_messages(call.messages)}
-        for name, key in (
-            ("max_tokens", "max_tokens"),
-            ("temperature", "temperature"),
-            ("top_p", "p"),
-            ("seed", "seed"),
-        ):
-            value = params.pop(name, None)
-            if value is not None:
-                body[key] = value
-        stop = params.pop("stop", None)
-        if stop is not None:
-            body["stop_sequences"] = [stop] if isinstance(stop, str) else list(stop)
+        move_settings(params, body, _SETTINGS, "stop_sequences")
         for key, value in params.items():
             if value is not None:
                 body[key] = value

@@ -38,6 +38,7 @@ from ._common import (
     error_json,
     error_text,
     history_tool_calls,
+    move_settings,
     object_arguments,
     retry_after_seconds,
     tool_declaration,
@@ -45,6 +46,14 @@ from ._common import (
 
 if TYPE_CHECKING:
     from .._output_format import OutputFormat
+
+#: spout's settings under Gemini's names, in ``generationConfig``.
+_GENERATION_CONFIG = (
+    ("temperature", "temperature"),
+    ("top_p", "topP"),
+    ("max_tokens", "maxOutputTokens"),
+    ("seed", "seed"),
+)
 
 __all__ = [
     "GeminiProvider",
@@ -366,18 +375,7 @@ def generate_content_body(call: Call) -> dict[str, Any]:
     if system:
         body["systemInstruction"] = {"parts": system}
     config: dict[str, Any] = {}
-    for name, key in (
-        ("temperature", "temperature"),
-        ("top_p", "topP"),
-        ("max_tokens", "maxOutputTokens"),
-        ("seed", "seed"),
-    ):
-        value = params.pop(name, None)
-        if value is not None:
-            config[key] = value
-    stop = params.pop("stop", None)
-    if stop is not None:
-        config["stopSequences"] = [stop] if isinstance(stop, str) else list(stop)
+    move_settings(params, config, _GENERATION_CONFIG, "stopSequences")
     params.pop("stream", None)
     for key, value in params.items():
         if value is not None:
