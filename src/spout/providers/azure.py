@@ -11,8 +11,7 @@ from .._errors import ConfigurationError, ProviderError, error_for_status
 from .._events import Event
 from .._request import HTTPRequest
 from ._base import Call, TokenProvider, env_value, streaming_capabilities
-from ._common import error_json, error_text, retry_after_seconds
-from .openai import ChatChunkMapper, OpenAIProvider, error_from_body
+from .openai import ChatChunkMapper, OpenAIProvider
 
 __all__ = ["DEFAULT_API_VERSION", "AzureOpenAIProvider"]
 
@@ -205,11 +204,7 @@ class AzureOpenAIProvider(OpenAIProvider):
     def error_from_response(
         self, status: int, headers: Mapping[str, str], body: bytes
     ) -> ProviderError:
-        data = error_json(body)
-        error = data.get("error", data) if isinstance(data, dict) else None
-        if error is None:
-            error = {"message": error_text(status, body)}
-        request_id = self._request_id(headers)
+        error = self.error_object(status, body)
         if isinstance(error, dict) and error.get("code") == "content_filter":
             # https://learn.microsoft.com/azure/ai-services/openai/concepts/content-filter:
             # a prompt the filter refuses is a 400 whose innererror says what it flagged.
@@ -218,19 +213,12 @@ class AzureOpenAIProvider(OpenAIProvider):
                 _content_filter_message(error),
                 provider=self.name,
                 model=self.model,
-                request_id=request_id,
+                request_id=self._request_id(headers),
                 body=error,
                 error_type="content_filter",
             )
         # A 429 says when to come back in retry-after-ms and retry-after.
-        return error_from_body(
-            error,
-            status_code=status,
-            provider=self.name,
-            model=self.model,
-            request_id=request_id,
-            retry_after=retry_after_seconds(headers),
-        )
+        return self.chat_error(error, status, headers)
 
 
 def _endpoint_and_version(

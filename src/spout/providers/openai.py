@@ -443,16 +443,31 @@ class OpenAIProvider(HTTPProvider):
     def error_from_response(
         self, status: int, headers: Mapping[str, str], body: bytes
     ) -> ProviderError:
+        return self.chat_error(self.error_object(status, body), status, headers)
+
+    def error_object(self, status: int, body: bytes) -> Any:
+        """An error response's error: OpenAI's ``{"error": {...}}`` object, the body itself
+        when it has no ``error``, or ``{"message": ...}`` for a body that is not JSON."""
         data = error_json(body)
         error = data.get("error", data) if isinstance(data, dict) else None
-        if error is None:
-            error = {"message": error_text(status, body)}
+        return {"message": error_text(status, body)} if error is None else error
+
+    def chat_error(
+        self,
+        error: Any,
+        status: int,
+        headers: Mapping[str, str],
+        *,
+        request_id: str | None = None,
+    ) -> ProviderError:
+        """The spout error for an error object (``{"message", "type", "code"}``) answered
+        with HTTP ``status``, its request id and retry-after read from ``headers``."""
         return error_from_body(
             error,
             status_code=status,
             provider=self.name,
             model=self.model,
-            request_id=self._request_id(headers),
+            request_id=request_id or self._request_id(headers),
             retry_after=retry_after_seconds(headers),
         )
 

@@ -16,8 +16,8 @@ from .._capabilities import Capabilities
 from .._errors import ContextWindowExceededError, ProviderError
 from .._events import Event, ReasoningDelta, TextDelta
 from ._base import Provider, streaming_capabilities
-from ._common import error_json, error_text, retry_after_seconds
-from .openai import ChatChunkMapper, OpenAIProvider, error_from_body
+from ._common import error_json, error_text
+from .openai import ChatChunkMapper, OpenAIProvider
 
 __all__ = [
     "DeepSeekProvider",
@@ -303,26 +303,19 @@ class MistralProvider(OpenAIProvider):
         # Mistral's error bodies are not OpenAI's: {"object": "error", "message", "type",
         # "code"} at the top, a validation error's message a {"detail": [...]} object, and
         # a 401 {"detail": "Unauthorized"} or {"message": "Unauthorized", "request_id"}.
-        data = error_json(body)
-        error: Any = data.get("error", data) if isinstance(data, dict) else None
+        error = self.error_object(status, body)
         if not isinstance(error, dict):
-            error = {"message": error_text(status, body)} if error is None else {"message": error}
+            error = {"message": error}
         message = error.get("message", error.get("detail"))
         if isinstance(message, dict):
             message = message.get("detail", message)
         if isinstance(message, list):
             message = "; ".join(_validation_error(item) for item in message)
         error = {**error, "message": message if isinstance(message, str) else str(message)}
-        request_id = self._request_id(headers)
-        if request_id is None and isinstance(error.get("request_id"), str):
-            request_id = error["request_id"]
-        return error_from_body(
-            error,
-            status_code=status,
-            provider=self.name,
-            model=self.model,
-            request_id=request_id,
-            retry_after=retry_after_seconds(headers),
+        # The request id is in a header, else (a 401's) in the body.
+        request_id = self._request_id(headers) or error.get("request_id")
+        return self.chat_error(
+            error, status, headers, request_id=request_id if isinstance(request_id, str) else None
         )
 
 
@@ -388,14 +381,7 @@ class XAIProvider(OpenAIProvider):
         message = str(error.get("message") if isinstance(error, dict) else error)
         # A wrong key is a 400 here (docs.x.ai, "Debugging Errors"): raised as what it is.
         wrong_key = status == 400 and "incorrect api key" in message.lower()
-        exc = error_from_body(
-            error,
-            status_code=401 if wrong_key else status,
-            provider=self.name,
-            model=self.model,
-            request_id=self._request_id(headers),
-            retry_after=retry_after_seconds(headers),
-        )
+        exc = self.chat_error(error, 401 if wrong_key else status, headers)
         exc.status_code = status
         if status == 400 and "maximum prompt length" in message.lower():
             # xAI's words for a prompt past the context window.
