@@ -14,6 +14,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from ._capabilities import Capabilities, ModelCapability, has_capability
+from ._files import File
 from ._errors import (
     AuthenticationError,
     BadRequestError,
@@ -46,9 +47,13 @@ from ._errors import (
     TransportError,
 )
 from ._events import (
+    Citation,
     Event,
+    FileEnd,
+    FileStart,
     Finish,
     FinishReason,
+    RawEvent,
     ReasoningDelta,
     RefusalDelta,
     ResponseStart,
@@ -87,12 +92,16 @@ __all__ = [
     "BadRequestError",
     "CallbackError",
     "Capabilities",
+    "Citation",
     "ConfigurationError",
     "ConnectTimeout",
     "ConnectionError",
     "ContextWindowExceededError",
     "ConversationNotFoundError",
     "Event",
+    "File",
+    "FileEnd",
+    "FileStart",
     "Finish",
     "FinishReason",
     "FirstTokenTimeout",
@@ -107,6 +116,7 @@ __all__ = [
     "ProtocolError",
     "ProviderError",
     "RateLimitError",
+    "RawEvent",
     "ReasoningDelta",
     "RefusalDelta",
     "Response",

@@ -5,10 +5,16 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from ._files import File
+
 __all__ = [
+    "Citation",
     "Event",
+    "FileEnd",
+    "FileStart",
     "Finish",
     "FinishReason",
+    "RawEvent",
     "ReasoningDelta",
     "RefusalDelta",
     "ResponseStart",
@@ -21,7 +27,12 @@ __all__ = [
     "Usage",
 ]
 
-FinishReason = Literal["stop", "length", "tool_calls", "refusal", "content_filter", "error"]
+#: Why a model stopped, the same for every provider. ``"unrecognized"``: the answer held
+#: only content spout does not know (each piece came as a :class:`RawEvent`), where a
+#: ``"stop"`` would pass for an answer that is empty.
+FinishReason = Literal[
+    "stop", "length", "tool_calls", "refusal", "content_filter", "error", "unrecognized"
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,6 +172,62 @@ class Finish:
     raw_reason: str | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class FileStart:
+    """The model began answering with a file (an image, audio): it arrives whole in the
+    :class:`FileEnd` of the same ``index``."""
+
+    index: int
+    media_type: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class FileEnd:
+    """A file the model answered with, complete: Gemini's ``inlineData``, OpenAI's audio,
+    the Responses API's generated image. Each file is given once, here."""
+
+    index: int
+    file: File
+
+
+@dataclass(frozen=True, slots=True)
+class Citation:
+    """A source the answer cites, sent as it arrives (and kept in :attr:`Response.citations`).
+
+    ``text`` is the text cited (the source's words where the provider quotes them, else the
+    span of the answer it supports); ``start`` and ``end`` place that span in the answer's
+    text, in characters, where the provider says. ``url`` and ``title`` name the source (a
+    web page, a document); ``raw`` is the provider's own citation object.
+
+    Example::
+
+        for event in llm.generate_stream(prompt, files=[File(path="report.pdf")]).events():
+            if isinstance(event, Citation):
+                print(f"[{event.title or event.url}] {event.text}")
+    """
+
+    text: str | None = None
+    url: str | None = None
+    title: str | None = None
+    start: int | None = None
+    end: int | None = None
+    raw: dict[str, Any] = field(default_factory=dict, compare=False)
+
+
+@dataclass(frozen=True, slots=True)
+class RawEvent:
+    """Content the provider sent that spout does not recognise (a new block type, a server
+    tool's result), kept as the provider's own JSON so that nothing vanishes. ``type`` is the
+    provider's name for it.
+
+    A stream that held only such content finishes ``"unrecognized"``, never a quiet
+    ``"stop"`` with no text.
+    """
+
+    type: str
+    data: Any = None
+
+
 Event = (
     ResponseStart
     | TextDelta
@@ -172,4 +239,8 @@ Event = (
     | ToolResult
     | Usage
     | Finish
+    | FileStart
+    | FileEnd
+    | Citation
+    | RawEvent
 )

@@ -30,6 +30,7 @@ from ._capabilities import Capabilities, ModelCapability, has_capability
 from ._closing import AsyncClosing, Closing
 from ._context import count_tokens
 from ._errors import ConfigurationError
+from ._files import attach_files, check_files
 from ._events import Event
 from ._policy import Deadline, Retry, Timeout
 from ._request import send_through
@@ -362,6 +363,11 @@ class LLM(Closing, AsyncClosing):
             built.append({"role": "user", "content": prompt})
         merged = {k: v for k, v in self.defaults.items() if k != "system_prompt"}
         merged.update((k, v) for k, v in params.items() if v is not None)
+        files = merged.pop("files", None)
+        if files:
+            attach_files(built, files)
+        # A file the provider cannot take fails here, before anything is sent.
+        check_files(built, self.provider.name, self.provider.capabilities)
         deadline = self._deadline(merged.pop("timeout", None))
         tools = normalize_tools(merged.pop("tools", None))
         tool_choice = normalize_tool_choice(merged.pop("tool_choice", None), tools)

@@ -9,9 +9,13 @@ from typing import TYPE_CHECKING, Any
 
 from ._errors import ToolCallParseError
 from ._events import (
+    Citation,
     Event,
+    FileEnd,
+    FileStart,
     Finish,
     FinishReason,
+    RawEvent,
     ReasoningDelta,
     RefusalDelta,
     ResponseStart,
@@ -23,6 +27,7 @@ from ._events import (
     ToolResult,
     Usage,
 )
+from ._files import File
 from ._stats import StreamStats, make_stats
 
 if TYPE_CHECKING:
@@ -77,6 +82,12 @@ class Response:
     #: The model's refusal (:class:`RefusalDelta` joined), or None when it did not refuse.
     #: Never part of ``text``.
     refusal: str | None = None
+    #: Files the model answered with (images, audio), each complete (:class:`FileEnd`).
+    files: tuple[File, ...] = ()
+    #: The sources the answer cites, in the order they arrived (:class:`Citation`).
+    citations: tuple[Citation, ...] = ()
+    #: Content spout did not recognise, as the provider sent it (:class:`RawEvent`).
+    raw_events: tuple[RawEvent, ...] = ()
     #: Chunks, characters, output tokens (the provider's, or an estimate), time to first
     #: token and tokens per second (:class:`StreamStats`); None for a Response built by hand.
     stats: StreamStats | None = field(default=None, compare=False, repr=False)
@@ -104,6 +115,9 @@ class Accumulator:
 
     __slots__ = (
         "_carried",
+        "_citations",
+        "_files",
+        "_raw",
         "_count_tokens",
         "_counted",
         "_ended_at",
@@ -158,6 +172,9 @@ class Accumulator:
         self._refusal: list[str] = []
         self._signature: str | None = None
         self._tool_calls: list[ToolCall] = []
+        self._files: list[File] = []
+        self._citations: list[Citation] = []
+        self._raw: list[RawEvent] = []
         self._usage = _NO_USAGE
         self._finish: Finish | None = None
         self._id: str | None = None
@@ -172,8 +189,13 @@ class Accumulator:
         """Count timings from now: for a request sent later than the accumulator was made."""
         self._started_at = time.perf_counter()
 
-    def add(self, event: Event) -> None:
-        """Fold one event in."""
+    def add(self, event: Event) -> bool | None:
+        """Fold one event in.
+
+        Returns True only for a :class:`Finish` the answer's content changes: a ``"stop"``
+        after nothing but :class:`RawEvent` content finishes ``"unrecognized"``, and the
+        stream then passes on :attr:`finish` in its place.
+        """
         if type(event) is TextDelta:
             if self._first_token_at is None:
                 self._first_token_at = time.perf_counter()
@@ -209,12 +231,17 @@ class Accumulator:
         elif type(event) is Usage:
             self._usage = event
         elif type(event) is Finish:
+            changed = None
+            if event.reason == "stop" and self._raw and not self._recognized():
+                event = Finish("unrecognized", event.raw_reason)
+                changed = True
             self._finish = event
             self._ended_at = time.perf_counter()
             if self.output_format is not None:
                 # Raises StructuredOutputError (with the text) when the answer does not
                 # validate; the stream adds the response as .partial.
                 self._parsed = self.output_format.parse(self.text, event)
+            return changed
         elif type(event) is ResponseStart:
             if event.id is not None:
                 self._id = event.id
@@ -227,8 +254,35 @@ class Accumulator:
             self._refusal.append(event.text)
         elif type(event) is ToolResult:
             pass  # the tool loop keeps results; a single response has none
+        elif type(event) is FileEnd:
+            if self._first_token_at is None:
+                self._first_token_at = time.perf_counter()
+            self._files.append(event.file)
+        elif type(event) is FileStart:
+            if self._first_token_at is None:
+                self._first_token_at = time.perf_counter()
+        elif type(event) is Citation:
+            self._citations.append(event)
+        elif type(event) is RawEvent:
+            # Content all the same: it ends the wait for a first token.
+            if self._first_token_at is None:
+                self._first_token_at = time.perf_counter()
+            self._raw.append(event)
         else:
             raise TypeError(f"not a spout event: {event!r}")
+        return None
+
+    def _recognized(self) -> bool:
+        """Whether any content spout knows arrived (text, reasoning, a refusal, a call, a
+        file)."""
+        return bool(
+            self.text or self._reasoning or self._refusal or self._tool_calls or self._files
+        )
+
+    @property
+    def finish(self) -> Finish | None:
+        """The :class:`Finish` the stream ended with, as the response reports it."""
+        return self._finish
 
     @property
     def text(self) -> str:
@@ -369,6 +423,9 @@ class Accumulator:
             resumed=self._resumed,
             parsed=self._parsed,
             refusal="".join(self._refusal) if self._refusal else None,
+            files=tuple(self._files),
+            citations=tuple(self._citations),
+            raw_events=tuple(self._raw),
             stats=self.stats(),
         )
 

@@ -270,7 +270,8 @@ def _pump(
     try:
         with partial_on_error(accumulator.response):
             for event in events:
-                add(event)
+                if add(event):  # a Finish the answer's content changed (Accumulator.add)
+                    event = accumulator.finish  # type: ignore[assignment]
                 yield event
     finally:
         ended.set = True
@@ -287,7 +288,8 @@ async def _apump(
     try:
         with partial_on_error(accumulator.response):
             async for event in events:
-                add(event)
+                if add(event):
+                    event = accumulator.finish  # type: ignore[assignment]
                 yield event
     finally:
         ended.set = True

@@ -76,6 +76,7 @@ _STOP = {
     "refusal": "refusal",
     "content_filter": "refusal",
     "error": "end_turn",
+    "unrecognized": "end_turn",
 }
 
 # Hints and bookkeeping that change nothing a client reads back: accepted and dropped.
