@@ -14,7 +14,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from ._capabilities import Capabilities, ModelCapability, has_capability
-from ._files import File
 from ._errors import (
     AuthenticationError,
     BadRequestError,
@@ -65,6 +64,7 @@ from ._events import (
     ToolResult,
     Usage,
 )
+from ._files import File
 from ._llm import LLM, create_llm
 from ._policy import Retry, Timeout
 from ._response import Accumulator, Response

@@ -30,8 +30,8 @@ from ._capabilities import Capabilities, ModelCapability, has_capability
 from ._closing import AsyncClosing, Closing
 from ._context import count_tokens
 from ._errors import ConfigurationError
-from ._files import attach_files, check_files
 from ._events import Event
+from ._files import attach_files, check_files
 from ._policy import Deadline, Retry, Timeout
 from ._request import send_through
 from ._response import Accumulator, Response
