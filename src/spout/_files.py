@@ -353,14 +353,15 @@ def files_in(messages: Sequence[Mapping[str, Any]]) -> Iterator[File]:
 
 def attach_files(
     messages: list[dict[str, Any]], files: Sequence[File | str | os.PathLike[str]]
-) -> None:
+) -> list[File]:
     """Add ``files`` to the last user message, as parts after its text (a message of its
-    own when the conversation does not end with one)."""
+    own when the conversation does not end with one); returns them as :class:`File` objects."""
     if isinstance(files, (str, os.PathLike, File)):
         files = [files]
-    parts = [File.coerce(file).part() for file in files]
+    attached = [File.coerce(file) for file in files]
+    parts = [file.part() for file in attached]
     if not parts:
-        return
+        return attached
     if messages and messages[-1].get("role") == "user":
         message = messages[-1] = dict(messages[-1])
         content = message.get("content")
@@ -372,6 +373,7 @@ def attach_files(
             message["content"] = parts
     else:
         messages.append({"role": "user", "content": parts})
+    return attached
 
 
 # What a provider declares when it takes a kind of file.
@@ -386,11 +388,13 @@ def check_files(
     messages: Sequence[Mapping[str, Any]],
     provider: str,
     capabilities: Callable[[], Mapping[Any, Any]],
+    named: Sequence[File] = (),
 ) -> None:
     """Refuse, before anything is sent, a file of a kind (image, PDF, audio) the provider does
     not declare it takes (``capabilities`` are asked only when a message carries a file);
-    the error names the file and the provider. Other kinds are for the provider's own
-    translation to take or refuse."""
+    the error names the file and the provider (by its name when it is one of ``named``, the
+    files given to the call, since a part keeps no name). Other kinds are for the provider's
+    own translation to take or refuse."""
     declared: Mapping[Any, Any] | None = None
     for file in files_in(messages):
         needed = _NEEDS.get(file.kind)
@@ -399,6 +403,10 @@ def check_files(
         if declared is None:
             declared = capabilities()
         if not has_capability(declared, needed):
+            file = next(
+                (given for given in named if (given.data, given.url) == (file.data, file.url)),
+                file,
+            )
             raise unsupported(
                 provider,
                 file,

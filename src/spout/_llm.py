@@ -364,10 +364,9 @@ class LLM(Closing, AsyncClosing):
         merged = {k: v for k, v in self.defaults.items() if k != "system_prompt"}
         merged.update((k, v) for k, v in params.items() if v is not None)
         files = merged.pop("files", None)
-        if files:
-            attach_files(built, files)
+        attached = attach_files(built, files) if files else ()
         # A file the provider cannot take fails here, before anything is sent.
-        check_files(built, self.provider.name, self.provider.capabilities)
+        check_files(built, self.provider.name, self.provider.capabilities, attached)
         deadline = self._deadline(merged.pop("timeout", None))
         tools = normalize_tools(merged.pop("tools", None))
         tool_choice = normalize_tool_choice(merged.pop("tool_choice", None), tools)
