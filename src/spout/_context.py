@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from ._capabilities import ModelCapability
+from ._files import FILE_PART_TYPES
 
 if TYPE_CHECKING:
     from ._llm import LLM
@@ -29,6 +30,15 @@ Message = dict[str, Any]
 MESSAGE_OVERHEAD = 4
 PROMPT_OVERHEAD = 2
 
+#: What the estimate counts for an image: about what Anthropic counts for the largest image it
+#: takes unscaled, 1.15 megapixels (docs.anthropic.com, "Vision", "Evaluate image size": tokens
+#: = width * height / 750); OpenAI counts at most 765 for a detailed 1024 px image. Counted as
+#: its base64, an image of 1 MB would take some 330,000 tokens and be trimmed off the history.
+IMAGE_TOKENS = 1600
+#: Bytes of audio per estimated token: Gemini counts 32 tokens a second of audio
+#: (ai.google.dev, "Audio understanding"), and 128 kbit/s MP3 holds 16,000 bytes a second.
+AUDIO_BYTES_PER_TOKEN = 500
+
 #: Roles a trim never drops.
 _KEPT_ROLES = frozenset(("system", "developer"))
 
@@ -47,7 +57,9 @@ def estimate_tokens(messages: Sequence[Message]) -> int:
     the side of trimming. Counting UTF-8 bytes, not characters, charges more for text beyond
     ASCII, which tokenizes less well; code, numbers and non-Latin scripts are still
     over-counted less than prose, and may be under-counted.
-    Images and other binary parts are counted as their JSON, which over-counts them by far.
+    A file part counts :data:`IMAGE_TOKENS` for an image, a token per
+    :data:`AUDIO_BYTES_PER_TOKEN` bytes of audio, and a token per 4 bytes of anything else (a
+    PDF), which errs high.
     The count is additive: a list's estimate is :data:`PROMPT_OVERHEAD` plus each message's.
 
     >>> estimate_tokens([{"role": "user", "content": "Hello, world"}])  # 12 bytes: 3 + 4 + 2
@@ -55,7 +67,8 @@ def estimate_tokens(messages: Sequence[Message]) -> int:
     """
     total = PROMPT_OVERHEAD
     for message in messages:
-        size = len(_text(message.get("content")))
+        content = message.get("content")
+        size = len(_text(content)) + 4 * _file_tokens(content)
         reasoning = message.get("reasoning")
         if isinstance(reasoning, str):
             size += len(reasoning.encode())
@@ -71,7 +84,7 @@ def estimate_tokens(messages: Sequence[Message]) -> int:
 
 
 def _text(value: Any) -> bytes:
-    """A message's content as the UTF-8 bytes a tokenizer would see."""
+    """A message's content as the UTF-8 bytes a tokenizer would see (files apart)."""
     if value is None:
         return b""
     if isinstance(value, str):
@@ -81,10 +94,38 @@ def _text(value: Any) -> bytes:
         for part in value:
             if isinstance(part, dict) and isinstance(part.get("text"), str):
                 parts.append(part["text"].encode())
-            else:
+            elif not (isinstance(part, dict) and part.get("type") in FILE_PART_TYPES):
                 parts.append(_text(part))
         return b"".join(parts)
     return orjson.dumps(value, default=str)
+
+
+def _file_tokens(content: Any) -> int:
+    """The estimate for the files among a message's content parts (see estimate_tokens)."""
+    if not isinstance(content, list):
+        return 0
+    tokens = 0
+    for part in content:
+        kind = part.get("type") if isinstance(part, dict) else None
+        if kind not in FILE_PART_TYPES:
+            continue
+        inner = part.get(kind)
+        key = _FILE_SLOTS[kind]
+        value = inner.get(key) if isinstance(inner, dict) else None
+        text = value if isinstance(value, str) else ""
+        if kind == "image_url" or text.startswith("data:image/"):
+            tokens += IMAGE_TOKENS
+            continue
+        size = len(text.partition(",")[2] if text.startswith("data:") else text) * 3 // 4
+        if kind == "input_audio" or text.startswith("data:audio/"):
+            tokens += -(-size // AUDIO_BYTES_PER_TOKEN)
+        else:
+            tokens += -(-size // 4)
+    return tokens
+
+
+# Where each portable file part holds its data URL, URL or base64.
+_FILE_SLOTS = {"image_url": "url", "file": "file_data", "input_audio": "data"}
 
 
 def known_context_window(model: str, windows: Mapping[str, int] | None = None) -> int | None:

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import hashlib
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from ._errors import ConfigurationError
+from ._files import FILE_PART_TYPES, file_from_part
 from ._turn import Turn
 
 if TYPE_CHECKING:
@@ -125,7 +128,7 @@ def to_markdown(conversation: Conversation, turns: Sequence[Turn]) -> str:
         model = f"{turn.provider}:{turn.model}" if turn.provider and turn.model else turn.model
         call_names: dict[str, str] = {}
         for message in turn.messages:
-            lines += _message_markdown(message, model, call_names)
+            lines += _message_markdown(message, model, call_names, turn.file_names)
         if turn.incomplete is not None:
             why = f"{turn.incomplete} — {turn.error}" if turn.error else turn.incomplete
             lines += [f"*(incomplete: {why})*", ""]
@@ -133,7 +136,10 @@ def to_markdown(conversation: Conversation, turns: Sequence[Turn]) -> str:
 
 
 def _message_markdown(
-    message: dict[str, Any], model: str | None, call_names: dict[str, str]
+    message: dict[str, Any],
+    model: str | None,
+    call_names: dict[str, str],
+    file_names: Mapping[str, str],
 ) -> list[str]:
     role = message.get("role")
     if role == "tool":
@@ -155,7 +161,7 @@ def _message_markdown(
                 "</details>",
                 "",
             ]
-        text = _content_markdown(message.get("content"))
+        text = _content_markdown(message.get("content"), file_names)
         if text:
             lines += [text, ""]
         refusal = message.get("refusal")
@@ -180,10 +186,10 @@ def _message_markdown(
     heading = {"user": "## User", "system": "## System", "developer": "## Developer"}.get(
         str(role), f"## {str(role).title()}"
     )
-    return [heading, "", _content_markdown(message.get("content")), ""]
+    return [heading, "", _content_markdown(message.get("content"), file_names), ""]
 
 
-def _content_markdown(content: Any) -> str:
+def _content_markdown(content: Any, file_names: Mapping[str, str]) -> str:
     if isinstance(content, str) or content is None:
         return (content or "").strip()
     if isinstance(content, list):
@@ -193,10 +199,28 @@ def _content_markdown(content: Any) -> str:
                 parts.append(part)
             elif isinstance(part, dict) and part.get("type") == "text":
                 parts.append(str(part.get("text") or ""))
+            elif isinstance(part, dict) and part.get("type") in FILE_PART_TYPES:
+                parts.append(_attachment(part, file_names))
             elif isinstance(part, dict):
                 parts.append(f"*[{part.get('type') or 'content'}]*")
         return "\n\n".join(p.strip() for p in parts if p.strip())
     return _fenced(_pretty_json(content), "json")
+
+
+def _attachment(part: dict[str, Any], file_names: Mapping[str, str]) -> str:
+    """A file part in one line, its bytes left out: name, media type and size, or URL."""
+    try:
+        file = file_from_part(part)
+    except ConfigurationError as exc:
+        return f"*[attachment: unreadable, {exc}]*"
+    if file is None:  # not reached: every file part type carries a file or raises
+        return f"*[{part.get('type')}]*"
+    if file.data is None:
+        return f"*[attachment: {file.url}]*"
+    name = file.name or file_names.get(hashlib.sha256(file.data).hexdigest())
+    about = [name] if name else []
+    about += [file.media_type, f"{len(file.data):,} bytes"]
+    return f"*[attachment: {', '.join(about)}]*"
 
 
 def _arguments(arguments: Any) -> str:

@@ -20,18 +20,27 @@ How it stays whole when two processes (two CLI windows) write at once, or one di
 
 The schema grows by :data:`MIGRATIONS`, numbered and append-only; ``PRAGMA user_version``
 counts the ones that ran. A file from a newer spout (a higher count) is refused, not guessed at.
+
+Files sent in a conversation (content parts holding a file's bytes, see :class:`spout.File`)
+are kept once per conversation in the ``files`` table, keyed by the SHA-256 of their bytes; the
+stored turn names them by a reference (``spout-file:<media type>;sha256,<hex>``) where the
+part held the bytes, and reading the turn puts the bytes back. A conversation's files may take
+at most :data:`MAX_CONVERSATION_FILE_BYTES` (``Store(max_conversation_file_bytes=...)``), each
+at most :data:`spout.MAX_FILE_BYTES`.
 """
 
 from __future__ import annotations
 
+import base64
 import builtins
 import contextlib
 import enum
+import hashlib
 import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -39,14 +48,16 @@ from typing import Any, Literal
 import orjson
 
 from ._closing import Closing
-from ._errors import ConversationNotFoundError, StoreError
+from ._errors import ConfigurationError, ConversationNotFoundError, StoreError
 from ._export import EXPORT_FORMAT, EXPORT_VERSION, clean_title, parse_json, to_json, to_markdown
+from ._files import MAX_FILE_BYTES, file_from_part
 from ._turn import Turn
 
 __all__ = [
     "BUSY_TIMEOUT",
     "EXPORT_FORMAT",
     "EXPORT_VERSION",
+    "MAX_CONVERSATION_FILE_BYTES",
     "MIGRATIONS",
     "Conversation",
     "Store",
@@ -56,6 +67,11 @@ __all__ = [
 
 #: Seconds a write waits for another process's write to finish before it fails.
 BUSY_TIMEOUT = 10.0
+
+#: The most bytes one conversation's files may take in the store (each file counted once):
+#: room for two files at the largest spout sends (:data:`spout.MAX_FILE_BYTES`, 50 MB) or a
+#: few hundred photos, while a store of many conversations stays a file one can copy around.
+MAX_CONVERSATION_FILE_BYTES = 100 * 1024 * 1024
 
 
 #: The schema, one script per version. Append a script to change it; never edit one that
@@ -83,6 +99,19 @@ MIGRATIONS: tuple[str, ...] = (
     # 2: list() and last() read the most recently updated first.
     """
     CREATE INDEX conversations_by_update ON conversations (updated_at DESC, id DESC);
+    """,
+    # 3: the bytes of the files sent in a conversation, once each (by their SHA-256, in hex);
+    # the turns refer to them. A rowid table: rows this large belong out of the primary key's
+    # b-tree (https://sqlite.org/withoutrowid.html, "When To Use WITHOUT ROWID").
+    """
+    CREATE TABLE files (
+        conversation_id TEXT NOT NULL REFERENCES conversations (id) ON DELETE CASCADE,
+        sha256          TEXT NOT NULL,
+        size            INTEGER NOT NULL,
+        data            BLOB NOT NULL,
+        created_at      REAL NOT NULL,
+        PRIMARY KEY (conversation_id, sha256)
+    );
     """,
 )
 
@@ -168,6 +197,8 @@ class Store(Closing):
     ``path`` defaults to :func:`default_path`; its directory is made if missing and the
     schema migrated on opening. Every method that takes an id also takes a unique prefix of
     at least 4 characters. Failures raise :class:`~spout.StoreError`, naming the file.
+    ``max_conversation_file_bytes`` caps the bytes of the files one conversation keeps (each
+    file once); a write past it fails and writes nothing.
 
     Example::
 
@@ -179,8 +210,25 @@ class Store(Closing):
     """
 
     path: Path
+    #: The most bytes of files one conversation may keep (see :data:`MAX_CONVERSATION_FILE_BYTES`).
+    max_conversation_file_bytes: int
 
-    def __init__(self, path: str | os.PathLike[str] | None = None) -> None:
+    def __init__(
+        self,
+        path: str | os.PathLike[str] | None = None,
+        *,
+        max_conversation_file_bytes: int = MAX_CONVERSATION_FILE_BYTES,
+    ) -> None:
+        if (
+            isinstance(max_conversation_file_bytes, bool)
+            or not isinstance(max_conversation_file_bytes, int)
+            or max_conversation_file_bytes < 0
+        ):
+            raise ValueError(
+                "max_conversation_file_bytes must be a non-negative int, "
+                f"not {max_conversation_file_bytes!r}"
+            )
+        self.max_conversation_file_bytes = max_conversation_file_bytes
         self.path = Path(path).expanduser() if path is not None else default_path()
         self._lock = threading.Lock()
         self._connection: sqlite3.Connection | None = None
@@ -321,18 +369,10 @@ class Store(Closing):
             )
         # Serialize before the transaction: a turn that cannot be stored stops the whole
         # batch before anything is written.
-        rows: builtins.list[tuple[float, str]] = []
         for index, turn in enumerate(turns):
             if not isinstance(turn, Turn):
                 raise TypeError(f"turns[{index}] must be a Turn, not {type(turn).__name__}")
-            try:
-                data = orjson.dumps(turn.to_dict()).decode()
-            except TypeError as exc:  # orjson.JSONEncodeError is a TypeError
-                raise self._error(
-                    f"cannot store turn {index} of conversation {conversation_id!r}: "
-                    f"its data is not JSON-serializable ({exc}); nothing was written"
-                ) from exc
-            rows.append((turn.created_at, data))
+        rows, files = self._rows(conversation_id, turns)
         derived = _title_from(turns)
         new_models = _models_of(turns)
         now = time.time()
@@ -381,6 +421,22 @@ class Store(Closing):
                         for offset, (turn_created, data) in enumerate(rows, start=1)
                     ],
                 )
+            self._put_files(connection, conversation_id, files, now)
+
+    def check_room(self, conversation_id: str, turns: Sequence[Turn]) -> None:
+        """Raise the :class:`~spout.StoreError` that :meth:`append_turns` would raise for
+        these turns' files (too large, or past the conversation's limit), writing nothing.
+
+        A session asks before it sends files, so a reply is not lost to a save that fails.
+
+        Example::
+
+            store.check_room(conversation_id, [Turn(messages=(message_with_a_file,))])
+        """
+        _, files = self._rows(conversation_id, turns)
+        if files:
+            with self._reading(f"check the files of conversation {conversation_id!r}") as conn:
+                self._new_files(conn, conversation_id, files)
 
     def set_title(self, conversation_id: str, title: str) -> None:
         """Rename a conversation (whitespace collapsed); its ``updated_at`` stays as it was.
@@ -427,7 +483,7 @@ class Store(Closing):
         conversation_id = _fresh_id() if new_id else document["id"]
         turns: builtins.list[Turn] = document["turns"]
         title = document["title"] or _title_from(turns)
-        rows = [(turn.created_at, orjson.dumps(turn.to_dict()).decode()) for turn in turns]
+        rows, files = self._rows(conversation_id, turns)
         models = _merge(document["models"], _models_of(turns))
         with self._writing(f"import conversation {conversation_id!r}") as connection:
             exists = connection.execute(
@@ -458,6 +514,7 @@ class Store(Closing):
                     for seq, (created, text) in enumerate(rows, start=1)
                 ],
             )
+            self._put_files(connection, conversation_id, files, time.time())
             return self._summary(connection, conversation_id)
 
     # -- lifetime --------------------------------------------------------------------------------
@@ -603,17 +660,101 @@ class Store(Closing):
 
     def _turns(self, connection: sqlite3.Connection, conversation_id: str) -> builtins.list[Turn]:
         turns = []
+        found: dict[str, bytes] = {}
+
+        def file(sha256: str) -> bytes:
+            if sha256 not in found:
+                row = connection.execute(
+                    "SELECT data FROM files WHERE conversation_id = ? AND sha256 = ?",
+                    (conversation_id, sha256),
+                ).fetchone()
+                if row is None:
+                    raise ValueError(f"the file with SHA-256 {sha256} is missing")
+                found[sha256] = bytes(row[0])
+            return found[sha256]
+
         for seq, data in connection.execute(
             "SELECT seq, data FROM turns WHERE conversation_id = ? ORDER BY seq",
             (conversation_id,),
-        ):
+        ).fetchall():
             try:
-                turns.append(Turn.from_dict(orjson.loads(data)))
+                stored = orjson.loads(data)
+                if (_REFERENCE if isinstance(data, str) else _REFERENCE.encode()) in data:
+                    stored = _with_files(stored, file)
+                turns.append(Turn.from_dict(stored))
             except ValueError as exc:  # orjson.JSONDecodeError is a ValueError
                 raise self._error(
                     f"turn {seq} of conversation {conversation_id!r} is damaged: {exc}"
                 ) from exc
         return turns
+
+    def _rows(
+        self, conversation_id: str, turns: Sequence[Turn]
+    ) -> tuple[builtins.list[tuple[float, str]], dict[str, bytes]]:
+        """The turns' rows as stored (their files' bytes moved out), and those bytes by
+        SHA-256; a turn that cannot be stored raises StoreError, naming it."""
+        rows: builtins.list[tuple[float, str]] = []
+        files: dict[str, bytes] = {}
+        for index, turn in enumerate(turns):
+            try:
+                data = orjson.dumps(_without_files(turn.to_dict(), files)).decode()
+            except TypeError as exc:  # orjson.JSONEncodeError is a TypeError
+                raise self._error(
+                    f"cannot store turn {index} of conversation {conversation_id!r}: "
+                    f"its data is not JSON-serializable ({exc}); nothing was written"
+                ) from exc
+            except (ValueError, ConfigurationError) as exc:  # a file part holding no file
+                raise self._error(
+                    f"cannot store turn {index} of conversation {conversation_id!r}: {exc}; "
+                    "nothing was written"
+                ) from exc
+            rows.append((turn.created_at, data))
+        return rows, files
+
+    def _new_files(
+        self, connection: sqlite3.Connection, conversation_id: str, files: Mapping[str, bytes]
+    ) -> dict[str, bytes]:
+        """Those of ``files`` the conversation does not keep yet; StoreError when they would
+        take it past :attr:`max_conversation_file_bytes`."""
+        kept = {
+            sha256
+            for (sha256,) in connection.execute(
+                "SELECT sha256 FROM files WHERE conversation_id = ?", (conversation_id,)
+            )
+        }
+        new = {sha256: data for sha256, data in files.items() if sha256 not in kept}
+        if not new:
+            return new
+        (used,) = connection.execute(
+            "SELECT coalesce(sum(size), 0) FROM files WHERE conversation_id = ?",
+            (conversation_id,),
+        ).fetchone()
+        total = used + sum(len(data) for data in new.values())
+        limit = self.max_conversation_file_bytes
+        if total > limit:
+            raise self._error(
+                f"cannot save conversation {conversation_id!r}: its files would take "
+                f"{total:,} bytes, over the {limit:,} a conversation may keep "
+                f"(Store(max_conversation_file_bytes=...)); nothing was written"
+            )
+        return new
+
+    def _put_files(
+        self,
+        connection: sqlite3.Connection,
+        conversation_id: str,
+        files: Mapping[str, bytes],
+        now: float,
+    ) -> None:
+        """Keep the files the conversation does not have yet (each once), inside the write."""
+        if not files:
+            return
+        new = self._new_files(connection, conversation_id, files)
+        connection.executemany(
+            "INSERT INTO files (conversation_id, sha256, size, data, created_at)"
+            " VALUES (?, ?, ?, ?, ?)",
+            [(conversation_id, sha256, len(data), data, now) for sha256, data in new.items()],
+        )
 
 
 _SUMMARY_SELECT = (
@@ -744,3 +885,84 @@ def _content_text(content: Any) -> str:
             if isinstance(part, str) or (isinstance(part, dict) and part.get("type") == "text")
         )
     return ""
+
+
+# -- files ----------------------------------------------------------------------------------------
+
+#: How a stored turn refers to a file kept in the ``files`` table, where its part held the
+#: bytes: ``spout-file:<media type>;sha256,<hex>``, after the data URL it replaces.
+_REFERENCE = "spout-file:"
+
+# Where each portable file part holds its bytes: (its object, the key in it).
+_SLOTS = {"image_url": "url", "file": "file_data", "input_audio": "data"}
+
+
+def _slot(part: Any) -> tuple[str, str, str] | None:
+    """(the part's object, its key, the value) where a file part holds a string; else None."""
+    if not isinstance(part, dict):
+        return None
+    kind = part.get("type")
+    key = _SLOTS.get(kind) if isinstance(kind, str) else None
+    inner = part.get(kind) if key is not None else None
+    if key is None or not isinstance(inner, dict) or not isinstance(inner.get(key), str):
+        return None
+    return str(kind), key, inner[key]
+
+
+def _without_files(turn: dict[str, Any], files: dict[str, bytes]) -> dict[str, Any]:
+    """The turn as stored: each file part's bytes moved into ``files`` (by SHA-256) and a
+    reference left in their place. A file given by an http(s) URL stays as it is."""
+    messages = []
+    for message in turn["messages"]:
+        content = message.get("content")
+        if isinstance(content, list) and any(_slot(part) for part in content):
+            message = {**message, "content": [_moved(part, files) for part in content]}
+        messages.append(message)
+    return {**turn, "messages": messages}
+
+
+def _moved(part: Any, files: dict[str, bytes]) -> Any:
+    found = _slot(part)
+    if found is None:
+        return part
+    kind, key, value = found
+    if value.startswith(("http://", "https://", _REFERENCE)):
+        return part
+    file = file_from_part(part)  # ConfigurationError (a ValueError) when it holds no file
+    if file is None or file.data is None:
+        return part
+    if len(file.data) > MAX_FILE_BYTES:  # File refuses these; a part built by hand may not
+        raise ValueError(
+            f"a file of {len(file.data):,} bytes is over the {MAX_FILE_BYTES:,} spout keeps"
+        )
+    sha256 = hashlib.sha256(file.data).hexdigest()
+    files[sha256] = file.data
+    reference = f"{_REFERENCE}{file.media_type};sha256,{sha256}"
+    return {**part, kind: {**part[kind], key: reference}}
+
+
+def _with_files(turn: Any, file: Callable[[str], bytes]) -> Any:
+    """A stored turn with its files' bytes back where the references are (``file`` gives
+    the bytes of a SHA-256): data URLs, or bare base64 for ``input_audio``."""
+    if not isinstance(turn, dict) or not isinstance(turn.get("messages"), list):
+        return turn  # Turn.from_dict says what is wrong with it
+    messages = []
+    for message in turn["messages"]:
+        content = message.get("content") if isinstance(message, dict) else None
+        if isinstance(content, list):
+            message = {**message, "content": [_restored(part, file) for part in content]}
+        messages.append(message)
+    return {**turn, "messages": messages}
+
+
+def _restored(part: Any, file: Callable[[str], bytes]) -> Any:
+    found = _slot(part)
+    if found is None or not found[2].startswith(_REFERENCE):
+        return part
+    kind, key, value = found
+    media_type, marker, sha256 = value[len(_REFERENCE) :].rpartition(";sha256,")
+    if not marker:
+        raise ValueError(f"a file reference is malformed: {value[:100]!r}")
+    encoded = base64.b64encode(file(sha256)).decode("ascii")
+    restored = encoded if kind == "input_audio" else f"data:{media_type};base64,{encoded}"
+    return {**part, kind: {**part[kind], key: restored}}

@@ -28,6 +28,10 @@ class Turn:
     ``incomplete`` says why a reply stopped early (None when it ended normally); its messages
     then hold what arrived before that.
 
+    Files sent with the turn are content parts of its user message (spout's portable form,
+    see :class:`spout.File`); a part keeps no file name, so ``file_names`` keeps the names
+    they were given by, keyed by the SHA-256 of their bytes (hex).
+
     Example::
 
         for turn in session.turns:
@@ -45,6 +49,7 @@ class Turn:
     incomplete: Incomplete | None = None
     error: str | None = None
     created_at: float = field(default_factory=time.time)
+    file_names: dict[str, str] = field(default_factory=dict)
 
     @property
     def text(self) -> str:
@@ -95,6 +100,8 @@ class Turn:
             if value is not None:
                 data[key] = value
         data["created_at"] = self.created_at
+        if self.file_names:
+            data["file_names"] = dict(self.file_names)
         return data
 
     @classmethod
@@ -116,6 +123,11 @@ class Turn:
         created_at = data.get("created_at", time.time())
         if not isinstance(created_at, (int, float)):
             raise ValueError("a turn's 'created_at' must be a number (seconds since the epoch)")
+        file_names = data.get("file_names") or {}
+        if not isinstance(file_names, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in file_names.items()
+        ):
+            raise ValueError("a turn's 'file_names' must be an object of strings")
         return cls(
             messages=tuple(dict(m) for m in messages),
             model=_optional_str(data, "model"),
@@ -132,6 +144,7 @@ class Turn:
             incomplete=incomplete,
             error=_optional_str(data, "error"),
             created_at=float(created_at),
+            file_names=dict(file_names),
         )
 
 

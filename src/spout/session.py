@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, Literal, overload
 from ._closing import AsyncClosing, Closing
 from ._errors import ConversationNotFoundError, SpoutError, TimeoutError
 from ._events import Usage
+from ._files import File, attach_files, check_files, files_in
 from ._history import for_provider
 from ._response import Response
 from ._stream_base import AsyncStreamBase, StreamView, SyncStreamBase
@@ -54,6 +55,10 @@ class Session(Closing):
     everything. ``store=`` (a :class:`spout.conversations.Store` or a path) and
     :meth:`save` or ``autosave=True`` keep the conversation in SQLite; :meth:`load` and
     :meth:`last` bring it back.
+
+    ``files=`` on every call (and on :meth:`add_message`) attaches files to the user's
+    message, as :class:`spout.File` parts that stay in the history: each later call sends
+    them again, to whichever provider answers, and the store keeps their bytes once.
     """
 
     def __init__(
@@ -100,6 +105,8 @@ class Session(Closing):
         self._saved = 0
         self._live: _Live | None = None
         self._own_store = False
+        # The names of the files attached here, by their bytes' SHA-256: a part keeps none.
+        self._file_names: dict[str, str] = {}
 
     # -- provider ------------------------------------------------------------------------------
 
@@ -144,14 +151,24 @@ class Session(Closing):
         out.extend(self._pending)
         return out
 
-    def add_message(self, role: str, content: Any, **fields: Any) -> None:
+    def add_message(
+        self,
+        role: str,
+        content: Any,
+        *,
+        files: Sequence[File | str | os.PathLike[str]] | None = None,
+        **fields: Any,
+    ) -> None:
         """Add a message to send with the next call (``user``, ``assistant`` or ``tool``).
 
         Extra fields are kept on the message, e.g. ``tool_call_id=`` for a tool result.
+        ``files=`` (:class:`spout.File` objects, paths or URLs; a user message only) are
+        attached to it as content parts after its text.
 
         Example::
 
             session.add_message("user", "Tell me about quantum physics.")
+            session.add_message("user", "What is in this picture?", files=["cat.png"])
         """
         if role == "system":
             raise ValueError("a session's system prompt is set with system_prompt=, not a message")
@@ -159,7 +176,31 @@ class Session(Closing):
             raise ValueError(f"role must be one of {', '.join(_ROLES)}, not {role!r}")
         if role == "tool" and not fields.get("tool_call_id"):
             raise ValueError("a tool message needs tool_call_id=, the id of the call it answers")
-        self._pending.append({"role": role, "content": content, **fields})
+        message = {"role": role, "content": content, **fields}
+        if files:
+            if role != "user":
+                raise ValueError(f"files= goes with a user message, not a {role} message")
+            attached = [message]
+            self._remember(attach_files(attached, files))
+            message = attached[0]
+        self._pending.append(message)
+
+    def _remember(self, files: Sequence[File]) -> None:
+        for file in files:
+            if file.name and file.data is not None:
+                self._file_names[_sha256(file.data)] = file.name
+
+    def _names(self, messages: Sequence[dict[str, Any]]) -> dict[str, str]:
+        """The names of the files ``messages`` carry that were attached by a name here."""
+        if not self._file_names:
+            return {}
+        names = {}
+        for file in files_in(messages):
+            if file.data is not None:
+                digest = _sha256(file.data)
+                if digest in self._file_names:
+                    names[digest] = self._file_names[digest]
+        return names
 
     def clear(self) -> None:
         """Forget every turn and pending message (the stored copy is not touched)."""
@@ -168,23 +209,40 @@ class Session(Closing):
         self._pending.clear()
         self._saved = 0
 
-    def messages_to_send(self, prompt: str | None = None) -> list[dict[str, Any]]:
+    def messages_to_send(
+        self,
+        prompt: str | None = None,
+        *,
+        files: Sequence[File | str | os.PathLike[str]] | None = None,
+    ) -> list[dict[str, Any]]:
         """The messages the next call would send: the history, translated for the current
         provider and trimmed to fit its context window (the system prompt not included)."""
-        return self._prepare(prompt, self.params)[1]
+        return self._prepare(prompt, self.params, files)[1]
 
     def _prepare(
-        self, prompt: str | None, params: dict[str, Any]
+        self,
+        prompt: str | None,
+        params: dict[str, Any],
+        files: Sequence[File | str | os.PathLike[str]] | None = None,
     ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-        """(the messages this turn adds, the messages to send)."""
+        """(the messages this turn adds, the messages to send).
+
+        ``files`` go with the user message this turn adds; a file the provider cannot take
+        (or cannot read) raises here, the session left as it was.
+        """
         if prompt is not None and not isinstance(prompt, str):
             raise TypeError(f"prompt must be a str, not {type(prompt).__name__}")
         new = list(self._pending)
         if prompt is not None:
             new.append({"role": "user", "content": prompt})
-        if not new and not self._turns:
+        if not new and not self._turns and not files:
             raise ValueError("nothing to generate from: pass a prompt or add_message() first")
+        attached = attach_files(new, files) if files else []
         history = for_provider(self._turns, self.provider.provider_name) + [dict(m) for m in new]
+        adapter = self.provider.provider
+        # Here rather than at the provider's call, so a file it cannot take leaves no turn.
+        check_files(history, adapter.name, adapter.capabilities, attached)
+        self._remember(attached)
         return new, self._fit(history, params)
 
     def _fit(self, history: list[dict[str, Any]], params: dict[str, Any]) -> list[dict[str, Any]]:
@@ -212,12 +270,21 @@ class Session(Closing):
 
     def _begin(
         self, prompt: str | None, params: dict[str, Any]
-    ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-        """(the messages this turn adds, the request's arguments); the pending ones go out."""
+    ) -> tuple[list[dict[str, Any]], dict[str, Any], list[dict[str, Any]]]:
+        """(the messages this turn adds, the request's arguments, the pending messages as
+        they were); the pending ones go out."""
         params = self._call_params(params)
-        new, sending = self._prepare(prompt, params)
+        files = params.pop("files", None)
+        new, sending = self._prepare(prompt, params, files)
+        if self.autosave and any(True for _ in files_in(new)):
+            # A file the store would refuse (past its limits) is refused before the call, not
+            # after the reply, whose save would fail.
+            unsaved = [*self._turns[self._saved :], Turn(messages=tuple(new))]
+            self.store.check_room(self.id, unsaved)
+        pending = list(self._pending)
         self._pending.clear()
-        return new, {"messages": sending, "system_prompt": self.system_prompt, **params}
+        request = {"messages": sending, "system_prompt": self.system_prompt, **params}
+        return new, request, pending
 
     def _answered(self, new: list[dict[str, Any]], response: Response) -> Response:
         self._record(new, [assistant_message(response)], response, None, None)
@@ -231,11 +298,11 @@ class Session(Closing):
         tools: Sequence[Any] | None = None,
     ) -> _Live:
         """Open a stream of the reply (a tool loop with ``tools``), as the turn being made."""
-        new, request = self._begin(prompt, params)
+        new, request, pending = self._begin(prompt, params)
         try:
             inner = opener(**request) if tools is None else opener(**request, tools=tools)
         except BaseException as exc:
-            self._opening_failed(new, prompt, exc)
+            self._opening_failed(new, pending, exc)
             raise
         # The tool loop's messages begin with the system prompt it was sent.
         sent = len(request["messages"]) + (1 if tools is not None and self.system_prompt else 0)
@@ -266,11 +333,11 @@ class Session(Closing):
         if stream:
             return self.generate_stream(prompt, **params)
         self._settle()
-        new, request = self._begin(prompt, params)
+        new, request, pending = self._begin(prompt, params)
         try:
             response: Response = self.provider.generate(**request)
         except BaseException as exc:
-            self._opening_failed(new, prompt, exc)
+            self._opening_failed(new, pending, exc)
             raise
         return self._answered(new, response)
 
@@ -302,11 +369,11 @@ class Session(Closing):
     async def agenerate(self, prompt: str | None = None, **params: Any) -> Response:
         """:meth:`generate` without blocking the event loop."""
         await self._asettle()
-        new, request = self._begin(prompt, params)
+        new, request, pending = self._begin(prompt, params)
         try:
             response: Response = await self.provider.generate_async(**request)
         except BaseException as exc:
-            self._opening_failed(new, prompt, exc)
+            self._opening_failed(new, pending, exc)
             raise
         return self._answered(new, response)
 
@@ -329,15 +396,12 @@ class Session(Closing):
 
     # -- keeping turns -------------------------------------------------------------------------
 
-    def _unsend(self, new: list[dict[str, Any]], prompt: str | None) -> None:
-        """Bad input, refused before anything was sent: the session is as it was."""
-        self._pending[:0] = new[: len(new) - (prompt is not None)]
-
     def _opening_failed(
-        self, new: list[dict[str, Any]], prompt: str | None, exc: BaseException
+        self, new: list[dict[str, Any]], pending: list[dict[str, Any]], exc: BaseException
     ) -> None:
         if isinstance(exc, (ValueError, TypeError)) and not isinstance(exc, SpoutError):
-            self._unsend(new, prompt)
+            # Bad input, refused before anything was sent: the session is as it was.
+            self._pending[:0] = pending
             return
         partial = exc.partial if isinstance(exc, SpoutError) else None
         self._record(new, reply_messages(partial, complete=False), partial, *stop_reason(exc))
@@ -370,6 +434,7 @@ class Session(Closing):
             duration=response.duration if response else None,
             incomplete=incomplete,
             error=error,
+            file_names=self._names(new),
         )
         self._turns.append(turn)
         if self.autosave:
@@ -412,7 +477,8 @@ class Session(Closing):
         """
         self._settle()
         if self._pending:
-            self._turns.append(Turn(messages=tuple(self._pending)))
+            pending = tuple(self._pending)
+            self._turns.append(Turn(messages=pending, file_names=self._names(pending)))
             self._pending.clear()
         turns = self._turns[self._saved :]
         self.store.append_turns(
@@ -787,6 +853,12 @@ def _drop_unanswered(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
                     continue
         out.append(message)
     return out
+
+
+def _sha256(data: bytes) -> str:
+    import hashlib
+
+    return hashlib.sha256(data).hexdigest()
 
 
 def _last_model(turns: Sequence[Turn]) -> str | None:
