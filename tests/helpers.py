@@ -7,6 +7,7 @@ the error a call raises when it is made, and the fields two responses to one cal
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import inspect
 import json
 import socket
@@ -18,7 +19,19 @@ from typing import Any, TypeVar, overload
 import pytest
 
 from replay_server import Reply
-from spout import LLM, Event, ProviderError, Response, Session, TextDelta
+from spout import (
+    LLM,
+    Citation,
+    Event,
+    File,
+    FileEnd,
+    FileStart,
+    ProviderError,
+    RawEvent,
+    Response,
+    Session,
+    TextDelta,
+)
 
 T = TypeVar("T")
 E = TypeVar("E", bound=ProviderError)
@@ -354,3 +367,41 @@ def comparable(response: Response, *also: str) -> dict[str, Any]:
     """The response's :data:`SAME_FIELDS` and the fields ``also`` names, by name, to compare
     a response not streamed with the streamed one (a mismatch shows as a dict's diff)."""
     return {name: getattr(response, name) for name in (*SAME_FIELDS, *also)}
+
+
+def check_outputs(response: Response, expected: Mapping[str, Any], events: Any = None) -> None:
+    """The files, citations and raw events a transcript's expected result names (the wire
+    README's optional ``files``, ``citations`` and ``raw_events``; none when it names none).
+
+    With the stream's ``events``: each file began (:class:`~spout.FileStart`) before it came
+    whole (:class:`~spout.FileEnd`), once, and the events are what the response kept.
+    """
+    assert [
+        {
+            "media_type": file.media_type,
+            "size": len(file.data or b""),
+            "sha256": hashlib.sha256(file.data or b"").hexdigest(),
+        }
+        for file in response.files
+    ] == expected.get("files", [])
+    assert [
+        {"text": c.text, "url": c.url, "title": c.title, "start": c.start, "end": c.end}
+        for c in response.citations
+    ] == expected.get("citations", [])
+    assert all(c.raw for c in response.citations)  # the provider's own object, always
+    assert [event.type for event in response.raw_events] == expected.get("raw_events", [])
+    if events is None:
+        return
+    begun: dict[int, str | None] = {}
+    ended: list[File] = []
+    for event in events:
+        if isinstance(event, FileStart):
+            assert event.index not in begun
+            begun[event.index] = event.media_type
+        elif isinstance(event, FileEnd):
+            # The media type said at the start, if any, is the file's.
+            assert begun.pop(event.index, "never") in (None, event.file.media_type)
+            ended.append(event.file)
+    assert not begun and tuple(ended) == response.files
+    assert tuple(e for e in events if isinstance(e, Citation)) == response.citations
+    assert tuple(e for e in events if isinstance(e, RawEvent)) == response.raw_events

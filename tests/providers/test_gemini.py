@@ -8,7 +8,17 @@ from typing import Any
 import pytest
 
 import spout
-from helpers import Cut, Runner, comparable, json_reply, made, raised_on_start, stream, stream_text
+from helpers import (
+    Cut,
+    Runner,
+    check_outputs,
+    comparable,
+    json_reply,
+    made,
+    raised_on_start,
+    stream,
+    stream_text,
+)
 from replay_server import CUTS, WIRE, ReplayServer, Reply, transcript
 from spout import (
     Finish,
@@ -84,7 +94,9 @@ def test_transcript(replay: ReplayServer, runner: Runner, case: str, cut: Cut) -
     body, expected = transcript("gemini", case)
     replay.replies = [Reply(chunks=cut(body))]
     if expected["error"] is None:
-        check_response(runner.events(gemini(replay)).response, expected)
+        streamed = runner.events(gemini(replay))
+        check_response(streamed.response, expected)
+        check_outputs(streamed.response, expected, streamed.events)
         return
     with pytest.raises(spout.ProviderError) as caught:
         runner.events(gemini(replay))
@@ -362,7 +374,19 @@ def whole_response(case: str) -> dict[str, Any]:
     return {**final, "candidates": [candidate]}
 
 
-@pytest.mark.parametrize("case", ["function_call", "thoughts", "max_tokens", "text"])
+@pytest.mark.parametrize(
+    "case",
+    [
+        "function_call",
+        "thoughts",
+        "max_tokens",
+        "text",
+        "image_output",
+        "grounding",
+        "code_execution",
+        "code_execution_only",
+    ],
+)
 def test_not_streamed_gives_the_streamed_response(
     replay: ReplayServer, runner: Runner, case: str
 ) -> None:
@@ -370,7 +394,8 @@ def test_not_streamed_gives_the_streamed_response(
     replay.replies = [Reply(chunks=[body]), json_reply(whole_response(case))]
     streamed = runner.events(gemini(replay)).response
     whole = runner.generate(gemini(replay))
-    assert comparable(whole, "reasoning_signature") == comparable(streamed, "reasoning_signature")
+    also = ("reasoning_signature", "files", "citations", "raw_events")
+    assert comparable(whole, *also) == comparable(streamed, *also)
     assert replay.requests[-1].path == "/v1beta/models/gemini-2.5-flash:generateContent"
 
 
@@ -485,3 +510,49 @@ def test_capabilities() -> None:
         ModelCapability.REASONING: True,
         ModelCapability.SYSTEM_PROMPT: True,
     }
+
+
+def test_an_image_answer_is_a_file_and_the_text_stream_stays_text(
+    replay: ReplayServer, runner: Runner
+) -> None:
+    body, _ = transcript("gemini", "image_output")
+    replay.replies = [Reply(chunks=CUTS["every_byte"](body))]
+    streamed = runner.text(gemini(replay))
+    # Iterating the stream gives its text only; the image is in the response, whole.
+    assert streamed.chunks == ["Here is a small red square:"]
+    (image,) = streamed.response.files
+    assert image.media_type == "image/png" and image.kind == "image"
+    assert image.data is not None and image.data.startswith(b"\x89PNG\r\n\x1a\n")
+    assert streamed.response.finish_reason == "stop"
+
+
+def test_grounded_spans_are_the_answer_text_they_name(replay: ReplayServer, runner: Runner) -> None:
+    body, _ = transcript("gemini", "grounding")
+    replay.replies = [Reply(chunks=[body])]
+    response = runner.events(gemini(replay)).response
+    spans = [c for c in response.citations if c.start is not None]
+    assert spans  # byte offsets (past an en dash and an apostrophe) turned into characters
+    for citation in spans:
+        assert response.text[citation.start : citation.end] == citation.text
+    support = spans[0].raw["groundingSupport"]
+    assert support["groundingChunkIndices"] == [0, 1]
+    assert spans[0].raw["groundingChunk"]["web"]["title"] == "uefa.com"
+
+
+def test_recitation_sources_are_citations(replay: ReplayServer, runner: Runner) -> None:
+    # citationMetadata (Candidate.citationMetadata): a span the answer recites, in bytes.
+    source = {"startIndex": 6, "endIndex": 15, "uri": "https://example.com/WIRE", "license": "mit"}
+    last = chunk({"text": "hills"}, finish="STOP")
+    last["candidates"][0]["citationMetadata"] = {"citationSources": [source]}
+    replay.replies = [Reply(chunks=[sse(chunk({"text": "Über the "}), last)])]
+    (citation,) = runner.events(gemini(replay)).response.citations
+    assert (citation.text, citation.start, citation.end) == ("the hills", 5, 14)
+    assert (citation.url, citation.raw) == ("https://example.com/WIRE", source)
+
+
+def test_a_part_of_an_unknown_kind_is_a_raw_event(replay: ReplayServer, runner: Runner) -> None:
+    part = {"someNewPart": {"x": 1}, "thoughtSignature": "c2ln"}
+    replay.replies = [Reply(chunks=[sse(chunk({"text": "Hi"}), chunk(part, finish="STOP"))])]
+    streamed = runner.events(gemini(replay))
+    assert streamed.response.raw_events == (spout.RawEvent("someNewPart", part),)
+    assert streamed.response.finish_reason == "stop"  # the text was recognised

@@ -2,20 +2,25 @@
 
 from __future__ import annotations
 
+import binascii
+from base64 import b64decode
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import orjson
 
-from .._errors import ProviderError, error_for_status
-from .._events import Usage
+from .._errors import ProtocolError, ProviderError, error_for_status
+from .._events import Event, FileEnd, FileStart, RawEvent, Usage
+from .._files import File
 from ._base import Call, parse_arguments, wire_tools
 
 __all__ = [
+    "answer_file",
     "bearer_headers",
     "error_json",
     "error_of_type",
     "error_text",
+    "file_events",
     "history_tool_calls",
     "move_settings",
     "object_arguments",
@@ -178,3 +183,31 @@ def history_tool_calls(message: Mapping[str, Any]) -> Iterator[tuple[dict[str, A
         if isinstance(arguments, str):
             arguments = parse_arguments(arguments)
         yield tool_call, function.get("name"), arguments or {}
+
+
+def answer_file(index: int, data: str | bytes | None, media_type: str | None, what: str) -> Event:
+    """A file a model answered with, whole: its :class:`FileEnd`, the bytes given as they are or
+    decoded from base64 (``what`` names where they came, for the error when they are not).
+
+    The media type is the provider's, else guessed from the bytes. Content with no bytes at
+    all is no file: it comes as a :class:`RawEvent` named ``what``, so that it does not vanish.
+    """
+    if isinstance(data, str):
+        try:
+            data = b64decode(data, validate=True)
+        except (binascii.Error, ValueError):
+            raise ProtocolError(f"{what} is not base64", data=data[:200]) from None
+    if not data:
+        return RawEvent(what, {"media_type": media_type})
+    return FileEnd(index, File(data=data, media_type=media_type))
+
+
+def file_events(
+    index: int, data: str | bytes | None, media_type: str | None, what: str
+) -> list[Event]:
+    """A file that arrives whole in one piece of the wire: its :class:`FileStart` and its
+    :class:`FileEnd` (:func:`answer_file`) together."""
+    end = answer_file(index, data, media_type, what)
+    if type(end) is not FileEnd:
+        return [end]
+    return [FileStart(index, end.file.media_type), end]

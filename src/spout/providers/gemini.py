@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import quote
 
 import orjson
 
-from .._capabilities import Capabilities
 from .._errors import ProviderError, error_for_status
 from .._events import (
+    Citation,
     Event,
     Finish,
     FinishReason,
+    RawEvent,
     ReasoningDelta,
     TextDelta,
     ToolCall,
@@ -37,6 +37,7 @@ from ._base import (
 from ._common import (
     error_json,
     error_text,
+    file_events,
     history_tool_calls,
     move_settings,
     object_arguments,
@@ -101,6 +102,13 @@ _STATUS_CODES = {
     "UNAVAILABLE": 503,
     "DEADLINE_EXCEEDED": 504,
 }
+
+
+# A part's keys that qualify what it holds rather than hold it (Part in the API reference): a
+# part with nothing else is no content.
+_PART_QUALIFIERS = frozenset(
+    ("thought", "thoughtSignature", "partMetadata", "videoMetadata", "mediaResolution")
+)
 
 
 def normalize_finish(raw: str | None, *, tool_calls: bool) -> FinishReason:
@@ -170,20 +178,32 @@ class GenerateContentMapper(WireMapper):
     A stream is a series of these, each with the new parts of the first candidate;
     ``usageMetadata`` is cumulative, so each one replaces the last. A function call arrives
     whole, its arguments an object: its start, its arguments as one delta and its end are
-    sent together, and ``arguments_raw`` is None since no JSON text was sent.
+    sent together, and ``arguments_raw`` is None since no JSON text was sent. An
+    ``inlineData`` part (an image, audio) is a file, whole in its part: its
+    :class:`FileStart` and :class:`FileEnd` go together. ``groundingMetadata`` and
+    ``citationMetadata`` become :class:`Citation` events, and a part of a kind spout does not
+    know (``executableCode``, ``codeExecutionResult``...) a :class:`RawEvent` named by its key.
     """
 
     __slots__ = (
         "_blocked",
+        "_cited",
+        "_file_count",
         "_finish_raw",
+        "_text",
         "_tool_count",
     )
 
     def __init__(self, provider: str, model: str | None) -> None:
         super().__init__(provider, model)
         self._tool_count = 0
+        self._file_count = 0
         self._finish_raw: str | None = None
         self._blocked: str | None = None
+        # The answer's text so far: grounding places its spans in it, in UTF-8 bytes.
+        self._text: list[str] = []
+        # What was cited already: a stream may repeat the metadata on later chunks.
+        self._cited: set[bytes] = set()
 
     @property
     def finish_seen(self) -> bool:
@@ -208,13 +228,23 @@ class GenerateContentMapper(WireMapper):
                     text = part.get("text")
                     if text is not None:
                         if text:
-                            events.append(
-                                ReasoningDelta(text) if part.get("thought") else TextDelta(text)
-                            )
+                            if part.get("thought"):
+                                events.append(ReasoningDelta(text))
+                            else:
+                                self._text.append(text)
+                                events.append(TextDelta(text))
                     elif "functionCall" in part:
                         events += self._function_call(
                             part["functionCall"] or {}, part.get("thoughtSignature")
                         )
+                    else:
+                        events += self._other_part(part)
+            grounding = candidate.get("groundingMetadata")
+            if grounding:
+                events += self._grounding(grounding)
+            citations = candidate.get("citationMetadata")
+            if citations:
+                events += self._recitations(citations)
             finish = candidate.get("finishReason")
             if finish:
                 self._finish_raw = finish
@@ -249,12 +279,103 @@ class GenerateContentMapper(WireMapper):
             ToolCallEnd(index, ToolCall(call_id, name, arguments, None, signature or None)),
         ]
 
+    def _other_part(self, part: dict[str, Any]) -> list[Event]:
+        blob = part.get("inlineData")
+        # A thought's image (a draft an image model shows while it thinks) is not the answer.
+        if isinstance(blob, dict) and not part.get("thought"):
+            index = self._file_count
+            self._file_count += 1
+            return file_events(index, blob.get("data"), blob.get("mimeType"), "inlineData")
+        kind = next((key for key in part if key not in _PART_QUALIFIERS), None)
+        return [] if kind is None else [RawEvent(kind, part)]
+
+    def _span(self, start: Any, end: Any, text: Any) -> tuple[int, int | None]:
+        """A span Google gives in UTF-8 bytes of the answer as characters (``startIndex`` is
+        left out when it is 0, as proto3's JSON leaves out every zero)."""
+        start = start if isinstance(start, int) else 0
+        if not isinstance(end, int) and isinstance(text, str):
+            end = start + len(text.encode())
+        answer = "".join(self._text).encode()
+        head = len(answer[:start].decode(errors="ignore"))
+        if not isinstance(end, int):
+            return head, None
+        return head, head + len(answer[start:end].decode(errors="ignore"))
+
+    def _cite(self, citation: Citation) -> list[Event]:
+        key = orjson.dumps(citation.raw, option=orjson.OPT_SORT_KEYS)
+        if key in self._cited:
+            return []
+        self._cited.add(key)
+        return [citation]
+
+    def _grounding(self, metadata: dict[str, Any]) -> list[Event]:
+        """One :class:`Citation` for each source of each grounded span (a support names the
+        span and the chunks behind it), then one for each source no span names; the search
+        suggestions Google asks apps to show (``searchEntryPoint``) as a :class:`RawEvent`."""
+        chunks = metadata.get("groundingChunks")
+        chunks = chunks if isinstance(chunks, list) else []
+        events: list[Event] = []
+        named: set[int] = set()
+        for support in metadata.get("groundingSupports") or ():
+            if not isinstance(support, dict):
+                continue
+            segment = support.get("segment")
+            segment = segment if isinstance(segment, dict) else {}
+            text = segment.get("text")
+            start, end = self._span(segment.get("startIndex"), segment.get("endIndex"), text)
+            for i in support.get("groundingChunkIndices") or [None]:
+                chunk = chunks[i] if isinstance(i, int) and 0 <= i < len(chunks) else None
+                if chunk is not None:
+                    named.add(i)
+                url, title = _source(chunk)
+                raw = {"groundingSupport": support, "groundingChunk": chunk}
+                events += self._cite(Citation(text, url, title, start, end, raw))
+        for i, chunk in enumerate(chunks):
+            if i not in named:
+                url, title = _source(chunk)
+                events += self._cite(Citation(None, url, title, raw={"groundingChunk": chunk}))
+        entry = metadata.get("searchEntryPoint")
+        if entry:
+            events += self._cite_raw("searchEntryPoint", entry)
+        return events
+
+    def _cite_raw(self, kind: str, data: Any) -> list[Event]:
+        key = kind.encode() + orjson.dumps(data, option=orjson.OPT_SORT_KEYS)
+        if key in self._cited:
+            return []
+        self._cited.add(key)
+        return [RawEvent(kind, data)]
+
+    def _recitations(self, metadata: dict[str, Any]) -> list[Event]:
+        """``citationMetadata``: the sources a span of the answer recites (spans in bytes)."""
+        events: list[Event] = []
+        for source in metadata.get("citationSources") or metadata.get("citations") or ():
+            if not isinstance(source, dict):
+                continue
+            start, end = self._span(source.get("startIndex"), source.get("endIndex"), None)
+            text = "".join(self._text)[start:end] if end is not None else None
+            url = source.get("uri")
+            title = source.get("title")
+            events += self._cite(Citation(text or None, url, title, start, end, source))
+        return events
+
     def finish(self) -> list[Event]:
         """The event that closes the response."""
         if self._finish_raw is None and self._blocked is not None:
             return [Finish("content_filter", self._blocked)]
         raw = self._finish_raw
         return [Finish(normalize_finish(raw, tool_calls=self._tool_count > 0), raw)]
+
+
+def _source(chunk: Any) -> tuple[str | None, str | None]:
+    """The url and title of a grounding chunk: a web page, a retrieved document, a place."""
+    if not isinstance(chunk, dict):
+        return None, None
+    for kind in ("web", "retrievedContext", "maps"):
+        source = chunk.get(kind)
+        if isinstance(source, dict):
+            return source.get("uri"), source.get("title")
+    return None, None
 
 
 class GenerateContentParser(SSEStreamParser[GenerateContentMapper]):
