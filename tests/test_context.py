@@ -88,6 +88,24 @@ def test_estimate_counts_reasoning_tool_calls_results_and_parts() -> None:
     assert estimate_tokens([parts]) == 2 + 4 + 2
 
 
+def test_estimate_counts_files_by_what_they_are_not_as_base64() -> None:
+    # An image of a megabyte is ~1,600 tokens to a model, not the 330,000 its base64 would be:
+    # counted as text, it would be trimmed off a session's history at the next call.
+    big = spout.File(data=b"\x89PNG\r\n\x1a\n" + bytes(1_000_000))
+    by_url = {"type": "image_url", "image_url": {"url": "https://example.com/a.png"}}
+    message = {"role": "user", "content": [{"type": "text", "text": "abcd"}, big.part(), by_url]}
+    assert estimate_tokens([message]) == 2 + 4 + 1 + 2 * _context.IMAGE_TOKENS
+    # A minute of 128 kbit/s MP3 is about 1,920 tokens (Gemini's 32 a second).
+    mp3 = spout.File(data=b"ID3" + bytes(16_000 * 60 - 3))
+    assert estimate_tokens([user_parts(mp3.part())]) == 2 + 4 + 1_920
+    pdf = spout.File(data=b"%PDF-" + bytes(995), name="a.pdf")
+    assert estimate_tokens([user_parts(pdf.part())]) == 2 + 4 + 250
+
+
+def user_parts(*parts: dict[str, Any]) -> dict[str, Any]:
+    return {"role": "user", "content": list(parts)}
+
+
 @pytest.mark.model
 def test_estimate_over_counts_english(local: spout.LLM) -> None:
     # Against the bundled model's real tokenizer, a BPE like those of the hosted models.

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import ast
 import asyncio
+import base64
+import hashlib
 import signal
 import sqlite3
 import subprocess
@@ -731,3 +733,146 @@ def test_thinking_turn_keeps_reasoning_and_sends_it_back(replay: ReplayServer) -
         "thinking": "The user wants weather.",
         "signature": "EqQBCgIYAhIM1gbcDa9GJwZA2b3h",
     }
+
+
+# -- files ----------------------------------------------------------------------------------------
+
+# A PNG's signature and a little more: enough for its type to be found from its bytes.
+PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(200))
+WAV = b"RIFF\x24\x00\x00\x00WAVEfmt " + bytes(40)
+
+
+def png_part(data: bytes = PNG) -> dict[str, Any]:
+    """The portable part a PNG is sent as (OpenAI chat's own shape)."""
+    encoded = base64.b64encode(data).decode()
+    return {"type": "image_url", "image_url": {"url": f"data:image/png;base64,{encoded}"}}
+
+
+def test_files_go_with_the_user_turn_and_again_after_a_reload(
+    replay: ReplayServer, runner: Runner, tmp_path: Path
+) -> None:
+    replay.replies = turns(openai_text_turn("A cat."), openai_text_turn("Still a cat."))
+    path = tmp_path / "c.db"
+    session = Session(openai_at(replay), store=path, autosave=True)
+    cat = spout.File(data=PNG, name="cat.png")
+    drain(session, runner, "What is in this picture?", files=[cat])
+    asked = {
+        "role": "user",
+        "content": [{"type": "text", "text": "What is in this picture?"}, png_part()],
+    }
+    assert replay.requests[0].json()["messages"] == [asked]
+    assert session.messages[0] == asked
+    assert session.turns[0].file_names == {hashlib.sha256(PNG).hexdigest(): "cat.png"}
+    session.close()
+
+    again = Session.load(session.id, provider=openai_at(replay), store=path, autosave=True)
+    assert again.messages[0] == asked
+    assert "".join(runner.list(runner.stream(again, "And now?"))) == "Still a cat."
+    sent = replay.requests[-1].json()["messages"]
+    # The same bytes went out again, in the portable form, with the rest of the history.
+    assert sent == [
+        asked,
+        {"role": "assistant", "content": "A cat."},
+        {"role": "user", "content": "And now?"},
+    ]
+    again.close()
+
+
+def test_add_message_takes_files_for_a_user_message_only(
+    replay: ReplayServer, tmp_path: Path
+) -> None:
+    replay.replies = turns(openai_text_turn("Two cats."))
+    (tmp_path / "cat.png").write_bytes(PNG)
+    session = Session(openai_at(replay))
+    with pytest.raises(ValueError, match="user message"):
+        session.add_message("assistant", "Here", files=[tmp_path / "cat.png"])
+    session.add_message(
+        "user", "Compare these", files=[tmp_path / "cat.png", str(tmp_path / "cat.png")]
+    )
+    assert session.messages == [
+        {
+            "role": "user",
+            "content": [{"type": "text", "text": "Compare these"}, png_part(), png_part()],
+        }
+    ]
+    "".join(session.generate_stream())
+    assert replay.requests[0].json()["messages"] == session.messages[:1]
+    assert session.turns[0].file_names == {hashlib.sha256(PNG).hexdigest(): "cat.png"}
+
+
+def test_files_on_a_call_without_a_prompt_join_the_pending_message(replay: ReplayServer) -> None:
+    replay.replies = turns(openai_text_turn("A cat."))
+    session = Session(openai_at(replay))
+    session.add_message("user", "Look:")
+    "".join(session.generate_stream(files=[spout.File(data=PNG)]))
+    sent = replay.requests[0].json()["messages"]
+    assert sent == [{"role": "user", "content": [{"type": "text", "text": "Look:"}, png_part()]}]
+
+
+def test_a_file_the_provider_cannot_take_leaves_the_session_as_it_was(
+    replay: ReplayServer, runner: Runner, tmp_path: Path
+) -> None:
+    llm = create_llm(
+        "anthropic", model="claude-sonnet-4-5", base_url=replay.url, api_key="k", max_retries=0
+    )
+    session = Session(llm, store=tmp_path / "c.db", autosave=True)
+    session.add_message("user", "Listen to this")
+    with pytest.raises(spout.ConfigurationError, match=r"'anthropic'.*'song.wav'"):
+        runner.stream(session, "What is it?", files=[spout.File(data=WAV, name="song.wav")])
+    with pytest.raises(spout.ConfigurationError, match=r"cannot read file .*missing\.png"):
+        runner.generate(session, "And this?", files=[tmp_path / "missing.png"])
+    # Nothing sent, no turn kept, and the message added before waits as it was.
+    assert replay.requests == []
+    assert session.turns == []
+    assert session.messages == [{"role": "user", "content": "Listen to this"}]
+
+
+def test_a_file_past_the_stores_limit_is_refused_before_it_is_sent(
+    replay: ReplayServer, tmp_path: Path
+) -> None:
+    replay.replies = turns(openai_text_turn("A cat."), openai_text_turn("The same cat."))
+    store = Store(tmp_path / "c.db", max_conversation_file_bytes=len(PNG) + 10)
+    session = Session(openai_at(replay), store=store, autosave=True)
+    "".join(session.generate_stream("One", files=[spout.File(data=PNG)]))
+    before = [t.to_dict() for t in store.turns(session.id)]
+    other = PNG + b"another picture"
+    with pytest.raises(spout.StoreError, match=r"over the 218 a conversation may keep"):
+        session.generate_stream("Two", files=[spout.File(data=other)])
+    assert len(replay.requests) == 1  # refused before the call, not after the reply
+    assert [t.to_dict() for t in session.turns] == before
+    assert [t.to_dict() for t in store.turns(session.id)] == before
+    # The same file again takes no more room: it is kept once.
+    assert (
+        "".join(session.generate_stream("Again", files=[spout.File(data=PNG)])) == "The same cat."
+    )
+    assert len(store.turns(session.id)) == 2
+    session.close()
+    store.close()
+
+
+def test_files_in_the_history_go_to_the_next_provider_in_its_shape(replay: ReplayServer) -> None:
+    replay.replies = turns(openai_text_turn("A cat."))
+    session = Session(openai_at(replay))
+    "".join(session.generate_stream("What is this?", files=[spout.File(data=PNG)]))
+    other = ReplayServer().start()
+    try:
+        other.replies = turns(anthropic_text_turn("Yes, a cat."))
+        session.provider = create_llm(
+            "anthropic", model="claude-sonnet-4-5", base_url=other.url, api_key="k", max_retries=0
+        )
+        assert "".join(session.generate_stream("Sure?")) == "Yes, a cat."
+        sent = other.requests[0].json()["messages"]
+    finally:
+        other.stop()
+    # Anthropic's image block (docs.anthropic.com, "Vision": a base64 source).
+    assert sent[0]["content"] == [
+        {"type": "text", "text": "What is this?"},
+        {
+            "type": "image",
+            "source": {
+                "type": "base64",
+                "media_type": "image/png",
+                "data": base64.b64encode(PNG).decode(),
+            },
+        },
+    ]

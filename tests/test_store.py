@@ -3,6 +3,8 @@ whole when two processes write at once or one is killed mid-write."""
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import os
 import signal
 import sqlite3
@@ -703,3 +705,206 @@ def test_the_conversations_module_opens_the_store_it_is_given(
     copy = conv.import_json(exported, new_id=True)
     conv.delete("d1")
     assert [c.id for c in conv.list()] == [copy.id]
+
+
+# -- files ----------------------------------------------------------------------------------------
+
+PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4
+PDF = b"%PDF-1.4\n" + b"0" * 500
+
+
+def data_url(media_type: str, data: bytes) -> str:
+    return f"data:{media_type};base64,{base64.b64encode(data).decode()}"
+
+
+def with_files(text: str, *parts: dict[str, Any]) -> Turn:
+    """A turn whose user message carries ``parts`` (portable file parts) after its text."""
+    return Turn(
+        messages=(
+            {"role": "user", "content": [{"type": "text", "text": text}, *parts]},
+            {"role": "assistant", "content": "ok"},
+        ),
+        model="m",
+        provider="p",
+    )
+
+
+def image(data: bytes = PNG) -> dict[str, Any]:
+    return {"type": "image_url", "image_url": {"url": data_url("image/png", data)}}
+
+
+def document(data: bytes = PDF, name: str = "report.pdf") -> dict[str, Any]:
+    return {
+        "type": "file",
+        "file": {"file_data": data_url("application/pdf", data), "filename": name},
+    }
+
+
+def audio(data: bytes) -> dict[str, Any]:
+    return {
+        "type": "input_audio",
+        "input_audio": {"data": base64.b64encode(data).decode(), "format": "mp3"},
+    }
+
+
+def stored_files(path: Path) -> list[tuple[str, str, int]]:
+    connection = raw(path)
+    try:
+        rows = connection.execute(
+            "SELECT conversation_id, sha256, size FROM files ORDER BY conversation_id, sha256"
+        ).fetchall()
+    finally:
+        connection.close()
+    return [(c, s, n) for c, s, n in rows]
+
+
+def turn_rows(path: Path) -> str:
+    connection = raw(path)
+    try:
+        return "".join(data for (data,) in connection.execute("SELECT data FROM turns"))
+    finally:
+        connection.close()
+
+
+def test_a_files_bytes_are_stored_once_a_conversation_and_read_back_whole(store: Store) -> None:
+    mp3 = b"ID3" + bytes(300)
+    first = with_files("What is this?", image(), document())
+    second = with_files("And this, again?", image(), audio(mp3))
+    store.append_turns("c1", [first])
+    store.append_turns("c1", [second])
+    store.append_turns("c2", [with_files("Same picture", image())])
+
+    digest = hashlib.sha256(PNG).hexdigest()
+    assert stored_files(store.path) == sorted(
+        [
+            ("c1", digest, len(PNG)),
+            ("c1", hashlib.sha256(PDF).hexdigest(), len(PDF)),
+            ("c1", hashlib.sha256(mp3).hexdigest(), len(mp3)),
+            ("c2", digest, len(PNG)),  # once per conversation: deleting one keeps the other's
+        ]
+    )
+    # The turns refer to the files; their bytes are not in the turns' JSON.
+    rows = turn_rows(store.path)
+    assert base64.b64encode(PNG).decode()[:40] not in rows
+    assert f"spout-file:image/png;sha256,{digest}" in rows
+    # Read back as they were given: data URLs, and input_audio's bare base64.
+    assert [t.to_dict() for t in store.turns("c1")] == [first.to_dict(), second.to_dict()]
+
+
+def test_a_file_given_by_url_is_stored_as_its_url(store: Store) -> None:
+    turn = with_files(
+        "Look", {"type": "image_url", "image_url": {"url": "https://example.com/a.png"}}
+    )
+    store.append_turns("c1", [turn])
+    assert stored_files(store.path) == []
+    assert store.turns("c1")[0].to_dict() == turn.to_dict()
+
+
+def test_deleting_a_conversation_deletes_its_files(store: Store) -> None:
+    store.append_turns("c1", [with_files("a", image())])
+    store.append_turns("c2", [with_files("b", image())])
+    store.delete("c1")
+    assert [c for c, _, _ in stored_files(store.path)] == ["c2"]
+
+
+def test_files_past_a_conversations_limit_write_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "c.db"
+    with Store(path, max_conversation_file_bytes=len(PNG) + len(PDF)) as store:
+        store.append_turns("c1", [with_files("first", image(), document())])
+        before = (store.get("c1"), [t.to_dict() for t in store.turns("c1")], stored_files(path))
+        with pytest.raises(
+            StoreError, match=rf"would take {2 * len(PNG) + 1 + len(PDF):,} bytes, over the 1,541 a"
+        ) as caught:
+            store.append_turns("c1", [ask("fine"), with_files("one more", image(PNG + b"!"))])
+        assert "nothing was written" in str(caught.value) and str(path) in str(caught.value)
+        assert (
+            store.get("c1"),
+            [t.to_dict() for t in store.turns("c1")],
+            stored_files(path),
+        ) == before
+        # A file the conversation keeps already takes no more room.
+        store.append_turns("c1", [with_files("the same again", image())])
+        assert store.get("c1").turn_count == 2
+        # A new conversation over the limit is not made at all.
+        with pytest.raises(StoreError, match="a conversation may keep"):
+            store.append_turns("c2", [with_files("big", image(), document(), image(PNG + b"?"))])
+        with pytest.raises(ConversationNotFoundError):
+            store.get("c2")
+        with pytest.raises(ValueError, match="max_conversation_file_bytes"):
+            Store(path, max_conversation_file_bytes=-1)
+
+
+def test_a_file_over_the_per_file_cap_is_refused(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import spout._files
+    import spout._store
+
+    monkeypatch.setattr(spout._files, "MAX_FILE_BYTES", 100)
+    monkeypatch.setattr(spout._store, "MAX_FILE_BYTES", 100)
+    with pytest.raises(StoreError, match=r"turn 0 .*larger than 100 bytes.*nothing was written"):
+        store.append_turns("c1", [with_files("too big", image())])
+    with pytest.raises(ConversationNotFoundError):
+        store.get("c1")
+
+
+def test_a_missing_file_is_reported_as_damage(store: Store) -> None:
+    store.append_turns("c1", [with_files("a", image())])
+    tamper = raw(store.path)
+    tamper.execute("DELETE FROM files")
+    tamper.close()
+    with pytest.raises(StoreError, match=r"turn 1 of conversation 'c1' is damaged: .*missing"):
+        store.turns("c1")
+
+
+def test_json_export_carries_the_files_and_import_keeps_them_once(store: Store) -> None:
+    turns = [with_files("a", image(), document()), with_files("b", image())]
+    store.append_turns("c1", turns)
+    exported = store.export("c1")
+    assert base64.b64encode(PNG).decode() in exported  # a file of its own: the bytes inside
+    copied = store.import_json(exported, new_id=True)
+    assert [t.to_dict() for t in store.turns(copied.id)] == [t.to_dict() for t in turns]
+    assert sum(1 for c, _, _ in stored_files(store.path) if c == copied.id) == 2
+
+
+def test_markdown_lists_attachments_without_their_bytes(store: Store) -> None:
+    turn = with_files("What is this?", image(), document())
+    named = Turn(
+        messages=turn.messages,
+        model="m",
+        provider="p",
+        file_names={hashlib.sha256(PNG).hexdigest(): "cat.png"},
+    )
+    store.append_turns("c1", [named])
+    markdown = store.export("c1", "md")
+    assert f"*[attachment: cat.png, image/png, {len(PNG):,} bytes]*" in markdown
+    assert f"*[attachment: report.pdf, application/pdf, {len(PDF):,} bytes]*" in markdown
+    assert "base64" not in markdown
+    assert store.turns("c1")[0].file_names == named.file_names
+
+
+def test_a_store_from_before_files_keeps_its_inline_files_readable(tmp_path: Path) -> None:
+    # Version 2 kept a file part's bytes inside the turn's JSON; those turns read as they were.
+    path = tmp_path / "old.db"
+    connection = raw(path)
+    for script in MIGRATIONS[:2]:
+        connection.executescript(script)
+    connection.execute("PRAGMA user_version = 2")
+    old = with_files("From before", image())
+    connection.execute(
+        "INSERT INTO conversations (id, title, created_at, updated_at, models)"
+        " VALUES ('old1', 'From before', 1.0, 2.0, '[\"p:m\"]')"
+    )
+    connection.execute(
+        "INSERT INTO turns VALUES ('old1', 1, 1.5, ?)", (orjson.dumps(old.to_dict()).decode(),)
+    )
+    connection.close()
+
+    with Store(path) as store:
+        assert [t.to_dict() for t in store.turns("old1")] == [old.to_dict()]
+        store.append_turns("old1", [with_files("After", image())])  # now kept in the table
+        assert [t.messages[0] for t in store.turns("old1")] == [
+            old.messages[0],
+            with_files("After", image()).messages[0],
+        ]
+    assert [c for c, _, _ in stored_files(path)] == ["old1"]

@@ -116,7 +116,8 @@ def _file_tokens(content: Any) -> int:
         if kind == "image_url" or text.startswith("data:image/"):
             tokens += IMAGE_TOKENS
             continue
-        size = len(text.partition(",")[2] if text.startswith("data:") else text) * 3 // 4
+        encoded = text.partition(",")[2] if text.startswith("data:") else text
+        size = len(encoded.rstrip("=")) * 3 // 4  # the bytes its base64 holds
         if kind == "input_audio" or text.startswith("data:audio/"):
             tokens += -(-size // AUDIO_BYTES_PER_TOKEN)
         else:
