@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
-from typing import TextIO
+from typing import TYPE_CHECKING, BinaryIO, TextIO
 
 from ._common import (
     CommandError,
@@ -18,6 +18,9 @@ from ._common import (
 )
 from ._status import add_stats_option, print_summary, status_for
 
+if TYPE_CHECKING:
+    from .. import File
+
 __all__ = ["main"]
 
 #: A first argument naming one of these runs it; ``spout -- chat`` sends "chat" as a prompt.
@@ -27,6 +30,7 @@ _DESCRIPTION = """\
 Stream an answer from a model to stdout, chunk by chunk as it is generated.
 With no -m, the bundled local model answers (no key, no network).
 Text piped to stdin is appended to the prompt: echo text | spout, or spout "summarize:" < file.
+-a attaches a file (an image, a PDF, audio) to the prompt; -a - reads it from stdin.
 Each exchange is logged as a conversation (see spout conversations); -c continues the last one.
 
 other commands:
@@ -42,6 +46,8 @@ examples:
   spout --cid 01jc3k9x "And a limerick?"
   spout -m openai:gpt-4o-mini "Count from 1 to 5"
   spout -m openai:any --base-url http://127.0.0.1:8080/v1 "Hello"
+  spout -m openai:gpt-4o-mini -a photo.png "What is in this picture?"
+  curl -s https://example.com/chart.png | spout -m openai:gpt-4o -a - "Describe the chart"
   git diff | spout -s "You review code." "Review this diff:"
   spout --no-log "Something not to keep"
   spout chat -m anthropic:claude-sonnet-4-5
@@ -58,6 +64,15 @@ def _parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("prompt", nargs="*", help="the prompt (joined with spaces)")
+    parser.add_argument(
+        "-a",
+        "--attach",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="attach a file to the prompt: a path, an http(s) URL, or - for stdin (its type "
+        "found from its bytes); repeatable",
+    )
     add_model_options(parser)
     parser.add_argument(
         "--stream",
@@ -87,6 +102,26 @@ def _read_prompt(words: Sequence[str], stdin: TextIO | None) -> str:
     return prompt or piped
 
 
+def _read_attachments(paths: Sequence[str], stdin: BinaryIO | None) -> list[File]:
+    """The files ``-a`` names, read now (before anything is sent); ``-`` is stdin's bytes."""
+    from .. import File
+
+    if list(paths).count("-") > 1:
+        raise CommandError("-a - reads stdin, which can be read once: give it once", 2)
+    files = []
+    for path in paths:
+        if path == "-":
+            if stdin is None:
+                raise CommandError("-a -: there is no stdin to read", 2)
+            data = stdin.read()
+            if not data:
+                raise CommandError("-a -: stdin is empty, there is no file to attach", 2)
+            files.append(File(data=data))  # its type from its bytes (File's too-large error)
+        else:
+            files.append(File.coerce(path))
+    return files
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command; returns the exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -107,11 +142,17 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _answer(args: argparse.Namespace) -> int:
     """One prompt, one answer on stdout; the exchange kept in the conversation."""
+    from .. import ConfigurationError
+
+    reads_file = "-" in args.attach  # stdin is the file, not more of the prompt
     try:
-        prompt = _read_prompt(args.prompt, sys.stdin)
+        files = _read_attachments(args.attach, sys.stdin.buffer if sys.stdin else None)
+        prompt = _read_prompt(args.prompt, None if reads_file else sys.stdin)
+    except (ConfigurationError, CommandError) as exc:
+        return fail(str(exc), 2)
     except (OSError, UnicodeDecodeError) as exc:
         return fail(f"could not read stdin: {exc}")
-    if not prompt.strip():
+    if not prompt.strip() and not files:
         return fail('no prompt: give one as an argument (spout "...") or on stdin', 2)
 
     from .. import SpoutError, StreamStats
@@ -124,8 +165,9 @@ def _answer(args: argparse.Namespace) -> int:
     try:
         with open_session(args) as session:
             try:
+                asked = prompt if prompt.strip() else None  # files alone are a prompt too
                 if args.stream:
-                    stream = session.generate_stream(prompt)
+                    stream = session.generate_stream(asked, files=files)
                     chunks = iter(stream)  # held, so a Ctrl-C in write() is kept "interrupted"
                     for chunk in chunks:
                         stdout.write(chunk)
@@ -135,7 +177,7 @@ def _answer(args: argparse.Namespace) -> int:
                     stats = stream.response.stats or stream.stats
                     refusal = stream.response.refusal
                 else:
-                    response = session.generate(prompt)
+                    response = session.generate(asked, files=files)
                     text, stats, refusal = response.text, response.stats, response.refusal
                     stdout.write(text)
             except KeyboardInterrupt:
