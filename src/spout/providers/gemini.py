@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import quote
 
 import orjson
 
+from .._capabilities import Capabilities, ModelCapability
 from .._errors import ProviderError, error_for_status
 from .._events import (
     Citation,
@@ -23,6 +25,7 @@ from .._events import (
     ToolCallStart,
     Usage,
 )
+from .._files import File, FileKind, unsupported
 from .._request import HTTPRequest, header_value
 from ._base import (
     Call,
@@ -41,6 +44,7 @@ from ._common import (
     history_tool_calls,
     move_settings,
     object_arguments,
+    portable_file,
     retry_after_seconds,
     tool_declaration,
 )
@@ -60,6 +64,8 @@ __all__ = [
     "GeminiProvider",
     "GenerateContentMapper",
     "GenerateContentParser",
+    "file_part",
+    "gemini_inputs",
     "generate_content_body",
     "generate_content_error",
     "generate_content_events",
@@ -445,7 +451,10 @@ class GeminiProvider(HTTPProvider):
 
     def capabilities(self) -> Capabilities:
         # A function call arrives whole, arguments and all: no tool streaming.
-        return streaming_capabilities(tools=True, tool_streaming=False, reasoning=True)
+        return {
+            **streaming_capabilities(tools=True, tool_streaming=False, reasoning=True),
+            **gemini_inputs(self.model),
+        }
 
     def output_shape(self, fmt: OutputFormat, params: Mapping[str, Any]) -> OutputShape:
         return json_output_shape(fmt, params)
@@ -481,8 +490,33 @@ def json_output_shape(fmt: OutputFormat, params: Mapping[str, Any]) -> OutputSha
     return OutputShape({**params, "generationConfig": merged}, instruct=False)
 
 
-def generate_content_body(call: Call) -> dict[str, Any]:
+def gemini_inputs(model: str | None) -> Capabilities:
+    """The files a model takes: every Gemini model images, PDFs, audio (and video), by
+    Google's pages on each; a Gemma model served by the API images only (Gemma 3n audio too,
+    the 1B model text only), as its model card says."""
+    name = (model or "").lower()
+    if "gemma" not in name:
+        return {
+            ModelCapability.VISION: True,
+            ModelCapability.PDF_INPUT: True,
+            ModelCapability.AUDIO_INPUT: True,
+        }
+    return {
+        ModelCapability.VISION: "-1b" not in name,
+        ModelCapability.PDF_INPUT: False,
+        ModelCapability.AUDIO_INPUT: "gemma-3n" in name,
+    }
+
+
+def generate_content_body(
+    call: Call, *, provider: str = "gemini", url_needs_type: bool = False
+) -> dict[str, Any]:
     """A ``GenerateContentRequest`` for a call: its messages, settings, tools and tool choice.
+
+    Files in a user turn's portable parts become ``inlineData`` and ``fileData`` parts
+    (:func:`file_part`); one the API cannot take raises ConfigurationError naming it and
+    ``provider``. ``url_needs_type``: a file given by URL must name its media type (Vertex
+    AI's ``fileData.mimeType`` is required; the Gemini API's is not).
 
     Example::
 
@@ -491,7 +525,11 @@ def generate_content_body(call: Call) -> dict[str, Any]:
         #  "generationConfig": {"maxOutputTokens": 5}}
     """
     params = dict(call.params)
-    system, contents = _contents(call.messages)
+
+    def files(file: File, kind: FileKind) -> dict[str, Any]:
+        return file_part(file, kind, provider, url_needs_type=url_needs_type)
+
+    system, contents = _contents(call.messages, files)
     body: dict[str, Any] = {"contents": contents}
     if system:
         body["systemInstruction"] = {"parts": system}
@@ -571,8 +609,59 @@ def _tool_config(choice: Any) -> Any:
     return {"functionCallingConfig": config}
 
 
-def _parts(content: Any) -> list[Any]:
-    """A message's content as Gemini parts: text, or parts given in Gemini's own shape."""
+#: Types Gemini reads as text though they are not ``text/*`` (the document-processing page's
+#: list of text formats).
+_TEXT_LIKE = frozenset(
+    ("application/json", "application/xml", "application/x-javascript", "application/x-python")
+)
+
+#: The media type of a file whose type is not known.
+_UNKNOWN = "application/octet-stream"
+
+
+def file_part(
+    file: File, kind: FileKind, provider: str = "gemini", *, url_needs_type: bool = False
+) -> dict[str, Any]:
+    """A file as a Gemini part: its bytes as ``inlineData``, its URL as ``fileData``.
+
+    https://ai.google.dev/gemini-api/docs/file-input-methods: Gemini takes images, PDFs,
+    audio, video and text inline or by URL (public and signed https URLs, Files API URIs and
+    YouTube links on the Gemini API; Vertex AI fetches http(s) and gs:// URIs). A URL whose
+    type is not known (a Files API URI, a YouTube link) goes without ``mimeType``, which the
+    Gemini API then finds itself, unless ``url_needs_type``.
+
+    Example::
+
+        file_part(File(data=png_bytes), "image")
+        # {"inlineData": {"mimeType": "image/png", "data": "iVBORw0KGgo..."}}
+        file_part(File(url="https://example.com/a.pdf"), "pdf")
+        # {"fileData": {"mimeType": "application/pdf", "fileUri": "https://example.com/a.pdf"}}
+    """
+    known = file.media_type != _UNKNOWN
+    if kind == "other" and known and file.media_type not in _TEXT_LIKE:
+        raise unsupported(
+            provider, file, "Gemini takes images, PDFs, audio, video and text documents"
+        )
+    if file.url is not None:
+        if known:
+            return {"fileData": {"mimeType": file.media_type, "fileUri": file.url}}
+        if url_needs_type:
+            raise unsupported(
+                provider, file, "its URL names no media type: give File(url=..., media_type=...)"
+            )
+        return {"fileData": {"fileUri": file.url}}
+    if not known:
+        raise unsupported(
+            provider, file, "Gemini needs its media type: give File(..., media_type=...)"
+        )
+    return {"inlineData": {"mimeType": file.media_type, "data": file.base64()}}
+
+
+def _parts(
+    content: Any, files: Callable[[File, FileKind], dict[str, Any]] | None = None
+) -> list[Any]:
+    """A message's content as Gemini parts: text, files (portable parts, through ``files``,
+    when it is given), or parts given in Gemini's own shape."""
     if not content:
         return []  # Gemini refuses an empty text part
     if isinstance(content, str):
@@ -583,23 +672,32 @@ def _parts(content: Any) -> list[Any]:
             parts.append({"text": item})
         elif isinstance(item, dict) and item.get("type") == "text":
             parts.append({"text": item.get("text", "")})
+        elif files is not None and (found := portable_file(item)) is not None:
+            parts.append(files(*found))
         else:
             parts.append(item)
     return parts
 
 
-def _contents(messages: list[dict[str, Any]]) -> tuple[list[Any], list[dict[str, Any]]]:
+def _contents(
+    messages: list[dict[str, Any]],
+    files: Callable[[File, FileKind], dict[str, Any]] | None = None,
+) -> tuple[list[Any], list[dict[str, Any]]]:
     """spout's OpenAI-style messages as Gemini's ``systemInstruction`` parts and ``contents``.
 
     Roles become "user" and "model"; assistant tool calls become ``functionCall`` parts and
-    ``tool`` messages ``functionResponse`` parts (named after the call they answer).
+    ``tool`` messages ``functionResponse`` parts (named after the call they answer); a user
+    turn's files (portable parts) go through ``files``.
     """
     system: list[Any] = []
     contents: list[dict[str, Any]] = []
     names: dict[str, str] = {}  # tool call id -> function name
     for message in messages:
         role = message.get("role")
-        parts = list(message["parts"]) if "parts" in message else _parts(message.get("content"))
+        if "parts" in message:
+            parts = list(message["parts"])
+        else:
+            parts = _parts(message.get("content"), files if role == "user" else None)
         if role in ("system", "developer"):
             system += parts
         elif role == "tool":

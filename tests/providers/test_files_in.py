@@ -1,0 +1,153 @@
+"""Files sent to Anthropic, Gemini, Vertex AI, Bedrock and Cohere: each request in the provider's
+documented shape, exactly, whether the files came as ``files=`` or as portable parts in
+``messages``; and a type a provider cannot take refused before anything is sent."""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+import pytest
+
+import spout
+from helpers import Runner, made
+from replay_server import ReplayServer, Reply, transcript
+from spout import File, ModelCapability, create_llm
+
+PNG = b"\x89PNG\r\n\x1a\n" + b"WIRE-png-pixels"
+PDF = b"%PDF-1.7\nWIRE pdf\n%%EOF\n"
+WAV = b"RIFF\x24\x00\x00\x00WAVEfmt WIRE-wav"
+MP4 = b"\x00\x00\x00\x18ftypmp42WIRE-video"
+HEIC = b"\x00\x00\x00\x18ftypheicWIRE-heic"
+DOCX = b"PK\x03\x04WIRE-docx"
+DOCX_TYPE = "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
+
+
+def b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+def data_url(media_type: str, data: bytes) -> str:
+    return f"data:{media_type};base64,{b64(data)}"
+
+
+#: Files as OpenAI's SDK writes them in a message (the portable form), beside their text.
+PORTABLE = [
+    {"type": "text", "text": "Compare these."},
+    {"type": "image_url", "image_url": {"url": data_url("image/png", PNG)}},
+    # A URL that names no type is an image all the same: the part says so.
+    {"type": "image_url", "image_url": {"url": "https://example.com/photo?id=7"}},
+    {"type": "file", "file": {"file_data": data_url("application/pdf", PDF), "filename": "a.pdf"}},
+]
+
+
+def refused(runner: Runner, llm: spout.LLM, replay: ReplayServer, *words: str, **kw: Any) -> None:
+    """The call fails before any request, with an error naming each of ``words``."""
+    with pytest.raises(spout.ConfigurationError) as caught:
+        runner.text(llm, "What is this?", **kw)
+    for word in words:
+        assert word in str(caught.value)
+    assert replay.requests == []
+
+
+# -- Gemini -----------------------------------------------------------------------------------
+
+
+def gemini(replay: ReplayServer, model: str = "gemini-2.5-flash") -> spout.LLM:
+    body, _ = transcript("gemini", "text")
+    replay.replies = [Reply(chunks=[body])]
+    return made(create_llm("gemini", model=model, base_url=replay.url, api_key="k", max_retries=0))
+
+
+def test_gemini_files(replay: ReplayServer, runner: Runner) -> None:
+    files = [
+        File(data=PNG, name="cat.png"),
+        File(url="https://example.com/cat.jpg"),
+        File(data=PDF, name="report.pdf"),
+        File(data=WAV, name="talk.wav"),
+        File(data=MP4, name="clip.mp4"),
+        File(url="https://example.com/paper.pdf"),
+    ]
+    runner.text(gemini(replay), "Describe them.", files=files)
+    # https://ai.google.dev/gemini-api/docs/file-input-methods
+    assert replay.requests[-1].json()["contents"] == [
+        {
+            "role": "user",
+            "parts": [
+                {"text": "Describe them."},
+                {"inlineData": {"mimeType": "image/png", "data": b64(PNG)}},
+                {"fileData": {"mimeType": "image/jpeg", "fileUri": "https://example.com/cat.jpg"}},
+                {"inlineData": {"mimeType": "application/pdf", "data": b64(PDF)}},
+                {"inlineData": {"mimeType": "audio/wav", "data": b64(WAV)}},
+                {"inlineData": {"mimeType": "video/mp4", "data": b64(MP4)}},
+                {
+                    "fileData": {
+                        "mimeType": "application/pdf",
+                        "fileUri": "https://example.com/paper.pdf",
+                    }
+                },
+            ],
+        }
+    ]
+
+
+def test_gemini_portable_parts(replay: ReplayServer, runner: Runner) -> None:
+    files_api = "https://generativelanguage.googleapis.com/v1beta/files/WIRE-abc123"
+    messages = [
+        {
+            "role": "user",
+            "content": [
+                *PORTABLE,
+                {"type": "input_audio", "input_audio": {"data": b64(WAV), "format": "wav"}},
+                # A Files API URI names no type: the API knows the file's own.
+                {"type": "file", "file": {"file_data": files_api}},
+            ],
+        },
+        {"role": "assistant", "content": "Seen."},
+    ]
+    runner.text(gemini(replay), None, messages=messages)
+    assert replay.requests[-1].json()["contents"] == [
+        {
+            "role": "user",
+            "parts": [
+                {"text": "Compare these."},
+                {"inlineData": {"mimeType": "image/png", "data": b64(PNG)}},
+                {"fileData": {"fileUri": "https://example.com/photo?id=7"}},
+                {"inlineData": {"mimeType": "application/pdf", "data": b64(PDF)}},
+                {"inlineData": {"mimeType": "audio/wav", "data": b64(WAV)}},
+                {"fileData": {"fileUri": files_api}},
+            ],
+        },
+        {"role": "model", "parts": [{"text": "Seen."}]},
+    ]
+
+
+@pytest.mark.parametrize(
+    ("file", "words"),
+    [
+        (File(data=DOCX, name="memo.docx"), ("'gemini'", "'memo.docx'", DOCX_TYPE)),
+        (File(data=b"\x00\x01WIRE"), ("'gemini'", "application/octet-stream", "media_type=")),
+    ],
+    ids=["docx", "unknown-bytes"],
+)
+def test_gemini_refuses_before_sending(
+    replay: ReplayServer, runner: Runner, file: File, words: tuple[str, ...]
+) -> None:
+    refused(runner, gemini(replay), replay, *words, files=[file])
+
+
+@pytest.mark.parametrize(
+    ("model", "vision", "pdf", "audio"),
+    [
+        ("gemini-2.5-pro", True, True, True),
+        ("gemma-3-27b-it", True, False, False),
+        ("gemma-3n-e4b-it", True, False, True),
+        ("gemma-3-1b-it", False, False, False),
+    ],
+)
+def test_gemini_declares_what_each_model_takes(
+    model: str, vision: bool, pdf: bool, audio: bool
+) -> None:
+    caps = create_llm("gemini", model=model, api_key="k").get_capabilities()
+    assert [caps[c] for c in (ModelCapability.VISION, ModelCapability.PDF_INPUT)] == [vision, pdf]
+    assert caps[ModelCapability.AUDIO_INPUT] is audio
