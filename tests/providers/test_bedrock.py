@@ -1037,6 +1037,9 @@ def test_capabilities() -> None:
         ModelCapability.USAGE_IN_STREAM: True,
         ModelCapability.REASONING: True,
         ModelCapability.SYSTEM_PROMPT: True,
+        ModelCapability.VISION: False,
+        ModelCapability.PDF_INPUT: True,
+        ModelCapability.AUDIO_INPUT: False,
     }
 
 

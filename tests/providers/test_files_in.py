@@ -151,3 +151,155 @@ def test_gemini_declares_what_each_model_takes(
     caps = create_llm("gemini", model=model, api_key="k").get_capabilities()
     assert [caps[c] for c in (ModelCapability.VISION, ModelCapability.PDF_INPUT)] == [vision, pdf]
     assert caps[ModelCapability.AUDIO_INPUT] is audio
+
+
+# -- Bedrock ----------------------------------------------------------------------------------
+
+CLAUDE_ON_BEDROCK = "us.anthropic.claude-3-7-sonnet-20250219-v1:0"
+
+
+def bedrock(replay: ReplayServer, model: str = CLAUDE_ON_BEDROCK) -> spout.LLM:
+    body, _ = transcript("bedrock", "text")
+    replay.replies = [
+        Reply(chunks=[body], headers={"Content-Type": "application/vnd.amazon.eventstream"})
+    ]
+    # A Bedrock API key: no signature, no AWS credentials needed for what is tested here.
+    return made(
+        create_llm(
+            "bedrock",
+            model=model,
+            region="us-east-1",
+            base_url=replay.url,
+            api_key="WIRE-bedrock-key",
+            max_retries=0,
+        )
+    )
+
+
+def test_bedrock_files(replay: ReplayServer, runner: Runner) -> None:
+    files = [
+        File(data=PNG, name="cat.png"),
+        File(data=PDF, name="Q3 report_final.v2.pdf"),
+        File(data=PDF, name="Q3 report_final.v2.pdf"),  # the same name: made unique
+        File(data=b"# Notes\n", name="Résumé (draft).md"),
+        File(data=MP4, name="clip.mp4"),
+    ]
+    runner.text(bedrock(replay), "Describe them.", files=files)
+    # ImageBlock, DocumentBlock and VideoBlock in botocore's bedrock-runtime service model
+    assert replay.requests[-1].json()["messages"] == [
+        {
+            "role": "user",
+            "content": [
+                {"text": "Describe them."},
+                {"image": {"format": "png", "source": {"bytes": b64(PNG)}}},
+                {
+                    "document": {
+                        "format": "pdf",
+                        "name": "Q3 report final v2",
+                        "source": {"bytes": b64(PDF)},
+                    }
+                },
+                {
+                    "document": {
+                        "format": "pdf",
+                        "name": "Q3 report final v2 (2)",
+                        "source": {"bytes": b64(PDF)},
+                    }
+                },
+                {
+                    "document": {
+                        "format": "md",
+                        "name": "Resume (draft)",
+                        "source": {"bytes": b64(b"# Notes\n")},
+                    }
+                },
+                {"video": {"format": "mp4", "source": {"bytes": b64(MP4)}}},
+            ],
+        }
+    ]
+
+
+def test_bedrock_portable_parts(replay: ReplayServer, runner: Runner) -> None:
+    messages = [
+        {"role": "user", "content": [PORTABLE[0], PORTABLE[1], PORTABLE[3]]},
+        {"role": "assistant", "content": "A cat and a report."},
+        {"role": "user", "content": "More?"},
+    ]
+    runner.text(bedrock(replay), None, messages=messages)
+    assert replay.requests[-1].json()["messages"] == [
+        {
+            "role": "user",
+            "content": [
+                {"text": "Compare these."},
+                {"image": {"format": "png", "source": {"bytes": b64(PNG)}}},
+                {"document": {"format": "pdf", "name": "a", "source": {"bytes": b64(PDF)}}},
+            ],
+        },
+        {"role": "assistant", "content": [{"text": "A cat and a report."}]},
+        {"role": "user", "content": [{"text": "More?"}]},
+    ]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "words"),
+    [
+        (
+            {"files": [File(url="https://example.com/cat.png")]},
+            ("'bedrock'", "cat.png", "not a URL"),
+        ),
+        ({"files": [File(data=WAV, name="talk.wav")]}, ("'bedrock'", "'talk.wav'", "audio")),
+        (
+            {"files": [File(data=HEIC, name="x.heic")]},
+            ("'bedrock'", "image/heic", "PNG, JPEG, GIF"),
+        ),
+        (
+            {"messages": [{"role": "user", "content": [PORTABLE[3]]}]},
+            ("'bedrock'", "'a.pdf'", "text beside a document"),
+        ),
+    ],
+    ids=["url", "audio", "heic", "document-alone"],
+)
+def test_bedrock_refuses_before_sending(
+    replay: ReplayServer, runner: Runner, kwargs: dict[str, Any], words: tuple[str, ...]
+) -> None:
+    llm = bedrock(replay)
+    with pytest.raises(spout.ConfigurationError) as caught:
+        runner.text(llm, None if "messages" in kwargs else "What is this?", **kwargs)
+    for word in words:
+        assert word in str(caught.value)
+    assert replay.requests == []
+
+
+@pytest.mark.parametrize(
+    ("model", "vision", "documents"),
+    [
+        ("anthropic.claude-3-haiku-20240307-v1:0", True, True),
+        ("us.anthropic.claude-sonnet-4-5-20250929-v1:0", True, True),
+        ("us.anthropic.claude-3-5-haiku-20241022-v1:0", False, True),  # AWS's table: no vision
+        ("us.amazon.nova-pro-v1:0", True, True),
+        ("amazon.nova-micro-v1:0", False, False),
+        ("us.meta.llama3-2-90b-instruct-v1:0", True, True),
+        ("meta.llama3-1-70b-instruct-v1:0", False, True),
+        ("mistral.pixtral-large-2502-v1:0", True, True),
+        ("arn:aws:bedrock:us-east-1:123456789012:application-inference-profile/wire42", True, True),
+    ],
+)
+def test_bedrock_declares_what_each_model_takes(model: str, vision: bool, documents: bool) -> None:
+    caps = create_llm("bedrock", model=model, region="us-east-1", api_key="k").get_capabilities()
+    assert (caps[ModelCapability.VISION], caps[ModelCapability.PDF_INPUT]) == (vision, documents)
+    assert caps[ModelCapability.AUDIO_INPUT] is False
+
+
+def test_bedrock_model_without_vision_refuses_an_image(
+    replay: ReplayServer, runner: Runner
+) -> None:
+    llm = bedrock(replay, "us.anthropic.claude-3-5-haiku-20241022-v1:0")
+    refused(
+        runner,
+        llm,
+        replay,
+        "'bedrock'",
+        "'cat.png'",
+        "image",
+        files=[File(data=PNG, name="cat.png")],
+    )

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import importlib.util
+import re
+import unicodedata
 from collections.abc import Iterable, Mapping
+from pathlib import PurePosixPath
 from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import quote
 
 import orjson
 
-from .._capabilities import Capabilities
+from .._capabilities import Capabilities, ModelCapability
 from .._errors import (
     ConfigurationError,
     ProtocolError,
@@ -28,6 +31,7 @@ from .._events import (
     ToolCallStart,
     Usage,
 )
+from .._files import File, FileKind, unsupported
 from .._log import checked_key
 from .._request import HTTPRequest, header_value
 from ..eventstream import EventStreamDecoder, Message
@@ -53,6 +57,7 @@ from ._common import (
     history_tool_calls,
     move_settings,
     object_arguments,
+    portable_file,
     retry_after_seconds,
     tool_declaration,
 )
@@ -453,7 +458,10 @@ class BedrockProvider(HTTPProvider):
         self._url = f"{prefix}/converse"
 
     def capabilities(self) -> Capabilities:
-        return streaming_capabilities(tools=True, tool_streaming=True, reasoning=True)
+        return {
+            **streaming_capabilities(tools=True, tool_streaming=True, reasoning=True),
+            **bedrock_inputs(self.model),
+        }
 
     # -- credentials: botocore's chain, resolved on first use ---------------------------------
 
@@ -549,7 +557,7 @@ class BedrockProvider(HTTPProvider):
                 "leave seed out for this provider"
             )
         params.pop("stream", None)
-        system, messages = _messages(call.messages)
+        system, messages = _messages(call.messages, self.name)
         body: dict[str, Any] = {"messages": messages}
         if system:
             body["system"] = system
@@ -729,16 +737,20 @@ def _tool_result(message: dict[str, Any]) -> dict[str, Any]:
     return {"toolResult": result}
 
 
-def _messages(messages: list[dict[str, Any]]) -> tuple[list[Any], list[dict[str, Any]]]:
+def _messages(
+    messages: list[dict[str, Any]], provider: str = "bedrock"
+) -> tuple[list[Any], list[dict[str, Any]]]:
     """spout's OpenAI-style messages as Converse's ``system`` blocks and ``messages``.
 
     System messages are lifted out; assistant tool calls become ``toolUse`` blocks, after the
     turn's reasoning (with its signature) and text; ``tool`` messages become ``toolResult``
-    blocks in a user turn. Turns of one role in a row are sent as one: Converse asks them to
-    alternate, and parallel calls' results go back together.
+    blocks in a user turn; a user turn's files (portable parts) become ``image``, ``document``
+    and ``video`` blocks (:func:`file_block`). Turns of one role in a row are sent as one:
+    Converse asks them to alternate, and parallel calls' results go back together.
     """
     system: list[Any] = []
     out: list[dict[str, Any]] = []
+    documents = _DocumentNames()
 
     def add(role: str, blocks: list[Any]) -> None:
         if not blocks:
@@ -783,6 +795,191 @@ def _messages(messages: list[dict[str, Any]]) -> tuple[list[Any], list[dict[str,
                     }
                 )
             add("assistant", blocks)
+        elif isinstance(content, list):
+            add("user", _user_blocks(content, provider, documents))
         else:
             add("user", _blocks(content))
+    for message in out:
+        _check_documents(message["content"], provider, documents)
     return system, out
+
+
+# -- files: what a user turn's portable parts become ------------------------------------------
+
+# The formats Converse names (ImageFormat, DocumentFormat and VideoFormat in the service model),
+# by media type.
+_IMAGE_FORMATS = {
+    "image/png": "png",
+    "image/jpeg": "jpeg",
+    "image/gif": "gif",
+    "image/webp": "webp",
+}
+_DOCUMENT_FORMATS = {
+    "application/pdf": "pdf",
+    "text/csv": "csv",
+    "application/msword": "doc",
+    "application/vnd.openxmlformats-officedocument.wordprocessingml.document": "docx",
+    "application/vnd.ms-excel": "xls",
+    "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet": "xlsx",
+    "text/html": "html",
+    "text/plain": "txt",
+    "text/markdown": "md",
+}
+_VIDEO_FORMATS = {
+    "video/x-matroska": "mkv",
+    "video/quicktime": "mov",
+    "video/mp4": "mp4",
+    "video/webm": "webm",
+    "video/x-flv": "flv",
+    "video/mpeg": "mpeg",
+    "video/x-ms-wmv": "wmv",
+    "video/3gpp": "three_gp",
+}
+
+# Which models take images, from AWS's table of the Converse API's models and features
+# (userguide/conversation-inference-supported-models-features.html, "Vision"), matched in the
+# model id wherever it stands (a foundation model, a cross-region profile "us.", an ARN).
+_VISION = (
+    "anthropic.claude-3",
+    "anthropic.claude-sonnet-4",
+    "anthropic.claude-opus-4",
+    "anthropic.claude-haiku-4",
+    "amazon.nova-",
+    "meta.llama3-2-11b",
+    "meta.llama3-2-90b",
+    "meta.llama4",
+    "mistral.pixtral",
+)
+_NO_VISION = ("anthropic.claude-3-5-haiku", "amazon.nova-micro")
+# The models the same table lists without "Document chat" (or without chat at all).
+_NO_DOCUMENTS = (
+    "amazon.nova-micro",
+    "amazon.titan-text-premier",
+    "ai21.jamba-instruct",
+    "ai21.j2",
+    "cohere.command-text",
+    "cohere.command-light",
+)
+
+
+def bedrock_inputs(model: str | None) -> Capabilities:
+    """The files a model on Bedrock takes, by AWS's table of Converse's features: images for
+    Claude 3 and later (but 3.5 Haiku), Nova Lite, Pro and Premier, Llama 3.2 11B and 90B,
+    Llama 4 and Pixtral; documents (PDF among them) for every model but the few listed without
+    document chat; audio for none spout sends it to.
+
+    A model named by an ARN that holds no model id (an application inference profile, a
+    provisioned model) could be any: it is declared to take both, and Bedrock answers for it.
+    """
+    name = (model or "").lower()
+    if name.startswith("arn:") and "." not in name.rsplit("/", 1)[-1]:
+        vision = documents = True
+    else:
+        vision = any(m in name for m in _VISION) and not any(m in name for m in _NO_VISION)
+        documents = not any(m in name for m in _NO_DOCUMENTS)
+    return {
+        ModelCapability.VISION: vision,
+        ModelCapability.PDF_INPUT: documents,
+        ModelCapability.AUDIO_INPUT: False,
+    }
+
+
+class _DocumentNames:
+    """The document names one request has used: Converse refuses two documents of one name."""
+
+    __slots__ = ("_used", "files")
+
+    def __init__(self) -> None:
+        self._used: set[str] = set()
+        #: each name given, and the file it names
+        self.files: dict[str, File] = {}
+
+    def name(self, file: File) -> str:
+        """A name for a document as DocumentBlock allows it (letters and digits, single
+        spaces, hyphens, parentheses and square brackets; 200 characters at most), from the
+        file's name less its extension (the format says it), unique in the request:
+        ``"report.v2.pdf"`` is ``"report v2"``, a second ``"report"`` is ``"report (2)"``."""
+        stem = PurePosixPath(file.name).stem if file.name else ""
+        # Accents dropped rather than the letters they sit on ("Résumé" is "Resume").
+        ascii_stem = unicodedata.normalize("NFKD", stem).encode("ascii", "ignore").decode()
+        clean = re.sub(r"[^A-Za-z0-9\-()\[\] ]+", " ", ascii_stem)
+        clean = " ".join(clean.split())[:190].strip() or "document"
+        name, n = clean, 1
+        while name.lower() in self._used:
+            n += 1
+            name = f"{clean} ({n})"
+        self._used.add(name.lower())
+        self.files[name] = file
+        return name
+
+
+def _user_blocks(content: list[Any], provider: str, documents: _DocumentNames) -> list[Any]:
+    """A user turn's content parts as Converse blocks: its files (portable parts) through
+    :func:`file_block`, the rest as :func:`_blocks` has them."""
+    blocks: list[Any] = []
+    for part in content:
+        found = portable_file(part)
+        if found is None:
+            blocks += _blocks([part])
+        else:
+            blocks.append(file_block(*found, provider, documents))
+    return blocks
+
+
+def file_block(
+    file: File, kind: FileKind, provider: str = "bedrock", documents: _DocumentNames | None = None
+) -> dict[str, Any]:
+    """A file as a Converse content block, its bytes in ``source.bytes`` (base64 in JSON):
+    an ``image`` (PNG, JPEG, GIF, WebP), a ``video``, or a ``document`` (PDF, CSV, Word,
+    Excel, HTML, text, Markdown) named as DocumentBlock allows.
+
+    Converse takes bytes or an S3 location, never a URL: a file given by its URL is refused,
+    as is audio and any other type.
+
+    Example::
+
+        file_block(File(data=png_bytes), "image")
+        # {"image": {"format": "png", "source": {"bytes": "iVBORw0KGgo..."}}}
+    """
+    if file.url is not None:
+        raise unsupported(
+            provider,
+            file,
+            "Bedrock takes a file's bytes (or an S3 location), not a URL: give "
+            "File(path=...) or File(data=...)",
+        )
+    if kind == "image":
+        image = _IMAGE_FORMATS.get(file.media_type)
+        if image is None:
+            raise unsupported(provider, file, "Bedrock takes PNG, JPEG, GIF and WebP images")
+        return {"image": {"format": image, "source": {"bytes": file.base64()}}}
+    if kind == "video":
+        video = _VIDEO_FORMATS.get(file.media_type)
+        if video is None:
+            raise unsupported(provider, file, "Bedrock takes no video of this format")
+        return {"video": {"format": video, "source": {"bytes": file.base64()}}}
+    document = _DOCUMENT_FORMATS.get(file.media_type)
+    if document is None:
+        raise unsupported(
+            provider,
+            file,
+            "Bedrock takes images, video and documents (PDF, CSV, Word, Excel, HTML, text, "
+            "Markdown)",
+        )
+    name = (documents or _DocumentNames()).name(file)
+    return {"document": {"format": document, "name": name, "source": {"bytes": file.base64()}}}
+
+
+def _check_documents(blocks: list[Any], provider: str, documents: _DocumentNames) -> None:
+    """Refuse a message with a document and no text, which Converse refuses (Message in the
+    service model: "you must also include a ContentBlock with a text field")."""
+    if any(isinstance(b, dict) and "text" in b for b in blocks):
+        return
+    for block in blocks:
+        document = block.get("document") if isinstance(block, dict) else None
+        name = document.get("name") if isinstance(document, dict) else None
+        file = documents.files.get(name) if isinstance(name, str) else None
+        if file is not None:
+            raise unsupported(
+                provider, file, "Bedrock needs text beside a document in its message: add a prompt"
+            )
