@@ -26,7 +26,7 @@ are kept once per conversation in the ``files`` table, keyed by the SHA-256 of t
 stored turn names them by a reference (``spout-file:<media type>;sha256,<hex>``) where the
 part held the bytes, and reading the turn puts the bytes back. A conversation's files may take
 at most :data:`MAX_CONVERSATION_FILE_BYTES` (``Store(max_conversation_file_bytes=...)``), each
-at most :data:`spout.MAX_FILE_BYTES`.
+at most 50 MB, as :class:`spout.File` takes them.
 """
 
 from __future__ import annotations
@@ -69,7 +69,7 @@ __all__ = [
 BUSY_TIMEOUT = 10.0
 
 #: The most bytes one conversation's files may take in the store (each file counted once):
-#: room for two files at the largest spout sends (:data:`spout.MAX_FILE_BYTES`, 50 MB) or a
+#: room for two files at the largest spout sends (50 MB, :class:`spout.File`'s limit) or a
 #: few hundred photos, while a store of many conversations stays a file one can copy around.
 MAX_CONVERSATION_FILE_BYTES = 100 * 1024 * 1024
 

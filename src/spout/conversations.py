@@ -20,11 +20,19 @@ import os
 from collections.abc import Iterator
 from typing import Any, Literal, TypeAlias
 
-from ._store import KEEP, Conversation, Store, default_path, new_id
+from ._store import (
+    KEEP,
+    MAX_CONVERSATION_FILE_BYTES,
+    Conversation,
+    Store,
+    default_path,
+    new_id,
+)
 from ._turn import Turn
 
 __all__ = [
     "KEEP",
+    "MAX_CONVERSATION_FILE_BYTES",
     "Conversation",
     "Store",
     "default_path",
