@@ -555,4 +555,7 @@ def test_capabilities() -> None:
         ModelCapability.USAGE_IN_STREAM: True,
         ModelCapability.REASONING: True,
         ModelCapability.SYSTEM_PROMPT: True,
+        ModelCapability.VISION: False,
+        ModelCapability.PDF_INPUT: False,
+        ModelCapability.AUDIO_INPUT: False,
     }

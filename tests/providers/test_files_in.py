@@ -303,3 +303,86 @@ def test_bedrock_model_without_vision_refuses_an_image(
         "image",
         files=[File(data=PNG, name="cat.png")],
     )
+
+
+# -- Cohere -----------------------------------------------------------------------------------
+
+
+def cohere(replay: ReplayServer, model: str = "command-a-vision-07-2025") -> spout.LLM:
+    body, _ = transcript("cohere", "text")
+    replay.replies = [Reply(chunks=[body])]
+    return made(create_llm("cohere", model=model, base_url=replay.url, api_key="k", max_retries=0))
+
+
+def test_cohere_images(replay: ReplayServer, runner: Runner) -> None:
+    detailed = {
+        "type": "image_url",
+        "image_url": {"url": data_url("image/png", PNG), "detail": "low"},
+    }
+    messages = [{"role": "user", "content": [PORTABLE[0], detailed]}]
+    runner.text(
+        cohere(replay), None, messages=messages, files=[File(url="https://example.com/a.jpg")]
+    )
+    # https://docs.cohere.com/docs/image-inputs: a data URL or an http(s) URL, and "detail"
+    assert replay.requests[-1].json()["messages"] == [
+        {
+            "role": "user",
+            "content": [
+                {"type": "text", "text": "Compare these."},
+                {
+                    "type": "image_url",
+                    "image_url": {"url": data_url("image/png", PNG), "detail": "low"},
+                },
+                {"type": "image_url", "image_url": {"url": "https://example.com/a.jpg"}},
+            ],
+        }
+    ]
+
+
+@pytest.mark.parametrize(
+    ("model", "kwargs", "words"),
+    [
+        (
+            "command-a-vision-07-2025",
+            {"files": [File(data=PDF, name="r.pdf")]},
+            ("'cohere'", "'r.pdf'"),
+        ),
+        (
+            "command-a-vision-07-2025",
+            {"files": [File(data=WAV, name="t.wav")]},
+            ("'cohere'", "'t.wav'"),
+        ),
+        (
+            "command-a-03-2025",
+            {"files": [File(data=PNG, name="cat.png")]},
+            ("'cohere'", "'cat.png'"),
+        ),
+        # An image by a URL of no known type gets past the capability check: the translation
+        # refuses it all the same.
+        (
+            "command-a-03-2025",
+            {"messages": [{"role": "user", "content": PORTABLE[:3:2]}]},
+            ("'cohere'", "'photo'", "no images"),
+        ),
+    ],
+    ids=["pdf", "audio", "image-without-vision", "image-url-without-vision"],
+)
+def test_cohere_refuses_before_sending(
+    replay: ReplayServer, runner: Runner, model: str, kwargs: dict[str, Any], words: tuple[str, ...]
+) -> None:
+    llm = cohere(replay, model)
+    with pytest.raises(spout.ConfigurationError) as caught:
+        runner.text(llm, None if "messages" in kwargs else "What is this?", **kwargs)
+    for word in words:
+        assert word in str(caught.value)
+    assert replay.requests == []
+
+
+def test_cohere_declares_vision_only_for_its_vision_models() -> None:
+    def vision(model: str) -> Any:
+        return create_llm("cohere", model=model, api_key="k").get_capabilities()[
+            ModelCapability.VISION
+        ]
+
+    assert vision("command-a-vision-07-2025") and vision("c4ai-aya-vision-32b")
+    assert not vision("command-a-03-2025") and not vision("command-r-plus-08-2024")

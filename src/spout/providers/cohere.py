@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from .._capabilities import Capabilities
+from .._capabilities import Capabilities, ModelCapability
 from .._errors import (
     AuthenticationError,
     InternalServerError,
@@ -24,6 +24,7 @@ from .._events import (
     ToolCallStart,
     Usage,
 )
+from .._files import File, FileKind, unsupported
 from .._request import HTTPRequest
 from ._base import (
     Call,
@@ -44,6 +45,7 @@ from ._common import (
     error_json,
     error_text,
     move_settings,
+    portable_file,
     retry_after_seconds,
     set_stream,
     tool_declaration,
@@ -52,7 +54,7 @@ from ._common import (
 if TYPE_CHECKING:
     from .._output_format import OutputFormat
 
-__all__ = ["CohereProvider", "CohereStreamMapper"]
+__all__ = ["CohereProvider", "CohereStreamMapper", "cohere_inputs"]
 
 #: spout's settings under Cohere's names.
 _SETTINGS = (
@@ -332,7 +334,10 @@ class CohereProvider(HTTPProvider):
 
     def capabilities(self) -> Capabilities:
         # Tool arguments stream (tool-call-delta); tool plans and thinking are reasoning.
-        return streaming_capabilities(tools=True, tool_streaming=True, reasoning=True)
+        return {
+            **streaming_capabilities(tools=True, tool_streaming=True, reasoning=True),
+            **cohere_inputs(self.model),
+        }
 
     def output_shape(self, fmt: OutputFormat, params: Mapping[str, Any]) -> OutputShape:
         # response_format {"type": "json_object", "json_schema"?} (ResponseFormatV2); without
@@ -345,7 +350,9 @@ class CohereProvider(HTTPProvider):
 
     def build_request(self, call: Call, *, stream: bool) -> HTTPRequest:
         params = dict(call.params)
-        body: dict[str, Any] = {"model": self.model, "messages": cohere_messages(call.messages)}
+        vision = bool(cohere_inputs(self.model)[ModelCapability.VISION])
+        messages = cohere_messages(call.messages, self.name, vision=vision)
+        body: dict[str, Any] = {"model": self.model, "messages": messages}
         move_settings(params, body, _SETTINGS, "stop_sequences")
         for key, value in params.items():
             if value is not None:
@@ -422,12 +429,27 @@ def cohere_tool(tool: Any) -> dict[str, Any]:
     return {"type": "function", "function": tool_declaration(tool, "parameters")}
 
 
-def cohere_messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def cohere_inputs(model: str | None) -> Capabilities:
+    """The files a Cohere model takes: images for its vision models (Command A Vision, Aya
+    Vision; docs.cohere.com "Image Inputs"), and no documents or audio for any: the Chat API
+    has no part for them."""
+    name = (model or "").lower()
+    return {
+        ModelCapability.VISION: "command-a-vision" in name or "aya-vision" in name,
+        ModelCapability.PDF_INPUT: False,
+        ModelCapability.AUDIO_INPUT: False,
+    }
+
+
+def cohere_messages(
+    messages: list[dict[str, Any]], provider: str = "cohere", *, vision: bool = True
+) -> list[dict[str, Any]]:
     """spout's messages in Cohere v2's shape (ChatMessageV2 in cohere-python).
 
     System, user and tool messages keep chat completions' shape, less spout's own keys; an
     assistant turn that called tools sends them with their arguments as JSON text, and its
-    reasoning as the ``tool_plan`` that preceded them.
+    reasoning as the ``tool_plan`` that preceded them. A user turn's images (portable parts)
+    go as ``image_url`` parts when ``vision``; any other file is refused.
     """
     out = []
     for message in messages:
@@ -447,8 +469,55 @@ def cohere_messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
         elif role == "assistant":
             out.append(_assistant(message))
         else:
-            out.append({"role": "user", "content": _text_or_parts(message.get("content"))})
+            content = message.get("content")
+            if isinstance(content, list):
+                content = [_user_part(part, provider, vision) for part in content]
+            out.append({"role": "user", "content": _text_or_parts(content)})
     return out
+
+
+#: The image types Cohere's vision models take (docs.cohere.com, "Image Inputs").
+_IMAGE_TYPES = frozenset(("image/png", "image/jpeg", "image/webp", "image/gif"))
+
+
+def _user_part(part: Any, provider: str, vision: bool) -> Any:
+    """A user turn's content part: a portable file part as Cohere's ``image_url`` part, any
+    other part as it is."""
+    found = portable_file(part)
+    if found is None:
+        return part
+    return image_part(*found, provider, vision=vision, detail=_detail(part))
+
+
+def _detail(part: Any) -> Any:
+    image = part.get("image_url") if isinstance(part, dict) else None
+    return image.get("detail") if isinstance(image, dict) else None
+
+
+def image_part(
+    file: File, kind: FileKind, provider: str = "cohere", *, vision: bool = True, detail: Any = None
+) -> dict[str, Any]:
+    """An image as Cohere v2's ``image_url`` content part: a data URL, or its http(s) URL
+    (Cohere takes both), with the part's ``detail`` when it had one. Anything but an image,
+    or an image to a model without vision, is refused.
+
+    Example::
+
+        image_part(File(data=png_bytes), "image")
+        # {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo..."}}
+    """
+    if kind != "image":
+        raise unsupported(provider, file, "Cohere's Chat API takes images only")
+    if not vision:
+        raise unsupported(
+            provider, file, "the model takes no images (Command A Vision and Aya Vision do)"
+        )
+    if file.url is None and file.media_type not in _IMAGE_TYPES:
+        raise unsupported(provider, file, "Cohere takes PNG, JPEG, WebP and GIF images")
+    image: dict[str, Any] = {"url": file.data_url()}
+    if detail is not None:
+        image["detail"] = detail
+    return {"type": "image_url", "image_url": image}
 
 
 def _text_or_parts(content: Any) -> Any:
