@@ -8,13 +8,23 @@ from typing import Any
 import pytest
 
 import spout
-from helpers import Cut, Runner, comparable, json_reply, made, raised_on_start, stream_text
+from helpers import (
+    Cut,
+    Runner,
+    check_outputs,
+    comparable,
+    json_reply,
+    made,
+    raised_on_start,
+    stream_text,
+)
 from replay_server import CUTS, WIRE, ReplayServer, Reply, transcript
 from spout import (
     Finish,
     ModelCapability,
     ReasoningDelta,
     Response,
+    TextDelta,
     ToolCallDelta,
     ToolCallEnd,
     ToolCallStart,
@@ -114,7 +124,9 @@ def test_transcript(replay: ReplayServer, runner: Runner, case: str, cut: Cut) -
     body, expected = transcript("anthropic", case)
     replay.replies = [Reply(chunks=cut(body))]
     if expected["error"] is None:
-        check_response(runner.events(anthropic(replay)).response, expected)
+        streamed = runner.events(anthropic(replay))
+        check_response(streamed.response, expected)
+        check_outputs(streamed.response, expected, streamed.events)
         return
     with pytest.raises(spout.ProviderError) as caught:
         runner.events(anthropic(replay))
@@ -553,3 +565,104 @@ def test_capabilities() -> None:
         ModelCapability.REASONING: True,
         ModelCapability.SYSTEM_PROMPT: True,
     }
+
+
+def message_from_stream(body: bytes) -> dict[str, Any]:
+    """The whole message a Messages API stream builds (as the SDK's accumulator folds it):
+    the response not streamed for the same turn."""
+    message: dict[str, Any] = {}
+    inputs: dict[int, str] = {}
+    for block_text in body.decode().split("\n\n"):
+        data_lines = [line[6:] for line in block_text.splitlines() if line.startswith("data: ")]
+        if not data_lines:
+            continue
+        event = json.loads(data_lines[0])
+        kind = event["type"]
+        if kind == "message_start":
+            message = event["message"]
+        elif kind == "content_block_start":
+            message["content"].append(event["content_block"])
+        elif kind == "content_block_delta":
+            block, delta = message["content"][event["index"]], event["delta"]
+            if delta["type"] == "text_delta":
+                block["text"] += delta["text"]
+            elif delta["type"] == "citations_delta":
+                block.setdefault("citations", []).append(delta["citation"])
+            elif delta["type"] == "input_json_delta":
+                inputs[event["index"]] = inputs.get(event["index"], "") + delta["partial_json"]
+        elif kind == "message_delta":
+            message.update(event["delta"])
+            message["usage"] = {**message["usage"], **event["usage"]}
+    for index, text in inputs.items():
+        message["content"][index]["input"] = json.loads(text)
+    return message
+
+
+@pytest.mark.parametrize("case", ["citations", "web_search"])
+def test_not_streamed_gives_the_streamed_outputs(
+    replay: ReplayServer, runner: Runner, case: str
+) -> None:
+    body, expected = transcript("anthropic", case)
+    replay.replies = [Reply(chunks=[body]), json_reply(message_from_stream(body))]
+    streamed = runner.events(anthropic(replay)).response
+    whole = runner.generate(anthropic(replay))
+    also = ("files", "citations", "raw_events")
+    assert compared(whole) | comparable(whole, *also) == compared(streamed) | comparable(
+        streamed, *also
+    )
+    check_outputs(whole, expected)
+    # A server tool's block comes whole, its streamed input joined and parsed.
+    if case == "web_search":
+        call = whole.raw_events[0].data
+        assert (call["name"], call["input"]) == ("web_search", {"query": "emperor penguin height"})
+
+
+def test_a_citation_spans_the_text_block_it_supports(replay: ReplayServer, runner: Runner) -> None:
+    body, _ = transcript("anthropic", "citations")
+    replay.replies = [Reply(chunks=[body])]
+    streamed = runner.events(anthropic(replay))
+    response = streamed.response
+    spans = [response.text[c.start or 0 : c.end] for c in response.citations]
+    assert spans == [
+        "emperor penguins breed in the Antarctic winter",
+        "stand about 115 cm tall",
+        "the males keep the egg warm for some 65 days",
+    ]
+    assert [c.raw["type"] for c in response.citations] == [
+        "char_location",
+        "page_location",
+        "content_block_location",
+    ]
+    # Each citation is sent once its block's text is all out: right after that text.
+    events = streamed.events
+    first = events.index(response.citations[0])
+    assert "".join(e.text for e in events[:first] if isinstance(e, TextDelta)).endswith(spans[0])
+
+
+def test_unknown_blocks_and_deltas_are_raw_events(replay: ReplayServer, runner: Runner) -> None:
+    redacted = {"type": "redacted_thinking", "data": "EmwKAhgBEgy3WIRE"}
+    body = (
+        'event: message_start\ndata: {"type":"message_start","message":{"id":"msg_WIRE_r",'
+        '"type":"message","role":"assistant","model":"claude-sonnet-4-5","content":[],'
+        '"usage":{"input_tokens":5,"output_tokens":1}}}\n\n'
+        f'event: content_block_start\ndata: {{"type":"content_block_start","index":0,'
+        f'"content_block":{json.dumps(redacted)}}}\n\n'
+        'event: content_block_stop\ndata: {"type":"content_block_stop","index":0}\n\n'
+        'event: content_block_start\ndata: {"type":"content_block_start","index":1,'
+        '"content_block":{"type":"text","text":""}}\n\n'
+        'event: content_block_delta\ndata: {"type":"content_block_delta","index":1,'
+        '"delta":{"type":"shiny_new_delta","value":1}}\n\n'
+        'event: content_block_stop\ndata: {"type":"content_block_stop","index":1}\n\n'
+        'event: message_delta\ndata: {"type":"message_delta","delta":{"stop_reason":"end_turn"},'
+        '"usage":{"output_tokens":9}}\n\n'
+        'event: message_stop\ndata: {"type":"message_stop"}\n\n'
+    ).encode()
+    replay.replies = [Reply(chunks=[body])]
+    response = runner.events(anthropic(replay)).response
+    assert response.raw_events == (
+        spout.RawEvent("redacted_thinking", redacted),
+        spout.RawEvent("shiny_new_delta", {"type": "shiny_new_delta", "value": 1}),
+    )
+    # Nothing but content spout does not know: not a quiet, empty "stop".
+    assert (response.text, response.finish_reason) == ("", "unrecognized")
+    assert response.raw_finish_reason == "end_turn"

@@ -7,16 +7,17 @@ from typing import Any, ClassVar
 
 import orjson
 
-from .._capabilities import Capabilities
 from .._errors import (
     ConfigurationError,
     ProtocolError,
     ProviderError,
 )
 from .._events import (
+    Citation,
     Event,
     Finish,
     FinishReason,
+    RawEvent,
     ReasoningDelta,
     ResponseStart,
     TextDelta,
@@ -132,16 +133,23 @@ class MessageEventMapper(WireMapper):
     """Turns parsed Messages API stream events into spout events, with no I/O.
 
     Content blocks are keyed by their ``index``; a ``tool_use`` block becomes a tool call
-    numbered in the order calls appear (0, 1...), whatever its block index.
+    numbered in the order calls appear (0, 1...), whatever its block index. A text block's
+    ``citations_delta`` events become :class:`Citation` events when the block ends, each
+    placing the block in the answer's text. A block of a type spout does not know
+    (``server_tool_use``, ``web_search_tool_result``, ``mcp_tool_use``, ``redacted_thinking``...)
+    comes whole as a :class:`RawEvent` when it ends, its ``input`` joined from its deltas.
     """
 
     __slots__ = (
         "_blocks",
         "_finish_raw",
         "_input_tokens",
+        "_others",
         "_output_tokens",
+        "_texts",
         "_tool_count",
         "_usage_extras",
+        "chars",
         "stopped",
     )
 
@@ -154,6 +162,15 @@ class MessageEventMapper(WireMapper):
         self._output_tokens: int | None = None
         self._usage_extras: dict[str, Any] = {}
         self._finish_raw: str | None = None
+        # block index -> [the block's start in the answer's text, its citations] for open
+        # text blocks
+        self._texts: dict[int, list[Any]] = {}
+        # block index -> [the block as it started, its input's JSON parts] for open blocks
+        # of types spout does not know
+        self._others: dict[int, list[Any]] = {}
+        #: How many characters of answer text went out: a citation's span is placed in it.
+        #: (The parser counts the text it sends itself.)
+        self.chars = 0
         #: Whether ``message_stop`` arrived: the stream's terminator.
         self.stopped = False
 
@@ -195,21 +212,35 @@ class MessageEventMapper(WireMapper):
         kind = delta.get("type")
         if kind == "text_delta":
             text = delta.get("text")
-            return [TextDelta(text)] if text else []
+            if not text:
+                return []
+            self.chars += len(text)
+            return [TextDelta(text)]
         if kind == "input_json_delta":
-            block = self._blocks.get(data.get("index", -1))
+            index = data.get("index", -1)
+            block = self._blocks.get(index)
             partial = delta.get("partial_json")
             if block is None or not partial:
+                other = self._others.get(index)
+                if other is not None and partial:
+                    other[1].append(partial)  # a server tool's input
                 return []
             block[3].append(partial)
             return [ToolCallDelta(block[0], partial)]
+        if kind == "citations_delta":
+            citation = delta.get("citation")
+            if isinstance(citation, dict):
+                # The block's place was noted when it started (an index never seen: here).
+                self._texts.setdefault(data.get("index", -1), [self.chars, []])[1].append(citation)
+            return []
         if kind == "thinking_delta":
             thinking = delta.get("thinking")
             return [ReasoningDelta(thinking)] if thinking else []
         if kind == "signature_delta":
             signature = delta.get("signature")
             return [ReasoningDelta(signature=signature)] if signature else []
-        return []  # citations_delta and later kinds
+        # A kind added later: kept, as sent, so that nothing vanishes.
+        return [RawEvent(str(kind), delta)]
 
     def _block_start(self, data: dict[str, Any]) -> list[Event]:
         block = data.get("content_block") or {}
@@ -222,17 +253,33 @@ class MessageEventMapper(WireMapper):
             self._blocks[data.get("index", -1)] = [index, call_id, name, []]
             return [ToolCallStart(index, call_id, name)]
         # Blocks start empty in practice; anything they do carry is content all the same.
-        if kind == "text" and block.get("text"):
-            return [TextDelta(block["text"])]
-        if kind == "thinking" and (block.get("thinking") or block.get("signature")):
-            return [ReasoningDelta(block.get("thinking") or "", block.get("signature") or None)]
+        if kind == "text":
+            # Its citations may come before its text or after it: its place is noted now.
+            self._texts[data.get("index", -1)] = [self.chars, list(block.get("citations") or ())]
+            if block.get("text"):
+                self.chars += len(block["text"])
+                return [TextDelta(block["text"])]
+            return []
+        if kind == "thinking":
+            if block.get("thinking") or block.get("signature"):
+                thinking = block.get("thinking") or ""
+                return [ReasoningDelta(thinking, block.get("signature") or None)]
+            return []
         # server_tool_use and its results run on Anthropic's side, not the caller's: they
-        # are not tool calls to run. redacted_thinking carries no readable text.
+        # are not tool calls to run, but content all the same, given whole at their end.
+        # redacted_thinking carries no readable text (the same: its data, as sent).
+        self._others[data.get("index", -1)] = [block, []]
         return []
 
     def _block_stop(self, index: Any) -> list[Event]:
         block = self._blocks.pop(index, None)
         if block is None:
+            text = self._texts.pop(index, None)
+            if text is not None:
+                return _citations(text[1], text[0], self.chars)
+            other = self._others.pop(index, None)
+            if other is not None:
+                return [_raw_block(other[0], "".join(other[1]))]
             return []
         tool_index, call_id, name, parts = block
         return [ToolCallEnd(tool_index, tool_call_from_json(call_id, name, "".join(parts)))]
@@ -251,11 +298,45 @@ class MessageEventMapper(WireMapper):
     def finish(self) -> list[Event]:
         """The events that close the response: tool calls left open, then :class:`Finish`."""
         events: list[Event] = []
-        for index in sorted(self._blocks):
+        for index in sorted({*self._blocks, *self._texts, *self._others}):
             events += self._block_stop(index)
         raw = self._finish_raw
         events.append(Finish(_FINISH.get(raw, "stop") if raw else "stop", raw))
         return events
+
+
+def _citations(citations: list[Any], start: int, end: int) -> list[Event]:
+    """A text block's citations: each names the source's words it cites (``cited_text``) and
+    the source (a document's title, a web page's url), and supports the block, which spans
+    ``start`` to ``end`` of the answer's text."""
+    events: list[Event] = []
+    for citation in citations:
+        if not isinstance(citation, dict):
+            continue
+        events.append(
+            Citation(
+                citation.get("cited_text"),
+                # web_search_result_location's url; search_result_location's source
+                citation.get("url") or citation.get("source"),
+                citation.get("title") or citation.get("document_title"),
+                start,
+                end,
+                citation,
+            )
+        )
+    return events
+
+
+def _raw_block(block: dict[str, Any], input_json: str) -> RawEvent:
+    """A content block spout does not know, as Anthropic sent it, with the ``input`` its
+    ``input_json_delta`` events carried (parsed; as text when it is not JSON)."""
+    if input_json:
+        try:
+            value: Any = orjson.loads(input_json)
+        except orjson.JSONDecodeError:
+            value = input_json
+        block = {**block, "input": value}
+    return RawEvent(str(block.get("type")), block)
 
 
 class MessagesParser(SSEStreamParser[MessageEventMapper]):
@@ -264,7 +345,8 @@ class MessagesParser(SSEStreamParser[MessageEventMapper]):
     __slots__ = ()
 
     def _feed(self, chunk: bytes, events: list[Event]) -> None:
-        map_event = self._mapper.map
+        mapper = self._mapper
+        map_event = mapper.map
         loads = orjson.loads
         append = events.append
         for sse in self._decoder.feed(chunk):
@@ -286,6 +368,7 @@ class MessagesParser(SSEStreamParser[MessageEventMapper]):
                     text = delta.get("text")
                     if text:
                         append(TextDelta(text))
+                        mapper.chars += len(text)  # where a citation's span is placed
                     continue
             if "type" not in data:
                 data["type"] = name
@@ -432,11 +515,15 @@ def message_events(body: bytes, provider: str, model: str | None) -> list[Event]
     mapper = MessageEventMapper(provider, model)
     events: list[Event] = [ResponseStart(data.get("id"), data.get("model"))]
     tool_index = 0
+    chars = 0
     for block in data.get("content") or ():
         kind = block.get("type")
         if kind == "text":
-            if block.get("text"):
-                events.append(TextDelta(block["text"]))
+            text = block.get("text") or ""
+            if text:
+                events.append(TextDelta(text))
+            events += _citations(block.get("citations") or [], chars, chars + len(text))
+            chars += len(text)
         elif kind == "thinking":
             if block.get("thinking"):
                 events.append(ReasoningDelta(block["thinking"]))
@@ -452,6 +539,8 @@ def message_events(body: bytes, provider: str, model: str | None) -> list[Event]
                 ToolCallEnd(tool_index, ToolCall(call_id, name, arguments, arguments_raw=None))
             )
             tool_index += 1
+        elif isinstance(block, dict):
+            events.append(_raw_block(block, ""))  # a block spout does not know, as sent
     events += mapper.map(
         {
             "type": "message_delta",
