@@ -392,7 +392,14 @@ def test_a_full_request_in_spouts_terms() -> None:
     assert request.model == "claude-x" and request.stream is False
     assert request.messages == [
         {"role": "system", "content": "Be brief."},
-        {"role": "user", "content": [{"type": "text", "text": "Weather?"}, image]},
+        # The image as spout's portable part, for the upstream's adapter to write its way.
+        {
+            "role": "user",
+            "content": [
+                {"type": "text", "text": "Weather?"},
+                {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}},
+            ],
+        },
         {
             "role": "assistant",
             "content": "Checking.",

@@ -459,8 +459,8 @@ def test_reasoning_passes_on() -> None:
             "input",
         ),
         (
-            {"model": "m", "input": [{"role": "user", "content": [{"type": "input_file"}]}]},
-            "'input_file' is not supported",
+            {"model": "m", "input": [{"role": "user", "content": [{"type": "input_video"}]}]},
+            "'input_video' is not supported",
             "input",
         ),
         (

@@ -24,9 +24,14 @@ from websockets.typing import Origin
 
 from fault_server import FaultServer, Reply, Request, openai_chat_stream
 from replay_server import transcript
+from spout import File
 from spout._events import (
+    Citation,
     Event,
+    FileEnd,
+    FileStart,
     Finish,
+    RawEvent,
     ReasoningDelta,
     RefusalDelta,
     ResponseStart,
@@ -495,6 +500,10 @@ EVERY_EVENT: list[Event] = [
     ToolCallEnd(0, ToolCall("call_1", "get_weather", {"city": "Oslo"}, '{"city": "Oslo"}')),
     ToolResult(ToolCall("call_1", "get_weather", {"city": "Oslo"}, result=21), "21"),
     Usage(9, 5, {"cached_tokens": 2}),
+    FileStart(0, "image/png"),
+    FileEnd(0, File(data=b"\x89PNG\r\n\x1a\n", media_type="image/png")),
+    Citation("It is sunny.", "https://example.com/w", "Weather", 0, 12, {"type": "url_citation"}),
+    RawEvent("web_search_tool_result", {"content": []}),
     Finish("stop", "end_turn"),
 ]
 

@@ -279,6 +279,11 @@ class ChunkEncoder:
             chunk["usage"] = None
         return chunk
 
+    def fields(self, **fields: Any) -> ModelResponseStream:
+        """A chunk whose delta holds ``fields``: what the gateway adds to OpenAI's shape (a
+        file's ``audio`` or ``images``, citations' ``annotations``; see docs/gateway.md)."""
+        return self._chunk(self._delta(**fields))
+
     def _tool_chunk(
         self, index: int, call_id: str | None, name: str | None, arguments: str
     ) -> ModelResponseStream:

@@ -7,7 +7,11 @@ from typing import Any
 import orjson
 
 from .. import (
+    Citation,
     Event,
+    File,
+    FileEnd,
+    RawEvent,
     ReasoningDelta,
     RefusalDelta,
     Response,
@@ -20,6 +24,7 @@ from .. import (
     Usage,
 )
 from ..compat.chunks import arguments_text
+from ._attachments import anthropic_block, anthropic_citation, raw_object
 from ._openai import (
     UNSUPPORTED,
     ErrorKind,
@@ -182,10 +187,11 @@ def _user(content: Any, where: str) -> list[dict[str, Any]]:
                 message["is_error"] = True
             messages.append(message)
         else:
-            rest.append(block)
+            # Images and documents as spout's portable parts, which the upstream's adapter
+            # writes in its own shape (Anthropic's blocks again for an Anthropic upstream).
+            rest.append(anthropic_block(block, f"{where}.content[{j}]") or block)
     if rest:
-        # Text alone becomes a string every provider takes; images and documents pass as
-        # Anthropic's blocks (an Anthropic upstream takes them).
+        # Text alone becomes a string every provider takes.
         text = _text_of(rest)
         messages.append({"role": "user", "content": rest if text is None else text})
     return messages
@@ -374,8 +380,11 @@ class MessagesProtocol:
                     "signature": response.reasoning_signature or "",
                 }
             )
-        if response.text or not (response.tool_calls or response.refusal):
-            content.append({"type": "text", "text": response.text})
+        if response.text or response.citations or not (response.tool_calls or response.refusal):
+            text: dict[str, Any] = {"type": "text", "text": response.text}
+            if response.citations:
+                text["citations"] = [anthropic_citation(c) for c in response.citations]
+            content.append(text)
         if response.refusal:
             # A text block of its own, marked by stop_reason "refusal" (see MessagesEncoder).
             content.append({"type": "text", "text": response.refusal})
@@ -384,6 +393,11 @@ class MessagesProtocol:
                 {"type": "tool_use", "id": call.id, "name": call.name, "input": call.arguments}
             )
         usage = response.usage
+        extra: dict[str, Any] = {}
+        if response.files:
+            extra["spout_files"] = [file_block(file) for file in response.files]
+        if response.raw_events:
+            extra["spout_raw_events"] = [raw_object(r.type, r.data) for r in response.raw_events]
         return {
             "id": response_id,
             "type": "message",
@@ -396,6 +410,7 @@ class MessagesProtocol:
                 "input_tokens": usage.input_tokens or 0,
                 "output_tokens": usage.output_tokens or 0,
             },
+            **extra,
         }
 
     def error_body(self, exc: BaseException) -> tuple[int, Any]:
@@ -414,6 +429,23 @@ def stop_reason(response: Response) -> str:
 
 def _event(name: str, data: dict[str, Any]) -> bytes:
     return sse_frame(orjson.dumps(data), name)
+
+
+def file_block(file: File) -> dict[str, Any]:
+    """A file the model answered with in the shape of the Messages API's input blocks:
+    ``image`` for an image, else ``document``, each with a ``base64`` source (a ``url`` one for
+    a file given by URL). The API has no block for a file it answers with, and its SDKs refuse
+    one in ``content``: the gateway sends it in spout's ``spout_file`` event (streamed) and
+    ``spout_files`` field (not streamed)."""
+    if file.url is not None:
+        source: dict[str, Any] = {"type": "url", "url": file.url}
+    else:
+        source = {"type": "base64", "media_type": file.media_type, "data": file.base64()}
+    block: dict[str, Any] = {"type": "image" if file.kind == "image" else "document"}
+    block["source"] = source
+    if file.name and block["type"] == "document":
+        block["title"] = file.name
+    return block
 
 
 class _Call:
@@ -613,6 +645,33 @@ class MessagesEncoder:
                 if call in self._pending and self._kind != "tool":
                     self._pending.remove(call)
                     self._begin_call(frames, call)
+        elif type(event) is Citation:
+            # Anthropic's citations_delta, on the text block it supports (one opened for it
+            # when another, or none, is open: Anthropic sends a cited block's citations first).
+            if self._kind != "text":
+                self._begin(frames, "text", {"type": "text", "text": ""})
+            self._delta(frames, {"type": "citations_delta", "citation": anthropic_citation(event)})
+        elif type(event) is FileEnd:
+            # No block of the API's holds a file the model made: an event of spout's own,
+            # which the SDKs pass on and their accumulators skip.
+            frames.append(
+                _event(
+                    "spout_file",
+                    {
+                        "type": "spout_file",
+                        "index": event.index,
+                        "content_block": file_block(event.file),
+                    },
+                )
+            )
+        elif type(event) is RawEvent:
+            # Content spout did not recognise: likewise an event of spout's own.
+            frames.append(
+                _event(
+                    "spout_raw_event",
+                    {"type": "spout_raw_event", "raw": raw_object(event.type, event.data)},
+                )
+            )
         # Finish comes with end().
         return frames
 

@@ -4,22 +4,25 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any
+from typing import Any, cast
 
 import orjson
 
 from .. import (
     AuthenticationError,
     BadRequestError,
+    Citation,
     ConfigurationError,
     ContextWindowExceededError,
     Event,
+    FileEnd,
     Finish,
     NotFoundError,
     OverloadedError,
     PermissionDeniedError,
     ProviderError,
     RateLimitError,
+    RawEvent,
     Response,
     ServiceUnavailableError,
     StreamError,
@@ -28,6 +31,7 @@ from .. import (
     TransportError,
 )
 from ..compat.chunks import ChunkEncoder, arguments_text, finish_reason, usage_object
+from ._attachments import chat_annotation, chat_part, file_part, file_url, raw_object
 from ._wire import Request, RequestError, sse_frame
 
 __all__ = [
@@ -40,6 +44,8 @@ __all__ = [
 ]
 
 _DONE = b"data: [DONE]\n\n"
+# Events a chat completion carries in fields of the gateway's choosing (see _Extras).
+_EXTRAS = frozenset((FileEnd, Citation, RawEvent))
 
 # ---------------------------------------------------------------------------------------------
 # Errors, shared by the three protocols: what a spout error stands for, as a status and a kind.
@@ -180,6 +186,8 @@ _IGNORED = frozenset(
 UNSUPPORTED = "is not supported by the gateway"
 _PASSED = ("frequency_penalty", "presence_penalty", "logit_bias", "reasoning_effort")
 _ROLES = ("system", "developer", "user", "assistant", "tool")
+#: The fields of an assistant message that _Extras writes.
+_ANSWER_EXTRAS = ("audio", "images", "annotations", "spout_files", "spout_raw_events")
 
 
 def _fail(message: str, param: str | None = None) -> RequestError:
@@ -277,7 +285,10 @@ def check_json_schema_format(value: Any, param: str) -> Any:
     )
 
 
-def _check_content(content: Any, where: str, *, allow_none: bool) -> None:
+def _check_content(message: dict[str, Any], where: str, *, allow_none: bool) -> None:
+    """``message["content"]`` checked; a file part in it checked to decode (a 400 naming its
+    place if not), as spout's portable form (:func:`._attachments.chat_part`)."""
+    content = message.get("content")
     if content is None and allow_none:
         return
     if isinstance(content, str):
@@ -285,6 +296,9 @@ def _check_content(content: Any, where: str, *, allow_none: bool) -> None:
     if isinstance(content, list) and all(
         isinstance(part, dict) and isinstance(part.get("type"), str) for part in content
     ):
+        message["content"] = [
+            chat_part(part, f"{where}.content[{j}]") for j, part in enumerate(content)
+        ]
         return
     raise _fail(f"{where}.content must be a string or a list of content parts", "messages")
 
@@ -320,11 +334,15 @@ def parse_messages(value: Any) -> list[dict[str, Any]]:
             # The same instruction role under its newer name; every spout provider knows system.
             message["role"] = "system"
         if role == "assistant":
+            for key in _ANSWER_EXTRAS:
+                # An earlier answer's files, citations and raw events, handed back as the
+                # SDK gives the message: none is a field a provider takes.
+                message.pop(key, None)
             if message.get("tool_calls") is not None:
                 _check_tool_calls(message["tool_calls"], where)
             else:
                 message.pop("tool_calls", None)
-            _check_content(message.get("content"), where, allow_none=True)
+            _check_content(message, where, allow_none=True)
             # A refused turn, as the SDK hands the message back (message.refusal): kept as a
             # refusal; the SDK's refusal: null on every other turn is dropped.
             refusal = message.get("refusal")
@@ -335,9 +353,9 @@ def parse_messages(value: Any) -> list[dict[str, Any]]:
         elif role == "tool":
             if not isinstance(message.get("tool_call_id"), str):
                 raise _fail(f"{where}.tool_call_id must be the id of the call answered", "messages")
-            _check_content(message.get("content"), where, allow_none=False)
+            _check_content(message, where, allow_none=False)
         else:
-            _check_content(message.get("content"), where, allow_none=False)
+            _check_content(message, where, allow_none=False)
         messages.append(message)
     return messages
 
@@ -546,6 +564,7 @@ class ChatCompletionsProtocol:
         }
         if response.reasoning:
             message["reasoning_content"] = response.reasoning
+        message.update(_Extras(response_id).message(response))
         # Characters of output, for the usage the upstream did not report (as a stream counts).
         chars = len(response.text) + len(response.reasoning) + len(response.refusal or "")
         if response.tool_calls:
@@ -580,6 +599,79 @@ class ChatCompletionsProtocol:
         return openai_error(exc)
 
 
+class _Extras:
+    """What an answer holds beyond text, reasoning and calls, in a chat completion's fields.
+
+    OpenAI's own: an audio file is ``audio`` (``id``, base64 ``data``, ``expires_at``,
+    ``transcript``; one per answer, as OpenAI sends it), a citation with a URL an
+    ``annotations`` entry of type ``url_citation``. OpenRouter's: an image is an ``images``
+    entry (``{"type": "image_url", "image_url": {"url": <data URL>}}``). spout's, for what
+    neither has a shape for: ``spout_files`` (any other file, or a second audio, as a
+    portable ``file`` part), ``annotations`` entries of type ``spout_citation`` (a source
+    without a URL) and ``spout_raw_events`` (content spout did not recognise, as the
+    provider sent it: ``{"type", "data"}``). SDKs keep fields they do not know.
+
+    In a stream, each list entry carries an ``index``, so that the SDKs' accumulators
+    (openai's ``accumulate_delta``) gather entries sent in several chunks into one list.
+    """
+
+    __slots__ = ("_audio", "_counts", "_id")
+
+    def __init__(self, response_id: str) -> None:
+        self._id = response_id
+        self._audio = False
+        self._counts: dict[str, int] = {}
+
+    def fields(self, event: Event, *, indexed: bool) -> dict[str, Any] | None:
+        """The message (or delta) fields for ``event``; None for an event that has none."""
+        kind = type(event)
+        entry: dict[str, Any]
+        if kind is FileEnd:
+            file = cast(FileEnd, event).file
+            if file.kind == "audio" and not self._audio and file.data is not None:
+                self._audio = True
+                audio = {
+                    "id": f"audio_{self._id}_{cast(FileEnd, event).index}",
+                    "data": file.base64(),
+                    # The gateway keeps no audio for a later turn to name by its id.
+                    "expires_at": int(time.time()),
+                    "transcript": "",
+                }
+                return {"audio": audio}
+            if file.kind == "image":
+                key, entry = "images", {"type": "image_url", "image_url": {"url": file_url(file)}}
+            else:
+                key, entry = "spout_files", file_part(file)
+        elif kind is Citation:
+            key, entry = "annotations", chat_annotation(cast(Citation, event))
+        elif kind is RawEvent:
+            raw = cast(RawEvent, event)
+            key, entry = "spout_raw_events", raw_object(raw.type, raw.data)
+        else:
+            return None
+        if indexed:
+            count = self._counts.get(key, 0)
+            self._counts[key] = count + 1
+            entry = {"index": count, **entry}
+        return {key: [entry]}
+
+    def message(self, response: Response) -> dict[str, Any]:
+        """The fields of a whole answer's message."""
+        out: dict[str, Any] = {}
+        events: list[Event] = [
+            *(FileEnd(i, file) for i, file in enumerate(response.files)),
+            *response.citations,
+            *response.raw_events,
+        ]
+        for event in events:
+            for key, value in (self.fields(event, indexed=False) or {}).items():
+                if isinstance(value, list):
+                    out.setdefault(key, []).extend(value)
+                else:
+                    out[key] = value
+        return out
+
+
 class ChatCompletionsEncoder:
     """spout events as ``chat.completion.chunk`` frames, by compat's encoder
     (:class:`spout.compat.chunks.ChunkEncoder`, OpenAI's wire shape), then ``[DONE]``.
@@ -590,9 +682,10 @@ class ChatCompletionsEncoder:
     the upstream numbered it. The response is named by the gateway, not by the upstream.
     """
 
-    __slots__ = ("_chunks", "_opened")
+    __slots__ = ("_chunks", "_extras", "_opened")
 
     def __init__(self, request: Request, *, response_id: str, model: str) -> None:
+        self._extras = _Extras(response_id)
         self._chunks = ChunkEncoder(
             model,
             request.messages,
@@ -611,9 +704,13 @@ class ChatCompletionsEncoder:
     def feed(self, event: Event) -> list[bytes]:
         frames = [] if self._opened else self.start()
         # Text is most of a stream: straight to its encoder, past the dispatch on type.
-        chunk = (
-            self._chunks.text(event.text) if type(event) is TextDelta else self._chunks.event(event)
-        )
+        if type(event) is TextDelta:
+            chunk = self._chunks.text(event.text)
+        elif type(event) in _EXTRAS:
+            fields = self._extras.fields(event, indexed=True)
+            chunk = self._chunks.fields(**fields) if fields else None
+        else:
+            chunk = self._chunks.event(event)
         if chunk is not None:
             frames.append(sse_frame(orjson.dumps(chunk)))
         return frames

@@ -8,7 +8,11 @@ from typing import Any, cast
 import orjson
 
 from .. import (
+    Citation,
     Event,
+    File,
+    FileEnd,
+    RawEvent,
     ReasoningDelta,
     RefusalDelta,
     Response,
@@ -19,6 +23,7 @@ from .. import (
     ToolCallStart,
 )
 from ..compat.chunks import arguments_text
+from ._attachments import file_url, raw_object, responses_annotation, responses_part
 from ._openai import (
     UNSUPPORTED,
     ErrorKind,
@@ -111,17 +116,16 @@ def _text(parts: list[Any], where: str, joiner: str) -> Any:
         kind = part.get("type") if isinstance(part, dict) else None
         if kind in ("input_text", "output_text", "text"):
             out.append({"type": "text", "text": str(part.get("text") or "")})
-        elif kind == "input_image" and isinstance(part.get("image_url"), str):
-            image: dict[str, Any] = {"url": part["image_url"]}
-            if part.get("detail"):
-                image["detail"] = part["detail"]
-            out.append({"type": "image_url", "image_url": image})
-        else:
+            continue
+        # input_image, input_file, input_audio: spout's portable parts.
+        file = responses_part(part, f"{where}.content[{j}]") if isinstance(part, dict) else None
+        if file is None:
             raise _fail(
                 f"{where}.content[{j}]: a part of type {kind!r:.40} is not supported "
-                "(input_text, output_text, or input_image with an image_url)",
+                "(input_text, output_text, input_image, input_file or input_audio)",
                 "input",
             )
+        out.append(file)
     if all(part["type"] == "text" for part in out):
         return joiner.join(part["text"] for part in out)
     return out
@@ -193,8 +197,9 @@ def _input(value: Any) -> list[dict[str, Any]]:
             elif not isinstance(output, str):
                 raise _fail(f"{where}.output must be a string or a list of parts", "input")
             messages.append({"role": "tool", "tool_call_id": call_id, "content": output})
-        elif kind == "reasoning":
-            # A reasoning item from an earlier response: OpenAI's own, opaque; dropped.
+        elif kind in ("reasoning", "image_generation_call"):
+            # Items of an earlier response handed back: reasoning (OpenAI's own, opaque) and
+            # an image the model made, which spout's messages do not hold; dropped.
             continue
         else:
             raise _fail(f"{where}: an item of type {kind!r:.40} is not supported", "input")
@@ -346,11 +351,17 @@ class ResponsesProtocol:
             encoder.feed(ReasoningDelta(response.reasoning))
         if response.text:
             encoder.feed(TextDelta(response.text))
+        for citation in response.citations:
+            encoder.feed(citation)  # annotations of the message just fed
         if response.refusal:
             encoder.feed(RefusalDelta(response.refusal))
         for index, call in enumerate(response.tool_calls):
             encoder.feed(ToolCallStart(index, call.id, call.name))
             encoder.feed(ToolCallEnd(index, call))
+        for index, file in enumerate(response.files):
+            encoder.feed(FileEnd(index, file))
+        for raw in response.raw_events:
+            encoder.feed(raw)
         encoder.end(response)
         return encoder.final
 
@@ -391,6 +402,7 @@ class ResponsesEncoder:
         "_open",
         "_output",
         "_seq",
+        "_spout",
         "_started",
         "final",
     )
@@ -407,6 +419,8 @@ class ResponsesEncoder:
         self._open: list[Any] | None = None
         # upstream index -> [output index, item id, call id, name, argument parts]
         self._calls: dict[int, list[Any]] = {}
+        # spout's fields of the response: "spout_files", "spout_raw_events"
+        self._spout: dict[str, list[Any]] = {}
         self.final: dict[str, Any] = {}
 
     def _frame(self, kind: str, data: dict[str, Any]) -> bytes:
@@ -442,6 +456,7 @@ class ResponsesEncoder:
             "usage": None,
             "user": echo.get("user"),
             "metadata": echo.get("metadata") or {},
+            **self._spout,
             **extra,
         }
 
@@ -513,19 +528,24 @@ class ResponsesEncoder:
                     },
                 )
             )
-        self._open = [kind, index, item_id, []]
+        self._open = [kind, index, item_id, [], []]
         return self._open
 
     def _close(self, frames: list[bytes]) -> None:
         if self._open is None:
             return
-        kind, index, item_id, parts = self._open
+        kind, index, item_id, parts, annotations = self._open
         self._open = None
         text = "".join(parts)
         if kind in ("message", "refusal"):
             part: dict[str, Any]
             if kind == "message":
-                part = {"type": "output_text", "annotations": [], "logprobs": [], "text": text}
+                part = {
+                    "type": "output_text",
+                    "annotations": annotations,
+                    "logprobs": [],
+                    "text": text,
+                }
                 done = ("response.output_text.done", {"text": text, "logprobs": []})
             else:
                 part = {"type": "refusal", "refusal": text}
@@ -661,6 +681,74 @@ class ResponsesEncoder:
             data["logprobs"] = []
         frames.append(self._frame(event, data))
 
+    def _annotate(self, frames: list[bytes], citation: Citation) -> None:
+        """A citation as an annotation of the open message's text (a message opened for it
+        when none is: a citation arrives before or after the text it supports)."""
+        item = self._open if self._open and self._open[0] == "message" else None
+        if item is None:
+            item = self._begin(frames, "message")
+        annotation = responses_annotation(citation)
+        item[4].append(annotation)
+        frames.append(
+            self._frame(
+                "response.output_text.annotation.added",
+                {
+                    "item_id": item[2],
+                    "output_index": item[1],
+                    "content_index": 0,
+                    "annotation_index": len(item[4]) - 1,
+                    "annotation": annotation,
+                },
+            )
+        )
+
+    def _item(self, frames: list[bytes], prefix: str, item: dict[str, Any], *events: str) -> None:
+        """An output item made whole at once: added as ``in_progress``, then ``events``
+        (each with the item's id and index), then done as ``completed``."""
+        self._close(frames)
+        index = len(self._output)
+        item_id = self._item_id(prefix, index)
+        self._add(frames, {"id": item_id, **item, "status": "in_progress"})
+        for kind in events:
+            frames.append(self._frame(kind, {"item_id": item_id, "output_index": index}))
+        done = {"id": item_id, **item, "status": "completed"}
+        self._output[index] = done
+        frames.append(
+            self._frame("response.output_item.done", {"output_index": index, "item": done})
+        )
+
+    def _file(self, frames: list[bytes], file: File) -> None:
+        if file.kind == "image" and file.data is not None:
+            # The API's own item for an image the model made (its image_generation tool).
+            fmt = file.media_type.partition("/")[2]
+            item = {"type": "image_generation_call", "result": file.base64(), "output_format": fmt}
+            self._item(
+                frames,
+                "ig",
+                item,
+                "response.image_generation_call.in_progress",
+                "response.image_generation_call.completed",
+            )
+        else:
+            # No item of the API's carries another file (and the SDK warns of an item type
+            # it does not know): spout's own event, and field of the response.
+            spout_file: dict[str, Any] = {
+                "media_type": file.media_type,
+                "file_data": file_url(file),
+            }
+            if file.name:
+                spout_file["filename"] = file.name
+            self._extension(frames, "spout_files", "spout.file", "file", spout_file)
+
+    def _extension(
+        self, frames: list[bytes], field: str, kind: str, key: str, value: dict[str, Any]
+    ) -> None:
+        """spout's own event ``kind`` holding ``{key: value}`` (the SDKs pass on an event they
+        do not know), and ``value`` kept for the response's ``field``."""
+        self._close(frames)
+        self._spout.setdefault(field, []).append(value)
+        frames.append(self._frame(kind, {key: value}))
+
     def feed(self, event: Event) -> list[bytes]:
         frames = [] if self._started else self.start()
         if type(event) in _TEXT_ITEMS:
@@ -687,6 +775,14 @@ class ResponsesEncoder:
             if event.index not in self._calls:
                 self._start_call(frames, event.index, event.tool_call.id, event.tool_call.name)
             self._end_call(frames, event.index, event.tool_call)
+        elif type(event) is Citation:
+            self._annotate(frames, event)
+        elif type(event) is FileEnd:
+            self._file(frames, event.file)
+        elif type(event) is RawEvent:
+            # Content spout did not recognise: spout's own event, the provider's JSON in it.
+            raw = raw_object(event.type, event.data)
+            self._extension(frames, "spout_raw_events", "spout.raw_event", "raw", raw)
         # ResponseStart: the gateway names the response; Usage and Finish come with end().
         return frames
 

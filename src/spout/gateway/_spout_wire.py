@@ -8,6 +8,10 @@ event, whose data is the event as JSON, then one frame that ends the stream::
     data: {"type":"text","text":"Hel"}
     data: {"type":"refusal","text":"I can't help with that."}
     data: {"type":"tool_call_start","index":0,"id":"call_1","name":"get_weather"}
+    data: {"type":"file_start","index":0,"media_type":"image/png"}
+    data: {"type":"file_end","index":0,"file":{"media_type":"image/png","data":"iVBORw0...","name":null,"url":null}}
+    data: {"type":"citation","text":"...","url":"https://...","title":"...","start":0,"end":5,"raw":{...}}
+    data: {"type":"raw_event","event_type":"web_search_tool_result","data":{...}}
     data: {"type":"usage","input_tokens":9,"output_tokens":5,"extras":{}}
     data: {"type":"finish","reason":"stop","raw_reason":"stop"}
     data: {"type":"done","response":{"text":"Hello","tool_calls":[],...}}
@@ -18,14 +22,20 @@ or, in place of ``done``, ``{"type":"error","error":{"type":"cancelled","message
 
 from __future__ import annotations
 
+import base64
 from typing import Any, cast
 
 import orjson
 
 from .. import (
+    Citation,
     Event,
+    File,
+    FileEnd,
+    FileStart,
     Finish,
     FinishReason,
+    RawEvent,
     ReasoningDelta,
     RefusalDelta,
     Response,
@@ -81,6 +91,51 @@ def _tool_call(data: dict[str, Any]) -> ToolCall:
     )
 
 
+def file_to_dict(file: File) -> dict[str, Any]:
+    """A file as JSON: its media type, name, and its bytes in base64 (``data``) or its
+    ``url``."""
+    return {
+        "media_type": file.media_type,
+        "name": file.name,
+        "data": None if file.data is None else file.base64(),
+        "url": file.url,
+    }
+
+
+def _file(data: dict[str, Any]) -> File:
+    name = data.get("name")
+    if data.get("data") is not None:
+        return File(
+            data=base64.b64decode(data["data"], validate=True),
+            media_type=data.get("media_type"),
+            name=name,
+        )
+    return File(url=data["url"], media_type=data.get("media_type"), name=name)
+
+
+def citation_to_dict(citation: Citation) -> dict[str, Any]:
+    """A citation as JSON: every field, the provider's own object in ``raw``."""
+    return {
+        "text": citation.text,
+        "url": citation.url,
+        "title": citation.title,
+        "start": citation.start,
+        "end": citation.end,
+        "raw": citation.raw,
+    }
+
+
+def _citation(data: dict[str, Any]) -> Citation:
+    return Citation(
+        data.get("text"),
+        data.get("url"),
+        data.get("title"),
+        data.get("start"),
+        data.get("end"),
+        data.get("raw") or {},
+    )
+
+
 def usage_to_dict(usage: Usage) -> dict[str, Any]:
     return {
         "input_tokens": usage.input_tokens,
@@ -126,6 +181,14 @@ def event_to_dict(event: Event) -> dict[str, Any]:
             "tool_call": tool_call_to_dict(event.tool_call),
             "content": event.content,
         }
+    if type(event) is FileStart:
+        return {"type": "file_start", "index": event.index, "media_type": event.media_type}
+    if type(event) is FileEnd:
+        return {"type": "file_end", "index": event.index, "file": file_to_dict(event.file)}
+    if type(event) is Citation:
+        return {"type": "citation", **citation_to_dict(event)}
+    if type(event) is RawEvent:
+        return {"type": "raw_event", "event_type": event.type, "data": event.data}
     raise TypeError(f"not a spout event: {event!r:.80}")
 
 
@@ -156,17 +219,28 @@ def event_from_dict(data: dict[str, Any]) -> Event:
         return ResponseStart(data.get("id"), data.get("model"))
     if kind == "tool_result":
         return ToolResult(_tool_call(data["tool_call"]), data["content"])
+    if kind == "file_start":
+        return FileStart(data["index"], data.get("media_type"))
+    if kind == "file_end":
+        return FileEnd(data["index"], _file(data["file"]))
+    if kind == "citation":
+        return _citation(data)
+    if kind == "raw_event":
+        return RawEvent(data["event_type"], data.get("data"))
     raise ValueError(f"not a spout event type: {kind!r:.40}")
 
 
 def response_to_dict(response: Response) -> dict[str, Any]:
     """The final answer as JSON: text, reasoning, refusal (None when the model did not
-    refuse), tool calls, usage and finish reason."""
+    refuse), tool calls, files, citations, raw events, usage and finish reason."""
     return {
         "text": response.text,
         "reasoning": response.reasoning,
         "refusal": response.refusal,
         "tool_calls": [tool_call_to_dict(call) for call in response.tool_calls],
+        "files": [file_to_dict(file) for file in response.files],
+        "citations": [citation_to_dict(citation) for citation in response.citations],
+        "raw_events": [{"event_type": raw.type, "data": raw.data} for raw in response.raw_events],
         "usage": usage_to_dict(response.usage),
         "finish_reason": response.finish_reason,
     }
