@@ -350,6 +350,10 @@ def test_capabilities(replay: ReplayServer) -> None:
         ModelCapability.USAGE_IN_STREAM: True,
         ModelCapability.REASONING: False,
         ModelCapability.SYSTEM_PROMPT: True,
+        # What Azure documents for any deployment: images and input_audio, no PDFs.
+        ModelCapability.VISION: True,
+        ModelCapability.PDF_INPUT: False,
+        ModelCapability.AUDIO_INPUT: True,
     }
     assert (
         azure(replay, stream_usage=False).get_capabilities()[ModelCapability.USAGE_IN_STREAM]

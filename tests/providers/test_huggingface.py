@@ -371,8 +371,14 @@ def test_capabilities(replay: ReplayServer, monkeypatch: pytest.MonkeyPatch) -> 
         ModelCapability.USAGE_IN_STREAM: True,
         ModelCapability.REASONING: False,
         ModelCapability.SYSTEM_PROMPT: True,
+        # The native API takes one text prompt: no files.
+        ModelCapability.VISION: False,
+        ModelCapability.PDF_INPUT: False,
+        ModelCapability.AUDIO_INPUT: False,
     }
     monkeypatch.setenv("HF_TOKEN", "hf_env")
     chat = create_llm("huggingface", model="m", api="chat").get_capabilities()
     assert chat[ModelCapability.TOOLS] and chat[ModelCapability.TOOL_STREAMING]
+    assert chat[ModelCapability.VISION] and not chat[ModelCapability.PDF_INPUT]
+    assert not chat[ModelCapability.AUDIO_INPUT]
     assert chat[ModelCapability.USAGE_IN_STREAM]  # the router is the profile's default endpoint

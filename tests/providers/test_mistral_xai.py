@@ -543,4 +543,8 @@ def test_capabilities(name: str, model: str, reasoning: bool) -> None:
         ModelCapability.USAGE_IN_STREAM: True,
         ModelCapability.REASONING: reasoning,
         ModelCapability.SYSTEM_PROMPT: True,
+        # Images both; documents (document_url) Mistral only; audio only Voxtral (below).
+        ModelCapability.VISION: True,
+        ModelCapability.PDF_INPUT: name == "mistral",
+        ModelCapability.AUDIO_INPUT: False,
     }

@@ -344,4 +344,8 @@ def test_capabilities() -> None:
         ModelCapability.USAGE_IN_STREAM: True,
         ModelCapability.REASONING: True,
         ModelCapability.SYSTEM_PROMPT: True,
+        # Images in message.images; no documents or audio in /api/chat.
+        ModelCapability.VISION: True,
+        ModelCapability.PDF_INPUT: False,
+        ModelCapability.AUDIO_INPUT: False,
     }

@@ -435,4 +435,9 @@ def test_capabilities(replay: ReplayServer) -> None:
         ModelCapability.USAGE_IN_STREAM: True,
         ModelCapability.REASONING: True,
         ModelCapability.SYSTEM_PROMPT: True,
+        # A server at another address than OpenAI's: images only (tests/providers/
+        # test_files_in_openai.py has OpenAI's own, by model).
+        ModelCapability.VISION: True,
+        ModelCapability.PDF_INPUT: False,
+        ModelCapability.AUDIO_INPUT: False,
     }

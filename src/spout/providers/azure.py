@@ -11,7 +11,7 @@ from .._errors import ConfigurationError, ProviderError, error_for_status
 from .._events import Event
 from .._request import HTTPRequest
 from ._base import Call, TokenProvider, env_value, streaming_capabilities
-from .openai import ChatChunkMapper, OpenAIProvider
+from .openai import OPENAI_AUDIO_FORMATS, ChatChunkMapper, FileRules, OpenAIProvider
 
 __all__ = ["DEFAULT_API_VERSION", "AzureOpenAIProvider"]
 
@@ -61,6 +61,9 @@ def _has_output(chunk: dict[str, Any]) -> bool:
         isinstance(choice, dict) and (choice.get("delta") or choice.get("finish_reason"))
         for choice in chunk.get("choices") or ()
     )
+
+
+_AZURE_FILES = FileRules(frozenset({"image", "audio"}), audio_formats=OPENAI_AUDIO_FORMATS)
 
 
 class AzureOpenAIProvider(OpenAIProvider):
@@ -188,9 +191,18 @@ class AzureOpenAIProvider(OpenAIProvider):
             self._headers["api-key"] = self.api_key
 
     def capabilities(self) -> Capabilities:
-        return streaming_capabilities(
+        caps = streaming_capabilities(
             tools=True, tool_streaming=True, reasoning=False, usage_in_stream=self.stream_usage
         )
+        return {**caps, **self.file_rules().capabilities()}
+
+    def file_rules(self) -> FileRules:
+        # A deployment's name need not say its model, so this is what Azure OpenAI's chat
+        # completions document for any: images (its vision how-to) and input_audio in wav
+        # or mp3 (its audio quickstart, for gpt-4o-audio-preview deployments); the
+        # deployment answers for a model without them. PDFs are not declared: Azure
+        # documents file inputs for its Responses API only.
+        return _AZURE_FILES
 
     def build_request(self, call: Call, *, stream: bool) -> HTTPRequest:
         # The body is OpenAI's, "model" included: the deployments path ignores it (and

@@ -18,6 +18,7 @@ from .._errors import (
     error_for_status,
 )
 from .._events import Event, Finish, FinishReason, TextDelta, Usage
+from .._files import files_in, unsupported
 from .._request import HTTPRequest
 from ._base import (
     Call,
@@ -31,7 +32,7 @@ from ._base import (
     streaming_capabilities,
 )
 from ._common import bearer_headers, error_json, error_text, retry_after_seconds
-from .openai import OpenAIProvider
+from .openai import IMAGES_ONLY, FileRules, OpenAIProvider
 
 if TYPE_CHECKING:
     from .._output_format import OutputFormat
@@ -285,7 +286,11 @@ class HuggingFaceProvider(HTTPProvider):
 
     def capabilities(self) -> Capabilities:
         # Usage: details: true is always asked for. A system prompt is rendered into the prompt.
-        return streaming_capabilities(tools=False, tool_streaming=False, reasoning=False)
+        # No files: the native API takes one text prompt (api="chat" takes images).
+        return {
+            **streaming_capabilities(tools=False, tool_streaming=False, reasoning=False),
+            **FileRules().capabilities(),
+        }
 
     def output_shape(self, fmt: OutputFormat, params: Mapping[str, Any]) -> OutputShape:
         # TGI's guidance: parameters.grammar {"type": "json", "value": schema}
@@ -295,6 +300,15 @@ class HuggingFaceProvider(HTTPProvider):
         return OutputShape({**params, "grammar": grammar})
 
     def build_request(self, call: Call, *, stream: bool) -> HTTPRequest:
+        for file in files_in(call.messages):
+            # Any file, not only those a capability names (a text file too): the prompt
+            # template would keep only the text parts, and the model would never see it.
+            raise unsupported(
+                self.name,
+                file,
+                "TGI's native API takes one text prompt (inputs); use api='chat' for a "
+                "vision model, whose server takes images",
+            )
         parameters: dict[str, Any] = {}
         for key, value in call.params.items():
             if value is None or key == "stream":
@@ -379,3 +393,9 @@ class HuggingFaceChatProvider(OpenAIProvider):
     default_base_url: ClassVar[str] = "https://router.huggingface.co/v1"
     base_url_env: ClassVar[tuple[str, ...]] = ("HF_BASE_URL",)
     api_key_env: ClassVar[tuple[str, ...]] = ("HF_TOKEN",)
+
+    def file_rules(self) -> FileRules:
+        # TGI's Messages API takes image_url parts (a URL or a data URL) for a vision
+        # model ("Vision Language Model Inference in TGI"), as the router's providers do;
+        # neither documents documents or audio.
+        return IMAGES_ONLY

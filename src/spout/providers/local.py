@@ -25,6 +25,7 @@ import orjson
 from .._capabilities import Capabilities, ModelCapability
 from .._errors import ConfigurationError, ContextWindowExceededError, ProviderError
 from .._events import Event, Finish, ResponseStart, TextDelta, Usage
+from .._files import files_in, unsupported
 from ._base import (
     AsyncSource,
     Call,
@@ -258,6 +259,13 @@ def _chat_formatter(llama: Any) -> Any:
     )
 
 
+def refuse_files(provider: str, messages: list[dict[str, Any]]) -> None:
+    """Refuse any file in ``messages``, before a model is loaded: a text model in this
+    process reads text alone, and its chat template would drop the file unseen."""
+    for file in files_in(messages):
+        raise unsupported(provider, file, "the model runs here on text alone")
+
+
 class LocalProvider(Provider):
     """A GGUF model run in process by llama.cpp; by default the bundled SmolLM2-135M-Instruct.
 
@@ -302,8 +310,12 @@ class LocalProvider(Provider):
         return self._loaded
 
     def capabilities(self) -> Capabilities:
+        # No VISION, PDF_INPUT or AUDIO_INPUT: a GGUF text model (open_stream refuses files).
         return {
             **streaming_capabilities(tools=True, tool_streaming=True, reasoning=False),
+            ModelCapability.VISION: False,
+            ModelCapability.PDF_INPUT: False,
+            ModelCapability.AUDIO_INPUT: False,
             ModelCapability.CONTEXT_WINDOW: self.n_ctx,
         }
 
@@ -332,6 +344,7 @@ class LocalProvider(Provider):
     # -- sync ----------------------------------------------------------------------------------
 
     def open_stream(self, call: Call) -> SyncSource:
+        refuse_files(self.name, call.messages)
         model = self._model()
         model.lock.hold()
         try:
@@ -353,6 +366,7 @@ class LocalProvider(Provider):
     # -- async ---------------------------------------------------------------------------------
 
     async def aopen_stream(self, call: Call) -> AsyncSource:
+        refuse_files(self.name, call.messages)
         loop = asyncio.get_running_loop()
         model = self._model() if self._loaded else await loop.run_in_executor(None, self._model)
         await model.lock.ahold()

@@ -29,6 +29,7 @@ from .._events import (
     ToolCallStart,
     Usage,
 )
+from .._files import file_from_part, unsupported
 from .._log import checked_key
 from .._request import HTTPRequest
 from ..ndjson import NDJSONDecoder
@@ -54,7 +55,7 @@ from ._common import (
     retry_after_seconds,
     tool_loop_messages,
 )
-from .openai import chat_tool
+from .openai import IMAGES_ONLY, chat_tool, file_kind
 
 if TYPE_CHECKING:
     from .._output_format import OutputFormat
@@ -181,13 +182,52 @@ class _ChatMapper(WireMapper):
         return [ToolCallStart(index, call_id, name), ToolCallEnd(index, call)]
 
 
-def _messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def _messages(messages: list[dict[str, Any]], provider: str) -> list[dict[str, Any]]:
     """spout's messages in Ollama's chat shape.
 
     Tool-call arguments go as objects, a tool result names its tool (``tool_name``), and
-    reasoning goes back as ``thinking`` (docs/api.md, "Chat request (with tools)").
+    reasoning goes back as ``thinking`` (docs/api.md, "Chat request (with tools)"). A
+    message's content parts become its text and its ``images`` (:func:`_with_images`).
     """
-    return tool_loop_messages(messages, _ollama_message)
+    return _with_images(tool_loop_messages(messages, _ollama_message), provider)
+
+
+def _with_images(messages: list[dict[str, Any]], provider: str) -> list[dict[str, Any]]:
+    """The messages with content given as parts in Ollama's shape: the text parts joined
+    into ``content`` (a string: Ollama has no parts), the images as bare base64 strings in
+    ``images`` (docs/api.md, "Chat request (with images)"). Ollama takes images alone, and
+    their bytes: it fetches no URL. Anything else fails here, before sending, naming the
+    file. The list is returned as it is when no message has parts."""
+    if not any(isinstance(message.get("content"), list) for message in messages):
+        return messages
+    out = []
+    for message in messages:
+        content = message.get("content")
+        if isinstance(content, list):
+            texts: list[str] = []
+            images: list[str] = list(message.get("images") or ())
+            for part in content:
+                file = file_from_part(part) if isinstance(part, Mapping) else None
+                if file is None:
+                    text = part.get("text") if isinstance(part, Mapping) else part
+                    if isinstance(text, str):
+                        texts.append(text)
+                    continue
+                if file_kind(file, part) != "image":
+                    raise unsupported(provider, file, "Ollama takes images, no other files")
+                if file.url is not None:
+                    raise unsupported(
+                        provider,
+                        file,
+                        "Ollama takes an image's bytes and fetches no URL; give "
+                        "File(path=...) or File(data=...)",
+                    )
+                images.append(file.base64())
+            message = {**message, "content": "\n".join(texts)}
+            if images:
+                message["images"] = images
+        out.append(message)
+    return out
 
 
 def _ollama_message(message: dict[str, Any]) -> dict[str, Any]:
@@ -316,8 +356,13 @@ class OllamaProvider(HTTPProvider):
         self._headers = bearer_headers(checked_key(self.name, api_key))
 
     def capabilities(self) -> Capabilities:
-        # Tool calls arrive whole, never argument by argument: no tool streaming.
-        return streaming_capabilities(tools=True, tool_streaming=False, reasoning=True)
+        # Tool calls arrive whole, never argument by argument: no tool streaming. Images for
+        # a vision model (llava, gemma3...; the server answers for one without); no
+        # documents or audio in /api/chat.
+        return {
+            **streaming_capabilities(tools=True, tool_streaming=False, reasoning=True),
+            **IMAGES_ONLY.capabilities(),
+        }
 
     def output_shape(self, fmt: OutputFormat, params: Mapping[str, Any]) -> OutputShape:
         # /api/chat's "format": "json" or a JSON Schema (docs/api.md, "Structured outputs");
@@ -341,7 +386,8 @@ class OllamaProvider(HTTPProvider):
         if isinstance(given, dict):
             options.update(given)
         extra.pop("stream", None)
-        body: dict[str, Any] = {"model": self.model, "messages": _messages(call.messages)}
+        messages = _messages(call.messages, self.name)
+        body: dict[str, Any] = {"model": self.model, "messages": messages}
         body.update(extra)
         choice = call.tool_choice
         if call.tools and choice != "none":

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import mimetypes
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import orjson
 
-from .._capabilities import Capabilities
+from .._capabilities import Capabilities, ModelCapability
 from .._errors import (
     BadRequestError,
     ConfigurationError,
@@ -27,6 +29,7 @@ from .._events import (
     RefusalDelta,
     TextDelta,
 )
+from .._files import FILE_PART_TYPES, File, file_from_part, unsupported
 from .._request import HTTPRequest
 from ._base import (
     Call,
@@ -57,7 +60,7 @@ from ._common import (
 if TYPE_CHECKING:
     from .._output_format import OutputFormat
 
-__all__ = ["ChatChunkMapper", "OpenAIProvider"]
+__all__ = ["ChatChunkMapper", "FileRules", "OpenAIProvider", "file_kind", "translate_files"]
 
 _FINISH: dict[str, FinishReason] = {
     "stop": "stop",
@@ -281,6 +284,172 @@ class _StreamParser(SSEStreamParser[ChatChunkMapper]):
         return self._mapper.finish()
 
 
+@dataclass(frozen=True)
+class FileRules:
+    """What an endpoint takes of the files a prompt carries, as spout declares it.
+
+    ``kinds`` are the :attr:`File.kind <spout.File.kind>` values it takes (``"image"``,
+    ``"pdf"``, ``"audio"``; the Responses API also ``"text"`` and ``"other"`` documents);
+    ``by_url`` the kinds it fetches from an http(s) URL itself; ``image_types`` and
+    ``audio_formats`` what it documents of each, None where it says nothing (the server
+    answers). Anything else fails before a request is sent, naming the file and the provider.
+
+    >>> FileRules(frozenset({"image"})).capabilities()[ModelCapability.VISION]
+    True
+    """
+
+    kinds: frozenset[str] = frozenset()
+    by_url: frozenset[str] = frozenset({"image"})
+    image_types: frozenset[str] | None = None
+    audio_formats: frozenset[str] | None = None
+
+    def capabilities(self) -> Capabilities:
+        """The file capabilities these rules declare."""
+        return {
+            ModelCapability.VISION: "image" in self.kinds,
+            ModelCapability.PDF_INPUT: "pdf" in self.kinds,
+            ModelCapability.AUDIO_INPUT: "audio" in self.kinds,
+        }
+
+
+#: Images only: what spout declares for an OpenAI-compatible server it knows nothing about.
+#: Such a server may serve a vision model or not, and answers for itself; PDFs and audio
+#: are declared only where a service documents them.
+IMAGES_ONLY = FileRules(frozenset({"image"}))
+
+# OpenAI's image types (platform.openai.com/docs/guides/images-vision, "Image input
+# requirements": PNG, JPEG, WEBP, non-animated GIF) and input_audio's formats
+# (ChatCompletionContentPartInputAudioParam in openai-python: "wav" and "mp3").
+OPENAI_IMAGE_TYPES = frozenset(("image/png", "image/jpeg", "image/webp", "image/gif"))
+OPENAI_AUDIO_FORMATS = frozenset(("wav", "mp3"))
+
+# OpenAI's models that take text alone (their model pages): images and PDFs are refused
+# before sending. Any other model is let through; OpenAI answers for a new one.
+_TEXT_ONLY = (
+    "gpt-3.5",
+    "gpt-4-0",
+    "gpt-4-32k",
+    "gpt-4-1106-preview",
+    "o1-mini",
+    "o1-preview",
+    "o3-mini",
+    "davinci",
+    "babbage",
+)
+
+
+def openai_file_kinds(model: str) -> frozenset[str]:
+    """The kinds of file OpenAI's own chat completions take with ``model``: images and PDFs
+    for its vision models (the file-inputs guide: PDFs go in as text and page images, on
+    models with vision), audio alone for the audio models (gpt-4o-audio-preview, gpt-audio:
+    text and audio in, no images).
+
+    >>> sorted(openai_file_kinds("gpt-4o-mini")), sorted(openai_file_kinds("gpt-audio"))
+    (['image', 'pdf'], ['audio'])
+    """
+    name = model.lower().removeprefix("ft:")
+    if "audio" in name:
+        return frozenset({"audio"})
+    if name == "gpt-4" or name.startswith(_TEXT_ONLY):
+        return frozenset()
+    return frozenset({"image", "pdf"})
+
+
+def file_kind(file: File, part: Mapping[str, Any]) -> str:
+    """The kind of ``file``, from its media type; one whose type is unknown (an image at a
+    URL whose name has no suffix) is what the part carrying it says: an ``image_url`` part
+    holds an image, an ``input_audio`` part audio."""
+    kind = file.kind
+    if kind == "other":
+        return {"image_url": "image", "input_audio": "audio"}.get(str(part.get("type")), kind)
+    return kind
+
+
+def file_name(file: File) -> str:
+    """A file's name, or one made from its type (``file.pdf``): OpenAI refuses a ``file``
+    part's ``file_data`` without a ``filename`` ("Missing required parameter")."""
+    return file.name or f"file{mimetypes.guess_extension(file.media_type) or ''}"
+
+
+def check_file(provider: str, rules: FileRules, file: File, kind: str) -> None:
+    """Refuse, naming the file and the provider, a file ``rules`` do not take."""
+    if kind not in rules.kinds:
+        takes = ", ".join(sorted(rules.kinds)) or "no files"
+        raise unsupported(provider, file, f"it takes {takes}, not {kind} input")
+    if file.url is not None and kind not in rules.by_url:
+        raise unsupported(
+            provider,
+            file,
+            f"it does not fetch a {kind} from a URL; give the file's bytes "
+            "(File(path=...) or File(data=...))",
+        )
+    types = rules.image_types
+    # An image whose type is unknown (a URL with no suffix) is left to the service.
+    known = file.media_type.startswith("image/")
+    if kind == "image" and types is not None and known and file.media_type not in types:
+        raise unsupported(provider, file, f"it takes images of {', '.join(sorted(types))}")
+    formats = rules.audio_formats
+    if kind == "audio" and formats is not None and file.audio_format() not in formats:
+        raise unsupported(provider, file, f"it takes audio as {', '.join(sorted(formats))}")
+
+
+def translate_files(
+    messages: list[dict[str, Any]],
+    translate: Callable[[File, Mapping[str, Any]], dict[str, Any]],
+) -> list[dict[str, Any]]:
+    """The messages with each portable file part (``image_url``, ``file``, ``input_audio``)
+    replaced by ``translate(file, part)``, the provider's own shape; it raises for a file
+    the provider cannot take. The list is returned as it is when no message carries a
+    file; a message that changes is copied, never edited."""
+    if not any(_file_parts(message) for message in messages):
+        return messages
+    out = []
+    for message in messages:
+        if _file_parts(message):
+            parts = []
+            for part in message["content"]:
+                file = _part_file(part)
+                parts.append(part if file is None else translate(file, part))
+            message = {**message, "content": parts}
+        out.append(message)
+    return out
+
+
+def _file_parts(message: Mapping[str, Any]) -> bool:
+    content = message.get("content")
+    return isinstance(content, list) and any(
+        isinstance(part, Mapping) and part.get("type") in FILE_PART_TYPES for part in content
+    )
+
+
+def _part_file(part: Any) -> File | None:
+    if isinstance(part, Mapping) and part.get("type") in FILE_PART_TYPES:
+        return file_from_part(part)
+    return None
+
+
+def chat_file_part(
+    provider: str, rules: FileRules, file: File, part: Mapping[str, Any]
+) -> dict[str, Any]:
+    """A file as a chat completions content part, the portable form itself
+    (ChatCompletionContentPartParam in openai-python), checked against ``rules``."""
+    kind = file_kind(file, part)
+    check_file(provider, rules, file, kind)
+    if kind == "image":
+        image: dict[str, Any] = {"url": file.data_url()}
+        given = part.get("image_url")
+        if part.get("type") == "image_url" and isinstance(given, Mapping) and given.get("detail"):
+            image["detail"] = given["detail"]
+        return {"type": "image_url", "image_url": image}
+    if kind == "audio":
+        return {
+            "type": "input_audio",
+            "input_audio": {"data": file.base64(), "format": file.audio_format()},
+        }
+    # A document: file_data is a data URL, or an URL where the service fetches one.
+    return {"type": "file", "file": {"filename": file_name(file), "file_data": file.data_url()}}
+
+
 class OpenAIProvider(HTTPProvider):
     """Chat completions at ``{base_url}/chat/completions``: OpenAI, and compatible servers.
 
@@ -378,16 +547,37 @@ class OpenAIProvider(HTTPProvider):
         )
 
     def capabilities(self) -> Capabilities:
-        return streaming_capabilities(
-            tools=True,
-            tool_streaming=True,
-            reasoning=False,
-            # OpenAI sends usage when asked; a compatible server may not (llama_cpp.server
-            # ignores stream_options), so only a known service's own endpoint declares it.
-            usage_in_stream=self.stream_usage
-            and self.usage_in_stream
-            and self.base_url == self.default_base_url.rstrip("/"),
+        return {
+            **streaming_capabilities(
+                tools=True,
+                tool_streaming=True,
+                reasoning=False,
+                # OpenAI sends usage when asked; a compatible server may not (llama_cpp.server
+                # ignores stream_options), so only a known service's own endpoint declares it.
+                usage_in_stream=self.stream_usage
+                and self.usage_in_stream
+                and self.base_url == self.default_base_url.rstrip("/"),
+            ),
+            **self.file_rules().capabilities(),
+        }
+
+    def file_rules(self) -> FileRules:
+        """What this endpoint and model take of files. OpenAI's own endpoint: by the model
+        (:func:`openai_file_kinds`), PDFs only as bytes (chat completions has no file URL),
+        its image types and audio formats. A server at another address: images only
+        (:data:`IMAGES_ONLY`). A profile declares what its service documents."""
+        if self.base_url != OpenAIProvider.default_base_url:
+            return IMAGES_ONLY
+        return FileRules(
+            openai_file_kinds(self.model),
+            image_types=OPENAI_IMAGE_TYPES,
+            audio_formats=OPENAI_AUDIO_FORMATS,
         )
+
+    def file_part(self, file: File, part: Mapping[str, Any]) -> dict[str, Any]:
+        """One file as this endpoint takes it (``part`` is the portable part that carried
+        it); raises :class:`~spout.ConfigurationError` for one it cannot take."""
+        return chat_file_part(self.name, self.file_rules(), file, part)
 
     def takes_refusal(self) -> bool:
         # OpenAI's own API takes an assistant message's refusal as it gave it
@@ -396,7 +586,8 @@ class OpenAIProvider(HTTPProvider):
         return self.base_url == OpenAIProvider.default_base_url
 
     def build_request(self, call: Call, *, stream: bool) -> HTTPRequest:
-        body: dict[str, Any] = {"model": self.model, "messages": chat_messages(call.messages)}
+        messages = translate_files(chat_messages(call.messages), self.file_part)
+        body: dict[str, Any] = {"model": self.model, "messages": messages}
         for key, value in call.params.items():
             if value is not None:
                 body[key] = value

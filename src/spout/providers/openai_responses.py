@@ -3,7 +3,7 @@ events out."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import orjson
@@ -28,6 +28,7 @@ from .._events import (
     ToolCallEnd,
     ToolCallStart,
 )
+from .._files import File
 from .._request import HTTPRequest
 from ._base import (
     Call,
@@ -44,7 +45,18 @@ from ._base import (
     tool_call_from_json,
 )
 from ._common import set_stream, set_tools, tool_declaration, usage_from
-from .openai import OpenAIProvider, error_from_body
+from .openai import (
+    IMAGES_ONLY,
+    OPENAI_IMAGE_TYPES,
+    FileRules,
+    OpenAIProvider,
+    check_file,
+    error_from_body,
+    file_kind,
+    file_name,
+    openai_file_kinds,
+    translate_files,
+)
 
 if TYPE_CHECKING:
     from .._output_format import OutputFormat
@@ -345,7 +357,34 @@ class OpenAIResponsesProvider(OpenAIProvider):
     def capabilities(self) -> Capabilities:
         # Reasoning models stream a summary of their reasoning when asked
         # (reasoning={"summary": "auto"}).
-        return streaming_capabilities(tools=True, tool_streaming=True, reasoning=True)
+        return {
+            **streaming_capabilities(tools=True, tool_streaming=True, reasoning=True),
+            **self.file_rules().capabilities(),
+        }
+
+    def file_rules(self) -> FileRules:
+        # OpenAI's file-inputs guide: the Responses API takes images and PDFs (on vision
+        # models), and other documents, text and code (their text extracted), each as bytes
+        # or by URL (file_url). It has no audio input: input_audio is not among a message's
+        # content parts (ResponseInputContentParam in openai-python). A server at another
+        # address: images only.
+        if self.base_url != OpenAIProvider.default_base_url:
+            return IMAGES_ONLY
+        kinds = (openai_file_kinds(self.model) - {"audio"}) | {"text", "other"}
+        return FileRules(kinds, by_url=kinds, image_types=OPENAI_IMAGE_TYPES)
+
+    def file_part(self, file: File, part: Mapping[str, Any]) -> dict[str, Any]:
+        # ResponseInputImageParam (detail is required there; "auto" is the API's default)
+        # and ResponseInputFileParam: file_data a data URL with its filename, or file_url.
+        kind = file_kind(file, part)
+        check_file(self.name, self.file_rules(), file, kind)
+        if kind == "image":
+            given = part.get("image_url")
+            detail = given.get("detail") if isinstance(given, Mapping) else None
+            return {"type": "input_image", "image_url": file.data_url(), "detail": detail or "auto"}
+        if file.url is not None:
+            return {"type": "input_file", "file_url": file.url}
+        return {"type": "input_file", "filename": file_name(file), "file_data": file.data_url()}
 
     def build_request(self, call: Call, *, stream: bool) -> HTTPRequest:
         unsupported = [key for key in _UNSUPPORTED if call.params.get(key) is not None]
@@ -355,7 +394,7 @@ class OpenAIResponsesProvider(OpenAIProvider):
                 "leave it out, or use api='chat'"
             )
         body: dict[str, Any] = {"model": self.model}
-        instructions, items = _input(call.messages)
+        instructions, items = _input(call.messages, self.file_part)
         if instructions is not None:
             body["instructions"] = instructions
         body["input"] = items
@@ -399,12 +438,17 @@ def _tool_choice(choice: Any) -> Any:
     return choice
 
 
-def _input(messages: list[dict[str, Any]]) -> tuple[str | None, list[dict[str, Any]]]:
+def _input(
+    messages: list[dict[str, Any]],
+    file_part: Callable[[File, Mapping[str, Any]], dict[str, Any]],
+) -> tuple[str | None, list[dict[str, Any]]]:
     """Chat messages as Responses ``input`` items, and the instructions, if any.
 
     A first system message with text content becomes ``instructions`` ("a system (or
     developer) message inserted into the model's context", response_create_params.py). Other
-    messages are easy input messages as they are, except the chat shapes of tool calls.
+    messages are easy input messages as they are, except the chat shapes of tool calls and
+    content parts: a ``text`` part is an ``input_text`` part there, and a file goes through
+    ``file_part``.
     """
     instructions: str | None = None
     if (
@@ -445,6 +489,17 @@ def _input(messages: list[dict[str, Any]]) -> tuple[str | None, list[dict[str, A
         elif role == "assistant" and "reasoning" in message:
             # The tool loop's own keys are not input fields; its text is.
             items.append({"role": "assistant", "content": message.get("content") or ""})
+        elif role != "assistant" and isinstance(message.get("content"), list):
+            (message,) = translate_files([message], file_part)
+            items.append({**message, "content": [_input_text(p) for p in message["content"]]})
         else:
             items.append(message)
     return instructions, items
+
+
+def _input_text(part: Any) -> Any:
+    """A chat ``text`` part as the Responses API's ``input_text`` (ResponseInputTextParam);
+    any other part as it is."""
+    if isinstance(part, Mapping) and part.get("type") == "text":
+        return {**part, "type": "input_text"}
+    return part

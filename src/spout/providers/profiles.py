@@ -15,9 +15,18 @@ from typing import Any, ClassVar
 from .._capabilities import Capabilities
 from .._errors import ContextWindowExceededError, ProviderError
 from .._events import Event, ReasoningDelta, TextDelta
+from .._files import File
 from ._base import Provider, streaming_capabilities
 from ._common import error_json, error_text
-from .openai import ChatChunkMapper, OpenAIProvider
+from .openai import (
+    IMAGES_ONLY,
+    ChatChunkMapper,
+    FileRules,
+    OpenAIProvider,
+    check_file,
+    file_kind,
+    file_name,
+)
 
 __all__ = [
     "DeepSeekProvider",
@@ -64,6 +73,20 @@ class OpenRouterProvider(OpenAIProvider):
         merged = {**{k: v for k, v in app.items() if v}, **(headers or {})}
         super().__init__(model, headers=merged or None, **config)
 
+    def file_rules(self) -> FileRules:
+        # openrouter.ai/docs, "Multimodal": images (PNG, JPEG, WebP, GIF) by URL or data
+        # URL; PDFs as a file part whose file_data is a data URL or a URL, on any model
+        # (OpenRouter parses them for a model that cannot); audio as input_audio, base64
+        # only ("direct URLs are not supported"), formats varying by the model's provider.
+        return FileRules(
+            frozenset({"image", "pdf", "audio"}),
+            by_url=frozenset({"image", "pdf"}),
+            image_types=_OPENROUTER_IMAGES,
+        )
+
+
+_OPENROUTER_IMAGES = frozenset(("image/png", "image/jpeg", "image/webp", "image/gif"))
+
 
 class VLLMProvider(OpenAIProvider):
     """A vLLM server (``vllm serve``), at http://localhost:8000/v1 unless told otherwise."""
@@ -74,6 +97,15 @@ class VLLMProvider(OpenAIProvider):
     api_key_env: ClassVar[tuple[str, ...]] = ("VLLM_API_KEY",)
     requires_key: ClassVar[bool] = False
     litellm_prefixes: ClassVar[tuple[str, ...]] = ("hosted_vllm",)
+
+    def file_rules(self) -> FileRules:
+        # vLLM's "Multimodal Inputs" (online serving): image_url (a URL or a data URL) and
+        # input_audio (base64) for a model that takes them; the served model answers.
+        return _IMAGES_AND_AUDIO
+
+
+# Images, and audio sent as base64 input_audio (never a URL).
+_IMAGES_AND_AUDIO = FileRules(frozenset({"image", "audio"}))
 
 
 class LlamaCppProvider(OpenAIProvider):
@@ -90,6 +122,12 @@ class LlamaCppProvider(OpenAIProvider):
     usage_in_stream: ClassVar[bool] = False
     litellm_prefixes: ClassVar[tuple[str, ...]] = ("llamafile",)
 
+    def file_rules(self) -> FileRules:
+        # llama-server's multimodal support (docs/multimodal.md, libmtmd): image_url parts
+        # for a vision model, input_audio for an audio one, when started with the model's
+        # projector; without one it refuses them itself.
+        return _IMAGES_AND_AUDIO
+
 
 class LMStudioProvider(OpenAIProvider):
     """LM Studio's local server, at http://localhost:1234/v1."""
@@ -102,6 +140,10 @@ class LMStudioProvider(OpenAIProvider):
     usage_in_stream: ClassVar[bool] = False  # not documented: declared only when known
     litellm_prefixes: ClassVar[tuple[str, ...]] = ("lm_studio",)
 
+    def file_rules(self) -> FileRules:
+        # LM Studio's "Image Input": base64 images for a vision model (VLM).
+        return IMAGES_ONLY
+
 
 class TogetherProvider(OpenAIProvider):
     """Together AI (https://docs.together.ai/docs/openai-api-compatibility)."""
@@ -112,6 +154,10 @@ class TogetherProvider(OpenAIProvider):
     api_key_env: ClassVar[tuple[str, ...]] = ("TOGETHER_API_KEY",)
     litellm_prefixes: ClassVar[tuple[str, ...]] = ("together_ai",)
 
+    def file_rules(self) -> FileRules:
+        # Together's "Vision": image_url parts (URL or base64) for its vision models.
+        return IMAGES_ONLY
+
 
 class GroqProvider(OpenAIProvider):
     """Groq (https://console.groq.com/docs/openai)."""
@@ -120,6 +166,11 @@ class GroqProvider(OpenAIProvider):
     default_base_url: ClassVar[str] = "https://api.groq.com/openai/v1"
     base_url_env: ClassVar[tuple[str, ...]] = ("GROQ_BASE_URL",)
     api_key_env: ClassVar[tuple[str, ...]] = ("GROQ_API_KEY",)
+
+    def file_rules(self) -> FileRules:
+        # Groq's "Images and Vision": image_url parts (URL or base64) for its vision models;
+        # audio goes to its transcription endpoint, not to chat.
+        return IMAGES_ONLY
 
 
 class DeepSeekProvider(OpenAIProvider):
@@ -130,6 +181,11 @@ class DeepSeekProvider(OpenAIProvider):
     default_base_url: ClassVar[str] = "https://api.deepseek.com"
     base_url_env: ClassVar[tuple[str, ...]] = ("DEEPSEEK_BASE_URL",)
     api_key_env: ClassVar[tuple[str, ...]] = ("DEEPSEEK_API_KEY",)
+
+    def file_rules(self) -> FileRules:
+        # DeepSeek's chat API takes text: a user message's content is a string
+        # (api-docs.deepseek.com, "Create Chat Completion"). A file fails before sending.
+        return FileRules()
 
 
 class MistralChunkMapper(ChatChunkMapper):
@@ -271,6 +327,9 @@ class MistralProvider(OpenAIProvider):
     # Models whose thinking is streamed apart from the answer.
     reasoning_models: ClassVar[tuple[str, ...]] = ("magistral-",)
 
+    # Models that take audio (docs.mistral.ai, "Audio & Transcription": Voxtral).
+    audio_models: ClassVar[tuple[str, ...]] = ("voxtral-",)
+
     def capabilities(self) -> Capabilities:
         # A tool call arrives whole in one chunk, arguments and all.
         caps = streaming_capabilities(
@@ -279,7 +338,38 @@ class MistralProvider(OpenAIProvider):
             reasoning=self.model.lower().startswith(self.reasoning_models),
             usage_in_stream=self.base_url == self.default_base_url,
         )
-        return caps
+        return {**caps, **self.file_rules().capabilities()}
+
+    def file_rules(self) -> FileRules:
+        # Images for the vision models (the model answers for one without), documents by
+        # document_url ("Document QnA"), audio for Voxtral as base64 only.
+        kinds = {"image", "pdf"}
+        if self.model.lower().startswith(self.audio_models):
+            kinds.add("audio")
+        return FileRules(frozenset(kinds), by_url=frozenset({"image", "pdf"}))
+
+    def file_part(self, file: File, part: Mapping[str, Any]) -> dict[str, Any]:
+        # Mistral's content chunks (ImageURLChunk, DocumentURLChunk, AudioChunk in
+        # mistralai's client-python): an image's URL is a bare string (an object only to
+        # carry a detail), a document goes as a document_url with its document_name (a
+        # data: URL for bytes, as Mistral's OCR takes the same chunk), audio as the bare
+        # base64 string under input_audio (docs.mistral.ai, "Chat with Audio").
+        kind = file_kind(file, part)
+        check_file(self.name, self.file_rules(), file, kind)
+        if kind == "image":
+            given = part.get("image_url")
+            if isinstance(given, Mapping) and given.get("detail"):
+                url: Any = {"url": file.data_url(), "detail": given["detail"]}
+            else:
+                url = file.data_url()
+            return {"type": "image_url", "image_url": url}
+        if kind == "audio":
+            return {"type": "input_audio", "input_audio": file.base64()}
+        return {
+            "type": "document_url",
+            "document_url": file.data_url(),
+            "document_name": file_name(file),
+        }
 
     def litellm_params(self, params: dict[str, Any]) -> dict[str, Any]:
         # Mistral refuses max_completion_tokens (extra_forbidden): it takes max_tokens.
@@ -328,6 +418,9 @@ def _validation_error(item: Any) -> str:
     return f"{where}: {what}" if where else what
 
 
+_XAI_FILES = FileRules(frozenset({"image"}), image_types=frozenset(("image/jpeg", "image/png")))
+
+
 class XAIProvider(OpenAIProvider):
     """xAI's Grok models (https://docs.x.ai), OpenAI-compatible at https://api.x.ai/v1,
     keyed by ``XAI_API_KEY``.
@@ -357,12 +450,18 @@ class XAIProvider(OpenAIProvider):
 
     def capabilities(self) -> Capabilities:
         # A tool call arrives whole in one chunk (xAI's function-calling guide).
-        return streaming_capabilities(
+        caps = streaming_capabilities(
             tools=True,
             tool_streaming=False,
             reasoning=self.model.lower().startswith(self.reasoning_models),
             usage_in_stream=self.base_url == self.default_base_url,
         )
+        return {**caps, **self.file_rules().capabilities()}
+
+    def file_rules(self) -> FileRules:
+        # xAI's "Image Understanding": images by URL or data URL, jpg/jpeg or png. Its
+        # chat completions take no documents or audio (files go through its Files API).
+        return _XAI_FILES
 
     def error_from_response(
         self, status: int, headers: Mapping[str, str], body: bytes

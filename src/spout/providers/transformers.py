@@ -29,7 +29,7 @@ from ._base import (
     SyncSource,
     streaming_capabilities,
 )
-from .local import BUNDLED_MODEL, _hold_stops, bundled_model_path
+from .local import BUNDLED_MODEL, _hold_stops, bundled_model_path, refuse_files
 
 __all__ = ["TransformersProvider"]
 
@@ -168,8 +168,13 @@ class TransformersProvider(Provider):
         """What the model can do, known without loading it (its context window is read from
         its config or GGUF metadata)."""
         window = self._loaded.context_window if self._loaded else _context_window(self.path)
+        # No VISION, PDF_INPUT or AUDIO_INPUT: a causal LM over text (open_stream refuses
+        # files before the model is loaded).
         return {
             **streaming_capabilities(tools=False, tool_streaming=False, reasoning=False),
+            ModelCapability.VISION: False,
+            ModelCapability.PDF_INPUT: False,
+            ModelCapability.AUDIO_INPUT: False,
             ModelCapability.CONTEXT_WINDOW: window,
         }
 
@@ -195,6 +200,7 @@ class TransformersProvider(Provider):
     # -- sync ----------------------------------------------------------------------------------
 
     def open_stream(self, call: Call) -> SyncSource:
+        refuse_files(self.name, call.messages)
         from transformers import TextIteratorStreamer
 
         model = self._model()
@@ -223,6 +229,7 @@ class TransformersProvider(Provider):
     # -- async ---------------------------------------------------------------------------------
 
     async def aopen_stream(self, call: Call) -> AsyncSource:
+        refuse_files(self.name, call.messages)
         from transformers import AsyncTextIteratorStreamer
 
         loop = asyncio.get_running_loop()
