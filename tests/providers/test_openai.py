@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import base64
 import json
 from typing import Any
 
 import pytest
 
 import spout
-from helpers import Cut, Runner, free_port, json_reply, made, raised_on_start
+from helpers import Cut, Runner, check_outputs, free_port, json_reply, made, raised_on_start
 from replay_server import CUTS, ReplayServer, Reply, transcript
 from spout import (
+    FileEnd,
+    FileStart,
     Finish,
     RefusalDelta,
     TextDelta,
@@ -431,3 +434,85 @@ def test_usage_event_comes_before_finish(replay: ReplayServer) -> None:
     events = list(openai(replay).generate_stream("hi").events())
     assert isinstance(events[-2], Usage) and isinstance(events[-1], Finish)
     assert not any(isinstance(e, TextDelta) and e.text == "" for e in events)
+
+
+AUDIO = {"modalities": ["text", "audio"], "audio": {"voice": "alloy", "format": "pcm16"}}
+
+
+def test_audio_transcript(replay: ReplayServer, runner: Runner, cut: Cut) -> None:
+    body, expected = transcript("openai_chat", "audio")
+    replay.replies = [Reply(chunks=cut(body))]
+    streamed = runner.events(openai(replay), **AUDIO)
+    # The text is the audio's transcript; the audio is a file, whole at the end.
+    said = "".join(e.text for e in streamed.events if isinstance(e, TextDelta))
+    assert said == expected["text"] == streamed.response.text
+    check_outputs(streamed.response, expected, streamed.events)
+    (audio,) = streamed.response.files
+    assert (audio.kind, audio.name) == ("audio", "audio_WIRE0000000000000000000001")
+    kinds = [type(e) for e in streamed.events if isinstance(e, (FileStart, FileEnd, Finish))]
+    assert kinds == [FileStart, FileEnd, Finish]
+    assert streamed.response.finish_reason == "stop"
+    assert replay.requests[-1].json()["audio"] == AUDIO["audio"]
+
+
+def test_audio_not_streamed(replay: ReplayServer, runner: Runner) -> None:
+    # The whole message carries the audio whole: base64 data in the format asked for.
+    wav = b"RIFF\x24\x00\x00\x00WAVEfmt " + bytes(28)
+    message = {
+        "role": "assistant",
+        "content": None,
+        "refusal": None,
+        "audio": {
+            "id": "audio_WIRE2",
+            "data": base64.b64encode(wav).decode(),
+            "expires_at": 1735693200,
+            "transcript": "Hi!",
+        },
+    }
+    completion = {
+        "id": "chatcmpl-WIRE",
+        "object": "chat.completion",
+        "model": "gpt-4o-audio-preview",
+        "choices": [{"index": 0, "message": message, "finish_reason": "stop"}],
+    }
+    replay.replies = [json_reply(completion)]
+    response = runner.generate(
+        openai(replay), modalities=["text", "audio"], audio={"voice": "alloy", "format": "wav"}
+    )
+    assert response.text == "Hi!"
+    (audio,) = response.files
+    assert (audio.data, audio.media_type, audio.name) == (wav, "audio/wav", "audio_WIRE2")
+
+
+def test_url_citation_annotations(replay: ReplayServer, runner: Runner) -> None:
+    # A search model's answer (gpt-4o-search-preview): url_citation annotations on the message.
+    text = "Oslo is Norway's capital (example.com)."
+    annotation = {
+        "type": "url_citation",
+        "url_citation": {
+            "end_index": 38,
+            "start_index": 26,
+            "title": "Oslo",
+            "url": "https://example.com/WIRE/oslo",
+        },
+    }
+    completion = {
+        "id": "chatcmpl-WIRE",
+        "object": "chat.completion",
+        "model": "gpt-4o-search-preview",
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": text, "annotations": [annotation]},
+                "finish_reason": "stop",
+            }
+        ],
+    }
+    replay.replies = [json_reply(completion)]
+    (citation,) = runner.generate(openai(replay)).citations
+    assert (citation.url, citation.title, citation.raw) == (
+        "https://example.com/WIRE/oslo",
+        "Oslo",
+        annotation,
+    )
+    assert text[citation.start or 0 : citation.end] == "example.com)"

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import binascii
 import mimetypes
+from base64 import b64decode
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -22,7 +24,10 @@ from .._errors import (
     error_for_status,
 )
 from .._events import (
+    Citation,
     Event,
+    FileEnd,
+    FileStart,
     Finish,
     FinishReason,
     ReasoningDelta,
@@ -46,6 +51,7 @@ from ._base import (
     text_content,
 )
 from ._common import (
+    answer_file,
     bearer_headers,
     error_json,
     error_text,
@@ -61,6 +67,18 @@ if TYPE_CHECKING:
     from .._output_format import OutputFormat
 
 __all__ = ["ChatChunkMapper", "FileRules", "OpenAIProvider", "file_kind", "translate_files"]
+
+# The media type of each audio format chat completions answers in (``audio.format``, in the
+# API reference); ``pcm16`` is raw 16-bit little-endian mono at 24 kHz, the one format a
+# stream may ask for.
+_AUDIO_TYPES = {
+    "wav": "audio/wav",
+    "mp3": "audio/mpeg",
+    "flac": "audio/flac",
+    "opus": "audio/opus",
+    "aac": "audio/aac",
+    "pcm16": "audio/pcm",
+}
 
 _FINISH: dict[str, FinishReason] = {
     "stop": "stop",
@@ -148,13 +166,22 @@ class ChatChunkMapper(WireMapper):
 
     Shared by the HTTP adapter and by the local model, whose llama.cpp bindings yield the same
     shape in process.
+
+    Audio the model answers with (``modalities: ["text", "audio"]``) streams as
+    ``delta.audio``: its ``transcript`` is the answer's text, and its base64 ``data`` pieces
+    make one file, begun at the first audio delta and given whole when the response ends,
+    in the media type of the ``audio.format`` asked for (:attr:`audio_type`) and named by the
+    audio's ``id`` (what a later turn refers to it by). ``url_citation`` annotations (the
+    search models') become :class:`Citation` events.
     """
 
     __slots__ = (
+        "_audio",
         "_finish_raw",
         "_had_tools",
         "_refusal",
         "_tools",
+        "audio_type",
     )
 
     def __init__(self, provider: str, model: str | None) -> None:
@@ -163,6 +190,10 @@ class ChatChunkMapper(WireMapper):
         self._refusal = False
         self._had_tools = False
         self._tools = ToolCallAssembler()
+        # [id, decoded bytes, base64 not yet decoded] of the audio answer, once it began
+        self._audio: list[Any] | None = None
+        #: The media type of the audio format the request asked for (None: from the bytes).
+        self.audio_type: str | None = None
 
     @property
     def finish_seen(self) -> bool:
@@ -204,6 +235,12 @@ class ChatChunkMapper(WireMapper):
             self._rest_of_chunk(chunk, events)
 
     def _rest_of_delta(self, delta: dict[str, Any], events: list[Event]) -> None:
+        audio = delta.get("audio")
+        if audio:
+            self._audio_delta(audio, events)
+        annotations = delta.get("annotations")
+        if annotations:
+            events += _url_citations(annotations)
         reasoning = delta.get("reasoning_content") or delta.get("reasoning")
         if reasoning and isinstance(reasoning, str):
             events.append(ReasoningDelta(reasoning))
@@ -224,6 +261,41 @@ class ChatChunkMapper(WireMapper):
                     function.get("arguments"),
                 )
 
+    def _audio_delta(self, audio: Any, events: list[Event]) -> None:
+        if not isinstance(audio, dict):
+            return
+        if self._audio is None:
+            self._audio = [None, [], ""]
+            events.append(FileStart(0, self.audio_type))
+        if audio.get("id") and self._audio[0] is None:
+            self._audio[0] = audio["id"]
+        transcript = audio.get("transcript")
+        if transcript:
+            events.append(TextDelta(transcript))  # what the audio says: the answer's text
+        data = audio.get("data")
+        if data and isinstance(data, str):
+            # Each piece is base64 of its own; one cut elsewhere carries its tail over.
+            pending = self._audio[2] + data
+            whole = len(pending) // 4 * 4
+            if whole:
+                self._audio[1].append(pending[:whole])
+            self._audio[2] = pending[whole:]
+
+    def _end_audio(self) -> list[Event]:
+        audio, self._audio = self._audio, None
+        if audio is None:
+            return []
+        audio_id, pieces, rest = audio
+        try:
+            data = b"".join(b64decode(piece) for piece in [*pieces, rest] if piece)
+        except (binascii.Error, ValueError):
+            raise ProtocolError("the audio's data is not base64", data=rest[:200]) from None
+        end = answer_file(0, data, self.audio_type, "audio")
+        if type(end) is FileEnd and audio_id:
+            file = end.file
+            end = FileEnd(0, File(data=file.data, media_type=file.media_type, name=audio_id))
+        return [end]
+
     def _rest_of_chunk(self, chunk: dict[str, Any], events: list[Event]) -> None:
         error = chunk.get("error")
         if error is not None:
@@ -235,10 +307,13 @@ class ChatChunkMapper(WireMapper):
             events.append(usage_from(usage, "prompt_tokens", "completion_tokens"))
 
     def finish(self) -> list[Event]:
-        """The events that close the response: tool calls still open, then :class:`Finish`."""
+        """The events that close the response: tool calls still open, the audio answered
+        with, then :class:`Finish`."""
         events = self._tools.finish()
         if events:
             self._had_tools = True
+        if self._audio is not None:
+            events += self._end_audio()
         events.append(
             Finish(
                 normalize_finish(
@@ -250,6 +325,34 @@ class ChatChunkMapper(WireMapper):
             )
         )
         return events
+
+
+def _url_citations(annotations: Any) -> list[Event]:
+    """``annotations`` of chat completions' message (a search model's ``url_citation``: the
+    url and title of a page, and the span of the answer it supports)."""
+    events: list[Event] = []
+    for annotation in annotations if isinstance(annotations, list) else ():
+        cited = annotation.get("url_citation") if isinstance(annotation, dict) else None
+        if isinstance(cited, dict):
+            events.append(
+                Citation(
+                    None,
+                    cited.get("url"),
+                    cited.get("title"),
+                    cited.get("start_index"),
+                    cited.get("end_index"),
+                    annotation,
+                )
+            )
+    return events
+
+
+def audio_type(params: Mapping[str, Any]) -> str | None:
+    """The media type of the audio a request's ``audio.format`` asks for; None when it asks
+    for none (or a format spout does not know: the bytes then say)."""
+    audio = params.get("audio")
+    fmt = audio.get("format") if isinstance(audio, dict) else None
+    return _AUDIO_TYPES.get(str(fmt).lower()) if fmt else None
 
 
 class _StreamParser(SSEStreamParser[ChatChunkMapper]):
@@ -604,11 +707,17 @@ class OpenAIProvider(HTTPProvider):
         return body
 
     def new_parser(self, call: Call) -> StreamParser:
-        return _StreamParser(self.mapper_class(self.name, self.model))
+        return _StreamParser(self.new_mapper(call))
+
+    def new_mapper(self, call: Call) -> ChatChunkMapper:
+        """The :attr:`mapper_class` for a call: told the audio format it asked for."""
+        mapper = self.mapper_class(self.name, self.model)
+        mapper.audio_type = audio_type(call.params)
+        return mapper
 
     def parse_response(self, body: bytes, call: Call) -> Iterable[Event]:
         data = load_json_object(body)
-        mapper = self.mapper_class(self.name, self.model)
+        mapper = self.new_mapper(call)
         if data.get("error") is not None:
             return mapper.map(data)  # raises
         # A whole completion is one chunk whose delta is the full message.
