@@ -202,6 +202,11 @@ def test_a_part_gives_back_the_file_it_was_made_from(file: File) -> None:
 
 def test_parts_as_clients_write_them() -> None:
     assert file_from_part({"type": "text", "text": "hi"}) is None
+    # An image URL that does not say its type is an image all the same.
+    image = file_from_part(
+        {"type": "image_url", "image_url": {"url": "https://x.example/img?id=7"}}
+    )
+    assert image is not None and (image.media_type, image.kind) == ("image/*", "image")
     # Bare base64 file_data: the type comes from the filename.
     bare = {
         "type": "file",

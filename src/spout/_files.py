@@ -308,7 +308,12 @@ def file_from_part(part: Mapping[str, Any]) -> File | None:
         url = image.get("url") if isinstance(image, Mapping) else image
         if not isinstance(url, str) or not url:
             raise ConfigurationError("an image_url part needs image_url.url")
-        return File(url=url)
+        image = File(url=url)
+        if image.kind != "image":
+            # A URL with no telling suffix: the part's type says it is an image, of a type
+            # only the server that serves it knows.
+            image.media_type = "image/*"
+        return image
     if kind == "file":
         file = part.get("file")
         if not isinstance(file, Mapping):
