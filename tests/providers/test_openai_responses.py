@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 import spout
-from helpers import Cut, Runner, comparable, json_reply, made, raised_on_start
+from helpers import Cut, Runner, check_outputs, comparable, json_reply, made, raised_on_start
 from replay_server import CUTS, ReplayServer, Reply, transcript
 from spout import (
     Finish,
@@ -26,7 +26,16 @@ from spout import (
 from spout.providers.openai import OpenAIProvider
 from spout.providers.openai_responses import OpenAIResponsesProvider
 
-CASES = ["text", "function_call", "reasoning_summary", "refusal", "failed", "error_event"]
+CASES = [
+    "text",
+    "function_call",
+    "reasoning_summary",
+    "refusal",
+    "failed",
+    "error_event",
+    "image_generation",
+    "web_search",
+]
 ERRORS: dict[str, type[spout.ProviderError]] = {
     "server_error": spout.InternalServerError,
     "rate_limit_exceeded": spout.RateLimitError,
@@ -116,6 +125,7 @@ def test_transcripts(replay: ReplayServer, runner: Runner, case: str, cut: Cut) 
         return
     result = runner.events(responses(replay))
     check(result.response, expected)
+    check_outputs(result.response, expected, result.events)
     assert "".join(result.chunks) == expected["text"]
     assert result.response.id == first_response(body)["id"]
     assert result.response.model == first_response(body)["model"]
@@ -339,7 +349,9 @@ def test_tool_results_become_items(replay: ReplayServer) -> None:
     assert "instructions" not in replay.requests[-1].json()
 
 
-@pytest.mark.parametrize("case", ["text", "function_call", "reasoning_summary"])
+@pytest.mark.parametrize(
+    "case", ["text", "function_call", "reasoning_summary", "image_generation", "web_search"]
+)
 def test_not_streamed_is_the_same_response(replay: ReplayServer, runner: Runner, case: str) -> None:
     body, _ = transcript("openai_responses", case)
     replay.replies = [Reply(chunks=[body])]
@@ -349,7 +361,8 @@ def test_not_streamed_is_the_same_response(replay: ReplayServer, runner: Runner,
     replay.replies = [json_reply(whole)]
     response = runner.generate(responses(replay))
     assert "stream" not in replay.requests[-1].json()
-    assert comparable(response) == comparable(streamed)
+    also = ("files", "citations", "raw_events")
+    assert comparable(response, *also) == comparable(streamed, *also)
 
 
 def test_not_streamed_failure_raises(replay: ReplayServer, runner: Runner) -> None:
@@ -441,3 +454,44 @@ def test_capabilities(replay: ReplayServer) -> None:
         ModelCapability.PDF_INPUT: False,
         ModelCapability.AUDIO_INPUT: False,
     }
+
+
+def test_file_annotations_and_unknown_items(replay: ReplayServer, runner: Runner) -> None:
+    # A file search's citation, a code interpreter's file, and an item of a kind spout does
+    # not know, in a whole response (the stream's events replayed).
+    text = "See the report. The chart is at sandbox:/mnt/data/chart.png"
+    file_citation = {
+        "type": "file_citation",
+        "file_id": "file-WIRE1",
+        "filename": "a.pdf",
+        "index": 14,
+    }
+    file_path = {"type": "file_path", "file_id": "cfile_WIRE2", "index": 31}
+    search = {"id": "fs_WIRE", "type": "file_search_call", "status": "completed", "queries": ["q"]}
+    part = {"type": "output_text", "annotations": [file_citation, file_path], "text": text}
+    whole = {
+        "id": "resp_WIRE",
+        "object": "response",
+        "status": "completed",
+        "model": "gpt-4.1",
+        "output": [
+            search,
+            {"id": "msg_WIRE", "type": "message", "role": "assistant", "content": [part]},
+            {"id": "ig_WIRE", "type": "image_generation_call", "status": "failed", "result": None},
+        ],
+    }
+    replay.replies = [json_reply(whole)]
+    response = runner.generate(responses(replay))
+    (citation,) = response.citations
+    assert (citation.title, citation.start, citation.end, citation.raw) == (
+        "a.pdf",
+        14,
+        14,
+        file_citation,
+    )
+    assert [(e.type, e.data) for e in response.raw_events] == [
+        ("file_search_call", search),
+        ("file_path", file_path),
+        ("image_generation_call", whole["output"][2]),  # failed: no image, nothing dropped
+    ]
+    assert response.files == () and response.finish_reason == "stop"

@@ -18,9 +18,12 @@ from .._errors import (
     ServiceUnavailableError,
 )
 from .._events import (
+    Citation,
     Event,
+    FileStart,
     Finish,
     FinishReason,
+    RawEvent,
     ReasoningDelta,
     RefusalDelta,
     TextDelta,
@@ -44,7 +47,7 @@ from ._base import (
     text_content,
     tool_call_from_json,
 )
-from ._common import set_stream, set_tools, tool_declaration, usage_from
+from ._common import answer_file, set_stream, set_tools, tool_declaration, usage_from
 from .openai import (
     IMAGES_ONLY,
     OPENAI_IMAGE_TYPES,
@@ -85,6 +88,14 @@ _ERROR_CODES: dict[str, type[ProviderError]] = {
 
 _TERMINAL = frozenset(("response.completed", "response.incomplete", "response.failed"))
 
+# Output items spout reads for what they hold; any other kind (web_search_call,
+# file_search_call, code_interpreter_call, mcp_call, computer_call...) comes whole, as a
+# RawEvent, when it is done.
+_KNOWN_ITEMS = frozenset(("message", "function_call", "reasoning", "image_generation_call"))
+
+# The image formats the image generation tool answers in (its output_format).
+_IMAGE_TYPES = {"png": "image/png", "jpeg": "image/jpeg", "webp": "image/webp"}
+
 
 def _stream_error(error: Any, provider: str, model: str | None) -> ProviderError:
     """The spout error for an ``error`` event or a failed response's ``error`` object."""
@@ -110,12 +121,22 @@ class ResponsesEventMapper(WireMapper):
     Function calls are keyed by their ``output_index`` (the event index); argument deltas name
     their item by ``item_id``. The non-streamed path replays a whole response through the same
     mapper (:func:`_replay`), so both agree.
+
+    An ``image_generation_call`` item is a file: begun when the item is added, whole (its
+    base64 ``result``) when it is done; the tool's partial images are previews of it, and
+    skipped. ``url_citation``, ``file_citation`` and ``container_file_citation`` annotations
+    become :class:`Citation` events placed in the answer's text. Output items, content parts
+    and annotations of kinds spout does not know come as :class:`RawEvent` with the item as
+    sent.
     """
 
     __slots__ = (
         "_calls",
+        "_chars",
         "_ended",
+        "_files",
         "_had_tools",
+        "_parts",
         "_reasoning_at",
         "_refusal",
         "_refusal_parts",
@@ -132,6 +153,12 @@ class ResponsesEventMapper(WireMapper):
         self._calls: dict[str, list[Any]] = {}
         # (item_id, summary_index) of the last reasoning text, to separate summary parts
         self._reasoning_at: tuple[Any, Any] | None = None
+        # How many characters of answer text went out, and (item_id, content_index) -> [its
+        # start, its text so far] of each text part: annotations are placed in its text.
+        self._chars = 0
+        self._parts: dict[tuple[Any, Any], list[Any]] = {}
+        # image_generation_call item id -> its file index
+        self._files: dict[Any, int] = {}
 
     @property
     def ended(self) -> bool:
@@ -143,6 +170,12 @@ class ResponsesEventMapper(WireMapper):
         if kind == "response.output_text.delta":
             delta = data.get("delta")
             if delta:
+                part = (data.get("item_id"), data.get("content_index"))
+                place = self._parts.get(part)
+                if place is None:
+                    place = self._parts[part] = [self._chars, []]
+                place[1].append(delta)
+                self._chars += len(delta)
                 events.append(TextDelta(delta))
         elif kind in ("response.reasoning_summary_text.delta", "response.reasoning_text.delta"):
             delta = data.get("delta")
@@ -162,7 +195,10 @@ class ResponsesEventMapper(WireMapper):
             events += self._end_call(data.get("item_id") or "", data.get("arguments"))
         elif kind == "response.output_item.added":
             item = data.get("item") or {}
-            if item.get("type") == "function_call":
+            if item.get("type") == "image_generation_call":
+                index = self._files.setdefault(item.get("id"), len(self._files))
+                events.append(FileStart(index, _IMAGE_TYPES.get(item.get("output_format", ""))))
+            elif item.get("type") == "function_call":
                 index = data.get("output_index", len(self._calls))
                 call_id = item.get("call_id") or item.get("id") or f"call_{index}"
                 name = item.get("name") or ""
@@ -170,10 +206,21 @@ class ResponsesEventMapper(WireMapper):
                 events.append(ToolCallStart(index, call_id, name))
         elif kind == "response.output_item.done":
             item = data.get("item") or {}
-            if item.get("type") == "function_call":
+            item_type = item.get("type")
+            if item_type == "function_call":
                 events += self._end_call(
                     item.get("id") or item.get("call_id") or "", item.get("arguments")
                 )
+            elif item_type == "image_generation_call":
+                events += self._image(item)
+            elif item_type not in _KNOWN_ITEMS:
+                events.append(RawEvent(str(item_type), item))
+        elif kind == "response.output_text.annotation.added":
+            events += self._annotation(data)
+        elif kind == "response.content_part.done":
+            content = data.get("part") or {}
+            if content.get("type") not in ("output_text", "refusal", None):
+                events.append(RawEvent(str(content["type"]), content))
         elif kind == "response.refusal.delta":
             # A refusal content part: not text (ResponseOutputRefusal, beside output_text).
             delta = data.get("delta")
@@ -202,9 +249,53 @@ class ResponsesEventMapper(WireMapper):
             if not isinstance(error, dict):
                 error = {k: data.get(k) for k in ("code", "message", "param") if data.get(k)}
             raise _stream_error(error, self._provider, self._model)
-        # Every other event (in_progress, content_part.*, *.done, annotations...) repeats or
-        # frames what the deltas carry.
+        # Every other event (in_progress, content_part.added, *.done...) repeats or frames
+        # what the deltas carry; an image's partial_image events preview what its item
+        # gives whole when it is done.
         return events
+
+    def _image(self, item: dict[str, Any]) -> list[Event]:
+        """A generated image, whole: its base64 ``result``, in the ``output_format`` the tool
+        was asked for (else as its bytes say)."""
+        added = item.get("id") in self._files
+        index = self._files.setdefault(item.get("id"), len(self._files))
+        result = item.get("result")
+        if not result:
+            return [RawEvent("image_generation_call", item)]  # failed: no image to give
+        media_type = _IMAGE_TYPES.get(item.get("output_format", ""))
+        end = answer_file(index, result, media_type, "image_generation_call")
+        return [end] if added else [FileStart(index, media_type), end]
+
+    def _annotation(self, data: dict[str, Any]) -> list[Event]:
+        annotation = data.get("annotation")
+        if not isinstance(annotation, dict):
+            return []
+        kind = annotation.get("type")
+        at, text = 0, ""
+        place = self._parts.get((data.get("item_id"), data.get("content_index")))
+        if place is not None:
+            at, text = place[0], "".join(place[1])
+        start, end = annotation.get("start_index"), annotation.get("end_index")
+        if kind in ("url_citation", "container_file_citation"):
+            cited = text[start:end] if isinstance(start, int) and isinstance(end, int) else None
+            return [
+                Citation(
+                    cited or None,
+                    annotation.get("url"),
+                    annotation.get("title") or annotation.get("filename"),
+                    at + start if isinstance(start, int) else None,
+                    at + end if isinstance(end, int) else None,
+                    annotation,
+                )
+            ]
+        if kind == "file_citation":
+            # A file search's source, cited at one place in the text (``index``).
+            index = annotation.get("index")
+            place_at = at + index if isinstance(index, int) else None
+            title = annotation.get("filename") or annotation.get("file_id")
+            return [Citation(None, None, title, place_at, place_at, annotation)]
+        # file_path (a file the code interpreter wrote) and kinds added later.
+        return [RawEvent(str(kind), annotation)]
 
     def _end_call(self, item_id: str, arguments: Any) -> list[Event]:
         call = self._calls.get(item_id)
@@ -256,11 +347,21 @@ def _replay(response: dict[str, Any]) -> Iterator[dict[str, Any]]:
         kind = item.get("type")
         item_id = item.get("id")
         if kind == "message":
-            for part in item.get("content") or ():
+            for i, part in enumerate(item.get("content") or ()):
+                where = {"item_id": item_id, "output_index": index, "content_index": i}
                 if part.get("type") == "output_text":
-                    yield {"type": "response.output_text.delta", "delta": part.get("text")}
+                    yield {"type": "response.output_text.delta", **where, "delta": part.get("text")}
+                    for n, annotation in enumerate(part.get("annotations") or ()):
+                        yield {
+                            "type": "response.output_text.annotation.added",
+                            **where,
+                            "annotation_index": n,
+                            "annotation": annotation,
+                        }
                 elif part.get("type") == "refusal":
                     yield {"type": "response.refusal.delta", "delta": part.get("refusal")}
+                else:
+                    yield {"type": "response.content_part.done", **where, "part": part}
         elif kind == "reasoning":
             for i, part in enumerate(item.get("summary") or ()):
                 yield {
@@ -276,6 +377,8 @@ def _replay(response: dict[str, Any]) -> Iterator[dict[str, Any]]:
                     "content_index": i,
                     "delta": part.get("text"),
                 }
+        elif kind not in _KNOWN_ITEMS or kind == "image_generation_call":
+            yield {"type": "response.output_item.done", "output_index": index, "item": item}
         elif kind == "function_call":
             yield {
                 "type": "response.output_item.added",
