@@ -8,6 +8,7 @@ FaultServer, paced so the page is read while the upstream is still sending.
 
 from __future__ import annotations
 
+import base64
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,7 +17,7 @@ from typing import Any
 import httpx
 import pytest
 from gateway_server import RunningGateway, run_gateway, upstream_config
-from playwright.sync_api import Browser, Page, sync_playwright
+from playwright.sync_api import Browser, FilePayload, Page, sync_playwright
 
 from fault_server import FaultServer, Reply, openai_chat_stream
 from replay_server import transcript
@@ -455,3 +456,121 @@ def test_a_gateway_with_keys_asks_the_page_for_one(
         assert page.input_value("#api-key") == ""
         (request,) = faults.requests
         assert request.json()["messages"][-1]["content"] == "Count."
+
+
+# --- images: attached by the picker or by drag and drop, and answered with ----------------------
+
+# A 1x1 PNG.
+DOT_URL = (
+    "data:image/png;base64,"
+    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg=="
+)
+DOT = base64.b64decode(DOT_URL.partition(",")[2])
+
+
+def decoded_images(page: Page, selector: str) -> list[int]:
+    """The natural widths of the images ``selector`` finds: 0 for one that did not load."""
+    widths: list[int] = page.locator(selector).evaluate_all(
+        "images => images.map(i => i.complete ? i.naturalWidth : 0)"
+    )
+    return widths
+
+
+def test_an_image_attached_with_the_picker_goes_with_the_prompt_and_shows(
+    browser: Browser, faults: FaultServer, page_errors: list[str]
+) -> None:
+    faults.script(openai_chat_stream(["A ", "red ", "dot."]).reply())
+    with run_gateway(upstream_config(faults.url + "/v1")) as gateway:
+        page = open_page(browser, gateway, page_errors)
+        dot: FilePayload = {"name": "dot.png", "mimeType": "image/png", "buffer": DOT}
+        page.set_input_files("#attach-file", files=[dot])
+        page.wait_for_selector("#attachments img.thumb")
+        assert page.get_attribute("#attachments img.thumb", "alt") == "dot.png"
+        ask(page, "What is this?")
+        wait_for_state(page, "done")
+        assert reply_text(page) == "A red dot."
+        # The user's turn shows the image, loaded (the CSP lets data: images in), and the
+        # composer no longer holds it.
+        page.wait_for_function("document.querySelector('.message.user img.thumb')?.complete")
+        assert decoded_images(page, ".message.user img.thumb") == [1]
+        assert page.locator("#attachments img").count() == 0
+    sent = faults.requests[-1].json()["messages"]
+    assert sent == [
+        {
+            "role": "user",
+            "content": [
+                {"type": "text", "text": "What is this?"},
+                {"type": "image_url", "image_url": {"url": DOT_URL}},
+            ],
+        }
+    ]
+    assert not page_errors
+
+
+DROP = """([name, type, bytes]) => {
+    const transfer = new DataTransfer();
+    transfer.items.add(new File([new Uint8Array(bytes)], name, { type }));
+    const target = document.querySelector("main");
+    for (const kind of ["dragenter", "dragover", "drop"]) {
+        target.dispatchEvent(new DragEvent(kind, { dataTransfer: transfer, bubbles: true, cancelable: true }));
+    }
+}"""
+
+
+def test_an_image_dropped_on_the_page_is_attached_and_other_files_are_refused(
+    browser: Browser, faults: FaultServer, page_errors: list[str]
+) -> None:
+    faults.script(openai_chat_stream(["Seen."]).reply(), openai_chat_stream(["Again."]).reply())
+    with run_gateway(upstream_config(faults.url + "/v1")) as gateway:
+        page = open_page(browser, gateway, page_errors)
+        page.evaluate(DROP, ["notes.txt", "text/plain", list(b"hello")])
+        page.wait_for_function(
+            "document.getElementById('status').textContent.includes('notes.txt')"
+        )
+        assert "not an image" in (page.text_content("#status") or "")
+        assert page.locator("#attachments img").count() == 0
+        page.evaluate(DROP, ["dot.png", "image/png", list(DOT)])
+        page.wait_for_selector("#attachments img.thumb")
+        # Taken off again with its button, then dropped again: one image goes.
+        page.click("#attachments button")
+        assert page.locator("#attachments img").count() == 0
+        page.evaluate(DROP, ["dot.png", "image/png", list(DOT)])
+        page.wait_for_selector("#attachments img.thumb")
+        # An image alone is a prompt.
+        page.click("#send")
+        wait_for_state(page, "done")
+        assert decoded_images(page, ".message.user img.thumb") == [1]
+        # The next turn sends the chat with the image again, as the user sent it.
+        ask(page, "And now?")
+        wait_for_reply(page, "Again.")
+        wait_for_state(page, "done")
+    first, second = (request.json()["messages"] for request in faults.requests)
+    assert first == [
+        {"role": "user", "content": [{"type": "image_url", "image_url": {"url": DOT_URL}}]}
+    ]
+    assert second[0] == first[0] and second[-1] == {"role": "user", "content": "And now?"}
+    assert not page_errors
+
+
+def test_an_image_the_model_answers_with_shows_in_its_reply(
+    browser: Browser, faults: FaultServer, page_errors: list[str]
+) -> None:
+    body, expected = transcript("gemini", "image_output")
+    faults.script(Reply(headers={"Content-Type": "text/event-stream"}, body=[body]))
+    route = Route(
+        "draw",
+        provider="gemini",
+        model="gemini-2.5-flash-image",
+        base_url=faults.url,
+        options={"api_key": "k", "max_retries": 0},
+    )
+    with run_gateway(GatewayConfig(routes={"draw": route}, default="draw")) as gateway:
+        page = open_page(browser, gateway, page_errors)
+        ask(page, "Draw a small red square.")
+        wait_for_state(page, "done")
+        assert reply_text(page) == expected["text"]
+        page.wait_for_function(
+            "document.querySelector('.message.assistant img.answer')?.naturalWidth > 0"
+        )
+        assert len(decoded_images(page, ".message.assistant img.answer")) == 1
+    assert not page_errors

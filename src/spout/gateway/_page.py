@@ -16,11 +16,13 @@ from starlette.routing import Route as HTTPRoute
 
 __all__ = ["CONTENT_SECURITY_POLICY", "page_routes"]
 
-#: The page's policy: its own script and style only, fetches to this origin only, no images,
-#: no inline script or style attributes, no plugins, no framing, no form posts elsewhere.
+#: The page's policy: its own script and style only, fetches to this origin only, images only
+#: from ``data:`` URLs (an image attached, or one the model answered with: never fetched from
+#: anywhere), no inline script or style attributes, no plugins, no framing, no form posts
+#: elsewhere.
 CONTENT_SECURITY_POLICY = (
     "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; "
-    "img-src 'none'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+    "img-src data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
 )
 
 _ASSETS = {

@@ -210,12 +210,21 @@
     const box = el("div", "message " + role);
     box.dataset.role = role;
     box.append(el("div", "role", role === "user" ? "You" : "Assistant"));
+    const gallery = el("div", "images");
     const body = el("div", "body");
     const note = el("div", "note");
-    box.append(body, note);
+    // A user's images above the words they come with; a model's images after its words.
+    if (role === "user") box.append(gallery, body, note);
+    else box.append(body, gallery, note);
     $("messages").append(box);
     return {
       box,
+      images(urls) {
+        if (urls.length === gallery.childElementCount) return;
+        gallery.replaceChildren(
+          ...urls.map((url, i) => image(url, role === "user" ? "thumb" : "answer", `image ${i + 1}`)),
+        );
+      },
       set(text) {
         box.dataset.text = text;
         if (role === "assistant") renderMarkdown(text, body);
@@ -228,6 +237,28 @@
         note.textContent = why || "";
       },
     };
+  }
+
+  // An image shown on the page: only a data: URL of an image type, which the page made from a
+  // file the user picked or the gateway sent (the CSP loads images from nowhere else).
+  function isImageData(url) {
+    return typeof url === "string" && /^data:image\/(png|jpeg|gif|webp);base64,[A-Za-z0-9+/=]*$/.test(url);
+  }
+
+  function image(url, className, alt) {
+    const img = document.createElement("img");
+    img.className = className;
+    img.alt = alt;
+    img.src = url;
+    return img;
+  }
+
+  // The images of a message's content: its image_url parts' data URLs.
+  function imagesOf(content) {
+    if (!Array.isArray(content)) return [];
+    return content
+      .map((part) => part && part.type === "image_url" && part.image_url && part.image_url.url)
+      .filter(isImageData);
   }
 
   // What an assistant turn shows: its text, then its refusal (OpenAI keeps the two apart).
@@ -249,7 +280,7 @@
 
   // ---- streaming --------------------------------------------------------------------------
 
-  const state = { conversation: "new", history: [], current: null };
+  const state = { conversation: "new", history: [], current: null, pending: [] };
 
   // One server-sent event into the reply: "done", "error", or null to go on.
   function takeEvent(block, reply) {
@@ -287,6 +318,11 @@
       if (typeof piece === "string") reply.text += piece;
       const refused = choice.delta && choice.delta.refusal;
       if (typeof refused === "string") reply.refusal += refused;
+      // Images the model answered with (the gateway sends them as OpenRouter does).
+      for (const entry of (choice.delta && choice.delta.images) || []) {
+        const url = entry && entry.image_url && entry.image_url.url;
+        if (isImageData(url)) reply.images.push(url);
+      }
     }
     return null;
   }
@@ -347,12 +383,16 @@
     const reply = {
       text: "",
       refusal: "",
+      images: [],
       lastId: 0,
       streamId: null,
       error: null,
       stopped: false,
       controller: new AbortController(),
-      show: () => view.set(shown(reply.text, reply.refusal)),
+      show: () => {
+        view.set(shown(reply.text, reply.refusal));
+        view.images(reply.images);
+      },
     };
     state.current = reply;
     $("send").disabled = true;
@@ -364,7 +404,20 @@
   async function send(prompt) {
     const user = addMessage("user");
     user.set(prompt);
-    state.history.push({ role: "user", content: prompt });
+    // Attached images go as OpenAI image_url parts after the text (the gateway gives each
+    // upstream its own shape).
+    const images = state.pending.map((attached) => attached.url);
+    user.images(images);
+    let content = prompt;
+    if (images.length) {
+      content = [
+        ...(prompt ? [{ type: "text", text: prompt }] : []),
+        ...images.map((url) => ({ type: "image_url", image_url: { url } })),
+      ];
+    }
+    state.pending = [];
+    showPending();
+    state.history.push({ role: "user", content });
     const view = addMessage("assistant");
     view.state("streaming");
     const reply = newReply(view);
@@ -404,8 +457,10 @@
     state.conversation = live.conversation || "new";
     state.history = Array.isArray(live.history) ? live.history : [];
     for (const message of state.history) {
+      if (message.role !== "user" && message.role !== "assistant") continue;
       const view = addMessage(message.role === "user" ? "user" : "assistant");
       view.set(shown(textOf(message.content), message.refusal));
+      view.images(imagesOf(message.content));
       if (message.role !== "user") view.state("done");
     }
     const view = addMessage("assistant");
@@ -450,6 +505,7 @@
     if (reply.stopped) outcome = "stopped";
 
     view.set(shown(reply.text, reply.refusal));
+    view.images(reply.images);
     if (outcome === "done") view.state("done", reply.refusal ? "the model refused" : "");
     else if (outcome === "stopped") view.state("stopped", "stopped");
     else if (outcome === "dropped") view.state("error", "the connection was lost");
@@ -562,11 +618,15 @@
     for (const message of conversation.messages) {
       if (message.role !== "user" && message.role !== "assistant") continue;
       const text = textOf(message.content);
+      const images = imagesOf(message.content);
       const refusal = typeof message.refusal === "string" ? message.refusal : "";
-      const kept = { role: message.role, content: text };
+      // A user's images go with the conversation's next request again, as they were sent.
+      const content = message.role === "user" && images.length ? message.content : text;
+      const kept = { role: message.role, content };
       state.history.push(refusal ? { ...kept, refusal } : kept);
       const view = addMessage(message.role);
       view.set(shown(text, refusal));
+      view.images(images);
       if (message.incomplete) view.state("stopped", `incomplete: ${message.incomplete}`);
       else view.state("done", refusal ? "the model refused" : "");
     }
@@ -594,9 +654,76 @@
   function submit(event) {
     event.preventDefault();
     const prompt = $("prompt").value.trim();
-    if (!prompt || state.current) return;
+    if ((!prompt && !state.pending.length) || state.current) return;
     $("prompt").value = "";
     send(prompt);
+  }
+
+  // ---- attachments ------------------------------------------------------------------------
+
+  // The images waiting to go with the next prompt, each with a button that takes it off.
+  function showPending() {
+    $("attachments").replaceChildren(
+      ...state.pending.map((attached, i) => {
+        const figure = el("figure");
+        const remove = el("button", "remove", "×");
+        remove.type = "button";
+        remove.title = `Remove ${attached.name}`;
+        remove.setAttribute("aria-label", `Remove ${attached.name}`);
+        remove.addEventListener("click", () => {
+          state.pending.splice(i, 1);
+          showPending();
+        });
+        figure.append(image(attached.url, "thumb", attached.name), remove);
+        return figure;
+      }),
+    );
+  }
+
+  function readAsDataURL(file) {
+    return new Promise((resolve, reject) => {
+      const reader = new FileReader();
+      reader.onload = () => resolve(reader.result);
+      reader.onerror = () => reject(reader.error);
+      reader.readAsDataURL(file);
+    });
+  }
+
+  // Files picked or dropped: images join the next prompt; anything else is refused, named.
+  async function attach(files) {
+    const refused = [];
+    for (const file of files) {
+      if (!/^image\/(png|jpeg|gif|webp)$/.test(file.type)) {
+        refused.push(file.name);
+        continue;
+      }
+      try {
+        const url = await readAsDataURL(file);
+        if (isImageData(url)) state.pending.push({ name: file.name, url });
+        else refused.push(file.name);
+      } catch {
+        refused.push(file.name);
+      }
+    }
+    showPending();
+    status(refused.length ? `not an image (PNG, JPEG, GIF or WebP): ${refused.join(", ")}` : "");
+  }
+
+  function acceptDrops(target) {
+    const dragging = (event) => event.dataTransfer && [...event.dataTransfer.types].includes("Files");
+    target.addEventListener("dragover", (event) => {
+      if (!dragging(event)) return;
+      event.preventDefault();
+      event.dataTransfer.dropEffect = "copy";
+      $("composer").classList.add("dropping");
+    });
+    target.addEventListener("dragleave", () => $("composer").classList.remove("dropping"));
+    target.addEventListener("drop", (event) => {
+      $("composer").classList.remove("dropping");
+      if (!dragging(event)) return;
+      event.preventDefault();
+      attach([...event.dataTransfer.files]);
+    });
   }
 
   async function start() {
@@ -606,6 +733,13 @@
     });
     $("stop").addEventListener("click", stop);
     $("new-chat").addEventListener("click", newChat);
+    const picker = $("attach-file");
+    $("attach").addEventListener("click", () => picker.click());
+    picker.addEventListener("change", () => {
+      attach([...picker.files]);
+      picker.value = "";
+    });
+    acceptDrops(document.querySelector("main"));
     const keyField = $("api-key");
     keyField.hidden = !apiKey();
     keyField.addEventListener("change", () => {
