@@ -189,6 +189,23 @@ def test_a_responses_input_image_reaches_a_chat_upstream_as_image_url(
     ]
 
 
+def test_a_responses_input_image_reaches_a_responses_upstream_as_input_image(
+    faults: FaultServer, gateway: RunningGateway
+) -> None:
+    reply, _ = recorded("openai_responses", "text")
+    faults.script(reply)
+    content: list[Any] = [
+        {"type": "input_text", "text": ASK},
+        {"type": "input_image", "image_url": PNG_URL, "detail": "low"},
+    ]
+    responses_final(gateway, model="gpt-responses", input=[{"role": "user", "content": content}])
+    (user,) = upstream_body(faults)["input"]
+    assert user["content"] == [
+        {"type": "input_text", "text": ASK},
+        {"type": "input_image", "image_url": PNG_URL, "detail": "low"},
+    ]
+
+
 # A malformed attachment: a 400 in the client's own protocol, nothing sent upstream.
 def test_a_bad_attachment_is_a_400_in_each_protocol(
     faults: FaultServer, gateway: RunningGateway
@@ -351,6 +368,27 @@ def test_a_gemini_image_answer_through_each_sdk(
     (block,) = [e.model_extra["content_block"] for e in events if e.type == "spout_file"]
     assert block["type"] == "image" and block["source"]["media_type"] == media_type
     assert sha(base64.b64decode(block["source"]["data"])) == digest
+
+
+def test_an_openai_audio_answer_through_the_chat_sdk(
+    faults: FaultServer, gateway: RunningGateway
+) -> None:
+    reply, expected = recorded("openai_chat", "audio")
+    media_type, digest = image_bytes(expected)
+    faults.script(reply)
+    asked = expected["request"]
+    message = chat_final(
+        gateway,
+        model="gpt",
+        messages=[{"role": "user", "content": "Say hello."}],
+        modalities=asked["modalities"],
+        audio=asked["audio"],
+    )
+    # The transcript is the answer's text; the audio whole, as OpenAI's own message has it.
+    assert message.content == expected["text"] and media_type == "audio/pcm"
+    assert sha(base64.b64decode(message.audio.data)) == digest
+    sent = upstream_body(faults)
+    assert (sent["modalities"], sent["audio"]) == (asked["modalities"], asked["audio"])
 
 
 def test_gemini_grounding_citations_through_each_sdk(

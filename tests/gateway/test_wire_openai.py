@@ -537,8 +537,8 @@ def test_max_tokens_json_schema_and_include_usage() -> None:
             "functions",
         ),
         (
-            {"model": "m", "messages": USER, "modalities": ["text", "audio"]},
-            "modalities",
+            {"model": "m", "messages": USER, "modalities": "audio"},
+            "modalities must be a list of strings",
             "modalities",
         ),
         (

@@ -184,7 +184,16 @@ _IGNORED = frozenset(
 # that does not take one refuses it, and the client gets that 400).
 #: Why a field the gateway cannot honour is refused (see :func:`refuse_given`).
 UNSUPPORTED = "is not supported by the gateway"
-_PASSED = ("frequency_penalty", "presence_penalty", "logit_bias", "reasoning_effort")
+# modalities and audio ask for an answer in audio (OpenAI's audio models), which comes back as
+# delta.audio (see _Extras); another upstream refuses them.
+_PASSED = (
+    "frequency_penalty",
+    "presence_penalty",
+    "logit_bias",
+    "reasoning_effort",
+    "modalities",
+    "audio",
+)
 _ROLES = ("system", "developer", "user", "assistant", "tool")
 #: The fields of an assistant message that _Extras writes.
 _ANSWER_EXTRAS = ("audio", "images", "annotations", "spout_files", "spout_raw_events")
@@ -427,11 +436,13 @@ def _refuse_unsupported(body: dict[str, Any]) -> None:
     if body.get("logprobs") or body.get("top_logprobs"):
         raise _fail("logprobs are not supported by the gateway", "logprobs")
     modalities = body.get("modalities")
-    if modalities is not None and modalities != ["text"]:
-        raise _fail("modalities other than ['text'] are not supported", "modalities")
+    if modalities is not None and (
+        not isinstance(modalities, list) or not all(isinstance(m, str) for m in modalities)
+    ):
+        raise _fail("modalities must be a list of strings", "modalities")
     legacy = ("functions", "function_call")
     refuse_given(body, legacy, "is the legacy form of tools: send tools and tool_choice")
-    refuse_given(body, ("audio", "prediction", "web_search_options"), UNSUPPORTED)
+    refuse_given(body, ("prediction", "web_search_options"), UNSUPPORTED)
 
 
 _KNOWN = _IGNORED | frozenset(
