@@ -357,12 +357,11 @@ def test_cohere_images(replay: ReplayServer, runner: Runner) -> None:
             {"files": [File(data=PNG, name="cat.png")]},
             ("'cohere'", "'cat.png'"),
         ),
-        # An image by a URL of no known type gets past the capability check: the translation
-        # refuses it all the same.
+        # An image by a URL of no telling type is an image all the same.
         (
             "command-a-03-2025",
             {"messages": [{"role": "user", "content": PORTABLE[:3:2]}]},
-            ("'cohere'", "'photo'", "no images"),
+            ("'cohere'", "'photo'", "image input"),
         ),
     ],
     ids=["pdf", "audio", "image-without-vision", "image-url-without-vision"],

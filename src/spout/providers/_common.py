@@ -11,7 +11,7 @@ import orjson
 
 from .._errors import ProtocolError, ProviderError, error_for_status
 from .._events import Event, FileEnd, FileStart, RawEvent, Usage
-from .._files import FILE_PART_TYPES, File, FileKind, file_from_part
+from .._files import FILE_PART_TYPES, File, file_from_part
 from ._base import Call, parse_arguments, wire_tools
 
 __all__ = [
@@ -186,22 +186,12 @@ def history_tool_calls(message: Mapping[str, Any]) -> Iterator[tuple[dict[str, A
         yield tool_call, function.get("name"), arguments or {}
 
 
-def portable_file(part: Any) -> tuple[File, FileKind] | None:
-    """The file a portable content part (``image_url``, ``file``, ``input_audio``) carries,
-    with its kind; None for any other part (text, or a block in a provider's own shape).
-
-    An ``image_url`` whose URL names no type (``https://example.com/photo?id=3``) is an image
-    all the same: the part says so.
-    """
+def portable_file(part: Any) -> File | None:
+    """The file a portable content part (``image_url``, ``file``, ``input_audio``) carries;
+    None for any other part (text, or a block in a provider's own shape)."""
     if not isinstance(part, Mapping) or part.get("type") not in FILE_PART_TYPES:
         return None
-    file = file_from_part(part)
-    if file is None:
-        return None
-    kind = file.kind
-    if kind == "other" and part.get("type") == "image_url":
-        kind = "image"
-    return file, kind
+    return file_from_part(part)
 
 
 def answer_file(index: int, data: str | bytes | None, media_type: str | None, what: str) -> Event:

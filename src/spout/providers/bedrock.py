@@ -31,7 +31,7 @@ from .._events import (
     ToolCallStart,
     Usage,
 )
-from .._files import File, FileKind, unsupported
+from .._files import File, unsupported
 from .._log import checked_key
 from .._request import HTTPRequest, header_value
 from ..eventstream import EventStreamDecoder, Message
@@ -918,16 +918,16 @@ def _user_blocks(content: list[Any], provider: str, documents: _DocumentNames) -
     :func:`file_block`, the rest as :func:`_blocks` has them."""
     blocks: list[Any] = []
     for part in content:
-        found = portable_file(part)
-        if found is None:
+        file = portable_file(part)
+        if file is None:
             blocks += _blocks([part])
         else:
-            blocks.append(file_block(*found, provider, documents))
+            blocks.append(file_block(file, provider, documents))
     return blocks
 
 
 def file_block(
-    file: File, kind: FileKind, provider: str = "bedrock", documents: _DocumentNames | None = None
+    file: File, provider: str = "bedrock", documents: _DocumentNames | None = None
 ) -> dict[str, Any]:
     """A file as a Converse content block, its bytes in ``source.bytes`` (base64 in JSON):
     an ``image`` (PNG, JPEG, GIF, WebP), a ``video``, or a ``document`` (PDF, CSV, Word,
@@ -938,7 +938,7 @@ def file_block(
 
     Example::
 
-        file_block(File(data=png_bytes), "image")
+        file_block(File(data=png_bytes))
         # {"image": {"format": "png", "source": {"bytes": "iVBORw0KGgo..."}}}
     """
     if file.url is not None:
@@ -948,12 +948,12 @@ def file_block(
             "Bedrock takes a file's bytes (or an S3 location), not a URL: give "
             "File(path=...) or File(data=...)",
         )
-    if kind == "image":
+    if file.kind == "image":
         image = _IMAGE_FORMATS.get(file.media_type)
         if image is None:
             raise unsupported(provider, file, "Bedrock takes PNG, JPEG, GIF and WebP images")
         return {"image": {"format": image, "source": {"bytes": file.base64()}}}
-    if kind == "video":
+    if file.kind == "video":
         video = _VIDEO_FORMATS.get(file.media_type)
         if video is None:
             raise unsupported(provider, file, "Bedrock takes no video of this format")

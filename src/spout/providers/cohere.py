@@ -24,7 +24,7 @@ from .._events import (
     ToolCallStart,
     Usage,
 )
-from .._files import File, FileKind, unsupported
+from .._files import File, unsupported
 from .._request import HTTPRequest
 from ._base import (
     Call,
@@ -350,8 +350,7 @@ class CohereProvider(HTTPProvider):
 
     def build_request(self, call: Call, *, stream: bool) -> HTTPRequest:
         params = dict(call.params)
-        vision = bool(cohere_inputs(self.model)[ModelCapability.VISION])
-        messages = cohere_messages(call.messages, self.name, vision=vision)
+        messages = cohere_messages(call.messages, self.name)
         body: dict[str, Any] = {"model": self.model, "messages": messages}
         move_settings(params, body, _SETTINGS, "stop_sequences")
         for key, value in params.items():
@@ -442,14 +441,14 @@ def cohere_inputs(model: str | None) -> Capabilities:
 
 
 def cohere_messages(
-    messages: list[dict[str, Any]], provider: str = "cohere", *, vision: bool = True
+    messages: list[dict[str, Any]], provider: str = "cohere"
 ) -> list[dict[str, Any]]:
     """spout's messages in Cohere v2's shape (ChatMessageV2 in cohere-python).
 
     System, user and tool messages keep chat completions' shape, less spout's own keys; an
     assistant turn that called tools sends them with their arguments as JSON text, and its
     reasoning as the ``tool_plan`` that preceded them. A user turn's images (portable parts)
-    go as ``image_url`` parts when ``vision``; any other file is refused.
+    go as ``image_url`` parts; any other file is refused.
     """
     out = []
     for message in messages:
@@ -471,7 +470,7 @@ def cohere_messages(
         else:
             content = message.get("content")
             if isinstance(content, list):
-                content = [_user_part(part, provider, vision) for part in content]
+                content = [_user_part(part, provider) for part in content]
             out.append({"role": "user", "content": _text_or_parts(content)})
     return out
 
@@ -480,13 +479,13 @@ def cohere_messages(
 _IMAGE_TYPES = frozenset(("image/png", "image/jpeg", "image/webp", "image/gif"))
 
 
-def _user_part(part: Any, provider: str, vision: bool) -> Any:
+def _user_part(part: Any, provider: str) -> Any:
     """A user turn's content part: a portable file part as Cohere's ``image_url`` part, any
     other part as it is."""
-    found = portable_file(part)
-    if found is None:
+    file = portable_file(part)
+    if file is None:
         return part
-    return image_part(*found, provider, vision=vision, detail=_detail(part))
+    return image_part(file, provider, detail=_detail(part))
 
 
 def _detail(part: Any) -> Any:
@@ -494,24 +493,18 @@ def _detail(part: Any) -> Any:
     return image.get("detail") if isinstance(image, dict) else None
 
 
-def image_part(
-    file: File, kind: FileKind, provider: str = "cohere", *, vision: bool = True, detail: Any = None
-) -> dict[str, Any]:
+def image_part(file: File, provider: str = "cohere", *, detail: Any = None) -> dict[str, Any]:
     """An image as Cohere v2's ``image_url`` content part: a data URL, or its http(s) URL
-    (Cohere takes both), with the part's ``detail`` when it had one. Anything but an image,
-    or an image to a model without vision, is refused.
+    (Cohere takes both), with the part's ``detail`` when it had one. Anything but an image
+    is refused (an image to a model without vision is refused before: it declares no VISION).
 
     Example::
 
-        image_part(File(data=png_bytes), "image")
+        image_part(File(data=png_bytes))
         # {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo..."}}
     """
-    if kind != "image":
+    if file.kind != "image":
         raise unsupported(provider, file, "Cohere's Chat API takes images only")
-    if not vision:
-        raise unsupported(
-            provider, file, "the model takes no images (Command A Vision and Aya Vision do)"
-        )
     if file.url is None and file.media_type not in _IMAGE_TYPES:
         raise unsupported(provider, file, "Cohere takes PNG, JPEG, WebP and GIF images")
     image: dict[str, Any] = {"url": file.data_url()}

@@ -25,7 +25,7 @@ from .._events import (
     ToolCallStart,
     Usage,
 )
-from .._files import File, FileKind, unsupported
+from .._files import File, unsupported
 from .._request import HTTPRequest, header_value
 from ._base import (
     Call,
@@ -526,8 +526,8 @@ def generate_content_body(
     """
     params = dict(call.params)
 
-    def files(file: File, kind: FileKind) -> dict[str, Any]:
-        return file_part(file, kind, provider, url_needs_type=url_needs_type)
+    def files(file: File) -> dict[str, Any]:
+        return file_part(file, provider, url_needs_type=url_needs_type)
 
     system, contents = _contents(call.messages, files)
     body: dict[str, Any] = {"contents": contents}
@@ -619,8 +619,14 @@ _TEXT_LIKE = frozenset(
 _UNKNOWN = "application/octet-stream"
 
 
+def _known_type(media_type: str) -> bool:
+    """Whether a media type is one to send: not unknown, nor only its top half (``image/*``,
+    an image_url part's whose URL does not tell)."""
+    return media_type != _UNKNOWN and not media_type.endswith("/*")
+
+
 def file_part(
-    file: File, kind: FileKind, provider: str = "gemini", *, url_needs_type: bool = False
+    file: File, provider: str = "gemini", *, url_needs_type: bool = False
 ) -> dict[str, Any]:
     """A file as a Gemini part: its bytes as ``inlineData``, its URL as ``fileData``.
 
@@ -632,13 +638,13 @@ def file_part(
 
     Example::
 
-        file_part(File(data=png_bytes), "image")
+        file_part(File(data=png_bytes))
         # {"inlineData": {"mimeType": "image/png", "data": "iVBORw0KGgo..."}}
-        file_part(File(url="https://example.com/a.pdf"), "pdf")
+        file_part(File(url="https://example.com/a.pdf"))
         # {"fileData": {"mimeType": "application/pdf", "fileUri": "https://example.com/a.pdf"}}
     """
-    known = file.media_type != _UNKNOWN
-    if kind == "other" and known and file.media_type not in _TEXT_LIKE:
+    known = _known_type(file.media_type)
+    if file.kind == "other" and known and file.media_type not in _TEXT_LIKE:
         raise unsupported(
             provider, file, "Gemini takes images, PDFs, audio, video and text documents"
         )
@@ -657,9 +663,7 @@ def file_part(
     return {"inlineData": {"mimeType": file.media_type, "data": file.base64()}}
 
 
-def _parts(
-    content: Any, files: Callable[[File, FileKind], dict[str, Any]] | None = None
-) -> list[Any]:
+def _parts(content: Any, files: Callable[[File], dict[str, Any]] | None = None) -> list[Any]:
     """A message's content as Gemini parts: text, files (portable parts, through ``files``,
     when it is given), or parts given in Gemini's own shape."""
     if not content:
@@ -672,8 +676,8 @@ def _parts(
             parts.append({"text": item})
         elif isinstance(item, dict) and item.get("type") == "text":
             parts.append({"text": item.get("text", "")})
-        elif files is not None and (found := portable_file(item)) is not None:
-            parts.append(files(*found))
+        elif files is not None and (file := portable_file(item)) is not None:
+            parts.append(files(file))
         else:
             parts.append(item)
     return parts
@@ -681,7 +685,7 @@ def _parts(
 
 def _contents(
     messages: list[dict[str, Any]],
-    files: Callable[[File, FileKind], dict[str, Any]] | None = None,
+    files: Callable[[File], dict[str, Any]] | None = None,
 ) -> tuple[list[Any], list[dict[str, Any]]]:
     """spout's OpenAI-style messages as Gemini's ``systemInstruction`` parts and ``contents``.
 
