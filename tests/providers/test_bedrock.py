@@ -20,7 +20,16 @@ from urllib.parse import quote
 import pytest
 
 import spout
-from helpers import Cut, Runner, comparable, json_reply, made, raised_on_start, stream_text
+from helpers import (
+    Cut,
+    Runner,
+    check_outputs,
+    comparable,
+    json_reply,
+    made,
+    raised_on_start,
+    stream_text,
+)
 from replay_server import CUTS, WIRE, ReplayServer, Reply, transcript
 from spout import (
     Finish,
@@ -209,7 +218,9 @@ def test_transcript(replay: ReplayServer, runner: Runner, case: str, frame_cut: 
     body, expected = transcript("bedrock", case)
     replay.replies = [reply(frame_cut(body))]
     if expected["error"] is None:
-        check_response(runner.events(bedrock(replay)).response, expected)
+        streamed = runner.events(bedrock(replay))
+        check_response(streamed.response, expected)
+        check_outputs(streamed.response, expected, streamed.events)
         return
     with pytest.raises(spout.ProviderError) as caught:
         runner.events(bedrock(replay))
@@ -1114,3 +1125,89 @@ def test_litellm_names_the_region_aws_region_name(replay: ReplayServer) -> None:
     (request,) = replay.requests
     assert "/ap-southeast-2/bedrock/aws4_request" in headers_of(request)["authorization"]
     assert "aws_region_name" not in request.json()
+
+
+def converse_from_frames(case: str) -> dict[str, Any]:
+    """The Converse response a transcript's frames fold into: text blocks (with their
+    citations as a citationsContent block), image blocks and other blocks as they started."""
+    source = json.loads((WIRE / "bedrock" / f"{case}.frames.json").read_text())
+    blocks: dict[int, dict[str, Any]] = {}
+    answer: dict[str, Any] = {}
+    for frame in source["frames"]:
+        payload = {k: v for k, v in frame["payload"].items() if k != "p"}
+        index = payload.get("contentBlockIndex", -1)
+        block = blocks.setdefault(index, {"text": "", "citations": [], "bytes": "", "start": {}})
+        if frame["event"] == "contentBlockStart":
+            block["start"] = payload["start"]
+        elif frame["event"] == "contentBlockDelta":
+            delta = payload["delta"]
+            block["text"] += delta.get("text", "")
+            block["citations"] += [delta["citation"]] if "citation" in delta else []
+            block["bytes"] += delta.get("image", {}).get("source", {}).get("bytes", "")
+        elif frame["event"] in ("messageStop", "metadata"):
+            answer.update(payload)
+    content: list[dict[str, Any]] = []
+    for index in sorted(i for i in blocks if i >= 0):
+        block = blocks[index]
+        if "image" in block["start"]:
+            image = {**block["start"]["image"], "source": {"bytes": block["bytes"]}}
+            content.append({"image": image})
+        elif block["start"]:
+            content.append(block["start"])
+        elif block["citations"]:
+            cited = {"content": [{"text": block["text"]}], "citations": block["citations"]}
+            content.append({"citationsContent": cited})
+        else:
+            content.append({"text": block["text"]})
+    return {
+        "output": {"message": {"role": "assistant", "content": content}},
+        "stopReason": answer["stopReason"],
+        "usage": answer["usage"],
+        "metrics": answer["metrics"],
+    }
+
+
+@pytest.mark.parametrize("case", ["citations", "image_output"])
+def test_not_streamed_gives_the_streamed_outputs(
+    replay: ReplayServer, runner: Runner, case: str
+) -> None:
+    body, expected = transcript("bedrock", case)
+    replay.replies = [reply(body), json_reply(converse_from_frames(case))]
+    streamed = runner.events(bedrock(replay)).response
+    whole = runner.generate(bedrock(replay))
+    assert comparable(whole, "files", "citations") == comparable(streamed, "files", "citations")
+    check_outputs(whole, expected)
+
+
+def test_citation_spans_its_block_and_unknown_deltas_are_raw(
+    replay: ReplayServer, runner: Runner
+) -> None:
+    body, _ = transcript("bedrock", "citations")
+    replay.replies = [reply(body)]
+    response = runner.events(bedrock(replay)).response
+    (citation,) = response.citations
+    assert (
+        response.text[citation.start or 0 : citation.end] == "the office opens at 8:00 on weekdays"
+    )
+    assert citation.raw["location"] == {
+        "documentChar": {"documentIndex": 0, "start": 112, "end": 169}
+    }
+    # Reasoning the vendor redacted, and a delta of a kind spout does not know, as sent.
+    redacted = {"reasoningContent": {"redactedContent": "ZW5jcnlwdGVk"}}
+    frames = [
+        ev("messageStart", {"role": "assistant"}),
+        ev("contentBlockDelta", {"contentBlockIndex": 0, "delta": redacted}),
+        ev("contentBlockStop", {"contentBlockIndex": 0}),
+        ev("contentBlockDelta", {"contentBlockIndex": 1, "delta": {"text": "Hi"}}),
+        ev("contentBlockDelta", {"contentBlockIndex": 1, "delta": {"sparkle": {"x": 1}}}),
+        ev("contentBlockStop", {"contentBlockIndex": 1}),
+        ev("messageStop", {"stopReason": "end_turn"}),
+        ev("metadata", {"usage": {"inputTokens": 5, "outputTokens": 7}, "metrics": {}}),
+    ]
+    replay.replies = [reply(bytes(wire.build({"frames": frames})))]
+    response = runner.events(bedrock(replay)).response
+    assert [(e.type, e.data) for e in response.raw_events] == [
+        ("redactedContent", "ZW5jcnlwdGVk"),
+        ("sparkle", {"x": 1}),
+    ]
+    assert (response.text, response.finish_reason) == ("Hi", "stop")

@@ -20,9 +20,13 @@ from .._errors import (
     StreamInterruptedError,
 )
 from .._events import (
+    Citation,
     Event,
+    FileEnd,
+    FileStart,
     Finish,
     FinishReason,
+    RawEvent,
     ReasoningDelta,
     TextDelta,
     ToolCall,
@@ -51,6 +55,7 @@ from ._base import (
     wire_tools,
 )
 from ._common import (
+    answer_file,
     error_json,
     error_of_type,
     error_text,
@@ -162,14 +167,39 @@ class ConverseStreamMapper(WireMapper):
     Content blocks are keyed by ``contentBlockIndex``; a ``toolUse`` block becomes a tool call
     numbered in the order calls appear (0, 1...). The answer ends with ``messageStop`` (the
     stop reason) and then ``metadata`` (usage): :class:`Finish` goes out once both arrived.
+
+    An ``image`` block is a file: begun at its start (its ``format``), its base64 pieces
+    joined, whole at its stop. A text block's ``citation`` deltas become :class:`Citation`
+    events when the block stops, each placing the block in the answer's text. Blocks and
+    deltas of kinds spout does not know (``toolResult``, and reasoning the vendor redacted)
+    come as :class:`RawEvent`, a block whole at its stop.
     """
 
-    __slots__ = ("_blocks", "_finish_raw", "_tool_count", "metadata_seen", "stopped")
+    __slots__ = (
+        "_blocks",
+        "_chars",
+        "_file_count",
+        "_files",
+        "_finish_raw",
+        "_others",
+        "_texts",
+        "_tool_count",
+        "metadata_seen",
+        "stopped",
+    )
 
     def __init__(self, provider: str, model: str | None) -> None:
         super().__init__(provider, model)
         # contentBlockIndex -> [tool index, id, name, argument parts] for open toolUse blocks
         self._blocks: dict[Any, list[Any]] = {}
+        # contentBlockIndex -> [the block's start in the answer's text, its citations]
+        self._texts: dict[Any, list[Any]] = {}
+        # contentBlockIndex -> [file index, media type, base64 pieces] for open image blocks
+        self._files: dict[Any, list[Any]] = {}
+        # contentBlockIndex -> [kind, its start, its deltas] for open blocks spout does not know
+        self._others: dict[Any, list[Any]] = {}
+        self._chars = 0  # characters of answer text sent: citations are placed in it
+        self._file_count = 0
         self._tool_count = 0
         self._finish_raw: str | None = None
         #: Whether ``messageStop`` and ``metadata`` arrived: the stream's end is both.
@@ -245,7 +275,13 @@ class ConverseStreamMapper(WireMapper):
             return []
         text = delta.get("text")
         if text is not None:
-            return [TextDelta(text)] if text else []
+            if not text:
+                return []
+            index = data.get("contentBlockIndex")
+            if index not in self._texts:
+                self._texts[index] = [self._chars, []]
+            self._chars += len(text)
+            return [TextDelta(text)]
         tool_use = delta.get("toolUse")
         if isinstance(tool_use, dict):
             block = self._blocks.get(data.get("contentBlockIndex"))
@@ -261,13 +297,44 @@ class ConverseStreamMapper(WireMapper):
             if reasoning.get("signature"):
                 return [ReasoningDelta(signature=reasoning["signature"])]
             # redactedContent: reasoning the model's vendor encrypted; nothing readable, and
-            # spout's events have no slot to carry it back (Anthropic's redacted_thinking too).
-        return []  # citation, toolResult, image and later kinds
+            # no reasoning event to carry it back: as sent (Anthropic's redacted_thinking too).
+            return [RawEvent(key, value) for key, value in reasoning.items()]
+        return self._other_delta(data.get("contentBlockIndex"), delta)
+
+    def _other_delta(self, index: Any, delta: dict[str, Any]) -> list[Event]:
+        citation = delta.get("citation")
+        if isinstance(citation, dict):
+            # Said of the text block it is in: given, placed, when that block stops.
+            self._texts.setdefault(index, [self._chars, []])[1].append(citation)
+            return []
+        image = delta.get("image")
+        file = self._files.get(index)
+        if isinstance(image, dict) and file is not None:
+            source = image.get("source")
+            piece = source.get("bytes") if isinstance(source, dict) else None
+            if isinstance(piece, str) and piece:
+                file[2].append(piece)
+                return []
+        other = self._others.get(index)
+        if other is not None:
+            other[2].append(delta)  # a block spout does not know: given whole at its stop
+            return []
+        return [RawEvent(key, value) for key, value in delta.items()]
 
     def _block_start(self, data: dict[str, Any]) -> list[Event]:
         start = data.get("start")
-        tool_use = start.get("toolUse") if isinstance(start, dict) else None
+        start = start if isinstance(start, dict) else {}
+        tool_use = start.get("toolUse")
         if not isinstance(tool_use, dict):
+            image = start.get("image")
+            block = data.get("contentBlockIndex")
+            if isinstance(image, dict):
+                media_type = _IMAGE_TYPES.get(str(image.get("format")))
+                self._files[block] = [self._file_count, media_type, []]
+                self._file_count += 1
+                return [FileStart(self._file_count - 1, media_type)]
+            for kind, value in start.items():
+                self._others[block] = [kind, value, []]  # toolResult, and later kinds
             return []
         index = self._tool_count
         self._tool_count += 1
@@ -279,6 +346,17 @@ class ConverseStreamMapper(WireMapper):
     def _block_stop(self, index: Any) -> list[Event]:
         block = self._blocks.pop(index, None)
         if block is None:
+            text = self._texts.pop(index, None)
+            if text is not None:
+                return _citations(text[1], text[0], self._chars)
+            file = self._files.pop(index, None)
+            if file is not None:
+                file_index, media_type, pieces = file
+                return [answer_file(file_index, "".join(pieces), media_type, "image")]
+            other = self._others.pop(index, None)
+            if other is not None:
+                kind, start, deltas = other
+                return [RawEvent(kind, {"start": start, "deltas": deltas})]
             return []
         tool_index, call_id, name, parts = block
         return [ToolCallEnd(tool_index, tool_call_from_json(call_id, name, "".join(parts)))]
@@ -286,7 +364,7 @@ class ConverseStreamMapper(WireMapper):
     def finish(self) -> list[Event]:
         """The events that close the response: tool calls left open, then :class:`Finish`."""
         events: list[Event] = []
-        for index in list(self._blocks):
+        for index in [*self._blocks, *self._texts, *self._files, *self._others]:
             events += self._block_stop(index)
         raw = self._finish_raw
         if raw is None:
@@ -297,6 +375,33 @@ class ConverseStreamMapper(WireMapper):
             reason = _FINISH.get(raw, "stop")
         events.append(Finish(reason, raw))
         return events
+
+
+# ImageFormat in Bedrock's service model.
+_IMAGE_TYPES = {"png": "image/png", "jpeg": "image/jpeg", "gif": "image/gif", "webp": "image/webp"}
+
+
+def _citations(citations: list[Any], start: int, end: int) -> list[Event]:
+    """A text block's citations (``CitationsDelta`` / ``Citation``): the source's words it
+    cites (``sourceContent``), the source (``title``; a web page's url, a search result's
+    ``source``), supporting the block, which spans ``start`` to ``end`` of the answer."""
+    events: list[Event] = []
+    for citation in citations:
+        if not isinstance(citation, dict):
+            continue
+        quoted = "".join(
+            piece.get("text") or ""
+            for piece in citation.get("sourceContent") or ()
+            if isinstance(piece, dict)
+        )
+        location = citation.get("location")
+        web = location.get("web") if isinstance(location, dict) else None
+        url = web.get("url") if isinstance(web, dict) else None
+        title = citation.get("title")
+        events.append(
+            Citation(quoted or None, url or citation.get("source"), title, start, end, citation)
+        )
+    return events
 
 
 def _usage(usage: dict[str, Any], metrics: Any) -> Usage:
@@ -593,12 +698,34 @@ class BedrockProvider(HTTPProvider):
         message = output.get("message") if isinstance(output, dict) else None
         content = message.get("content") if isinstance(message, dict) else None
         events: list[Event] = []
-        tool_index = 0
+        tool_index = file_index = chars = 0
         for block in content or ():
             if not isinstance(block, dict):
                 continue
             if block.get("text"):
                 events.append(TextDelta(block["text"]))
+                chars += len(block["text"])
+            elif isinstance(block.get("citationsContent"), dict):
+                cited = block["citationsContent"]
+                text = "".join(
+                    piece.get("text") or ""
+                    for piece in cited.get("content") or ()
+                    if isinstance(piece, dict)
+                )
+                if text:
+                    events.append(TextDelta(text))
+                events += _citations(cited.get("citations") or [], chars, chars + len(text))
+                chars += len(text)
+            elif isinstance(block.get("image"), dict):
+                image = block["image"]
+                source = image.get("source")
+                encoded = source.get("bytes") if isinstance(source, dict) else None
+                media_type = _IMAGE_TYPES.get(str(image.get("format")))
+                end = answer_file(file_index, encoded, media_type, "image")
+                if isinstance(end, FileEnd):
+                    events.append(FileStart(file_index, media_type))
+                    file_index += 1
+                events.append(end)
             elif isinstance(block.get("toolUse"), dict):
                 tool_use = block["toolUse"]
                 call_id = tool_use.get("toolUseId") or f"call_{tool_index}"
@@ -617,6 +744,14 @@ class BedrockProvider(HTTPProvider):
                         events.append(ReasoningDelta(reasoning["text"]))
                     if reasoning.get("signature"):
                         events.append(ReasoningDelta(signature=reasoning["signature"]))
+                events += [
+                    RawEvent(key, value)
+                    for key, value in block["reasoningContent"].items()
+                    if key != "reasoningText"
+                ]
+            else:
+                # A block spout does not know, as sent.
+                events += [RawEvent(key, value) for key, value in block.items()]
         mapper = ConverseStreamMapper(self.name, self.model)
         events += mapper.map("messageStop", {"stopReason": data.get("stopReason")})
         events += mapper.map(
