@@ -564,6 +564,9 @@ def test_capabilities() -> None:
         ModelCapability.USAGE_IN_STREAM: True,
         ModelCapability.REASONING: True,
         ModelCapability.SYSTEM_PROMPT: True,
+        ModelCapability.VISION: True,
+        ModelCapability.PDF_INPUT: True,
+        ModelCapability.AUDIO_INPUT: False,
     }
 
 

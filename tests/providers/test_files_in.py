@@ -50,6 +50,116 @@ def refused(runner: Runner, llm: spout.LLM, replay: ReplayServer, *words: str, *
     assert replay.requests == []
 
 
+# -- Anthropic --------------------------------------------------------------------------------
+
+
+def anthropic(replay: ReplayServer, model: str = "claude-sonnet-4-5") -> spout.LLM:
+    body, _ = transcript("anthropic", "max_tokens_keepalive")
+    replay.replies = [Reply(chunks=[body])]
+    return made(
+        create_llm("anthropic", model=model, base_url=replay.url, api_key="k", max_retries=0)
+    )
+
+
+def test_anthropic_files(replay: ReplayServer, runner: Runner) -> None:
+    files = [
+        File(data=PNG, name="cat.png"),
+        File(url="https://example.com/cat.jpg"),
+        File(data=PDF, name="report.pdf"),
+        File(url="https://example.com/paper.pdf"),
+        File(data="Grüße\n".encode(), name="notes.md"),
+    ]
+    runner.text(anthropic(replay), "Describe them.", files=files)
+    # https://docs.anthropic.com/en/docs/build-with-claude/vision, .../pdf-support
+    assert replay.requests[-1].json()["messages"] == [
+        {
+            "role": "user",
+            "content": [
+                {"type": "text", "text": "Describe them."},
+                {
+                    "type": "image",
+                    "source": {"type": "base64", "media_type": "image/png", "data": b64(PNG)},
+                },
+                {"type": "image", "source": {"type": "url", "url": "https://example.com/cat.jpg"}},
+                {
+                    "type": "document",
+                    "source": {"type": "base64", "media_type": "application/pdf", "data": b64(PDF)},
+                    "title": "report.pdf",
+                },
+                {
+                    "type": "document",
+                    "source": {"type": "url", "url": "https://example.com/paper.pdf"},
+                    "title": "paper.pdf",
+                },
+                {
+                    "type": "document",
+                    "source": {"type": "text", "media_type": "text/plain", "data": "Grüße\n"},
+                    "title": "notes.md",
+                },
+            ],
+        }
+    ]
+
+
+def test_an_openai_image_part_reaches_anthropic_as_an_image_block(
+    replay: ReplayServer, runner: Runner
+) -> None:
+    # What a gateway's OpenAI client sends: Anthropic answered it with a 400 before.
+    native = {"type": "image", "source": {"type": "url", "url": "https://example.com/b.png"}}
+    messages = [
+        {"role": "user", "content": [*PORTABLE, native]},
+        {"role": "assistant", "content": "A cat and a report."},
+        {"role": "user", "content": "And now?"},
+    ]
+    runner.text(anthropic(replay), None, messages=messages)
+    assert replay.requests[-1].json()["messages"] == [
+        {
+            "role": "user",
+            "content": [
+                {"type": "text", "text": "Compare these."},
+                {
+                    "type": "image",
+                    "source": {"type": "base64", "media_type": "image/png", "data": b64(PNG)},
+                },
+                {
+                    "type": "image",
+                    "source": {"type": "url", "url": "https://example.com/photo?id=7"},
+                },
+                {
+                    "type": "document",
+                    "source": {"type": "base64", "media_type": "application/pdf", "data": b64(PDF)},
+                    "title": "a.pdf",
+                },
+                native,  # already in Anthropic's shape: as it was
+            ],
+        },
+        {"role": "assistant", "content": "A cat and a report."},
+        {"role": "user", "content": "And now?"},
+    ]
+
+
+@pytest.mark.parametrize(
+    ("file", "words"),
+    [
+        (File(data=WAV, name="talk.wav"), ("'anthropic'", "audio")),  # AUDIO_INPUT is False
+        (File(data=HEIC, name="x.heic"), ("'anthropic'", "image/heic", "JPEG, PNG, GIF")),
+        (File(data=DOCX, name="memo.docx"), ("'anthropic'", "'memo.docx'", DOCX_TYPE)),
+        (File(url="https://example.com/notes.txt"), ("'anthropic'", "notes.txt", "by URL")),
+    ],
+    ids=["audio", "heic", "docx", "text-url"],
+)
+def test_anthropic_refuses_before_sending(
+    replay: ReplayServer, runner: Runner, file: File, words: tuple[str, ...]
+) -> None:
+    refused(runner, anthropic(replay), replay, *words, files=[file])
+
+
+def test_anthropic_declares_images_and_pdfs_not_audio() -> None:
+    caps = create_llm("anthropic", model="claude-opus-4-1", api_key="k").get_capabilities()
+    assert (caps[ModelCapability.VISION], caps[ModelCapability.PDF_INPUT]) == (True, True)
+    assert caps[ModelCapability.AUDIO_INPUT] is False
+
+
 # -- Gemini -----------------------------------------------------------------------------------
 
 
@@ -151,6 +261,118 @@ def test_gemini_declares_what_each_model_takes(
     caps = create_llm("gemini", model=model, api_key="k").get_capabilities()
     assert [caps[c] for c in (ModelCapability.VISION, ModelCapability.PDF_INPUT)] == [vision, pdf]
     assert caps[ModelCapability.AUDIO_INPUT] is audio
+
+
+# -- Vertex AI: each route in its own wire's shape ----------------------------------------------
+
+
+def vertex(replay: ReplayServer, model: str) -> spout.LLM:
+    case = "claude_text" if model.startswith("claude") else "gemini_text"
+    body, _ = transcript("vertex", case)
+    replay.replies = [Reply(chunks=[body])]
+    return made(
+        create_llm(
+            "vertex",
+            model=model,
+            project="wire-project",
+            location="us-central1",
+            base_url=replay.url,
+            token_provider=lambda: "ya29.WIRE",
+            max_retries=0,
+        )
+    )
+
+
+def test_vertex_gemini_files(replay: ReplayServer, runner: Runner) -> None:
+    files = [File(data=PNG), File(url="https://storage.googleapis.com/wire/a.pdf")]
+    runner.text(vertex(replay, "gemini-2.5-flash"), "Describe them.", files=files)
+    assert replay.requests[-1].json()["contents"] == [
+        {
+            "role": "user",
+            "parts": [
+                {"text": "Describe them."},
+                {"inlineData": {"mimeType": "image/png", "data": b64(PNG)}},
+                {
+                    "fileData": {
+                        "mimeType": "application/pdf",
+                        "fileUri": "https://storage.googleapis.com/wire/a.pdf",
+                    }
+                },
+            ],
+        }
+    ]
+
+
+def test_vertex_gemini_needs_a_urls_media_type(replay: ReplayServer, runner: Runner) -> None:
+    # Vertex AI's fileData.mimeType is required, where the Gemini API's is not.
+    llm = vertex(replay, "gemini-2.5-flash")
+    refused(
+        runner,
+        llm,
+        replay,
+        "'vertex'",
+        "'photo'",
+        "media_type=",
+        messages=[{"role": "user", "content": PORTABLE[:3]}],
+    )
+
+
+def test_vertex_claude_files(replay: ReplayServer, runner: Runner) -> None:
+    llm = vertex(replay, "claude-sonnet-4-5@20250929")
+    runner.text(llm, None, messages=[{"role": "user", "content": PORTABLE}])
+    sent = replay.requests[-1].json()
+    assert sent["anthropic_version"] == "vertex-2023-10-16"
+    assert sent["messages"] == [
+        {
+            "role": "user",
+            "content": [
+                {"type": "text", "text": "Compare these."},
+                {
+                    "type": "image",
+                    "source": {"type": "base64", "media_type": "image/png", "data": b64(PNG)},
+                },
+                {
+                    "type": "image",
+                    "source": {"type": "url", "url": "https://example.com/photo?id=7"},
+                },
+                {
+                    "type": "document",
+                    "source": {"type": "base64", "media_type": "application/pdf", "data": b64(PDF)},
+                    "title": "a.pdf",
+                },
+            ],
+        }
+    ]
+
+
+def test_vertex_claude_refuses_audio_naming_vertex(replay: ReplayServer, runner: Runner) -> None:
+    llm = vertex(replay, "claude-sonnet-4-5@20250929")
+    refused(
+        runner,
+        llm,
+        replay,
+        "'vertex'",
+        "'talk.wav'",
+        "audio",
+        files=[File(data=WAV, name="talk.wav")],
+    )
+
+
+def test_vertex_routes_declare_their_vendors_files() -> None:
+    def caps(model: str) -> list[Any]:
+        llm = create_llm("vertex", model=model, project="p", token_provider=lambda: "t")
+        got = llm.get_capabilities()
+        return [
+            got[c]
+            for c in (
+                ModelCapability.VISION,
+                ModelCapability.PDF_INPUT,
+                ModelCapability.AUDIO_INPUT,
+            )
+        ]
+
+    assert caps("gemini-2.5-flash") == [True, True, True]
+    assert caps("claude-sonnet-4-5@20250929") == [True, True, False]
 
 
 # -- Bedrock ----------------------------------------------------------------------------------

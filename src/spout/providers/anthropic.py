@@ -7,6 +7,7 @@ from typing import Any, ClassVar
 
 import orjson
 
+from .._capabilities import Capabilities, ModelCapability
 from .._errors import (
     ConfigurationError,
     ProtocolError,
@@ -27,6 +28,7 @@ from .._events import (
     ToolCallStart,
     Usage,
 )
+from .._files import File, unsupported
 from .._request import HTTPRequest, header_value
 from ._base import (
     Call,
@@ -45,6 +47,7 @@ from ._common import (
     error_text,
     history_tool_calls,
     object_arguments,
+    portable_file,
     retry_after_seconds,
     set_stream,
     set_tools,
@@ -57,6 +60,7 @@ __all__ = [
     "MessageEventMapper",
     "MessagesParser",
     "can_prefill",
+    "claude_inputs",
     "message_events",
     "messages_body",
     "messages_error",
@@ -439,13 +443,16 @@ class AnthropicProvider(HTTPProvider):
         }
 
     def capabilities(self) -> Capabilities:
-        return streaming_capabilities(tools=True, tool_streaming=True, reasoning=True)
+        return {
+            **streaming_capabilities(tools=True, tool_streaming=True, reasoning=True),
+            **claude_inputs(self.model),
+        }
 
     def can_prefill(self, call: Call) -> bool:
         return can_prefill(call)
 
     def build_request(self, call: Call, *, stream: bool) -> HTTPRequest:
-        body = {"model": self.model, **messages_body(call, stream=stream)}
+        body = {"model": self.model, **messages_body(call, stream=stream, provider=self.name)}
         return self._post_json(self._url, self._headers, body, stream=stream)
 
     def new_parser(self, call: Call) -> MessagesParser:
@@ -470,8 +477,23 @@ def can_prefill(call: Call) -> bool:
     return not call.params.get("thinking")
 
 
-def messages_body(call: Call, *, stream: bool) -> dict[str, Any]:
-    """A Messages API request body for a call, all but its ``model``.
+def claude_inputs(model: str | None) -> Capabilities:
+    """The files a Claude model takes: images and PDFs (every current model, by Anthropic's
+    vision and PDF support pages; Claude 2 and Instant, retired, took text only), never audio.
+    """
+    name = (model or "").lower()
+    text_only = "claude-2" in name or "claude-instant" in name
+    return {
+        ModelCapability.VISION: not text_only,
+        ModelCapability.PDF_INPUT: not text_only,
+        ModelCapability.AUDIO_INPUT: False,
+    }
+
+
+def messages_body(call: Call, *, stream: bool, provider: str = "anthropic") -> dict[str, Any]:
+    """A Messages API request body for a call, all but its ``model``. Files in a user turn's
+    portable parts become ``image`` and ``document`` blocks; one the API cannot take raises
+    ConfigurationError naming it and ``provider``.
 
     Example::
 
@@ -484,7 +506,7 @@ def messages_body(call: Call, *, stream: bool) -> dict[str, Any]:
             "Anthropic does not take seed: the Messages API has no such parameter; "
             "leave seed out for this provider"
         )
-    system, messages = _messages(call.messages)
+    system, messages = _messages(call.messages, provider)
     body: dict[str, Any] = {"messages": messages}
     if system is not None:
         body["system"] = system
@@ -592,13 +614,16 @@ def _tool_choice(choice: Any) -> Any:
     return choice
 
 
-def _messages(messages: list[dict[str, Any]]) -> tuple[Any, list[dict[str, Any]]]:
+def _messages(
+    messages: list[dict[str, Any]], provider: str = "anthropic"
+) -> tuple[Any, list[dict[str, Any]]]:
     """spout's OpenAI-style messages as Anthropic's ``system`` and ``messages``.
 
     System messages are lifted out (the Messages API has no system role); assistant tool
     calls become ``tool_use`` blocks and ``tool`` messages ``tool_result`` blocks in a user
-    turn; any other message is sent as its role and content, which may already be a list of
-    Anthropic content blocks.
+    turn; a user turn's files (portable parts) become ``image`` and ``document`` blocks; any
+    other message is sent as its role and content, which may already be a list of Anthropic
+    content blocks.
     """
     system: list[Any] = []
     out: list[dict[str, Any]] = []
@@ -661,6 +686,8 @@ def _messages(messages: list[dict[str, Any]]) -> tuple[Any, list[dict[str, Any]]
                 )
             out.append({"role": "assistant", "content": blocks})
         else:
+            if role == "user" and isinstance(content, list):
+                content = [_user_block(part, provider) for part in content]
             # Only role and content: the API rejects OpenAI's extra keys such as "name".
             out.append({"role": role, "content": "" if content is None else content})
     if not system:
@@ -668,3 +695,64 @@ def _messages(messages: list[dict[str, Any]]) -> tuple[Any, list[dict[str, Any]]
     if all(set(block) == {"type", "text"} and block["type"] == "text" for block in system):
         return "\n\n".join(block["text"] for block in system), out
     return system, out
+
+
+#: The image types the Messages API takes (docs.anthropic.com, "Vision" > FAQ).
+_IMAGE_TYPES = frozenset(("image/jpeg", "image/png", "image/gif", "image/webp"))
+
+
+def _user_block(part: Any, provider: str) -> Any:
+    """A user turn's content part: a portable file part as Anthropic's block, any other part
+    as it is (text, or a block already in Anthropic's shape)."""
+    file = portable_file(part)
+    return part if file is None else file_block(file, provider)
+
+
+def file_block(file: File, provider: str = "anthropic") -> dict[str, Any]:
+    """A file as a Messages API content block: an ``image``, or a ``document`` (a PDF, or text
+    as a plain-text document), from its bytes (base64) or its URL, titled with its name.
+
+    https://docs.anthropic.com/en/docs/build-with-claude/vision and .../pdf-support: an image
+    is JPEG, PNG, GIF or WebP; a URL source is an image's or a PDF's; a plain-text source
+    takes ``text/plain`` and the text itself.
+
+    Example::
+
+        file_block(File(data=b"%PDF-1.7 ...", name="report.pdf"))
+        # {"type": "document", "source": {"type": "base64", "media_type": "application/pdf",
+        #  "data": "JVBERi0xLjcgLi4u"}, "title": "report.pdf"}
+    """
+    kind = file.kind
+    if kind == "image":
+        if file.url is not None:
+            return {"type": "image", "source": {"type": "url", "url": file.url}}
+        if file.media_type not in _IMAGE_TYPES:
+            raise unsupported(provider, file, "Anthropic takes JPEG, PNG, GIF and WebP images")
+        data = file.base64()
+        return {
+            "type": "image",
+            "source": {"type": "base64", "media_type": file.media_type, "data": data},
+        }
+    source: dict[str, Any]
+    if kind == "pdf":
+        if file.url is not None:
+            source = {"type": "url", "url": file.url}
+        else:
+            source = {"type": "base64", "media_type": "application/pdf", "data": file.base64()}
+    elif kind == "text" and file.data is not None:
+        try:
+            text = file.data.decode("utf-8")
+        except UnicodeDecodeError:
+            raise unsupported(provider, file, "its text is not UTF-8") from None
+        source = {"type": "text", "media_type": "text/plain", "data": text}
+    elif kind == "text":
+        raise unsupported(
+            provider, file, "Anthropic fetches only images and PDFs by URL: give the text's bytes"
+        )
+    else:
+        raise unsupported(provider, file, "Anthropic takes images, PDFs and text documents")
+    block: dict[str, Any] = {"type": "document", "source": source}
+    if file.name:
+        # The title is how the model, and citations, name the document.
+        block["title"] = file.name
+    return block

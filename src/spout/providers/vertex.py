@@ -26,6 +26,7 @@ from .anthropic import (
     MessageEventMapper,
     MessagesParser,
     can_prefill,
+    claude_inputs,
     message_events,
     messages_body,
     messages_error,
@@ -33,6 +34,7 @@ from .anthropic import (
 from .gemini import (
     GenerateContentMapper,
     GenerateContentParser,
+    gemini_inputs,
     generate_content_body,
     generate_content_error,
     generate_content_events,
@@ -258,8 +260,12 @@ class VertexProvider(HTTPProvider):
 
     def capabilities(self) -> Capabilities:
         # Each route's are its wire's: Anthropic's stream sends tool arguments in pieces;
-        # Gemini's sends each call whole.
-        return streaming_capabilities(tools=True, tool_streaming=self.claude, reasoning=True)
+        # Gemini's sends each call whole. The files each model takes are its vendor's.
+        inputs = claude_inputs if self.claude else gemini_inputs
+        return {
+            **streaming_capabilities(tools=True, tool_streaming=self.claude, reasoning=True),
+            **inputs(self.model),
+        }
 
     def output_shape(self, fmt: OutputFormat, params: Mapping[str, Any]) -> OutputShape:
         if self.claude:
@@ -273,9 +279,13 @@ class VertexProvider(HTTPProvider):
         if self.claude:
             # https://docs.anthropic.com/en/api/claude-on-vertex-ai: the model is in the path,
             # the version in the body.
-            body = {"anthropic_version": ANTHROPIC_VERSION, **messages_body(call, stream=stream)}
+            body = {
+                "anthropic_version": ANTHROPIC_VERSION,
+                **messages_body(call, stream=stream, provider=self.name),
+            }
         else:
-            body = generate_content_body(call)
+            # Vertex's fileData.mimeType is required (aiplatform's Part reference).
+            body = generate_content_body(call, provider=self.name, url_needs_type=True)
         headers = {"authorization": f"Bearer {self._token}", "content-type": "application/json"}
         url = self._stream_url if stream else self._url
         return self._post_json(url, headers, body, stream=stream)
