@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 import spout
-from helpers import Cut, Runner, comparable, json_reply, made, raised_on_start
+from helpers import Cut, Runner, check_outputs, comparable, json_reply, made, raised_on_start
 from replay_server import CUTS, WIRE, ReplayServer, Reply, transcript
 from spout import (
     Finish,
@@ -73,7 +73,9 @@ def test_transcript(replay: ReplayServer, runner: Runner, case: str, cut: Cut) -
     body, expected = transcript("cohere", case)
     replay.replies = [Reply(chunks=cut(body))]
     if expected["error"] is None:
-        check_response(runner.events(cohere(replay)).response, expected)
+        streamed = runner.events(cohere(replay))
+        check_response(streamed.response, expected)
+        check_outputs(streamed.response, expected, streamed.events)
         return
     with pytest.raises(spout.ProviderError) as caught:
         runner.events(cohere(replay))
@@ -559,3 +561,37 @@ def test_capabilities() -> None:
         ModelCapability.PDF_INPUT: False,
         ModelCapability.AUDIO_INPUT: False,
     }
+
+
+def test_citations_and_unknown_content_not_streamed(replay: ReplayServer, runner: Runner) -> None:
+    # A whole V2ChatResponse: message.citations, each with its sources (a document and a tool
+    # output here), and a content item of a type spout does not know.
+    citation = {
+        "start": 0,
+        "end": 5,
+        "text": "Oslo.",
+        "sources": [
+            {"type": "document", "id": "doc:0", "document": {"title": "Capitals", "url": "u0"}},
+            {"type": "tool", "id": "t:1", "tool_output": {"title": "Search", "url": "u1"}},
+        ],
+        "type": "TEXT_CONTENT",
+    }
+    chart = {"type": "image", "image": {"id": "WIRE"}}
+    whole = {
+        "id": "c0c0-WIRE",
+        "finish_reason": "COMPLETE",
+        "message": {
+            "role": "assistant",
+            "content": [{"type": "text", "text": "Oslo."}, chart],
+            "citations": [citation],
+        },
+        "usage": {"tokens": {"input_tokens": 3, "output_tokens": 2}},
+    }
+    replay.replies = [json_reply(whole)]
+    response = runner.generate(cohere(replay))
+    assert [(c.text, c.title, c.url, c.start, c.end) for c in response.citations] == [
+        ("Oslo.", "Capitals", "u0", 0, 5),
+        ("Oslo.", "Search", "u1", 0, 5),
+    ]
+    assert response.citations[0].raw == citation
+    assert response.raw_events == (spout.RawEvent("image", chart),)

@@ -14,9 +14,11 @@ from .._errors import (
     error_for_status,
 )
 from .._events import (
+    Citation,
     Event,
     Finish,
     FinishReason,
+    RawEvent,
     ReasoningDelta,
     TextDelta,
     ToolCallDelta,
@@ -114,7 +116,9 @@ class CohereStreamMapper(WireMapper):
     ``tool-call-start`` / ``tool-call-delta`` / ``tool-call-end``, ``citation-start`` /
     ``citation-end`` and ``message-end`` (usage and finish reason). Tool calls are numbered
     in the order they start; Cohere's ``index`` (its content index, or none at all) only
-    ties a delta to its call.
+    ties a delta to its call. A citation becomes one :class:`Citation` for each source it
+    names, as its ``citation-start`` arrives; content of a type spout does not know comes as a
+    :class:`RawEvent` when it starts.
     """
 
     __slots__ = ("_calls", "_current", "_ended", "_finish_raw", "_tool_count")
@@ -151,7 +155,13 @@ class CohereStreamMapper(WireMapper):
         message = message if isinstance(message, dict) else {}
         if kind == "content-delta" or kind == "content-start":
             content = message.get("content")
-            if isinstance(content, dict):
+            if (
+                kind == "content-start"
+                and isinstance(content, dict)
+                and content.get("type") not in (None, "text", "thinking")
+            ):
+                events.append(RawEvent(str(content["type"]), content))
+            elif isinstance(content, dict):
                 thinking = content.get("thinking")
                 if thinking:
                     events.append(ReasoningDelta(thinking))
@@ -178,10 +188,12 @@ class CohereStreamMapper(WireMapper):
                 key = self._current
             if key in self._calls:
                 events.append(self._end(key))
+        elif kind == "citation-start":
+            events += _citations(message.get("citations"))
         elif kind == "message-end":
             self._message_end(delta if isinstance(delta, dict) else {}, events)
-        # citation-start / citation-end: spout's events have no place for citations (the
-        # text they point into arrives as text all the same); debug and later kinds: nothing.
+        # citation-end closes what citation-start gave whole; debug and later kinds frame
+        # the answer, they hold none of it.
 
     def _call_start(self, key: Any, tool_call: Any) -> list[Event]:
         if isinstance(tool_call, list):  # one call per event, but a list costs nothing here
@@ -255,16 +267,50 @@ class CohereStreamMapper(WireMapper):
         for item in message.get("content") or ():
             if not isinstance(item, dict):
                 continue
-            if item.get("type") == "thinking" and item.get("thinking"):
-                events.append(ReasoningDelta(item["thinking"]))
-            elif item.get("type") == "text" and item.get("text"):
-                events.append(TextDelta(item["text"]))
+            if item.get("type") == "thinking":
+                if item.get("thinking"):
+                    events.append(ReasoningDelta(item["thinking"]))
+            elif item.get("type") == "text":
+                if item.get("text"):
+                    events.append(TextDelta(item["text"]))
+            else:
+                events.append(RawEvent(str(item.get("type")), item))
+        for citation in message.get("citations") or ():
+            events += _citations(citation)
         for key, tool_call in enumerate(message.get("tool_calls") or ()):
             events += self._call_start(key, tool_call)
         self._message_end(
             {"finish_reason": data.get("finish_reason"), "usage": data.get("usage")}, events
         )
         return events
+
+
+def _citations(citation: Any) -> list[Event]:
+    """A Cohere citation (``start``, ``end`` and ``text`` of the span of the answer it
+    supports, and its ``sources``) as one :class:`Citation` for each source: a document's or a
+    tool output's title and url. A span of the reasoning (``type: THINKING_CONTENT``) is not
+    placed in the answer's text."""
+    if not isinstance(citation, dict):
+        return []
+    in_text = citation.get("type", "TEXT_CONTENT") == "TEXT_CONTENT"
+    start = citation.get("start") if in_text else None
+    end = citation.get("end") if in_text else None
+    events: list[Event] = []
+    for source in citation.get("sources") or [None]:
+        source = source if isinstance(source, dict) else {}
+        named = source.get("document") or source.get("tool_output")
+        named = named if isinstance(named, dict) else {}
+        events.append(
+            Citation(
+                citation.get("text"),
+                named.get("url"),
+                named.get("title"),
+                start,
+                end,
+                citation,
+            )
+        )
+    return events
 
 
 class _StreamParser(SSEStreamParser[CohereStreamMapper]):
