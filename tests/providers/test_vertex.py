@@ -16,7 +16,16 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 import spout
-from helpers import Cut, Runner, comparable, json_reply, made, raised_on_start, stream_text
+from helpers import (
+    Cut,
+    Runner,
+    check_outputs,
+    comparable,
+    json_reply,
+    made,
+    raised_on_start,
+    stream_text,
+)
 from replay_server import WIRE, ReplayServer, Reply, transcript
 from spout import ToolCallDelta, ToolCallEnd, ToolCallStart, create_llm
 from spout.providers.vertex import ApplicationDefaultCredentials
@@ -86,7 +95,9 @@ def check_response(response: spout.Response, expected: dict[str, Any]) -> None:
 def test_transcript(replay: ReplayServer, runner: Runner, case: str, cut: Cut) -> None:
     body, expected = transcript("vertex", case)
     replay.replies = [Reply(chunks=cut(body))]
-    check_response(runner.events(vertex(replay, model_of(case))).response, expected)
+    streamed = runner.events(vertex(replay, model_of(case)))
+    check_response(streamed.response, expected)
+    check_outputs(streamed.response, expected, streamed.events)
 
 
 def test_gemini_function_call_keeps_its_thought_signature(replay: ReplayServer) -> None:
