@@ -83,6 +83,9 @@ def test_a_file_from_a_path_reads_its_bytes_and_takes_its_name_and_type(tmp_path
         (PDF, "application/pdf", "pdf"),
         (WAV, "audio/wav", "audio"),
         (b"ID3\x03\x00", "audio/mpeg", "audio"),
+        (b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00", "image/heic", "image"),
+        (b"\x00\x00\x00\x18ftypM4A \x00\x00\x00\x00", "audio/mp4", "audio"),
+        (b"\x00\x00\x00\x18ftypisom\x00\x00\x00\x00", "video/mp4", "video"),
         (b"plain words", "application/octet-stream", "other"),
     ],
 )

@@ -54,6 +54,15 @@ _SIGNATURES: tuple[tuple[bytes, int, str], ...] = (
     (b"fLaC", 0, "audio/flac"),
     (b"OggS", 0, "audio/ogg"),
 )
+_BRANDS = {
+    b"M4A ": "audio/mp4",
+    b"heic": "image/heic",
+    b"heix": "image/heic",
+    b"mif1": "image/heif",
+    b"msf1": "image/heif",
+    b"avif": "image/avif",
+    b"qt  ": "video/quicktime",
+}
 # Types Python's table lacks or spells otherwise than the providers do.
 _BY_SUFFIX = {
     ".webp": "image/webp",
@@ -85,7 +94,8 @@ def _sniff(data: bytes) -> str | None:
     if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
         return "image/webp"
     if data[4:8] == b"ftyp":
-        return "audio/mp4" if data[8:11] == b"M4A" else "video/mp4"
+        # ISO base media files tell what they hold by their major brand (ISO/IEC 14496-12).
+        return _BRANDS.get(data[8:12], "video/mp4")
     return None
 
 
