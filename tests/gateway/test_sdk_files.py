@@ -144,9 +144,22 @@ def test_an_openai_image_part_reaches_an_anthropic_upstream(
         )
         text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     assert text == "A red dot."
-    # The Anthropic provider gets spout's portable part, whatever the client spoke.
+    # The Anthropic provider gets spout's portable part, whatever the client spoke...
     (call,) = calls
     assert call.messages[-1] == {"role": "user", "content": parts}
+    # ... and Anthropic gets its own image block.
+    assert upstream_body(faults)["messages"] == [
+        {
+            "role": "user",
+            "content": [
+                {"type": "text", "text": ASK},
+                {
+                    "type": "image",
+                    "source": {"type": "base64", "media_type": "image/png", "data": PNG_B64},
+                },
+            ],
+        }
+    ]
 
 
 def test_an_anthropic_image_block_reaches_an_openai_upstream_as_image_url(
@@ -170,6 +183,20 @@ def test_an_anthropic_image_block_reaches_an_openai_upstream_as_image_url(
             ],
         }
     ]
+
+
+def test_an_anthropic_image_block_reaches_an_anthropic_upstream_as_it_was(
+    faults: FaultServer, gateway: RunningGateway
+) -> None:
+    # Through spout's portable form and back into Anthropic's shape.
+    faults.script(anthropic_stream(["A red dot."]).reply())
+    image = {
+        "type": "image",
+        "source": {"type": "base64", "media_type": "image/png", "data": PNG_B64},
+    }
+    user = {"role": "user", "content": [{"type": "text", "text": ASK}, image]}
+    messages_final(gateway, model="claude", messages=[user])
+    assert upstream_body(faults)["messages"] == [user]
 
 
 def test_a_responses_input_image_reaches_a_chat_upstream_as_image_url(
