@@ -548,3 +548,32 @@ def test_capabilities(name: str, model: str, reasoning: bool) -> None:
         ModelCapability.PDF_INPUT: name == "mistral",
         ModelCapability.AUDIO_INPUT: False,
     }
+
+
+def test_mistral_parts_without_text_are_raw_events(replay: ReplayServer, runner: Runner) -> None:
+    # A reference part (ReferenceChunk in mistralai's client-python: the ids of the sources a
+    # web search or library tool found) has no text; it is kept, not dropped.
+    reference = {"type": "reference", "reference_ids": [0, 2]}
+    chunks = [
+        {
+            "id": "WIREref",
+            "model": "mistral-medium-latest",
+            "choices": [
+                {
+                    "index": 0,
+                    "delta": {"content": [{"type": "text", "text": "Paris."}, reference]},
+                    "finish_reason": None,
+                }
+            ],
+        },
+        {
+            "id": "WIREref",
+            "model": "mistral-medium-latest",
+            "choices": [{"index": 0, "delta": {"content": ""}, "finish_reason": "stop"}],
+        },
+    ]
+    body = b"".join(b"data: " + json.dumps(c).encode() + b"\n\n" for c in chunks)
+    replay.replies = [Reply(chunks=[body + b"data: [DONE]\n\n"])]
+    response = runner.events(mistral(replay)).response
+    assert response.text == "Paris."
+    assert response.raw_events == (spout.RawEvent("reference", reference),)

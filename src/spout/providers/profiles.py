@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 
 from .._capabilities import Capabilities
 from .._errors import ContextWindowExceededError, ProviderError
-from .._events import Event, ReasoningDelta, TextDelta
+from .._events import Event, RawEvent, ReasoningDelta, TextDelta
 from .._files import File
 from ._base import Provider, streaming_capabilities
 from ._common import error_json, error_text
@@ -212,21 +212,22 @@ class MistralChunkMapper(ChatChunkMapper):
 
 def _mistral_part(part: Any) -> list[Event]:
     """The events of one of Mistral's content parts: text, or thinking (its own list of text
-    parts); image, reference and other parts carry no text to stream."""
+    parts); image, reference (a source the answer cites, by its ids) and other parts carry no
+    text to stream, and come as :class:`RawEvent` so that they do not vanish."""
     if isinstance(part, str):
         return [TextDelta(part)] if part else []
     if not isinstance(part, dict):
         return []
     kind = part.get("type")
-    if kind == "text" and part.get("text"):
-        return [TextDelta(part["text"])]
+    if kind == "text":
+        return [TextDelta(part["text"])] if part.get("text") else []
     if kind == "thinking":
         thinking = part.get("thinking")
         if isinstance(thinking, str):
             return [ReasoningDelta(thinking)] if thinking else []
         texts = [p.get("text") for p in thinking or () if isinstance(p, dict)]
         return [ReasoningDelta(t) for t in texts if isinstance(t, str) and t]
-    return []
+    return [RawEvent(str(kind), part)]
 
 
 # Mistral's tool-call ids: exactly nine letters and digits. A call id from another provider
