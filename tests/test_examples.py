@@ -99,6 +99,20 @@ CHECKS: dict[str, list[str]] = {
             )
         ),
     ],
+    "files": [
+        # each provider was sent the files in its own shape
+        r"^anthropic was sent: image block \(base64, image/png\); document block \(base64, "
+        r"application/pdf, title 'q3-report\.pdf'\)$",
+        r"^gemini was sent: inlineData \(image/png\)$",
+        # what came back: a citation, an unknown block kept, an image, web citations
+        r"^citation: 'Revenue grew 12% in Q3\.' from 'q3-report\.pdf'$",
+        r"^unrecognised content kept: future_widget \{'type': 'future_widget'",
+        r"^anthropic answered: 'Revenue grew 12%; the chart agrees\.'$",
+        r"^file arrived: image/png, \d+ bytes$",
+        r"^gemini's image saved: kite\.png, \d+ bytes$",
+        r"^gemini cites https://example\.org/kites for 'Here is a red kite\.'$",
+        r"^gemini cites https://example\.net/red for 'Here is a red kite\.'$",
+    ],
     "providers": [
         rf"^{name} +'Rivers run to the sea\.'  finish=stop usage=12/6$"
         for name in (

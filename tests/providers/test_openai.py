@@ -436,7 +436,10 @@ def test_usage_event_comes_before_finish(replay: ReplayServer) -> None:
     assert not any(isinstance(e, TextDelta) and e.text == "" for e in events)
 
 
-AUDIO: dict[str, Any] = {"modalities": ["text", "audio"], "audio": {"voice": "alloy", "format": "pcm16"}}
+AUDIO: dict[str, Any] = {
+    "modalities": ["text", "audio"],
+    "audio": {"voice": "alloy", "format": "pcm16"},
+}
 
 
 def test_audio_transcript(replay: ReplayServer, runner: Runner, cut: Cut) -> None:
