@@ -146,7 +146,9 @@ def _answer(args: argparse.Namespace) -> int:
 
     reads_file = "-" in args.attach  # stdin is the file, not more of the prompt
     try:
-        files = _read_attachments(args.attach, sys.stdin.buffer if sys.stdin else None)
+        # stdin's bytes only when -a - asks for them (a stdin replaced by text has none).
+        stdin = getattr(sys.stdin, "buffer", None) if reads_file else None
+        files = _read_attachments(args.attach, stdin)
         prompt = _read_prompt(args.prompt, None if reads_file else sys.stdin)
     except (ConfigurationError, CommandError) as exc:
         return fail(str(exc), 2)
