@@ -48,6 +48,9 @@ def faults() -> Iterator[FaultServer]:
 def two_replicas(
     faults: FaultServer, redis_url: str, **settings: Any
 ) -> Iterator[tuple[RunningGateway, RunningGateway]]:
+    # Streams still running when a test ends get a second to finish, not the default ten: a
+    # replica that waited for them could outlast run_gateway's wait for it to stop.
+    settings.setdefault("shutdown_deadline", 1.0)
     config = functools.partial(upstream_config, faults.url + "/v1", redis_url=redis_url)
     with run_gateway(config(**settings)) as a, run_gateway(config(**settings)) as b:
         assert isinstance(a.app.state.gateway.hub, RedisHub)

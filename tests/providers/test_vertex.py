@@ -567,11 +567,14 @@ def test_default_credentials_reach_vertex_and_refresh_after_a_401(
 @pytest.mark.usefixtures("service_account")
 def test_application_default_credentials_directly(token_server: ReplayServer) -> None:
     credentials = ApplicationDefaultCredentials()
-    assert credentials.project == "adc-project"
-    assert credentials() == credentials() == "ya29.WIRE-adc-1"
-    credentials.invalidate()
-    assert credentials() == "ya29.WIRE-adc-2"
-    assert len(token_server.requests) == 2
+    try:
+        assert credentials.project == "adc-project"
+        assert credentials() == credentials() == "ya29.WIRE-adc-1"
+        credentials.invalidate()
+        assert credentials() == "ya29.WIRE-adc-2"
+        assert len(token_server.requests) == 2
+    finally:
+        credentials.close()
 
 
 @pytest.mark.usefixtures("service_account")
@@ -603,6 +606,7 @@ async def test_a_refresh_in_async_code_leaves_the_event_loop_serving(
         assert await credentials.atoken() == "ya29.WIRE-slow"  # still valid: no request
     finally:
         task.cancel()
+        credentials.close()
     assert during >= 10, f"the event loop ran only {during} ticks during a 0.5 s refresh"
     assert len(token_server.requests) == 1
 
@@ -630,3 +634,19 @@ def test_litellm_names_vertex_ai_its_project_and_location(replay: ReplayServer) 
     )
     assert headers_of(request)["authorization"] == "Bearer ya29.WIRE-adc-1"
     assert not {"vertex_project", "vertex_location"} & set(request.json())
+
+
+@pytest.mark.usefixtures("service_account")
+def test_closing_the_llm_closes_the_connection_tokens_came_over(replay: ReplayServer) -> None:
+    """The default credentials' refreshes keep a connection pool (requests'): closed with the
+    LLM, never left for the garbage collector to find open."""
+    body, _ = transcript("vertex", "gemini_text")
+    replay.replies = [Reply(chunks=[body])]
+    llm = create_llm("vertex", model=GEMINI, location=LOCATION, base_url=replay.url)
+    stream_text(llm, "sync")
+    credentials = llm.provider._default_credentials  # type: ignore[attr-defined]
+    transport = credentials._transport
+    pool = transport.session.get_adapter("http://").poolmanager
+    assert len(pool.pools) == 1  # the token endpoint's connection, kept for the next refresh
+    llm.close()
+    assert len(pool.pools) == 0 and credentials._transport is None

@@ -43,7 +43,7 @@ from .gemini import (
 
 if TYPE_CHECKING:
     from google.auth.credentials import Credentials
-    from google.auth.transport import Request
+    from google.auth.transport.requests import Request
 
     from .._output_format import OutputFormat
 
@@ -152,6 +152,13 @@ class ApplicationDefaultCredentials:
         """Refresh the token on the next call, however long it still claims to be valid."""
         self._stale = True
 
+    def close(self) -> None:
+        """Close the connection the refreshes keep open (requests' session and its pool)."""
+        with self._lock:
+            transport, self._transport = self._transport, None
+        if transport is not None:
+            transport.session.close()
+
 
 class VertexProvider(HTTPProvider):
     """Gemini and Claude models on Google Cloud's Vertex AI.
@@ -211,6 +218,8 @@ class VertexProvider(HTTPProvider):
         if token_provider is None:
             credentials = ApplicationDefaultCredentials()
             token_provider = credentials
+        # Closed with the provider: spout's own, never a caller's token_provider.
+        self._default_credentials = credentials
         self._use_tokens(token_provider)
         self.location: str = location or env_value(*self.location_env) or DEFAULT_LOCATION
         resolved = project or env_value(*self.project_env)
@@ -257,6 +266,16 @@ class VertexProvider(HTTPProvider):
                 f"GOOGLE_CLOUD_PROJECT (Google's default credentials, which may name one, "
                 f"could not be loaded: {exc})"
             ) from exc
+
+    def close(self) -> None:
+        super().close()
+        if self._default_credentials is not None:
+            self._default_credentials.close()
+
+    async def aclose(self) -> None:
+        await super().aclose()
+        if self._default_credentials is not None:
+            self._default_credentials.close()
 
     def capabilities(self) -> Capabilities:
         # Each route's are its wire's: Anthropic's stream sends tool arguments in pieces;
