@@ -148,14 +148,25 @@ class ToolResult:
 
 @dataclass(frozen=True, slots=True)
 class Usage:
-    """Token counts. ``extras`` keeps what else the provider reported (cached tokens, cost...).
+    """Token counts. ``extras`` keeps what else the provider reported.
+
+    ``input_tokens`` is the whole input, cached or not; ``cache_read_tokens`` and
+    ``cache_write_tokens`` say how much of it was read from, and written to, the provider's
+    prompt cache (None where the provider does not say). ``output_tokens`` includes
+    ``reasoning_tokens``, the part spent thinking, where the provider counts it apart.
 
     A later ``Usage`` event in the same stream replaces an earlier one: providers report totals.
+
+    >>> Usage(8000, 50, cache_read_tokens=5000).cache_read_tokens
+    5000
     """
 
     input_tokens: int | None = None
     output_tokens: int | None = None
     extras: dict[str, Any] = field(default_factory=dict)
+    cache_read_tokens: int | None = None
+    cache_write_tokens: int | None = None
+    reasoning_tokens: int | None = None
 
     @property
     def total_tokens(self) -> int | None:

@@ -446,4 +446,11 @@ def add_usage(a: Usage | None, b: Usage) -> Usage:
         before = extras.get(key)
         numeric = isinstance(value, (int, float)) and isinstance(before, (int, float))
         extras[key] = before + value if numeric else value
-    return Usage(add(a.input_tokens, b.input_tokens), add(a.output_tokens, b.output_tokens), extras)
+    return Usage(
+        add(a.input_tokens, b.input_tokens),
+        add(a.output_tokens, b.output_tokens),
+        extras,
+        cache_read_tokens=add(a.cache_read_tokens, b.cache_read_tokens),
+        cache_write_tokens=add(a.cache_write_tokens, b.cache_write_tokens),
+        reasoning_tokens=add(a.reasoning_tokens, b.reasoning_tokens),
+    )
