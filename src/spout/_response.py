@@ -91,6 +91,13 @@ class Response:
     #: Chunks, characters, output tokens (the provider's, or an estimate), time to first
     #: token and tokens per second (:class:`StreamStats`); None for a Response built by hand.
     stats: StreamStats | None = field(default=None, compare=False, repr=False)
+    #: What the call cost in US dollars, from the model's public price list (or the
+    #: ``prices=`` given to :func:`create_llm`): 0.0 for a model run locally, None for a
+    #: model with no known price. A stream cut short costs what it used.
+    cost: float | None = None
+    #: Whether ``cost`` rests on spout's estimate of some tokens (a stream cut before the
+    #: provider reported its usage) rather than the provider's own counts.
+    cost_estimated: bool = False
 
     @property
     def output_tokens_per_second(self) -> float | None:

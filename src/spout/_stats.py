@@ -39,6 +39,10 @@ class StreamStats:
     output_tokens: int
     output_tokens_source: TokenSource
     tokens_per_second: float | None
+    #: The cost so far in US dollars (see :attr:`Response.cost`): None where the model has
+    #: no known price; ``cost_estimated`` while it rests on spout's estimate of the tokens.
+    cost: float | None = None
+    cost_estimated: bool = False
 
     def summary(self) -> str:
         """One line: ``'42 tokens (estimate) in 1.20 s, first token after 0.31 s, 47.2 tokens/s,
