@@ -106,7 +106,10 @@ def test_keys_add_prints_the_key_once_and_stores_only_its_hash(
     bob = capsys.readouterr().out.strip()
     assert bob != key and bob not in path.read_text()
     assert cli_main(["serve", "keys", "list", "--keys", str(path)]) == 0
-    assert capsys.readouterr().out.splitlines() == ["alice", "bob  tokens_per_minute=500"]
+    assert capsys.readouterr().out.splitlines() == [
+        "alice  spent=$0.000000",
+        "bob  tokens_per_minute=500  spent=$0.000000",
+    ]
 
     assert cli_main(["serve", "keys", "add", "alice", "--keys", str(path)]) == 2
     assert "already has a key named 'alice'" in capsys.readouterr().err

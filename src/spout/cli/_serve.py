@@ -6,8 +6,12 @@ import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ._common import fail
+
+if TYPE_CHECKING:
+    from ..gateway._keys import KeyEntry
 
 __all__ = ["main"]
 
@@ -26,6 +30,8 @@ examples:
   spout serve -m openai:gpt-4o-mini --base-url http://127.0.0.1:8080/v1 --api-key-env UPSTREAM_KEY
   spout serve --config gateway.toml --redis redis://127.0.0.1:6379/0 --port 8001
   spout serve keys add alice --keys keys.txt    make a key (printed once; only its hash is kept)
+  spout serve keys add intern --keys keys.txt --max-spend 25    a key that may spend 25 USD
+  spout serve keys list --keys keys.txt         each key's limits, and what it has spent
   spout serve --host 0.0.0.0 --keys keys.txt --cors-origin https://app.example.com
 """
 
@@ -168,18 +174,38 @@ def _keys_parser() -> argparse.ArgumentParser:
     add.add_argument("name", help="who the key is for (shown in logs and limits)")
     add.add_argument("--requests-per-minute", type=int, metavar="N", help="this key's own limit")
     add.add_argument("--tokens-per-minute", type=int, metavar="N", help="this key's own limit")
+    add.add_argument(
+        "--max-spend",
+        type=_usd,
+        metavar="USD",
+        help="what the key may spend in all, in USD (each response's cost); then it is refused",
+    )
     remove = commands.add_parser("remove", help="remove a key by name")
     remove.add_argument("name")
-    commands.add_parser("list", help="the keys' names and limits")
+    listing = commands.add_parser("list", help="the keys' names, limits and spend")
+    listing.add_argument(
+        "--redis",
+        metavar="URL",
+        help="read the spend from this Redis (the gateway's --redis), not the file beside the keys",
+    )
     for sub in commands.choices.values():
         sub.add_argument("--keys", type=Path, required=True, metavar="FILE", help="the keys file")
     return parser
 
 
+def _usd(text: str) -> float:
+    from ..gateway._keys import parse_usd
+
+    amount = parse_usd(text)
+    if amount is None:
+        raise argparse.ArgumentTypeError(f"an amount in USD more than 0, not {text!r}")
+    return amount
+
+
 def keys_main(argv: Sequence[str]) -> int:
     """``spout serve keys add|remove|list``."""
     from .. import ConfigurationError
-    from ..gateway._keys import LIMIT_NAMES, add_key, read_keys, remove_key
+    from ..gateway._keys import add_key, read_keys, remove_key
 
     args = _keys_parser().parse_args(argv)
     try:
@@ -189,6 +215,7 @@ def keys_main(argv: Sequence[str]) -> int:
                 args.name,
                 requests_per_minute=args.requests_per_minute,
                 tokens_per_minute=args.tokens_per_minute,
+                max_spend=args.max_spend,
             )
             print(key)
             print(
@@ -200,16 +227,38 @@ def keys_main(argv: Sequence[str]) -> int:
             if not remove_key(args.keys, args.name):
                 return fail(f"{args.keys} has no key named {args.name!r}")
         else:
-            for entry in read_keys(args.keys):
-                limits = " ".join(
-                    f"{name}={getattr(entry, name)}"
-                    for name in LIMIT_NAMES
-                    if getattr(entry, name) is not None
-                )
-                print(f"{entry.name}  {limits}".rstrip())
+            entries = read_keys(args.keys)
+            spent = _spent(args.keys, [entry.name for entry in entries], args.redis)
+            for entry in entries:
+                print("  ".join([entry.name, *entry.options(), _spend_column(entry, spent)]))
     except ConfigurationError as exc:
         return fail(str(exc), 2)
     return 0
+
+
+def _spent(keys: Path, names: list[str], redis_url: str | None) -> dict[str, float]:
+    """What each key has spent: in Redis with ``redis_url``, else in the file beside ``keys``."""
+    from ..gateway._spend import FileLedger, redis_totals, spend_path
+
+    if redis_url:
+        return redis_totals(redis_url, names)
+    ledger = FileLedger(spend_path(keys))
+    try:
+        return ledger.totals()
+    finally:
+        ledger.close()
+
+
+def _spend_column(entry: KeyEntry, spent: dict[str, float]) -> str:
+    """``spent=$1.234567``, and against the limit: ``(49% of 2.5)``, ``(refused)`` once reached."""
+    usd = spent.get(entry.name, 0.0)
+    column = f"spent=${usd:.6f}"
+    if entry.max_spend is not None:
+        if usd >= entry.max_spend:
+            column += " (limit reached: refused)"
+        else:
+            column += f" ({usd / entry.max_spend:.0%} of the limit)"
+    return column
 
 
 def _announce(server, config) -> None:  # type: ignore[no-untyped-def]

@@ -55,6 +55,10 @@ _ERRORS: dict[str, tuple[str, int | None]] = {
     ErrorKind.PERMISSION: ("permission_error", 403),
     ErrorKind.NOT_FOUND: ("not_found_error", 404),
     ErrorKind.RATE_LIMIT: ("rate_limit_error", 429),
+    # A spend limit the operator set, as the API answers one an organization or workspace set:
+    # 400 invalid_request_error (https://platform.claude.com/docs/en/api/errors, "HTTP
+    # errors"); its 429 is for rate limits and its 402 billing_error for payment details.
+    ErrorKind.INSUFFICIENT_QUOTA: ("invalid_request_error", 400),
     ErrorKind.OVERLOADED: ("overloaded_error", 529),
     ErrorKind.TIMEOUT: ("timeout_error", 504),
     ErrorKind.UPSTREAM: ("api_error", None),

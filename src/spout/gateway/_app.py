@@ -46,10 +46,11 @@ from ._guard import Denied, Guard, Identity, middleware
 from ._hub import EventsExpired, Hub, MemoryHub, StreamNotFound
 from ._metrics import Metrics
 from ._page import page_routes
-from ._wire import Encoder, Request, RequestError, StreamCancelled, WireProtocol
+from ._wire import Encoder, QuotaExceeded, Request, RequestError, StreamCancelled, WireProtocol
 
 if TYPE_CHECKING:
     from .. import Event
+    from .. import Response as SpoutResponse
 
 __all__ = ["Gateway", "create_app"]
 
@@ -169,14 +170,14 @@ class Gateway:
                 await asyncio.gather(call, return_exceptions=True)
             if job.recording is not None:
                 await job.recording.keep(getattr(exc, "partial", None), exc)
+            await self._account(job, getattr(exc, "partial", None))
             raise
         finally:
             gone.cancel()
             await asyncio.gather(gone, return_exceptions=True)
         if job.recording is not None:
             await job.recording.keep(response, None)
-        if response.usage.output_tokens:
-            await self.guard.charge(job.identity, response.usage.output_tokens)
+        await self._account(job, response)
         response_id = new_stream_id()
         body = job.protocol.body(
             job.request, response, response_id=response_id, model=job.route.name
@@ -228,6 +229,27 @@ class Gateway:
             raise
         return stream_id
 
+    async def _account(self, job: _Job, response: SpoutResponse | None) -> None:
+        """Count what a response used, whole or cut short (its tokens in the metrics and
+        the caller's token rate, its cost in the metrics and the key's spend). Never raises:
+        the response was already answered."""
+        if response is None:
+            return
+        usage = response.usage
+        cost = response.cost
+        try:
+            self.metrics.usage(
+                job.route.name,
+                job.identity.name if job.identity.keyed else "",
+                usage,
+                cost,
+            )
+            if usage.output_tokens:
+                await self.guard.charge(job.identity, usage.output_tokens)
+            await self.guard.spend(job.identity, cost)
+        except Exception:
+            log.exception("could not count the usage of a response")
+
     def _stop(self, producer: asyncio.Task[None], reason: str) -> None:
         if not producer.done():
             self.metrics.stopped(reason)
@@ -241,6 +263,7 @@ class Gateway:
         status = "failed"
         stream = None
         failure: BaseException | None = None
+        accounted = False
         sent = time.monotonic()
         try:
             stream = await job.llm.generate_async(stream=True, **_call_args(job.request))
@@ -266,14 +289,15 @@ class Gateway:
                 if frames:
                     await hub.append(stream_id, frames)
             response = stream.response
+            # Counted before the client sees the end: its next request finds the spend.
+            accounted = True
+            await self._account(job, response)
             await hub.append(stream_id, encoder.end(response))
             status = "done"
             stats = response.stats
             self.metrics.stream_done(
                 response.usage.output_tokens, stats.tokens_per_second if stats else None
             )
-            if response.usage.output_tokens:
-                await self.guard.charge(job.identity, response.usage.output_tokens)
         except asyncio.CancelledError as exc:
             status = "cancelled"
             failure = exc
@@ -281,6 +305,8 @@ class Gateway:
             if not started.done():
                 started.set_exception(why)
             else:
+                accounted = True
+                await self._account(job, stream.snapshot if stream is not None else None)
                 await hub.append(stream_id, encoder.error(why))
         except Exception as exc:
             failure = exc
@@ -291,10 +317,14 @@ class Gateway:
             if not started.done():
                 started.set_exception(exc)
             else:
+                accounted = True
+                await self._account(job, stream.snapshot if stream is not None else None)
                 await hub.append(stream_id, encoder.error(exc))
         finally:
             if stream is not None:
                 await stream.aclose()
+                if not accounted:  # what a stream that failed before its first event used
+                    await self._account(job, stream.snapshot)
             if job.recording is not None:  # kept before the end: a reader that sees it finds it
                 await job.recording.keep(stream.snapshot if stream is not None else None, failure)
             await hub.finish(stream_id, status)
@@ -474,8 +504,15 @@ async def _disconnected(http: HTTPRequest) -> None:
 
 
 def _denied(protocol: WireProtocol, exc: Denied) -> Response:
-    status, body = protocol.error_body(RequestError(exc.message, status=exc.status))
+    error: RequestError
     headers = {}
+    if exc.kind == "insufficient_quota":
+        error = QuotaExceeded(exc.message)
+        # Waiting does not help: the SDKs, which retry a 429, obey this header.
+        headers["x-should-retry"] = "false"
+    else:
+        error = RequestError(exc.message, status=exc.status)
+    status, body = protocol.error_body(error)
     if exc.retry_after is not None:
         headers["retry-after"] = str(max(1, int(exc.retry_after + 0.999)))
     return JSONResponse(body, status_code=status, headers=headers)

@@ -8,6 +8,9 @@
 * **Rate limits** (``[limits]``, or per key in the keys file, :mod:`._ratelimit`): requests
   and output tokens per caller per sliding minute, counted in memory or, with ``--redis``,
   in Redis shared by every replica. Over either: 429 with ``Retry-After``.
+* **Spend limits** (``max_spend=USD`` on a key's line, :mod:`._spend`): what each key's
+  responses cost is added up, beside the keys file or in Redis; a key whose spend reached its
+  limit is refused (429 ``insufficient_quota``, as OpenAI refuses an exhausted quota).
 * **CORS** (``--cors-origin``): the listed browser origins may call the API with the
   headers the SDKs send; other origins get no CORS headers at all.
 * **Access log**: one line per request on the ``spout.gateway`` logger: method, path,
@@ -35,6 +38,7 @@ if TYPE_CHECKING:
 
     from ._config import GatewayConfig
     from ._ratelimit import Counters
+    from ._spend import Ledger
     from ._wire import Request
 
 __all__ = ["Denied", "Guard", "Identity", "middleware"]
@@ -51,7 +55,7 @@ _PROMPT = "spout.prompt"
 class Denied(Exception):
     """A request refused: ``status`` (401, 413, 429, 503), a message, ``retry_after``
     seconds for 429 and 503, and ``kind`` ("authentication", "too_large", "rate_limit",
-    "unavailable")."""
+    "insufficient_quota", "unavailable")."""
 
     def __init__(
         self, message: str, *, status: int, kind: str, retry_after: float | None = None
@@ -65,12 +69,14 @@ class Denied(Exception):
 
 @dataclass(frozen=True, slots=True)
 class Identity:
-    """Who is calling: a key's name, or the client's address without keys; and the limits
-    that apply to it (0: none)."""
+    """Who is calling: a key's name (``keyed``), or the client's address without keys; the
+    limits that apply to it (0: none), and the USD the key may spend (None: no limit)."""
 
     name: str
     requests_per_minute: int = 0
     tokens_per_minute: int = 0
+    keyed: bool = False
+    max_spend: float | None = None
 
 
 class Guard:
@@ -82,6 +88,7 @@ class Guard:
         identity = await guard.admit(http_request)    # Denied: 401, 429 (or 503)
         ...                                           # answer the request
         await guard.charge(identity, output_tokens)
+        await guard.spend(identity, response.cost)
     """
 
     def __init__(self, config: GatewayConfig, *, window: float = 60.0) -> None:
@@ -92,6 +99,7 @@ class Guard:
         self.window = window
         self.keys = KeysFile(config.keys_file) if config.keys_file is not None else None
         self._counters: Counters | None = None
+        self._ledger: Ledger | None = None
 
     @property
     def counters(self) -> Counters:
@@ -104,6 +112,19 @@ class Guard:
             else:
                 self._counters = MemoryCounters(self.window)
         return self._counters
+
+    @property
+    def ledger(self) -> Ledger | None:
+        """Where keys' spend is kept (None without keys): in Redis with ``config.redis_url``,
+        else in a SQLite file beside the keys file (made on first use)."""
+        if self._ledger is None and self.config.keys_file is not None:
+            from ._spend import FileLedger, RedisLedger, spend_path
+
+            if self.config.redis_url:
+                self._ledger = RedisLedger(self.config.redis_url)
+            else:
+                self._ledger = FileLedger(spend_path(self.config.keys_file))
+        return self._ledger
 
     async def identify(self, connection: HTTPConnection) -> Identity:
         """The caller, from its key (:class:`Denied` 401 without a valid one), or from its
@@ -135,6 +156,8 @@ class Guard:
                 entry.name,
                 _pick(entry.requests_per_minute, limits.requests_per_minute),
                 _pick(entry.tokens_per_minute, limits.tokens_per_minute),
+                keyed=True,
+                max_spend=entry.max_spend,
             )
         connection.scope[_IDENTITY] = identity.name
         return identity
@@ -142,6 +165,8 @@ class Guard:
     async def admit(self, connection: HTTPConnection) -> Identity:
         """The caller, if admitted now (and counted); :class:`Denied` otherwise."""
         identity = await self.identify(connection)
+        if identity.max_spend is not None:
+            await self._check_spend(identity, identity.max_spend)
         if not (identity.requests_per_minute or identity.tokens_per_minute):
             return identity
         try:
@@ -170,6 +195,48 @@ class Guard:
             retry_after=refusal.retry_after,
         )
 
+    async def _check_spend(self, identity: Identity, limit: float) -> None:
+        from ._keys import format_usd
+
+        ledger = self.ledger
+        assert ledger is not None  # a key has a spend limit only with a keys file
+        try:
+            spent = await ledger.spent(identity.name)
+        except Exception as exc:
+            log.warning("spend ledger unavailable: %s: %s", type(exc).__name__, exc)
+            raise Denied(
+                "the gateway cannot read what this key has spent right now; try again",
+                status=503,
+                kind="unavailable",
+                retry_after=1,
+            ) from None
+        if spent >= limit:
+            raise Denied(
+                f"the key {identity.name!r} has spent ${spent:.6f} of its "
+                f"${format_usd(limit)} limit (max_spend): ask the gateway's operator to raise it",
+                status=429,
+                kind="insufficient_quota",
+            )
+
+    async def spend(self, identity: Identity, usd: float | None) -> None:
+        """Add ``usd`` (a response's cost; None: not known) to a key's spend. Never raises:
+        the response it comes after was already answered."""
+        if not identity.keyed or not usd or usd <= 0:
+            return
+        ledger = self.ledger
+        if ledger is None:
+            return
+        try:
+            await ledger.add(identity.name, usd)
+        except Exception as exc:
+            log.error(
+                "could not add $%.9f to the spend of %r: %s: %s",
+                usd,
+                identity.name,
+                type(exc).__name__,
+                exc,
+            )
+
     async def charge(self, identity: Identity, tokens: int) -> None:
         """Count ``tokens`` against the caller's token rate (never raises: the response it
         comes after was already answered)."""
@@ -194,6 +261,8 @@ class Guard:
     async def aclose(self) -> None:
         if self._counters is not None:
             await self._counters.aclose()
+        if self._ledger is not None:
+            await self._ledger.aclose()
 
 
 def _pick(own: int | None, default: int) -> int:

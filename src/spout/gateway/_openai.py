@@ -32,7 +32,7 @@ from .. import (
 )
 from ..compat.chunks import ChunkEncoder, arguments_text, finish_reason, usage_object
 from ._attachments import chat_annotation, chat_part, file_part, file_url, raw_object
-from ._wire import Request, RequestError, sse_frame
+from ._wire import QuotaExceeded, Request, RequestError, sse_frame
 
 __all__ = [
     "PROTOCOL",
@@ -60,6 +60,7 @@ class ErrorKind:
     PERMISSION = "permission"
     NOT_FOUND = "not_found"
     RATE_LIMIT = "rate_limit"
+    INSUFFICIENT_QUOTA = "insufficient_quota"
     OVERLOADED = "overloaded"
     TIMEOUT = "timeout"
     UPSTREAM = "upstream"
@@ -76,6 +77,8 @@ def classify_error(exc: BaseException) -> tuple[int, str, str]:
     provider does not take): a 400. Anything else is the gateway's own failure: a 500 that
     does not repeat its text, which may hold details the client should not see.
     """
+    if isinstance(exc, QuotaExceeded):
+        return exc.status, ErrorKind.INSUFFICIENT_QUOTA, exc.message
     if isinstance(exc, RequestError):
         kind = {
             401: ErrorKind.AUTHENTICATION,
@@ -126,6 +129,9 @@ _OPENAI_ERRORS: dict[str, tuple[str, str | None]] = {
     ErrorKind.PERMISSION: ("permission_error", None),
     ErrorKind.NOT_FOUND: ("invalid_request_error", "not_found"),
     ErrorKind.RATE_LIMIT: ("rate_limit_error", "rate_limit_exceeded"),
+    # What OpenAI sends for a spent quota (429, type and code both insufficient_quota); the
+    # SDKs raise RateLimitError with that code.
+    ErrorKind.INSUFFICIENT_QUOTA: ("insufficient_quota", "insufficient_quota"),
     ErrorKind.OVERLOADED: ("server_error", "server_overloaded"),
     ErrorKind.TIMEOUT: ("server_error", "timeout"),
     ErrorKind.UPSTREAM: ("server_error", "upstream_error"),

@@ -19,7 +19,15 @@ from typing import TYPE_CHECKING, Any, Protocol
 if TYPE_CHECKING:
     from .. import Event, Response
 
-__all__ = ["Encoder", "Request", "RequestError", "StreamCancelled", "WireProtocol", "sse_frame"]
+__all__ = [
+    "Encoder",
+    "QuotaExceeded",
+    "Request",
+    "RequestError",
+    "StreamCancelled",
+    "WireProtocol",
+    "sse_frame",
+]
 
 
 class RequestError(Exception):
@@ -31,6 +39,14 @@ class RequestError(Exception):
         self.message = message
         self.status = status
         self.param = param
+
+
+class QuotaExceeded(RequestError):
+    """A key that spent its spend limit (``max_spend``): 429 with OpenAI's
+    ``insufficient_quota``, in each protocol's words."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, status=429)
 
 
 class StreamCancelled(RequestError):
