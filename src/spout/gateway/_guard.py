@@ -197,6 +197,7 @@ class Guard:
 
     async def _check_spend(self, identity: Identity, limit: float) -> None:
         from ._keys import format_usd
+        from ._spend import to_nano
 
         ledger = self.ledger
         assert ledger is not None  # a key has a spend limit only with a keys file
@@ -210,7 +211,7 @@ class Guard:
                 kind="unavailable",
                 retry_after=1,
             ) from None
-        if spent >= limit:
+        if to_nano(spent) >= to_nano(limit):  # in whole nano-dollars, as the ledger keeps them
             raise Denied(
                 f"the key {identity.name!r} has spent ${spent:.6f} of its "
                 f"${format_usd(limit)} limit (max_spend): ask the gateway's operator to raise it",
