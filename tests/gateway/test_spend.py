@@ -282,6 +282,14 @@ def test_spend_survives_a_restart(faults: FaultServer, tmp_path: Path) -> None:
         with pytest.raises(openai.RateLimitError) as caught:
             streamed(openai_client(gateway.url, erin))
         assert caught.value.code == "insufficient_quota"
+        # spout's own wire says the same
+        refused = httpx.post(
+            gateway.url + "/v1/spout/stream",
+            json={"model": "gpt", "messages": USER},
+            headers={"authorization": f"Bearer {erin}"},
+        )
+        assert refused.status_code == 429
+        assert refused.json()["error"]["type"] == "insufficient_quota"
     assert nano(spent(keys), "erin") == to_nano(GPT_COST) * 2
 
 
