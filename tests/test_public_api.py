@@ -50,6 +50,7 @@ PUBLIC = [
     "RefusalDelta",
     "Response",
     "ResponseStart",
+    "Prices",
     "ServiceUnavailableError",
     "SpoutError",
     "Stream",

@@ -14,6 +14,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from ._capabilities import Capabilities, ModelCapability, has_capability
+from ._cost import Prices
 from ._errors import (
     AuthenticationError,
     BadRequestError,
@@ -113,6 +114,7 @@ __all__ = [
     "OverloadedError",
     "PendingAsyncStream",
     "PermissionDeniedError",
+    "Prices",
     "ProtocolError",
     "ProviderError",
     "RateLimitError",

@@ -130,7 +130,10 @@ class Attempts:
                 self.provider = candidate
                 self.retries = 0
                 self.accumulator.set_origin(
-                    candidate.name, candidate.model, text_token_counter(candidate)
+                    candidate.name,
+                    candidate.model,
+                    text_token_counter(candidate),
+                    candidate.pricing(),
                 )
                 return 0.0
         raise error

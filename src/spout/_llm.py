@@ -28,7 +28,8 @@ from ._attempts import (
 )
 from ._capabilities import Capabilities, ModelCapability, has_capability
 from ._closing import AsyncClosing, Closing
-from ._context import count_tokens
+from ._context import count_tokens, estimate_tokens
+from ._cost import Prices
 from ._errors import ConfigurationError
 from ._events import Event
 from ._files import attach_files, check_files
@@ -219,7 +220,8 @@ def create_llm(provider: str | None = None, *, model: str | None = None, **confi
     generation settings for every call (``temperature``, ``max_tokens``, ``top_p``, ``stop``,
     ``seed``, ``system_prompt``). ``api`` picks the wire format of a provider that has several:
     ``"chat"`` or ``"responses"`` for ``openai``, ``"generate"`` or ``"chat"`` for
-    ``huggingface``.
+    ``huggingface``. ``prices`` (a :class:`spout.Prices`) prices its calls
+    (:attr:`Response.cost`) in place of the public price list.
 
     Example::
 
@@ -228,6 +230,7 @@ def create_llm(provider: str | None = None, *, model: str | None = None, **confi
         llm = create_llm("openai:gpt-4o-mini", temperature=0)
         llm = create_llm(model="anthropic/claude-sonnet-4-5")
         llm = create_llm("openai", model="gpt-4.1", api="responses")
+        llm = create_llm("vllm", model="mine", prices=Prices(input=0.2, output=0.6))
     """
     if (
         provider is None
@@ -252,6 +255,9 @@ def create_llm(provider: str | None = None, *, model: str | None = None, **confi
         key: config.pop(key) for key in (*GENERATION_PARAMS, "system_prompt") if key in config
     }
     reliability = {key: config.pop(key) for key in RELIABILITY_PARAMS if key in config}
+    prices = config.pop("prices", None)
+    if prices is not None and not isinstance(prices, Prices):
+        raise TypeError(f"prices must be a spout.Prices, not {type(prices).__name__}")
     accepted = inspect.signature(cls.__init__).parameters
     takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in accepted.values())
     unknown = [key for key in config if key not in accepted]
@@ -265,6 +271,8 @@ def create_llm(provider: str | None = None, *, model: str | None = None, **confi
         instance = cls(model, **config)
     except TypeError as exc:  # an option a nested layer rejected
         raise ConfigurationError(f"provider {name!r}: {exc}") from None
+    if prices is not None:
+        instance.prices = prices
     return LLM(instance, defaults, **reliability)
 
 
@@ -401,11 +409,14 @@ class LLM(Closing, AsyncClosing):
             started_at=time.perf_counter(),
             strict_tool_arguments=strict_tool_arguments,
             count_tokens=text_token_counter(self.provider),
+            pricing=self.provider.pricing(),
         )
 
     def _attempts(self, call: Call, accumulator: Accumulator) -> Attempts:
         # Every call passes here: its answer is validated against response_format at its end.
         accumulator.output_format = call.output_format
+        # A stream cut before the provider reported its usage costs this input, estimated.
+        accumulator.estimate_input = functools.partial(estimate_tokens, call.messages)
         fallbacks = [
             functools.partial(self._fallback_provider, i) for i in range(len(self.fallbacks))
         ]

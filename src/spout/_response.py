@@ -7,6 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from ._cost import FREE, UNKNOWN, Priced, Pricing, with_tokens
 from ._errors import ToolCallParseError
 from ._events import (
     Citation,
@@ -28,7 +29,7 @@ from ._events import (
     Usage,
 )
 from ._files import File
-from ._stats import StreamStats, make_stats
+from ._stats import StreamStats, estimate_output_tokens, make_stats
 
 if TYPE_CHECKING:
     from ._output_format import OutputFormat
@@ -91,13 +92,28 @@ class Response:
     #: Chunks, characters, output tokens (the provider's, or an estimate), time to first
     #: token and tokens per second (:class:`StreamStats`); None for a Response built by hand.
     stats: StreamStats | None = field(default=None, compare=False, repr=False)
-    #: What the call cost in US dollars, from the model's public price list (or the
-    #: ``prices=`` given to :func:`create_llm`): 0.0 for a model run locally, None for a
-    #: model with no known price. A stream cut short costs what it used.
-    cost: float | None = None
-    #: Whether ``cost`` rests on spout's estimate of some tokens (a stream cut before the
-    #: provider reported its usage) rather than the provider's own counts.
-    cost_estimated: bool = False
+    _priced: Priced | None = field(default=None, compare=False, repr=False)
+
+    @property
+    def cost(self) -> float | None:
+        """What the call cost in US dollars, from the model's public price list (or the
+        ``prices=`` given to :func:`create_llm`); 0.0 for a model run locally, None for a
+        model with no known price. A stream cut short costs what it used (see
+        :attr:`cost_estimated`). Worked out when first read.
+
+        Example::
+
+            response = create_llm("openai:gpt-4o-mini").generate("Hi")
+            print(f"${response.cost:.6f}")
+        """
+        return None if self._priced is None else self._priced.value[0]
+
+    @property
+    def cost_estimated(self) -> bool:
+        """Whether :attr:`cost` rests on spout's estimate of some tokens rather than the
+        provider's own counts: a stream cut (an error, ``break``, cancellation) before the
+        provider reported its usage, or a provider that reports none."""
+        return False if self._priced is None else self._priced.value[1]
 
     @property
     def output_tokens_per_second(self) -> float | None:
@@ -122,6 +138,7 @@ class Accumulator:
 
     __slots__ = (
         "_carried",
+        "_carried_cost",
         "_citations",
         "_count_tokens",
         "_counted",
@@ -130,10 +147,13 @@ class Accumulator:
         "_finish",
         "_first_token_at",
         "_id",
+        "_input_tokens",
         "_merged",
         "_model",
         "_open_calls",
+        "_output_base",
         "_parsed",
+        "_pricing",
         "_provider",
         "_raw",
         "_reasoning",
@@ -141,11 +161,13 @@ class Accumulator:
         "_resumed",
         "_retries",
         "_signature",
+        "_spent",
         "_started_at",
         "_strict",
         "_text",
         "_tool_calls",
         "_usage",
+        "estimate_input",
         "output_format",
     )
 
@@ -157,8 +179,21 @@ class Accumulator:
         started_at: float | None = None,
         strict_tool_arguments: bool = True,
         count_tokens: Callable[[str], int | None] | None = None,
+        pricing: Pricing | None = None,
     ) -> None:
         self._strict = strict_tool_arguments
+        # How the call is priced (None: no provider known, no cost), and the cost of the
+        # requests before a resumed one; see cost().
+        self._pricing = pricing
+        self._carried_cost: Priced | None = None
+        #: The input's tokens as spout estimates them (a callable, set with the call): the
+        #: cost of a stream cut before the provider reported its usage counts them.
+        self.estimate_input: Callable[[], int] | None = None
+        self._input_tokens: int | None = None
+        # Output that is not text (reasoning, refusals, tool arguments), in characters, and
+        # the output before the current request (a resumed one): the estimate of its tokens.
+        self._spent = 0
+        self._output_base = 0
         # The model's tokenizer, for live stats before usage arrives, and its last count as
         # (characters, tokens): reading the stats again without new text costs nothing.
         self._count_tokens = count_tokens
@@ -212,6 +247,7 @@ class Accumulator:
                 self._first_token_at = time.perf_counter()
             if event.text:
                 self._reasoning.append(event.text)
+                self._spent += len(event.text)
             if event.signature is not None:
                 # A signature comes whole, one per thinking block: the latest replaces.
                 self._signature = event.signature
@@ -227,6 +263,7 @@ class Accumulator:
             self._open_calls.pop(event.index, None)
             tool_call = event.tool_call
             self._tool_calls.append(tool_call)
+            self._spent += len(tool_call.arguments_raw or "")
             if self._strict and tool_call.error is not None and tool_call.result is None:
                 raise ToolCallParseError(
                     f"the model's call to tool {tool_call.name!r} ({tool_call.id}) is unusable: "
@@ -259,6 +296,7 @@ class Accumulator:
             if self._first_token_at is None:
                 self._first_token_at = time.perf_counter()
             self._refusal.append(event.text)
+            self._spent += len(event.text)
         elif type(event) is ToolResult:
             pass  # the tool loop keeps results; a single response has none
         elif type(event) is FileEnd:
@@ -321,6 +359,10 @@ class Accumulator:
     def note_resume(self) -> None:
         """A new request continues this response: its usage will add to what came so far."""
         self._resumed += 1
+        # Each request is priced on its own (a price tier is per request), the cut one as
+        # far as it went.
+        self._carried_cost = self.cost()
+        self._output_base = self._output_chars()
         self._carried = add_usage(self._carried, self._usage)
         self._usage = _NO_USAGE
 
@@ -329,10 +371,13 @@ class Accumulator:
         provider: str,
         model: str | None,
         count_tokens: Callable[[str], int | None] | None = None,
+        pricing: Pricing | None = None,
     ) -> None:
-        """The provider and model that answer, after a fallback, and its tokenizer if any."""
+        """The provider and model that answer, after a fallback, its tokenizer if any, and
+        how it prices a call."""
         self._provider = provider
         self._model = model
+        self._pricing = pricing
         self._count_tokens = count_tokens
         self._counted = (-1, 0)
 
@@ -373,6 +418,7 @@ class Accumulator:
         # estimate of output tokens.
         refused = sum(map(len, self._refusal)) if self._refusal else 0
         usage = self._usage if self._carried is None else add_usage(self._carried, self._usage)
+        cost = self.cost()
         counted = None
         if usage.output_tokens is None and self._count_tokens is not None:
             # Counted here, when the stats are read, never per chunk on the hot path.
@@ -386,6 +432,7 @@ class Accumulator:
                         characters,
                         None,
                         refused=refused,
+                        cost=cost,
                     )
                 self._counted = (characters, tokens)
             counted = self._counted[1]
@@ -397,7 +444,71 @@ class Accumulator:
             usage.output_tokens,
             counted,
             refused=refused,
+            cost=cost,
         )
+
+    def cost(self) -> Priced:
+        """What the call cost so far in US dollars, and whether that rests on an estimate.
+
+        The provider's usage, priced (:class:`~spout._cost.Pricing`). Where it is not all
+        there (a stream cut, or still going, before the provider reported it), spout's
+        estimates fill in: the input as :func:`~spout._context.estimate_tokens` counts it,
+        and the output as one token per four characters of what arrived (text, reasoning, a
+        refusal, tool arguments), which also stands for an output count the stream was cut
+        before finishing (Anthropic's first count is 1). A call that received nothing and
+        reported nothing costs 0: a refused request is not billed. None with no pricing or
+        an unknown price. Worked out when read: the :class:`~spout._cost.Priced` holds what
+        it needs as it stands now.
+        """
+        if self._pricing is None:
+            return UNKNOWN
+        current = self._request_cost(self._pricing)
+        if self._carried_cost is None:
+            return current
+        return Priced.total([self._carried_cost, current])
+
+    def _request_cost(self, pricing: Pricing) -> Priced:
+        """The cost of the current request (see :meth:`cost`)."""
+        usage = self._usage
+        produced = self._output_chars() - self._output_base
+        if (pricing.free and pricing.prices is None) or (
+            usage.input_tokens is None and usage.output_tokens is None and not produced
+        ):
+            return FREE
+        finished = self._finish is not None
+        model = self._model
+        base = self._output_base
+        estimate_input = self._estimated_input
+
+        def work() -> tuple[float | None, bool]:
+            input_tokens, output_tokens = usage.input_tokens, usage.output_tokens
+            guessed = estimate_output_tokens(produced)
+            estimated = False
+            if input_tokens is None:
+                input_tokens = estimate_input(base)
+                estimated = True
+            if output_tokens is None or (not finished and output_tokens < guessed):
+                output_tokens = max(output_tokens or 0, guessed)
+                estimated = True
+            priced = with_tokens(usage, input_tokens, output_tokens) if estimated else usage
+            return pricing.cost(priced, model), estimated
+
+        return Priced(work)
+
+    def _output_chars(self) -> int:
+        """Characters of output so far: text, reasoning, refusals, tool arguments."""
+        chars = len(self.text) + self._spent
+        for call in self._open_calls.values():
+            chars += sum(map(len, call[2]))
+        return chars
+
+    def _estimated_input(self, before: int) -> int:
+        """The input's tokens as spout estimates them; a resumed request's input holds the
+        ``before`` characters of output that came before it too."""
+        if self._input_tokens is None:
+            estimate = self.estimate_input
+            self._input_tokens = estimate() if estimate is not None else 0
+        return self._input_tokens + estimate_output_tokens(before)
 
     def response(self) -> Response:
         """The response as it stands: final once the stream ended, a snapshot before.
@@ -411,6 +522,7 @@ class Accumulator:
         tool_calls = self._tool_calls
         if self._open_calls:
             tool_calls = tool_calls + self._calls_in_progress()
+        stats = self.stats()
         return Response(
             text=self.text,
             reasoning="".join(self._reasoning),
@@ -433,7 +545,8 @@ class Accumulator:
             files=tuple(self._files),
             citations=tuple(self._citations),
             raw_events=tuple(self._raw),
-            stats=self.stats(),
+            stats=stats,
+            _priced=stats._priced,
         )
 
 

@@ -15,6 +15,7 @@ from collections.abc import (
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
+from ._cost import Priced
 from ._errors import ConfigurationError, MaxToolRoundsError
 from ._events import (
     Event,
@@ -126,6 +127,7 @@ class _Rounds(Generic[_S]):
         calls = tuple(ran.get(call.id, call) for r in rounds for call in r.tool_calls)
         last = rounds[-1] if rounds else None
         duration = time.perf_counter() - self.started_at
+        stats = _loop_stats(rounds, duration)
         return Response(
             text=self.text,
             reasoning="".join(self.reasoning),
@@ -141,9 +143,10 @@ class _Rounds(Generic[_S]):
             time_to_first_token=rounds[0].time_to_first_token if rounds else None,
             duration=duration,
             provider=self.provider,
-            stats=_loop_stats(rounds, duration),
+            stats=stats,
             parsed=last.parsed if last else None,  # with response_format: the final answer's
             refusal="".join(self.refusal) if self.refusal else None,
+            _priced=stats._priced,
         )
 
     def max_rounds_error(self) -> MaxToolRoundsError:
@@ -189,12 +192,14 @@ def assistant_message(response: Response) -> dict[str, Any]:
 
 
 def _loop_stats(rounds: list[Response], elapsed: float) -> StreamStats:
-    """Every round's numbers as one: counts added, the first token the first round's."""
+    """Every round's numbers as one: counts added, the first token the first round's, and
+    each round's cost added (a round is a request, priced on its own)."""
     from ._stats import make_stats
 
     stats = [r.stats for r in rounds if r.stats is not None]
     sources = {s.output_tokens_source for s in stats}
     total = sum(s.output_tokens for s in stats)
+    cost = Priced.total([r._priced for r in rounds if r._priced is not None])
     return make_stats(
         rounds[0].time_to_first_token if rounds else None,
         elapsed,
@@ -203,6 +208,7 @@ def _loop_stats(rounds: list[Response], elapsed: float) -> StreamStats:
         total if stats and sources == {"provider"} else None,
         # every round counted, some by the model's tokenizer: the sum is a tokenizer count
         total if stats and "estimate" not in sources else None,
+        cost=cost,
     )
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, Protocol, TypeVar
 
 import orjson
@@ -32,6 +32,7 @@ from .._request import (
 from ..sse import ServerSentEvent, SSEDecoder
 
 if TYPE_CHECKING:
+    from .._cost import Prices, Pricing
     from .._output_format import OutputFormat
     from .._policy import CallPolicy, Deadline
 
@@ -282,6 +283,27 @@ class Provider:
     #: Whether the model runs in this process, with no endpoint: the endpoint settings of a
     #: litellm call (``api_key``, ``base_url``, ``headers``) are then dropped, as litellm does.
     in_process: ClassVar[bool] = False
+    #: The provider's id in the public price list spout prices calls by (genai-prices:
+    #: ``"anthropic"``, ``"aws"``, ``"google"``; see :attr:`spout.Response.cost`), or None
+    #: where the list has no prices for it. A subclass that serves other prices sets its own.
+    price_list: ClassVar[str | None] = None
+    #: Whether the model runs on hardware the caller runs (a server of their own, such as
+    #: Ollama or vLLM): a call then costs nothing per token, as one :attr:`in_process` does.
+    self_hosted: ClassVar[bool] = False
+    #: The caller's own prices (``create_llm(prices=...)``), which win over the list.
+    prices: Prices | None = None
+
+    def pricing(self) -> Pricing:
+        """How a call to this provider is priced (:attr:`spout.Response.cost`)."""
+        from .._cost import Pricing
+
+        return Pricing(
+            self.price_list,
+            self.model,
+            None,
+            self.in_process or self.self_hosted,
+            self.prices,
+        )
 
     def output_shape(self, fmt: OutputFormat, params: Mapping[str, Any]) -> OutputShape:
         """How this provider is asked for structured output ``fmt``, given the call's
@@ -383,6 +405,16 @@ class HTTPProvider(Provider):
             "/"
         )
         self.api_key: str | None = checked_key(self.name, api_key or env_value(*self.api_key_env))
+
+    def pricing(self) -> Pricing:
+        """As :meth:`Provider.pricing`, and an endpoint other than the default is matched
+        against the price list's services by its URL first (the ``openai`` provider pointed
+        at Groq's endpoint is priced as Groq)."""
+        pricing = super().pricing()
+        base_url = getattr(self, "base_url", None)
+        if base_url and base_url != self.default_base_url.rstrip("/"):
+            pricing = replace(pricing, base_url=base_url)
+        return pricing
 
     def _require_key(self, where: str | None = None) -> str:
         """The API key, or a ConfigurationError that names where to put one."""

@@ -399,6 +399,7 @@ class AnthropicProvider(HTTPProvider):
     """
 
     name: ClassVar[str] = "anthropic"
+    price_list: ClassVar[str | None] = "anthropic"
     default_base_url: ClassVar[str] = "https://api.anthropic.com"
     base_url_env: ClassVar[tuple[str, ...]] = ("ANTHROPIC_BASE_URL",)
     api_key_env: ClassVar[tuple[str, ...]] = ("ANTHROPIC_API_KEY",)

@@ -96,6 +96,7 @@ class AzureOpenAIProvider(OpenAIProvider):
     """
 
     name: ClassVar[str] = "azure"
+    price_list: ClassVar[str | None] = "azure"
     # No default: every resource has its own endpoint.
     default_base_url: ClassVar[str] = ""
     # Azure's own names first (openai-python's AzureOpenAI reads them), then litellm's.

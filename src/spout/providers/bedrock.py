@@ -480,6 +480,7 @@ class BedrockProvider(HTTPProvider):
     """
 
     name: ClassVar[str] = "bedrock"
+    price_list: ClassVar[str | None] = "aws"
     api_key_env: ClassVar[tuple[str, ...]] = ("AWS_BEARER_TOKEN_BEDROCK",)
     # The SDKs' service-specific endpoint variable first, then the global one (AWS SDKs and
     # Tools reference guide, "Service-specific endpoints").

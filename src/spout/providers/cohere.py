@@ -351,6 +351,7 @@ class CohereProvider(HTTPProvider):
     """
 
     name: ClassVar[str] = "cohere"
+    price_list: ClassVar[str | None] = "cohere"
     default_base_url: ClassVar[str] = "https://api.cohere.com"
     base_url_env: ClassVar[tuple[str, ...]] = ("CO_API_URL",)
     # CO_API_KEY is Cohere's documented name; its SDK accepts COHERE_API_KEY too.

@@ -412,6 +412,7 @@ class GeminiProvider(HTTPProvider):
     """
 
     name: ClassVar[str] = "gemini"
+    price_list: ClassVar[str | None] = "google"
     default_base_url: ClassVar[str] = "https://generativelanguage.googleapis.com"
     base_url_env: ClassVar[tuple[str, ...]] = ("GOOGLE_GEMINI_BASE_URL",)
     # https://ai.google.dev/gemini-api/docs/api-key: GOOGLE_API_KEY takes precedence.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from .._capabilities import Capabilities
@@ -35,6 +36,7 @@ from ._common import bearer_headers, error_json, error_text, retry_after_seconds
 from .openai import IMAGES_ONLY, FileRules, OpenAIProvider
 
 if TYPE_CHECKING:
+    from .._cost import Pricing
     from .._output_format import OutputFormat
 
 __all__ = [
@@ -237,6 +239,8 @@ class HuggingFaceProvider(HTTPProvider):
     """
 
     name: ClassVar[str] = "huggingface"
+    # TGI is a server one runs (an Inference Endpoint is billed by the hour, not the token).
+    self_hosted: ClassVar[bool] = True
     default_model: ClassVar[str | None] = "tgi"
     default_base_url: ClassVar[str] = "http://localhost:8080"
     base_url_env: ClassVar[tuple[str, ...]] = ("HF_BASE_URL",)
@@ -393,6 +397,17 @@ class HuggingFaceChatProvider(OpenAIProvider):
     default_base_url: ClassVar[str] = "https://router.huggingface.co/v1"
     base_url_env: ClassVar[tuple[str, ...]] = ("HF_BASE_URL",)
     api_key_env: ClassVar[tuple[str, ...]] = ("HF_TOKEN",)
+
+    def pricing(self) -> Pricing:
+        """The router charges what the provider it sends to charges: a model named with one
+        (``"openai/gpt-oss-120b:groq"``) is priced by genai-prices' ``huggingface_groq``, a
+        model without one has no known price. Any other endpoint is TGI's ``/v1``, a server
+        of the caller's own: free."""
+        pricing = super().pricing()
+        if pricing.base_url is not None:
+            return replace(pricing, price_list=None, base_url=None, free=True)
+        model, _, routed = self.model.partition(":")
+        return replace(pricing, price_list=f"huggingface_{routed}" if routed else None, model=model)
 
     def file_rules(self) -> FileRules:
         # TGI's Messages API takes image_url parts (a URL or a data URL) for a vision

@@ -328,6 +328,7 @@ class OllamaProvider(HTTPProvider):
     """
 
     name: ClassVar[str] = "ollama"
+    self_hosted: ClassVar[bool] = True
     path: ClassVar[str] = "/api/chat"
     # Read as the ollama CLI reads it (no key: one is only ever given).
     base_url_env: ClassVar[tuple[str, ...]] = ("OLLAMA_HOST",)

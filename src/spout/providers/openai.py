@@ -566,6 +566,7 @@ class OpenAIProvider(HTTPProvider):
     """
 
     name: ClassVar[str] = "openai"
+    price_list: ClassVar[str | None] = "openai"
     default_base_url: ClassVar[str] = "https://api.openai.com/v1"
     base_url_env: ClassVar[tuple[str, ...]] = ("OPENAI_BASE_URL",)
     api_key_env: ClassVar[tuple[str, ...]] = ("OPENAI_API_KEY",)

@@ -56,6 +56,7 @@ class OpenRouterProvider(OpenAIProvider):
     """
 
     name: ClassVar[str] = "openrouter"
+    price_list: ClassVar[str | None] = "openrouter"
     default_base_url: ClassVar[str] = "https://openrouter.ai/api/v1"
     base_url_env: ClassVar[tuple[str, ...]] = ("OPENROUTER_BASE_URL",)
     api_key_env: ClassVar[tuple[str, ...]] = ("OPENROUTER_API_KEY",)
@@ -92,6 +93,8 @@ class VLLMProvider(OpenAIProvider):
     """A vLLM server (``vllm serve``), at http://localhost:8000/v1 unless told otherwise."""
 
     name: ClassVar[str] = "vllm"
+    price_list: ClassVar[str | None] = None
+    self_hosted: ClassVar[bool] = True
     default_base_url: ClassVar[str] = "http://localhost:8000/v1"
     base_url_env: ClassVar[tuple[str, ...]] = ("VLLM_BASE_URL",)
     api_key_env: ClassVar[tuple[str, ...]] = ("VLLM_API_KEY",)
@@ -115,6 +118,8 @@ class LlamaCppProvider(OpenAIProvider):
     """
 
     name: ClassVar[str] = "llamacpp"
+    price_list: ClassVar[str | None] = None
+    self_hosted: ClassVar[bool] = True
     default_base_url: ClassVar[str] = "http://localhost:8080/v1"
     base_url_env: ClassVar[tuple[str, ...]] = ("LLAMACPP_BASE_URL",)
     api_key_env: ClassVar[tuple[str, ...]] = ("LLAMACPP_API_KEY",)
@@ -133,6 +138,8 @@ class LMStudioProvider(OpenAIProvider):
     """LM Studio's local server, at http://localhost:1234/v1."""
 
     name: ClassVar[str] = "lmstudio"
+    price_list: ClassVar[str | None] = None
+    self_hosted: ClassVar[bool] = True
     default_base_url: ClassVar[str] = "http://localhost:1234/v1"
     base_url_env: ClassVar[tuple[str, ...]] = ("LMSTUDIO_BASE_URL",)
     api_key_env: ClassVar[tuple[str, ...]] = ("LMSTUDIO_API_KEY",)
@@ -149,6 +156,7 @@ class TogetherProvider(OpenAIProvider):
     """Together AI (https://docs.together.ai/docs/openai-api-compatibility)."""
 
     name: ClassVar[str] = "together"
+    price_list: ClassVar[str | None] = "together"
     default_base_url: ClassVar[str] = "https://api.together.xyz/v1"
     base_url_env: ClassVar[tuple[str, ...]] = ("TOGETHER_BASE_URL",)
     api_key_env: ClassVar[tuple[str, ...]] = ("TOGETHER_API_KEY",)
@@ -163,6 +171,7 @@ class GroqProvider(OpenAIProvider):
     """Groq (https://console.groq.com/docs/openai)."""
 
     name: ClassVar[str] = "groq"
+    price_list: ClassVar[str | None] = "groq"
     default_base_url: ClassVar[str] = "https://api.groq.com/openai/v1"
     base_url_env: ClassVar[tuple[str, ...]] = ("GROQ_BASE_URL",)
     api_key_env: ClassVar[tuple[str, ...]] = ("GROQ_API_KEY",)
@@ -178,6 +187,7 @@ class DeepSeekProvider(OpenAIProvider):
     ``reasoning_content``, which arrives as reasoning."""
 
     name: ClassVar[str] = "deepseek"
+    price_list: ClassVar[str | None] = "deepseek"
     default_base_url: ClassVar[str] = "https://api.deepseek.com"
     base_url_env: ClassVar[tuple[str, ...]] = ("DEEPSEEK_BASE_URL",)
     api_key_env: ClassVar[tuple[str, ...]] = ("DEEPSEEK_API_KEY",)
@@ -314,6 +324,7 @@ class MistralProvider(OpenAIProvider):
     """
 
     name: ClassVar[str] = "mistral"
+    price_list: ClassVar[str | None] = "mistral"
     default_base_url: ClassVar[str] = "https://api.mistral.ai/v1"
     base_url_env: ClassVar[tuple[str, ...]] = ("MISTRAL_BASE_URL",)
     api_key_env: ClassVar[tuple[str, ...]] = ("MISTRAL_API_KEY",)
@@ -438,6 +449,7 @@ class XAIProvider(OpenAIProvider):
     """
 
     name: ClassVar[str] = "xai"
+    price_list: ClassVar[str | None] = "x-ai"
     default_base_url: ClassVar[str] = "https://api.x.ai/v1"
     base_url_env: ClassVar[tuple[str, ...]] = ("XAI_BASE_URL",)
     api_key_env: ClassVar[tuple[str, ...]] = ("XAI_API_KEY",)

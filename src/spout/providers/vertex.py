@@ -188,6 +188,7 @@ class VertexProvider(HTTPProvider):
     """
 
     name: ClassVar[str] = "vertex"
+    price_list: ClassVar[str | None] = "google"
     accept_header: ClassVar[str] = "accept"
     # completion(model="vertex_ai/<model>", vertex_project=..., vertex_location=...)
     litellm_prefixes: ClassVar[tuple[str, ...]] = ("vertex_ai",)
