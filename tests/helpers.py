@@ -369,6 +369,27 @@ def comparable(response: Response, *also: str) -> dict[str, Any]:
     return {name: getattr(response, name) for name in (*SAME_FIELDS, *also)}
 
 
+#: The counts a transcript's expected ``usage`` may name (the wire README's ``usage``).
+USAGE_COUNTS = (
+    "input_tokens",
+    "output_tokens",
+    "cache_read_tokens",
+    "cache_write_tokens",
+    "reasoning_tokens",
+)
+
+
+def usage_counts(response: Response) -> dict[str, Any] | None:
+    """The response's usage as a transcript's expected ``usage`` writes it: every count, a
+    cache or reasoning count left out where the provider did not say (None); None for no
+    usage at all."""
+    usage = response.usage
+    if usage.input_tokens is None and usage.output_tokens is None:
+        return None
+    counts = {name: getattr(usage, name) for name in USAGE_COUNTS}
+    return {k: v for k, v in counts.items() if v is not None or k in USAGE_COUNTS[:2]}
+
+
 def check_outputs(response: Response, expected: Mapping[str, Any], events: Any = None) -> None:
     """The files, citations and raw events a transcript's expected result names (the wire
     README's optional ``files``, ``citations`` and ``raw_events``; none when it names none).

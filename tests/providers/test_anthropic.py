@@ -17,6 +17,7 @@ from helpers import (
     made,
     raised_on_start,
     stream_text,
+    usage_counts,
 )
 from replay_server import CUTS, WIRE, ReplayServer, Reply, transcript
 from spout import (
@@ -110,9 +111,7 @@ def check_response(response: Response, expected: dict[str, Any]) -> None:
         assert response.raw_finish_reason == expected["finish_reason_raw"]
     else:
         assert response.finish_reason is None  # the error, not a Finish, ended it
-    usage = expected["usage"] or {"input_tokens": None, "output_tokens": None}
-    assert response.usage.input_tokens == usage["input_tokens"]
-    assert response.usage.output_tokens == usage["output_tokens"]
+    assert usage_counts(response) == expected["usage"]
     assert response.reasoning == expected.get("reasoning", "")
     assert response.reasoning_signature == expected.get("reasoning_signature")
     assert response.id is not None and "WIRE" in response.id
@@ -618,6 +617,37 @@ def test_not_streamed_gives_the_streamed_outputs(
     if case == "web_search":
         call = whole.raw_events[0].data
         assert (call["name"], call["input"]) == ("web_search", {"query": "emperor penguin height"})
+
+
+@pytest.mark.parametrize("delta_repeats_input", [True, False])
+def test_prompt_cache_counts_the_whole_input(
+    replay: ReplayServer, runner: Runner, delta_repeats_input: bool
+) -> None:
+    # Issue #21's measured case: 1,000 uncached, 5,000 read from the cache, 2,000 written.
+    body, expected = transcript("anthropic", "prompt_cache")
+    if not delta_repeats_input:
+        # Older streams' message_delta carries output_tokens alone: message_start's counts stay.
+        body = body.replace(
+            b'"usage":{"input_tokens":1000,"cache_creation_input_tokens":2000,'
+            b'"cache_read_input_tokens":5000,"output_tokens":50}',
+            b'"usage":{"output_tokens":50}',
+        )
+    replay.replies = [Reply(chunks=CUTS["mid_line"](body)), json_reply(message_from_stream(body))]
+    streamed = runner.events(anthropic(replay))
+    usages = [e for e in streamed.events if isinstance(e, Usage)]
+    assert [(u.input_tokens, u.cache_read_tokens, u.cache_write_tokens) for u in usages] == [
+        (8000, 5000, 2000),
+        (8000, 5000, 2000),
+    ]
+    usage = streamed.response.usage
+    assert (usage.input_tokens, usage.output_tokens, usage.total_tokens) == (8000, 50, 8050)
+    assert usage.reasoning_tokens is None  # Anthropic does not count thinking apart
+    # The provider's own figures stay in extras, under its names.
+    raw = expected["usage_raw"]
+    for key in ("cache_read_input_tokens", "cache_creation_input_tokens", "cache_creation"):
+        assert usage.extras[key] == raw[key]
+    whole = runner.generate(anthropic(replay))
+    assert whole.usage == usage
 
 
 def test_a_citation_spans_the_text_block_it_supports(replay: ReplayServer, runner: Runner) -> None:

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 import spout
-from helpers import Cut, Runner, comparable, json_reply, made, raised_on_start
+from helpers import Cut, Runner, comparable, json_reply, made, raised_on_start, usage_counts
 from replay_server import CUTS, WIRE, ReplayServer, Reply, transcript
 from spout import (
     Finish,
@@ -82,8 +82,7 @@ def check_response(response: Response, expected: dict[str, Any]) -> None:
     ] == expected["tool_calls"]
     assert response.finish_reason == expected["finish_reason"]
     assert response.raw_finish_reason == expected["finish_reason_raw"]
-    assert response.usage.input_tokens == expected["usage"]["input_tokens"]
-    assert response.usage.output_tokens == expected["usage"]["output_tokens"]
+    assert usage_counts(response) == expected["usage"]
     assert response.usage.extras["total_tokens"] == expected["usage_raw"]["total_tokens"]
     # From the model's chunks: the filter's chunks have an empty id and model.
     assert response.id is not None and "WIRE" in response.id

@@ -29,6 +29,7 @@ from helpers import (
     made,
     raised_on_start,
     stream_text,
+    usage_counts,
 )
 from replay_server import CUTS, WIRE, ReplayServer, Reply, transcript
 from spout import (
@@ -194,9 +195,7 @@ def check_response(response: Response, expected: dict[str, Any]) -> None:
         assert response.usage.extras == expected["usage_raw"]
     else:
         assert response.finish_reason is None  # the error, not a Finish, ended it
-    usage = expected["usage"] or {"input_tokens": None, "output_tokens": None}
-    assert response.usage.input_tokens == usage["input_tokens"]
-    assert response.usage.output_tokens == usage["output_tokens"]
+    assert usage_counts(response) == expected["usage"]
     assert response.reasoning == expected.get("reasoning", "")
     assert response.reasoning_signature == expected.get("reasoning_signature")
     assert response.model == MODEL and response.provider == "bedrock"

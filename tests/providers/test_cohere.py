@@ -8,7 +8,16 @@ from typing import Any
 import pytest
 
 import spout
-from helpers import Cut, Runner, check_outputs, comparable, json_reply, made, raised_on_start
+from helpers import (
+    Cut,
+    Runner,
+    check_outputs,
+    comparable,
+    json_reply,
+    made,
+    raised_on_start,
+    usage_counts,
+)
 from replay_server import CUTS, WIRE, ReplayServer, Reply, transcript
 from spout import (
     Finish,
@@ -57,9 +66,7 @@ def check_response(response: Response, expected: dict[str, Any]) -> None:
         assert response.raw_finish_reason == expected["finish_reason_raw"]
     else:
         assert response.finish_reason is None  # the error, not a Finish, ended it
-    usage = expected["usage"] or {"input_tokens": None, "output_tokens": None}
-    assert response.usage.input_tokens == usage["input_tokens"]
-    assert response.usage.output_tokens == usage["output_tokens"]
+    assert usage_counts(response) == expected["usage"]
     if expected.get("usage_raw"):
         # The billed counts are not the token counts, and are kept beside them.
         assert response.usage.extras["billed_units"] == expected["usage_raw"]["billed_units"]

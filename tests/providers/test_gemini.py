@@ -18,6 +18,7 @@ from helpers import (
     raised_on_start,
     stream,
     stream_text,
+    usage_counts,
 )
 from replay_server import CUTS, WIRE, ReplayServer, Reply, transcript
 from spout import (
@@ -77,9 +78,7 @@ def check_response(response: Response, expected: dict[str, Any]) -> None:
         assert response.raw_finish_reason == expected["finish_reason_raw"]
     else:
         assert response.finish_reason is None  # the error, not a Finish, ended it
-    usage = expected["usage"] or {"input_tokens": None, "output_tokens": None}
-    assert response.usage.input_tokens == usage["input_tokens"]
-    assert response.usage.output_tokens == usage["output_tokens"]
+    assert usage_counts(response) == expected["usage"]
     for key, value in (expected.get("usage_raw") or {}).items():
         if key not in ("promptTokenCount", "candidatesTokenCount"):
             assert response.usage.extras[key] == value

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 import spout
-from helpers import Cut, Runner, comparable, json_reply, made, raised_on_start
+from helpers import Cut, Runner, comparable, json_reply, made, raised_on_start, usage_counts
 from replay_server import CUTS, ReplayServer, Reply, transcript
 from spout import ModelCapability, Response, TextDelta, create_llm
 from spout.providers.huggingface import (
@@ -57,9 +57,7 @@ def check(response: Response, expected: dict[str, Any]) -> None:
         assert response.raw_finish_reason == expected["finish_reason_raw"]
     else:
         assert response.finish_reason is None
-    usage = expected["usage"] or {"input_tokens": None, "output_tokens": None}
-    assert response.usage.input_tokens == usage["input_tokens"]
-    assert response.usage.output_tokens == usage["output_tokens"]
+    assert usage_counts(response) == expected["usage"]
     assert response.provider == "huggingface"
     assert response.model == "tgi"
 

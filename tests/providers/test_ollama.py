@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 import spout
-from helpers import Cut, Runner, comparable, json_reply, made, raised_on_start
+from helpers import Cut, Runner, comparable, json_reply, made, raised_on_start, usage_counts
 from replay_server import CUTS, ReplayServer, Reply, transcript
 from spout import (
     ModelCapability,
@@ -68,9 +68,7 @@ def check(response: Response, expected: dict[str, Any]) -> None:
         assert response.raw_finish_reason == expected["finish_reason_raw"]
     else:
         assert response.finish_reason is None  # the stream never finished
-    usage = expected["usage"] or {"input_tokens": None, "output_tokens": None}
-    assert response.usage.input_tokens == usage["input_tokens"]
-    assert response.usage.output_tokens == usage["output_tokens"]
+    assert usage_counts(response) == expected["usage"]
     assert response.provider == "ollama"
 
 

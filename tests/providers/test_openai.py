@@ -9,7 +9,16 @@ from typing import Any
 import pytest
 
 import spout
-from helpers import Cut, Runner, check_outputs, free_port, json_reply, made, raised_on_start
+from helpers import (
+    Cut,
+    Runner,
+    check_outputs,
+    free_port,
+    json_reply,
+    made,
+    raised_on_start,
+    usage_counts,
+)
 from replay_server import CUTS, ReplayServer, Reply, transcript
 from spout import (
     FileEnd,
@@ -222,6 +231,57 @@ def test_refusal_transcript(replay: ReplayServer, runner: Runner, cut: Cut) -> N
         expected["usage"]["output_tokens"],
     )
     assert response.time_to_first_token is not None  # a refusal is the model's output
+
+
+def test_prompt_cache_transcript(replay: ReplayServer, runner: Runner, cut: Cut) -> None:
+    body, expected = transcript("openai_chat", "prompt_cache")
+    last = json.loads(body.split(b"data: ")[-2])
+    completion = {
+        **last,
+        "object": "chat.completion",
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": expected["text"], "refusal": None},
+                "finish_reason": "stop",
+            }
+        ],
+    }
+    replay.replies = [Reply(chunks=cut(body)), json_reply(completion)]
+    response = runner.events(openai(replay)).response
+    assert response.text == expected["text"]
+    # prompt_tokens holds the cached part, completion_tokens the reasoning: both as sent.
+    assert usage_counts(response) == expected["usage"]
+    assert response.usage.total_tokens == expected["usage_raw"]["total_tokens"]
+    assert response.usage.extras["prompt_tokens_details"]["cached_tokens"] == 1920
+    assert runner.generate(openai(replay)).usage == response.usage
+
+
+def test_deepseek_cache_hit_tokens_are_the_cached_part(
+    replay: ReplayServer, runner: Runner
+) -> None:
+    # DeepSeek counts its context cache as prompt_cache_hit_tokens + prompt_cache_miss_tokens
+    # = prompt_tokens (api-docs.deepseek.com/guides/kv_cache), with no prompt_tokens_details.
+    usage = {
+        "prompt_tokens": 1500,
+        "completion_tokens": 20,
+        "total_tokens": 1520,
+        "prompt_cache_hit_tokens": 1280,
+        "prompt_cache_miss_tokens": 220,
+    }
+    replay.replies = [
+        Reply(
+            chunks=[
+                sse(chunk({"content": "Hi"}, "stop"), {**chunk({}), "choices": [], "usage": usage})
+            ]
+        )
+    ]
+    response = runner.events(openai(replay)).response
+    assert usage_counts(response) == {
+        "input_tokens": 1500,
+        "output_tokens": 20,
+        "cache_read_tokens": 1280,
+    }
 
 
 def test_iterating_a_refusal_gives_no_text(replay: ReplayServer, runner: Runner) -> None:

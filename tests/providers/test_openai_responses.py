@@ -8,7 +8,16 @@ from typing import Any
 import pytest
 
 import spout
-from helpers import Cut, Runner, check_outputs, comparable, json_reply, made, raised_on_start
+from helpers import (
+    Cut,
+    Runner,
+    check_outputs,
+    comparable,
+    json_reply,
+    made,
+    raised_on_start,
+    usage_counts,
+)
 from replay_server import CUTS, ReplayServer, Reply, transcript
 from spout import (
     Finish,
@@ -35,6 +44,7 @@ CASES = [
     "error_event",
     "image_generation",
     "web_search",
+    "prompt_cache",
 ]
 ERRORS: dict[str, type[spout.ProviderError]] = {
     "server_error": spout.InternalServerError,
@@ -89,9 +99,7 @@ def check(response: Response, expected: dict[str, Any]) -> None:
         assert response.raw_finish_reason == expected["finish_reason_raw"]
     else:
         assert response.finish_reason is None
-    usage = expected["usage"] or {"input_tokens": None, "output_tokens": None}
-    assert response.usage.input_tokens == usage["input_tokens"]
-    assert response.usage.output_tokens == usage["output_tokens"]
+    assert usage_counts(response) == expected["usage"]
     if "usage_raw" in expected:
         raw = {
             k: v

@@ -15,7 +15,7 @@ from typing import Any, Literal
 import pytest
 
 import spout
-from helpers import Cut, Runner, Streamed, made
+from helpers import Cut, Runner, Streamed, made, usage_counts
 from replay_server import ReplayServer, Reply, transcript
 from spout import (
     Event,
@@ -89,11 +89,7 @@ def check_response(response: Response, expected: dict[str, Any]) -> None:
     assert calls_of(response) == expected["tool_calls"]
     assert response.finish_reason == expected["finish_reason"] == "tool_calls"
     assert response.raw_finish_reason == expected["finish_reason_raw"]
-    usage = expected["usage"]
-    assert (response.usage.input_tokens, response.usage.output_tokens) == (
-        usage["input_tokens"],
-        usage["output_tokens"],
-    )
+    assert usage_counts(response) == expected["usage"]
     assert response.reasoning == expected.get("reasoning", "")
     assert response.reasoning_signature == expected.get("reasoning_signature")
 

@@ -28,6 +28,7 @@ __all__ = [
     "retry_after_seconds",
     "set_stream",
     "set_tools",
+    "token_count",
     "tool_declaration",
     "tool_loop_messages",
     "usage_from",
@@ -153,15 +154,55 @@ def retry_after_seconds(headers: Mapping[str, str]) -> float | None:
     return None
 
 
-def usage_from(data: Mapping[str, Any], input_key: str, output_key: str) -> Usage:
-    """A usage object's two counts under the wire's names; whatever else it reports, but
-    nulls, goes into ``extras``."""
+def token_count(data: Any, path: str) -> int | None:
+    """The token count at a dotted ``path`` of a usage object
+    (``"prompt_tokens_details.cached_tokens"``), or None where the wire has none (a count
+    sent as a float, as Cohere's SDK types them, is made an int).
+
+    >>> token_count({"a": {"b": 3}}, "a.b"), token_count({"a": None}, "a.b")
+    (3, None)
+    """
+    for key in path.split("."):
+        if not isinstance(data, Mapping):
+            return None
+        data = data.get(key)
+    if isinstance(data, bool) or not isinstance(data, int | float):
+        return None
+    return int(data)
+
+
+def usage_from(
+    data: Mapping[str, Any],
+    input_key: str,
+    output_key: str,
+    *,
+    cache_read: str | None = None,
+    reasoning: str | None = None,
+    reasoning_apart: bool = False,
+) -> Usage:
+    """A usage object's counts under the wire's names (``cache_read`` and ``reasoning`` as
+    dotted paths, for the wires whose input count already holds the cached tokens and whose
+    output count the reasoning); whatever else it reports, but nulls, goes into ``extras``.
+
+    ``reasoning_apart`` is for a wire whose output count leaves the reasoning out (xAI's):
+    spout's ``output_tokens`` holds it all the same.
+    """
     extras = {
         key: value
         for key, value in data.items()
         if key not in (input_key, output_key) and value is not None
     }
-    return Usage(data.get(input_key), data.get(output_key), extras)
+    output = data.get(output_key)
+    thought = token_count(data, reasoning) if reasoning else None
+    if reasoning_apart and thought and isinstance(output, int):
+        output += thought
+    return Usage(
+        data.get(input_key),
+        output,
+        extras,
+        cache_read_tokens=token_count(data, cache_read) if cache_read else None,
+        reasoning_tokens=thought,
+    )
 
 
 def object_arguments(value: Any) -> dict[str, Any]:

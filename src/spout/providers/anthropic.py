@@ -51,6 +51,7 @@ from ._common import (
     retry_after_seconds,
     set_stream,
     set_tools,
+    token_count,
     tool_declaration,
     usage_from,
 )
@@ -297,7 +298,20 @@ class MessageEventMapper(WireMapper):
         if update.output_tokens is not None:
             self._output_tokens = update.output_tokens
         self._usage_extras.update(update.extras)
-        return Usage(self._input_tokens, self._output_tokens, dict(self._usage_extras))
+        # input_tokens counts only what came after the last cache breakpoint: the prompt read
+        # from the cache and the prompt written to it are counted apart, and the whole input
+        # is the three added up. https://docs.anthropic.com/en/docs/build-with-claude/prompt-caching
+        read = token_count(self._usage_extras, "cache_read_input_tokens")
+        write = token_count(self._usage_extras, "cache_creation_input_tokens")
+        uncached = self._input_tokens
+        whole = None if uncached is None else uncached + (read or 0) + (write or 0)
+        return Usage(
+            whole,
+            self._output_tokens,
+            dict(self._usage_extras),
+            cache_read_tokens=read,
+            cache_write_tokens=write,
+        )
 
     def finish(self) -> list[Event]:
         """The events that close the response: tool calls left open, then :class:`Finish`."""

@@ -64,6 +64,7 @@ from ._common import (
     object_arguments,
     portable_file,
     retry_after_seconds,
+    token_count,
     tool_declaration,
 )
 
@@ -406,7 +407,12 @@ def _citations(citations: list[Any], start: int, end: int) -> list[Event]:
 
 def _usage(usage: dict[str, Any], metrics: Any) -> Usage:
     """TokenUsage as spout's usage: everything but the two counts (totalTokens, the cache
-    reads and writes) in ``extras`` under Bedrock's names, with ``metrics.latencyMs``."""
+    reads and writes) in ``extras`` under Bedrock's names, with ``metrics.latencyMs``.
+
+    ``inputTokens`` leaves out the prompt read from the cache and the prompt written to it
+    (``totalTokens`` is the four added up; docs.aws.amazon.com/bedrock/latest/userguide/
+    prompt-caching.html): spout's ``input_tokens`` is the whole input, the three added up.
+    """
     extras = {
         key: value
         for key, value in usage.items()
@@ -414,7 +420,16 @@ def _usage(usage: dict[str, Any], metrics: Any) -> Usage:
     }
     if isinstance(metrics, dict) and metrics.get("latencyMs") is not None:
         extras["latencyMs"] = metrics["latencyMs"]
-    return Usage(usage.get("inputTokens"), usage.get("outputTokens"), extras)
+    uncached = token_count(usage, "inputTokens")
+    read = token_count(usage, "cacheReadInputTokens")
+    write = token_count(usage, "cacheWriteInputTokens")
+    return Usage(
+        None if uncached is None else uncached + (read or 0) + (write or 0),
+        usage.get("outputTokens"),
+        extras,
+        cache_read_tokens=read,
+        cache_write_tokens=write,
+    )
 
 
 class _StreamParser(StreamParser):

@@ -94,8 +94,10 @@ def _count(value: Any) -> int | None:
 
 
 def cohere_usage(usage: Mapping[str, Any]) -> Usage:
-    """Cohere's ``usage``: the counts from ``tokens`` (what the model read and wrote);
-    ``billed_units``, ``cached_tokens`` and the rest kept in ``extras``."""
+    """Cohere's ``usage``: the counts from ``tokens`` (what the model read and wrote), the
+    prompt's cached part from ``cached_tokens`` ("prompt tokens that hit the inference
+    cache", Cohere's Usage type); ``billed_units``, ``cached_tokens`` and the rest kept in
+    ``extras``."""
     tokens = usage.get("tokens")
     tokens = tokens if isinstance(tokens, dict) else {}
     extras = {key: value for key, value in usage.items() if key != "tokens" and value is not None}
@@ -104,7 +106,12 @@ def cohere_usage(usage: Mapping[str, Any]) -> Usage:
         for key, value in tokens.items()
         if key not in ("input_tokens", "output_tokens") and value is not None
     )
-    return Usage(_count(tokens.get("input_tokens")), _count(tokens.get("output_tokens")), extras)
+    return Usage(
+        _count(tokens.get("input_tokens")),
+        _count(tokens.get("output_tokens")),
+        extras,
+        cache_read_tokens=_count(usage.get("cached_tokens")),
+    )
 
 
 class CohereStreamMapper(WireMapper):

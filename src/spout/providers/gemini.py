@@ -46,6 +46,7 @@ from ._common import (
     object_arguments,
     portable_file,
     retry_after_seconds,
+    token_count,
     tool_declaration,
 )
 
@@ -66,6 +67,7 @@ __all__ = [
     "GenerateContentParser",
     "file_part",
     "gemini_inputs",
+    "gemini_usage",
     "generate_content_body",
     "generate_content_error",
     "generate_content_events",
@@ -260,14 +262,7 @@ class GenerateContentMapper(WireMapper):
             self._blocked = feedback["blockReason"]
         usage = data.get("usageMetadata")
         if usage:
-            extras = {
-                key: value
-                for key, value in usage.items()
-                if key not in ("promptTokenCount", "candidatesTokenCount")
-            }
-            events.append(
-                Usage(usage.get("promptTokenCount"), usage.get("candidatesTokenCount"), extras)
-            )
+            events.append(gemini_usage(usage))
         return events
 
     def _function_call(self, function_call: dict[str, Any], signature: str | None) -> list[Event]:
@@ -550,6 +545,42 @@ def generate_content_body(
         given = body.get("generationConfig")
         body["generationConfig"] = {**given, **config} if isinstance(given, dict) else config
     return body
+
+
+def gemini_usage(usage: Mapping[str, Any]) -> Usage:
+    """``usageMetadata`` as spout's usage, counting everything: the input is
+    ``promptTokenCount`` (which holds ``cachedContentTokenCount``, the cache's part) and
+    ``toolUsePromptTokenCount`` (what a tool such as search or code execution added to the
+    prompt); the output is ``candidatesTokenCount`` and ``thoughtsTokenCount``, which Gemini
+    counts apart, so that the two add up to ``totalTokenCount``. The rest, and both parts,
+    stay in ``extras`` under Gemini's names. (ai.google.dev/api/generate-content#UsageMetadata)
+
+    >>> u = gemini_usage({"promptTokenCount": 18, "candidatesTokenCount": 17,
+    ...                   "thoughtsTokenCount": 151, "cachedContentTokenCount": 8})
+    >>> u.input_tokens, u.output_tokens, u.reasoning_tokens, u.cache_read_tokens
+    (18, 168, 151, 8)
+    """
+    extras = {
+        key: value
+        for key, value in usage.items()
+        if key not in ("promptTokenCount", "candidatesTokenCount")
+    }
+    prompt = token_count(usage, "promptTokenCount")
+    tool_use = token_count(usage, "toolUsePromptTokenCount")
+    candidates = token_count(usage, "candidatesTokenCount")
+    thoughts = token_count(usage, "thoughtsTokenCount")
+    # A chunk of only thoughts so far has no candidatesTokenCount; one of Vertex AI's with
+    # no counts at all (only trafficType) has neither.
+    output = (
+        None if candidates is None and thoughts is None else (candidates or 0) + (thoughts or 0)
+    )
+    return Usage(
+        None if prompt is None else prompt + (tool_use or 0),
+        output,
+        extras,
+        cache_read_tokens=token_count(usage, "cachedContentTokenCount"),
+        reasoning_tokens=thoughts,
+    )
 
 
 def generate_content_events(body: bytes, provider: str, model: str | None) -> list[Event]:

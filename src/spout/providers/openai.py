@@ -6,7 +6,7 @@ import binascii
 import mimetypes
 from base64 import b64decode
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import orjson
@@ -33,6 +33,7 @@ from .._events import (
     ReasoningDelta,
     RefusalDelta,
     TextDelta,
+    Usage,
 )
 from .._files import FILE_PART_TYPES, File, file_from_part, unsupported
 from .._request import HTTPRequest
@@ -58,6 +59,7 @@ from ._common import (
     retry_after_seconds,
     set_stream,
     set_tools,
+    token_count,
     tool_declaration,
     tool_loop_messages,
     usage_from,
@@ -304,7 +306,28 @@ class ChatChunkMapper(WireMapper):
             )
         usage = chunk.get("usage")
         if usage:
-            events.append(usage_from(usage, "prompt_tokens", "completion_tokens"))
+            events.append(self.usage(usage))
+
+    #: Whether the wire's ``completion_tokens`` leaves out the reasoning tokens it counts in
+    #: ``completion_tokens_details`` (xAI's does); OpenAI's holds them.
+    reasoning_apart: ClassVar[bool] = False
+
+    def usage(self, usage: dict[str, Any]) -> Usage:
+        """The chunk's ``usage``: the prompt's cached part (OpenAI's ``prompt_tokens_details``,
+        or DeepSeek's ``prompt_cache_hit_tokens``), both already counted in ``prompt_tokens``,
+        and the completion's reasoning part."""
+        counted = usage_from(
+            usage,
+            "prompt_tokens",
+            "completion_tokens",
+            cache_read="prompt_tokens_details.cached_tokens",
+            reasoning="completion_tokens_details.reasoning_tokens",
+            reasoning_apart=self.reasoning_apart,
+        )
+        if counted.cache_read_tokens is None and "prompt_cache_hit_tokens" in usage:
+            # https://api-docs.deepseek.com/guides/kv_cache: prompt_tokens = hit + miss.
+            return replace(counted, cache_read_tokens=token_count(usage, "prompt_cache_hit_tokens"))
+        return counted
 
     def finish(self) -> list[Event]:
         """The events that close the response: tool calls still open, the audio answered

@@ -323,7 +323,16 @@ class ResponsesEventMapper(WireMapper):
             events += self._end_call(item_id, None)
         usage = response.get("usage")
         if usage:
-            events.append(usage_from(usage, "input_tokens", "output_tokens"))
+            # Both counts hold their details' parts: the cached input, the reasoning output.
+            events.append(
+                usage_from(
+                    usage,
+                    "input_tokens",
+                    "output_tokens",
+                    cache_read="input_tokens_details.cached_tokens",
+                    reasoning="output_tokens_details.reasoning_tokens",
+                )
+            )
         status = response.get("status") or kind.rsplit(".", 1)[1]
         reason: FinishReason = "stop"
         raw = status

@@ -430,6 +430,15 @@ def _validation_error(item: Any) -> str:
     return f"{where}: {what}" if where else what
 
 
+class XAIChunkMapper(ChatChunkMapper):
+    """xAI's chunks: ``completion_tokens`` leaves out the reasoning tokens counted in
+    ``completion_tokens_details`` (``total_tokens`` is the three added up), which spout's
+    ``output_tokens`` holds all the same."""
+
+    __slots__ = ()
+    reasoning_apart: ClassVar[bool] = True
+
+
 _XAI_FILES = FileRules(frozenset({"image"}), image_types=frozenset(("image/jpeg", "image/png")))
 
 
@@ -453,6 +462,7 @@ class XAIProvider(OpenAIProvider):
     default_base_url: ClassVar[str] = "https://api.x.ai/v1"
     base_url_env: ClassVar[tuple[str, ...]] = ("XAI_BASE_URL",)
     api_key_env: ClassVar[tuple[str, ...]] = ("XAI_API_KEY",)
+    mapper_class: ClassVar[type[ChatChunkMapper]] = XAIChunkMapper
     # From xAI's models page.
     context_windows: ClassVar[Mapping[str, int]] = {
         "grok-3": 131_072,
