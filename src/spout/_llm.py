@@ -76,14 +76,10 @@ def normalize_tools(value: Any) -> list[Any]:
     tools: list[Any] = []
     for item in value:
         if isinstance(item, dict):
-            if item.get("type") == "function" and isinstance(item.get("function"), dict):
-                item = as_tool(item)
-            elif "name" in item and "input_schema" in item and "type" not in item:
-                item = Tool(
-                    name=item["name"],
-                    description=item.get("description") or "",
-                    parameters=item["input_schema"],
-                )
+            openai_shape = item.get("type") == "function" and isinstance(item.get("function"), dict)
+            anthropic_shape = "name" in item and "input_schema" in item and "type" not in item
+            if openai_shape or anthropic_shape:
+                item = as_tool(item)  # its cache_control kept
             tools.append(item)
         else:
             tools.append(as_tool(item))

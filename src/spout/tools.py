@@ -51,12 +51,19 @@ class Tool:
 
     or let :func:`tool` build it from a function. A Tool without a function only describes the
     tool to the model; running the call is then up to you.
+
+    ``cache_control`` marks the end of a cacheable prefix of the request, as Anthropic's
+    prompt caching takes it: ``Tool(..., cache_control={"type": "ephemeral"})`` on the last
+    tool caches the tools (and the system prompt before them). Anthropic gets it on the tool as
+    it is, Bedrock a ``cachePoint`` after the tool; providers that cache by themselves
+    (OpenAI, Gemini) leave it out.
     """
 
     name: str
     description: str = ""
     parameters: dict[str, Any] = field(default_factory=_empty_object)
     function: Callable[..., Any] | None = None
+    cache_control: dict[str, Any] | None = field(default=None, kw_only=True)
     # Turns the model's JSON arguments into what the function's annotations ask for
     # (dataclass and pydantic instances, enum members, tuples); set by from_function.
     _convert: ArgumentsConverter | None = field(
@@ -225,7 +232,8 @@ def as_tool(obj: ToolLike) -> Tool:
     A Tool is returned as it is; a function goes through :meth:`Tool.from_function`; a dict may
     be OpenAI's ``{"type": "function", "function": {"name", "description", "parameters"}}``,
     or the bare ``{"name", "description", "parameters"}`` (Anthropic's ``"input_schema"`` is
-    read as ``"parameters"``), and gives a Tool without a function.
+    read as ``"parameters"``), and gives a Tool without a function; a ``cache_control`` beside
+    either (litellm's place for it in OpenAI's shape) is kept.
 
     >>> as_tool({"name": "now", "description": "The time"}).parameters
     {'type': 'object', 'properties': {}}
@@ -243,6 +251,7 @@ def as_tool(obj: ToolLike) -> Tool:
             name=spec["name"],
             description=spec.get("description") or "",
             parameters=_empty_object() if parameters is None else parameters,
+            cache_control=obj.get("cache_control") or spec.get("cache_control"),
         )
     if callable(obj):
         return Tool.from_function(obj)

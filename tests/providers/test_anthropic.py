@@ -26,6 +26,7 @@ from spout import (
     ReasoningDelta,
     Response,
     TextDelta,
+    Tool,
     ToolCallDelta,
     ToolCallEnd,
     ToolCallStart,
@@ -699,3 +700,95 @@ def test_unknown_blocks_and_deltas_are_raw_events(replay: ReplayServer, runner: 
     # Nothing but content spout does not know: not a quiet, empty "stop".
     assert (response.text, response.finish_reason) == ("", "unrecognized")
     assert response.raw_finish_reason == "end_turn"
+
+
+# -- prompt-cache markers ------------------------------------------------------------------------
+
+EPHEMERAL = {"type": "ephemeral"}
+CONTRACT = "<the contract>" * 50
+
+
+def test_cache_control_reaches_anthropic_unchanged(replay: ReplayServer, runner: Runner) -> None:
+    # On a system block, a user block, a message (litellm's place for it), a tool result and
+    # a Tool, in each of the shapes a caller may give a tool: each marker goes where it was.
+    replay.replies = [Reply(chunks=[text_stream("ok")])]
+    messages: list[dict[str, Any]] = [
+        {
+            "role": "system",
+            "content": [{"type": "text", "text": CONTRACT, "cache_control": EPHEMERAL}],
+        },
+        {"role": "user", "content": "Summarise clause 1.", "cache_control": EPHEMERAL},
+        {"role": "assistant", "content": "Clause 1 names the parties."},
+        {
+            "role": "user",
+            "content": [
+                {"type": "text", "text": "And clause 2?"},
+                {"type": "text", "text": "Briefly.", "cache_control": {**EPHEMERAL, "ttl": "1h"}},
+            ],
+        },
+    ]
+    schema = {"type": "object", "properties": {"n": {"type": "integer"}}}
+    tools = [
+        Tool("clause", "A clause by number", schema, cache_control=EPHEMERAL),
+        {
+            "type": "function",
+            "function": {"name": "party", "parameters": schema},
+            "cache_control": EPHEMERAL,
+        },
+        {"name": "term", "input_schema": schema, "cache_control": EPHEMERAL},
+    ]
+    runner.text(anthropic(replay), None, messages=messages, tools=tools)
+    sent = replay.requests[-1].json()
+    assert sent["system"] == [{"type": "text", "text": CONTRACT, "cache_control": EPHEMERAL}]
+    assert sent["messages"] == [
+        {
+            "role": "user",
+            "content": [
+                {"type": "text", "text": "Summarise clause 1.", "cache_control": EPHEMERAL}
+            ],
+        },
+        {"role": "assistant", "content": "Clause 1 names the parties."},
+        messages[3],
+    ]
+    assert sent["tools"] == [
+        {
+            "name": "clause",
+            "description": "A clause by number",
+            "input_schema": schema,
+            "cache_control": EPHEMERAL,
+        },
+        {"name": "party", "input_schema": schema, "cache_control": EPHEMERAL},
+        {"name": "term", "input_schema": schema, "cache_control": EPHEMERAL},
+    ]
+    # The caller's messages are left as they were.
+    assert messages[1] == {
+        "role": "user",
+        "content": "Summarise clause 1.",
+        "cache_control": EPHEMERAL,
+    }
+
+
+def test_cache_control_on_a_tool_result_marks_its_block(replay: ReplayServer) -> None:
+    replay.replies = [Reply(chunks=[text_stream("ok")])]
+    history: list[dict[str, Any]] = [
+        {"role": "user", "content": "Read it."},
+        {
+            "role": "assistant",
+            "content": "",
+            "tool_calls": [{"id": "t1", "function": {"name": "read", "arguments": "{}"}}],
+        },
+        {"role": "tool", "tool_call_id": "t1", "content": CONTRACT, "cache_control": EPHEMERAL},
+    ]
+    stream_text(anthropic(replay), "sync", None, messages=history)
+    sent = replay.requests[-1].json()
+    assert sent["messages"][-1] == {
+        "role": "user",
+        "content": [
+            {
+                "type": "tool_result",
+                "tool_use_id": "t1",
+                "content": CONTRACT,
+                "cache_control": EPHEMERAL,
+            }
+        ],
+    }

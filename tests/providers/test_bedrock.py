@@ -3,6 +3,8 @@ SigV4 signatures against botocore's own client and an independent verifier."""
 
 from __future__ import annotations
 
+import base64
+import dataclasses
 import datetime
 import hashlib
 import hmac
@@ -1210,3 +1212,61 @@ def test_citation_spans_its_block_and_unknown_deltas_are_raw(
         ("sparkle", {"x": 1}),
     ]
     assert (response.text, response.finish_reason) == ("Hi", "stop")
+
+
+# -- prompt-cache markers ------------------------------------------------------------------------
+
+EPHEMERAL = {"type": "ephemeral"}
+POINT = {"cachePoint": {"type": "default"}}
+
+
+def test_cache_control_becomes_a_cache_point_after_what_it_marks(
+    replay: ReplayServer, runner: Runner
+) -> None:
+    # Anthropic's cache_control on a system block, a message (litellm's place for it), a
+    # user block, a file part and a Tool: a Converse cachePoint right after each, where the
+    # service model's SystemContentBlock, ContentBlock and Tool unions take one.
+    replay.replies = [reply(stream_of("ok"))]
+    png = "data:image/png;base64," + base64.b64encode(b"\x89PNG\r\n\x1a\n" + b"\0" * 8).decode()
+    messages: list[dict[str, Any]] = [
+        {
+            "role": "system",
+            "content": [{"type": "text", "text": "<the contract>", "cache_control": EPHEMERAL}],
+        },
+        {"role": "user", "content": "Summarise clause 1.", "cache_control": EPHEMERAL},
+        {"role": "assistant", "content": "Clause 1 names the parties."},
+        {
+            "role": "user",
+            "content": [
+                {"type": "image_url", "image_url": {"url": png}, "cache_control": EPHEMERAL},
+                {"type": "text", "text": "And this?", "cache_control": {**EPHEMERAL, "ttl": "1h"}},
+            ],
+        },
+    ]
+    weather = spout.Tool.from_function(get_weather)
+    tools = [dataclasses.replace(weather, cache_control=EPHEMERAL)]
+    sonnet = "us.anthropic.claude-sonnet-4-5-20250929-v1:0"  # one that takes images
+    llm = made(create_llm("bedrock", model=sonnet, base_url=replay.url, region="us-east-1"))
+    runner.text(llm, None, messages=messages, tools=tools)
+    sent = replay.requests[-1].json()
+    assert sent["system"] == [{"text": "<the contract>"}, POINT]
+    assert sent["messages"] == [
+        {"role": "user", "content": [{"text": "Summarise clause 1."}, POINT]},
+        {"role": "assistant", "content": [{"text": "Clause 1 names the parties."}]},
+        {
+            "role": "user",
+            "content": [
+                {"image": {"format": "png", "source": {"bytes": png.split(",")[1]}}},
+                POINT,
+                {"text": "And this?"},
+                {"cachePoint": {"type": "default", "ttl": "1h"}},
+            ],
+        },
+    ]
+    assert sent["toolConfig"] == {"tools": [SPEC, POINT]}
+
+
+def test_a_tool_without_cache_control_has_no_cache_point(replay: ReplayServer) -> None:
+    replay.replies = [reply(stream_of("ok"))]
+    list(bedrock(replay).generate_stream("hi", tools=[get_weather]))
+    assert replay.requests[-1].json()["toolConfig"] == {"tools": [SPEC]}

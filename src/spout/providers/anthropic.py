@@ -611,8 +611,12 @@ def messages_error(
 
 
 def _tool(tool: Any) -> dict[str, Any]:
-    """A :class:`~spout.Tool` as a Messages API tool: its schema is ``input_schema``."""
-    return tool_declaration(tool, "input_schema")
+    """A :class:`~spout.Tool` as a Messages API tool: its schema is ``input_schema``, and its
+    ``cache_control`` (a prompt-cache breakpoint) goes with it."""
+    out = tool_declaration(tool, "input_schema")
+    if tool.cache_control is not None:
+        out["cache_control"] = tool.cache_control
+    return out
 
 
 def _tool_choice(choice: Any) -> Any:
@@ -705,11 +709,29 @@ def _messages(
                 content = [_user_block(part, provider) for part in content]
             # Only role and content: the API rejects OpenAI's extra keys such as "name".
             out.append({"role": role, "content": "" if content is None else content})
+        if message.get("cache_control"):
+            # A message's cache_control (litellm's place for it) marks its last block: the
+            # prompt up to and including it is cached (docs.anthropic.com, "Prompt caching").
+            if role in ("system", "developer"):
+                system[-1:] = _cache_marked(system[-1:], message["cache_control"])
+            elif out:
+                out[-1]["content"] = _cache_marked(out[-1]["content"], message["cache_control"])
     if not system:
         return None, out
     if all(set(block) == {"type", "text"} and block["type"] == "text" for block in system):
         return "\n\n".join(block["text"] for block in system), out
     return system, out
+
+
+def _cache_marked(content: Any, cache_control: Any) -> list[Any]:
+    """Content as blocks (a string as one text block), the last one carrying
+    ``cache_control``. The caller's blocks are copied, not changed."""
+    blocks = list(content) if isinstance(content, list) else []
+    if isinstance(content, str) and content:
+        blocks = [{"type": "text", "text": content}]
+    if blocks and isinstance(blocks[-1], dict):
+        blocks[-1] = {**blocks[-1], "cache_control": cache_control}
+    return blocks
 
 
 #: The image types the Messages API takes (docs.anthropic.com, "Vision" > FAQ).

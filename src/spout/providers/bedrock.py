@@ -52,7 +52,6 @@ from ._base import (
     streaming_capabilities,
     text_content,
     tool_call_from_json,
-    wire_tools,
 )
 from ._common import (
     answer_file,
@@ -818,7 +817,15 @@ def _tool_config(call: Call, messages: list[dict[str, Any]]) -> dict[str, Any] |
     choice = call.tool_choice
     if choice == "none" and not _has_tool_blocks(messages):
         return None
-    config: dict[str, Any] = {"tools": wire_tools(call.tools, _tool)}
+    tools: list[Any] = []
+    for tool in call.tools:
+        if isinstance(tool, dict):
+            tools.append(tool)  # Converse's own shape, as given
+            continue
+        tools.append(_tool(tool))
+        if tool.cache_control is not None:
+            tools.append(_cache_point(tool.cache_control))
+    config: dict[str, Any] = {"tools": tools}
     if isinstance(choice, NamedToolChoice):
         config["toolChoice"] = {"tool": {"name": choice.name}}
     elif choice == "required":
@@ -838,10 +845,23 @@ def _has_tool_blocks(messages: list[dict[str, Any]]) -> bool:
     )
 
 
+def _cache_point(cache_control: Any) -> dict[str, Any]:
+    """A ``cache_control`` marker (Anthropic's prompt-cache breakpoint) as the Converse block
+    that does its work where it stands: ``{"cachePoint": {"type": "default"}}``, with
+    Anthropic's ``ttl`` when it is one Converse takes (CachePointBlock in the service model:
+    type "default", ttl "5m" or "1h")."""
+    point: dict[str, Any] = {"type": "default"}
+    ttl = cache_control.get("ttl") if isinstance(cache_control, dict) else None
+    if ttl in ("5m", "1h"):
+        point["ttl"] = ttl
+    return {"cachePoint": point}
+
+
 def _blocks(content: Any) -> list[Any]:
     """A message's content as Converse content blocks: text, or blocks given in Converse's
     own shape (``{"image": ...}``, ``{"cachePoint": ...}``). Blank text is left out: Bedrock
-    refuses a blank text block."""
+    refuses a blank text block. A text block's ``cache_control`` becomes a ``cachePoint``
+    after it."""
     if content is None or content == "":
         return []
     if isinstance(content, str):
@@ -856,6 +876,8 @@ def _blocks(content: Any) -> list[Any]:
         elif isinstance(item, dict) and item.get("type") == "text":
             if item.get("text"):
                 blocks.append({"text": item["text"]})
+            if item.get("cache_control"):
+                blocks.append(_cache_point(item["cache_control"]))
         else:
             blocks.append(item)
     return blocks
@@ -950,6 +972,13 @@ def _messages(
             add("user", _user_blocks(content, provider, documents))
         else:
             add("user", _blocks(content))
+        if message.get("cache_control"):
+            # A message's cache_control (litellm's place for it): a cachePoint after it.
+            point = _cache_point(message["cache_control"])
+            if role in ("system", "developer"):
+                system.append(point)
+            else:
+                add("assistant" if role == "assistant" else "user", [point])
     for message in out:
         _check_documents(message["content"], provider, documents)
     return system, out
@@ -1074,6 +1103,8 @@ def _user_blocks(content: list[Any], provider: str, documents: _DocumentNames) -
             blocks += _blocks([part])
         else:
             blocks.append(file_block(file, provider, documents))
+            if part.get("cache_control"):
+                blocks.append(_cache_point(part["cache_control"]))
     return blocks
 
 
