@@ -68,6 +68,8 @@ PUBLIC = [
     "__version__",
     "create_llm",
     "has_capability",
+    "instrument",
+    "continue_trace",
     "Session",
     "SessionStream",
     "AsyncSessionStream",
@@ -116,7 +118,7 @@ def test_import_is_light() -> None:
         "import sys, spout; "
         "print(sorted(m for m in ('llama_cpp', 'spout.providers.local', 'spout.providers.openai',"
         " 'numpy', 'asyncio', 'pydantic', 'spout.compat', 'spout.session', 'spout._tee',"
-        " 'sqlite3') if m in sys.modules))"
+        " 'sqlite3', 'opentelemetry') if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"

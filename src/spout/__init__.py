@@ -67,6 +67,7 @@ from ._events import (
 )
 from ._files import File
 from ._llm import LLM, create_llm
+from ._otel import continue_trace, instrument
 from ._policy import Retry, Timeout
 from ._response import Accumulator, Response
 from ._stats import StreamStats
@@ -154,8 +155,10 @@ __all__ = [
     "__version__",
     "acompletion",
     "completion",
+    "continue_trace",
     "create_llm",
     "has_capability",
+    "instrument",
     "stream_chunk_builder",
     "tool",
 ]

@@ -18,6 +18,7 @@ from ._response import Accumulator
 from .providers._base import refusals_as_text, text_token_counter
 
 if TYPE_CHECKING:
+    from ._otel import CallSpan
     from .providers._base import AsyncSource, Call, Provider, SyncSource
 
 __all__ = ["Attempts", "CallPolicy"]
@@ -92,6 +93,8 @@ class Attempts:
         self._fallbacks = list(fallbacks)
         self.seam: Seam | None = None
         self.release_current: Callable[[], Any] | None = None
+        #: With spout.instrument(): the call's span, told of each retry and fallback.
+        self.span: CallSpan | None = None
 
     def shaped(self, call: Call) -> Call:
         """The call as this attempt's provider takes it: a ``response_format`` in its shape,
@@ -123,6 +126,8 @@ class Attempts:
             if delay is not None and (left is None or delay < left):
                 self.retries += 1
                 self.accumulator.note_retry()
+                if self.span is not None:
+                    self.span.retry(error, delay)
                 return delay
         while self._fallbacks:
             candidate = self._fallback(self._fallbacks.pop(0), error)
@@ -135,6 +140,8 @@ class Attempts:
                     text_token_counter(candidate),
                     candidate.pricing(),
                 )
+                if self.span is not None:
+                    self.span.fallback(candidate, error)
                 return 0.0
         raise error
 
@@ -165,6 +172,8 @@ class Attempts:
             return None
         self.resumes += 1
         accumulator.note_resume()
+        if self.span is not None:
+            self.span.resume(error)
         call = self.call
         kept = text.rstrip()
         if self.provider.can_prefill(call):

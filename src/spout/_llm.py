@@ -18,6 +18,7 @@ from collections.abc import (
 )
 from typing import Any, Literal, overload
 
+from . import _otel
 from ._attempts import (
     Attempts,
     CallPolicy,
@@ -422,18 +423,29 @@ class LLM(Closing, AsyncClosing):
 
     def _stream(self, call: Call, accumulator: Accumulator, watch: Watch | None = None) -> Stream:
         """Send the request (retrying, falling back as the call allows) and stream it."""
-        source = open_sync(self._attempts(call, accumulator))
-        return Stream(source, accumulator, owner=self, watch=watch)
+        attempts = self._attempts(call, accumulator)
+        span = attempts.span = _otel.call_span(self.provider, call, accumulator, stream=True)
+        if span is None:
+            return Stream(open_sync(attempts), accumulator, owner=self, watch=watch)
+        span.start()
+        try:
+            source = open_sync(attempts)
+        except BaseException as exc:
+            span.end(exc)
+            raise
+        return Stream(source, accumulator, owner=self, watch=watch, span=span)
 
     def _astream(
         self, call: Call, accumulator: Accumulator, watch: Watch | None = None
     ) -> AsyncStream:
         attempts = self._attempts(call, accumulator)
+        # Started by the stream, as its request goes out.
+        span = attempts.span = _otel.call_span(self.provider, call, accumulator, stream=True)
 
         async def opener() -> Any:
             return await open_async(attempts)
 
-        return AsyncStream(opener, accumulator, owner=self, watch=watch)
+        return AsyncStream(opener, accumulator, owner=self, watch=watch, span=span)
 
     def _origin(self) -> tuple[str, str]:
         return self.provider.name, self.provider.model
@@ -493,10 +505,22 @@ class LLM(Closing, AsyncClosing):
         watch = take_watch(params, asynchronous=False, streaming=False)
         call = self._call(prompt, messages, system_prompt, params)
         accumulator = self._accumulator()
-        if watch is not None:
-            attempts = self._attempts(call, accumulator)
-            return _fold_watched(accumulator, lambda: complete_sync(attempts), watch)
-        return _fold(accumulator, complete_sync(self._attempts(call, accumulator)))
+        attempts = self._attempts(call, accumulator)
+        span = attempts.span = _otel.call_span(self.provider, call, accumulator, stream=False)
+        if span is not None:
+            span.start()
+        try:
+            if watch is not None:
+                response = _fold_watched(accumulator, lambda: complete_sync(attempts), watch)
+            else:
+                response = _fold(accumulator, complete_sync(attempts))
+        except BaseException as exc:
+            if span is not None:
+                span.end(exc)
+            raise
+        if span is not None:
+            span.end()
+        return response
 
     def generate_stream(
         self,
@@ -571,10 +595,24 @@ class LLM(Closing, AsyncClosing):
 
     async def _agenerate(self, call: Call, watch: Watch | None) -> Response:
         accumulator = self._accumulator()
-        if watch is not None:
-            attempts = self._attempts(call, accumulator)
-            return await _afold_watched(accumulator, lambda: complete_async(attempts), watch)
-        return _fold(accumulator, await complete_async(self._attempts(call, accumulator)))
+        attempts = self._attempts(call, accumulator)
+        span = attempts.span = _otel.call_span(self.provider, call, accumulator, stream=False)
+        if span is not None:
+            span.start()
+        try:
+            if watch is not None:
+                response = await _afold_watched(
+                    accumulator, lambda: complete_async(attempts), watch
+                )
+            else:
+                response = _fold(accumulator, await complete_async(attempts))
+        except BaseException as exc:
+            if span is not None:
+                span.end(exc)
+            raise
+        if span is not None:
+            span.end()
+        return response
 
     def agenerate_stream(
         self,

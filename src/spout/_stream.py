@@ -12,6 +12,7 @@ from ._response import Accumulator
 from ._stream_base import AsyncStreamBase, SyncStreamBase, partial_on_error
 
 if TYPE_CHECKING:
+    from ._otel import CallSpan
     from ._watch import Watch
     from .providers._base import AsyncSource, SyncSource
 
@@ -39,10 +40,13 @@ class Stream(SyncStreamBase[str]):
         accumulator: Accumulator,
         owner: object = None,
         watch: Watch | None = None,
+        span: CallSpan | None = None,
     ) -> None:
         # The owner (the LLM) holds the connection pool this stream reads from: keep it alive
         # while the stream is, as in ``for chunk in create_llm().generate_stream(...)``.
         self._owner = owner
+        # With spout.instrument(): the call's span, already started; the pump ends it.
+        self._span = span
         events, self._release = source
         self._accumulator = self._tally = accumulator
         # The pump must not refer back to the Stream: a cycle would delay collection, and an
@@ -56,7 +60,7 @@ class Stream(SyncStreamBase[str]):
 
             reader = Reader(events, self._release, getattr(self._release, "wake", None))
             events, self._release = reader, reader.close
-        self._pump = _pump(events, self._release, accumulator, self._ended)
+        self._pump = _pump(events, self._release, accumulator, self._ended, span)
         if watch is not None:  # shaping and callbacks, after the accumulator
             from ._watch import watch_sync
 
@@ -102,6 +106,8 @@ class Stream(SyncStreamBase[str]):
                 (abort or self._release)()
                 return
             self._release()
+            if self._span is not None:  # a pump never started has no finally to end it
+                self._span.end(closed=True)
 
     def __del__(self) -> None:
         with contextlib.suppress(Exception):
@@ -160,9 +166,12 @@ class AsyncStream(AsyncStreamBase[str]):
         accumulator: Accumulator,
         owner: object = None,
         watch: Watch | None = None,
+        span: CallSpan | None = None,
     ) -> None:
         self._owner = owner
         self._watch = watch
+        # With spout.instrument(): the call's span, started with the request in start().
+        self._span = span
         self._opener: Callable[[], Awaitable[AsyncSource]] | None = opener
         self._release: Callable[[], Awaitable[None]] | None = None
         self._accumulator = self._tally = accumulator
@@ -175,12 +184,17 @@ class AsyncStream(AsyncStreamBase[str]):
         if self._opener is not None:
             opener, self._opener = self._opener, None
             self._accumulator.restart_clock()
+            span = self._span
+            if span is not None:
+                span.start()
             try:
                 events, self._release = await opener()
-            except BaseException:
+            except BaseException as exc:
                 self._closed = True
+                if span is not None:
+                    span.end(exc)
                 raise
-            self._pump = _apump(events, self._release, self._accumulator, self._ended)
+            self._pump = _apump(events, self._release, self._accumulator, self._ended, span)
             if self._watch is not None:  # shaping and callbacks, after the accumulator
                 from ._watch import watch_async
 
@@ -190,7 +204,12 @@ class AsyncStream(AsyncStreamBase[str]):
             import asyncio
 
             self._finalizer = weakref.finalize(
-                self, _release_abandoned, asyncio.get_running_loop(), self._release, self._ended
+                self,
+                _release_abandoned,
+                asyncio.get_running_loop(),
+                self._release,
+                self._ended,
+                span,
             )
         return self
 
@@ -225,6 +244,8 @@ class AsyncStream(AsyncStreamBase[str]):
             release, self._release = self._release, None
             if release is not None:
                 await release()
+            if self._span is not None:  # a pump never started has no finally to end it
+                self._span.end(closed=True)
 
     def abandon(self) -> None:
         """Release the connection (or the local generation) on the stream's own loop, now."""
@@ -238,7 +259,11 @@ class AsyncStream(AsyncStreamBase[str]):
 _abandoned: set[Any] = set()  # release tasks of dropped streams, kept until they finish
 
 
-def _release_abandoned(loop: Any, release: Callable[[], Awaitable[None]], ended: _Flag) -> None:
+def _release_abandoned(
+    loop: Any, release: Callable[[], Awaitable[None]], ended: _Flag, span: CallSpan | None
+) -> None:
+    if span is not None:
+        span.end(closed=True)  # dropped unread: its span ends now, not when the loop gets to it
     if ended.set or loop.is_closed():
         return
 
@@ -265,6 +290,7 @@ def _pump(
     release: Callable[[], None],
     accumulator: Accumulator,
     ended: _Flag,
+    span: CallSpan | None = None,
 ) -> Generator[Event, None, None]:
     add = accumulator.add
     try:
@@ -273,9 +299,17 @@ def _pump(
                 if add(event):  # a Finish the answer's content changed (Accumulator.add)
                     event = accumulator.finish  # type: ignore[assignment]
                 yield event
+    except BaseException as exc:  # GeneratorExit too: a break, close() or the collector
+        if span is not None:
+            span.fail(exc)
+        raise
     finally:
         ended.set = True
-        release()
+        try:
+            release()
+        finally:
+            if span is not None:
+                span.end()
 
 
 async def _apump(
@@ -283,6 +317,7 @@ async def _apump(
     release: Callable[[], Awaitable[None]],
     accumulator: Accumulator,
     ended: _Flag,
+    span: CallSpan | None = None,
 ) -> AsyncGenerator[Event, None]:
     add = accumulator.add
     try:
@@ -291,9 +326,17 @@ async def _apump(
                 if add(event):
                     event = accumulator.finish  # type: ignore[assignment]
                 yield event
+    except BaseException as exc:  # GeneratorExit and cancellation too
+        if span is not None:
+            span.fail(exc)
+        raise
     finally:
         ended.set = True
-        await release()
+        try:
+            await release()
+        finally:
+            if span is not None:
+                span.end()
 
 
 async def _closed_apump() -> AsyncGenerator[Event, None]:

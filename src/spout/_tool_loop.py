@@ -15,6 +15,7 @@ from collections.abc import (
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
+from . import _otel
 from ._cost import Priced
 from ._errors import ConfigurationError, MaxToolRoundsError
 from ._events import (
@@ -327,15 +328,29 @@ def _sync_verdict(verdict: bool | Awaitable[bool]) -> bool:
 
 
 def _run_sync(call: ToolCall, tools: dict[str, Tool], approve: Approve | None) -> ToolResult:
-    refused = _refused(call, tools)
-    if refused is None and approve is not None:
-        refused = _unapproved(call, _sync_verdict(approve(call)))
-    if refused is not None:
-        return refused
+    span = _otel.tool_span(call, tools.get(call.name))
+    result = None
     try:
-        return _finished(call, result=tools[call.name].run(call.arguments))
-    except Exception as exc:
-        return _finished(call, error=_describe(exc))
+        refused = _refused(call, tools)
+        if refused is None and approve is not None:
+            refused = _unapproved(call, _sync_verdict(approve(call)))
+        if refused is not None:
+            result = refused
+            return result
+        try:
+            result = _finished(call, result=tools[call.name].run(call.arguments))
+        except Exception as exc:
+            if span is not None:
+                span.fail(exc)
+            result = _finished(call, error=_describe(exc))
+        return result
+    except BaseException as exc:  # approve raised
+        if span is not None:
+            span.fail(exc)
+        raise
+    finally:
+        if span is not None:
+            span.end(result)
 
 
 def _sync_loop(rounds: _Rounds[Stream], first: Stream) -> Generator[Event, None, None]:
@@ -398,16 +413,30 @@ class ToolStream(_LoopView, SyncStreamBase[str | ToolCall]):
 
 
 async def _run_async(call: ToolCall, tools: dict[str, Tool], approve: Approve | None) -> ToolResult:
-    refused = _refused(call, tools)
-    if refused is None and approve is not None:
-        verdict = approve(call)
-        refused = _unapproved(call, await verdict if inspect.isawaitable(verdict) else verdict)
-    if refused is not None:
-        return refused
+    span = _otel.tool_span(call, tools.get(call.name))
+    result = None
     try:
-        return _finished(call, result=await tools[call.name].arun(call.arguments))
-    except Exception as exc:
-        return _finished(call, error=_describe(exc))
+        refused = _refused(call, tools)
+        if refused is None and approve is not None:
+            verdict = approve(call)
+            refused = _unapproved(call, await verdict if inspect.isawaitable(verdict) else verdict)
+        if refused is not None:
+            result = refused
+            return result
+        try:
+            result = _finished(call, result=await tools[call.name].arun(call.arguments))
+        except Exception as exc:
+            if span is not None:
+                span.fail(exc)
+            result = _finished(call, error=_describe(exc))
+        return result
+    except BaseException as exc:  # cancelled, or approve raised
+        if span is not None:
+            span.fail(exc)
+        raise
+    finally:
+        if span is not None:
+            span.end(result)
 
 
 async def _async_loop(rounds: _Rounds[AsyncStream]) -> AsyncGenerator[Event, None]:

@@ -36,6 +36,7 @@ from .. import (
     SpoutError,
     StreamError,
     TransportError,
+    continue_trace,
     create_llm,
 )
 from . import _openai, _ws
@@ -616,7 +617,10 @@ def create_app(config: GatewayConfig, *, hub: Hub | None = None) -> Starlette:
         async def endpoint(http: HTTPRequest) -> Response:
             wire = wire_protocol(name)
             assert wire is not None
-            return await gateway.handle(wire, http)
+            # With spout.instrument(), the calls made for this request (in the producer task
+            # too, which copies this context) are spans of the client's W3C trace.
+            with continue_trace(http.headers):
+                return await gateway.handle(wire, http)
 
         return endpoint
 
