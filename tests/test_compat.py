@@ -563,8 +563,79 @@ def test_transcripts_stream_as_openai_chunks(
     if expected["usage"] is not None:
         assert built.usage.prompt_tokens == expected["usage"]["input_tokens"]
         assert built.usage.completion_tokens == expected["usage"]["output_tokens"]
+        assert litellm_details(chunks[-1].usage) == litellm_details(built.usage)
+        assert litellm_details(built.usage) == expected_details(expected["usage"])
     else:  # the server sent none: counted, as litellm counts
         assert built.usage.prompt_tokens > 0 and built.usage.completion_tokens > 0
+
+
+def litellm_details(usage: Any) -> dict[str, Any]:
+    """The cache and reasoning counts of a chat completions usage, where litellm puts them."""
+    prompt = usage.get("prompt_tokens_details") or {}
+    completion = usage.get("completion_tokens_details") or {}
+    return {
+        "cached_tokens": prompt.get("cached_tokens"),
+        "cache_creation_tokens": prompt.get("cache_creation_tokens"),
+        "cache_read_input_tokens": usage.get("cache_read_input_tokens"),
+        "cache_creation_input_tokens": usage.get("cache_creation_input_tokens"),
+        "reasoning_tokens": completion.get("reasoning_tokens"),
+    }
+
+
+def expected_details(usage: dict[str, Any]) -> dict[str, Any]:
+    """What :func:`litellm_details` gives for a transcript's expected usage: the cache reads
+    as cached_tokens (0 where only writes are said), writes as cache_creation_tokens and, as
+    litellm gives a provider that counts writes, the two at the top level too."""
+    read, write = usage.get("cache_read_tokens"), usage.get("cache_write_tokens")
+    cached = None if read is None and write is None else read or 0
+    return {
+        "cached_tokens": cached,
+        "cache_creation_tokens": write,
+        "cache_read_input_tokens": None if write is None else cached,
+        "cache_creation_input_tokens": write,
+        "reasoning_tokens": usage.get("reasoning_tokens"),
+    }
+
+
+@pytest.mark.parametrize("folder", ["anthropic", "openai_chat", "gemini"])
+def test_cached_tokens_not_streamed_as_litellm_gives_them(
+    replay: ReplayServer, runner: Runner, folder: str
+) -> None:
+    # The prompt_cache transcripts' answers, whole, as each API answers a call not streamed.
+    body, expected = transcript(folder, "prompt_cache")
+    lines = body.decode().splitlines()
+    events = [json.loads(line[6:]) for line in lines if line.startswith("data: {")]
+    text = expected["text"]
+    whole: dict[str, Any]
+    if folder == "anthropic":
+        whole = {
+            **events[0]["message"],
+            "content": [{"type": "text", "text": text}],
+            "stop_reason": "end_turn",
+            "usage": expected["usage_raw"],
+        }
+    elif folder == "openai_chat":
+        message = {"role": "assistant", "content": text, "refusal": None}
+        whole = {
+            **events[-1],
+            "object": "chat.completion",
+            "choices": [{"index": 0, "message": message, "finish_reason": "stop"}],
+        }
+    else:
+        part = {"content": {"parts": [{"text": text}], "role": "model"}, "finishReason": "STOP"}
+        whole = {**events[-1], "candidates": [part]}
+    replay.replies = [
+        Reply(chunks=[json.dumps(whole).encode()], headers={"Content-Type": "application/json"})
+    ]
+    model, path = ROUTES[folder]
+    settings = {"model": model, "messages": MESSAGES, "api_base": replay.url + path}
+    response = runner.call(completion, acompletion, stream=False, api_key="sk-test", **settings)
+    assert response.usage.prompt_tokens == expected["usage"]["input_tokens"]
+    assert response.usage.completion_tokens == expected["usage"]["output_tokens"]
+    assert litellm_details(response.usage) == expected_details(expected["usage"])
+    if folder == "anthropic":  # the issue's case: 1,000 + 5,000 read + 2,000 written
+        assert response.usage.prompt_tokens_details.cached_tokens == 5000
+        assert response.usage.cache_creation_input_tokens == 2000
 
 
 # -- a stream rebuilt equals the response not streamed --------------------------------------------

@@ -87,18 +87,31 @@ def usage_object(
     result = Usage(
         completion_tokens=completion, prompt_tokens=prompt, total_tokens=prompt + completion
     )
-    extras = usage.extras if usage is not None else None
-    if extras:
-        # What OpenAI-compatible providers report beside the counts, under the same names.
-        for key in ("prompt_tokens_details", "completion_tokens_details"):
-            if isinstance(extras.get(key), Mapping):
-                result[key] = _wrap(extras[key])
-        cached = extras.get("cache_read_input_tokens", extras.get("cachedContentTokenCount"))
-        if isinstance(cached, int) and "prompt_tokens_details" not in result:
-            result["prompt_tokens_details"] = OpenAIObject(cached_tokens=cached)
-        thoughts = extras.get("thoughtsTokenCount")
-        if isinstance(thoughts, int) and "completion_tokens_details" not in result:
-            result["completion_tokens_details"] = OpenAIObject(reasoning_tokens=thoughts)
+    if usage is None:
+        return result
+    extras = usage.extras
+    # What OpenAI-compatible providers report beside the counts, under the same names.
+    for key in ("prompt_tokens_details", "completion_tokens_details"):
+        if isinstance(extras.get(key), Mapping):
+            result[key] = _wrap(extras[key])
+    # Every provider's cache and reasoning counts where litellm puts them: prompt_tokens is
+    # the whole input, prompt_tokens_details.cached_tokens the part read from the cache and
+    # cache_creation_tokens the part written to it; a provider that reports writes
+    # (Anthropic, Bedrock) also gets litellm's top-level cache_read_input_tokens and
+    # cache_creation_input_tokens.
+    read, write = usage.cache_read_tokens, usage.cache_write_tokens
+    if read is not None or write is not None:
+        details = result.get("prompt_tokens_details") or OpenAIObject()
+        details["cached_tokens"] = read or 0
+        if write is not None:
+            details["cache_creation_tokens"] = write
+            result["cache_read_input_tokens"] = read or 0
+            result["cache_creation_input_tokens"] = write
+        result["prompt_tokens_details"] = details
+    if usage.reasoning_tokens is not None:
+        details = result.get("completion_tokens_details") or OpenAIObject()
+        details["reasoning_tokens"] = usage.reasoning_tokens
+        result["completion_tokens_details"] = details
     return result
 
 
