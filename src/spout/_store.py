@@ -113,6 +113,11 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (conversation_id, sha256)
     );
     """,
+    # 4: each turn's cost in US dollars (NULL where unknown, and for turns stored before), so
+    # a conversation's total is a sum the database does, not every turn's JSON read back.
+    """
+    ALTER TABLE turns ADD COLUMN cost REAL;
+    """,
 )
 
 # Crockford's base32, lowercase: no i, l, o or u, so an id read aloud or retyped survives.
@@ -173,7 +178,8 @@ class Conversation:
     """A stored conversation's summary; its turns come from :meth:`Store.turns`.
 
     ``models`` are the ``"provider:model"`` strings its turns used, in order of first use.
-    Times are seconds since the epoch, as :func:`time.time` gives them.
+    Times are seconds since the epoch, as :func:`time.time` gives them. ``cost`` is its turns'
+    known costs added, in US dollars (:attr:`spout.Turn.cost`); None when none is known.
 
     Example::
 
@@ -189,6 +195,7 @@ class Conversation:
     models: tuple[str, ...]
     turn_count: int
     system_prompt: str | None
+    cost: float | None = None
 
 
 class Store(Closing):
@@ -415,10 +422,11 @@ class Store(Closing):
                     (conversation_id,),
                 ).fetchone()
                 connection.executemany(
-                    "INSERT INTO turns (conversation_id, seq, created_at, data) VALUES (?, ?, ?, ?)",
+                    "INSERT INTO turns (conversation_id, seq, created_at, data, cost)"
+                    " VALUES (?, ?, ?, ?, ?)",
                     [
-                        (conversation_id, last + offset, turn_created, data)
-                        for offset, (turn_created, data) in enumerate(rows, start=1)
+                        (conversation_id, last + offset, turn_created, data, cost)
+                        for offset, (turn_created, data, cost) in enumerate(rows, start=1)
                     ],
                 )
             self._put_files(connection, conversation_id, files, now)
@@ -508,10 +516,11 @@ class Store(Closing):
                 ),
             )
             connection.executemany(
-                "INSERT INTO turns (conversation_id, seq, created_at, data) VALUES (?, ?, ?, ?)",
+                "INSERT INTO turns (conversation_id, seq, created_at, data, cost)"
+                " VALUES (?, ?, ?, ?, ?)",
                 [
-                    (conversation_id, seq, created, text)
-                    for seq, (created, text) in enumerate(rows, start=1)
+                    (conversation_id, seq, created, text, cost)
+                    for seq, (created, text, cost) in enumerate(rows, start=1)
                 ],
             )
             self._put_files(connection, conversation_id, files, time.time())
@@ -690,10 +699,10 @@ class Store(Closing):
 
     def _rows(
         self, conversation_id: str, turns: Sequence[Turn]
-    ) -> tuple[builtins.list[tuple[float, str]], dict[str, bytes]]:
+    ) -> tuple[builtins.list[tuple[float, str, float | None]], dict[str, bytes]]:
         """The turns' rows as stored (their files' bytes moved out), and those bytes by
         SHA-256; a turn that cannot be stored raises StoreError, naming it."""
-        rows: builtins.list[tuple[float, str]] = []
+        rows: builtins.list[tuple[float, str, float | None]] = []
         files: dict[str, bytes] = {}
         for index, turn in enumerate(turns):
             try:
@@ -708,7 +717,7 @@ class Store(Closing):
                     f"cannot store turn {index} of conversation {conversation_id!r}: {exc}; "
                     "nothing was written"
                 ) from exc
-            rows.append((turn.created_at, data))
+            rows.append((turn.created_at, data, turn.cost))
         return rows, files
 
     def _new_files(
@@ -759,13 +768,14 @@ class Store(Closing):
 
 _SUMMARY_SELECT = (
     "SELECT c.id, c.title, c.created_at, c.updated_at, c.models, c.system_prompt,"
-    " (SELECT count(*) FROM turns AS t WHERE t.conversation_id = c.id)"
+    " (SELECT count(*) FROM turns AS t WHERE t.conversation_id = c.id),"
+    " (SELECT sum(t.cost) FROM turns AS t WHERE t.conversation_id = c.id)"
     " FROM conversations AS c"
 )
 
 
 def _conversation(row: tuple[Any, ...]) -> Conversation:
-    id_, title, created_at, updated_at, models, system_prompt, turn_count = row
+    id_, title, created_at, updated_at, models, system_prompt, turn_count, cost = row
     return Conversation(
         id=id_,
         title=title or _UNTITLED,
@@ -774,6 +784,7 @@ def _conversation(row: tuple[Any, ...]) -> Conversation:
         models=tuple(_loads_models(models)),
         turn_count=turn_count,
         system_prompt=system_prompt,
+        cost=cost,
     )
 
 

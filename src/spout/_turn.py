@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from ._events import Usage
 
-__all__ = ["Incomplete", "Turn"]
+__all__ = ["Incomplete", "Turn", "total_cost"]
 
 #: Why a turn stopped before its end: the caller stopped reading (``closed``), its task was
 #: cancelled (``cancelled``), Ctrl-C (``interrupted``), a time limit (``timeout``), or an
@@ -27,6 +28,11 @@ class Turn:
 
     ``incomplete`` says why a reply stopped early (None when it ended normally); its messages
     then hold what arrived before that.
+
+    ``cost`` is what the reply cost in US dollars as :attr:`spout.Response.cost` gave it when
+    the turn was kept (prices change; the turn keeps what it cost then): None where the
+    model's price is unknown, and for a turn with no reply. ``cost_estimated`` says it rests on
+    spout's estimate of some tokens (a reply cut before its usage arrived).
 
     Files sent with the turn are content parts of its user message (spout's portable form,
     see :class:`spout.File`); a part keeps no file name, so ``file_names`` keeps the names
@@ -50,6 +56,8 @@ class Turn:
     error: str | None = None
     created_at: float = field(default_factory=time.time)
     file_names: dict[str, str] = field(default_factory=dict)
+    cost: float | None = None
+    cost_estimated: bool = False
 
     @property
     def text(self) -> str:
@@ -102,6 +110,10 @@ class Turn:
         data["created_at"] = self.created_at
         if self.file_names:
             data["file_names"] = dict(self.file_names)
+        if self.cost is not None:
+            data["cost"] = self.cost
+            if self.cost_estimated:
+                data["cost_estimated"] = True
         return data
 
     @classmethod
@@ -128,6 +140,11 @@ class Turn:
             isinstance(k, str) and isinstance(v, str) for k, v in file_names.items()
         ):
             raise ValueError("a turn's 'file_names' must be an object of strings")
+        cost = data.get("cost")
+        if cost is not None and (
+            isinstance(cost, bool) or not isinstance(cost, (int, float)) or cost < 0
+        ):
+            raise ValueError("a turn's 'cost' must be a non-negative number (US dollars)")
         return cls(
             messages=tuple(dict(m) for m in messages),
             model=_optional_str(data, "model"),
@@ -145,7 +162,15 @@ class Turn:
             error=_optional_str(data, "error"),
             created_at=float(created_at),
             file_names=dict(file_names),
+            cost=None if cost is None else float(cost),
+            cost_estimated=cost is not None and data.get("cost_estimated") is True,
         )
+
+
+def total_cost(turns: Iterable[Turn]) -> float | None:
+    """The turns' known costs added; None when none is known."""
+    known = [turn.cost for turn in turns if turn.cost is not None]
+    return sum(known) if known else None
 
 
 def _optional_str(data: dict[str, Any], key: str) -> str | None:

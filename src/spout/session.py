@@ -16,7 +16,7 @@ from ._history import for_provider
 from ._response import Response
 from ._stream_base import AsyncStreamBase, StreamView, SyncStreamBase
 from ._tool_loop import AsyncToolStream, ToolStream, assistant_message
-from ._turn import Incomplete, Turn
+from ._turn import Incomplete, Turn, total_cost
 
 if TYPE_CHECKING:
     from ._events import Event
@@ -143,6 +143,18 @@ class Session(Closing):
     def turns(self) -> list[Turn]:
         """Every finished turn, oldest first (a stream still going is added when it ends)."""
         return list(self._turns)
+
+    @property
+    def cost(self) -> float | None:
+        """What the conversation's replies cost in US dollars, every turn's :attr:`Turn.cost`
+        added (a turn whose price is unknown adds nothing); None when no turn's cost is known.
+
+        Example::
+
+            session.generate("Hi")
+            print(f"${session.cost:.4f} so far")
+        """
+        return total_cost(self._turns)
 
     @property
     def messages(self) -> list[dict[str, Any]]:
@@ -435,6 +447,8 @@ class Session(Closing):
             incomplete=incomplete,
             error=error,
             file_names=self._names(new),
+            cost=response.cost if response else None,
+            cost_estimated=response.cost_estimated if response else False,
         )
         self._turns.append(turn)
         if self.autosave:

@@ -68,10 +68,12 @@ def test_list_as_a_table_and_as_json(two_conversations: list[str]) -> None:
     hi, france = two_conversations
     table, _ = conversations("list")
     header, first, second = table.splitlines()
-    assert header.split() == ["ID", "UPDATED", "TURNS", "MODEL", "TITLE"]
+    assert header.split() == ["ID", "UPDATED", "TURNS", "COST", "MODEL", "TITLE"]
     assert first.startswith(hi) and first.endswith("Say hi")
     assert second.startswith(france) and second.endswith("Capital of France?")
-    assert "  2  openai:other-model +1  " in second
+    # Each reply names gpt-4o-mini and used 90 + 12 tokens: $0.0000207 at $0.15 and $0.60 per
+    # million, two turns $0.0000414.
+    assert "  2  $0.000041  openai:other-model +1  " in second
     # The columns line up.
     assert header.index("TITLE") == first.index("Say hi") == second.index("Capital of France?")
 
@@ -79,6 +81,7 @@ def test_list_as_a_table_and_as_json(two_conversations: list[str]) -> None:
     assert [c["id"] for c in listed] == [hi, france]
     assert listed[1]["models"] == ["openai:test-model", "openai:other-model"]
     assert (listed[1]["turns"], listed[1]["system_prompt"]) == (2, "Be brief.")
+    assert listed[1]["cost"] == pytest.approx(2 * (90 * 0.15 + 12 * 0.60) / 1e6)
     assert [c["id"] for c in json.loads(conversations("list", "-n", "1", "--json")[0])] == [hi]
 
 

@@ -19,7 +19,7 @@ from scripted_turns import openai_chunk, openai_sse, openai_text_turn
 
 SUMMARY = re.compile(
     r"\[\d+ chars, \d+ tokens \((provider|estimate)\), first token \d+\.\d\d s, "
-    r"\d+\.\d tokens/s, \d+\.\d\d s\]"
+    r"\d+\.\d tokens/s, \d+\.\d\d s(, \$\d+\.\d{6}( \(estimate\))?)?\]"
 )
 ANSWER = "123 * 456 = 56088, and Oslo is mild."
 
@@ -40,6 +40,8 @@ def test_stats_prints_one_summary_line_and_stdout_is_the_answer(replay: ReplaySe
     assert len(lines) == 1 and result.stderr.endswith("\n"), result.stderr
     assert SUMMARY.fullmatch(lines[0]), lines[0]
     assert f"[{len(ANSWER)} chars, " in lines[0]
+    # The reply names gpt-4o-mini and used 90 + 12 tokens: 90 x $0.15 + 12 x $0.60 per million.
+    assert lines[0].endswith(", $0.000021]"), lines[0]
 
 
 def test_without_stats_stderr_is_empty(replay: ReplayServer) -> None:

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ._common import CommandError, add_database_option, fail, silence_stdout
+from ._status import cost_text
 
 if TYPE_CHECKING:
     from ..conversations import Conversation, Store
@@ -123,6 +124,7 @@ def _as_json(conversation: Conversation) -> dict[str, Any]:
         "updated_at": conversation.updated_at,
         "models": list(conversation.models),
         "turns": conversation.turn_count,
+        "cost": conversation.cost,
         "system_prompt": conversation.system_prompt,
     }
 
@@ -135,28 +137,31 @@ def _width() -> int | None:
 
 
 def _table(conversations: Sequence[Conversation], width: int | None) -> str:
-    """Aligned columns; titles cut to ``width`` when it is given."""
-    header = ("ID", "UPDATED", "TURNS", "MODEL", "TITLE")
+    """Aligned columns; titles cut to ``width`` when it is given. COST is the conversation's
+    turns' known costs added (``-`` where none is known)."""
+    header = ("ID", "UPDATED", "TURNS", "COST", "MODEL", "TITLE")
     rows = [header] + [
         (
             c.id,
             datetime.fromtimestamp(c.updated_at).strftime("%Y-%m-%d %H:%M"),
             str(c.turn_count),
+            "-" if c.cost is None else cost_text(c.cost),
             _models(c.models),
             c.title,
         )
         for c in conversations
     ]
-    widths = [max(len(row[column]) for row in rows) for column in range(4)]
+    widths = [max(len(row[column]) for row in rows) for column in range(5)]
     lines = []
     for row in rows:
         cells = [
             row[0].ljust(widths[0]),
             row[1].ljust(widths[1]),
             row[2].rjust(widths[2]),
-            row[3].ljust(widths[3]),
+            row[3].rjust(widths[3]),
+            row[4].ljust(widths[4]),
         ]
-        line = "  ".join([*cells, row[4]]).rstrip()
+        line = "  ".join([*cells, row[5]]).rstrip()
         if width is not None and len(line) > width:
             line = line[: max(width - 1, 0)] + "…"
         lines.append(line)

@@ -21,12 +21,13 @@ def add_stats_option(parser: argparse.ArgumentParser) -> None:
         "--stats",
         action="store_true",
         help="print a summary line on stderr at the end of each answer (characters, tokens, "
-        "time to first token, tokens/s, time)",
+        "time to first token, tokens/s, time, cost)",
     )
 
 
 def summary_line(stats: StreamStats) -> str:
-    """``[412 chars, 96 tokens (provider), first token 0.21 s, 58.3 tokens/s, 1.90 s]``."""
+    """``[412 chars, 96 tokens (provider), first token 0.21 s, 58.3 tokens/s, 1.90 s,
+    $0.001440]``: the cost last, where the model's price is known."""
     parts = [
         f"{stats.characters} chars",
         f"{stats.output_tokens} tokens ({stats.output_tokens_source})",
@@ -36,7 +37,15 @@ def summary_line(stats: StreamStats) -> str:
     if stats.tokens_per_second is not None:
         parts.append(f"{stats.tokens_per_second:.1f} tokens/s")
     parts.append(f"{stats.elapsed:.2f} s")
+    if stats.cost is not None:
+        parts.append(cost_text(stats.cost, stats.cost_estimated))
     return f"[{', '.join(parts)}]"
+
+
+def cost_text(cost: float, estimated: bool = False) -> str:
+    """US dollars to the millionth (``$0.001440``), where a call's cost shows; an estimate
+    says so (``$0.001440 (estimate)``)."""
+    return f"${cost:.6f}" + (" (estimate)" if estimated else "")
 
 
 def _live_text(stats: StreamStats) -> str:
