@@ -255,6 +255,33 @@ def shaping_section(server: LoadServer, s: Settings) -> Table:
     return table
 
 
+def otel_section(server: LoadServer, s: Settings) -> Table:
+    """What spout.instrument() costs per chunk and per call (see bench/otel.py)."""
+    from otel import measure, rows
+
+    calls = 20 if s.quick else 300
+    table = Table(
+        "CPU with OpenTelemetry (spout.instrument(), openai format, burst)",
+        [
+            "OpenTelemetry",
+            "sync µs per chunk",
+            "× off",
+            "async µs per chunk",
+            "× off",
+            "sync µs per call over off",
+            "async µs per call over off",
+        ],
+        note=(
+            f"Per chunk: one stream of {s.burst:,} provider chunks; per call: {calls} streams of "
+            f"10 chunks, the µs each call adds to spout with OpenTelemetry off. Median of "
+            f"{s.rounds} rounds, the configurations interleaved in each. "
+            "Run alone: `python bench/run.py --only otel`."
+        ),
+    )
+    table.rows = rows(measure(server.url, s.burst, calls, s.rounds))
+    return table
+
+
 def ttft_section(server: LoadServer, s: Settings) -> Table:
     clients = [
         c for c in CLIENTS if c.fmt == "openai" and c.available and c.name != "http.client (raw)"
@@ -518,7 +545,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, help="rounds per figure")
     parser.add_argument("--write", action="store_true", help="write docs/benchmarks.md and .png")
     parser.add_argument(
-        "--only", help="comma-separated sections: cpu,shaping,ttft,concurrency,import,memory,local"
+        "--only",
+        help="comma-separated sections: cpu,shaping,otel,ttft,concurrency,import,memory,local",
     )
     args = parser.parse_args(argv)
     s = QUICK if args.quick else Settings()
@@ -527,7 +555,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     only = (
         set(args.only.split(","))
         if args.only
-        else {"cpu", "shaping", "ttft", "concurrency", "import", "memory", "local"}
+        else {"cpu", "shaping", "otel", "ttft", "concurrency", "import", "memory", "local"}
     )
     missing = [c.needs for c in CLIENTS if not c.available]
     if missing:
@@ -558,6 +586,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                     cpu[f"{fmt}, {'burst' if mode == 'burst' else 'one event per read'}"] = medians
         if "shaping" in only:
             show(shaping_section(burst, s))
+        if "otel" in only:
+            show(otel_section(burst, s))
         if "ttft" in only:
             show(ttft_section(burst, s))
         if "concurrency" in only:

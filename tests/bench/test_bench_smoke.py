@@ -30,6 +30,7 @@ def test_bench_quick_run_prints_every_table() -> None:
         "CPU per chunk, openai format, one event per read",
         "CPU per chunk, anthropic format, burst",
         "CPU per chunk with shaping and callbacks",
+        "CPU with OpenTelemetry",
         "Time to first text delta",
         "concurrent async streams \N{MULTIPLICATION SIGN}",
         "concurrent async streams that wait",
