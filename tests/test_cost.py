@@ -18,7 +18,13 @@ import pytest
 import spout
 from helpers import Runner, made
 from replay_server import ReplayServer, Reply, transcript
-from scripted_turns import openai_call_turn, openai_chunk, openai_sse, openai_text_turn
+from scripted_turns import (
+    openai_call_turn,
+    openai_chunk,
+    openai_sse,
+    openai_text_turn,
+    openai_usage,
+)
 from spout import Prices, Session, Usage, create_llm
 from spout._context import estimate_tokens
 
@@ -354,6 +360,27 @@ def test_live_stats_cost_grows_and_ends_at_the_providers_figure(
     final = runner.response(stream)
     assert (final.cost, final.cost_estimated) == (listed(Usage(90, 12), "gpt-4o-mini", "openai"),
                                                   False)  # fmt: skip
+
+
+def test_a_resumed_stream_costs_both_requests(replay: ReplayServer, runner: Runner) -> None:
+    done = b"data: [DONE]\n\n"
+    cut = openai_sse(openai_chunk({"content": "The river runs to"})).removesuffix(done)
+    rest = openai_sse(
+        openai_chunk({"content": "river runs to the sea."}, "stop"), openai_usage(30, 6)
+    )
+    replay.replies = [Reply(chunks=[cut], abort=True), Reply(chunks=[rest])]
+    llm = made(create_llm("openai", model="gpt-4o-mini", base_url=f"{replay.url}/v1", api_key="k",
+                          resume=True, retry=spout.Retry(initial_delay=0.01, jitter=False)))  # fmt: skip
+    response = streamed(runner, llm)
+    assert response.resumed == 1
+    # Each request priced on its own: the cut one as spout estimates it (no usage came: the
+    # prompt, and 17 characters of output, 5 tokens), the one that finished as reported.
+    first = Usage(estimate_tokens([{"role": "user", "content": "hi"}]), 5)
+    expected = listed(first, "gpt-4o-mini", "openai") + listed(
+        Usage(30, 6), "gpt-4o-mini", "openai"
+    )
+    assert response.cost == pytest.approx(expected)
+    assert response.cost_estimated is True
 
 
 # -- the caller's own prices -----------------------------------------------------------------------
