@@ -99,6 +99,21 @@ CHECKS: dict[str, list[str]] = {
             )
         ),
     ],
+    "cost_and_tracing": [
+        # Claude Sonnet 4.5 at its public prices ($3 in, $0.30 cache read, $3.75 cache write,
+        # $15 out per 1M): 1000 * 3 + 5000 * 0.3 + 2000 * 3.75 + 150 * 15 = $0.01425
+        r"^usage: 8000 input tokens \(5000 read from the cache, 2000 written to it\), 150 output$",
+        r"^cost: \$0\.014250$",
+        r"^cost so far: \$0\.01\d{4} \(estimated: True\)$",
+        r"^cut after 2 chunks: \$0\.01\d{4} \(estimated: True\)$",
+        # your own prices: 2000 * 0.2 + 100 * 0.6 per 1M = $0.00046
+        r"^my-finetune: 40 characters, cost \$0\.000460$",
+        r"^span 'chat claude-sonnet-4-5': UNSET$",
+        r"^    gen_ai\.usage\.cache_read\.input_tokens = 5000$",
+        r"^    spout\.stream\.end = closed$",
+        r"^    spout\.cost\.usd = 0\.01425$",
+        r"^span 'chat my-finetune': UNSET$",
+    ],
     "files": [
         # each provider was sent the files in its own shape
         r"^anthropic was sent: image block \(base64, image/png\); document block \(base64, "
