@@ -145,7 +145,9 @@ def anthropic_message(expected: dict[str, Any]) -> dict[str, Any]:
         "content": content,
         "stop_reason": expected["finish_reason_raw"],
         "stop_sequence": None,
-        "usage": expected["usage"],
+        # The recording's own usage, as Anthropic counts it (its input less the cache's parts).
+        "usage": expected.get("usage_raw")
+        or {key: expected["usage"][key] for key in ("input_tokens", "output_tokens")},
     }
 
 
@@ -1005,3 +1007,133 @@ def test_model_anthropic_stream_gets_the_tool_call_it_named(
     assert set(json.loads("".join(pieces))) == {"timezone", "format"}
     (delta,) = [e for e in events if e.type == "message_delta"]
     assert delta.delta.stop_reason == "tool_use"
+
+
+# -- prompt caching: markers in, cached tokens out -------------------------------------------
+
+EPHEMERAL = {"type": "ephemeral"}
+CONTRACT = "<the contract> " * 40
+
+
+def test_anthropic_cache_control_reaches_an_anthropic_upstream(
+    faults: Any, anthropic_sdk: AnthropicSDK
+) -> None:
+    reply, expected = recorded("anthropic", "prompt_cache")
+    faults.script(reply)
+    system = [
+        {"type": "text", "text": "You review contracts."},
+        {"type": "text", "text": CONTRACT, "cache_control": EPHEMERAL},
+    ]
+    tools = [{**ANTHROPIC_TOOLS[0]}, {**ANTHROPIC_TOOLS[1], "cache_control": EPHEMERAL}]
+    messages = [
+        {
+            "role": "user",
+            "content": [
+                {"type": "text", "text": "What does clause 4.2 say?", "cache_control": EPHEMERAL}
+            ],
+        }
+    ]
+    message = anthropic_sdk.helper(
+        model="claude", system=system, tools=tools, messages=messages, **MAX
+    )
+    upstream = faults.requests[-1].json()
+    # Each breakpoint where the client put it: not flattened away, not dropped.
+    assert upstream["system"] == system
+    assert [tool.get("cache_control") for tool in upstream["tools"]] == [None, EPHEMERAL]
+    assert upstream["messages"] == messages
+    # Usage as Anthropic counts it: the uncached input, and the cache's reads and writes.
+    assert text_of(message) == expected["text"]
+    usage = message.usage
+    assert (usage.input_tokens, usage.output_tokens) == (1000, 50)
+    assert (usage.cache_read_input_tokens, usage.cache_creation_input_tokens) == (5000, 2000)
+
+
+def test_anthropic_clients_get_the_cache_counts_not_streamed(
+    faults: Any, anthropic_sdk: AnthropicSDK
+) -> None:
+    _, expected = recorded("anthropic", "prompt_cache")
+    faults.script(json_reply(anthropic_message(expected)))
+    message = anthropic_sdk.message(model="claude", messages=USER, **MAX)
+    usage = message.usage
+    assert (usage.input_tokens, usage.output_tokens) == (1000, 50)
+    assert (usage.cache_read_input_tokens, usage.cache_creation_input_tokens) == (5000, 2000)
+
+
+def test_openai_upstream_cached_tokens_to_the_anthropic_sdk(
+    faults: Any, anthropic_sdk: AnthropicSDK
+) -> None:
+    # OpenAI's prompt_tokens (2,006) holds the 1,920 cached: Anthropic's input_tokens is the rest.
+    reply, _ = recorded("openai_chat", "prompt_cache")
+    faults.script(reply)
+    events = anthropic_sdk.events(model="gpt", messages=USER, **MAX)
+    start, delta = events[0].message.usage, events[-2].usage
+    assert (delta.input_tokens, delta.cache_read_input_tokens, delta.output_tokens) == (
+        86,
+        1920,
+        300,
+    )
+    assert start.input_tokens == 0  # the upstream's usage comes at its end
+    # An OpenAI upstream gets no Anthropic markers: it caches by itself.
+    anthropic_sdk.seen = []
+    faults.script(recorded("openai_chat", "prompt_cache")[0])
+    system = [{"type": "text", "text": CONTRACT, "cache_control": EPHEMERAL}]
+    anthropic_sdk.helper(model="gpt", system=system, messages=USER, **MAX)
+    assert "cache_control" not in json.dumps(faults.requests[-1].json())
+
+
+def test_openai_chat_cached_tokens_and_prompt_cache_key(faults: Any, openai_sdk: OpenAISDK) -> None:
+    reply, _ = recorded("openai_chat", "prompt_cache")
+    faults.script(reply)
+    completion = openai_sdk.helper(
+        model="gpt",
+        messages=USER,
+        prompt_cache_key="contract-review",
+        stream_options={"include_usage": True},
+    )
+    usage = completion.usage
+    assert (usage.prompt_tokens, usage.completion_tokens) == (2006, 300)
+    assert usage.prompt_tokens_details.cached_tokens == 1920
+    assert usage.completion_tokens_details.reasoning_tokens == 192
+    assert faults.requests[-1].json()["prompt_cache_key"] == "contract-review"
+
+
+def test_anthropic_upstream_cached_tokens_to_the_openai_sdk(
+    faults: Any, openai_sdk: OpenAISDK
+) -> None:
+    reply, _ = recorded("anthropic", "prompt_cache")
+    faults.script(reply)
+    completion = openai_sdk.helper(
+        model="claude",
+        messages=USER,
+        prompt_cache_key="contract-review",
+        stream_options={"include_usage": True},
+    )
+    usage = completion.usage
+    assert (usage.prompt_tokens, usage.completion_tokens) == (8000, 50)
+    assert usage.prompt_tokens_details.cached_tokens == 5000
+    # Anthropic takes no prompt_cache_key: it is not sent there (it would be refused).
+    assert "prompt_cache_key" not in faults.requests[-1].json()
+
+
+def test_responses_cached_tokens_and_prompt_cache_key(faults: Any, openai_sdk: OpenAISDK) -> None:
+    reply, _ = recorded("openai_responses", "prompt_cache")
+    faults.script(reply)
+    response = openai_sdk.response_helper(
+        model="gpt-responses", input="What does clause 4.2 say?", prompt_cache_key="contract-review"
+    )
+    usage = response.usage
+    assert (usage.input_tokens, usage.output_tokens, usage.total_tokens) == (2006, 300, 2306)
+    assert usage.input_tokens_details.cached_tokens == 1920
+    assert usage.output_tokens_details.reasoning_tokens == 192
+    assert faults.requests[-1].json()["prompt_cache_key"] == "contract-review"
+
+
+def test_responses_clients_get_anthropic_cache_reads_and_writes(
+    faults: Any, openai_sdk: OpenAISDK
+) -> None:
+    reply, _ = recorded("anthropic", "prompt_cache")
+    faults.script(reply)
+    events = openai_sdk.response_events(model="claude", input="What does clause 4.2 say?")
+    usage = events[-1].response.usage
+    assert (usage.input_tokens, usage.output_tokens) == (8000, 50)
+    assert usage.input_tokens_details.cached_tokens == 5000

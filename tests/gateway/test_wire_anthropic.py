@@ -127,6 +127,17 @@ USER = [{"role": "user", "content": "Hi"}]
 # --- the stream ------------------------------------------------------------------------------
 
 
+def counts(input_tokens: int, output_tokens: int, read: int = 0, write: int = 0) -> dict[str, int]:
+    """A Messages API usage: input_tokens the part after the last cache breakpoint, as
+    Anthropic counts it, the cache's reads and writes beside it (0 when none was said)."""
+    return {
+        "input_tokens": input_tokens,
+        "cache_creation_input_tokens": write,
+        "cache_read_input_tokens": read,
+        "output_tokens": output_tokens,
+    }
+
+
 def test_text_stream_event_order_and_usage() -> None:
     events = parsed(frames_of(TEXT))
     assert [k for k, _ in events] == [
@@ -141,8 +152,8 @@ def test_text_stream_event_order_and_usage() -> None:
     ]
     start = events[0][1]["message"]
     assert start["id"] == RESPONSE_ID and start["model"] == "gw-model"
-    assert start["usage"] == {"input_tokens": 0, "output_tokens": 0}  # not known yet
-    assert events[-2][1]["usage"] == {"input_tokens": 11, "output_tokens": 4}
+    assert start["usage"] == counts(0, 0)  # not known yet
+    assert events[-2][1]["usage"] == counts(11, 4)
     message = accumulate(frames_of(TEXT))
     assert message.content[0].type == "text" and message.content[0].text == "Hello"
     assert message.stop_reason == "end_turn"
@@ -167,7 +178,7 @@ def test_message_start_carries_input_tokens_when_the_encoder_starts_late() -> No
     # first content is then in message_start, as Anthropic sends it.
     encoder = PROTOCOL.encoder(REQUEST, response_id="r", model="m")
     frames = encoder.feed(Usage(30, 1)) + encoder.feed(TextDelta("x"))
-    assert parsed(frames)[0][1]["message"]["usage"] == {"input_tokens": 30, "output_tokens": 1}
+    assert parsed(frames)[0][1]["message"]["usage"] == counts(30, 1)
     assert encoder.start() == []
 
 

@@ -579,3 +579,31 @@ def test_url_citation_annotations(replay: ReplayServer, runner: Runner) -> None:
         annotation,
     )
     assert text[citation.start or 0 : citation.end] == "example.com)"
+
+
+def test_anthropic_cache_markers_are_left_out_for_openai(
+    replay: ReplayServer, runner: Runner
+) -> None:
+    # OpenAI caches by itself and refuses properties it does not know; OpenRouter passes the
+    # markers on to the models that cache by them.
+    marked: list[dict[str, Any]] = [
+        {
+            "role": "system",
+            "content": [
+                {"type": "text", "text": "<contract>", "cache_control": {"type": "ephemeral"}}
+            ],
+        },
+        {"role": "user", "content": "Clause 4.2?", "cache_control": {"type": "ephemeral"}},
+    ]
+    replay.replies = [Reply(chunks=[sse(chunk({"content": "ok"}, "stop"))])] * 2
+    runner.text(openai(replay), None, messages=marked)
+    assert replay.requests[-1].json()["messages"] == [
+        {"role": "system", "content": [{"type": "text", "text": "<contract>"}]},
+        {"role": "user", "content": "Clause 4.2?"},
+    ]
+    assert "cache_control" in marked[1]  # the caller's messages are left as they were
+    router = create_llm(
+        "openrouter", model="anthropic/claude-sonnet-4.5", base_url=f"{replay.url}/v1", api_key="k"
+    )
+    runner.text(made(router), None, messages=marked)
+    assert replay.requests[-1].json()["messages"] == marked

@@ -131,13 +131,36 @@ def anthropic_error(exc: BaseException) -> tuple[int, dict[str, Any]]:
     return fixed or status, {"type": "error", "error": {"type": error_type, "message": message}}
 
 
+def anthropic_usage(usage: Usage | None) -> dict[str, Any]:
+    """Usage as the Messages API counts it: ``input_tokens`` is only the input after the last
+    cache breakpoint (spout's whole input less what was read from the prompt cache and written
+    to it), the two cache counts beside it, then the output (0 for a count not known).
+
+    >>> anthropic_usage(Usage(8000, 50, cache_read_tokens=5000, cache_write_tokens=2000))
+    {'input_tokens': 1000, 'cache_creation_input_tokens': 2000, 'cache_read_input_tokens': 5000, 'output_tokens': 50}
+    """
+    whole = (usage and usage.input_tokens) or 0
+    read = (usage and usage.cache_read_tokens) or 0
+    write = (usage and usage.cache_write_tokens) or 0
+    return {
+        "input_tokens": max(whole - read - write, 0),
+        "cache_creation_input_tokens": write,
+        "cache_read_input_tokens": read,
+        "output_tokens": (usage and usage.output_tokens) or 0,
+    }
+
+
 def _fail(message: str, param: str) -> RequestError:
     return RequestError(message, param=param)
 
 
 def _text_of(blocks: list[Any]) -> str | None:
-    """The text of blocks that are all text, else None."""
-    if all(isinstance(b, dict) and b.get("type") == "text" for b in blocks):
+    """The text of blocks that are all text, else None. Blocks that mark a prompt-cache
+    breakpoint (``cache_control``) are kept as blocks: an Anthropic (or Bedrock) upstream
+    caches by the marker, and the other providers leave it out."""
+    if all(
+        isinstance(b, dict) and b.get("type") == "text" and "cache_control" not in b for b in blocks
+    ):
         return "\n\n".join(str(b.get("text") or "") for b in blocks)
     return None
 
@@ -152,13 +175,16 @@ def _check_blocks(content: Any, where: str) -> list[dict[str, Any]]:
     return content
 
 
-def _system(value: Any) -> str | None:
+def _system(value: Any) -> str | list[Any] | None:
     if value is None or isinstance(value, str):
         return value or None
-    if isinstance(value, list):
+    if isinstance(value, list) and all(
+        isinstance(b, dict) and b.get("type") == "text" for b in value
+    ):
         text = _text_of(value)
-        if text is not None:
-            return text or None
+        if text is None:
+            return value  # text blocks with a cache breakpoint, kept as they came
+        return text or None
     raise _fail("system must be a string or a list of text blocks", "system")
 
 
@@ -189,6 +215,8 @@ def _user(content: Any, where: str) -> list[dict[str, Any]]:
             }
             if block.get("is_error"):
                 message["is_error"] = True
+            if block.get("cache_control"):
+                message["cache_control"] = block["cache_control"]
             messages.append(message)
         else:
             # Images and documents as spout's portable parts, which the upstream's adapter
@@ -282,7 +310,10 @@ def _tools(value: Any) -> tuple[list[dict[str, Any]], list[str]]:
             function = {"name": tool["name"], "parameters": schema}
             if tool.get("description"):
                 function["description"] = tool["description"]
-            tools.append({"type": "function", "function": function})
+            custom: dict[str, Any] = {"type": "function", "function": function}
+            if tool.get("cache_control"):
+                custom["cache_control"] = tool["cache_control"]  # the Tool keeps it
+            tools.append(custom)
             names.append(tool["name"])
         else:
             # A server tool (web search, code execution...): for an Anthropic upstream, as is.
@@ -410,10 +441,7 @@ class MessagesProtocol:
             "content": content,
             "stop_reason": stop_reason(response),
             "stop_sequence": None,
-            "usage": {
-                "input_tokens": usage.input_tokens or 0,
-                "output_tokens": usage.output_tokens or 0,
-            },
+            "usage": anthropic_usage(usage),
             **extra,
         }
 
@@ -521,10 +549,7 @@ class MessagesEncoder:
             "content": [],
             "stop_reason": None,
             "stop_sequence": None,
-            "usage": {
-                "input_tokens": (usage and usage.input_tokens) or 0,
-                "output_tokens": (usage and usage.output_tokens) or 0,
-            },
+            "usage": anthropic_usage(usage),
         }
         return [
             _event("message_start", {"type": "message_start", "message": message}),
@@ -690,7 +715,8 @@ class MessagesEncoder:
         usage = response.usage
         delta_usage: dict[str, Any] = {"output_tokens": usage.output_tokens or 0}
         if usage.input_tokens is not None:
-            delta_usage = {"input_tokens": usage.input_tokens, **delta_usage}
+            # Cumulative, as Anthropic's own message_delta repeats them.
+            delta_usage = anthropic_usage(usage)
         frames.append(
             _event(
                 "message_delta",

@@ -154,7 +154,7 @@ class Gateway:
 
     async def _answer(self, http: HTTPRequest, job: _Job) -> Response:
         # A client that leaves before the answer is whole stops it: nobody would read it.
-        call = asyncio.ensure_future(job.llm.generate_async(**_call_args(job.request)))
+        call = asyncio.ensure_future(job.llm.generate_async(**_call_args(job.request, job.llm)))
         gone = asyncio.ensure_future(_disconnected(http))
         try:
             await asyncio.wait({call, gone}, return_when=asyncio.FIRST_COMPLETED)
@@ -267,7 +267,7 @@ class Gateway:
         accounted = False
         sent = time.monotonic()
         try:
-            stream = await job.llm.generate_async(stream=True, **_call_args(job.request))
+            stream = await job.llm.generate_async(stream=True, **_call_args(job.request, job.llm))
             events: AsyncIterator[Event] = stream.events().__aiter__()
             # The events up to the first that is not a ResponseStart go to the encoder
             # before start(): Anthropic's message_start then carries the input tokens when
@@ -459,8 +459,10 @@ class _Job:
     recording: Recording | None = None
 
 
-def _call_args(request: Request) -> dict[str, Any]:
+def _call_args(request: Request, llm: LLM) -> dict[str, Any]:
     args: dict[str, Any] = {"messages": request.messages, **request.params}
+    if "prompt_cache_key" in args and not llm.provider.takes_prompt_cache_key():
+        del args["prompt_cache_key"]  # OpenAI's; another upstream refuses the unknown key
     if request.tools:
         args["tools"] = request.tools
     return args

@@ -177,7 +177,6 @@ _IGNORED = frozenset(
         "parallel_tool_calls",
         "service_tier",
         "safety_identifier",
-        "prompt_cache_key",
         "prompt_cache_retention",
         "verbosity",
         "stream_options",
@@ -207,6 +206,18 @@ _ANSWER_EXTRAS = ("audio", "images", "annotations", "spout_files", "spout_raw_ev
 
 def _fail(message: str, param: str | None = None) -> RequestError:
     return RequestError(message, param=param)
+
+
+def take_prompt_cache_key(body: dict[str, Any], params: dict[str, Any]) -> None:
+    """OpenAI's ``prompt_cache_key`` (a string that routes like prompts to one cache) into
+    ``params``: it goes on to an upstream that takes it (OpenAI's own API; see ``_call_args``
+    in the app), and is dropped for the others, which cache by their own rules."""
+    key = body.get("prompt_cache_key")
+    if key is None:
+        return
+    if not isinstance(key, str):
+        raise _fail("prompt_cache_key must be a string", "prompt_cache_key")
+    params["prompt_cache_key"] = key
 
 
 def number(
@@ -453,6 +464,7 @@ def _refuse_unsupported(body: dict[str, Any]) -> None:
 
 _KNOWN = _IGNORED | frozenset(
     (
+        "prompt_cache_key",
         *_PASSED,
         "n",
         "logprobs",
@@ -553,6 +565,7 @@ class ChatCompletionsProtocol:
         for key in _PASSED:
             if body.get(key) is not None:
                 params[key] = body[key]
+        take_prompt_cache_key(body, params)
         stream = flag(body, "stream")
         options = object_field(body, "stream_options")
         include_usage = bool(stream and options and options.get("include_usage"))

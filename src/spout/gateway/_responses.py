@@ -39,6 +39,7 @@ from ._openai import (
     request_model,
     request_object,
     take_numbers,
+    take_prompt_cache_key,
     tool_choice,
     tool_names,
 )
@@ -54,7 +55,6 @@ _IGNORED = frozenset(
         "parallel_tool_calls",
         "service_tier",
         "safety_identifier",
-        "prompt_cache_key",
         "prompt_cache_retention",
         "truncation",
         "include",
@@ -65,6 +65,7 @@ _REFUSED = ("previous_response_id", "conversation", "prompt", "max_tool_calls")
 _KEEPS_NONE = UNSUPPORTED + ", which keeps no responses: send the whole conversation as input"
 _KNOWN = _IGNORED | frozenset(
     (
+        "prompt_cache_key",
         "model",
         "input",
         "instructions",
@@ -313,6 +314,7 @@ class ResponsesProtocol:
         response_format = _format(body.get("text"))
         if response_format is not None:
             params["response_format"] = response_format
+        take_prompt_cache_key(body, params)
         reasoning = object_field(body, "reasoning")
         if reasoning is not None and any(v is not None for v in reasoning.values()):
             # The Responses API's own setting: a Responses upstream takes it, others refuse.
@@ -374,9 +376,14 @@ def _usage(response: Response) -> dict[str, Any]:
     input_tokens, output_tokens = usage.input_tokens or 0, usage.output_tokens or 0
     return {
         "input_tokens": input_tokens,
-        "input_tokens_details": {"cached_tokens": 0, "cache_write_tokens": 0},
+        # The parts already counted in: what was read from the prompt cache and written to it,
+        # and what was spent reasoning (0 where the upstream did not say).
+        "input_tokens_details": {
+            "cached_tokens": usage.cache_read_tokens or 0,
+            "cache_write_tokens": usage.cache_write_tokens or 0,
+        },
         "output_tokens": output_tokens,
-        "output_tokens_details": {"reasoning_tokens": 0},
+        "output_tokens_details": {"reasoning_tokens": usage.reasoning_tokens or 0},
         "total_tokens": input_tokens + output_tokens,
     }
 

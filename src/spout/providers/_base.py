@@ -341,6 +341,11 @@ class Provider:
             params.setdefault("max_tokens", params.pop("max_completion_tokens"))
         return params
 
+    def takes_prompt_cache_key(self) -> bool:
+        """Whether this endpoint takes OpenAI's ``prompt_cache_key`` (OpenAI's own API does):
+        the gateway passes a client's on only then, as another refuses the unknown key."""
+        return False
+
     def takes_refusal(self) -> bool:
         """Whether this provider's messages have a field for an assistant's refusal (OpenAI's
         ``refusal``). When not, a refusal in the history is sent as the turn's text

@@ -32,6 +32,7 @@ __all__ = [
     "tool_declaration",
     "tool_loop_messages",
     "usage_from",
+    "without_cache_control",
 ]
 
 
@@ -203,6 +204,40 @@ def usage_from(
         cache_read_tokens=token_count(data, cache_read) if cache_read else None,
         reasoning_tokens=thought,
     )
+
+
+def _marked(message: Mapping[str, Any]) -> bool:
+    content = message.get("content")
+    return "cache_control" in message or (
+        isinstance(content, list)
+        and any(isinstance(part, Mapping) and "cache_control" in part for part in content)
+    )
+
+
+def without_cache_control(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The messages with their prompt-cache markers (``cache_control``, on a message or on a
+    content part) left out, for a provider that caches by itself and may refuse the key
+    (OpenAI's API refuses properties it does not know). The list is returned as it is when
+    no message has one, and the caller's messages are never changed.
+
+    >>> without_cache_control([{"role": "user", "content": "Hi", "cache_control": {}}])
+    [{'role': 'user', 'content': 'Hi'}]
+    """
+    if not any(_marked(message) for message in messages):
+        return messages
+    out = []
+    for message in messages:
+        message = {key: value for key, value in message.items() if key != "cache_control"}
+        content = message.get("content")
+        if isinstance(content, list):
+            message["content"] = [
+                {k: v for k, v in part.items() if k != "cache_control"}
+                if isinstance(part, Mapping)
+                else part
+                for part in content
+            ]
+        out.append(message)
+    return out
 
 
 def object_arguments(value: Any) -> dict[str, Any]:

@@ -51,6 +51,7 @@ from ._common import (
     retry_after_seconds,
     set_stream,
     tool_declaration,
+    without_cache_control,
 )
 
 if TYPE_CHECKING:
@@ -404,7 +405,8 @@ class CohereProvider(HTTPProvider):
 
     def build_request(self, call: Call, *, stream: bool) -> HTTPRequest:
         params = dict(call.params)
-        messages = cohere_messages(call.messages, self.name)
+        # Cohere has no prompt-cache markers to take: Anthropic's go.
+        messages = cohere_messages(without_cache_control(call.messages), self.name)
         body: dict[str, Any] = {"model": self.model, "messages": messages}
         move_settings(params, body, _SETTINGS, "stop_sequences")
         for key, value in params.items():

@@ -63,6 +63,7 @@ from ._common import (
     tool_declaration,
     tool_loop_messages,
     usage_from,
+    without_cache_control,
 )
 
 if TYPE_CHECKING:
@@ -706,14 +707,28 @@ class OpenAIProvider(HTTPProvider):
         it); raises :class:`~spout.ConfigurationError` for one it cannot take."""
         return chat_file_part(self.name, self.file_rules(), file, part)
 
+    def takes_prompt_cache_key(self) -> bool:
+        # platform.openai.com/docs/guides/prompt-caching. An endpoint configured as OpenAI
+        # itself takes it (a server that does not know it ignores it, as vLLM and llama.cpp
+        # do unknown fields); a profile's service is not known to.
+        return self.name == "openai"
+
     def takes_refusal(self) -> bool:
         # OpenAI's own API takes an assistant message's refusal as it gave it
         # (ChatCompletionAssistantMessageParam.refusal in openai-python). A server elsewhere
         # is not known to: Groq refuses the unknown key, llama.cpp ignores it (an empty turn).
         return self.base_url == OpenAIProvider.default_base_url
 
+    #: Whether the endpoint takes Anthropic's prompt-cache markers (``cache_control``) in
+    #: messages (OpenRouter passes them to the models that cache so); OpenAI caches by itself
+    #: and refuses keys it does not know, so they are left out.
+    takes_cache_control: ClassVar[bool] = False
+
     def build_request(self, call: Call, *, stream: bool) -> HTTPRequest:
-        messages = translate_files(chat_messages(call.messages), self.file_part)
+        messages = chat_messages(call.messages)
+        if not self.takes_cache_control:
+            messages = without_cache_control(messages)
+        messages = translate_files(messages, self.file_part)
         body: dict[str, Any] = {"model": self.model, "messages": messages}
         for key, value in call.params.items():
             if value is not None:

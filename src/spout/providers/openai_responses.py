@@ -47,7 +47,14 @@ from ._base import (
     text_content,
     tool_call_from_json,
 )
-from ._common import answer_file, set_stream, set_tools, tool_declaration, usage_from
+from ._common import (
+    answer_file,
+    set_stream,
+    set_tools,
+    tool_declaration,
+    usage_from,
+    without_cache_control,
+)
 from .openai import (
     IMAGES_ONLY,
     OPENAI_IMAGE_TYPES,
@@ -506,7 +513,8 @@ class OpenAIResponsesProvider(OpenAIProvider):
                 "leave it out, or use api='chat'"
             )
         body: dict[str, Any] = {"model": self.model}
-        instructions, items = _input(call.messages, self.file_part)
+        # OpenAI caches prompts by itself (prompt_cache_key steers it): Anthropic's markers go.
+        instructions, items = _input(without_cache_control(call.messages), self.file_part)
         if instructions is not None:
             body["instructions"] = instructions
         body["input"] = items

@@ -53,9 +53,12 @@ class OpenRouterProvider(OpenAIProvider):
     uses to attribute an app (https://openrouter.ai/docs/api-reference/overview). Its
     ``: OPENROUTER PROCESSING`` keep-alive comments are ignored, an error inside the stream is
     raised with the partial response, and the cost it reports is kept in ``usage.extras``.
+    Prompt-cache markers (``cache_control``) go on to the models that cache by them (OpenRouter's
+    "Prompt Caching" guide).
     """
 
     name: ClassVar[str] = "openrouter"
+    takes_cache_control: ClassVar[bool] = True
     price_list: ClassVar[str | None] = "openrouter"
     default_base_url: ClassVar[str] = "https://openrouter.ai/api/v1"
     base_url_env: ClassVar[tuple[str, ...]] = ("OPENROUTER_BASE_URL",)
