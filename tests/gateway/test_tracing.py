@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import os
+import time
 from collections.abc import Iterator
+from typing import Any
 
 import httpx
 import pytest
@@ -83,3 +87,58 @@ def test_without_a_traceparent_the_call_starts_a_trace(
         response.read()
     [span] = spans.get_finished_spans()
     assert span.parent is None
+
+
+# The OpenTelemetry SDK set up in the `spout serve` process before spout runs, as an
+# application's own start-up (or opentelemetry-instrument) would: its finished spans are
+# written to a file, one JSON object a line.
+SITECUSTOMIZE = """
+import json, os
+from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter, SpanExportResult
+
+class ToFile(SpanExporter):
+    def export(self, spans):
+        with open(os.environ["SPANS_FILE"], "a") as out:
+            for span in spans:
+                parent = span.parent.span_id if span.parent else None
+                out.write(json.dumps({"name": span.name, "trace_id": span.context.trace_id,
+                                      "parent_id": parent}) + "\\n")
+        return SpanExportResult.SUCCESS
+
+provider = TracerProvider()
+provider.add_span_processor(SimpleSpanProcessor(ToFile()))
+trace.set_tracer_provider(provider)
+"""
+
+
+def test_spout_serve_otel_continues_the_clients_trace(replay: ReplayServer, tmp_path: Any) -> None:
+    """`spout serve --otel`, a process as a user runs it: the upstream call of a request that
+    came with a traceparent is a span of the client's trace, under the client's span."""
+    from test_serve_cli import serve
+
+    (tmp_path / "sitecustomize.py").write_text(SITECUSTOMIZE)
+    spans_file = tmp_path / "spans.jsonl"
+    replay.replies = [recorded()]
+    env = {
+        "PYTHONPATH": os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")]),
+        "SPANS_FILE": str(spans_file),
+        "UPSTREAM_KEY": "sk-test",
+    }
+    args = ["--otel", "-m", "openai:up", "--base-url", replay.url + "/v1"]
+    with serve(*args, "--api-key-env", "UPSTREAM_KEY", env=env) as (_, url):
+        response = httpx.post(
+            url + "/v1/chat/completions",
+            json={**BODY, "stream": True},
+            headers={"traceparent": TRACEPARENT},
+            timeout=10,
+        )
+        assert response.status_code == 200 and "[DONE]" in response.text
+        deadline = time.monotonic() + 5
+        while not spans_file.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+    spans = [json.loads(line) for line in spans_file.read_text().splitlines()]
+    chat = [span for span in spans if span["name"] == "chat up"]
+    assert len(chat) == 1
+    assert (chat[0]["trace_id"], chat[0]["parent_id"]) == (TRACE_ID, PARENT_ID)

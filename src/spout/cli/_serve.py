@@ -33,6 +33,7 @@ examples:
   spout serve keys add intern --keys keys.txt --max-spend 25    a key that may spend 25 USD
   spout serve keys list --keys keys.txt         each key's limits, and what it has spent
   spout serve --host 0.0.0.0 --keys keys.txt --cors-origin https://app.example.com
+  opentelemetry-instrument spout serve --otel   spans to the exporter OTEL_* variables name
 """
 
 
@@ -80,6 +81,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--log-prompts", action="store_true", help="log prompt text (off: never logged)"
+    )
+    parser.add_argument(
+        "--otel",
+        action="store_true",
+        help="OpenTelemetry spans and metrics for every call, continuing a client's "
+        "traceparent (spout[otel]; exporters as your OpenTelemetry SDK set-up says, e.g. "
+        "under opentelemetry-instrument)",
     )
     parser.add_argument(
         "--shutdown-deadline",
@@ -131,6 +139,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         config = build_config(args)
+        if args.otel:
+            from .. import instrument
+
+            instrument()  # ConfigurationError naming the extra when OpenTelemetry is missing
         app = create_app(config)
     except (ConfigurationError, ValueError) as exc:
         return fail(str(exc), 2)
