@@ -507,20 +507,10 @@ class LLM(Closing, AsyncClosing):
         accumulator = self._accumulator()
         attempts = self._attempts(call, accumulator)
         span = attempts.span = _otel.call_span(self.provider, call, accumulator, stream=False)
-        if span is not None:
-            span.start()
-        try:
+        with _otel.spanning(span):
             if watch is not None:
-                response = _fold_watched(accumulator, lambda: complete_sync(attempts), watch)
-            else:
-                response = _fold(accumulator, complete_sync(attempts))
-        except BaseException as exc:
-            if span is not None:
-                span.end(exc)
-            raise
-        if span is not None:
-            span.end()
-        return response
+                return _fold_watched(accumulator, lambda: complete_sync(attempts), watch)
+            return _fold(accumulator, complete_sync(attempts))
 
     def generate_stream(
         self,
@@ -597,22 +587,10 @@ class LLM(Closing, AsyncClosing):
         accumulator = self._accumulator()
         attempts = self._attempts(call, accumulator)
         span = attempts.span = _otel.call_span(self.provider, call, accumulator, stream=False)
-        if span is not None:
-            span.start()
-        try:
+        with _otel.spanning(span):
             if watch is not None:
-                response = await _afold_watched(
-                    accumulator, lambda: complete_async(attempts), watch
-                )
-            else:
-                response = _fold(accumulator, await complete_async(attempts))
-        except BaseException as exc:
-            if span is not None:
-                span.end(exc)
-            raise
-        if span is not None:
-            span.end()
-        return response
+                return await _afold_watched(accumulator, lambda: complete_async(attempts), watch)
+            return _fold(accumulator, await complete_async(attempts))
 
     def agenerate_stream(
         self,

@@ -188,6 +188,22 @@ def call_span(
     return CallSpan(otel, provider, call, accumulator, stream)
 
 
+@contextlib.contextmanager
+def spanning(span: CallSpan | None) -> Iterator[None]:
+    """Run a call that is not streamed in its span (None: instrumentation is off): started
+    here, ended with the call's error or without one."""
+    if span is None:
+        yield
+        return
+    span.start()
+    try:
+        yield
+    except BaseException as exc:
+        span.end(exc)
+        raise
+    span.end()
+
+
 class CallSpan:
     """One call's span: started as its request goes out, ended once however the call ends.
 
