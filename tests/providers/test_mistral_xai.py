@@ -202,9 +202,9 @@ def test_mistral_tool_ids_are_the_same_in_every_request(replay: ReplayServer) ->
 
 def test_mistral_tool_ids_never_collide_with_kept_ones() -> None:
     # A foreign id whose derived id is already taken by a kept one gets another.
-    from spout.providers.profiles import _derived_id
+    from spout.providers.profiles import MISTRAL_TOOL_IDS
 
-    taken = _derived_id("call_WIRE_1", 0)
+    taken = MISTRAL_TOOL_IDS.derive("call_WIRE_1", 0)
     messages: list[dict[str, Any]] = [
         {
             "role": "assistant",

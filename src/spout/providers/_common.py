@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import binascii
+import hashlib
+import re
 from base64 import b64decode
 from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -15,6 +18,7 @@ from .._files import FILE_PART_TYPES, File, file_from_part
 from ._base import Call, parse_arguments, wire_tools
 
 __all__ = [
+    "ToolIds",
     "answer_file",
     "bearer_headers",
     "error_json",
@@ -296,3 +300,96 @@ def file_events(
     if type(end) is not FileEnd:
         return [end]
     return [FileStart(index, end.file.media_type), end]
+
+
+_ALPHABET = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+
+
+def _hashed(old: str, attempt: int, length: int) -> str:
+    """``length`` letters and digits derived from ``old`` (and the attempt), the same every run."""
+    number = int.from_bytes(hashlib.sha256(f"{attempt}:{old}".encode()).digest()[:8], "big")
+    chars = []
+    for _ in range(length):
+        number, digit = divmod(number, len(_ALPHABET))
+        chars.append(_ALPHABET[digit])
+    return "".join(chars)
+
+
+@dataclass(frozen=True)
+class ToolIds:
+    """The tool-call ids a provider accepts, and how an id it would refuse is rewritten in an
+    outgoing request (:meth:`rewrite`).
+
+    ``fits`` is the full pattern of an accepted id. An id that does not fit is replaced by
+    ``length`` hashed letters and digits when ``length`` is set (Mistral's fixed size); else
+    by the id with the characters ``outside`` taken out, cut to ``max_length``, and given a
+    short hash suffix when that leaves it empty, too long, or equal to another id.
+
+    >>> ToolIds(re.compile(r"[a-zA-Z0-9_-]+"), outside=re.compile(r"[^a-zA-Z0-9_-]")).rewrite(
+    ...     [{"role": "tool", "tool_call_id": "call:1", "content": "4"}]
+    ... )[0]["tool_call_id"]
+    'call1'
+    """
+
+    fits: re.Pattern[str]
+    length: int | None = None
+    outside: re.Pattern[str] | None = None
+    max_length: int | None = None
+
+    def derive(self, old: str, attempt: int) -> str:
+        """The new id for ``old``; ``attempt`` counts the candidates already taken."""
+        if self.length is not None:
+            return _hashed(old, attempt, self.length)
+        kept = self.outside.sub("", old) if self.outside is not None else old
+        limit = self.max_length
+        if attempt == 0 and kept and (limit is None or len(kept) <= limit):
+            return kept
+        suffix = "_" + _hashed(old, attempt, 8)
+        stem = kept or "call"
+        return (stem if limit is None else stem[: limit - len(suffix)]) + suffix
+
+    def rewrite(self, messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """spout's OpenAI-style messages with every tool-call id this provider would refuse
+        replaced, alike in the assistant's ``tool_calls`` and in the ``tool`` results that
+        answer them.
+
+        An id that fits is kept; one that does not always gets the same new id (ids are taken
+        in the order they first appear, so a longer history keeps an earlier id's mapping),
+        never one that another id of the history has. The list is returned as it is when
+        every id fits; a message that changes is copied, never edited: the caller's history
+        and the stored turns keep their own ids.
+        """
+        ids: list[str] = []
+        for message in messages:
+            role = message.get("role")
+            if role == "assistant":
+                ids += [c.get("id") for c in message.get("tool_calls") or ()]
+            elif role == "tool":
+                ids.append(message.get("tool_call_id"))  # type: ignore[arg-type]
+        ids = [i for i in dict.fromkeys(ids) if isinstance(i, str)]
+        unfit = [i for i in ids if not self.fits.fullmatch(i)]
+        if not unfit:
+            return messages
+        taken = {i for i in ids if self.fits.fullmatch(i)}
+        new: dict[str, str] = {}
+        for old in unfit:
+            attempt = 0
+            while (candidate := self.derive(old, attempt)) in taken:
+                attempt += 1  # two ids must never answer as one
+            taken.add(candidate)
+            new[old] = candidate
+        out = []
+        for message in messages:
+            role = message.get("role")
+            if role == "tool" and message.get("tool_call_id") in new:
+                message = {**message, "tool_call_id": new[message["tool_call_id"]]}
+            elif role == "assistant" and any(
+                c.get("id") in new for c in message.get("tool_calls") or ()
+            ):
+                calls = [
+                    {**c, "id": new[c["id"]]} if c.get("id") in new else c
+                    for c in message["tool_calls"]
+                ]
+                message = {**message, "tool_calls": calls}
+            out.append(message)
+        return out

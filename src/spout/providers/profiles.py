@@ -7,7 +7,6 @@ is :class:`~spout.providers.openai.OpenAIProvider`'s. Any other compatible serve
 
 from __future__ import annotations
 
-import hashlib
 import re
 from collections.abc import Mapping
 from typing import Any, ClassVar
@@ -17,7 +16,7 @@ from .._errors import ContextWindowExceededError, ProviderError
 from .._events import Event, RawEvent, ReasoningDelta, TextDelta
 from .._files import File
 from ._base import Provider, streaming_capabilities
-from ._common import error_json, error_text
+from ._common import ToolIds, error_json, error_text
 from .openai import (
     IMAGES_ONLY,
     ChatChunkMapper,
@@ -246,17 +245,13 @@ def _mistral_part(part: Any) -> list[Event]:
 # Mistral's tool-call ids: exactly nine letters and digits. A call id from another provider
 # ("call_abc...", "toolu_...") is refused with a 422 ("Tool call id was ... but must be
 # a-z, A-Z, 0-9, with a length of 9").
-_MISTRAL_ID = re.compile(r"[a-zA-Z0-9]{9}")
-_ALPHABET = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+MISTRAL_TOOL_IDS = ToolIds(re.compile(r"[a-zA-Z0-9]{9}"), length=9)
 
 
 def mistral_tool_ids(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The messages with every tool-call id Mistral would refuse replaced, alike in the
-    assistant's ``tool_calls`` and in the ``tool`` results that answer them.
-
-    An id that already fits is kept; another becomes nine characters derived from it, so the
-    same history always gives the same request. The list is returned as it is when every id
-    fits; a message that changes is copied, never edited.
+    """The messages with every tool-call id Mistral would refuse replaced by nine letters and
+    digits derived from it, alike in the assistant's ``tool_calls`` and in the ``tool``
+    results that answer them (:meth:`ToolIds.rewrite`).
 
     >>> sent = mistral_tool_ids([
     ...     {"role": "assistant", "tool_calls": [{"id": "call_0", "function": {"name": "f"}}]},
@@ -265,48 +260,7 @@ def mistral_tool_ids(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
     >>> sent[0]["tool_calls"][0]["id"] == sent[1]["tool_call_id"] != "call_0"
     True
     """
-    ids = [
-        call.get("id")
-        for message in messages
-        if message.get("role") == "assistant"
-        for call in message.get("tool_calls") or ()
-    ]
-    ids += [message.get("tool_call_id") for message in messages if message.get("role") == "tool"]
-    unfit = sorted({i for i in ids if isinstance(i, str) and not _MISTRAL_ID.fullmatch(i)})
-    if not unfit:
-        return messages
-    taken = {i for i in ids if isinstance(i, str) and _MISTRAL_ID.fullmatch(i)}
-    new: dict[str, str] = {}
-    for old in unfit:
-        attempt = 0
-        while (candidate := _derived_id(old, attempt)) in taken:
-            attempt += 1  # never in practice: 62**9 ids; but an id must not answer two calls
-        taken.add(candidate)
-        new[old] = candidate
-    out = []
-    for message in messages:
-        role = message.get("role")
-        if role == "tool" and message.get("tool_call_id") in new:
-            message = {**message, "tool_call_id": new[message["tool_call_id"]]}
-        elif role == "assistant" and any(
-            c.get("id") in new for c in message.get("tool_calls") or ()
-        ):
-            calls = [
-                {**c, "id": new[c["id"]]} if c.get("id") in new else c
-                for c in message["tool_calls"]
-            ]
-            message = {**message, "tool_calls": calls}
-        out.append(message)
-    return out
-
-
-def _derived_id(old: str, attempt: int) -> str:
-    number = int.from_bytes(hashlib.sha256(f"{attempt}:{old}".encode()).digest()[:8], "big")
-    chars = []
-    for _ in range(9):
-        number, digit = divmod(number, len(_ALPHABET))
-        chars.append(_ALPHABET[digit])
-    return "".join(chars)
+    return MISTRAL_TOOL_IDS.rewrite(messages)
 
 
 class MistralProvider(OpenAIProvider):
