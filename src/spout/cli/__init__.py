@@ -17,6 +17,7 @@ from ._common import (
     silence_stdout,
 )
 from ._status import add_stats_option, print_summary, status_for
+from ._tools import CallDisplay, add_tool_options, load_tools
 
 if TYPE_CHECKING:
     from .. import File
@@ -31,6 +32,7 @@ Stream an answer from a model to stdout, chunk by chunk as it is generated.
 With no -m, the bundled local model answers (no key, no network).
 Text piped to stdin is appended to the prompt: echo text | spout, or spout "summarize:" < file.
 -a attaches a file (an image, a PDF, audio) to the prompt; -a - reads it from stdin.
+--tool-file gives the model the functions of a Python file as tools; its calls show on stderr.
 Each exchange is logged as a conversation (see spout conversations); -c continues the last one.
 
 other commands:
@@ -49,6 +51,8 @@ examples:
   spout -m openai:gpt-4o-mini -a photo.png "What is in this picture?"
   curl -s https://example.com/chart.png | spout -m openai:gpt-4o -a - "Describe the chart"
   git diff | spout -s "You review code." "Review this diff:"
+  spout -m openai:gpt-4o-mini --tool-file tools.py "What is the weather in Oslo?"
+  spout -m openai:gpt-4o-mini --tool-file tools.py --tools-approve --chain-limit 3 "..."
   spout --no-log "Something not to keep"
   spout chat -m anthropic:claude-sonnet-4-5
   spout conversations list
@@ -80,6 +84,7 @@ def _parser() -> argparse.ArgumentParser:
         default=True,
         help="print each chunk as it arrives (the default), or the whole answer at the end",
     )
+    add_tool_options(parser)
     add_stats_option(parser)
     add_log_options(parser)
     parser.add_argument("--version", action="version", version=f"spout {_version()}")
@@ -150,6 +155,7 @@ def _answer(args: argparse.Namespace) -> int:
         stdin = getattr(sys.stdin, "buffer", None) if reads_file else None
         files = _read_attachments(args.attach, stdin)
         prompt = _read_prompt(args.prompt, None if reads_file else sys.stdin)
+        tools = load_tools(args)
     except (ConfigurationError, CommandError) as exc:
         return fail(str(exc), 2)
     except (OSError, UnicodeDecodeError) as exc:
@@ -163,12 +169,42 @@ def _answer(args: argparse.Namespace) -> int:
     stdout = sys.stdout
     stream: SessionStream | None = None
     status = status_for()
+
+    def before_call() -> None:
+        status.clear()
+        stdout.flush()
+
+    calls = CallDisplay(ask=args.tools_approve, before=before_call)
     stats: StreamStats | None
     try:
         with open_session(args) as session:
             try:
                 asked = prompt if prompt.strip() else None  # files alone are a prompt too
-                if args.stream:
+                if tools:
+                    # The tool loop, streamed: text to stdout (at the end with --no-stream),
+                    # each call on stderr as it runs.
+                    stream = session.generate_stream_with_tools(
+                        asked,
+                        files=files,
+                        tools=tools,
+                        max_rounds=args.chain_limit,
+                        approve=calls,
+                    )
+                    for item in iter(stream):
+                        if isinstance(item, str):
+                            if args.stream:
+                                stdout.write(item)
+                                stdout.flush()
+                        else:
+                            before_call()
+                            calls.ran(item)
+                        status.update(stream.stats)
+                    text = stream.text
+                    if not args.stream:
+                        stdout.write(text)
+                    stats = stream.response.stats or stream.stats
+                    refusal = stream.response.refusal
+                elif args.stream:
                     stream = session.generate_stream(asked, files=files)
                     chunks = iter(stream)  # held, so a Ctrl-C in write() is kept "interrupted"
                     for chunk in chunks:
