@@ -119,7 +119,9 @@ def test_no_stream_prints_the_answer_at_the_end(replay: ReplayServer, tool_file:
     assert "← 21 degrees in Oslo" in result.stderr
 
 
-def test_chain_limit_stops_after_that_many_rounds(replay: ReplayServer, tool_file: Path) -> None:
+def test_chain_limit_stops_after_that_many_rounds(
+    replay: ReplayServer, tool_file: Path, spout_home: Path
+) -> None:
     script(replay)
     result = spout(
         *openai_args(replay),
@@ -133,6 +135,11 @@ def test_chain_limit_stops_after_that_many_rounds(replay: ReplayServer, tool_fil
     assert result.returncode == 1
     assert "max_rounds=1" in line
     assert len(replay.requests) == 1
+    # What arrived is logged, marked as cut short by the error.
+    with Store(spout_home / "conversations.db") as store:
+        (conversation,) = store.list()
+        (turn,) = store.turns(conversation.id)
+    assert turn.incomplete == "error" and turn.error is not None and "max_rounds" in turn.error
 
 
 @pytest.mark.parametrize(
