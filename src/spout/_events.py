@@ -75,10 +75,20 @@ class RefusalDelta:
 
 @dataclass(frozen=True, slots=True)
 class ReasoningDelta:
-    """A piece of the model's reasoning (thinking) text, or of its signature."""
+    """A piece of the model's reasoning (thinking) text, or of its signature, or a block of
+    reasoning the provider sent encrypted (``redacted``: Anthropic's ``redacted_thinking``
+    data, Bedrock's ``redactedContent``), whole and unreadable; it must go back as it came.
+
+    Example::
+
+        for event in llm.generate_stream("Why is the sky blue?", thinking=True):
+            if isinstance(event, ReasoningDelta) and event.text:
+                print(event.text, end="")
+    """
 
     text: str = ""
     signature: str | None = None
+    redacted: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

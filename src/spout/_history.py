@@ -35,6 +35,7 @@ def for_provider(turns: Sequence[Turn], provider: str) -> list[dict[str, Any]]:
                 continue
             message = dict(message)
             message.pop("reasoning_signature", None)
+            message.pop("reasoning_blocks", None)
             calls = message.get("tool_calls")
             if calls:
                 fixed = []

@@ -65,6 +65,9 @@ class Response:
     text: str = ""
     reasoning: str = ""
     reasoning_signature: str | None = None
+    #: The reasoning block by block, in order, as the provider needs it back: each
+    #: ``{"text": ..., "signature": ...}`` or ``{"redacted": ...}`` (encrypted reasoning).
+    reasoning_blocks: tuple[dict[str, str], ...] = ()
     tool_calls: tuple[ToolCall, ...] = ()
     usage: Usage = _NO_USAGE
     finish_reason: FinishReason | None = None
@@ -157,6 +160,7 @@ class Accumulator:
         "_provider",
         "_raw",
         "_reasoning",
+        "_reasoning_blocks",
         "_refusal",
         "_resumed",
         "_retries",
@@ -213,6 +217,8 @@ class Accumulator:
         self._reasoning: list[str] = []
         self._refusal: list[str] = []
         self._signature: str | None = None
+        # Each reasoning block, in order: a signature or an encrypted block ends one.
+        self._reasoning_blocks: list[dict[str, str]] = []
         self._tool_calls: list[ToolCall] = []
         self._files: list[File] = []
         self._citations: list[Citation] = []
@@ -245,12 +251,21 @@ class Accumulator:
         elif type(event) is ReasoningDelta:
             if self._first_token_at is None:
                 self._first_token_at = time.perf_counter()
+            blocks = self._reasoning_blocks
             if event.text:
                 self._reasoning.append(event.text)
                 self._spent += len(event.text)
+                if not blocks or "text" not in blocks[-1] or "signature" in blocks[-1]:
+                    blocks.append({"text": ""})
+                blocks[-1]["text"] += event.text
             if event.signature is not None:
                 # A signature comes whole, one per thinking block: the latest replaces.
                 self._signature = event.signature
+                if not blocks or "text" not in blocks[-1] or "signature" in blocks[-1]:
+                    blocks.append({"text": ""})
+                blocks[-1]["signature"] = event.signature
+            if event.redacted is not None:
+                blocks.append({"redacted": event.redacted})
         elif type(event) is ToolCallDelta:
             call = self._open_calls.get(event.index)
             if call is not None:
@@ -527,6 +542,7 @@ class Accumulator:
             text=self.text,
             reasoning="".join(self._reasoning),
             reasoning_signature=self._signature,
+            reasoning_blocks=tuple(dict(block) for block in self._reasoning_blocks),
             tool_calls=tuple(tool_calls),
             usage=self._usage if self._carried is None else add_usage(self._carried, self._usage),
             finish_reason=finish.reason if finish else None,

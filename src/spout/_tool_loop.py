@@ -185,6 +185,11 @@ def assistant_message(response: Response) -> dict[str, Any]:
         message["reasoning"] = response.reasoning
         if response.reasoning_signature:
             message["reasoning_signature"] = response.reasoning_signature
+    blocks = response.reasoning_blocks
+    if any("redacted" in b for b in blocks) or sum("signature" in b for b in blocks) > 1:
+        # More than one signed block, or encrypted ones: each goes back, in order, as it came
+        # (reasoning and reasoning_signature above hold one block only).
+        message["reasoning_blocks"] = [dict(block) for block in blocks]
     if response.refusal is not None:
         # OpenAI's shape for a refused turn: the refusal beside the (usually empty) content.
         # Providers without that field get it as the turn's text (``refusals_as_text``).

@@ -673,7 +673,9 @@ def test_a_citation_spans_the_text_block_it_supports(replay: ReplayServer, runne
     assert "".join(e.text for e in events[:first] if isinstance(e, TextDelta)).endswith(spans[0])
 
 
-def test_unknown_blocks_and_deltas_are_raw_events(replay: ReplayServer, runner: Runner) -> None:
+def test_unknown_deltas_are_raw_events_and_redacted_thinking_is_kept(
+    replay: ReplayServer, runner: Runner
+) -> None:
     redacted = {"type": "redacted_thinking", "data": "EmwKAhgBEgy3WIRE"}
     body = (
         'event: message_start\ndata: {"type":"message_start","message":{"id":"msg_WIRE_r",'
@@ -694,9 +696,10 @@ def test_unknown_blocks_and_deltas_are_raw_events(replay: ReplayServer, runner: 
     replay.replies = [Reply(chunks=[body])]
     response = runner.events(anthropic(replay)).response
     assert response.raw_events == (
-        spout.RawEvent("redacted_thinking", redacted),
         spout.RawEvent("shiny_new_delta", {"type": "shiny_new_delta", "value": 1}),
     )
+    # Redacted thinking is kept, to go back as it came.
+    assert response.reasoning_blocks == ({"redacted": "EmwKAhgBEgy3WIRE"},)
     # Nothing but content spout does not know: not a quiet, empty "stop".
     assert (response.text, response.finish_reason) == ("", "unrecognized")
     assert response.raw_finish_reason == "end_turn"

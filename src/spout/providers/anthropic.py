@@ -141,8 +141,8 @@ class MessageEventMapper(WireMapper):
     numbered in the order calls appear (0, 1...), whatever its block index. A text block's
     ``citations_delta`` events become :class:`Citation` events when the block ends, each
     placing the block in the answer's text. A block of a type spout does not know
-    (``server_tool_use``, ``web_search_tool_result``, ``mcp_tool_use``, ``redacted_thinking``...)
-    comes whole as a :class:`RawEvent` when it ends, its ``input`` joined from its deltas.
+    (``server_tool_use``, ``web_search_tool_result``, ``mcp_tool_use``...) comes whole as a
+    :class:`RawEvent` when it ends, its ``input`` joined from its deltas.
     """
 
     __slots__ = (
@@ -270,9 +270,13 @@ class MessageEventMapper(WireMapper):
                 thinking = block.get("thinking") or ""
                 return [ReasoningDelta(thinking, block.get("signature") or None)]
             return []
+        if kind == "redacted_thinking":
+            # Thinking the safety systems encrypted: it comes whole, and must go back as it
+            # came, in its place among the turn's thinking blocks.
+            # https://docs.anthropic.com/en/docs/build-with-claude/extended-thinking
+            return [ReasoningDelta(redacted=str(block.get("data") or ""))]
         # server_tool_use and its results run on Anthropic's side, not the caller's: they
         # are not tool calls to run, but content all the same, given whole at their end.
-        # redacted_thinking carries no readable text (the same: its data, as sent).
         self._others[data.get("index", -1)] = [block, []]
         return []
 
@@ -343,6 +347,17 @@ def _citations(citations: list[Any], start: int, end: int) -> list[Event]:
             )
         )
     return events
+
+
+def _thinking_block(block: dict[str, Any]) -> dict[str, Any]:
+    """One of spout's reasoning blocks as Anthropic takes it back."""
+    if "redacted" in block:
+        return {"type": "redacted_thinking", "data": block["redacted"]}
+    return {
+        "type": "thinking",
+        "thinking": block.get("text") or "",
+        "signature": block.get("signature") or "",
+    }
 
 
 def _raw_block(block: dict[str, Any], input_json: str) -> RawEvent:
@@ -566,6 +581,8 @@ def message_events(body: bytes, provider: str, model: str | None) -> list[Event]
                 events.append(ReasoningDelta(block["thinking"]))
             if block.get("signature"):
                 events.append(ReasoningDelta(signature=block["signature"]))
+        elif kind == "redacted_thinking":
+            events.append(ReasoningDelta(redacted=str(block.get("data") or "")))
         elif kind == "tool_use":
             call_id = block.get("id") or f"call_{tool_index}"
             name = block.get("name") or ""
@@ -676,10 +693,15 @@ def _messages(
             else:
                 out.append({"role": "user", "content": [block]})
         elif role == "assistant" and (
-            message.get("tool_calls") or message.get("reasoning_signature")
+            message.get("tool_calls")
+            or message.get("reasoning_signature")
+            or message.get("reasoning_blocks")
         ):
             blocks: list[Any] = []
-            if message.get("reasoning_signature"):
+            if message.get("reasoning_blocks"):
+                # Each thinking and redacted_thinking block, in order, as it came.
+                blocks += [_thinking_block(block) for block in message["reasoning_blocks"]]
+            elif message.get("reasoning_signature"):
                 # With extended thinking, the turn that called tools must be sent back with its
                 # thinking block, signature intact, before the tool_use blocks.
                 # https://docs.anthropic.com/en/docs/build-with-claude/extended-thinking

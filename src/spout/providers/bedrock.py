@@ -171,8 +171,8 @@ class ConverseStreamMapper(WireMapper):
     An ``image`` block is a file: begun at its start (its ``format``), its base64 pieces
     joined, whole at its stop. A text block's ``citation`` deltas become :class:`Citation`
     events when the block stops, each placing the block in the answer's text. Blocks and
-    deltas of kinds spout does not know (``toolResult``, and reasoning the vendor redacted)
-    come as :class:`RawEvent`, a block whole at its stop.
+    deltas of kinds spout does not know (``toolResult``...) come as :class:`RawEvent`, a
+    block whole at its stop.
     """
 
     __slots__ = (
@@ -296,8 +296,10 @@ class ConverseStreamMapper(WireMapper):
                 return [ReasoningDelta(reasoning["text"])]
             if reasoning.get("signature"):
                 return [ReasoningDelta(signature=reasoning["signature"])]
-            # redactedContent: reasoning the model's vendor encrypted; nothing readable, and
-            # no reasoning event to carry it back: as sent (Anthropic's redacted_thinking too).
+            if isinstance(reasoning.get("redactedContent"), str):
+                # Reasoning the model's vendor encrypted (base64 on the wire): nothing
+                # readable, and it must go back as it came.
+                return [ReasoningDelta(redacted=reasoning["redactedContent"])]
             return [RawEvent(key, value) for key, value in reasoning.items()]
         return self._other_delta(data.get("contentBlockIndex"), delta)
 
@@ -759,11 +761,11 @@ class BedrockProvider(HTTPProvider):
                         events.append(ReasoningDelta(reasoning["text"]))
                     if reasoning.get("signature"):
                         events.append(ReasoningDelta(signature=reasoning["signature"]))
-                events += [
-                    RawEvent(key, value)
-                    for key, value in block["reasoningContent"].items()
-                    if key != "reasoningText"
-                ]
+                for key, value in block["reasoningContent"].items():
+                    if key == "redactedContent" and isinstance(value, str):
+                        events.append(ReasoningDelta(redacted=value))
+                    elif key != "reasoningText":
+                        events.append(RawEvent(key, value))
             else:
                 # A block spout does not know, as sent.
                 events += [RawEvent(key, value) for key, value in block.items()]
@@ -857,6 +859,16 @@ def _cache_point(cache_control: Any) -> dict[str, Any]:
     return {"cachePoint": point}
 
 
+def _reasoning_block(block: dict[str, Any]) -> dict[str, Any]:
+    """One of spout's reasoning blocks as Converse takes it back (a ReasoningContentBlock)."""
+    if "redacted" in block:
+        return {"reasoningContent": {"redactedContent": block["redacted"]}}
+    text: dict[str, Any] = {"text": block.get("text") or ""}
+    if block.get("signature"):
+        text["signature"] = block["signature"]
+    return {"reasoningContent": {"reasoningText": text}}
+
+
 def _blocks(content: Any) -> list[Any]:
     """A message's content as Converse content blocks: text, or blocks given in Converse's
     own shape (``{"image": ...}``, ``{"cachePoint": ...}``). Blank text is left out: Bedrock
@@ -942,7 +954,10 @@ def _messages(
             add("user", [_tool_result(message)])
         elif role == "assistant":
             blocks: list[Any] = []
-            if message.get("reasoning_signature"):
+            if message.get("reasoning_blocks"):
+                # Each reasoning block, in order, as it came (encrypted ones too).
+                blocks += [_reasoning_block(block) for block in message["reasoning_blocks"]]
+            elif message.get("reasoning_signature"):
                 # A turn that thought must go back with its reasoning, signature intact, before
                 # its tool calls (ReasoningTextBlock: "include the text and its signature
                 # unmodified").

@@ -824,7 +824,7 @@ def chat_tool_choice(choice: Any) -> Any:
 
 
 # Keys spout keeps on messages for other providers' round trips; chat completions rejects them.
-_SPOUT_KEYS = frozenset(("reasoning", "reasoning_signature", "is_error"))
+_SPOUT_KEYS = frozenset(("reasoning", "reasoning_signature", "reasoning_blocks", "is_error"))
 
 
 def chat_messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
