@@ -72,11 +72,14 @@ def normalize_tools(value: Any) -> list[Any]:
     """
     if not value:
         return []
-    if isinstance(value, (dict, Tool)) or callable(value):
+    if isinstance(value, (dict, Tool)) or callable(value) or _is_mcp_server(value):
         value = [value]
     tools: list[Any] = []
     for item in value:
-        if isinstance(item, dict):
+        if _is_mcp_server(item):
+            # An MCP server stands for its tools, listed now (starting it): once per loop.
+            tools.extend(item.tools())
+        elif isinstance(item, dict):
             openai_shape = item.get("type") == "function" and isinstance(item.get("function"), dict)
             anthropic_shape = "name" in item and "input_schema" in item and "type" not in item
             if openai_shape or anthropic_shape:
@@ -89,6 +92,11 @@ def normalize_tools(value: Any) -> list[Any]:
     if duplicated:
         raise ConfigurationError(f"two tools are named {duplicated[0]!r}: tool names must differ")
     return tools
+
+
+def _is_mcp_server(item: Any) -> bool:
+    # Looked up by module, not imported: spout.mcp needs the optional `mcp` SDK.
+    return type(item).__name__ == "MCPServer" and type(item).__module__ == "spout.mcp"
 
 
 def normalize_tool_choice(choice: Any, tools: list[Any]) -> Any:

@@ -383,6 +383,8 @@ def _sync_loop(rounds: _Rounds[Stream], first: Stream) -> Generator[Event, None,
         current = rounds.current
         if current is not None:
             current.close()
+        for server in _servers(rounds.tools):  # MCP servers stop when their loop ends
+            server.close()
 
 
 class ToolStream(_LoopView, SyncStreamBase[str | ToolCall]):
@@ -480,6 +482,8 @@ async def _async_loop(rounds: _Rounds[AsyncStream]) -> AsyncGenerator[Event, Non
         current = rounds.current
         if current is not None:
             await current.aclose()
+        for server in _servers(rounds.tools):  # MCP servers stop when their loop ends
+            await asyncio.to_thread(server.close)
 
 
 class AsyncToolStream(_LoopView, AsyncStreamBase[str | ToolCall]):
@@ -509,3 +513,11 @@ def tool_table(tools: Sequence[Any]) -> dict[str, Tool]:
     from .tools import Tool
 
     return {tool.name: tool for tool in tools if isinstance(tool, Tool)}
+
+
+def _servers(tools: dict[str, Tool]) -> list[Any]:
+    """The MCP servers behind the loop's tools (none unless an MCPServer was among them)."""
+    import sys
+
+    mcp = sys.modules.get("spout.mcp")  # only loaded when an MCPServer was made
+    return [] if mcp is None else mcp.servers_of(tools)
