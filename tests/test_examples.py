@@ -230,6 +230,12 @@ CHECKS: dict[str, list[str]] = {
         r"^rounds: [23], tool calls run: [12]$",
         r"^conversation: user -> assistant -> tool -> assistant",
     ],
+    "mcp": [
+        r"^model sees tools: \['shout', 'weather'\]$",
+        r"^\[weather\(\{'city': 'Oslo'\}\) -> \{'city': 'Oslo', 'degrees': 21, 'sky': 'sunny'\}\]$",
+        r"^It is 21 degrees and sunny\.$",
+        r"^rounds: 2$",
+    ],
     "local_tools": [
         r"^tools: True, streamed: True$",
         r"^call started: calculator \(call_\w+\)$",
