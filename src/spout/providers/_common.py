@@ -325,7 +325,7 @@ class ToolIds:
     by the id with the characters ``outside`` taken out, cut to ``max_length``, and given a
     short hash suffix when that leaves it empty, too long, or equal to another id.
 
-    >>> ToolIds(re.compile(r"[a-zA-Z0-9_-]+"), outside=re.compile(r"[^a-zA-Z0-9_-]")).rewrite(
+    >>> ToolIds.of_chars("a-zA-Z0-9_-").rewrite(
     ...     [{"role": "tool", "tool_call_id": "call:1", "content": "4"}]
     ... )[0]["tool_call_id"]
     'call1'
@@ -336,6 +336,21 @@ class ToolIds:
     outside: re.Pattern[str] | None = None
     max_length: int | None = None
 
+    @classmethod
+    def of_chars(cls, chars: str, max_length: int | None = None) -> ToolIds:
+        """Ids of one or more of the characters of the regex class ``chars`` (at most
+        ``max_length``); others are taken out.
+
+        >>> ToolIds.of_chars("a-zA-Z0-9_-").derive("toolu:01/x", 0)
+        'toolu01x'
+        """
+        top = "" if max_length is None else str(max_length)
+        return cls(
+            re.compile(f"[{chars}]{{1,{top}}}"),
+            outside=re.compile(f"[^{chars}]"),
+            max_length=max_length,
+        )
+
     def derive(self, old: str, attempt: int) -> str:
         """The new id for ``old``; ``attempt`` counts the candidates already taken."""
         if self.length is not None:
@@ -345,6 +360,8 @@ class ToolIds:
         if attempt == 0 and kept and (limit is None or len(kept) <= limit):
             return kept
         suffix = "_" + _hashed(old, attempt, 8)
+        if self.outside is not None:  # a rule may refuse "_" or some letters too
+            suffix = self.outside.sub("", suffix)
         stem = kept or "call"
         return (stem if limit is None else stem[: limit - len(suffix)]) + suffix
 

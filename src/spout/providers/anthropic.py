@@ -42,6 +42,7 @@ from ._base import (
     tool_call_from_json,
 )
 from ._common import (
+    ToolIds,
     error_json,
     error_of_type,
     error_text,
@@ -650,6 +651,12 @@ def _tool_choice(choice: Any) -> Any:
     return choice
 
 
+#: Anthropic's tool-use ids: ``^[a-zA-Z0-9_-]+$`` (``id`` of a ``tool_use`` block and
+#: ``tool_use_id`` of a ``tool_result`` in the Messages API reference); an id from another
+#: provider ("call:1/x") is refused with a 400, so it is sent without the other characters.
+ANTHROPIC_TOOL_IDS = ToolIds.of_chars("a-zA-Z0-9_-")
+
+
 def _messages(
     messages: list[dict[str, Any]], provider: str = "anthropic"
 ) -> tuple[Any, list[dict[str, Any]]]:
@@ -659,8 +666,10 @@ def _messages(
     calls become ``tool_use`` blocks and ``tool`` messages ``tool_result`` blocks in a user
     turn; a user turn's files (portable parts) become ``image`` and ``document`` blocks; any
     other message is sent as its role and content, which may already be a list of Anthropic
-    content blocks.
+    content blocks. Tool-call ids Anthropic would refuse are rewritten (the calls' and their
+    results' alike, :data:`ANTHROPIC_TOOL_IDS`); the caller's messages keep theirs.
     """
+    messages = ANTHROPIC_TOOL_IDS.rewrite(messages)
     system: list[Any] = []
     out: list[dict[str, Any]] = []
     for message in messages:

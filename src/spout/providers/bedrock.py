@@ -54,6 +54,7 @@ from ._base import (
     tool_call_from_json,
 )
 from ._common import (
+    ToolIds,
     answer_file,
     error_json,
     error_of_type,
@@ -922,6 +923,12 @@ def _tool_result(message: dict[str, Any]) -> dict[str, Any]:
     return {"toolResult": result}
 
 
+#: Converse's tool-use ids: ``ToolUseId`` in botocore's bedrock-runtime service model is
+#: ``[a-zA-Z0-9_.:-]+``, 1 to 64 characters (a longer one is refused with a
+#: ValidationException); ids from elsewhere are sent without the other characters.
+BEDROCK_TOOL_IDS = ToolIds.of_chars("a-zA-Z0-9_.:-", max_length=64)
+
+
 def _messages(
     messages: list[dict[str, Any]], provider: str = "bedrock"
 ) -> tuple[list[Any], list[dict[str, Any]]]:
@@ -931,8 +938,11 @@ def _messages(
     turn's reasoning (with its signature) and text; ``tool`` messages become ``toolResult``
     blocks in a user turn; a user turn's files (portable parts) become ``image``, ``document``
     and ``video`` blocks (:func:`file_block`). Turns of one role in a row are sent as one:
-    Converse asks them to alternate, and parallel calls' results go back together.
+    Converse asks them to alternate, and parallel calls' results go back together. Tool-call
+    ids Converse would refuse are rewritten alike in calls and results
+    (:data:`BEDROCK_TOOL_IDS`); the caller's messages keep theirs.
     """
+    messages = BEDROCK_TOOL_IDS.rewrite(messages)
     system: list[Any] = []
     out: list[dict[str, Any]] = []
     documents = _DocumentNames()
