@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import shlex
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -59,8 +61,8 @@ def chunk(delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
     }
 
 
-def script(server: ReplayServer) -> None:
-    """Round 1 calls get_weather for Oslo; round 2 answers in text."""
+def script(server: ReplayServer, said: str | None = None) -> None:
+    """Round 1 calls get_weather for Oslo (after saying ``said``); round 2 answers in text."""
     call = {
         "index": 0,
         "id": "call_WIRE0001",
@@ -68,7 +70,8 @@ def script(server: ReplayServer) -> None:
         "function": {"name": "get_weather", "arguments": ""},
     }
     round_1 = sse(
-        chunk({"role": "assistant", "content": None, "tool_calls": [call]}),
+        chunk({"role": "assistant", "content": said}),
+        chunk({"tool_calls": [call]}),
         chunk({"tool_calls": [{"index": 0, "function": {"arguments": '{"city": '}}]}),
         chunk({"tool_calls": [{"index": 0, "function": {"arguments": '"Oslo"}'}}]}),
         chunk({}, "tool_calls"),
@@ -142,6 +145,27 @@ def test_chain_limit_stops_after_that_many_rounds(
     assert turn.incomplete == "error" and turn.error is not None and "max_rounds" in turn.error
 
 
+def test_on_a_terminal_a_call_starts_its_own_line(replay: ReplayServer, tool_file: Path) -> None:
+    script(replay, said="Let me check.")
+    terminal = Terminal(
+        *openai_args(replay), "--tool-file", str(tool_file), "Weather in Oslo?", env=spout_env()
+    )
+    try:
+        assert terminal.wait() == 0
+    finally:
+        terminal.close()
+    assert terminal.output == (
+        'Let me check.\r\n→ get_weather({"city": "Oslo"})\r\n← 21 degrees in Oslo\r\n'
+        f"{ANSWER}\r\n"
+    )
+
+
+def test_in_a_pipe_the_text_is_as_the_model_wrote_it(replay: ReplayServer, tool_file: Path) -> None:
+    script(replay, said="Let me check.")
+    result = spout(*openai_args(replay), "--tool-file", str(tool_file), "Weather in Oslo?")
+    assert result.stdout == f"Let me check.{ANSWER}\n", result.stderr
+
+
 @pytest.mark.parametrize(
     ("answer", "sent_back"),
     [("n", "Error: the call was not approved"), ("y", "21 degrees in Oslo")],
@@ -207,3 +231,53 @@ def test_a_missing_tool_file_exits_2(replay: ReplayServer, tmp_path: Path) -> No
     result = spout(*openai_args(replay), "--tool-file", str(tmp_path / "nope.py"), "Hi")
     assert "no such file" in assert_one_error_line(result)
     assert result.returncode == 2
+
+
+# -- --mcp ---------------------------------------------------------------------------------------
+
+MCP_SERVER_PY = '''\
+"""An MCP server for the test, over stdio."""
+from mcp.server.mcpserver import MCPServer
+
+server = MCPServer("spout-cli-test")
+
+
+@server.tool()
+def get_weather(city: str) -> str:
+    """The current weather in a city."""
+    return f"21 degrees in {city}"
+
+
+if __name__ == "__main__":
+    server.run()
+'''
+
+
+def test_mcp_server_tools_run_and_their_result_goes_back(
+    replay: ReplayServer, tmp_path: Path
+) -> None:
+    pytest.importorskip("mcp")
+    path = tmp_path / "weather server.py"  # a space: the command is split as a shell would
+    path.write_text(MCP_SERVER_PY)
+    script(replay)
+    command = shlex.join([sys.executable, str(path)])
+    result = spout(*openai_args(replay), "--mcp", command, "Weather in Oslo?")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == ANSWER + "\n"
+    assert result.stderr == '→ get_weather({"city": "Oslo"})\n← 21 degrees in Oslo\n'
+    (listed,) = replay.requests[0].json()["tools"]
+    assert listed["function"]["name"] == "get_weather"
+    assert listed["function"]["description"] == "The current weather in a city."
+    assert tool_message(replay)["content"] == "21 degrees in Oslo"
+
+
+def test_an_mcp_server_that_does_not_start_is_one_error_line(
+    replay: ReplayServer, tmp_path: Path
+) -> None:
+    pytest.importorskip("mcp")
+    script(replay)
+    missing = str(tmp_path / "no-such-server")
+    result = spout(*openai_args(replay), "--mcp", missing, "Weather in Oslo?")
+    assert_one_error_line(result)
+    assert result.returncode == 1
+    assert replay.requests == []  # its tools are listed before anything is sent

@@ -17,7 +17,7 @@ from ._common import (
     silence_stdout,
 )
 from ._status import add_stats_option, print_summary, status_for
-from ._tools import CallDisplay, add_tool_options, load_tools
+from ._tools import CallDisplay, add_tool_options, close_servers, load_tools, same_terminal
 
 if TYPE_CHECKING:
     from .. import File
@@ -32,7 +32,8 @@ Stream an answer from a model to stdout, chunk by chunk as it is generated.
 With no -m, the bundled local model answers (no key, no network).
 Text piped to stdin is appended to the prompt: echo text | spout, or spout "summarize:" < file.
 -a attaches a file (an image, a PDF, audio) to the prompt; -a - reads it from stdin.
---tool-file gives the model the functions of a Python file as tools; its calls show on stderr.
+--tool-file gives the model the functions of a Python file as tools, --mcp an MCP server's;
+the calls show on stderr.
 Each exchange is logged as a conversation (see spout conversations); -c continues the last one.
 
 other commands:
@@ -53,6 +54,7 @@ examples:
   git diff | spout -s "You review code." "Review this diff:"
   spout -m openai:gpt-4o-mini --tool-file tools.py "What is the weather in Oslo?"
   spout -m openai:gpt-4o-mini --tool-file tools.py --tools-approve --chain-limit 3 "..."
+  spout -m openai:gpt-4o-mini --mcp "uvx mcp-server-time" "What time is it in Tokyo?"
   spout --no-log "Something not to keep"
   spout chat -m anthropic:claude-sonnet-4-5
   spout conversations list
@@ -170,9 +172,19 @@ def _answer(args: argparse.Namespace) -> int:
     stream: SessionStream | None = None
     status = status_for()
 
+    shown = 0  # how much of the text the lines on stderr came after
+
     def before_call() -> None:
+        nonlocal shown
         status.clear()
         stdout.flush()
+        # On one terminal, a call's line must not run on from the text the model wrote
+        # before it ("Let me check.→ ..."); a pipe's text is left as the model wrote it.
+        text = stream.text if stream is not None else ""
+        new = len(text) > shown and not text.endswith("\n")
+        if new and args.stream and same_terminal(stdout):
+            sys.stderr.write("\n")
+        shown = len(text)
 
     calls = CallDisplay(ask=args.tools_approve, before=before_call)
     stats: StreamStats | None
@@ -252,6 +264,8 @@ def _answer(args: argparse.Namespace) -> int:
         # has kept what arrived, marked "closed".
         silence_stdout()
         return 0
+    finally:
+        close_servers(tools)
     return 0
 
 

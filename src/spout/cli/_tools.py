@@ -6,6 +6,7 @@ import argparse
 import importlib.util
 import inspect
 import json
+import shlex
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -21,13 +22,21 @@ _SHOWN = 200
 
 
 def add_tool_options(parser: argparse.ArgumentParser) -> None:
-    """--tool-file, --tools-approve, --chain-limit."""
+    """--tool-file, --mcp, --tools-approve, --chain-limit."""
     parser.add_argument(
         "--tool-file",
         action="append",
         default=[],
         metavar="PATH",
         help="give the model the public functions defined in this Python file as tools; repeatable",
+    )
+    parser.add_argument(
+        "--mcp",
+        action="append",
+        default=[],
+        metavar="COMMAND",
+        help="give the model the tools of an MCP server run as this command (one string, "
+        'e.g. --mcp "uvx mcp-server-time"), over stdio; repeatable',
     )
     parser.add_argument(
         "--tools-approve",
@@ -94,7 +103,33 @@ def load_tools(args: argparse.Namespace) -> list[Any]:
     tools: list[Any] = []
     for path in args.tool_file:
         tools.extend(load_tool_file(path))
+    for command in args.mcp:
+        tools.append(mcp_server(command))
     return tools
+
+
+def mcp_server(command: str) -> Any:
+    """The MCP server ``--mcp`` names, started on first use (when the tools are listed)."""
+    try:
+        argv = shlex.split(command)
+    except ValueError as exc:  # an unclosed quote
+        raise CommandError(f"--mcp {command!r}: {exc}", 2) from exc
+    if not argv:
+        raise CommandError("--mcp needs a command, e.g. --mcp 'uvx mcp-server-time'", 2)
+    if importlib.util.find_spec("mcp") is None:
+        raise CommandError("--mcp needs the mcp package: pip install 'spout[mcp]'", 2)
+    from ..mcp import MCPServer
+
+    return MCPServer.stdio(argv)
+
+
+def close_servers(tools: list[Any]) -> None:
+    """Stop the MCP servers among ``tools`` (the tool loop stops them too; this covers an
+    error before the loop began)."""
+    for item in tools:
+        close = getattr(item, "close", None)
+        if callable(close):
+            close()
 
 
 def call_text(call: ToolCall) -> str:
@@ -169,6 +204,11 @@ class CallDisplay:
     def _line(self, text: str) -> None:
         self.stderr.write(text + "\n")
         self.stderr.flush()
+
+
+def same_terminal(stdout: TextIO) -> bool:
+    """Whether stdout and stderr both show on a terminal (where their lines interleave)."""
+    return _isatty(stdout) and _isatty(sys.stderr)
 
 
 def _isatty(stream: TextIO) -> bool:
