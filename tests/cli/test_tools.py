@@ -113,6 +113,24 @@ def test_tool_file_functions_run_and_their_result_goes_back(
     assert [m["role"] for m in turn.messages] == ["user", "assistant", "tool", "assistant"]
 
 
+def test_a_tool_file_may_define_dataclasses(replay: ReplayServer, tmp_path: Path) -> None:
+    # A dataclass with string annotations looks its module up in sys.modules as it is made;
+    # classes are not tools.
+    path = tmp_path / "tools.py"
+    path.write_text(
+        "from __future__ import annotations\n\nfrom dataclasses import dataclass\n\n\n"
+        "@dataclass\nclass Reading:\n"
+        "    degrees: int\n\n\ndef get_weather(city: str) -> str:\n"
+        '    """The current weather in a city."""\n'
+        '    return f"{Reading(21).degrees} degrees in {city}"\n'
+    )
+    script(replay)
+    result = spout(*openai_args(replay), "--tool-file", str(path), "Weather in Oslo?")
+    assert (result.returncode, result.stdout) == (0, ANSWER + "\n"), result.stderr
+    assert [t["function"]["name"] for t in replay.requests[0].json()["tools"]] == ["get_weather"]
+    assert tool_message(replay)["content"] == "21 degrees in Oslo"
+
+
 def test_no_stream_prints_the_answer_at_the_end(replay: ReplayServer, tool_file: Path) -> None:
     script(replay)
     result = spout(

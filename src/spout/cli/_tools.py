@@ -73,9 +73,13 @@ def load_tool_file(path: str) -> list[Tool]:
     if spec is None or spec.loader is None:
         raise CommandError(f"--tool-file {path}: not a Python file", 2)
     module = importlib.util.module_from_spec(spec)
+    # Registered as importlib's recipe does: a @dataclass or pydantic model in the file looks
+    # its module up in sys.modules as it is made.
+    sys.modules[name] = module
     try:
         spec.loader.exec_module(module)
     except BaseException as exc:  # a tool file's SyntaxError, ImportError, SystemExit...
+        del sys.modules[name]
         if isinstance(exc, KeyboardInterrupt):
             raise
         raise CommandError(
