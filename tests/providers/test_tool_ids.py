@@ -9,7 +9,13 @@ import pytest
 import spout
 from helpers import Runner, made
 from replay_server import ReplayServer, Reply
-from scripted_turns import anthropic_text_turn, openai_single_call, openai_text_turn, turns
+from scripted_turns import (
+    anthropic_text_turn,
+    openai_single_call,
+    openai_text_turn,
+    responses_text_turn,
+    turns,
+)
 from spout import Session, ToolCall, create_llm
 from spout.providers._common import ToolIds
 from spout.providers.anthropic import ANTHROPIC_TOOL_IDS
@@ -268,6 +274,47 @@ def test_bedrock_is_sent_ids_its_service_model_takes(
     ]
     results = [b["toolResult"]["toolUseId"] for b in sent[2]["content"] if "toolResult" in b]
     assert results == [uses[-1], *uses[-2::-1]]
+
+
+# A 51-character id (an OpenAI web search call's, vercel/ai#8132) and one of 70.
+LONG = ["ws_689e2d4880a0819d98acca37694989b00b15d90494fc6b87", "call_WIRE" + "y" * 61]
+
+
+def test_openai_chat_and_responses_are_sent_ids_of_the_length_they_take(
+    replay: ReplayServer, runner: Runner
+) -> None:
+    history = mixed_history()
+    history[1]["tool_calls"] += [call(i, "Oslo") for i in LONG]
+    history[2:2] = [{"role": "tool", "tool_call_id": i, "content": i} for i in LONG]
+    openai = llms(replay)[0]
+    replay.replies = [Reply(chunks=[openai_text_turn("Mild.")])]
+    runner.text(openai, None, messages=history)
+    sent = replay.requests[-1].json()["messages"]
+    ids = [c["id"] for c in sent[1]["tool_calls"]]
+    # Ids of 40 characters or fewer go as they are, whatever their characters.
+    assert ids[: len(MIXED)] == MIXED
+    assert [len(i) for i in ids[len(MIXED) :]] == [40, 40]
+    assert ids[-2] == "ws_689e2d4880a0819d98acca376949_vxRGv45h" and len(set(ids)) == len(ids)
+    assert [m["tool_call_id"] for m in sent[2:4]] == ids[-2:]
+    assert history[1]["tool_calls"][-1]["id"] == LONG[1]
+
+    responses = made(
+        create_llm(
+            "openai",
+            model="gpt-4.1",
+            api="responses",
+            base_url=f"{replay.url}/v1",
+            api_key="WIRE-key",
+            max_retries=0,
+        )
+    )
+    replay.replies = [Reply(chunks=[responses_text_turn()])]
+    runner.text(responses, None, messages=history)
+    items = replay.requests[-1].json()["input"]
+    calls = [i["call_id"] for i in items if i.get("type") == "function_call"]
+    outputs = [i["call_id"] for i in items if i.get("type") == "function_call_output"]
+    assert calls[:-1] == [*MIXED, LONG[0]] and len(calls[-1]) == 64
+    assert outputs[:2] == calls[-2:] and sorted(outputs) == sorted(calls)
 
 
 def test_an_id_rule_keeps_what_fits_and_never_merges_two_ids() -> None:

@@ -351,6 +351,15 @@ class ToolIds:
             max_length=max_length,
         )
 
+    @classmethod
+    def at_most(cls, max_length: int) -> ToolIds:
+        """Ids of any characters, 1 to ``max_length`` of them; a longer one is cut.
+
+        >>> len(ToolIds.at_most(40).derive("x" * 50, 0))
+        40
+        """
+        return cls(re.compile(f"(?s).{{1,{max_length}}}"), max_length=max_length)
+
     def derive(self, old: str, attempt: int) -> str:
         """The new id for ``old``; ``attempt`` counts the candidates already taken."""
         if self.length is not None:

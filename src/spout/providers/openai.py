@@ -52,6 +52,7 @@ from ._base import (
     text_content,
 )
 from ._common import (
+    ToolIds,
     answer_file,
     bearer_headers,
     error_json,
@@ -577,6 +578,12 @@ def chat_file_part(
     return {"type": "file", "file": {"filename": file_name(file), "file_data": file.data_url()}}
 
 
+#: Chat completions' tool-call ids: any characters, at most 40 (an id from elsewhere, e.g. a
+#: 51-character one, is refused: "Invalid 'messages[2].tool_calls[0].id': string too long.
+#: Expected a string with maximum length 40"; Azure OpenAI's deployments say the same).
+OPENAI_TOOL_IDS = ToolIds.at_most(40)
+
+
 class OpenAIProvider(HTTPProvider):
     """Chat completions at ``{base_url}/chat/completions``: OpenAI, and compatible servers.
 
@@ -741,8 +748,10 @@ class OpenAIProvider(HTTPProvider):
 
     def wire_body(self, body: dict[str, Any]) -> dict[str, Any]:
         """The request body as this endpoint takes it. The default sends chat completions'
-        body as built; a profile whose service differs (Mistral's tool-call ids and names
-        for settings) rewrites it here, leaving the caller's messages as they are."""
+        body as built, with tool-call ids cut to 40 characters (:data:`OPENAI_TOOL_IDS`); a
+        profile whose service differs (Mistral's tool-call ids and names for settings)
+        rewrites it here, leaving the caller's messages as they are."""
+        body["messages"] = OPENAI_TOOL_IDS.rewrite(body["messages"])
         return body
 
     def new_parser(self, call: Call) -> StreamParser:

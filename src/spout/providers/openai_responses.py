@@ -48,6 +48,7 @@ from ._base import (
     tool_call_from_json,
 )
 from ._common import (
+    ToolIds,
     answer_file,
     set_stream,
     set_tools,
@@ -558,6 +559,11 @@ def _tool_choice(choice: Any) -> Any:
     return choice
 
 
+#: The Responses API's ``call_id``: at most 64 characters ("Invalid input[].call_id: string
+#: too long. Expected max length 64"); an id from elsewhere is cut, alike in calls and outputs.
+RESPONSES_TOOL_IDS = ToolIds.at_most(64)
+
+
 def _input(
     messages: list[dict[str, Any]],
     file_part: Callable[[File, Mapping[str, Any]], dict[str, Any]],
@@ -568,8 +574,9 @@ def _input(
     developer) message inserted into the model's context", response_create_params.py). Other
     messages are easy input messages as they are, except the chat shapes of tool calls and
     content parts: a ``text`` part is an ``input_text`` part there, and a file goes through
-    ``file_part``.
+    ``file_part``. Call ids longer than the API takes are cut (:data:`RESPONSES_TOOL_IDS`).
     """
+    messages = RESPONSES_TOOL_IDS.rewrite(messages)
     instructions: str | None = None
     if (
         messages
