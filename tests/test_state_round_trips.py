@@ -8,7 +8,13 @@ from typing import Any
 
 from helpers import Runner
 from replay_server import ReplayServer
-from scripted_turns import anthropic_sse, anthropic_text_turn, turns
+from scripted_turns import (
+    anthropic_sse,
+    anthropic_text_turn,
+    responses_sse,
+    responses_text_turn,
+    turns,
+)
 from spout import Session, ToolCall, ToolResult, create_llm, tool
 
 
@@ -147,3 +153,98 @@ def test_a_reloaded_session_sends_the_state_back(
     runner.list(runner.stream(again, "Thanks.", thinking=THINKING))
     sent = replay.requests[-1].json()["messages"]
     assert sent[1:3] == [ANTHROPIC_CALLING_TURN, ANTHROPIC_RESULT]
+
+
+# -- OpenAI Responses: a reasoning item, then the call --------------------------------------------
+
+REASONING_ITEM = {
+    "type": "reasoning",
+    "id": "rs_WIRE1",
+    "summary": [
+        {"type": "summary_text", "text": "Weather needs a tool."},
+        {"type": "summary_text", "text": "Oslo."},
+    ],
+    "encrypted_content": "gAAAAWIREencrypted==",
+}
+CALL_ITEM = {
+    "type": "function_call",
+    "id": "fc_WIRE1",
+    "call_id": "call_WIRE1",
+    "name": "get_weather",
+    "arguments": '{"city": "Oslo"}',
+    "status": "completed",
+}
+
+
+def responses_reasoning_call_turn() -> bytes:
+    """A reasoning item (two summary parts, its encrypted content), then a function call."""
+    response = {"id": "resp_WIRE1", "object": "response", "status": "in_progress", "model": "o4"}
+    summary = {"type": "response.reasoning_summary_text.delta", "item_id": "rs_WIRE1"}
+    return responses_sse(
+        {"type": "response.created", "response": {**response, "output": []}},
+        {
+            "type": "response.output_item.added",
+            "output_index": 0,
+            "item": {**REASONING_ITEM, "summary": [], "encrypted_content": None},
+        },
+        {**summary, "output_index": 0, "summary_index": 0, "delta": "Weather needs a tool."},
+        {**summary, "output_index": 0, "summary_index": 1, "delta": "Oslo."},
+        {"type": "response.output_item.done", "output_index": 0, "item": REASONING_ITEM},
+        {
+            "type": "response.output_item.added",
+            "output_index": 1,
+            "item": {**CALL_ITEM, "arguments": "", "status": "in_progress"},
+        },
+        {
+            "type": "response.function_call_arguments.delta",
+            "item_id": "fc_WIRE1",
+            "output_index": 1,
+            "delta": '{"city": "Oslo"}',
+        },
+        {"type": "response.output_item.done", "output_index": 1, "item": CALL_ITEM},
+        {
+            "type": "response.completed",
+            "response": {
+                **response,
+                "status": "completed",
+                "output": [REASONING_ITEM, CALL_ITEM],
+                "usage": {"input_tokens": 20, "output_tokens": 70, "total_tokens": 90},
+            },
+        },
+    )
+
+
+def test_responses_reasoning_items_go_back_before_their_calls(
+    replay: ReplayServer, runner: Runner
+) -> None:
+    replay.replies = turns(responses_reasoning_call_turn(), responses_text_turn())
+    llm = create_llm("openai", model="o4", base_url=replay.url, api_key="k", api="responses")
+    runner.tool_events(
+        llm, "Weather in Oslo?", tools=[get_weather], store=False, reasoning={"summary": "auto"}
+    )
+    first, second = (r.json() for r in replay.requests)
+    # With nothing stored at OpenAI, the encrypted reasoning is asked for by spout itself.
+    assert first["include"] == second["include"] == ["reasoning.encrypted_content"]
+    assert second["input"] == [
+        {"role": "user", "content": "Weather in Oslo?"},
+        REASONING_ITEM,
+        {
+            "type": "function_call",
+            "call_id": "call_WIRE1",
+            "name": "get_weather",
+            "arguments": '{"city": "Oslo"}',
+        },
+        {"type": "function_call_output", "call_id": "call_WIRE1", "output": "Oslo: 21 degrees"},
+    ]
+
+
+def test_responses_include_keeps_what_the_caller_asked(
+    replay: ReplayServer, runner: Runner
+) -> None:
+    replay.replies = turns(responses_text_turn(), responses_text_turn())
+    llm = create_llm("openai", model="o4", base_url=replay.url, api_key="k", api="responses")
+    runner.text(llm, "hi", store=False, include=["message.output_text.logprobs"])
+    runner.text(llm, "hi")
+    unstored, stored = (r.json() for r in replay.requests)
+    assert unstored["include"] == ["message.output_text.logprobs", "reasoning.encrypted_content"]
+    assert "include" not in stored

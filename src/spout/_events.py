@@ -77,7 +77,8 @@ class RefusalDelta:
 class ReasoningDelta:
     """A piece of the model's reasoning (thinking) text, or of its signature, or a block of
     reasoning the provider sent encrypted (``redacted``: Anthropic's ``redacted_thinking``
-    data, Bedrock's ``redactedContent``), whole and unreadable; it must go back as it came.
+    data, Bedrock's ``redactedContent``), whole and unreadable; it must go back as it came;
+    or a whole reasoning item (``item``).
 
     Example::
 
@@ -89,6 +90,9 @@ class ReasoningDelta:
     text: str = ""
     signature: str | None = None
     redacted: str | None = None
+    #: A reasoning item whole, as the provider must get it back on the next round (OpenAI
+    #: Responses' ``reasoning`` item: its id, summary and ``encrypted_content``).
+    item: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -66,8 +66,9 @@ class Response:
     reasoning: str = ""
     reasoning_signature: str | None = None
     #: The reasoning block by block, in order, as the provider needs it back: each
-    #: ``{"text": ..., "signature": ...}`` or ``{"redacted": ...}`` (encrypted reasoning).
-    reasoning_blocks: tuple[dict[str, str], ...] = ()
+    #: ``{"text": ..., "signature": ...}``, ``{"redacted": ...}`` (encrypted reasoning) or,
+    #: for a provider that gives reasoning as items, ``{"text": ..., "item": {...}}``.
+    reasoning_blocks: tuple[dict[str, Any], ...] = ()
     tool_calls: tuple[ToolCall, ...] = ()
     usage: Usage = _NO_USAGE
     finish_reason: FinishReason | None = None
@@ -218,7 +219,7 @@ class Accumulator:
         self._refusal: list[str] = []
         self._signature: str | None = None
         # Each reasoning block, in order: a signature or an encrypted block ends one.
-        self._reasoning_blocks: list[dict[str, str]] = []
+        self._reasoning_blocks: list[dict[str, Any]] = []
         self._tool_calls: list[ToolCall] = []
         self._files: list[File] = []
         self._citations: list[Citation] = []
@@ -266,6 +267,11 @@ class Accumulator:
                 blocks[-1]["signature"] = event.signature
             if event.redacted is not None:
                 blocks.append({"redacted": event.redacted})
+            if event.item is not None:
+                # The whole item ends the block its text (a summary) began.
+                if not blocks or set(blocks[-1]) != {"text"}:
+                    blocks.append({"text": ""})
+                blocks[-1]["item"] = event.item
         elif type(event) is ToolCallDelta:
             call = self._open_calls.get(event.index)
             if call is not None:

@@ -186,9 +186,11 @@ def assistant_message(response: Response) -> dict[str, Any]:
         if response.reasoning_signature:
             message["reasoning_signature"] = response.reasoning_signature
     blocks = response.reasoning_blocks
-    if any("redacted" in b for b in blocks) or sum("signature" in b for b in blocks) > 1:
-        # More than one signed block, or encrypted ones: each goes back, in order, as it came
-        # (reasoning and reasoning_signature above hold one block only).
+    if any("redacted" in b or "item" in b for b in blocks) or (
+        sum("signature" in b for b in blocks) > 1
+    ):
+        # More than one signed block, or encrypted ones, or items: each goes back, in order,
+        # as it came (reasoning and reasoning_signature above hold one block only).
         message["reasoning_blocks"] = [dict(block) for block in blocks]
     if response.refusal is not None:
         # OpenAI's shape for a refused turn: the refusal beside the (usually empty) content.

@@ -709,7 +709,11 @@ def _messages(
             blocks: list[Any] = []
             if message.get("reasoning_blocks"):
                 # Each thinking and redacted_thinking block, in order, as it came.
-                blocks += [_thinking_block(block) for block in message["reasoning_blocks"]]
+                blocks += [
+                    _thinking_block(block)
+                    for block in message["reasoning_blocks"]
+                    if "item" not in block  # another API's reasoning items
+                ]
             elif message.get("reasoning_signature"):
                 # With extended thinking, the turn that called tools must be sent back with its
                 # thinking block, signature intact, before the tool_use blocks.

@@ -966,7 +966,11 @@ def _messages(
             blocks: list[Any] = []
             if message.get("reasoning_blocks"):
                 # Each reasoning block, in order, as it came (encrypted ones too).
-                blocks += [_reasoning_block(block) for block in message["reasoning_blocks"]]
+                blocks += [
+                    _reasoning_block(block)
+                    for block in message["reasoning_blocks"]
+                    if "item" not in block  # another API's reasoning items
+                ]
             elif message.get("reasoning_signature"):
                 # A turn that thought must go back with its reasoning, signature intact, before
                 # its tool calls (ReasoningTextBlock: "include the text and its signature

@@ -221,6 +221,12 @@ class ResponsesEventMapper(WireMapper):
                 )
             elif item_type == "image_generation_call":
                 events += self._image(item)
+            elif item_type == "reasoning":
+                # The item goes back whole before its turn's function calls, or the model
+                # loses its reasoning between tool rounds (with store=False, its
+                # encrypted_content is all there is of it).
+                # https://platform.openai.com/docs/guides/reasoning#keeping-reasoning-items-in-context
+                events.append(ReasoningDelta(item=item))
             elif item_type not in _KNOWN_ITEMS:
                 events.append(RawEvent(str(item_type), item))
         elif kind == "response.output_text.annotation.added":
@@ -394,6 +400,7 @@ def _replay(response: dict[str, Any]) -> Iterator[dict[str, Any]]:
                     "content_index": i,
                     "delta": part.get("text"),
                 }
+            yield {"type": "response.output_item.done", "output_index": index, "item": item}
         elif kind not in _KNOWN_ITEMS or kind == "image_generation_call":
             yield {"type": "response.output_item.done", "output_index": index, "item": item}
         elif kind == "function_call":
@@ -522,6 +529,13 @@ class OpenAIResponsesProvider(OpenAIProvider):
         for key, value in call.params.items():
             if value is not None and key != "stream":
                 body[_PARAMS.get(key, key)] = value
+        if body.get("store") is False:
+            # Nothing is kept on OpenAI's side: the reasoning goes back only as the encrypted
+            # content of its items, which must be asked for.
+            # https://platform.openai.com/docs/guides/reasoning#encrypted-reasoning-items
+            include = list(body.get("include") or ())
+            if "reasoning.encrypted_content" not in include:
+                body["include"] = [*include, "reasoning.encrypted_content"]
         set_tools(body, call, _tool, _tool_choice)
         set_stream(body, stream)  # "stream" was left out of the params above
         return self._post_json(self._url, self._headers, body, stream=stream)
@@ -598,6 +612,8 @@ def _input(
                 }
             )
         elif role == "assistant" and message.get("tool_calls"):
+            # The turn's reasoning items, whole and in order, before its message and calls.
+            items += [b["item"] for b in message.get("reasoning_blocks") or () if "item" in b]
             if message.get("content"):
                 items.append({"role": "assistant", "content": message["content"]})
             for tool_call in message["tool_calls"]:
@@ -613,7 +629,7 @@ def _input(
                         else orjson.dumps(arguments or {}).decode(),
                     }
                 )
-        elif role == "assistant" and "reasoning" in message:
+        elif role == "assistant" and ("reasoning" in message or "reasoning_blocks" in message):
             # The tool loop's own keys are not input fields; its text is.
             items.append({"role": "assistant", "content": message.get("content") or ""})
         elif role != "assistant" and isinstance(message.get("content"), list):
