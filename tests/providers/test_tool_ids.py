@@ -333,3 +333,8 @@ def test_an_id_rule_keeps_what_fits_and_never_merges_two_ids() -> None:
     assert rule.rewrite(fitting) is fitting
     assert ANTHROPIC_TOOL_IDS.rewrite(fitting) is fitting
     assert BEDROCK_TOOL_IDS.fits.fullmatch("a" * 65) is None
+    # A rule with no room for another id says so, rather than sending two calls as one.
+    with pytest.raises(ValueError, match="no tool-call id"):
+        ToolIds.of_chars("x", max_length=1).rewrite(
+            [{"role": "tool", "tool_call_id": i, "content": i} for i in ("x", "y")]
+        )

@@ -400,8 +400,12 @@ class ToolIds:
         new: dict[str, str] = {}
         for old in unfit:
             attempt = 0
-            while (candidate := self.derive(old, attempt)) in taken:
+            while (candidate := self.derive(old, attempt)) in taken or not self.fits.fullmatch(
+                candidate
+            ):
                 attempt += 1  # two ids must never answer as one
+                if attempt > 1000:  # a rule whose ids cannot hold a hash suffix
+                    raise ValueError(f"no tool-call id this provider takes is left for {old!r}")
             taken.add(candidate)
             new[old] = candidate
         out = []
