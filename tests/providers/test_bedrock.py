@@ -1212,6 +1212,77 @@ def test_citation_spans_its_block_and_unknown_deltas_are_raw(
     assert (response.text, response.finish_reason) == ("Hi", "stop")
 
 
+def test_reasoning_and_redacted_content_go_back_in_order_before_the_call(
+    replay: ReplayServer, runner: Runner
+) -> None:
+    def delta(index: int, value: dict[str, Any]) -> dict[str, Any]:
+        return ev("contentBlockDelta", {"contentBlockIndex": index, "delta": value})
+
+    def stop(index: int) -> dict[str, Any]:
+        return ev("contentBlockStop", {"contentBlockIndex": index})
+
+    call = {"toolUse": {"toolUseId": "tooluse_WIRE1", "name": "get_weather"}}
+    frames = [
+        ev("messageStart", {"role": "assistant"}),
+        delta(0, {"reasoningContent": {"text": "Weather: use the tool."}}),
+        delta(0, {"reasoningContent": {"signature": "sig-WIRE-1=="}}),
+        stop(0),
+        delta(1, {"reasoningContent": {"redactedContent": "ZW5jcnlwdGVkV0lSRQ=="}}),
+        stop(1),
+        delta(2, {"reasoningContent": {"text": "Oslo."}}),
+        delta(2, {"reasoningContent": {"signature": "sig-WIRE-2=="}}),
+        stop(2),
+        ev("contentBlockStart", {"contentBlockIndex": 3, "start": call}),
+        delta(3, {"toolUse": {"input": '{"city": "Oslo"}'}}),
+        stop(3),
+        ev("messageStop", {"stopReason": "tool_use"}),
+        ev("metadata", {"usage": {"inputTokens": 20, "outputTokens": 30}, "metrics": {}}),
+    ]
+    replay.replies = [reply(bytes(wire.build({"frames": frames}))), reply(stream_of("Mild."))]
+    runner.tool_events(bedrock(replay), "Weather in Oslo?", tools=[spout.tool(get_weather)])
+    second = replay.requests[1].json()
+    assert second["messages"] == [
+        {"role": "user", "content": [{"text": "Weather in Oslo?"}]},
+        {
+            "role": "assistant",
+            "content": [
+                {
+                    "reasoningContent": {
+                        "reasoningText": {
+                            "text": "Weather: use the tool.",
+                            "signature": "sig-WIRE-1==",
+                        }
+                    }
+                },
+                {"reasoningContent": {"redactedContent": "ZW5jcnlwdGVkV0lSRQ=="}},
+                {
+                    "reasoningContent": {
+                        "reasoningText": {"text": "Oslo.", "signature": "sig-WIRE-2=="}
+                    }
+                },
+                {
+                    "toolUse": {
+                        "toolUseId": "tooluse_WIRE1",
+                        "name": "get_weather",
+                        "input": {"city": "Oslo"},
+                    }
+                },
+            ],
+        },
+        {
+            "role": "user",
+            "content": [
+                {
+                    "toolResult": {
+                        "toolUseId": "tooluse_WIRE1",
+                        "content": [{"text": "4 °C"}],
+                    }
+                }
+            ],
+        },
+    ]
+
+
 # -- prompt-cache markers ------------------------------------------------------------------------
 
 EPHEMERAL = {"type": "ephemeral"}
