@@ -11,6 +11,8 @@ from replay_server import ReplayServer
 from scripted_turns import (
     anthropic_sse,
     anthropic_text_turn,
+    gemini_call_turn,
+    gemini_text_turn,
     responses_sse,
     responses_text_turn,
     turns,
@@ -248,3 +250,41 @@ def test_responses_include_keeps_what_the_caller_asked(
     unstored, stored = (r.json() for r in replay.requests)
     assert unstored["include"] == ["message.output_text.logprobs", "reasoning.encrypted_content"]
     assert "include" not in stored
+
+
+# -- Gemini: a thought signature, kept in a stored session ----------------------------------------
+
+
+@tool
+def calculator(expression: str) -> str:
+    """Evaluates an arithmetic expression."""
+    return "4" if expression == "2 + 2" else "?"
+
+
+def test_a_reloaded_gemini_session_sends_the_thought_signature_back(
+    replay: ReplayServer, runner: Runner, tmp_path: Path
+) -> None:
+    replay.replies = turns(gemini_call_turn(), gemini_text_turn(), gemini_text_turn("Bye."))
+    path = tmp_path / "conversations.db"
+
+    def gemini() -> Any:
+        return create_llm("gemini", model="gemini-2.5-flash", base_url=replay.url, api_key="k")
+
+    session = Session(gemini(), store=path)
+    runner.list(runner.stream_with_tools(session, "Sums", tools=[get_weather, calculator]))
+    session.save()
+    session.close()
+
+    again = Session.load(session.id, provider=gemini(), store=path)
+    runner.list(runner.stream(again, "Thanks."))
+    sent = replay.requests[-1].json()["contents"]
+    assert sent[1] == {
+        "role": "model",
+        "parts": [
+            {
+                "functionCall": {"name": "get_weather", "args": {"city": "Oslo"}},
+                "thoughtSignature": "CpwCAdHtim9signature",
+            },
+            {"functionCall": {"name": "calculator", "args": {"expression": "2 + 2"}}},
+        ],
+    }
