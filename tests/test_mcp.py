@@ -278,3 +278,12 @@ def _alive(pid: int) -> bool:
             return stat.read().split()[2] != "Z"
     except OSError:
         return False
+
+
+def test_the_server_stops_when_the_first_request_fails(
+    replay: ReplayServer, stdio: MCPServer
+) -> None:
+    replay.replies = []  # no turn scripted: the replay server answers 500 at once
+    with pytest.raises(spout.SpoutError):
+        openai(replay).generate_stream_with_tools("Go", tools=[stdio])
+    assert stdio._thread is None

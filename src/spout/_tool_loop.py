@@ -410,7 +410,12 @@ class ToolStream(_LoopView, SyncStreamBase[str | ToolCall]):
 
     def _start(self, rounds: _Rounds[Stream], watch: Watch | None) -> Generator[Event, None, None]:
         # The first request goes out now, as generate_stream's does: errors raise here.
-        rounds.current = first = rounds.open_round(rounds.call)
+        try:
+            rounds.current = first = rounds.open_round(rounds.call)
+        except BaseException:
+            for server in _servers(rounds.tools):  # the loop ends before it began
+                server.close()
+            raise
         if watch is None:
             return _sync_loop(rounds, first)
         from ._watch import watch_sync  # shaping and callbacks over every round
