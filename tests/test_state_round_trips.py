@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from helpers import Runner
+from helpers import Runner, json_reply
 from replay_server import ReplayServer
 from scripted_turns import (
     anthropic_sse,
@@ -288,3 +288,55 @@ def test_a_reloaded_gemini_session_sends_the_thought_signature_back(
             {"functionCall": {"name": "calculator", "args": {"expression": "2 + 2"}}},
         ],
     }
+
+
+# -- calls not streamed keep the same state ------------------------------------------------------
+
+
+def test_a_whole_anthropic_message_keeps_its_blocks_in_order(
+    replay: ReplayServer, runner: Runner
+) -> None:
+    content = ANTHROPIC_CALLING_TURN["content"]
+    assert isinstance(content, list)
+    replay.replies = [
+        json_reply(
+            {
+                "id": "msg_WIRE_whole",
+                "type": "message",
+                "role": "assistant",
+                "model": "claude-sonnet-4-5",
+                "content": content,
+                "stop_reason": "tool_use",
+                "usage": {"input_tokens": 40, "output_tokens": 30},
+            }
+        )
+    ]
+    response = runner.generate(anthropic_at(replay), "Weather in Oslo?", thinking=THINKING)
+    assert response.reasoning_blocks == (
+        {"text": "Weather: call the tool.", "signature": "EqQBWIREsig1"},
+        {"redacted": "EmwKAhgBEgyWIREredacted"},
+        {"text": "Oslo it is.", "signature": "EqQBWIREsig2"},
+    )
+
+
+def test_a_whole_responses_answer_keeps_its_reasoning_item(
+    replay: ReplayServer, runner: Runner
+) -> None:
+    replay.replies = [
+        json_reply(
+            {
+                "id": "resp_WIRE_whole",
+                "object": "response",
+                "status": "completed",
+                "model": "o4",
+                "output": [REASONING_ITEM, CALL_ITEM],
+                "usage": {"input_tokens": 20, "output_tokens": 70, "total_tokens": 90},
+            }
+        )
+    ]
+    llm = create_llm("openai", model="o4", base_url=replay.url, api_key="k", api="responses")
+    response = runner.generate(llm, "Weather in Oslo?", store=False)
+    assert response.reasoning_blocks == (
+        {"text": "Weather needs a tool.\n\nOslo.", "item": REASONING_ITEM},
+    )
+    assert replay.requests[0].json()["include"] == ["reasoning.encrypted_content"]
