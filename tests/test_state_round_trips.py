@@ -340,3 +340,17 @@ def test_a_whole_responses_answer_keeps_its_reasoning_item(
         {"text": "Weather needs a tool.\n\nOslo.", "item": REASONING_ITEM},
     )
     assert replay.requests[0].json()["include"] == ["reasoning.encrypted_content"]
+
+
+def test_the_loops_response_lists_every_rounds_reasoning_blocks(
+    replay: ReplayServer, runner: Runner
+) -> None:
+    replay.replies = turns(anthropic_redacted_call_turn(), anthropic_text_turn())
+    result = runner.tool_events(
+        anthropic_at(replay), "Weather in Oslo?", tools=[get_weather], thinking=THINKING
+    )
+    assert result.response.reasoning_blocks == (
+        {"text": "Weather: call the tool.", "signature": "EqQBWIREsig1"},
+        {"redacted": "EmwKAhgBEgyWIREredacted"},
+        {"text": "Oslo it is.", "signature": "EqQBWIREsig2"},
+    )

@@ -133,6 +133,7 @@ class _Rounds(Generic[_S]):
             text=self.text,
             reasoning="".join(self.reasoning),
             reasoning_signature=last.reasoning_signature if last else None,
+            reasoning_blocks=tuple(block for r in rounds for block in r.reasoning_blocks),
             tool_calls=calls,
             usage=_sum_usage([r.usage for r in rounds]),
             finish_reason=last.finish_reason if last else None,
