@@ -287,3 +287,45 @@ def test_the_server_stops_when_the_first_request_fails(
     with pytest.raises(spout.SpoutError):
         openai(replay).generate_stream_with_tools("Go", tools=[stdio])
     assert stdio._thread is None
+
+
+def test_generate_stream_offers_the_servers_tools(replay: ReplayServer, stdio: MCPServer) -> None:
+    replay.replies = turns(openai_single_call("call_1", "shout", '{"text": "a"}'))
+    stream = openai(replay).generate_stream("Shout a", tools=[stdio], tool_choice="shout")
+    assert [c.name for c in stream.response.tool_calls] == ["shout"]
+    body = replay.requests[0].json()
+    assert "shout" in [t["function"]["name"] for t in body["tools"]]
+    assert body["tool_choice"] == {"type": "function", "function": {"name": "shout"}}
+
+
+def test_structured_content_without_text_goes_back_as_json() -> None:
+    from mcp_types import CallToolResult
+
+    from spout.mcp import _result_text
+
+    result = CallToolResult(content=[], structured_content={"city": "Oslo", "degrees": 21})
+    assert _result_text(result) == '{"city": "Oslo", "degrees": 21}'
+
+
+@pytest.mark.model
+def test_the_bundled_model_calls_an_mcp_tool(stdio: MCPServer) -> None:
+    llm = create_llm()  # the bundled SmolLM2, in process
+    try:
+        loop = llm.generate_stream_with_tools(
+            "Shout the word hello.",
+            tools=[stdio],
+            tool_choice="shout",
+            max_rounds=3,
+            max_tokens=60,
+            seed=1,
+            temperature=0,
+        )
+        items = list(loop)
+    finally:
+        llm.close()
+    calls = [item for item in items if isinstance(item, ToolCall)]
+    # The real model made a real call, and the MCP server ran it.
+    assert calls and calls[0].name == "shout"
+    assert calls[0].error is None
+    assert calls[0].result == str(calls[0].arguments["text"]).upper() + "!"
+    assert len(loop.rounds) >= 2
