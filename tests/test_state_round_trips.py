@@ -3,8 +3,11 @@ reasoning, signatures, in order, before the turn's tool calls (issue #22, part 1
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from helpers import Runner, json_reply
 from replay_server import ReplayServer
@@ -17,7 +20,8 @@ from scripted_turns import (
     responses_text_turn,
     turns,
 )
-from spout import Session, ToolCall, ToolResult, create_llm, tool
+from spout import ReasoningDelta, Session, ToolCall, ToolResult, create_llm, tool
+from spout.gateway import event_from_dict, event_to_dict
 
 
 @tool
@@ -354,3 +358,17 @@ def test_the_loops_response_lists_every_rounds_reasoning_blocks(
         {"redacted": "EmwKAhgBEgyWIREredacted"},
         {"text": "Oslo it is.", "signature": "EqQBWIREsig2"},
     )
+
+
+@pytest.mark.parametrize(
+    "event",
+    [
+        ReasoningDelta(redacted="EmwKAhgBEgyWIREredacted"),
+        ReasoningDelta(item=REASONING_ITEM),
+        ReasoningDelta("Oslo.", "EqQBWIREsig2"),
+    ],
+    ids=repr,
+)
+def test_reasoning_state_crosses_the_gateways_own_wire(event: ReasoningDelta) -> None:
+    # A client of `spout serve` gets the same state to send back as a direct caller.
+    assert event_from_dict(json.loads(json.dumps(event_to_dict(event)))) == event

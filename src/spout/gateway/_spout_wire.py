@@ -156,6 +156,11 @@ def event_to_dict(event: Event) -> dict[str, Any]:
         out: dict[str, Any] = {"type": "reasoning", "text": event.text}
         if event.signature is not None:
             out["signature"] = event.signature
+        # Encrypted reasoning and whole reasoning items: state the client sends back.
+        if event.redacted is not None:
+            out["redacted"] = event.redacted
+        if event.item is not None:
+            out["item"] = event.item
         return out
     if type(event) is RefusalDelta:
         return {"type": "refusal", "text": event.text}
@@ -202,7 +207,9 @@ def event_from_dict(data: dict[str, Any]) -> Event:
     if kind == "text":
         return TextDelta(data["text"])
     if kind == "reasoning":
-        return ReasoningDelta(data.get("text", ""), data.get("signature"))
+        return ReasoningDelta(
+            data.get("text", ""), data.get("signature"), data.get("redacted"), data.get("item")
+        )
     if kind == "refusal":
         return RefusalDelta(data["text"])
     if kind == "tool_call_start":
