@@ -329,3 +329,13 @@ def test_the_bundled_model_calls_an_mcp_tool(stdio: MCPServer) -> None:
     assert calls[0].error is None
     assert calls[0].result == str(calls[0].arguments["text"]).upper() + "!"
     assert len(loop.rounds) >= 2
+
+
+def test_calls_made_at_once_start_one_server(stdio: MCPServer) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    pid = {t.name: t for t in stdio.tools()}["pid"]
+    stdio.close()  # not connected now: the next calls start it
+    with ThreadPoolExecutor(4) as pool:
+        pids = list(pool.map(lambda _: pid.run({}), range(4)))
+    assert len(set(pids)) == 1

@@ -69,6 +69,7 @@ class MCPServer:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._connection: _Connection | None = None
+        self._connecting: asyncio.Lock | None = None
 
     @classmethod
     def stdio(cls, command: Sequence[str], env: Mapping[str, str] | None = None) -> MCPServer:
@@ -156,6 +157,7 @@ class MCPServer:
                 return
             asyncio.run_coroutine_threadsafe(self._disconnect(), loop).result(timeout=10)
             loop.call_soon_threadsafe(loop.stop)
+            self._connecting = None
         thread.join(timeout=10)
         loop.close()
 
@@ -182,9 +184,12 @@ class MCPServer:
         return future.result()
 
     async def _use(self, use: Callable[[Any], Any]) -> Any:
-        connection = self._connection
-        if connection is None or connection.task.done():
-            connection = self._connection = await self._start()
+        if self._connecting is None:  # made on the client's loop, which it belongs to
+            self._connecting = asyncio.Lock()
+        async with self._connecting:  # calls made at once after a crash start one server
+            connection = self._connection
+            if connection is None or connection.task.done():
+                connection = self._connection = await self._start()
         try:
             return await use(connection.session)
         except Exception as exc:
@@ -192,7 +197,8 @@ class MCPServer:
                 raise
             # The server went away (or never answered): drop the connection so the next
             # call starts it again, and say which server it was.
-            await self._disconnect()
+            if self._connection is connection:
+                await self._disconnect()
             raise MCPServerError(
                 f"MCP server {self.label!r} failed: {type(exc).__name__}: {exc}"
             ) from exc
