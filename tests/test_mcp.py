@@ -257,14 +257,26 @@ def test_a_crashed_server_gives_a_clear_error_and_restarts(stdio: MCPServer) -> 
 
 def test_session_with_an_mcp_server(replay: ReplayServer, stdio: MCPServer) -> None:
     replay.replies = turns(
-        openai_single_call("call_1", "shout", '{"text": "a"}'), openai_text_turn("A!")
+        openai_single_call("call_1", "pid", "{}"),
+        openai_text_turn("First."),
+        openai_single_call("call_2", "pid", "{}"),
+        openai_text_turn("Second."),
     )
     session = spout.Session(openai(replay))
-    stream = session.generate_stream_with_tools("Shout a", tools=[stdio])
-    assert "".join(item for item in stream if isinstance(item, str)) == "A!"
-    second = replay.requests[1].json()
-    assert tool_message(second)["content"] == "A!"
-    assert [m["role"] for m in session.messages] == ["user", "assistant", "tool", "assistant"]
+    pids = []
+    for prompt in ("Your pid?", "And now?"):
+        stream = session.generate_stream_with_tools(prompt, tools=[stdio])
+        pids += [int(item.result) for item in stream if isinstance(item, ToolCall)]
+        assert stdio._thread is not None  # the session keeps the server up between turns
+    assert tool_message(replay.requests[1].json())["content"] == str(pids[0])
+    assert [m["role"] for m in session.messages] == ["user", "assistant", "tool", "assistant"] * 2
+    assert pids[0] == pids[1]  # one server process for the whole session
+    session.close()
+    assert stdio._thread is None  # ... which stops with it
+    deadline = time.monotonic() + 10
+    while _alive(pids[0]) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not _alive(pids[0])
 
 
 def _alive(pid: int) -> bool:

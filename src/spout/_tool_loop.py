@@ -387,7 +387,7 @@ def _sync_loop(rounds: _Rounds[Stream], first: Stream) -> Generator[Event, None,
         if current is not None:
             current.close()
         for server in _servers(rounds.tools):  # MCP servers stop when their loop ends
-            server.close()
+            server._loop_ended()
 
 
 class ToolStream(_LoopView, SyncStreamBase[str | ToolCall]):
@@ -415,7 +415,7 @@ class ToolStream(_LoopView, SyncStreamBase[str | ToolCall]):
             rounds.current = first = rounds.open_round(rounds.call)
         except BaseException:
             for server in _servers(rounds.tools):  # the loop ends before it began
-                server.close()
+                server._loop_ended()
             raise
         if watch is None:
             return _sync_loop(rounds, first)
@@ -491,7 +491,7 @@ async def _async_loop(rounds: _Rounds[AsyncStream]) -> AsyncGenerator[Event, Non
         if current is not None:
             await current.aclose()
         for server in _servers(rounds.tools):  # MCP servers stop when their loop ends
-            await asyncio.to_thread(server.close)
+            await asyncio.to_thread(server._loop_ended)
 
 
 class AsyncToolStream(_LoopView, AsyncStreamBase[str | ToolCall]):

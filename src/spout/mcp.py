@@ -52,7 +52,8 @@ class MCPServer:
 
     Its tools are listed when a call or loop is made (with the names, descriptions and input
     schemas the server gives), and each call the model makes goes to the server. The server
-    (its process, for stdio) starts on first use and stops when the tool loop ends; a crashed
+    (its process, for stdio) starts on first use and stops when the tool loop ends (in a
+    :class:`~spout.Session`, when the session closes); a crashed
     one gives :class:`MCPServerError` for the call it broke and starts again on the next.
 
     Example::
@@ -70,6 +71,7 @@ class MCPServer:
         self._thread: threading.Thread | None = None
         self._connection: _Connection | None = None
         self._connecting: asyncio.Lock | None = None
+        self._holds = 0
 
     @classmethod
     def stdio(cls, command: Sequence[str], env: Mapping[str, str] | None = None) -> MCPServer:
@@ -160,6 +162,24 @@ class MCPServer:
             self._connecting = None
         thread.join(timeout=10)
         loop.close()
+
+    def _hold(self) -> None:
+        """Keep the server up when a loop ends (a Session does, until it closes)."""
+        with self._lock:
+            self._holds += 1
+
+    def _release(self) -> None:
+        """Let go of a hold; the last one stops the server."""
+        with self._lock:
+            self._holds -= 1
+            held = self._holds > 0
+        if not held:
+            self.close()
+
+    def _loop_ended(self) -> None:
+        """A tool loop that used the server ended: stop it, unless a Session holds it."""
+        if not self._holds:
+            self.close()
 
     def __enter__(self) -> MCPServer:
         return self

@@ -311,6 +311,8 @@ class Session(Closing):
     ) -> _Live:
         """Open a stream of the reply (a tool loop with ``tools``), as the turn being made."""
         new, request, pending = self._begin(prompt, params)
+        if tools is not None:
+            self._hold_servers(tools)
         try:
             inner = opener(**request) if tools is None else opener(**request, tools=tools)
         except BaseException as exc:
@@ -320,6 +322,19 @@ class Session(Closing):
         sent = len(request["messages"]) + (1 if tools is not None and self.system_prompt else 0)
         self._live = live = _Live(self, new, inner, sent)
         return live
+
+    def _hold_servers(self, tools: Sequence[Any]) -> None:
+        """Keep the MCP servers among ``tools`` up between turns, until the session closes."""
+        import sys
+
+        mcp = sys.modules.get("spout.mcp")  # only loaded when an MCPServer was made
+        if mcp is None:
+            return
+        held: list[Any] = self.__dict__.setdefault("_mcp_servers", [])
+        for item in tools:
+            if isinstance(item, mcp.MCPServer) and all(item is not s for s in held):
+                item._hold()
+                held.append(item)
 
     # -- sync ----------------------------------------------------------------------------------
 
@@ -587,6 +602,8 @@ class Session(Closing):
                 self._store = None
             if self._own_llm and self._llm is not None:
                 self._llm.close()
+            for server in self.__dict__.pop("_mcp_servers", []):
+                server._release()  # the MCP servers its turns used stop with it
 
     def __repr__(self) -> str:
         return (
