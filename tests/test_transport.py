@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 import spout
+from helpers import Runner, made
 from replay_server import ReplayServer, Reply
 from spout import create_llm
 
@@ -129,3 +130,39 @@ async def test_a_running_loop_of_pytest_asyncio(
     gc.collect()
     await asyncio.sleep(0.05)
     assert session.closed
+
+
+@pytest.mark.parametrize("status", [301, 302, 307, 308])
+def test_an_api_call_follows_no_redirect_and_sends_its_key_nowhere_else(
+    runner: Runner, status: int
+) -> None:
+    """A server that answers 3xx pointing at another origin: the call raises a ProviderError
+    naming the status and the Location, sync and async, streamed or not, and the other
+    origin never sees the request nor the key (Anthropic's x-api-key is a header of its own,
+    which aiohttp keeps on a cross-origin redirect)."""
+    elsewhere = ReplayServer().start()
+    redirecting = ReplayServer().start()
+    try:
+        target = f"{elsewhere.url}/v1/messages"
+        redirecting.replies = [Reply(chunks=[b""], status=status, headers={"Location": target})]
+        llm = made(
+            create_llm(
+                "anthropic",
+                model="claude-x",
+                base_url=redirecting.url,
+                api_key="sk-ant-SECRET",
+                max_retries=2,
+            )
+        )
+        for call in (runner.text, runner.generate):
+            with pytest.raises(spout.ProviderError) as caught:
+                call(llm, "hi")
+            message = str(caught.value)
+            assert f"HTTP {status}, a redirect to '{target}'" in message
+            assert caught.value.status_code == status and caught.value.error_type == "redirect"
+            assert "sk-ant-SECRET" not in message
+        assert elsewhere.requests == []
+        assert len(redirecting.requests) == 2  # a redirect is no reason to retry
+    finally:
+        elsewhere.stop()
+        redirecting.stop()

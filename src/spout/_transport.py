@@ -20,6 +20,7 @@ from ._errors import (
     FirstTokenTimeout,
     IdleTimeout,
     ProtocolError,
+    ProviderError,
     SpoutError,
     StreamInterruptedError,
     TimeoutError,
@@ -31,6 +32,7 @@ from ._request import (
     DEFAULT_TIMEOUT,
     ErrorMapper,
     HTTPRequest,
+    header_value,
 )
 
 if TYPE_CHECKING:
@@ -42,6 +44,33 @@ if TYPE_CHECKING:
     from ._policy import Deadline
 
 __all__ = ["Transport"]
+
+
+def _status_error(
+    on_error: ErrorMapper, status: int, headers: Mapping[str, str], body: bytes
+) -> ProviderError:
+    """The error for a response that is not a success: the provider's own for 4xx and 5xx.
+
+    A redirect (3xx) is an error too: an API call follows none, sync or async, so a key in a
+    header of the provider's own (``x-api-key``, ``api-key``, which HTTP libraries keep on a
+    cross-origin redirect) never reaches another address. The error names the status and
+    where the server pointed (cut short: it comes from the network).
+    """
+    if status >= 400:
+        return on_error(status, headers, body)
+    named = on_error(status, headers, b"")
+    location = header_value(headers, "location") or "nowhere (no Location header)"
+    shown = "".join(char if " " <= char <= "~" else "?" for char in location[:200])
+    return ProviderError(
+        f"the server answered HTTP {status}, a redirect to {shown!r}; spout follows no "
+        "redirect for an API call, so the key goes nowhere else: set base_url to the API's "
+        "own address",
+        provider=named.provider,
+        model=named.model,
+        status_code=status,
+        request_id=named.request_id,
+        error_type="redirect",
+    )
 
 
 def _translate(exc: httpx.HTTPError, *, streaming: bool) -> SpoutError:
@@ -292,8 +321,8 @@ class Transport:
     ) -> bytes:
         """Send a request and return the body of a successful response."""
         response = self._send(request, deadline, stream=False)
-        if response.status_code >= 400:
-            raise on_error(response.status_code, response.headers, response.content)
+        if response.status_code >= 300:
+            raise _status_error(on_error, response.status_code, response.headers, response.content)
         return response.content
 
     def stream(
@@ -308,14 +337,14 @@ class Transport:
         import httpx
 
         response = self._send(request, deadline, stream=True)
-        if response.status_code >= 400:
+        if response.status_code >= 300:
             try:
                 body = response.read()
             except httpx.HTTPError:
                 body = b""
             finally:
                 response.close()
-            raise on_error(response.status_code, response.headers, body)
+            raise _status_error(on_error, response.status_code, response.headers, body)
         if deadline is not None:
             return _deadline_chunks(response, deadline), _Release(response), response.headers
         return _chunks(response), _Release(response), response.headers
@@ -388,13 +417,14 @@ class Transport:
                     headers=request.headers,
                     data=request.body,
                     timeout=self._aiohttp_timeout(deadline),
+                    allow_redirects=False,  # see _status_error
                 ) as response,
             ):
                 if logger.isEnabledFor(DEBUG):
                     log_response(request, response.status)
                 body = await response.read()
-                if response.status >= 400:
-                    raise on_error(response.status, response.headers, body)
+                if response.status >= 300:
+                    raise _status_error(on_error, response.status, response.headers, body)
                 return body
         except _aiohttp_errors() as exc:
             raise _deadline_error(deadline) or _atranslate(exc, streaming=False) from exc
@@ -414,19 +444,20 @@ class Transport:
                     headers=request.headers,
                     data=request.body,
                     timeout=self._aiohttp_timeout(deadline),
+                    allow_redirects=False,  # see _status_error
                 )
         except _aiohttp_errors() as exc:
             raise _deadline_error(deadline) or _atranslate(exc, streaming=False) from exc
         if logger.isEnabledFor(DEBUG):
             log_response(request, response.status)
-        if response.status >= 400:
+        if response.status >= 300:
             try:
                 body = await response.read()
             except _aiohttp_errors():
                 body = b""
             finally:
                 response.release()
-            raise on_error(response.status, response.headers, body)
+            raise _status_error(on_error, response.status, response.headers, body)
 
         async def close() -> None:
             # Read to the end, the connection goes back to the pool; stopped early, it is
