@@ -154,7 +154,9 @@ def test_an_older_store_is_migrated_and_keeps_its_data(tmp_path: Path, ran: int)
             " VALUES ('old1', 'From before', 1.0, 2.0, '[\"p:m\"]')"
         )
         connection.execute(
-            "INSERT INTO turns VALUES ('old1', 1, 1.5, ?)", (orjson.dumps(ask("hi").to_dict()),)
+            # The columns named: a store migrated past 4 has one more (cost).
+            "INSERT INTO turns (conversation_id, seq, created_at, data) VALUES ('old1', 1, 1.5, ?)",
+            (orjson.dumps(ask("hi").to_dict()),),
         )
     connection.close()
 
@@ -324,6 +326,34 @@ def test_ids_may_be_unique_prefixes(store: Store) -> None:
     for call in (store.turns, store.delete, store.export):
         with pytest.raises(ConversationNotFoundError):
             call("missing")
+
+
+def test_an_owner_sees_only_its_own_conversations(store: Store) -> None:
+    store.append_turns("01abcdef", [ask("alice's")], owner="alice")
+    store.append_turns("01abcxyz", [ask("bob's")], owner="bob")
+    store.append_turns("01abcnon", [ask("nobody's")])
+    # Bob's and the unowned one are not there for alice: the prefix is hers alone.
+    assert store.get("01abc", owner="alice").id == "01abcdef"
+    assert [c.id for c in store.list(owner="alice")] == ["01abcdef"]
+    assert store.turns("01abc", owner="alice")[0].messages[0]["content"] == "alice's"
+    for wanted in ("01abcxyz", "01abcx", "01abcnon"):
+        with pytest.raises(ConversationNotFoundError) as caught:
+            store.get(wanted, owner="alice")
+        # the very answer an unknown id gets
+        assert str(caught.value) == (
+            f"no conversation has an id that is or starts with {wanted!r} ({store.path})"
+        )
+        with pytest.raises(ConversationNotFoundError):
+            store.turns(wanted, owner="alice")
+    with pytest.raises(ConversationNotFoundError):
+        store.append_turns("01abcxyz", [ask("alice adds")], owner="alice")
+    assert store.get("01abcxyz").turn_count == 1  # left as it was
+    store.append_turns("01abcdef", [ask("more")], owner="alice")
+    assert store.get("01abcdef", owner="alice").turn_count == 2
+    # Without an owner, as the CLI and the library read: everything.
+    assert len(store.list()) == 3 and store.get("01abcx").id == "01abcxyz"
+    with pytest.raises(ValueError, match="owner"):
+        store.append_turns("01abcdef", [], owner="")
 
 
 def test_delete_takes_the_turns_too(store: Store) -> None:

@@ -118,6 +118,13 @@ MIGRATIONS: tuple[str, ...] = (
     """
     ALTER TABLE turns ADD COLUMN cost REAL;
     """,
+    # 5: who owns a conversation: the name of the gateway key that made it (``spout serve
+    # --keys``); NULL for one made by no key (the library, the CLI, a gateway without keys).
+    # A keyed gateway shows each key only the conversations it owns, listed by this index.
+    """
+    ALTER TABLE conversations ADD COLUMN owner TEXT;
+    CREATE INDEX conversations_by_owner ON conversations (owner, updated_at DESC, id DESC);
+    """,
 )
 
 # Crockford's base32, lowercase: no i, l, o or u, so an id read aloud or retyped survives.
@@ -207,6 +214,12 @@ class Store(Closing):
     ``max_conversation_file_bytes`` caps the bytes of the files one conversation keeps (each
     file once); a write past it fails and writes nothing.
 
+    ``owner=`` (on :meth:`get`, :meth:`turns`, :meth:`list` and :meth:`append_turns`) is for
+    a gateway with keys: a conversation made with ``owner="alice"`` belongs to that key, and a
+    call given an owner sees only that owner's conversations (by id, by prefix, in a list);
+    any other, or one with no owner, is not found, exactly as if it did not exist. Without
+    ``owner`` (None) every conversation is seen, and a new one has no owner.
+
     Example::
 
         with Store() as store:
@@ -260,8 +273,9 @@ class Store(Closing):
 
     # -- reading ---------------------------------------------------------------------------------
 
-    def get(self, conversation_id: str) -> Conversation:
-        """The conversation with this id, or the only one whose id starts with it.
+    def get(self, conversation_id: str, *, owner: str | None = None) -> Conversation:
+        """The conversation with this id, or the only one whose id starts with it (among
+        ``owner``'s alone, when given).
 
         Raises :class:`~spout.ConversationNotFoundError` for an unknown id, and for a prefix
         shorter than 4 characters or shared by several conversations.
@@ -272,10 +286,10 @@ class Store(Closing):
             print(conversation.title, conversation.models)
         """
         with self._reading("read a conversation") as connection:
-            return self._summary(connection, self._resolve(connection, conversation_id))
+            return self._summary(connection, self._resolve(connection, conversation_id, owner))
 
-    def turns(self, conversation_id: str) -> builtins.list[Turn]:
-        """The conversation's turns, oldest first.
+    def turns(self, conversation_id: str, *, owner: str | None = None) -> builtins.list[Turn]:
+        """The conversation's turns, oldest first (``owner``: see :class:`Store`).
 
         Example::
 
@@ -283,7 +297,7 @@ class Store(Closing):
                 print(turn.model, turn.text)
         """
         with self._reading("read a conversation's turns") as connection:
-            return self._turns(connection, self._resolve(connection, conversation_id))
+            return self._turns(connection, self._resolve(connection, conversation_id, owner))
 
     def last(self) -> Conversation | None:
         """The most recently updated conversation, or None when there are none.
@@ -296,8 +310,11 @@ class Store(Closing):
         found = self.list(limit=1)
         return found[0] if found else None
 
-    def list(self, limit: int | None = None) -> builtins.list[Conversation]:
-        """The conversations, most recently updated first; at most ``limit`` of them.
+    def list(
+        self, limit: int | None = None, *, owner: str | None = None
+    ) -> builtins.list[Conversation]:
+        """The conversations, most recently updated first; at most ``limit`` of them (only
+        ``owner``'s, when given).
 
         Example::
 
@@ -309,9 +326,11 @@ class Store(Closing):
         ):
             raise ValueError(f"limit must be a non-negative int or None, not {limit!r}")
         with self._reading("list conversations") as connection:
+            # Two statements, not one with "? IS NULL OR": each then has its own index.
+            mine = "" if owner is None else " WHERE c.owner = ?"
             rows = connection.execute(
-                f"{_SUMMARY_SELECT} ORDER BY c.updated_at DESC, c.id DESC LIMIT ?",
-                (-1 if limit is None else limit,),
+                f"{_SUMMARY_SELECT}{mine} ORDER BY c.updated_at DESC, c.id DESC LIMIT ?",
+                (*(() if owner is None else (owner,)), -1 if limit is None else limit),
             ).fetchall()
         return [_conversation(row) for row in rows]
 
@@ -346,6 +365,7 @@ class Store(Closing):
         title: str | None = None,
         system_prompt: str | _Keep | None = KEEP,
         created_at: float | None = None,
+        owner: str | None = None,
     ) -> None:
         """Add turns to the end of a conversation, making the conversation if it is new.
 
@@ -355,6 +375,8 @@ class Store(Closing):
         (None included), is the conversation's system prompt from now on. Without
         a title, the first user message gives one (its first line, cut to 60 characters),
         even when it arrives in a later call. Zero turns just make the conversation.
+        ``owner`` owns a new conversation; an existing one that it does not own raises
+        :class:`~spout.ConversationNotFoundError` and is left as it was (see :class:`Store`).
 
         Example::
 
@@ -374,6 +396,10 @@ class Store(Closing):
             raise TypeError(
                 f"system_prompt must be a str or None, not {type(system_prompt).__name__}"
             )
+        if owner is not None and not isinstance(owner, str):
+            raise TypeError(f"owner must be a str or None, not {type(owner).__name__}")
+        if owner == "":
+            raise ValueError("owner must be a non-empty str or None, not ''")
         # Serialize before the transaction: a turn that cannot be stored stops the whole
         # batch before anything is written.
         for index, turn in enumerate(turns):
@@ -386,14 +412,17 @@ class Store(Closing):
 
         with self._writing(f"save conversation {conversation_id!r}") as connection:
             row = connection.execute(
-                "SELECT models FROM conversations WHERE id = ?", (conversation_id,)
+                "SELECT models, owner FROM conversations WHERE id = ?", (conversation_id,)
             ).fetchone()
+            if row is not None and owner is not None and row[1] != owner:
+                # Checked inside the write: another key's conversation is never added to.
+                raise self._not_found(conversation_id)
             if row is None:
                 started = now if created_at is None else float(created_at)
                 connection.execute(
                     "INSERT INTO conversations"
-                    " (id, title, created_at, updated_at, models, system_prompt)"
-                    " VALUES (?, ?, ?, ?, ?, ?)",
+                    " (id, title, created_at, updated_at, models, system_prompt, owner)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?)",
                     (
                         conversation_id,
                         (clean_title(title) if title else None) or derived,
@@ -401,6 +430,7 @@ class Store(Closing):
                         max(started, now),
                         _json_list(new_models),
                         None if system_prompt is KEEP else system_prompt,
+                        owner,
                     ),
                 )
             else:
@@ -624,14 +654,20 @@ class Store(Closing):
     def _error(self, message: str) -> StoreError:
         return StoreError(f"{message} ({self.path})", path=str(self.path))
 
-    def _resolve(self, connection: sqlite3.Connection, conversation_id: str) -> str:
-        """The full id of the conversation ``conversation_id`` names, exactly or by prefix."""
+    def _resolve(
+        self, connection: sqlite3.Connection, conversation_id: str, owner: str | None = None
+    ) -> str:
+        """The full id of the conversation ``conversation_id`` names, exactly or by prefix;
+        with ``owner``, only among the conversations it owns (others are not found)."""
         if not isinstance(conversation_id, str):
             raise TypeError(
                 f"a conversation id must be a str, not {type(conversation_id).__name__}"
             )
+        if owner is not None and not isinstance(owner, str):
+            raise TypeError(f"owner must be a str or None, not {type(owner).__name__}")
+        mine, args = ("", ()) if owner is None else (" AND owner = ?", (owner,))
         if connection.execute(
-            "SELECT 1 FROM conversations WHERE id = ?", (conversation_id,)
+            f"SELECT 1 FROM conversations WHERE id = ?{mine}", (conversation_id, *args)
         ).fetchone():
             return conversation_id
         matches: builtins.list[str] = []
@@ -639,8 +675,9 @@ class Store(Closing):
             matches = [
                 found
                 for (found,) in connection.execute(
-                    "SELECT id FROM conversations WHERE substr(id, 1, ?) = ? ORDER BY id LIMIT 6",
-                    (len(conversation_id), conversation_id),
+                    f"SELECT id FROM conversations WHERE substr(id, 1, ?) = ?{mine}"
+                    " ORDER BY id LIMIT 6",
+                    (len(conversation_id), conversation_id, *args),
                 )
             ]
         if len(matches) == 1:
@@ -658,9 +695,16 @@ class Store(Closing):
                 f"an id prefix needs at least {_MIN_PREFIX} characters"
             )
         else:
-            message = f"no conversation has an id that is or starts with {conversation_id!r}"
+            raise self._not_found(conversation_id)
         raise ConversationNotFoundError(
             f"{message} ({self.path})", conversation_id=conversation_id, path=str(self.path)
+        )
+
+    def _not_found(self, conversation_id: str) -> ConversationNotFoundError:
+        return ConversationNotFoundError(
+            f"no conversation has an id that is or starts with {conversation_id!r} ({self.path})",
+            conversation_id=conversation_id,
+            path=str(self.path),
         )
 
     def _summary(self, connection: sqlite3.Connection, conversation_id: str) -> Conversation:
