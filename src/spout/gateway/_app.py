@@ -42,7 +42,7 @@ from .. import (
 from . import _openai, _ws
 from ._config import GatewayConfig, Route
 from ._conversations import HEADER as CONVERSATION_HEADER
-from ._conversations import Conversations, Recording, conversation_routes
+from ._conversations import Conversations, Recording, conversation_routes, owner_of
 from ._guard import Denied, Guard, Identity, middleware
 from ._hub import EventsExpired, Hub, MemoryHub, StreamNotFound
 from ._metrics import Metrics
@@ -125,7 +125,9 @@ class Gateway:
             self.guard.note_prompt(http, request)
             route = self.resolve(request)
             llm = self.llm(route)
-            recording = await self.conversations.recording(http, request, route, llm)
+            recording = await self.conversations.recording(
+                http, request, route, llm, owner=owner_of(identity)
+            )
             job = _Job(protocol, request, route, llm, identity, recording)
             if request.stream:
                 response = await self._start_stream(job)
@@ -214,7 +216,11 @@ class Gateway:
         stream_id = new_stream_id()
         name = job.route.name
         encoder = job.protocol.encoder(job.request, response_id=stream_id, model=name)
-        await self.hub.create(stream_id, {"protocol": job.protocol.name, "model": name})
+        meta = {"protocol": job.protocol.name, "model": name}
+        owner = owner_of(job.identity)
+        if owner is not None:  # in the hub's meta, so that every replica sharing it agrees
+            meta[_STREAM_OWNER] = owner
+        await self.hub.create(stream_id, meta)
         started: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         producer = asyncio.create_task(self._produce(stream_id, job, encoder, started))
         self._producers.add(producer)
@@ -358,9 +364,18 @@ class Gateway:
 
     # -- other routes ----------------------------------------------------------------------------
 
+    async def _owned_meta(self, http: HTTPRequest, stream_id: str) -> dict[str, str] | None:
+        """The stream's meta; None for an unknown stream and, with keys, for one another key
+        made (both a 404: whether another key's stream exists is not told)."""
+        meta = await self.hub.meta(stream_id)
+        if meta is None or self.guard.keys is None:
+            return meta
+        identity = await self.guard.identify(http)  # admitted already (keyed): cheap, no count
+        return meta if meta.get(_STREAM_OWNER) == owner_of(identity) else None
+
     async def resume(self, http: HTTPRequest) -> Response:
         stream_id = http.path_params["stream_id"]
-        meta = await self.hub.meta(stream_id)
+        meta = await self._owned_meta(http, stream_id)
         if meta is None:
             return _not_found(stream_id)
         after_text = http.headers.get("last-event-id") or http.query_params.get("after") or "0"
@@ -393,7 +408,7 @@ class Gateway:
 
     async def cancel(self, http: HTTPRequest) -> Response:
         stream_id = http.path_params["stream_id"]
-        meta = await self.hub.meta(stream_id)
+        meta = await self._owned_meta(http, stream_id)
         if meta is None:
             return _not_found(stream_id)
         cancelled = await self.hub.cancel(stream_id)
@@ -443,6 +458,11 @@ def _stop_message(reason: object) -> str:
 
 def new_stream_id() -> str:
     return "st_" + secrets.token_hex(12)
+
+
+#: The hub meta field naming the key that made a stream (absent without keys): only that key
+#: may follow or cancel it.
+_STREAM_OWNER = "key"
 
 
 @dataclass(frozen=True, slots=True)

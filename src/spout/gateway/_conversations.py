@@ -7,7 +7,17 @@ cut (``cancelled`` by a stop, ``error`` with the message). The response carries 
 conversation's id in the same header, to send with the next turn. The chat page works so.
 
 ``GET /v1/conversations`` lists them, most recent first; ``GET /v1/conversations/{id}`` gives
-one's messages. The store is spout's SQLite store (:mod:`spout.conversations`) at
+one's messages.
+
+With keys, a conversation belongs to the key that made it (its name in the keys file is the
+store's ``owner``): every other key gets the 404 an unknown id gets, when it lists, reads
+(a prefix too matches only the caller's own), or continues one. Conversations made without a
+key (the CLI, the library, a gateway without keys) belong to no key and are not shown to any.
+Without keys every caller sees every conversation, as on one's own machine. Answers never
+name the store's file: a 404 says only what was not found, a store failure that the log has
+the details (the path among them).
+
+The store is spout's SQLite store (:mod:`spout.conversations`) at
 ``GatewayConfig.conversation_store``, else spout's default path (``$SPOUT_HOME``...). SQLite
 blocks, so every read and write runs in a worker thread.
 """
@@ -28,7 +38,7 @@ from starlette.routing import Route as HTTPRoute
 
 from .. import ConversationNotFoundError, StoreError, Turn, Usage
 from ..conversations import KEEP, Store, new_id
-from ._guard import Denied
+from ._guard import Denied, Identity
 from ._wire import RequestError
 
 if TYPE_CHECKING:
@@ -38,7 +48,7 @@ if TYPE_CHECKING:
     from ._config import GatewayConfig, Route
     from ._wire import Request
 
-__all__ = ["HEADER", "Conversations", "Recording", "conversation_routes"]
+__all__ = ["HEADER", "Conversations", "Recording", "conversation_routes", "owner_of"]
 
 log = logging.getLogger("spout.gateway")
 
@@ -47,6 +57,14 @@ HEADER = "x-spout-conversation"
 
 _ID = re.compile(r"[0-9a-z]{26}")
 _MAX_LIST = 500
+#: What a client is told when the store fails (the log has the error, which names its file).
+_STORE_FAILED = "the gateway's conversation store failed; its log has the details"
+
+
+def owner_of(identity: Identity) -> str | None:
+    """Who owns what ``identity`` makes (conversations, streams): its key's name; None
+    without keys (everything is everyone's)."""
+    return identity.name if identity.keyed else None
 
 
 @dataclass
@@ -59,6 +77,8 @@ class Recording:
     model: str | None
     provider: str
     system_prompt: Any = field(default=None)
+    #: The key that owns the conversation (None: no key, without keys).
+    owner: str | None = None
 
     async def keep(self, response: LLMResponse | None, failure: BaseException | None) -> None:
         """Store the turn: ``response`` is the reply as it stands, ``failure`` what cut it."""
@@ -82,7 +102,10 @@ class Recording:
         try:
             await self.conversations.run(
                 lambda store: store.append_turns(
-                    self.conversation_id, [turn], system_prompt=self.system_prompt
+                    self.conversation_id,
+                    [turn],
+                    system_prompt=self.system_prompt,
+                    owner=self.owner,
                 )
             )
         except StoreError:
@@ -111,11 +134,18 @@ class Conversations:
         return await asyncio.to_thread(lambda: work(self._opened()))
 
     async def recording(
-        self, http: HTTPRequest, request: Request, route: Route, llm: LLM
+        self,
+        http: HTTPRequest,
+        request: Request,
+        route: Route,
+        llm: LLM,
+        *,
+        owner: str | None = None,
     ) -> Recording | None:
         """The turn to keep for a request with the conversation header, else None.
 
-        ``new`` starts a conversation; an id must be a stored conversation's (404 if not).
+        ``new`` starts a conversation (``owner``'s); an id must be a stored conversation's,
+        and ``owner``'s when given (404 if not: another key's is not told apart from none).
         """
         wanted = http.headers.get(HEADER)
         if wanted is None:
@@ -130,12 +160,15 @@ class Conversations:
         elif _ID.fullmatch(wanted):
             conversation_id = wanted
             try:
-                await self.run(lambda store: store.get(conversation_id))
+                await self.run(lambda store: store.get(conversation_id, owner=owner))
             except ConversationNotFoundError:
                 raise RequestError(
                     f"no stored conversation {wanted!r} ({HEADER}: send 'new' to start one)",
                     status=404,
                 ) from None
+            except StoreError as exc:
+                log.error("conversation store: %s", exc)
+                raise RequestError(_STORE_FAILED, status=500) from None
         else:
             raise RequestError(
                 f"{HEADER} must be 'new' or a conversation id (26 characters), not {wanted!r}"
@@ -148,6 +181,7 @@ class Conversations:
             llm.model,
             llm.provider_name,
             system,
+            owner,
         )
 
     def model_name(self, models: tuple[str, ...]) -> str | None:
@@ -190,37 +224,49 @@ def _error(status: int, message: str, kind: str) -> JSONResponse:
     return JSONResponse({"error": {"message": message, "type": kind}}, status_code=status)
 
 
+def _not_found_message(exc: ConversationNotFoundError) -> str:
+    """What the store says was not found, without the store's path (its message's end)."""
+    message = str(exc)
+    if exc.path:
+        message = message.removesuffix(f" ({exc.path})").replace(exc.path, "the store")
+    return message
+
+
 def conversation_routes(gateway: Gateway) -> list[HTTPRoute]:
     """``GET /v1/conversations`` and ``GET /v1/conversations/{id}``, behind the gateway's guard."""
     conversations = gateway.conversations
 
     def guarded(
-        handler: Callable[[HTTPRequest], Awaitable[Response]],
+        handler: Callable[[HTTPRequest, str | None], Awaitable[Response]],
     ) -> Callable[[HTTPRequest], Awaitable[Response]]:
+        """``handler(http, owner)``: the caller's key's conversations alone, with keys."""
+
         async def endpoint(http: HTTPRequest) -> Response:
             try:
-                await gateway.guard.identify(http)
-                response = await handler(http)
+                identity = await gateway.guard.identify(http)
+                response = await handler(http, owner_of(identity))
             except Denied as exc:
                 response = _error(exc.status, exc.message, exc.kind)
             except ConversationNotFoundError as exc:
-                response = _error(404, str(exc), "not_found_error")
+                # The store's message without the store's path (kept for the log).
+                log.info("conversation not found: %s", exc)
+                response = _error(404, _not_found_message(exc), "not_found_error")
             except StoreError as exc:
                 log.error("conversation store: %s", exc)
-                response = _error(500, str(exc), "store_error")
+                response = _error(500, _STORE_FAILED, "store_error")
             gateway.metrics.request(http.url.path, response.status_code)
             return response
 
         return endpoint
 
-    async def listing(http: HTTPRequest) -> Response:
+    async def listing(http: HTTPRequest, owner: str | None) -> Response:
         text = http.query_params.get("limit", "100")
         if not text.isdigit() or not 0 < int(text) <= _MAX_LIST:
             return _error(
                 400, f"limit must be 1 to {_MAX_LIST}, not {text!r}", "invalid_request_error"
             )
         limit = int(text)
-        found = await conversations.run(lambda store: store.list(limit))
+        found = await conversations.run(lambda store: store.list(limit, owner=owner))
         return JSONResponse(
             {
                 "object": "list",
@@ -239,12 +285,12 @@ def conversation_routes(gateway: Gateway) -> list[HTTPRoute]:
             }
         )
 
-    async def one(http: HTTPRequest) -> Response:
+    async def one(http: HTTPRequest, owner: str | None) -> Response:
         wanted = http.path_params["conversation_id"]
 
         def read(store: Store) -> tuple[Any, list[Turn]]:
-            conversation = store.get(wanted)
-            return conversation, store.turns(conversation.id)
+            conversation = store.get(wanted, owner=owner)
+            return conversation, store.turns(conversation.id, owner=owner)
 
         conversation, turns = await conversations.run(read)
         messages = []
