@@ -250,7 +250,9 @@ def test_unknown_things_are_named(faults: FaultServer) -> None:
         assert response.status_code == 404
         response = client.delete(gateway.url + "/v1/streams/st_missing")
         assert response.status_code == 404
-        response = client.post(gateway.url + CHAT, content=b"{not json")
+        response = client.post(
+            gateway.url + CHAT, content=b"{not json", headers={"content-type": "application/json"}
+        )
         assert response.status_code == 400
         assert "not JSON" in response.json()["error"]["message"]
         models = client.get(gateway.url + "/v1/models").json()

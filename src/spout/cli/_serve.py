@@ -80,6 +80,22 @@ def _parser() -> argparse.ArgumentParser:
         help="a browser origin allowed to call the API (repeatable)",
     )
     parser.add_argument(
+        "--allowed-host",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="a Host name to answer to besides loopback ones and --host (repeatable; "
+        "'*.example.com'; '*' for any); other names get 421, against DNS rebinding",
+    )
+    parser.add_argument(
+        "--trusted-proxy",
+        action="append",
+        default=[],
+        metavar="ADDR",
+        help="a proxy (address or network) whose X-Forwarded-For names the client "
+        "(repeatable; default: none, the header is ignored)",
+    )
+    parser.add_argument(
         "--log-prompts", action="store_true", help="log prompt text (off: never logged)"
     )
     parser.add_argument(
@@ -120,6 +136,10 @@ def build_config(args: argparse.Namespace):  # type: ignore[no-untyped-def]
         config.keys_file = args.keys
     if args.cors_origin:
         config.cors_origins = tuple(args.cors_origin)
+    if args.allowed_host:
+        config.allowed_hosts = tuple(args.allowed_host)
+    if args.trusted_proxy:
+        config.trusted_proxies = tuple(args.trusted_proxy)
     if args.log_prompts:
         config.log_prompts = True
     return config
@@ -154,6 +174,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             timeout_graceful_shutdown=max(1, round(config.shutdown_deadline)),
             log_level="info",
             access_log=False,
+            # uvicorn believes X-Forwarded-For from 127.0.0.1 by default: any local process
+            # could then pick the address a keyless gateway counts its requests under.
+            proxy_headers=bool(config.trusted_proxies),
+            forwarded_allow_ips=list(config.trusted_proxies),
         )
     )
     _announce(server, config)

@@ -45,6 +45,7 @@ from ._conversations import HEADER as CONVERSATION_HEADER
 from ._conversations import Conversations, Recording, conversation_routes, owner_of
 from ._guard import Denied, Guard, Identity, middleware
 from ._hub import EventsExpired, Hub, MemoryHub, StreamNotFound
+from ._hygiene import check_depth, require_json, route_template
 from ._metrics import Metrics
 from ._page import page_routes
 from ._wire import Encoder, QuotaExceeded, Request, RequestError, StreamCancelled, WireProtocol
@@ -116,9 +117,11 @@ class Gateway:
     # -- requests ------------------------------------------------------------------------------
 
     async def handle(self, protocol: WireProtocol, http: HTTPRequest) -> Response:
-        path = http.url.path
         recording: Recording | None = None
         try:
+            # Before anything is counted: a browser sends another site's page's text/plain
+            # POST without asking first (no CORS preflight); a JSON one only if CORS allows.
+            require_json(http.headers)
             identity = await self.guard.admit(http)
             body = await _json_body(http, self.config.limits.max_body_bytes)
             request = protocol.parse(body)
@@ -139,7 +142,7 @@ class Gateway:
             response = self._error(protocol, exc)
         if recording is not None:
             response.headers[CONVERSATION_HEADER] = recording.conversation_id
-        self.metrics.request(path, response.status_code)
+        self.metrics.request(route_template(http.scope), response.status_code)
         return response
 
     def _error(self, protocol: WireProtocol, exc: Exception) -> Response:
@@ -513,9 +516,11 @@ async def _json_body(http: HTTPRequest, limit: int) -> Any:
     if not raw:
         raise RequestError("the request has no body: send a JSON object")
     try:
-        return orjson.loads(raw)
+        body = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         raise RequestError(f"the request body is not JSON: {exc}") from None
+    check_depth(body)  # a 400 naming the field, not a RecursionError in the store
+    return body
 
 
 async def _disconnected(http: HTTPRequest) -> None:

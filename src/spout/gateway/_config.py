@@ -109,6 +109,10 @@ class GatewayConfig:
     limits: Limits = field(default_factory=Limits)
     keys_file: Path | None = None
     cors_origins: tuple[str, ...] = ()
+    #: Host names served besides loopback ones and ``host`` (``*.example.com``; ``*``: any).
+    allowed_hosts: tuple[str, ...] = ()
+    #: Peers (addresses, networks, ``*``) whose X-Forwarded-For / -Proto is believed; none.
+    trusted_proxies: tuple[str, ...] = ()
     redis_url: str | None = None
     log_prompts: bool = False
     #: The SQLite file the chat page's conversations are kept in (None: spout's default store).
@@ -147,6 +151,11 @@ class GatewayConfig:
             )
         if self.resume_window < 0:
             raise ConfigurationError("resume_window must be >= 0 seconds")
+        from ._hygiene import setting_problem
+
+        problem = setting_problem(self)
+        if problem is not None:
+            raise ConfigurationError(problem)
 
 
 def route_from_model_string(spec: str, *, name: str | None = None, **settings: Any) -> Route:
@@ -166,6 +175,8 @@ _TOP_FIELDS = {
     "max_stream_events",
     "shutdown_deadline",
     "cors_origins",
+    "allowed_hosts",
+    "trusted_proxies",
     "redis_url",
     "log_prompts",
     "keys_file",
@@ -197,7 +208,9 @@ def load_config(path: str | Path) -> GatewayConfig:
         elif key == "limits":
             config.limits = _limits(path, value)
         elif key in _TOP_FIELDS:
-            if key == "cors_origins":
+            if key in ("allowed_hosts", "trusted_proxies") and not isinstance(value, list):
+                raise ConfigurationError(f"{path}: {key} must be a list of strings")
+            if key in ("cors_origins", "allowed_hosts", "trusted_proxies"):
                 value = tuple(value)
             elif key in ("keys_file", "conversation_store"):
                 value = (path.parent / value).resolve()

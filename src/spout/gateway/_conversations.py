@@ -39,6 +39,7 @@ from starlette.routing import Route as HTTPRoute
 from .. import ConversationNotFoundError, StoreError, Turn, Usage
 from ..conversations import KEEP, Store, new_id
 from ._guard import Denied, Identity
+from ._hygiene import route_template
 from ._wire import RequestError
 
 if TYPE_CHECKING:
@@ -254,7 +255,8 @@ def conversation_routes(gateway: Gateway) -> list[HTTPRoute]:
             except StoreError as exc:
                 log.error("conversation store: %s", exc)
                 response = _error(500, _STORE_FAILED, "store_error")
-            gateway.metrics.request(http.url.path, response.status_code)
+            # The template, not the path: ids would each make a series, for ever.
+            gateway.metrics.request(route_template(http.scope), response.status_code)
             return response
 
         return endpoint

@@ -15,7 +15,8 @@
   headers the SDKs send; other origins get no CORS headers at all.
 * **Access log**: one line per request on the ``spout.gateway`` logger: method, path,
   status, caller name, stream id, duration. Never a key; a prompt only with ``--log-prompts``
-  (the last user message, cut to :data:`PROMPT_LOG_CHARS`).
+  (the last user message, cut to :data:`PROMPT_LOG_CHARS`). Control characters in anything
+  the logger writes are escaped (:class:`._hygiene.PrintableFilter`).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.responses import Response
 
 from .. import ConfigurationError
+from ._hygiene import AllowedHosts, HostCheck, install_filter
 
 if TYPE_CHECKING:
     from starlette.requests import HTTPConnection
@@ -44,6 +46,8 @@ if TYPE_CHECKING:
 __all__ = ["Denied", "Guard", "Identity", "middleware"]
 
 log = logging.getLogger("spout.gateway")
+# What the gateway logs from a request (a path, a model name, a prompt) stays on its line.
+install_filter(log)
 
 #: How much of a prompt ``--log-prompts`` logs.
 PROMPT_LOG_CHARS = 200
@@ -320,9 +324,12 @@ CORS_METHODS = ("GET", "POST", "DELETE", "OPTIONS")
 
 
 def middleware(config: GatewayConfig) -> list[Middleware]:
-    """The gateway's ASGI middleware, outermost first: the access log, then CORS (only with
-    ``config.cors_origins``)."""
-    stack = [Middleware(AccessLog, log_prompts=config.log_prompts)]
+    """The gateway's ASGI middleware, outermost first: the access log, the Host check
+    (:class:`._hygiene.HostCheck`), then CORS (only with ``config.cors_origins``)."""
+    stack = [
+        Middleware(AccessLog, log_prompts=config.log_prompts),
+        Middleware(HostCheck, allowed=AllowedHosts.of(config)),
+    ]
     if config.cors_origins:
         stack.append(
             Middleware(

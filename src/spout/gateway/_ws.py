@@ -39,12 +39,13 @@ from .. import SpoutError
 from . import _spout_wire
 from ._guard import Denied, Identity
 from ._hub import EventsExpired, StreamNotFound
+from ._hygiene import AllowedHosts, check_depth
 from ._wire import Request, RequestError, StreamCancelled
 
 if TYPE_CHECKING:
     from .. import LLM
     from ._app import Gateway
-    from ._config import Route
+    from ._config import GatewayConfig, Route
 
 __all__ = ["MAX_RUNNING", "endpoint"]
 
@@ -94,7 +95,7 @@ class Connection:
             # The key is checked once, here; each request message is then counted as a
             # request against the caller's rate (Guard.admit).
             await gateway.guard.identify(websocket)
-            _check_origin(websocket, gateway.config.cors_origins)
+            _check_origin(websocket, gateway.config)
         except Denied as exc:
             gateway.metrics.request(PATH, exc.status)
             await websocket.accept()
@@ -169,6 +170,7 @@ class Connection:
         body = {key: value for key, value in message.items() if key not in ("type", "id")}
         try:
             identity = await gateway.guard.admit(self.websocket)
+            check_depth(body)  # a 400 naming the field, not a RecursionError in the store
             request = _spout_wire.PROTOCOL.parse(body)
             route = gateway.resolve(request)
             llm = gateway.llm(route)
@@ -293,15 +295,18 @@ def _frame_data(frame: bytes) -> bytes:
     return frame[len(b"data: ") : -2] if frame.startswith(b"data: ") else frame.strip()
 
 
-def _check_origin(websocket: WebSocket, allowed: tuple[str, ...]) -> None:
+def _check_origin(websocket: WebSocket, config: GatewayConfig) -> None:
     """A browser page may open a WebSocket to any site (CORS does not apply): one from
     another origin than the gateway's own (its chat page) or the ``--cors-origin`` list is
-    refused, so no web page the user visits can spend the gateway's upstream. Clients that
-    are not browsers send no ``Origin``."""
+    refused, so no web page the user visits can spend the gateway's upstream. The gateway's
+    own origin is the one its ``Host`` names, and only if that is a name it serves (a page
+    whose name was made to resolve to the gateway's address names itself in both). Clients
+    that are not browsers send no ``Origin``."""
     origin = websocket.headers.get("origin")
-    if origin is None or origin in allowed:
+    if origin is None or origin in config.cors_origins:
         return
-    if urlsplit(origin).netloc == websocket.headers.get("host"):
+    netloc = urlsplit(origin).netloc
+    if netloc == websocket.headers.get("host") and AllowedHosts.of(config).allows(netloc):
         return
     raise Denied(
         f"the origin {origin!r:.80} may not open a WebSocket here", status=403, kind="permission"
