@@ -23,6 +23,7 @@ PUBLIC = [
     "tool",
     "Retry",
     "Timeout",
+    "ResponseLimits",
     "Capabilities",
     "ConfigurationError",
     "ConnectTimeout",

@@ -66,6 +66,7 @@ from ._events import (
     Usage,
 )
 from ._files import File
+from ._limits import ResponseLimits
 from ._llm import LLM, create_llm
 from ._otel import continue_trace, instrument
 from ._policy import Retry, Timeout
@@ -123,6 +124,7 @@ __all__ = [
     "ReasoningDelta",
     "RefusalDelta",
     "Response",
+    "ResponseLimits",
     "ResponseStart",
     "Retry",
     "ServiceUnavailableError",

@@ -34,6 +34,7 @@ from ._cost import Prices
 from ._errors import ConfigurationError
 from ._events import Event
 from ._files import attach_files, check_files
+from ._limits import DEFAULT_LIMITS, ResponseLimits
 from ._policy import Deadline, Retry, Timeout
 from ._request import send_through
 from ._response import Accumulator, Response
@@ -57,7 +58,7 @@ GENERATION_PARAMS = ("temperature", "max_tokens", "top_p", "stop", "seed")
 
 #: What a call does when it fails or stalls: on create_llm, and on any call (the call's wins).
 CALL_POLICY_PARAMS = ("timeout", "max_retries", "retry", "resume")
-RELIABILITY_PARAMS = (*CALL_POLICY_PARAMS, "fallbacks")
+RELIABILITY_PARAMS = (*CALL_POLICY_PARAMS, "fallbacks", "limits")
 
 Message = dict[str, Any]
 
@@ -302,7 +303,14 @@ class LLM(Closing, AsyncClosing):
         retry: Retry | None = None,
         resume: bool = False,
         fallbacks: Sequence[Any] = (),
+        limits: ResponseLimits | None = None,
     ) -> None:
+        if limits is not None and not isinstance(limits, ResponseLimits):
+            raise TypeError(f"limits must be a spout.ResponseLimits, not {type(limits).__name__}")
+        #: What one response may make spout hold (:class:`ResponseLimits`); past one, a call
+        #: raises :class:`ProtocolError` with the response so far on ``.partial``.
+        self.limits = limits or DEFAULT_LIMITS
+        provider.limits = self.limits
         self.provider = provider
         self.defaults = dict(defaults or {})
         self.timeout = Timeout.coerce(timeout)
@@ -415,6 +423,7 @@ class LLM(Closing, AsyncClosing):
             strict_tool_arguments=strict_tool_arguments,
             count_tokens=text_token_counter(self.provider),
             pricing=self.provider.pricing(),
+            max_tool_arguments=self.limits.max_tool_arguments,
         )
 
     def _attempts(self, call: Call, accumulator: Accumulator) -> Attempts:

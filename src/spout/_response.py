@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ._cost import FREE, UNKNOWN, Priced, Pricing, with_tokens
-from ._errors import ToolCallParseError
+from ._errors import ProtocolError, ToolCallParseError
 from ._events import (
     Citation,
     Event,
@@ -29,6 +29,7 @@ from ._events import (
     Usage,
 )
 from ._files import File
+from ._limits import DEFAULT_LIMITS, over_limit
 from ._stats import StreamStats, estimate_output_tokens, make_stats
 
 if TYPE_CHECKING:
@@ -152,6 +153,7 @@ class Accumulator:
         "_first_token_at",
         "_id",
         "_input_tokens",
+        "_max_tool_arguments",
         "_merged",
         "_model",
         "_open_calls",
@@ -185,8 +187,11 @@ class Accumulator:
         strict_tool_arguments: bool = True,
         count_tokens: Callable[[str], int | None] | None = None,
         pricing: Pricing | None = None,
+        max_tool_arguments: int = DEFAULT_LIMITS.max_tool_arguments,
     ) -> None:
         self._strict = strict_tool_arguments
+        # Characters one streamed call's arguments may reach (ResponseLimits).
+        self._max_tool_arguments = max_tool_arguments
         # How the call is priced (None: no provider known, no cost), and the cost of the
         # requests before a resumed one; see cost().
         self._pricing = pricing
@@ -206,7 +211,8 @@ class Accumulator:
         self._carried: Usage | None = None
         self._retries = 0
         self._resumed = 0
-        # index -> a call still streaming: [id, name, argument parts, partial parser, parts fed]
+        # index -> a call still streaming:
+        # [id, name, argument parts, partial parser, parts fed, characters so far]
         self._open_calls: dict[int, list[Any]] = {}
         self._started_at = time.perf_counter() if started_at is None else started_at
         self._first_token_at: float | None = None
@@ -276,10 +282,21 @@ class Accumulator:
             call = self._open_calls.get(event.index)
             if call is not None:
                 call[2].append(event.arguments)
+                call[5] += len(event.arguments)
+                if call[5] > self._max_tool_arguments:
+                    raise ProtocolError(
+                        over_limit(
+                            f"the arguments of tool call {call[1]!r} ({call[0]})",
+                            self._max_tool_arguments,
+                            "max_tool_arguments",
+                            "characters",
+                        ),
+                        data="".join(call[2])[:200],
+                    )
         elif type(event) is ToolCallStart:
             if self._first_token_at is None:
                 self._first_token_at = time.perf_counter()
-            self._open_calls[event.index] = [event.id, event.name, [], None, 0]
+            self._open_calls[event.index] = [event.id, event.name, [], None, 0, 0]
         elif type(event) is ToolCallEnd:
             self._open_calls.pop(event.index, None)
             tool_call = event.tool_call
@@ -418,7 +435,7 @@ class Accumulator:
         calls = []
         for index in sorted(self._open_calls):
             state = self._open_calls[index]
-            call_id, name, parts, parser, fed = state
+            call_id, name, parts, parser, fed, _ = state
             if parser is None:
                 parser = state[3] = PartialJSON()
             for piece in parts[fed:]:
@@ -520,7 +537,7 @@ class Accumulator:
         """Characters of output so far: text, reasoning, refusals, tool arguments."""
         chars = len(self.text) + self._spent
         for call in self._open_calls.values():
-            chars += sum(map(len, call[2]))
+            chars += call[5]
         return chars
 
     def _estimated_input(self, before: int) -> int:

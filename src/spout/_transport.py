@@ -3,6 +3,10 @@
 Sync requests go through httpx; async ones through aiohttp, which costs about a third of
 httpx's async stack per socket read (measured in ``docs/benchmarks.md``) and is imported on
 first async use only. Their exceptions are translated into spout's here, and never escape.
+
+Bodies are read raw and inflated here (:class:`_Inflater`), not by the HTTP libraries: they
+inflate a compressed read whole, and a gzip bomb's 64 KiB read is 44 MB. Here a body is
+inflated in pieces of at most 64 KiB and counted against ``ResponseLimits.max_body_bytes``.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ import contextlib
 import threading
 import time
 import weakref
+import zlib
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -26,6 +31,7 @@ from ._errors import (
     TimeoutError,
     TransportError,
 )
+from ._limits import DEFAULT_LIMITS, ResponseLimits, over_limit
 from ._log import DEBUG, log_request, log_response, logger
 from ._request import (
     DEFAULT_CONNECT_TIMEOUT,
@@ -44,6 +50,92 @@ if TYPE_CHECKING:
     from ._policy import Deadline
 
 __all__ = ["Transport"]
+
+#: The most bytes one inflate step makes: what a compressed read can cost at once.
+_PIECE = 64 * 1024
+#: What spout asks for and can inflate itself (both clients would add others they know).
+_ACCEPT_ENCODING = "gzip, deflate"
+#: An error body is read only to name the error: this much of it is enough.
+_MAX_ERROR_BODY = 1024 * 1024
+
+
+class _Inflater:
+    """Undoes a body's ``Content-Encoding`` in bounded pieces and counts the bytes it gives.
+
+    Past ``limit`` bytes (after inflating) :meth:`feed` returns the bytes up to the limit and
+    sets ``error``, a :class:`ProtocolError` naming ``ResponseLimits.max_body_bytes``, for the
+    caller to raise once it passed them on (the partial response then holds all it could);
+    an encoding it does not know raises at once (it was not asked for).
+    """
+
+    __slots__ = ("_inflate", "_mode", "error", "limit", "size")
+
+    def __init__(self, encoding: str | None, limit: int) -> None:
+        self.limit = limit
+        self.size = 0
+        self.error: ProtocolError | None = None
+        codings = [c.strip().lower() for c in (encoding or "").split(",")]
+        codings = [c for c in codings if c and c != "identity"]
+        self._mode = codings[0] if len(codings) == 1 else ""
+        if len(codings) > 1 or (codings and self._mode not in ("gzip", "x-gzip", "deflate")):
+            shown = "".join(char if " " <= char <= "~" else "?" for char in (encoding or "")[:80])
+            raise ProtocolError(
+                f"the response is compressed as {shown!r}, which spout did not ask for "
+                f"(Accept-Encoding: {_ACCEPT_ENCODING}) and does not inflate"
+            )
+        self._inflate: Any = self._new() if codings else None
+
+    def _new(self) -> Any:
+        # gzip: 16 + window bits; deflate is zlib-wrapped as the standard says (32 + 15
+        # takes either header), a raw deflate stream is tried when that fails.
+        return zlib.decompressobj(31 if self._mode != "deflate" else 47)
+
+    def feed(self, data: bytes) -> list[bytes]:
+        """The bytes ``data`` inflates to, in pieces of at most 64 KiB, up to the limit."""
+        inflate = self._inflate
+        if inflate is None:
+            self.size += len(data)
+            if self.size > self.limit:
+                return self._over([data])
+            return [data] if data else []
+        pieces: list[bytes] = []
+        while data:
+            try:
+                piece = inflate.decompress(data, _PIECE)
+            except zlib.error as exc:
+                if self._mode == "deflate" and self.size == 0 and not pieces:
+                    self._inflate = inflate = zlib.decompressobj(-15)
+                    self._mode = "raw"
+                    continue
+                raise ProtocolError(
+                    f"the response body could not be inflated ({self._mode}): {exc}"
+                ) from None
+            if piece:
+                pieces.append(piece)
+                self.size += len(piece)
+                if self.size > self.limit:
+                    return self._over(pieces)
+            if inflate.eof:
+                # gzip allows members one after another; anything else after the end is junk.
+                data = inflate.unused_data
+                if data and self._mode in ("gzip", "x-gzip"):
+                    self._inflate = inflate = self._new()
+                    continue
+                break
+            data = inflate.unconsumed_tail
+        return pieces
+
+    def _over(self, pieces: list[bytes]) -> list[bytes]:
+        """The pieces cut to the limit; ``error`` is set, and nothing more is inflated."""
+        excess = self.size - self.limit
+        pieces[-1] = pieces[-1][: len(pieces[-1]) - excess]
+        self.size = self.limit
+        self._inflate = None
+        self.limit = -1  # every later byte is over
+        self.error = ProtocolError(
+            over_limit("the response body (inflated)", self.size, "max_body_bytes")
+        )
+        return pieces
 
 
 def _status_error(
@@ -248,6 +340,9 @@ class Transport:
         self._headers = headers or {}
         # No cap by default: a thousand concurrent streams must not queue behind a pool limit.
         self._max_connections = max_connections
+        #: What one response may make this transport hold (``max_body_bytes`` is read here);
+        #: an LLM sets its own.
+        self.limits: ResponseLimits = DEFAULT_LIMITS
         self._client: httpx.Client | None = None
         self._sessions: weakref.WeakKeyDictionary[
             asyncio.AbstractEventLoop, aiohttp.ClientSession
@@ -262,7 +357,7 @@ class Transport:
 
             self._client = httpx.Client(
                 timeout=httpx.Timeout(self._timeout_s, connect=self._connect_timeout_s),
-                headers=self._headers,
+                headers={"Accept-Encoding": _ACCEPT_ENCODING, **self._headers},
                 limits=httpx.Limits(
                     max_connections=self._max_connections, max_keepalive_connections=20
                 ),
@@ -280,7 +375,9 @@ class Transport:
             import aiohttp
 
             session = aiohttp.ClientSession(
-                headers=self._headers,
+                headers={"Accept-Encoding": _ACCEPT_ENCODING, **self._headers},
+                # Bodies are inflated by _Inflater, in bounded pieces (see the module).
+                auto_decompress=False,
                 connector=aiohttp.TCPConnector(limit=self._max_connections or 0),
                 timeout=aiohttp.ClientTimeout(
                     total=None, connect=self._connect_timeout_s, sock_read=self._timeout_s
@@ -320,10 +417,15 @@ class Transport:
         self, request: HTTPRequest, on_error: ErrorMapper, deadline: Deadline | None = None
     ) -> bytes:
         """Send a request and return the body of a successful response."""
-        response = self._send(request, deadline, stream=False)
-        if response.status_code >= 300:
-            raise _status_error(on_error, response.status_code, response.headers, response.content)
-        return response.content
+        response = self._send(request, deadline, stream=True)
+        try:
+            if response.status_code >= 300:
+                body = _error_body(response, deadline)
+                raise _status_error(on_error, response.status_code, response.headers, body)
+            limit = self.limits.max_body_bytes
+            return b"".join(_body_chunks(response, deadline, limit, streaming=False))
+        finally:
+            response.close()
 
     def stream(
         self, request: HTTPRequest, on_error: ErrorMapper, deadline: Deadline | None = None
@@ -334,25 +436,28 @@ class Transport:
         raises here, not on the first read. With a ``deadline``, no wait (connecting, the
         headers, each read) goes past it.
         """
-        import httpx
 
         response = self._send(request, deadline, stream=True)
         if response.status_code >= 300:
             try:
-                body = response.read()
-            except httpx.HTTPError:
-                body = b""
+                body = _error_body(response, deadline)
             finally:
                 response.close()
             raise _status_error(on_error, response.status_code, response.headers, body)
-        if deadline is not None:
-            return _deadline_chunks(response, deadline), _Release(response), response.headers
-        return _chunks(response), _Release(response), response.headers
+        try:
+            chunks = _body_chunks(response, deadline, self.limits.max_body_bytes)
+        except ProtocolError:
+            response.close()
+            raise
+        return chunks, _Release(response), response.headers
 
     def _send(
         self, request: HTTPRequest, deadline: Deadline | None, *, stream: bool
     ) -> httpx.Response:
-        """Send a request; the response is read whole unless ``stream``, its body then unread."""
+        """Send a request; the response is read whole unless ``stream``, its body then unread.
+
+        (spout's own calls all stream: :func:`_body_chunks` reads the body, bounded.)
+        """
         import httpx
 
         client = self._sync_client()
@@ -422,10 +527,19 @@ class Transport:
             ):
                 if logger.isEnabledFor(DEBUG):
                     log_response(request, response.status)
-                body = await response.read()
                 if response.status >= 300:
+                    body = await _aerror_body(response)
                     raise _status_error(on_error, response.status, response.headers, body)
-                return body
+                limit = self.limits.max_body_bytes
+                inflater = _Inflater(response.headers.get("Content-Encoding"), limit)
+                parts: list[bytes] = []
+                async for chunk in response.content.iter_any():
+                    parts += inflater.feed(chunk)
+                    if inflater.error is not None:
+                        raise inflater.error
+                    if deadline is not None and (expired := _deadline_error(deadline)):
+                        raise expired
+                return b"".join(parts)
         except _aiohttp_errors() as exc:
             raise _deadline_error(deadline) or _atranslate(exc, streaming=False) from exc
 
@@ -452,12 +566,17 @@ class Transport:
             log_response(request, response.status)
         if response.status >= 300:
             try:
-                body = await response.read()
-            except _aiohttp_errors():
-                body = b""
+                body = await _aerror_body(response)
             finally:
                 response.release()
             raise _status_error(on_error, response.status, response.headers, body)
+        try:
+            inflater = _Inflater(
+                response.headers.get("Content-Encoding"), self.limits.max_body_bytes
+            )
+        except ProtocolError:
+            response.close()
+            raise
 
         async def close() -> None:
             # Read to the end, the connection goes back to the pool; stopped early, it is
@@ -467,7 +586,7 @@ class Transport:
             else:
                 response.close()
 
-        return _achunks(response, deadline), close, response.headers
+        return _achunks(response, inflater, deadline), close, response.headers
 
 
 class _Release:
@@ -497,20 +616,75 @@ class _Release:
                 sock.shutdown(socket.SHUT_RDWR)
 
 
-def _chunks(response: httpx.Response) -> Iterator[bytes]:
+def _body_chunks(
+    response: httpx.Response, deadline: Deadline | None, limit: int, *, streaming: bool = True
+) -> Iterator[bytes]:
+    """The body, inflated in bounded pieces, within ``limit`` bytes and the deadline.
+
+    The deadline is checked after every read as well as on it: a server that sends fast
+    never makes a read wait, and ``total`` must still end the call on time. The encoding is
+    checked before the first read (an unknown one raises here, not on iteration).
+    """
+    inflater = _Inflater(response.headers.get("Content-Encoding"), limit)
+    return _inflated(response, inflater, deadline, streaming)
+
+
+def _inflated(
+    response: httpx.Response, inflater: _Inflater, deadline: Deadline | None, streaming: bool
+) -> Iterator[bytes]:
     import httpx
 
+    raw = response.iter_raw()
     try:
-        yield from response.iter_bytes()
+        while True:
+            _local.deadline = deadline
+            try:
+                chunk = next(raw, None)
+            finally:
+                _local.deadline = None
+            if chunk is None:
+                return
+            yield from inflater.feed(chunk)
+            if inflater.error is not None:
+                raise inflater.error
+            if deadline is not None and (expired := _deadline_error(deadline)):
+                raise expired
     except httpx.HTTPError as exc:
-        raise _translate(exc, streaming=True) from exc
+        raise _deadline_error(deadline) or _translate(exc, streaming=streaming) from exc
+
+
+def _error_body(response: httpx.Response, deadline: Deadline | None) -> bytes:
+    """An error response's body, to name the error: at most 1 MiB of it, never an error."""
+    inflater = _Inflater(None, _MAX_ERROR_BODY)
+    with contextlib.suppress(ProtocolError):
+        inflater = _Inflater(response.headers.get("Content-Encoding"), _MAX_ERROR_BODY)
+    parts: list[bytes] = []
+    with contextlib.suppress(SpoutError):  # ProtocolError past the limit included
+        for piece in _inflated(response, inflater, deadline, False):
+            parts.append(piece)
+    return b"".join(parts)
+
+
+async def _aerror_body(response: aiohttp.ClientResponse) -> bytes:
+    """As :func:`_error_body`, async (the caller's deadline bounds the whole request)."""
+    inflater = _Inflater(None, _MAX_ERROR_BODY)
+    with contextlib.suppress(ProtocolError):
+        inflater = _Inflater(response.headers.get("Content-Encoding"), _MAX_ERROR_BODY)
+    parts: list[bytes] = []
+    with contextlib.suppress(ProtocolError, *_aiohttp_errors()):
+        async for chunk in response.content.iter_any():
+            parts += inflater.feed(chunk)
+            if inflater.error is not None:
+                break
+    return b"".join(parts)
 
 
 async def _achunks(
-    response: aiohttp.ClientResponse, deadline: Deadline | None = None
+    response: aiohttp.ClientResponse, inflater: _Inflater, deadline: Deadline | None = None
 ) -> AsyncIterator[bytes]:
     errors = _aiohttp_errors()
     read = response.content.readany
+    feed = inflater.feed
     try:
         while True:
             if deadline is None:
@@ -518,14 +692,23 @@ async def _achunks(
             else:
                 async with _within(deadline):
                     chunk = await read()
+                # A read that found bytes waiting never suspends, so asyncio's deadline never
+                # fires while a server sends fast: the clock is read here too.
+                expired = _deadline_error(deadline)
+                if expired is not None:
+                    raise expired
             if not chunk:
                 return
-            yield chunk
+            for piece in feed(chunk):
+                yield piece
+            if inflater.error is not None:
+                raise inflater.error
     except errors as exc:
         timed_out = _deadline_error(deadline)
         left = b"" if timed_out else _left_in_buffer(response)
         if left:
-            yield left
+            for piece in feed(left):
+                yield piece
         raise timed_out or _atranslate(exc, streaming=True) from exc
 
 
@@ -649,24 +832,6 @@ class _DeadlineBackend:
         _, backend = _deadline_backend_classes()
         _DeadlineBackend = backend  # type: ignore[misc]
         return backend(inner)
-
-
-def _deadline_chunks(response: httpx.Response, deadline: Deadline) -> Iterator[bytes]:
-    import httpx
-
-    chunks = response.iter_bytes()
-    try:
-        while True:
-            _local.deadline = deadline
-            try:
-                chunk = next(chunks, None)
-            finally:
-                _local.deadline = None
-            if chunk is None:
-                return
-            yield chunk
-    except httpx.HTTPError as exc:
-        raise _deadline_error(deadline) or _translate(exc, streaming=True) from exc
 
 
 def _within(deadline: Deadline | None) -> Any:

@@ -2,7 +2,9 @@
 
 Lines end in LF (a CR before it is ignored); blank lines are skipped; a last line without a
 line end is parsed at :meth:`NDJSONDecoder.close`. Malformed JSON raises
-:class:`spout.ProtocolError` naming the line number and showing the line.
+:class:`spout.ProtocolError` naming the line number and showing the line. A line waiting for
+its end is kept as the chunks it came in and joined once (linear time for a long line); one
+longer than ``max_event_bytes`` raises :class:`spout.ProtocolError` instead of growing on.
 
 Example::
 
@@ -20,6 +22,7 @@ from typing import Any
 import orjson
 
 from ._errors import ProtocolError
+from ._limits import DEFAULT_LIMITS, over_limit
 
 __all__ = ["NDJSONDecoder"]
 
@@ -27,10 +30,15 @@ __all__ = ["NDJSONDecoder"]
 class NDJSONDecoder:
     """Turns the bytes of an NDJSON body into parsed JSON values, one per line."""
 
-    __slots__ = ("_buffer", "_line_number", "error")
+    __slots__ = ("_buffer", "_line_number", "_pending", "_pending_size", "error", "max_line_bytes")
 
-    def __init__(self) -> None:
+    def __init__(self, *, max_line_bytes: int = DEFAULT_LIMITS.max_event_bytes) -> None:
+        #: The most bytes one line may hold.
+        self.max_line_bytes = max_line_bytes
         self._buffer = b""
+        # Chunks of a line with no end yet, joined when it arrives (see the module).
+        self._pending: list[bytes] = []
+        self._pending_size = 0
         self._line_number = 0
         #: The error of a malformed line that followed the values the last feed returned: a
         #: caller that wants it at once (not on the next feed) raises it after those values.
@@ -43,11 +51,18 @@ class NDJSONDecoder:
         call, so what a caller receives does not depend on how the bytes were split.
         """
         self.error = None
-        if self._buffer:
-            chunk = self._buffer + chunk
+        if self._buffer or self._pending:
+            # (``_buffer`` is the rest after a malformed line: it is read again at once.)
+            if not self._buffer and chunk.rfind(b"\n") < 0:
+                self._hold(chunk)
+                return []
+            chunk = b"".join([self._buffer, *self._pending, chunk])
+            self._buffer = b""
+            self._pending.clear()
+            self._pending_size = 0
         end = chunk.rfind(b"\n")
         if end < 0:
-            self._buffer = chunk
+            self._hold(chunk)
             return []
         values: list[Any] = []
         start = 0
@@ -64,12 +79,29 @@ class NDJSONDecoder:
             if value is not _BLANK:
                 values.append(value)
             start = stop + 1
-        self._buffer = chunk[end + 1 :]
+        if end + 1 < len(chunk):
+            self._hold(chunk[end + 1 :])
         return values
+
+    def _hold(self, piece: bytes) -> None:
+        self._pending.append(piece)
+        self._pending_size += len(piece)
+        if self._pending_size > self.max_line_bytes:
+            start = self._pending[0][:200]
+            self._pending.clear()
+            self._pending_size = 0
+            raise ProtocolError(
+                over_limit(
+                    f"line {self._line_number + 1} of the NDJSON stream",
+                    self.max_line_bytes,
+                    "max_event_bytes",
+                ),
+                data=start,
+            )
 
     def close(self) -> list[Any]:
         """End of stream: parses what is left, including a last line with no line end."""
-        return self.feed(b"\n") if self._buffer else []
+        return self.feed(b"\n") if self._buffer or self._pending else []
 
     def _parse(self, line: bytes) -> Any:
         if line.endswith(b"\r"):

@@ -8,6 +8,11 @@ block without data is not dispatched; an unterminated event at the end of the st
 discarded. UTF-8 sequences split across chunks are reassembled, and invalid UTF-8 becomes U+FFFD
 as the standard says (``raw`` keeps the exact bytes).
 
+The network is not trusted: a line waiting for its end is kept as a list of the chunks it came
+in, joined once when the end arrives, so a long line costs linear time; and one line, or one
+event's ``data`` lines together, longer than ``max_event_bytes`` raises
+:class:`spout.ProtocolError` instead of growing without end.
+
 Example::
 
     decoder = SSEDecoder()
@@ -18,6 +23,9 @@ Example::
 """
 
 from __future__ import annotations
+
+from ._errors import ProtocolError
+from ._limits import DEFAULT_LIMITS, over_limit
 
 __all__ = ["SSEDecoder", "ServerSentEvent"]
 
@@ -83,24 +91,35 @@ class SSEDecoder:
     """Turns the bytes of an ``text/event-stream`` body into :class:`ServerSentEvent` objects.
 
     Call :meth:`feed` with each chunk as it arrives, in order; call :meth:`close` at the end.
+    ``max_event_bytes`` bounds one line, and one event's lines together (see the module).
     """
 
     __slots__ = (
         "_bom_checked",
-        "_buffer",
         "_data",
         "_event",
+        "_event_size",
         "_fields",
         "_id",
         "_names",
+        "_pending",
+        "_pending_size",
         "_retry",
         "_skip_lf",
         "last_event_id",
+        "max_event_bytes",
         "retry",
     )
 
-    def __init__(self) -> None:
-        self._buffer = b""
+    def __init__(self, *, max_event_bytes: int = DEFAULT_LIMITS.max_event_bytes) -> None:
+        #: The most bytes one line, or one event's lines together, may hold.
+        self.max_event_bytes = max_event_bytes
+        # The start of a line whose end has not arrived, as the chunks it came in (joined
+        # only when its end arrives: joining on every chunk would make a long line quadratic).
+        self._pending: list[bytes] = []
+        self._pending_size = 0
+        # Bytes of lines read since the last blank line (an event's lines, roughly, to a chunk).
+        self._event_size = 0
         self._bom_checked = False
         self._skip_lf = False
         self._data: list[bytes] = []
@@ -115,13 +134,23 @@ class SSEDecoder:
         self.retry: int | None = None
 
     def feed(self, chunk: bytes) -> list[ServerSentEvent]:
-        """Decode one chunk; returns the events it completed, in order."""
-        if self._buffer:
-            chunk = self._buffer + chunk
-            self._buffer = b""
+        """Decode one chunk; returns the events it completed, in order.
+
+        Raises :class:`spout.ProtocolError` when a line or an event grows past
+        ``max_event_bytes``.
+        """
+        pending = self._pending
+        if pending:
+            if self._bom_checked and chunk.rfind(b"\n") < 0 and chunk.rfind(b"\r") < 0:
+                self._hold(chunk)  # still no line end: only the new bytes were scanned
+                return []
+            pending.append(chunk)
+            chunk = b"".join(pending)
+            pending.clear()
+            self._pending_size = 0
         if not self._bom_checked:
             if len(chunk) < 3 and _BOM.startswith(chunk):
-                self._buffer = chunk  # could still be the start of a BOM
+                self._hold(chunk)  # could still be the start of a BOM
                 return []
             self._bom_checked = True
             if chunk.startswith(_BOM):
@@ -135,10 +164,10 @@ class SSEDecoder:
         # Only complete lines are interpreted; the tail waits for its line end.
         end = max(chunk.rfind(b"\n"), chunk.rfind(b"\r"))
         if end < 0:
-            self._buffer = chunk
+            self._hold(chunk)
             return []
         if end + 1 < len(chunk):
-            self._buffer = chunk[end + 1 :]
+            self._hold(chunk[end + 1 :])
         elif chunk[end] == 13:
             self._skip_lf = True
         events: list[ServerSentEvent] = []
@@ -174,7 +203,31 @@ class SSEDecoder:
                     self._fields = False
                     self.last_event_id = self._id
                     self._retry = None
+        if data:
+            # An event still open: its lines count against the limit, across chunks.
+            self._event_size += end + 1
+            if self._event_size + self._pending_size > self.max_event_bytes:
+                self._too_long("an event (its data lines together)")
+        else:
+            self._event_size = 0
         return events
+
+    def _hold(self, piece: bytes) -> None:
+        """Keep the start of a line until its end arrives, within ``max_event_bytes``."""
+        self._pending.append(piece)
+        self._pending_size += len(piece)
+        if self._pending_size + (self._event_size if self._data else 0) > self.max_event_bytes:
+            self._too_long("a line" if not self._data else "an event (its data lines together)")
+
+    def _too_long(self, what: str) -> None:
+        start = (self._pending[0] if self._pending else b"".join(self._data[:1]))[:200]
+        self.close()  # what was held is dropped: the stream cannot go on
+        raise ProtocolError(
+            over_limit(
+                f"{what} of the Server-Sent Events stream", self.max_event_bytes, "max_event_bytes"
+            ),
+            data=start,
+        )
 
     def _field(self, line: bytes) -> None:
         colon = line.find(b":")
@@ -199,7 +252,9 @@ class SSEDecoder:
 
     def close(self) -> list[ServerSentEvent]:
         """End of stream: an event not yet terminated by a blank line is discarded."""
-        self._buffer = b""
+        self._pending.clear()
+        self._pending_size = 0
+        self._event_size = 0
         self._data.clear()
         self._event = ""
         self._retry = None

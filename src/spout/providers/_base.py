@@ -20,6 +20,7 @@ from .._errors import (
     StreamInterruptedError,
 )
 from .._events import Event, ResponseStart, ToolCall, ToolCallDelta, ToolCallEnd, ToolCallStart
+from .._limits import DEFAULT_LIMITS, ResponseLimits
 from .._log import checked_key, scrub_error, secrets_in
 from .._request import (
     DEFAULT_CONNECT_TIMEOUT,
@@ -228,6 +229,8 @@ class Provider:
 
     name: ClassVar[str] = ""
     default_model: ClassVar[str | None] = None
+    #: What one response may make spout hold (its LLM sets them; see ResponseLimits).
+    limits: ResponseLimits = DEFAULT_LIMITS
 
     def __init__(self, model: str | None = None) -> None:
         resolved = model or self.default_model
@@ -403,6 +406,18 @@ class HTTPProvider(Provider):
         )
         # Kept to know what to redact: a caller may authenticate with a header of their own.
         self._given_headers = dict(headers or {})
+
+    @property
+    def limits(self) -> ResponseLimits:
+        """As :attr:`Provider.limits`; the transport, which reads ``max_body_bytes``, gets
+        them too when they are set."""
+        return self.__dict__.get("_limits", DEFAULT_LIMITS)  # type: ignore[no-any-return]
+
+    @limits.setter
+    def limits(self, limits: ResponseLimits) -> None:
+        self.__dict__["_limits"] = limits
+        if hasattr(self.transport, "limits"):  # a Sender of a test's own may not take them
+            self.transport.limits = limits
 
     def _resolve_endpoint(self, base_url: str | None, api_key: str | None) -> None:
         """Set ``base_url`` (argument, environment, default) and ``api_key`` (argument, env)."""
