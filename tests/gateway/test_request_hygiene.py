@@ -140,6 +140,30 @@ def test_every_field_of_the_access_log_record_is_escaped(
     assert records[1].__dict__["prompt"] == "line one\\x0aline two\\u2028"
 
 
+def test_a_traceback_logged_by_the_gateway_keeps_each_message_on_its_line(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """An exception the gateway did not expect is logged with its traceback; its message may
+    quote a request (a model name, a field)."""
+    import spout.gateway._guard  # noqa: F401  (installs the filter on the gateway's logger)
+
+    caplog.set_level(logging.ERROR, logger="spout.gateway")
+    try:
+        try:
+            raise KeyError("model\nINFO:     forged")
+        except KeyError as exc:
+            raise ValueError("no model 'm\r\nINFO:     forged\u2028'") from exc
+    except ValueError:
+        logging.getLogger("spout.gateway").exception("unexpected error for %s", "a\nb")
+    lines = caplog.text.splitlines()
+    assert not [line for line in lines if line.startswith("INFO:     forged")], lines
+    assert "unexpected error for a\\x0ab" in caplog.text
+    assert "KeyError: 'model\\nINFO:     forged'" in lines  # repr: already escaped
+    assert "ValueError: no model 'm\\x0d\\x0aINFO:     forged\\u2028'" in lines
+    assert "The above exception was the direct cause of the following exception:" in lines
+    assert any(line.startswith('  File "') for line in lines)
+
+
 # -- point 6: metrics ----------------------------------------------------------------------------
 
 

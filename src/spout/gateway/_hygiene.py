@@ -25,6 +25,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 import re
+import traceback
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -105,11 +106,14 @@ _RECORD_FIELDS = frozenset(vars(logging.makeLogRecord({}))) | {"message", "ascti
 
 class PrintableFilter(logging.Filter):
     """Escapes control characters in what a record says (its message, its arguments, its
-    ``extra`` fields), keeping the message's template and the arguments' formats: a request's
-    path, model name or prompt is logged on the line it belongs to. (A traceback keeps its
-    lines: the gateway logs one only for its own failures.)"""
+    ``extra`` fields, the messages of the exceptions in its traceback), keeping the message's
+    template and the arguments' formats: a request's path, model name or prompt is logged on
+    the line it belongs to."""
 
     def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and record.exc_info[1] is not None and not record.exc_text:
+            # Formatters use exc_text when it is set: the traceback's own lines stay lines.
+            record.exc_text = _traceback(record.exc_info[1])
         if isinstance(record.msg, str):
             record.msg = printable(record.msg)
         if isinstance(record.args, dict):
@@ -120,6 +124,21 @@ class PrintableFilter(logging.Filter):
             if isinstance(value, str) and name not in _RECORD_FIELDS:
                 setattr(record, name, printable(value))
         return True
+
+
+#: The parts of a formatted traceback that are the interpreter's, not an exception's message.
+_TRACEBACK_LINES = ("Traceback (most recent call last):", "  File ", "  [Previous line", "\n")
+
+
+def _traceback(exc: BaseException) -> str:
+    """``exc``'s traceback as ``logging`` writes it, each exception's message escaped (it
+    may quote a request: a newline in it would start a line of its own)."""
+    chunks = traceback.TracebackException.from_exception(exc).format()
+    text = "".join(
+        chunk if chunk.startswith(_TRACEBACK_LINES) else printable(chunk.rstrip("\n")) + "\n"
+        for chunk in chunks
+    )
+    return text.removesuffix("\n")
 
 
 def install_filter(logger: logging.Logger) -> None:
