@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import random
 import time
 from dataclasses import dataclass
@@ -36,6 +37,28 @@ CONTENT = frozenset(
 
 #: Statuses a retry can fix: timeout, conflict, rate limit, and every server error.
 RETRYABLE_STATUSES = frozenset((408, 409, 429))
+
+#: The longest wait a server's ``Retry-After`` is taken at (a day): a longer one is broken or
+#: hostile. (A wait over :attr:`Retry.max_retry_after` is never slept anyway.)
+MAX_SERVER_WAIT = 86_400.0
+
+
+def server_wait(seconds: object) -> float | None:
+    """A wait a server asked for (``Retry-After``, ``retry-after-ms``), as one that can be
+    slept: None for anything but a finite number (``nan``, ``inf``, ``1e400``: ignored, so the
+    backoff applies), 0 for a negative one, and at most :data:`MAX_SERVER_WAIT`.
+
+    The header comes from the network: ``-5`` made ``time.sleep`` raise a bare ValueError,
+    ``-inf`` an OverflowError.
+
+    >>> server_wait(-5.0), server_wait(float("nan")), server_wait(1e300), server_wait(2)
+    (0.0, None, 86400.0, 2.0)
+    """
+    if isinstance(seconds, bool) or not isinstance(seconds, int | float):
+        return None
+    if not math.isfinite(seconds):
+        return None
+    return min(max(float(seconds), 0.0), MAX_SERVER_WAIT)
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,6 +154,8 @@ class Retry:
 
     def delay(self, retry: int, retry_after: float | None = None) -> float | None:
         """Seconds to wait before retry number ``retry`` (from 0); None: do not retry."""
+        # Checked again here: a provider of the caller's own may hand any value.
+        retry_after = server_wait(retry_after)
         if retry_after is not None:
             return retry_after if retry_after <= self.max_retry_after else None
         bound = min(self.max_delay, self.initial_delay * 2**retry)

@@ -15,6 +15,7 @@ import orjson
 from .._errors import ProtocolError, ProviderError, error_for_status
 from .._events import Event, FileEnd, FileStart, RawEvent, Usage
 from .._files import FILE_PART_TYPES, File, file_from_part
+from .._policy import server_wait
 from ._base import Call, parse_arguments, wire_tools
 
 __all__ = [
@@ -143,17 +144,23 @@ def error_text(status: int, body: bytes) -> str:
 
 
 def retry_after_seconds(headers: Mapping[str, str]) -> float | None:
-    """The wait a server asked for, from ``retry-after-ms`` or ``retry-after`` (seconds)."""
+    """The wait a server asked for, from ``retry-after-ms`` or ``retry-after`` (seconds).
+
+    A value that is not a finite number is ignored, a negative one is 0, a huge one is cut
+    to a day (:func:`spout._policy.server_wait`): the headers come from the network.
+    """
     value = headers.get("retry-after-ms")
     if value:
         try:
-            return float(value) / 1000
+            wait = server_wait(float(value) / 1000)
         except ValueError:
-            pass
+            wait = None
+        if wait is not None:
+            return wait
     value = headers.get("retry-after")
     if value:
         try:
-            return float(value)
+            return server_wait(float(value))
         except ValueError:
             return None  # an HTTP date; retries (a later issue) may parse it
     return None

@@ -26,6 +26,7 @@ from .._events import (
     Usage,
 )
 from .._files import File, unsupported
+from .._policy import server_wait
 from .._request import HTTPRequest, header_value
 from ._base import (
     Call,
@@ -175,7 +176,7 @@ def _duration_seconds(value: Any) -> float | None:
     if not isinstance(value, str) or not value.endswith("s"):
         return None
     try:
-        return float(value[:-1])
+        return server_wait(float(value[:-1]))  # "-5s" or "infs" from a hostile server
     except ValueError:
         return None
 
