@@ -481,7 +481,9 @@ class HTTPProvider(Provider):
             chunks, release, headers = self.transport.stream(
                 request, self.error_from_response, call.deadline
             )
-            return _parse(chunks, self.new_parser(call), self._request_id(headers)), release
+            parser = self.new_parser(call)
+            scrub = self._scrubber(request)
+            return _parse(chunks, parser, self._request_id(headers), scrub), release
 
         return self._send(call, True, send)
 
@@ -490,7 +492,9 @@ class HTTPProvider(Provider):
             chunks, release, headers = await self.transport.astream(
                 request, self.error_from_response, call.deadline
             )
-            return _aparse(chunks, self.new_parser(call), self._request_id(headers)), release
+            parser = self.new_parser(call)
+            scrub = self._scrubber(request)
+            return _aparse(chunks, parser, self._request_id(headers), scrub), release
 
         return await self._asend(call, True, send)
 
@@ -629,6 +633,11 @@ class HTTPProvider(Provider):
         )
         scrub_error(exc, secrets)
 
+    def _scrubber(self, request: HTTPRequest) -> Callable[[BaseException], None]:
+        """:meth:`_scrub` for the errors raised while ``request``'s stream is read: an error
+        event may quote the credential the server was sent."""
+        return lambda exc: self._scrub(exc, request)
+
     def close(self) -> None:
         self.transport.close()
 
@@ -691,7 +700,12 @@ class SSEStreamParser(StreamParser, Generic[M]):
             raise StreamInterruptedError(missing)
 
 
-def _parse(chunks: Iterator[bytes], parser: Parser, request_id: str | None) -> Iterator[Event]:
+def _parse(
+    chunks: Iterator[bytes],
+    parser: Parser,
+    request_id: str | None,
+    scrub: Callable[[BaseException], None],
+) -> Iterator[Event]:
     feed = parser.feed
     try:
         for chunk in chunks:
@@ -701,15 +715,21 @@ def _parse(chunks: Iterator[bytes], parser: Parser, request_id: str | None) -> I
                 if parser.error is not None:
                     raise parser.error
         yield from parser.close()
-    except ProviderError as exc:
+    except Exception as exc:
         # An error event inside the stream: the request id is on the response's headers.
-        if exc.request_id is None:
+        if isinstance(exc, ProviderError) and exc.request_id is None:
             exc.request_id = request_id
+        # Scrubbed here, where it is raised, before any caller stores, logs or re-sends it:
+        # a server may echo the key in an error event after answering 200.
+        scrub(exc)
         raise
 
 
 async def _aparse(
-    chunks: AsyncIterator[bytes], parser: Parser, request_id: str | None
+    chunks: AsyncIterator[bytes],
+    parser: Parser,
+    request_id: str | None,
+    scrub: Callable[[BaseException], None],
 ) -> AsyncIterator[Event]:
     feed = parser.feed
     try:
@@ -722,9 +742,10 @@ async def _aparse(
                     raise parser.error
         for event in parser.close():
             yield event
-    except ProviderError as exc:
-        if exc.request_id is None:
+    except Exception as exc:
+        if isinstance(exc, ProviderError) and exc.request_id is None:
             exc.request_id = request_id
+        scrub(exc)
         raise
 
 
