@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import secrets
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -39,6 +40,7 @@ from .. import (
     continue_trace,
     create_llm,
 )
+from .._policy import server_wait
 from . import _openai, _ws
 from ._config import GatewayConfig, Route
 from ._conversations import HEADER as CONVERSATION_HEADER
@@ -148,13 +150,14 @@ class Gateway:
     def _error(self, protocol: WireProtocol, exc: Exception) -> Response:
         if isinstance(exc, ProviderError | TransportError | StreamError):
             self.metrics.upstream_error(type(exc).__name__)
+            _log_upstream(exc)
         elif not isinstance(exc, RequestError | ConfigurationError):
             log.exception("unexpected error")
         status, body = protocol.error_body(exc)
         headers = {}
-        retry_after = getattr(exc, "retry_after", None)
-        if status == 429 and retry_after:
-            headers["retry-after"] = str(max(1, round(retry_after)))
+        retry_after = _retry_after(getattr(exc, "retry_after", None))
+        if status == 429 and retry_after is not None:
+            headers["retry-after"] = retry_after
         return JSONResponse(body, status_code=status, headers=headers)
 
     async def _answer(self, http: HTTPRequest, job: _Job) -> Response:
@@ -322,6 +325,7 @@ class Gateway:
             failure = exc
             if isinstance(exc, SpoutError):
                 self.metrics.upstream_error(type(exc).__name__)
+                _log_upstream(exc, stream_id)
             else:
                 log.exception("stream %s failed", stream_id)
             if not started.done():
@@ -541,9 +545,28 @@ def _denied(protocol: WireProtocol, exc: Denied) -> Response:
     else:
         error = RequestError(exc.message, status=exc.status)
     status, body = protocol.error_body(error)
-    if exc.retry_after is not None:
-        headers["retry-after"] = str(max(1, int(exc.retry_after + 0.999)))
+    retry_after = _retry_after(exc.retry_after)
+    if retry_after is not None:
+        headers["retry-after"] = retry_after
     return JSONResponse(body, status_code=status, headers=headers)
+
+
+def _retry_after(seconds: object) -> str | None:
+    """A ``retry-after`` header's value: whole seconds, at least 1, at most a day; None for
+    none, or for one that is no finite number (an upstream's ``nan``, ``inf``, which made a
+    plain-text 500 of the answer)."""
+    wait = server_wait(seconds)
+    return None if wait is None else str(max(1, math.ceil(wait)))
+
+
+def _log_upstream(exc: BaseException, stream_id: str | None = None) -> None:
+    """An upstream's failure as the operator needs it: in full, with the upstream's address
+    (a connection error's). The client's answer names only the kind of failure
+    (:func:`~spout.gateway._openai.classify_error`). The text is already scrubbed of keys
+    (the providers do it where it is raised); ``%r`` keeps an upstream's line breaks out of
+    the log's lines."""
+    where = f" (stream {stream_id})" if stream_id else ""
+    log.warning("upstream error%s: %s: %r", where, type(exc).__name__, str(exc))
 
 
 def _not_found(stream_id: str) -> Response:

@@ -40,6 +40,7 @@ from .. import ConversationNotFoundError, StoreError, Turn, Usage
 from ..conversations import KEEP, Store, new_id
 from ._guard import Denied, Identity
 from ._hygiene import route_template
+from ._openai import classify_error
 from ._wire import RequestError
 
 if TYPE_CHECKING:
@@ -86,8 +87,10 @@ class Recording:
         from ..session import reply_messages, stop_reason
 
         incomplete, error = stop_reason(failure) if failure is not None else (None, None)
-        if incomplete == "error" and failure is not None:
-            error = str(failure) or error  # the message a client saw, not the class name
+        if error is not None and failure is not None:
+            # The message the client saw, not the class name: an upstream's failure by its
+            # kind, without the upstream's address (the log keeps that).
+            error = classify_error(failure)[2] or error
         turn = Turn(
             messages=tuple(self.new + reply_messages(response, complete=failure is None)),
             model=self.model,

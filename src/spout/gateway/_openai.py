@@ -13,10 +13,13 @@ from .. import (
     BadRequestError,
     Citation,
     ConfigurationError,
+    ConnectTimeout,
     ContextWindowExceededError,
     Event,
     FileEnd,
     Finish,
+    FirstTokenTimeout,
+    IdleTimeout,
     NotFoundError,
     OverloadedError,
     PermissionDeniedError,
@@ -26,8 +29,10 @@ from .. import (
     Response,
     ServiceUnavailableError,
     StreamError,
+    StreamInterruptedError,
     TextDelta,
     TimeoutError,
+    TotalTimeout,
     TransportError,
 )
 from ..compat.chunks import ChunkEncoder, arguments_text, finish_reason, usage_object
@@ -72,7 +77,8 @@ def classify_error(exc: BaseException) -> tuple[int, str, str]:
 
     A :class:`RequestError` keeps its status. Errors from upstream keep their meaning (a
     rate limit is a 429, a context window overflow a 400); an upstream that failed or could
-    not be reached is a 502 (bad gateway), one that took too long a 504. A
+    not be reached is a 502 (bad gateway), one that took too long a 504; for these the
+    message names the kind of failure, not the upstream's address (the log has it). A
     :class:`~spout.ConfigurationError` says the call cannot be made as asked (a parameter the
     provider does not take): a 400. Anything else is the gateway's own failure: a 500 that
     does not repeat its text, which may hold details the client should not see.
@@ -88,7 +94,7 @@ def classify_error(exc: BaseException) -> tuple[int, str, str]:
             429: ErrorKind.RATE_LIMIT,
         }.get(exc.status, ErrorKind.INVALID_REQUEST if exc.status < 500 else ErrorKind.SERVER)
         return exc.status, kind, exc.message
-    message = str(getattr(exc, "message", None) or exc)
+    message = _upstream_message(exc) or str(getattr(exc, "message", None) or exc)
     for kinds, status, kind in _FIXED:
         if isinstance(exc, kinds):
             return status, kind, message
@@ -101,6 +107,35 @@ def classify_error(exc: BaseException) -> tuple[int, str, str]:
             return status, ErrorKind.INVALID_REQUEST, message
         return 502, ErrorKind.UPSTREAM, message
     return 500, ErrorKind.SERVER, "the gateway failed to answer this request"
+
+
+# What a client is told of an upstream that failed below HTTP: the kind of failure, never the
+# error's own text, which names the upstream's address (a connection error's host and port).
+# The gateway's log has the text in full. Looked at in order (a subclass before its base).
+_UPSTREAM_MESSAGES: tuple[tuple[type[Exception], str], ...] = (
+    (ConnectTimeout, "the upstream could not be reached in time"),
+    (FirstTokenTimeout, "the upstream did not answer in time"),
+    (IdleTimeout, "the upstream's stream sent nothing for too long"),
+    (TotalTimeout, "the upstream took longer than the time allowed"),
+    (TimeoutError, "the upstream did not answer in time"),
+    (StreamInterruptedError, "the upstream's stream was cut off before its end"),
+    (TransportError, "the upstream could not be reached"),
+)
+
+
+def _upstream_message(exc: BaseException) -> str | None:
+    """The message for an upstream's failure whose text may name its address, else None.
+
+    A redirect (which spout never follows) is one: its text quotes the ``Location``.
+    """
+    if isinstance(exc, ProviderError):
+        if exc.error_type == "redirect":
+            return "the upstream answered with a redirect, which the gateway does not follow"
+        return None
+    for kind, message in _UPSTREAM_MESSAGES:
+        if isinstance(exc, kind):
+            return message
+    return None
 
 
 # The errors whose status and kind are fixed, looked at in order (a subclass before its base).
