@@ -106,6 +106,14 @@ def _parser() -> argparse.ArgumentParser:
         "under opentelemetry-instrument)",
     )
     parser.add_argument(
+        "--max-connections",
+        type=int,
+        metavar="N",
+        help="a request arriving while N connections are open (its own counted) is answered "
+        "503 (default 1000; 0: no limit). Deadlines: header_timeout, idle_timeout, "
+        "write_timeout in --config",
+    )
+    parser.add_argument(
         "--shutdown-deadline",
         type=float,
         metavar="SECONDS",
@@ -126,7 +134,7 @@ def build_config(args: argparse.Namespace):  # type: ignore[no-untyped-def]
         config.default = route.name
     elif args.base_url or args.api_key_env:
         raise ValueError("--base-url and --api-key-env go with -m (in --config, per model)")
-    for name in ("host", "port", "resume_window", "shutdown_deadline"):
+    for name in ("host", "port", "resume_window", "shutdown_deadline", "max_connections"):
         value = getattr(args, name)
         if value is not None:
             setattr(config, name, value)
@@ -153,6 +161,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         import uvicorn
 
         from ..gateway import create_app
+        from ..gateway._server import server_config
     except ModuleNotFoundError as exc:
         return fail(f"spout serve needs the gateway extra: pip install 'spout[gateway]' ({exc})")
     from .. import ConfigurationError
@@ -166,11 +175,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         app = create_app(config)
     except (ConfigurationError, ValueError) as exc:
         return fail(str(exc), 2)
+    # Its deadlines (header, idle, write) and connection limit are the config's.
     server = uvicorn.Server(
-        uvicorn.Config(
+        server_config(
             app,
-            host=config.host,
-            port=config.port,
+            config,
             timeout_graceful_shutdown=max(1, round(config.shutdown_deadline)),
             log_level="info",
             access_log=False,

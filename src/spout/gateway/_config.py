@@ -104,6 +104,23 @@ class GatewayConfig:
     retention: float = 60.0
     #: Events kept per stream (oldest dropped beyond it; a reader behind them gets an error).
     max_stream_events: int = 20_000
+    #: Bytes of frames kept per stream (oldest dropped beyond it, as for max_stream_events).
+    max_stream_bytes: int = 8 * 1024 * 1024
+    #: Bytes of frames kept by all streams together in this process (without Redis): beyond
+    #: it, finished streams are forgotten (oldest first), then the growing stream's oldest
+    #: frames are dropped.
+    max_hub_bytes: int = 256 * 1024 * 1024
+    #: Seconds a client has to send a request's line and headers (from its connection, or
+    #: from the end of the response before it); then a 408 and the connection is closed.
+    header_timeout: float = 10.0
+    #: Seconds a kept-alive connection may wait for its next request.
+    idle_timeout: float = 5.0
+    #: Seconds a connection may read nothing while the gateway has more to send it; then it
+    #: is dropped (its stream, unread, gets the resume window).
+    write_timeout: float = 30.0
+    #: A request arriving while this many connections are open (its own counted) or this
+    #: many requests are being answered gets a 503, and its connection is closed. 0: no limit.
+    max_connections: int = 1000
     #: Seconds running streams get to finish on shutdown.
     shutdown_deadline: float = 10.0
     limits: Limits = field(default_factory=Limits)
@@ -156,6 +173,19 @@ class GatewayConfig:
         problem = setting_problem(self)
         if problem is not None:
             raise ConfigurationError(problem)
+        for name in ("header_timeout", "idle_timeout", "write_timeout"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+                raise ConfigurationError(f"{name} must be a number of seconds > 0, not {value!r}")
+        for name in ("max_stream_bytes", "max_hub_bytes", "max_connections"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ConfigurationError(f"{name} must be an integer >= 0, not {value!r}")
+        if not 0 < self.max_stream_bytes <= self.max_hub_bytes:
+            raise ConfigurationError(
+                f"max_stream_bytes ({self.max_stream_bytes}) must be > 0 and at most "
+                f"max_hub_bytes ({self.max_hub_bytes})"
+            )
 
 
 def route_from_model_string(spec: str, *, name: str | None = None, **settings: Any) -> Route:
@@ -173,6 +203,12 @@ _TOP_FIELDS = {
     "resume_window",
     "retention",
     "max_stream_events",
+    "max_stream_bytes",
+    "max_hub_bytes",
+    "header_timeout",
+    "idle_timeout",
+    "write_timeout",
+    "max_connections",
     "shutdown_deadline",
     "cors_origins",
     "allowed_hosts",

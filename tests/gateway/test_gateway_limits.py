@@ -1,0 +1,234 @@
+"""The gateway against clients and a store that misbehave (issue #24, points 5, 8 and 10).
+
+A real ``spout serve`` process is attacked over raw loopback sockets: request headers sent a
+line at a time (slowloris), a connection that says nothing, a kept-alive connection left idle,
+more connections than allowed, a client that never reads its stream. The hub's byte limits
+and its retention are checked on a gateway in a thread, and a real ``redis-server`` is killed
+under a running stream.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from fault_server import FaultServer, Stall, openai_chat_stream
+
+CHAT = "/v1/chat/completions"
+
+
+@pytest.fixture
+def faults() -> Iterator[FaultServer]:
+    with FaultServer() as server:
+        yield server
+
+
+@contextlib.contextmanager
+def serve(tmp_path: Path, faults: FaultServer, settings: str, *args: str) -> Iterator[str]:
+    """``spout serve --config`` (``settings``, then a model ``up`` on ``faults``); its URL."""
+    config = tmp_path / "gateway.toml"
+    config.write_text(
+        settings
+        + f'\n[models.up]\nprovider = "openai"\nmodel = "m"\nbase_url = "{faults.url}/v1"\n'
+        'api_key_env = "UPSTREAM_KEY"\nmax_retries = 0\n'
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-m", "spout", "serve", "--config", str(config), "--port", "0", *args],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "UPSTREAM_KEY": "sk-upstream"},
+    )
+    assert process.stderr is not None
+    seen = []
+    url = None
+    for line in process.stderr:
+        seen.append(line)
+        found = re.search(r"spout serve: (http://\S+)", line)
+        if found:
+            url = found.group(1)
+            break
+    try:
+        assert url, "spout serve did not start:\n" + "".join(seen)
+        yield url
+    finally:
+        process.send_signal(signal.SIGINT)
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(10)
+        process.stderr.close()
+
+
+def connect(url: str, *, receive_buffer: int | None = None) -> socket.socket:
+    host, port = url.removeprefix("http://").split(":")
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    if receive_buffer is not None:  # before connecting: the window is agreed then
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)
+    sock.connect((host, int(port)))
+    return sock
+
+
+def read_until_closed(sock: socket.socket, timeout: float) -> tuple[bytes, float | None]:
+    """What arrives within ``timeout``, and when the server closed (None: it did not)."""
+    received = b""
+    start = time.monotonic()
+    sock.settimeout(0.05)
+    while time.monotonic() - start < timeout:
+        try:
+            data = sock.recv(65536)
+        except TimeoutError:
+            continue
+        except ConnectionResetError:
+            return received, time.monotonic() - start
+        if not data:
+            return received, time.monotonic() - start
+        received += data
+    return received, None
+
+
+DEADLINES = "header_timeout = 1\nidle_timeout = 1\nwrite_timeout = 1\n"
+
+
+# -- point 8: header and idle deadlines, a connection limit ------------------------------------
+
+
+def test_request_headers_sent_a_line_a_second_are_cut_off_at_the_deadline(
+    tmp_path: Path, faults: FaultServer
+) -> None:
+    with serve(tmp_path, faults, DEADLINES) as url:
+        sock = connect(url)
+        with sock:
+            sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+            start = time.monotonic()
+            closed_after = None
+            received = b""
+            while time.monotonic() - start < 6:
+                try:
+                    sock.sendall(b"x-slow: 1\r\n")  # never the empty line that ends them
+                except (BrokenPipeError, ConnectionResetError):
+                    break
+                more, closed_after = read_until_closed(sock, 0.25)
+                received += more
+                if closed_after is not None:
+                    break
+            elapsed = time.monotonic() - start
+        assert closed_after is not None, "the slow client was never cut off"
+        assert 0.8 < elapsed < 3, elapsed
+        assert received.startswith(b"HTTP/1.1 408 "), received
+
+
+def test_a_connection_that_sends_nothing_is_closed(tmp_path: Path, faults: FaultServer) -> None:
+    with serve(tmp_path, faults, DEADLINES) as url, connect(url) as sock:
+        received, closed_after = read_until_closed(sock, 6)
+    assert closed_after is not None and 0.8 < closed_after < 3, closed_after
+    assert received.startswith(b"HTTP/1.1 408 "), received
+
+
+def test_a_kept_alive_connection_is_closed_when_idle_and_its_next_headers_have_a_deadline(
+    tmp_path: Path, faults: FaultServer
+) -> None:
+    settings = "header_timeout = 1\nidle_timeout = 5\n"
+    request = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+    # After a response, the next request's headers get header_timeout (1 s), not the 5 s
+    # the connection may idle: one byte of them does not buy more time.
+    with serve(tmp_path, faults, settings) as url, connect(url) as sock:
+        sock.sendall(request)
+        received, closed_after = read_until_closed(sock, 0.5)
+        assert received.startswith(b"HTTP/1.1 200 ") and closed_after is None
+        sock.sendall(b"GET /healthz HTTP/1.1\r\n")
+        received, closed_after = read_until_closed(sock, 6)
+        assert closed_after is not None and closed_after < 3, closed_after
+        assert received.startswith(b"HTTP/1.1 408 "), received
+    with serve(tmp_path, faults, "header_timeout = 30\nidle_timeout = 1\n") as url:
+        with connect(url) as sock:
+            sock.sendall(request)
+            received, closed_after = read_until_closed(sock, 6)
+        assert received.startswith(b"HTTP/1.1 200 "), received
+        assert closed_after is not None and 0.8 < closed_after < 3, closed_after
+
+
+def test_a_request_beyond_the_connection_limit_is_answered_503(
+    tmp_path: Path, faults: FaultServer
+) -> None:
+    with serve(tmp_path, faults, "header_timeout = 30\n", "--max-connections", "4") as url:
+        held = [connect(url) for _ in range(2)]
+        try:
+            for sock in held:
+                sock.sendall(b"GET /healthz HTTP/1.1\r\n")  # headers never finished
+            time.sleep(0.2)
+            assert httpx.get(url + "/healthz").status_code == 200  # 3 open of 4
+            held.append(connect(url))
+            held[-1].sendall(b"GET /healthz HTTP/1.1\r\n")
+            time.sleep(0.2)
+            refused = httpx.get(url + "/healthz")  # the 4th open connection
+            assert refused.status_code == 503, refused.text
+        finally:
+            for sock in held:
+                sock.close()
+        time.sleep(0.3)
+        assert httpx.get(url + "/healthz").status_code == 200
+
+
+def test_max_connections_and_the_deadlines_are_checked(tmp_path: Path) -> None:
+    config = tmp_path / "gateway.toml"
+    for setting, complaint in [
+        ("header_timeout = 0", "header_timeout must be a number of seconds > 0"),
+        ('write_timeout = "soon"', "write_timeout must be a number of seconds > 0"),
+        ("max_connections = -1", "max_connections must be an integer >= 0"),
+        ("max_stream_bytes = 0", "max_stream_bytes (0) must be > 0"),
+    ]:
+        config.write_text(setting + '\n[models.smol]\nprovider = "local"\n')
+        done = subprocess.run(
+            [sys.executable, "-m", "spout", "serve", "--config", str(config), "--port", "0"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert done.returncode == 2, done.stderr
+        assert complaint in done.stderr
+
+
+# -- point 5: a client that never reads; the hub's bytes -----------------------------------------
+
+
+def test_a_client_that_reads_nothing_is_dropped_after_the_write_timeout(
+    tmp_path: Path, faults: FaultServer
+) -> None:
+    pieces = ["x" * 400] * 30_000  # about 20 MB of frames: more than any socket buffers
+    stream = openai_chat_stream(pieces)
+    # Then the upstream waits (watching its socket): the gateway must hang up on it.
+    faults.script(stream.reply([*stream.upto(len(pieces)), Stall(60)]))
+    settings = DEADLINES + "resume_window = 0\n"
+    with serve(tmp_path, faults, settings) as url:
+        sock = connect(url, receive_buffer=4096)
+        with sock:
+            body = (
+                b'{"model": "up", "stream": true, "messages": [{"role": "user", "content": "x"}]}'
+            )
+            sock.sendall(
+                b"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                b"content-type: application/json\r\ncontent-length: %d\r\n\r\n%s"
+                % (len(body), body)
+            )
+            time.sleep(4)  # reads nothing: the gateway's writes stall
+            received, closed_after = read_until_closed(sock, 10)
+        assert closed_after is not None, "the connection stayed open for a client not reading"
+        assert received.startswith(b"HTTP/1.1 200 ")
+        assert b"data: [DONE]" not in received  # cut off, not finished
+        # The stream nobody reads any more was stopped upstream.
+        assert faults.wait_for_disconnect(timeout=5) is not None
+        health = httpx.get(url + "/healthz").json()
+        assert health["active_streams"] == 0
