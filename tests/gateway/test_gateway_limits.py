@@ -9,6 +9,7 @@ under a running stream.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import re
@@ -22,8 +23,10 @@ from pathlib import Path
 
 import httpx
 import pytest
+from gateway_server import run_gateway, upstream_config
 
 from fault_server import FaultServer, Stall, openai_chat_stream
+from spout.gateway._hub import EventsExpired, MemoryHub
 
 CHAT = "/v1/chat/completions"
 
@@ -232,3 +235,61 @@ def test_a_client_that_reads_nothing_is_dropped_after_the_write_timeout(
         assert faults.wait_for_disconnect(timeout=5) is not None
         health = httpx.get(url + "/healthz").json()
         assert health["active_streams"] == 0
+
+
+async def test_a_stream_keeps_at_most_max_bytes_of_frames_and_all_streams_max_total() -> None:
+    hub = MemoryHub(max_bytes=1000, max_total_bytes=2500, retention=60)
+    await hub.create("a", {})
+    await hub.append("a", [b"x" * 100] * 25)
+    assert hub.held_bytes == 1000  # the newest ten frames
+    await hub.finish("a", "done")
+    with pytest.raises(EventsExpired):
+        async for _ in hub.follow("a", 0):
+            pass
+    assert [number async for number, _ in hub.follow("a", 15)] == list(range(16, 26))
+    # A single frame over max_bytes is kept: the newest frame always is.
+    await hub.create("b", {})
+    await hub.append("b", [b"y" * 1200])
+    assert hub.held_bytes == 2200
+    # Past max_total_bytes the finished stream "a" goes first, whole...
+    await hub.create("c", {})
+    await hub.append("c", [b"z" * 100] * 5)
+    assert hub.held_bytes == 2200 - 1000 + 500
+    assert await hub.meta("a") is None
+    # ...then the oldest frames of the stream that grows.
+    await hub.append("c", [b"z" * 100] * 20)
+    assert hub.held_bytes <= 2500
+    assert await hub.meta("b") is not None
+    await hub.aclose()
+    assert hub.held_bytes == 0
+
+
+async def test_a_finished_stream_is_forgotten_when_its_retention_ends_without_a_request() -> None:
+    hub = MemoryHub(retention=0.2)
+    await hub.create("a", {})
+    await hub.append("a", [b"x" * 1000])
+    await hub.finish("a", "done")
+    assert hub.held_bytes == 1000
+    await asyncio.sleep(0.5)
+    assert hub.held_bytes == 0  # nothing asked the hub anything meanwhile
+    await hub.aclose()
+
+
+def test_a_reader_keeps_up_with_a_stream_longer_than_max_stream_bytes(
+    faults: FaultServer,
+) -> None:
+    pieces = [f"{i:04d}" + "x" * 96 for i in range(1500)]  # about 400 KB of frames
+    # Paced, as a model is: a reader that reads is never 128 KiB (1.5 s) behind.
+    faults.script(openai_chat_stream(pieces).reply(delay=0.003))
+    config = upstream_config(faults.url + "/v1", max_stream_bytes=128 * 1024)
+    with run_gateway(config) as gateway:
+        request = {"model": "up", "stream": True, "messages": [{"role": "user", "content": "hi"}]}
+        with httpx.stream("POST", gateway.url + CHAT, json=request, timeout=30) as response:
+            stream_id = response.headers["x-spout-stream-id"]
+            text = response.read().decode()
+        assert text.count('"content":"') >= 1500 and "data: [DONE]" in text
+        held = gateway.app.state.gateway.hub.held_bytes
+        assert 0 < held <= 128 * 1024 + 1000
+        # The frames from the start are gone: a reader asking for them is told so.
+        resumed = httpx.get(f"{gateway.url}/v1/streams/{stream_id}?after=0")
+        assert resumed.status_code == 410, resumed.text

@@ -60,6 +60,9 @@ __all__ = ["Gateway", "create_app"]
 
 log = logging.getLogger("spout.gateway")
 
+#: Seconds a producer may run without giving the event loop a turn.
+_BUSY = 0.01
+
 #: Protocol name -> the module that speaks it (imported on first use).
 _PROTOCOL_MODULES = {
     "openai": "_openai",
@@ -297,10 +300,17 @@ class Gateway:
             started.set_result(None)
             self.metrics.first_token(time.monotonic() - sent)
             await hub.append(stream_id, frames)
+            paused = time.monotonic()
             async for event in events:
                 frames = encoder.feed(event)
                 if frames:
                     await hub.append(stream_id, frames)
+                if time.monotonic() - paused > _BUSY:
+                    # Events that come without a wait (a huge buffer parsed at once) never
+                    # let the loop run: other requests, and the stop a cancel or a gone
+                    # client asks for, would wait until the upstream ends.
+                    await asyncio.sleep(0)
+                    paused = time.monotonic()
             response = stream.response
             # Counted before the client sees the end: its next request finds the spend.
             accounted = True
@@ -447,11 +457,14 @@ def _default_hub(config: GatewayConfig) -> Hub:
             resume_window=config.resume_window,
             retention=config.retention,
             max_events=config.max_stream_events,
+            max_bytes=config.max_stream_bytes,
         )
     return MemoryHub(
         resume_window=config.resume_window,
         retention=config.retention,
         max_events=config.max_stream_events,
+        max_bytes=config.max_stream_bytes,
+        max_total_bytes=config.max_hub_bytes,
     )
 
 

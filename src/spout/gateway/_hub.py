@@ -4,8 +4,8 @@ it, and a reader that lost its connection can come back and resume.
 A stream is a numbered log of frames (1, 2, 3...) written by the one task that reads the
 upstream (the *producer*), and read by *followers*: the client that asked, a client that
 resumes with ``Last-Event-ID``, a second reader. The log is bounded (the oldest frames go
-first; a reader asking for them gets :class:`EventsExpired`) and a finished stream is
-forgotten after a retention time.
+first; a reader asking for them gets :class:`EventsExpired`) in frames and in bytes, and a
+finished stream is forgotten after a retention time.
 
 The hub also decides when the upstream must stop: on an explicit cancel, or when no reader
 has been left for the resume window. It tells the producer through the callback the producer
@@ -33,6 +33,11 @@ __all__ = [
     "StopReason",
     "StreamNotFound",
 ]
+
+#: Bytes of frames a stream keeps by default (the oldest go first beyond it).
+MAX_STREAM_BYTES = 8 * 1024 * 1024
+#: Bytes of frames all the streams of a :class:`MemoryHub` keep together by default.
+MAX_HUB_BYTES = 256 * 1024 * 1024
 
 #: Why the hub asks a producer to stop: "cancelled" (someone asked), "abandoned" (no reader
 #: came back within the resume window).
@@ -109,15 +114,22 @@ class HubBase(Generic[P]):
 
     ``resume_window``: seconds a running stream with no reader is kept going (0: stopped as
     soon as its last reader leaves). ``retention``: seconds a finished stream's frames stay.
-    ``max_events``: frames kept per stream.
+    ``max_events``: frames kept per stream. ``max_bytes``: bytes of frames kept per stream
+    (the newest frame is always kept, whatever its size).
     """
 
     def __init__(
-        self, *, resume_window: float = 10.0, retention: float = 60.0, max_events: int = 20_000
+        self,
+        *,
+        resume_window: float = 10.0,
+        retention: float = 60.0,
+        max_events: int = 20_000,
+        max_bytes: int = MAX_STREAM_BYTES,
     ) -> None:
         self.resume_window = resume_window
         self.retention = retention
         self.max_events = max_events
+        self.max_bytes = max_bytes
         self._producers: dict[str, P] = {}
 
     def follow_batches(
@@ -196,11 +208,22 @@ class HubBase(Generic[P]):
 
 
 class _Log:
-    __slots__ = ("changed", "finished_at", "first", "frames", "meta", "next", "readers", "status")
+    __slots__ = (
+        "changed",
+        "finished_at",
+        "first",
+        "frames",
+        "meta",
+        "next",
+        "readers",
+        "size",
+        "status",
+    )
 
     def __init__(self, meta: dict[str, str]) -> None:
         self.meta = meta
         self.frames: deque[bytes] = deque()
+        self.size = 0  # the bytes of frames
         self.first = 1  # the number of frames[0]
         self.next = 1  # the number the next frame gets
         self.status = "running"
@@ -214,13 +237,37 @@ class _Log:
 
 
 class MemoryHub(HubBase[Producer]):
-    """The hub of one process; the settings are :class:`HubBase`'s."""
+    """The hub of one process; the settings are :class:`HubBase`'s, and ``max_total_bytes``:
+    the bytes of frames all streams keep together. Beyond it, finished streams are forgotten
+    first (the longest finished first, before their retention ends), then the oldest frames
+    of the stream that grows are dropped, as past ``max_bytes``."""
 
     def __init__(
-        self, *, resume_window: float = 10.0, retention: float = 60.0, max_events: int = 20_000
+        self,
+        *,
+        resume_window: float = 10.0,
+        retention: float = 60.0,
+        max_events: int = 20_000,
+        max_bytes: int = MAX_STREAM_BYTES,
+        max_total_bytes: int = MAX_HUB_BYTES,
     ) -> None:
-        super().__init__(resume_window=resume_window, retention=retention, max_events=max_events)
+        super().__init__(
+            resume_window=resume_window,
+            retention=retention,
+            max_events=max_events,
+            max_bytes=max_bytes,
+        )
+        self.max_total_bytes = max_total_bytes
         self._logs: dict[str, _Log] = {}
+        self._size = 0  # the bytes of frames of all logs
+        self._ended: dict[str, None] = {}  # finished streams, in the order they finished
+        self._sweeper: asyncio.TimerHandle | None = None
+
+    @property
+    def held_bytes(self) -> int:
+        """The bytes of frames all streams keep now (at most ``max_total_bytes``, and one
+        frame more per stream)."""
+        return self._size
 
     async def create(self, stream_id: str, meta: dict[str, str]) -> None:
         """A new running stream; its creator counts as a reader until its first follow ends."""
@@ -236,11 +283,34 @@ class MemoryHub(HubBase[Producer]):
             return
         log.frames.extend(frames)
         log.next += len(frames)
-        excess = len(log.frames) - self.max_events
-        for _ in range(excess):
-            log.frames.popleft()
-            log.first += 1
+        added = sum(map(len, frames))
+        log.size += added
+        self._size += added
+        self._trim(log, self.max_events, self.max_bytes)
+        while self._size > self.max_total_bytes and self._ended:
+            self._drop(next(iter(self._ended)))
+        if self._size > self.max_total_bytes:
+            self._trim(log, self.max_events, max(0, log.size - (self._size - self.max_total_bytes)))
         log.wake()
+
+    def _trim(self, log: _Log, events: int, size: int) -> None:
+        """Drop ``log``'s oldest frames to keep at most ``events`` of them and ``size`` bytes,
+        but never its newest frame."""
+        while len(log.frames) > 1 and (len(log.frames) > events or log.size > size):
+            dropped = len(log.frames.popleft())
+            log.size -= dropped
+            self._size -= dropped
+            log.first += 1
+
+    def _drop(self, stream_id: str) -> None:
+        """Forget a stream and its frames."""
+        log = self._logs.pop(stream_id, None)
+        self._ended.pop(stream_id, None)
+        if log is not None:
+            self._size -= log.size
+            log.frames.clear()
+            log.size = 0
+            log.first = log.next  # a reader still on it was behind: EventsExpired
 
     async def finish(self, stream_id: str, status: str) -> None:
         log = self._logs.get(stream_id)
@@ -248,8 +318,22 @@ class MemoryHub(HubBase[Producer]):
             return
         log.status = status
         log.finished_at = time.monotonic()
+        self._ended[stream_id] = None
         self._finished(stream_id)
+        if self._sweeper is None:
+            # Forgotten when its retention ends, even if no request comes to look.
+            self._sweeper = asyncio.get_running_loop().call_later(self.retention, self._sweep)
         log.wake()
+
+    def _sweep(self) -> None:
+        """Forget the streams whose retention ended; come back for the next one."""
+        self._sweeper = None
+        self._expire()
+        if self._ended:
+            log = self._logs[next(iter(self._ended))]
+            assert log.finished_at is not None
+            wait = max(0.0, log.finished_at + self.retention - time.monotonic()) + 0.01
+            self._sweeper = asyncio.get_running_loop().call_later(wait, self._sweep)
 
     async def meta(self, stream_id: str) -> dict[str, str] | None:
         self._expire()
@@ -307,14 +391,19 @@ class MemoryHub(HubBase[Producer]):
 
     async def aclose(self) -> None:
         self._forget_producers()
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            self._sweeper = None
         self._logs.clear()
+        self._ended.clear()
+        self._size = 0
 
     def _expire(self) -> None:
+        # The finished streams in the order they finished: the expired ones come first.
         now = time.monotonic()
-        gone = [
-            stream_id
-            for stream_id, log in self._logs.items()
-            if log.finished_at is not None and now - log.finished_at > self.retention
-        ]
-        for stream_id in gone:
-            del self._logs[stream_id]
+        for stream_id in list(self._ended):
+            finished_at = self._logs[stream_id].finished_at
+            assert finished_at is not None
+            if now - finished_at <= self.retention:
+                break
+            self._drop(stream_id)

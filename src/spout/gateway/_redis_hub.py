@@ -6,8 +6,9 @@ things live and how replicas tell each other:
 * **Frames** are entries of a Redis Stream, ``spout:stream:{id}:frames``, whose entry ids
   *are* the frame numbers: frame N is entry ``N-0``. Any replica reads "the frames after N"
   with ``XREAD ... N-0`` (replay, then ``BLOCK`` to follow live), and every replica sees the
-  same numbers. The log is trimmed exactly with ``MINID`` to the last ``max_events`` frames; a
-  gap between the number a reader expects and the first entry it gets means the frames it
+  same numbers. The log is trimmed exactly with ``MINID`` to the last ``max_events`` frames,
+  and to the last ``max_bytes`` of frames (the owner keeps each frame's size); a gap
+  between the number a reader expects and the first entry it gets means the frames it
   asked for were trimmed: :class:`EventsExpired`. The end of a stream is one more entry,
   ``N-1`` after the last frame N, carrying the final status, so followers blocked in
   ``XREAD`` on any replica see it at once.
@@ -38,10 +39,11 @@ import contextlib
 import logging
 import secrets
 import time
+from collections import deque
 from collections.abc import AsyncGenerator, Callable, Coroutine, Sequence
 from typing import TYPE_CHECKING, Any
 
-from ._hub import EventsExpired, HubBase, Producer, StreamNotFound
+from ._hub import MAX_STREAM_BYTES, EventsExpired, HubBase, Producer, StreamNotFound
 
 if TYPE_CHECKING:
     from redis.asyncio.client import Pipeline
@@ -74,12 +76,15 @@ class _Keys:
 class _Producing(Producer):
     """A stream whose producer runs on this replica: where its frames go."""
 
-    __slots__ = ("creator", "keys", "next", "writing")
+    __slots__ = ("creator", "first", "held", "keys", "next", "sizes", "writing")
 
     def __init__(self, keys: _Keys, creator: str) -> None:
         super().__init__()
         self.keys = keys
         self.next = 1  # the number the next frame gets
+        self.first = 1  # the number of the oldest frame kept
+        self.sizes: deque[int] = deque()  # the size of each frame kept, from `first`
+        self.held = 0  # their sum
         self.creator = creator  # the creator's reader token
         self.writing: asyncio.Task[None] | None = None  # the last write sent
 
@@ -87,7 +92,7 @@ class _Producing(Producer):
 class RedisHub(HubBase[_Producing]):
     """The hub of several replicas, kept in Redis at ``url``.
 
-    ``resume_window``, ``retention`` and ``max_events`` are
+    ``resume_window``, ``retention``, ``max_events`` and ``max_bytes`` are
     :class:`~spout.gateway._hub.HubBase`'s. ``heartbeat``: seconds between a replica's
     rounds (refreshing its readers, checking its streams); a replica that dies loses its
     readers after ``3 * heartbeat + 2`` seconds. ``prefix``: the start of every key and
@@ -106,12 +111,18 @@ class RedisHub(HubBase[_Producing]):
         resume_window: float = 10.0,
         retention: float = 60.0,
         max_events: int = 20_000,
+        max_bytes: int = MAX_STREAM_BYTES,
         heartbeat: float = 1.0,
         prefix: str = "spout:",
     ) -> None:
         from redis.asyncio import Redis
 
-        super().__init__(resume_window=resume_window, retention=retention, max_events=max_events)
+        super().__init__(
+            resume_window=resume_window,
+            retention=retention,
+            max_events=max_events,
+            max_bytes=max_bytes,
+        )
         self.heartbeat = heartbeat
         self.prefix = prefix
         #: This replica's name in Redis: the owner of the streams it produces.
@@ -161,12 +172,21 @@ class RedisHub(HubBase[_Producing]):
         first = producing.next
         last = first + len(frames) - 1
         producing.next = last + 1  # numbered now: the writes go out in order
+        sizes = producing.sizes
+        sizes.extend(map(len, frames))
+        producing.held += sum(map(len, frames))
+        oldest = producing.first
+        # The newest frame stays, whatever its size; the older ones go beyond either limit.
+        while len(sizes) > 1 and (len(sizes) > self.max_events or producing.held > self.max_bytes):
+            producing.held -= sizes.popleft()
+            producing.first += 1
+        kept = producing.first
 
         def commands(pipe: Pipeline) -> None:
             for number, frame in enumerate(frames, first):
                 pipe.xadd(keys.frames, {"f": frame}, id=f"{number}-0")
-            if last > self.max_events:
-                pipe.xtrim(keys.frames, minid=f"{last - self.max_events + 1}-0", approximate=False)
+            if kept > oldest:
+                pipe.xtrim(keys.frames, minid=f"{kept}-0", approximate=False)
             pipe.hset(keys.meta, "events", last)
             if first == 1:
                 pipe.pexpire(keys.frames, self._running_ttl_ms)
