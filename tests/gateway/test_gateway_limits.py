@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
+import logging
 import os
 import re
 import signal
@@ -24,8 +26,11 @@ from pathlib import Path
 import httpx
 import pytest
 from gateway_server import run_gateway, upstream_config
+from redis_server import redis_server_binary
+from websockets.sync.client import connect as ws_connect
 
 from fault_server import FaultServer, Stall, openai_chat_stream
+from helpers import free_port
 from spout.gateway._hub import EventsExpired, MemoryHub
 
 CHAT = "/v1/chat/completions"
@@ -293,3 +298,110 @@ def test_a_reader_keeps_up_with_a_stream_longer_than_max_stream_bytes(
         # The frames from the start are gone: a reader asking for them is told so.
         resumed = httpx.get(f"{gateway.url}/v1/streams/{stream_id}?after=0")
         assert resumed.status_code == 410, resumed.text
+
+
+# -- point 10: Redis killed under a running stream -----------------------------------------------
+
+
+@contextlib.contextmanager
+def killable_redis(directory: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """A redis-server a test may kill; its URL and process."""
+    port = free_port()
+    redis = subprocess.Popen(
+        [
+            *(redis_server_binary(), "--port", str(port), "--bind", "127.0.0.1"),
+            *("--save", "", "--appendonly", "no", "--dir", str(directory)),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 1):
+                break
+            assert time.monotonic() < deadline, "redis-server did not start"
+            time.sleep(0.05)
+        yield f"redis://127.0.0.1:{port}/0", redis
+    finally:
+        if redis.poll() is None:
+            redis.kill()
+        redis.wait(10)
+
+
+@contextlib.contextmanager
+def crashes_logged() -> Iterator[list[logging.LogRecord]]:
+    """The records of errors uvicorn and the gateway log meanwhile."""
+    crashes: list[logging.LogRecord] = []
+
+    class Crashes(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            if record.levelno >= logging.ERROR:
+                crashes.append(record)
+
+    handler = Crashes()
+    loggers = [logging.getLogger(name) for name in ("uvicorn.error", "spout.gateway", "asyncio")]
+    for logger in loggers:
+        logger.addHandler(handler)
+    try:
+        yield crashes
+    finally:
+        for logger in loggers:
+            logger.removeHandler(handler)
+
+
+def test_redis_killed_mid_stream_ends_the_body_with_the_error_frame(
+    tmp_path: Path, faults: FaultServer
+) -> None:
+    faults.script(openai_chat_stream([f"w{i} " for i in range(400)]).reply(delay=0.02))
+    with killable_redis(tmp_path) as (redis_url, redis), crashes_logged() as crashes:
+        config = upstream_config(faults.url + "/v1", redis_url=redis_url, shutdown_deadline=1.0)
+        with run_gateway(config) as gateway:
+            request = {
+                "model": "up",
+                "stream": True,
+                "messages": [{"role": "user", "content": "hi"}],
+            }
+            lines = []
+            with httpx.stream("POST", gateway.url + CHAT, json=request, timeout=30) as response:
+                assert response.status_code == 200
+                for line in response.iter_lines():  # a body cut short raises here
+                    lines.append(line)
+                    if len(lines) == 12:
+                        redis.kill()
+                        redis.wait(10)
+            data = [line for line in lines if line.startswith("data: ")]
+            assert "data: [DONE]" not in data
+            assert "the gateway lost this stream's events" in data[-1], data[-3:]
+            # The upstream is not read on for nobody.
+            assert faults.wait_for_disconnect(timeout=10) is not None
+    assert not [r for r in crashes if "Exception in ASGI application" in r.getMessage()]
+    assert not [r for r in crashes if r.exc_info], [r.getMessage() for r in crashes]
+
+
+def test_redis_killed_mid_stream_ends_a_websocket_request_with_an_error(
+    tmp_path: Path, faults: FaultServer
+) -> None:
+    faults.script(openai_chat_stream([f"w{i} " for i in range(400)]).reply(delay=0.02))
+    with killable_redis(tmp_path) as (redis_url, redis), crashes_logged() as crashes:
+        config = upstream_config(faults.url + "/v1", redis_url=redis_url, shutdown_deadline=1.0)
+        with run_gateway(config) as gateway:
+            ws_url = gateway.url.replace("http://", "ws://") + "/v1/ws"
+            with ws_connect(ws_url) as ws:
+                request = {"type": "request", "id": "r1", "model": "up"}
+                ws.send(json.dumps({**request, "messages": [{"role": "user", "content": "hi"}]}))
+                seen = 0
+                while True:
+                    message = json.loads(ws.recv(timeout=10))
+                    seen += 1
+                    if seen == 10:
+                        redis.kill()
+                        redis.wait(10)
+                    if message["type"] in ("done", "error"):
+                        break
+                assert message["type"] == "error", message
+                assert "the gateway lost this stream's events" in message["error"]["message"]
+                # The connection goes on.
+                ws.send(json.dumps({"type": "cancel", "id": "nothing"}))
+                assert json.loads(ws.recv(timeout=10))["type"] == "rejected"
+    assert not [r for r in crashes if r.exc_info], [r.getMessage() for r in crashes]

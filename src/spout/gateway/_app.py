@@ -299,12 +299,12 @@ class Gateway:
             frames = [*encoder.start(), *fed]
             started.set_result(None)
             self.metrics.first_token(time.monotonic() - sent)
-            await hub.append(stream_id, frames)
+            await self._append(stream_id, frames)
             paused = time.monotonic()
             async for event in events:
                 frames = encoder.feed(event)
                 if frames:
-                    await hub.append(stream_id, frames)
+                    await self._append(stream_id, frames)
                 if time.monotonic() - paused > _BUSY:
                     # Events that come without a wait (a huge buffer parsed at once) never
                     # let the loop run: other requests, and the stop a cancel or a gone
@@ -315,7 +315,7 @@ class Gateway:
             # Counted before the client sees the end: its next request finds the spend.
             accounted = True
             await self._account(job, response)
-            await hub.append(stream_id, encoder.end(response))
+            await self._append(stream_id, encoder.end(response))
             status = "done"
             stats = response.stats
             self.metrics.stream_done(
@@ -330,7 +330,18 @@ class Gateway:
             else:
                 accounted = True
                 await self._account(job, stream.snapshot if stream is not None else None)
-                await hub.append(stream_id, encoder.error(why))
+                with contextlib.suppress(_HubFailed):  # a reader's own hub error tells it
+                    await self._append(stream_id, encoder.error(why))
+        except _HubFailed as exc:
+            # The frames cannot be kept (Redis went away): the upstream stops here, and
+            # each follower, which reads the same hub, ends its response with an error.
+            failure = exc.__cause__ or exc
+            log.warning("stream %s stopped: the hub failed: %s", stream_id, failure)
+            if not started.done():
+                started.set_exception(_hub_lost())
+            else:
+                accounted = True
+                await self._account(job, stream.snapshot if stream is not None else None)
         except Exception as exc:
             failure = exc
             if isinstance(exc, SpoutError):
@@ -343,7 +354,8 @@ class Gateway:
             else:
                 accounted = True
                 await self._account(job, stream.snapshot if stream is not None else None)
-                await hub.append(stream_id, encoder.error(exc))
+                with contextlib.suppress(_HubFailed):  # a reader's own hub error tells it
+                    await self._append(stream_id, encoder.error(exc))
         finally:
             if stream is not None:
                 await stream.aclose()
@@ -351,7 +363,17 @@ class Gateway:
                     await self._account(job, stream.snapshot)
             if job.recording is not None:  # kept before the end: a reader that sees it finds it
                 await job.recording.keep(stream.snapshot if stream is not None else None, failure)
-            await hub.finish(stream_id, status)
+            try:
+                await hub.finish(stream_id, status)
+            except Exception as exc:  # the hub failed; its keys expire by themselves
+                log.warning("stream %s: the hub could not record its end: %s", stream_id, exc)
+
+    async def _append(self, stream_id: str, frames: list[bytes]) -> None:
+        """Add a producer's frames to the hub; its failure is a :class:`_HubFailed`."""
+        try:
+            await self.hub.append(stream_id, frames)
+        except Exception as exc:
+            raise _HubFailed from exc
 
     async def follow(
         self, stream_id: str, after: int, *, creator: bool, protocol: WireProtocol | None
@@ -373,6 +395,19 @@ class Gateway:
                 for frame in protocol.encoder(
                     Request(model="", messages=[]), response_id=stream_id, model=""
                 ).error(expired):
+                    yield frame
+        except StreamNotFound:
+            raise
+        except Exception as exc:
+            # The hub failed (Redis went away): the response ends with the protocol's error
+            # frame, whole, rather than cut off (and logged as a crash).
+            log.warning("stream %s: a reader's hub failed: %s", stream_id, exc)
+            if not sent:
+                raise _hub_lost() from None
+            if protocol is not None:
+                for frame in protocol.encoder(
+                    Request(model="", messages=[]), response_id=stream_id, model=""
+                ).error(_hub_lost()):
                     yield frame
         finally:
             # Closed now, not whenever the garbage collector gets to it: the hub counts this
@@ -466,6 +501,15 @@ def _default_hub(config: GatewayConfig) -> Hub:
         max_bytes=config.max_stream_bytes,
         max_total_bytes=config.max_hub_bytes,
     )
+
+
+class _HubFailed(Exception):
+    """The hub failed to keep a producer's frames (its cause says why)."""
+
+
+def _hub_lost() -> RequestError:
+    """What a client is told when the hub failed under its stream (the cause is logged)."""
+    return RequestError("the gateway lost this stream's events (its store failed)", status=503)
 
 
 def _stop_message(reason: object) -> str:

@@ -253,6 +253,17 @@ class Connection:
         except (EventsExpired, StreamNotFound) as exc:
             await self._end(request_id, running, {"error": self._error(exc)})
             return
+        except _GONE:
+            raise
+        except Exception as exc:
+            # The hub failed (Redis went away): the request ends with an error, the
+            # connection and its other requests go on.
+            log.warning("stream %s: a WebSocket reader's hub failed: %s", stream_id, exc)
+            lost = RequestError(
+                "the gateway lost this stream's events (its store failed)", status=503
+            )
+            await self._end(request_id, running, {"error": self._error(lost)})
+            return
         error = RequestError("the stream ended without its last event", status=502)
         await self._end(request_id, running, {"error": self._error(error)})
 
