@@ -90,20 +90,27 @@ class _Inflater:
         # takes either header), a raw deflate stream is tried when that fails.
         return zlib.decompressobj(31 if self._mode != "deflate" else 47)
 
-    def feed(self, data: bytes) -> list[bytes]:
-        """The bytes ``data`` inflates to, in pieces of at most 64 KiB, up to the limit."""
+    def feed(self, data: bytes) -> Iterator[bytes]:
+        """The bytes ``data`` inflates to, in pieces of at most 64 KiB, up to the limit.
+
+        A generator: a piece is inflated only when the one before it was taken, so a bomb's
+        read never sits in memory whole, and a caller can check its clock between pieces.
+        """
+        if self.error is not None:
+            return
         inflate = self._inflate
         if inflate is None:
             self.size += len(data)
             if self.size > self.limit:
-                return self._over([data])
-            return [data] if data else []
-        pieces: list[bytes] = []
+                yield self._over(data)
+            elif data:
+                yield data
+            return
         while data:
             try:
                 piece = inflate.decompress(data, _PIECE)
             except zlib.error as exc:
-                if self._mode == "deflate" and self.size == 0 and not pieces:
+                if self._mode == "deflate" and self.size == 0:
                     self._inflate = inflate = zlib.decompressobj(-15)
                     self._mode = "raw"
                     continue
@@ -111,31 +118,29 @@ class _Inflater:
                     f"the response body could not be inflated ({self._mode}): {exc}"
                 ) from None
             if piece:
-                pieces.append(piece)
                 self.size += len(piece)
                 if self.size > self.limit:
-                    return self._over(pieces)
+                    yield self._over(piece)
+                    return
+                yield piece
             if inflate.eof:
                 # gzip allows members one after another; anything else after the end is junk.
                 data = inflate.unused_data
                 if data and self._mode in ("gzip", "x-gzip"):
                     self._inflate = inflate = self._new()
                     continue
-                break
+                return
             data = inflate.unconsumed_tail
-        return pieces
 
-    def _over(self, pieces: list[bytes]) -> list[bytes]:
-        """The pieces cut to the limit; ``error`` is set, and nothing more is inflated."""
-        excess = self.size - self.limit
-        pieces[-1] = pieces[-1][: len(pieces[-1]) - excess]
+    def _over(self, piece: bytes) -> bytes:
+        """The piece cut to the limit; ``error`` is set, and nothing more is inflated."""
+        kept = piece[: len(piece) - (self.size - self.limit)]
         self.size = self.limit
         self._inflate = None
-        self.limit = -1  # every later byte is over
         self.error = ProtocolError(
-            over_limit("the response body (inflated)", self.size, "max_body_bytes")
+            over_limit("the response body (inflated)", self.limit, "max_body_bytes")
         )
-        return pieces
+        return kept
 
 
 def _status_error(
@@ -537,7 +542,7 @@ class Transport:
                     parts += inflater.feed(chunk)
                     if inflater.error is not None:
                         raise inflater.error
-                    if deadline is not None and (expired := _deadline_error(deadline)):
+                    if deadline is not None and (expired := _expired(deadline)):
                         raise expired
                 return b"".join(parts)
         except _aiohttp_errors() as exc:
@@ -644,11 +649,15 @@ def _inflated(
                 _local.deadline = None
             if chunk is None:
                 return
-            yield from inflater.feed(chunk)
+            if deadline is None:
+                yield from inflater.feed(chunk)
+            else:
+                for piece in inflater.feed(chunk):
+                    yield piece
+                    if expired := _expired(deadline):
+                        raise expired
             if inflater.error is not None:
                 raise inflater.error
-            if deadline is not None and (expired := _deadline_error(deadline)):
-                raise expired
     except httpx.HTTPError as exc:
         raise _deadline_error(deadline) or _translate(exc, streaming=streaming) from exc
 
@@ -689,18 +698,21 @@ async def _achunks(
         while True:
             if deadline is None:
                 chunk = await read()
+                if not chunk:
+                    return
+                for piece in feed(chunk):
+                    yield piece
             else:
                 async with _within(deadline):
                     chunk = await read()
+                if not chunk:
+                    return
                 # A read that found bytes waiting never suspends, so asyncio's deadline never
                 # fires while a server sends fast: the clock is read here too.
-                expired = _deadline_error(deadline)
-                if expired is not None:
-                    raise expired
-            if not chunk:
-                return
-            for piece in feed(chunk):
-                yield piece
+                for piece in feed(chunk):
+                    if expired := _expired(deadline):
+                        raise expired
+                    yield piece
             if inflater.error is not None:
                 raise inflater.error
     except errors as exc:
@@ -734,6 +746,15 @@ def _left_in_buffer(response: aiohttp.ClientResponse) -> bytes:
 # async reads run under asyncio's own deadline.
 
 _local = threading.local()
+
+
+def _expired(deadline: Deadline) -> SpoutError | None:
+    """The timeout error if a limit of ``deadline`` has run out by now (checked between
+    reads; unlike :func:`_deadline_error`, no margin for a timer that fired early)."""
+    at = deadline.next()
+    if at is None or time.monotonic() < at:
+        return None
+    return deadline.expired_error()
 
 
 def _deadline_error(deadline: Deadline | None) -> SpoutError | None:

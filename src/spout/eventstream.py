@@ -74,11 +74,13 @@ class EventStreamDecoder:
     at the end. ``max_message_length`` bounds the total length a message may declare.
     """
 
-    __slots__ = ("_buffer", "_error", "_max_message_length", "_offset", "_total_length")
+    __slots__ = ("_buffer", "_error", "_offset", "_total_length", "max_message_length")
 
     def __init__(self, *, max_message_length: int = MAX_MESSAGE_LENGTH) -> None:
         self._buffer = bytearray()
-        self._max_message_length = max_message_length
+        #: The largest total length a message may declare (an LLM sets it from
+        #: ``ResponseLimits.max_event_bytes``).
+        self.max_message_length = max_message_length
         self._offset = 0  # bytes of the stream consumed before the buffer, for error messages
         self._total_length: int | None = None  # of the message being read, once its prelude is
         self._error: ProtocolError | None = None
@@ -146,10 +148,10 @@ class EventStreamDecoder:
                 f"{computed:#010x})",
                 prelude,
             )
-        if total > self._max_message_length:
+        if total > self.max_message_length:
             raise self._fail(
                 f"the message declares a total length of {total} bytes, over the limit of "
-                f"{self._max_message_length}",
+                f"{self.max_message_length} (ResponseLimits.max_event_bytes, for an LLM)",
                 prelude,
             )
         if total < _MIN_MESSAGE_LENGTH:

@@ -481,7 +481,7 @@ class HTTPProvider(Provider):
             chunks, release, headers = self.transport.stream(
                 request, self.error_from_response, call.deadline
             )
-            parser = self.new_parser(call)
+            parser = limit_decoder(self.new_parser(call), self.limits)
             scrub = self._scrubber(request)
             return _parse(chunks, parser, self._request_id(headers), scrub), release
 
@@ -492,7 +492,7 @@ class HTTPProvider(Provider):
             chunks, release, headers = await self.transport.astream(
                 request, self.error_from_response, call.deadline
             )
-            parser = self.new_parser(call)
+            parser = limit_decoder(self.new_parser(call), self.limits)
             scrub = self._scrubber(request)
             return _aparse(chunks, parser, self._request_id(headers), scrub), release
 
@@ -698,6 +698,19 @@ class SSEStreamParser(StreamParser, Generic[M]):
         self._decoder.close()
         if not ended:
             raise StreamInterruptedError(missing)
+
+
+_P = TypeVar("_P")
+
+
+def limit_decoder(parser: _P, limits: ResponseLimits) -> _P:
+    """``parser`` with its decoder (``_decoder``, as every wire parser here names it) held
+    to ``limits.max_event_bytes``: one SSE line or event, NDJSON line, event-stream message."""
+    decoder = getattr(parser, "_decoder", None)
+    for name in ("max_event_bytes", "max_line_bytes", "max_message_length"):
+        if hasattr(decoder, name):
+            setattr(decoder, name, limits.max_event_bytes)
+    return parser
 
 
 def _parse(
