@@ -9,17 +9,21 @@ traceback a logger would print, nor its partial response.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import math
+import os
 import time
 import traceback
 from collections.abc import Callable
+from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import pytest
 
 import spout
-from fault_server import FaultServer, error_reply, provider_stream
+from fault_server import FaultServer, Reply, error_reply, provider_stream
 from helpers import Runner
 from spout import RateLimitError, Retry, SpoutError, create_llm
 
@@ -154,6 +158,90 @@ def test_a_token_providers_token_is_scrubbed(faults: FaultServer, runner: Runner
         runner.text(llm, "hi")
     assert token not in everything_shown(caught.value)
     assert faults.requests[0].headers["authorization"] == f"Bearer {token}"
+
+
+# -- Bedrock: eventstream frames, a bearer key or SigV4 credentials -----------------------------
+
+
+def _bedrock_wire() -> ModuleType:
+    """scripts/bedrock_wire.py, which frames ConverseStream events as Bedrock does."""
+    path = Path(__file__).resolve().parents[1] / "scripts" / "bedrock_wire.py"
+    spec = importlib.util.spec_from_file_location("bedrock_wire_scrubbing", path)
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def bedrock_echo(message: str) -> Reply:
+    """Some text, then an exception frame whose message is ``message``."""
+    wire = _bedrock_wire()
+    frames: list[dict[str, Any]] = [
+        {"event": "messageStart", "payload": {"role": "assistant"}},
+        {
+            "event": "contentBlockDelta",
+            "payload": {"contentBlockIndex": 0, "delta": {"text": PIECES[0]}},
+        },
+        {"exception": "validationException", "payload": {"message": message}},
+    ]
+    return Reply(
+        headers={"Content-Type": "application/vnd.amazon.eventstream"},
+        body=[bytes(wire.build({"frames": frames}))],
+    )
+
+
+@pytest.fixture
+def no_aws(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """No AWS setting of the machine's reaches the test."""
+    for name in list(os.environ):
+        if name.startswith("AWS_"):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "config"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "credentials"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+
+
+@pytest.mark.usefixtures("no_aws")
+def test_a_bedrock_key_echoed_in_an_exception_frame_is_scrubbed(
+    faults: FaultServer, runner: Runner
+) -> None:
+    faults.script(bedrock_echo(ECHO))
+    llm = create_llm(
+        "bedrock",
+        model="anthropic.claude-3-haiku-20240307-v1:0",
+        base_url=faults.url,
+        region="us-east-1",
+        api_key=KEY,
+        max_retries=0,
+    )
+    with pytest.raises(SpoutError) as caught:
+        runner.text(llm, "hi")
+    assert_no_key(caught.value)
+    assert caught.value.partial is not None and caught.value.partial.text == PIECES[0]
+    assert faults.requests[0].headers["authorization"] == f"Bearer {KEY}"
+
+
+@pytest.mark.usefixtures("no_aws")
+def test_a_bedrock_session_token_echoed_is_scrubbed(
+    faults: FaultServer, runner: Runner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # SigV4: the secret key is never sent, but the session token is, and may come back.
+    token = "IQoJb3JpZ2luX2VjEXAMPLE-session-token-0123456789"
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIAEXAMPLE0123456789")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "secret-access-key-EXAMPLE-0123456789")
+    monkeypatch.setenv("AWS_SESSION_TOKEN", token)
+    faults.script(bedrock_echo(f"The security token included in the request is invalid: {token}"))
+    llm = create_llm(
+        "bedrock",
+        model="anthropic.claude-3-haiku-20240307-v1:0",
+        base_url=faults.url,
+        region="us-east-1",
+        max_retries=0,
+    )
+    with pytest.raises(SpoutError) as caught:
+        runner.text(llm, "hi")
+    assert token not in everything_shown(caught.value)
+    assert faults.requests[0].headers["x-amz-security-token"] == token
 
 
 # -- Retry-After ---------------------------------------------------------------------------------
