@@ -41,7 +41,12 @@ Routes (every stream is in OpenAI's chat-completions shape, ``text/event-stream`
     The response head, then only ``: ping`` comments, one every ``ping_every`` seconds (default
     0.05), forever: the connection is alive and no event ever comes.
 ``ok``
-    A complete, short stream (text ``"hello"``, ``[DONE]``): to check the client works.
+    A complete, short stream (text ``"hello"``, ``[DONE]``): to check the client works. A
+    request whose JSON body does not say ``"stream": true`` gets a chat completion instead.
+``ok-gzip``, ``ok-deflate``
+    The same, compressed (``Content-Encoding: gzip``; ``deflate`` as a raw deflate stream,
+    which some servers send in place of the zlib wrapping the standard asks for), written a
+    few bytes at a time: an honest compressed answer must still arrive whole.
 
 "Forever" means until the client leaves, the server stops, or ``max_bytes`` (default 2 GiB)
 have been written on one response, whichever comes first; the body then ends properly
@@ -71,7 +76,16 @@ from typing import Any
 __all__ = ["ROUTES", "HostileUpstream", "Request", "Served"]
 
 #: Every route the server knows, as the first path segment.
-ROUTES = ("redirect", "long-line", "gzip-bomb", "endless-arguments", "keep-alive", "ok")
+ROUTES = (
+    "redirect",
+    "long-line",
+    "gzip-bomb",
+    "endless-arguments",
+    "keep-alive",
+    "ok",
+    "ok-gzip",
+    "ok-deflate",
+)
 
 _GIB = 1 << 30
 
@@ -319,18 +333,15 @@ class HostileUpstream:
             sock.sendall(body)
             return 0
         headers = {"Content-Type": "text/event-stream", "Transfer-Encoding": "chunked"}
-        if route == "gzip-bomb":
+        if route in ("gzip-bomb", "ok-gzip"):
             headers["Content-Encoding"] = "gzip"
+        elif route == "ok-deflate":
+            headers["Content-Encoding"] = "deflate"
+        if route.startswith("ok"):
+            return self._ok(sock, request, headers)
         self._send_head(sock, 200, headers)
         sent = 0
-        if route == "ok":
-            for event in (
-                _event({"role": "assistant", "content": "hel"}),
-                _event({"content": "lo"}),
-            ):
-                sent = self._write(sock, event, sent)
-            sent = self._write(sock, _event({}, "stop") + b"data: [DONE]\n\n", sent)
-        elif route == "long-line":
+        if route == "long-line":
             sent = self._write(sock, b'data: {"choices": [{"index": 0, "delta": {"content": "', 0)
             piece = b"A" * 65536
             while sent < self.max_bytes:
@@ -353,6 +364,42 @@ class HostileUpstream:
                 sent = self._write(sock, b": ping\n\n", sent)
                 if self._stopping.wait(self.ping_every):
                     raise _ClientGone(sent)
+        self._end(sock)
+        return sent
+
+    def _ok(self, sock: socket.socket, request: Request, headers: dict[str, str]) -> int:
+        import json
+
+        streamed = False
+        with contextlib.suppress(ValueError, AttributeError):
+            streamed = json.loads(request.body).get("stream") is True
+        if streamed:
+            body = (
+                _event({"role": "assistant", "content": "hel"})
+                + _event({"content": "lo"})
+                + _event({}, "stop")
+                + b"data: [DONE]\n\n"
+            )
+        else:
+            headers["Content-Type"] = "application/json"
+            message = {"role": "assistant", "content": "hello"}
+            answer = {
+                "id": "chatcmpl-hostile",
+                "object": "chat.completion",
+                "created": 0,
+                "model": "hostile",
+                "choices": [{"index": 0, "message": message, "finish_reason": "stop"}],
+            }
+            body = json.dumps(answer).encode()
+        if request.route != "ok":
+            bits = 31 if request.route == "ok-gzip" else -15  # gzip, or raw deflate
+            compressor = zlib.compressobj(6, zlib.DEFLATED, bits)
+            body = compressor.compress(body) + compressor.flush()
+        self._send_head(sock, 200, headers)
+        sent = 0
+        step = 7 if request.route != "ok" else len(body)
+        for at in range(0, len(body), step):
+            sent = self._write(sock, body[at : at + step], sent)
         self._end(sock)
         return sent
 
