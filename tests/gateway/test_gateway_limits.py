@@ -19,6 +19,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -31,6 +32,8 @@ from websockets.sync.client import connect as ws_connect
 
 from fault_server import FaultServer, Stall, openai_chat_stream
 from helpers import free_port
+from hostile_upstream import HostileUpstream
+from spout import ResponseLimits
 from spout.gateway._hub import EventsExpired, MemoryHub
 
 CHAT = "/v1/chat/completions"
@@ -299,6 +302,85 @@ def test_a_reader_keeps_up_with_a_stream_longer_than_max_stream_bytes(
         # The frames from the start are gone: a reader asking for them is told so.
         resumed = httpx.get(f"{gateway.url}/v1/streams/{stream_id}?after=0")
         assert resumed.status_code == 410, resumed.text
+
+
+def rss_bytes() -> int:
+    """This process's resident memory now (the gateway runs in one of its threads)."""
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+@contextlib.contextmanager
+def peak_rss_growth() -> Iterator[list[int]]:
+    """The most this process's memory grew meanwhile, sampled every 20 ms: ``[bytes]``."""
+    start = rss_bytes()
+    peak = [0]
+    done = threading.Event()
+
+    def sample() -> None:
+        while not done.wait(0.02):
+            peak[0] = max(peak[0], rss_bytes() - start)
+
+    sampler = threading.Thread(target=sample, name="rss-sampler", daemon=True)
+    sampler.start()
+    try:
+        yield peak
+    finally:
+        done.set()
+        sampler.join(5)
+
+
+def test_a_gzip_bomb_upstream_leaves_the_gateway_answering_and_stops_on_delete() -> None:
+    # The library's own cap on inflated bytes (64 MiB) would end it at once: lifted, the
+    # gateway alone must keep its memory, answer others, and stop when told.
+    limits = ResponseLimits(max_body_bytes=4 << 30)
+    with HostileUpstream() as upstream, peak_rss_growth() as growth:
+        config = upstream_config(
+            upstream.base("gzip-bomb"), resume_window=0, options={"limits": limits}
+        )
+        with run_gateway(config) as gateway:
+            request = {
+                "model": "up",
+                "stream": True,
+                "messages": [{"role": "user", "content": "x"}],
+            }
+            with httpx.stream("POST", gateway.url + CHAT, json=request, timeout=30) as response:
+                stream_id = response.headers["x-spout-stream-id"]
+                lines = response.iter_lines()
+                for _ in range(200):
+                    next(lines)
+                asked = time.monotonic()
+                assert httpx.get(gateway.url + "/healthz", timeout=5).status_code == 200
+                assert time.monotonic() - asked < 1.5
+                cancelled = httpx.delete(f"{gateway.url}/v1/streams/{stream_id}", timeout=5)
+                assert cancelled.json()["cancelled"] is True
+                rest = "\n".join(lines)
+            # An error frame ends it: the cancel, or (the producer ran ahead of this reader
+            # by more than max_stream_bytes) the frames it had not read yet were dropped.
+            assert '"error"' in rest.strip().splitlines()[-1] and "data: [DONE]" not in rest
+            deadline = time.monotonic() + 5
+            while httpx.get(gateway.url + "/healthz").json()["active_streams"]:
+                assert time.monotonic() < deadline, "the producer went on after the cancel"
+                time.sleep(0.05)
+            served = upstream.wait_for_response("gzip-bomb", timeout=5)
+            assert served is not None and served.client_left  # not read to its end
+    assert growth[0] < 300 * 1024 * 1024, growth[0]
+
+
+def test_an_endless_tool_call_through_the_gateway_ends_with_the_limit_it_broke() -> None:
+    with HostileUpstream() as upstream, peak_rss_growth() as growth:
+        config = upstream_config(upstream.base("endless-arguments"), resume_window=0)
+        with run_gateway(config) as gateway:
+            request = {
+                "model": "up",
+                "stream": True,
+                "messages": [{"role": "user", "content": "x"}],
+            }
+            with httpx.stream("POST", gateway.url + CHAT, json=request, timeout=30) as response:
+                text = response.read().decode()
+            assert "max_tool_arguments" in text.strip().splitlines()[-1]
+            assert httpx.get(gateway.url + "/healthz").json()["active_streams"] == 0
+    assert growth[0] < 300 * 1024 * 1024, growth[0]
 
 
 # -- point 10: Redis killed under a running stream -----------------------------------------------
