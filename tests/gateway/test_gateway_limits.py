@@ -28,6 +28,7 @@ import httpx
 import pytest
 from gateway_server import run_gateway, upstream_config
 from redis_server import redis_server_binary
+from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect as ws_connect
 
 from fault_server import FaultServer, Stall, openai_chat_stream
@@ -244,6 +245,33 @@ def test_a_client_that_reads_nothing_is_dropped_after_the_write_timeout(
         assert b"data: [DONE]" not in received  # cut off, not finished
         health = httpx.get(url + "/healthz").json()
         assert health["active_streams"] == 0
+
+
+def test_a_websocket_outlives_the_header_deadline_and_is_dropped_if_it_reads_nothing(
+    tmp_path: Path, faults: FaultServer
+) -> None:
+    pieces = ["x" * 400] * 30_000
+    stream = openai_chat_stream(pieces)
+    faults.script(stream.reply([*stream.upto(len(pieces)), Stall(60)]))
+    with serve(tmp_path, faults, DEADLINES + "resume_window = 0\n") as url:
+        ws_url = url.replace("http://", "ws://") + "/v1/ws"
+        # A WebSocket in use is not cut off by the HTTP deadlines (1 s each here).
+        with ws_connect(ws_url, compression=None) as ws:
+            time.sleep(2.5)
+            ws.send(json.dumps({"type": "cancel", "id": "nothing"}))
+            assert json.loads(ws.recv(timeout=5))["type"] == "rejected"
+        # One that stops reading (its client queues one message, then reads no more).
+        sock = connect(url, receive_buffer=4096)
+        with ws_connect(ws_url, sock=sock, compression=None, max_queue=1) as ws:
+            message = {"type": "request", "id": "r1", "model": "up"}
+            ws.send(json.dumps({**message, "messages": [{"role": "user", "content": "x"}]}))
+            time.sleep(4)
+            # Dropped while it read nothing: the stream it left was stopped upstream.
+            assert faults.wait_for_disconnect(timeout=1) is not None
+            with pytest.raises(ConnectionClosed):
+                while True:
+                    ws.recv(timeout=10)
+        assert httpx.get(url + "/healthz").json()["active_streams"] == 0
 
 
 async def test_a_stream_keeps_at_most_max_bytes_of_frames_and_all_streams_max_total() -> None:
