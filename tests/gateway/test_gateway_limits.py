@@ -146,7 +146,7 @@ def test_a_connection_that_sends_nothing_is_closed(tmp_path: Path, faults: Fault
     with serve(tmp_path, faults, DEADLINES) as url, connect(url) as sock:
         received, closed_after = read_until_closed(sock, 6)
     assert closed_after is not None and 0.8 < closed_after < 3, closed_after
-    assert received.startswith(b"HTTP/1.1 408 "), received
+    assert received == b""  # a client that said nothing gets nothing
 
 
 def test_a_kept_alive_connection_is_closed_when_idle_and_its_next_headers_have_a_deadline(
@@ -154,15 +154,15 @@ def test_a_kept_alive_connection_is_closed_when_idle_and_its_next_headers_have_a
 ) -> None:
     settings = "header_timeout = 1\nidle_timeout = 5\n"
     request = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
-    # After a response, the next request's headers get header_timeout (1 s), not the 5 s
-    # the connection may idle: one byte of them does not buy more time.
+    # After a response the connection may idle 5 s; once the next request begins, its
+    # headers have header_timeout (1 s): its first bytes do not buy the idle time.
     with serve(tmp_path, faults, settings) as url, connect(url) as sock:
         sock.sendall(request)
-        received, closed_after = read_until_closed(sock, 0.5)
+        received, closed_after = read_until_closed(sock, 2)
         assert received.startswith(b"HTTP/1.1 200 ") and closed_after is None
         sock.sendall(b"GET /healthz HTTP/1.1\r\n")
         received, closed_after = read_until_closed(sock, 6)
-        assert closed_after is not None and closed_after < 3, closed_after
+        assert closed_after is not None and 0.8 < closed_after < 3, closed_after
         assert received.startswith(b"HTTP/1.1 408 "), received
     with serve(tmp_path, faults, "header_timeout = 30\nidle_timeout = 1\n") as url:
         with connect(url) as sock:

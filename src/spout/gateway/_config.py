@@ -110,8 +110,9 @@ class GatewayConfig:
     #: it, finished streams are forgotten (oldest first), then the growing stream's oldest
     #: frames are dropped.
     max_hub_bytes: int = 256 * 1024 * 1024
-    #: Seconds a client has to send a request's line and headers (from its connection, or
-    #: from the end of the response before it); then a 408 and the connection is closed.
+    #: Seconds a client has to send a request's line and headers (from the connection's
+    #: opening, or from the first byte of a later request on it); then the connection is
+    #: closed, with a 408 if part of a request came.
     header_timeout: float = 10.0
     #: Seconds a kept-alive connection may wait for its next request.
     idle_timeout: float = 5.0

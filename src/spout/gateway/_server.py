@@ -6,8 +6,8 @@ waits, and holds what it would write, for as long as the connection stays open).
 classes here add three deadlines to uvicorn's own (HTTP/1.1 through httptools, and WebSockets):
 
 * ``header_timeout``: the request line and headers must be complete this many seconds after
-  the connection opens, or after the previous response on it ended; else the client gets a
-  ``408`` and the connection is closed.
+  the connection opens, or after the first byte of the next request on a kept-alive
+  connection; else the connection is closed (with a ``408`` if part of a request came).
 * ``idle_timeout``: a kept-alive connection with no new request is closed after it (uvicorn's
   ``timeout_keep_alive``).
 * ``write_timeout``: a connection whose writes make no progress for this long (the client
@@ -111,18 +111,22 @@ class _WriteDeadline:
 
 class _HeaderDeadline(_WriteDeadline):
     """Closes a connection whose request headers are not complete ``header_timeout`` seconds
-    after it opened (or after the response before them ended)."""
+    after it opened, or after the first byte of a request on a kept-alive connection (before
+    that byte, uvicorn's keep-alive timeout applies)."""
 
     _header_timer: asyncio.TimerHandle | None = None
+    _request_bytes = False  # bytes of the awaited request came
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)  # type: ignore[misc]
         self._arm_header_timer()
 
-    def on_response_complete(self) -> None:
-        super().on_response_complete()  # type: ignore[misc]
-        if not self.transport.is_closing():
-            self._arm_header_timer()  # the next request on this connection
+    def data_received(self, data: bytes) -> None:
+        if not self._answering():
+            self._request_bytes = True
+            if self._header_timer is None:
+                self._arm_header_timer()  # the first byte of the next request
+        super().data_received(data)  # type: ignore[misc]
 
     def handle_websocket_upgrade(self, *args: Any) -> None:
         self._cancel_header_timer()  # the WebSocket protocol takes the transport over
@@ -134,6 +138,14 @@ class _HeaderDeadline(_WriteDeadline):
 
     def _headers_complete(self) -> None:
         self._cancel_header_timer()
+        self._request_bytes = False
+
+    def _answering(self) -> bool:
+        """Whether a request's headers are in (it is being answered, or waits its turn)."""
+        cycle = getattr(self, "cycle", None)
+        return (cycle is not None and not cycle.response_complete) or bool(
+            getattr(self, "pipeline", None)
+        )
 
     def _arm_header_timer(self) -> None:
         self._cancel_header_timer()
@@ -150,15 +162,14 @@ class _HeaderDeadline(_WriteDeadline):
 
     def _header_timeout(self) -> None:
         self._header_timer = None
-        cycle = getattr(self, "cycle", None)
-        answering = cycle is not None and not cycle.response_complete
-        if answering or getattr(self, "pipeline", None) or self.transport.is_closing():
-            return  # a request's headers did come in time: it is being answered
+        if self._answering() or self.transport.is_closing():
+            return  # the headers did come in time
         log.info(
             "closed a connection whose request headers took over %s s (header_timeout)",
             self.config.header_timeout,
         )
-        self.transport.write(_TIMEOUT_RESPONSE)
+        if self._request_bytes:  # a client that said nothing is not answered either
+            self.transport.write(_TIMEOUT_RESPONSE)
         self.transport.close()
 
 
