@@ -35,6 +35,7 @@ from fault_server import (
     request_id_header,
 )
 from helpers import Runner
+from hostile_upstream import HostileUpstream
 from spout import ConfigurationError, Response, SpoutError, create_llm
 
 PROVIDERS = ["openai", "openrouter", "openai_responses", "anthropic", "gemini", "ollama", "tgi"]
@@ -173,7 +174,8 @@ def open_fds() -> int:
 
 
 def client_threads() -> int:
-    return sum(1 for t in threading.enumerate() if not t.name.startswith("fault-server"))
+    servers = ("fault-server", "hostile-upstream")
+    return sum(1 for t in threading.enumerate() if not t.name.startswith(servers))
 
 
 @contextmanager
@@ -957,6 +959,15 @@ def test_closing_a_sync_stream_from_another_thread_while_it_is_stalled(
 SOAK_STREAMS = 200
 SOAK_FAULTS = ["complete", "drop", "error", "malformed", "no-terminator"]
 SOAK_ALPHABET = ["a", "é", "ß", "日", "本", "🙂", " ", "x", "ю", "!"]
+#: Streams the soak sends to a hostile upstream (tests/hostile_upstream.py) at the same time,
+#: with the error each must end in; the fault server's streams must not notice them.
+SOAK_HOSTILE: list[tuple[str, type[SpoutError]]] = [
+    ("long-line", spout.ProtocolError),
+    ("gzip-bomb", spout.ProtocolError),
+    ("endless-arguments", spout.ProtocolError),
+    ("keep-alive", spout.FirstTokenTimeout),
+    ("redirect", spout.ProviderError),
+] * 2
 
 
 @dataclass
@@ -1020,15 +1031,46 @@ def test_soak_concurrent_streams_under_random_faults(faults: FaultServer, provid
             out.error = exc
         return out
 
-    async def main() -> list[Outcome]:
-        llm = make_llm(provider, faults)
+    def hostile_llm(upstream: HostileUpstream, route: str) -> spout.LLM:
+        # Small limits, so ten hostile streams at once cost little memory; a keep-alive
+        # stream ends at its first-token limit (a ping is not content).
+        limits = spout.ResponseLimits(
+            max_event_bytes=2**20, max_tool_arguments=2**20, max_body_bytes=4 * 2**20
+        )
+        timeout = spout.Timeout(first_token=1) if route == "keep-alive" else None
+        return create_llm(
+            "openai:gpt-4o-mini",
+            api_key="sk-soak",
+            base_url=upstream.base(route),
+            max_retries=0,
+            limits=limits,
+            timeout=timeout,
+        )
+
+    async def hostile(upstream: HostileUpstream, route: str) -> Outcome:
+        llm = hostile_llm(upstream, route)
         try:
-            return await asyncio.gather(*(one(llm, i) for i in range(SOAK_STREAMS)))
+            return await one(llm, -1)
         finally:
             await llm.aclose()
 
-    with no_leaks(faults):
-        outcomes = asyncio.run(main())
+    async def main(upstream: HostileUpstream) -> list[Outcome]:
+        llm = make_llm(provider, faults)
+        try:
+            return await asyncio.gather(
+                *(one(llm, i) for i in range(SOAK_STREAMS)),
+                *(hostile(upstream, route) for route, _ in SOAK_HOSTILE),
+            )
+        finally:
+            await llm.aclose()
+
+    with HostileUpstream() as upstream, no_leaks(faults):
+        every = asyncio.run(main(upstream))
+    outcomes, hostile_outcomes = every[:SOAK_STREAMS], every[SOAK_STREAMS:]
+    for (route, error), out in zip(SOAK_HOSTILE, hostile_outcomes, strict=True):
+        assert type(out.error) is error, f"hostile {route}: {out.error!r}"
+        if error is spout.ProtocolError:  # raised mid-stream (a timeout may come before it)
+            assert out.error.partial is not None, route
     assert len(faults.requests) == SOAK_STREAMS
     expected_error = {
         "drop": spout.StreamInterruptedError,
