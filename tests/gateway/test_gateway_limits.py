@@ -138,14 +138,14 @@ def test_request_headers_sent_a_line_a_second_are_cut_off_at_the_deadline(
                     break
             elapsed = time.monotonic() - start
         assert closed_after is not None, "the slow client was never cut off"
-        assert 0.8 < elapsed < 3, elapsed
+        assert 0.8 < elapsed < 5, elapsed
         assert received.startswith(b"HTTP/1.1 408 "), received
 
 
 def test_a_connection_that_sends_nothing_is_closed(tmp_path: Path, faults: FaultServer) -> None:
     with serve(tmp_path, faults, DEADLINES) as url, connect(url) as sock:
         received, closed_after = read_until_closed(sock, 6)
-    assert closed_after is not None and 0.8 < closed_after < 3, closed_after
+    assert closed_after is not None and 0.8 < closed_after < 5, closed_after
     assert received == b""  # a client that said nothing gets nothing
 
 
@@ -162,14 +162,14 @@ def test_a_kept_alive_connection_is_closed_when_idle_and_its_next_headers_have_a
         assert received.startswith(b"HTTP/1.1 200 ") and closed_after is None
         sock.sendall(b"GET /healthz HTTP/1.1\r\n")
         received, closed_after = read_until_closed(sock, 6)
-        assert closed_after is not None and 0.8 < closed_after < 3, closed_after
+        assert closed_after is not None and 0.8 < closed_after < 5, closed_after
         assert received.startswith(b"HTTP/1.1 408 "), received
     with serve(tmp_path, faults, "header_timeout = 30\nidle_timeout = 1\n") as url:
         with connect(url) as sock:
             sock.sendall(request)
             received, closed_after = read_until_closed(sock, 6)
         assert received.startswith(b"HTTP/1.1 200 "), received
-        assert closed_after is not None and 0.8 < closed_after < 3, closed_after
+        assert closed_after is not None and 0.8 < closed_after < 5, closed_after
 
 
 def test_a_request_beyond_the_connection_limit_is_answered_503(
@@ -238,7 +238,7 @@ def test_a_client_that_reads_nothing_is_dropped_after_the_write_timeout(
             time.sleep(4)  # reads nothing: the gateway's writes stall
             # Dropped while the client still read nothing: its stream, with no reader left
             # (and no resume window), was stopped upstream.
-            assert faults.wait_for_disconnect(timeout=1) is not None
+            assert faults.wait_for_disconnect(timeout=3) is not None
             received, closed_after = read_until_closed(sock, 10)
         assert closed_after is not None, "the connection stayed open for a client not reading"
         assert received.startswith(b"HTTP/1.1 200 ")
@@ -267,7 +267,7 @@ def test_a_websocket_outlives_the_header_deadline_and_is_dropped_if_it_reads_not
             ws.send(json.dumps({**message, "messages": [{"role": "user", "content": "x"}]}))
             time.sleep(4)
             # Dropped while it read nothing: the stream it left was stopped upstream.
-            assert faults.wait_for_disconnect(timeout=1) is not None
+            assert faults.wait_for_disconnect(timeout=3) is not None
             with pytest.raises(ConnectionClosed):
                 while True:
                     ws.recv(timeout=10)
@@ -379,7 +379,7 @@ def test_a_gzip_bomb_upstream_leaves_the_gateway_answering_and_stops_on_delete()
                     next(lines)
                 asked = time.monotonic()
                 assert httpx.get(gateway.url + "/healthz", timeout=5).status_code == 200
-                assert time.monotonic() - asked < 1.5
+                assert time.monotonic() - asked < 3
                 cancelled = httpx.delete(f"{gateway.url}/v1/streams/{stream_id}", timeout=5)
                 assert cancelled.json()["cancelled"] is True
                 rest = "\n".join(lines)
