@@ -116,8 +116,9 @@ class GatewayConfig:
     header_timeout: float = 10.0
     #: Seconds a kept-alive connection may wait for its next request.
     idle_timeout: float = 5.0
-    #: Seconds a connection may read nothing while the gateway has more to send it; then it
-    #: is dropped (its stream, unread, gets the resume window).
+    #: Seconds a connection may read nothing while the gateway has more to send it (its send
+    #: buffer past 64 KiB, not drained to 16 KiB); then it is dropped (its stream, unread,
+    #: gets the resume window).
     write_timeout: float = 30.0
     #: A request arriving while this many connections are open (its own counted) or this
     #: many requests are being answered gets a 503, and its connection is closed. 0: no limit.

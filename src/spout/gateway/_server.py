@@ -11,7 +11,8 @@ classes here add three deadlines to uvicorn's own (HTTP/1.1 through httptools, a
 * ``idle_timeout``: a kept-alive connection with no new request is closed after it (uvicorn's
   ``timeout_keep_alive``).
 * ``write_timeout``: a connection whose writes make no progress for this long (the client
-  reads nothing while the server has more to send) is dropped. The response's reader then
+  reads nothing while the server has more to send: its transport stays paused, its buffer
+  past uvicorn's 64 KiB high-water mark and not drained to the 16 KiB low one) is dropped. The response's reader then
   sees the client gone, as for any disconnect: the stream it followed gets its resume window.
 
 ``max_connections`` is uvicorn's ``limit_concurrency``: a request arriving while that many
