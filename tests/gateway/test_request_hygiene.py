@@ -112,6 +112,9 @@ def test_a_path_with_control_characters_writes_one_escaped_log_line(faults: Faul
     with serve(*upstream_args(faults)) as (process, url):
         response = httpx.get(url + HOSTILE_PATH, timeout=10)
         assert response.status_code == 404
+        # The same characters sent raw, not %-encoded, are refused by the HTTP parser.
+        raw = b"GET /v1/conversations/y\x1b[2J\xc2\x85 HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+        assert _raw(url, raw).startswith(b"HTTP/1.1 400")
         logged = stop(process)
     [line] = [line for line in logged.splitlines() if "/v1/conversations/" in line]
     assert line.startswith("INFO:     GET /v1/conversations/x\\x0aINFO:     GET /v1/models")
