@@ -486,6 +486,15 @@ def test_redis_killed_mid_stream_ends_the_body_with_the_error_frame(
             assert "the gateway lost this stream's events" in data[-1], data[-3:]
             # The upstream is not read on for nobody.
             assert faults.wait_for_disconnect(timeout=10) is not None
+            # With Redis gone, what needs it is a 503 naming the problem, not a crash.
+            stream_id = response.headers["x-spout-stream-id"]
+            again = httpx.post(gateway.url + CHAT, json=request, timeout=30)
+            assert again.status_code == 503, again.text
+            assert "the gateway lost this stream's events" in again.text
+            for method in ("GET", "DELETE"):
+                url = f"{gateway.url}/v1/streams/{stream_id}"
+                answer = httpx.request(method, url, timeout=30)
+                assert answer.status_code == 503, (method, answer.text)
     assert not [r for r in crashes if "Exception in ASGI application" in r.getMessage()]
     assert not [r for r in crashes if r.exc_info], [r.getMessage() for r in crashes]
 

@@ -229,7 +229,11 @@ class Gateway:
         owner = owner_of(job.identity)
         if owner is not None:  # in the hub's meta, so that every replica sharing it agrees
             meta[_STREAM_OWNER] = owner
-        await self.hub.create(stream_id, meta)
+        try:
+            await self.hub.create(stream_id, meta)
+        except Exception as exc:  # Redis went away: a 503, the cause in the log
+            log.warning("stream %s: the hub failed: %s", stream_id, exc)
+            raise _hub_lost() from None
         started: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         producer = asyncio.create_task(self._produce(stream_id, job, encoder, started))
         self._producers.add(producer)
@@ -419,7 +423,11 @@ class Gateway:
     async def _owned_meta(self, http: HTTPRequest, stream_id: str) -> dict[str, str] | None:
         """The stream's meta; None for an unknown stream and, with keys, for one another key
         made (both a 404: whether another key's stream exists is not told)."""
-        meta = await self.hub.meta(stream_id)
+        try:
+            meta = await self.hub.meta(stream_id)
+        except Exception as exc:
+            log.warning("stream %s: the hub failed: %s", stream_id, exc)
+            raise _hub_lost() from None
         if meta is None or self.guard.keys is None:
             return meta
         identity = await self.guard.identify(http)  # admitted already (keyed): cheap, no count
@@ -456,6 +464,8 @@ class Gateway:
             return JSONResponse(
                 {"error": {"message": str(exc), "type": "events_expired"}}, status_code=410
             )
+        except RequestError as exc:  # the hub failed (follow said so and logged it)
+            return _hub_unavailable(exc)
         return EventStream(_prepend(first, frames), stream_id, closing=frames)
 
     async def cancel(self, http: HTTPRequest) -> Response:
@@ -463,7 +473,11 @@ class Gateway:
         meta = await self._owned_meta(http, stream_id)
         if meta is None:
             return _not_found(stream_id)
-        cancelled = await self.hub.cancel(stream_id)
+        try:
+            cancelled = await self.hub.cancel(stream_id)
+        except Exception as exc:
+            log.warning("stream %s: the hub failed: %s", stream_id, exc)
+            return _hub_unavailable(_hub_lost())
         return JSONResponse({"id": stream_id, "cancelled": cancelled, "status": meta["status"]})
 
     async def models(self, http: HTTPRequest) -> Response:
@@ -626,6 +640,28 @@ def _log_upstream(exc: BaseException, stream_id: str | None = None) -> None:
     log.warning("upstream error%s: %s: %r", where, type(exc).__name__, str(exc))
 
 
+def _hub_unavailable(exc: RequestError) -> Response:
+    return JSONResponse(
+        {"error": {"message": exc.message, "type": "service_unavailable"}}, status_code=503
+    )
+
+
+def _hub_guarded(
+    endpoint: Callable[[HTTPRequest], Awaitable[Response]],
+) -> Callable[[HTTPRequest], Awaitable[Response]]:
+    """``endpoint``, answering 503 when the hub failed under it (the cause is logged)."""
+
+    async def guarded(http: HTTPRequest) -> Response:
+        try:
+            return await endpoint(http)
+        except RequestError as exc:
+            if exc.status != 503:
+                raise
+            return _hub_unavailable(exc)
+
+    return guarded
+
+
 def _not_found(stream_id: str) -> Response:
     return JSONResponse(
         {
@@ -766,8 +802,10 @@ def create_app(config: GatewayConfig, *, hub: Hub | None = None) -> Starlette:
         HTTPRoute("/v1/chat/completions", protocol_endpoint("openai"), methods=["POST"]),
         HTTPRoute("/v1/messages", protocol_endpoint("anthropic"), methods=["POST"]),
         HTTPRoute("/v1/responses", protocol_endpoint("responses"), methods=["POST"]),
-        HTTPRoute("/v1/streams/{stream_id}", keyed(gateway.resume), methods=["GET"]),
-        HTTPRoute("/v1/streams/{stream_id}", keyed(gateway.cancel), methods=["DELETE"]),
+        HTTPRoute("/v1/streams/{stream_id}", keyed(_hub_guarded(gateway.resume)), methods=["GET"]),
+        HTTPRoute(
+            "/v1/streams/{stream_id}", keyed(_hub_guarded(gateway.cancel)), methods=["DELETE"]
+        ),
         HTTPRoute("/v1/spout/stream", protocol_endpoint("spout"), methods=["POST"]),
         WebSocketRoute("/v1/ws", _ws.endpoint(gateway)),
     ]
