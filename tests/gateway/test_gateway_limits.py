@@ -490,7 +490,7 @@ def test_redis_killed_mid_stream_ends_the_body_with_the_error_frame(
             stream_id = response.headers["x-spout-stream-id"]
             again = httpx.post(gateway.url + CHAT, json=request, timeout=30)
             assert again.status_code == 503, again.text
-            assert "the gateway lost this stream's events" in again.text
+            assert "the gateway cannot start a stream now (its store failed)" in again.text
             for method in ("GET", "DELETE"):
                 url = f"{gateway.url}/v1/streams/{stream_id}"
                 answer = httpx.request(method, url, timeout=30)

@@ -233,7 +233,9 @@ class Gateway:
             await self.hub.create(stream_id, meta)
         except Exception as exc:  # Redis went away: a 503, the cause in the log
             log.warning("stream %s: the hub failed: %s", stream_id, exc)
-            raise _hub_lost() from None
+            raise RequestError(
+                "the gateway cannot start a stream now (its store failed)", status=503
+            ) from None
         started: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         producer = asyncio.create_task(self._produce(stream_id, job, encoder, started))
         self._producers.add(producer)
