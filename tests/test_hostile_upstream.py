@@ -338,6 +338,20 @@ def test_limits_are_checked() -> None:
     assert spout.create_llm("openai:gpt-4o-mini", api_key="sk-test").limits == ResponseLimits()
 
 
+def test_a_fallback_made_from_a_spec_holds_to_the_same_limits() -> None:
+    limits = ResponseLimits(max_event_bytes=MIB)
+    own = ResponseLimits(max_body_bytes=MIB)
+    fallbacks = [
+        {"provider": "openai:gpt-4o", "api_key": "sk-test"},
+        {"provider": "openai:gpt-4o", "api_key": "sk-test", "limits": own},
+    ]
+    llm = spout.create_llm(
+        "openai:gpt-4o-mini", api_key="sk-test", limits=limits, fallbacks=fallbacks
+    )
+    assert llm.fallback(0).limits is limits and llm.fallback(0).provider.limits is limits
+    assert llm.fallback(1).limits is own
+
+
 # -- the decoders, alone -----------------------------------------------------------------------
 
 

@@ -720,12 +720,13 @@ class LLM(Closing, AsyncClosing):
         made = self._fallback_llms.get(position)
         if made is None:
             spec = self.fallbacks[position]
+            # One made here holds to this LLM's response limits unless its spec says others.
             if isinstance(spec, LLM):
                 made = spec
             elif isinstance(spec, dict):
-                made = create_llm(**spec)
+                made = create_llm(**{"limits": self.limits, **spec})
             else:
-                made = create_llm(spec)
+                made = create_llm(spec, limits=self.limits)
             self._fallback_llms[position] = made
         return made
 
