@@ -126,7 +126,8 @@ class Retry:
     before retry ``n`` (from 0) is drawn uniformly from ``[0, min(max_delay, initial_delay *
     2**n)]`` ("full jitter"), or is that bound itself with ``jitter=False``; a ``Retry-After``
     (or ``retry-after-ms``) the server sent is waited instead, unless it is longer than
-    ``max_retry_after``, when the error is raised at once.
+    ``max_retry_after``, when the error is raised at once; a negative one is 0, and one that
+    is no finite number is ignored (:func:`server_wait`).
 
     Example::
 
