@@ -26,7 +26,7 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
-from fault_server import FaultServer, error_reply, openai_chat_stream
+from fault_server import FaultServer, Reply, error_reply, openai_chat_stream
 
 #: The gateway's upstream key, which the hostile upstream echoes.
 KEY = "sk-upstream-SECRET-0123456789abcdef"
@@ -189,6 +189,20 @@ def test_a_502_names_no_upstream_address(faults: FaultServer, tmp_path: Path, wi
         assert port not in answer.text
         assert "127.0.0.1" not in answer.text
     assert port in served.log_text  # the operator still sees where it failed
+
+
+def test_a_redirect_names_no_location(faults: FaultServer, tmp_path: Path) -> None:
+    # spout follows no redirect (the key would go along); where it pointed is for the log.
+    elsewhere = "http://internal-host.example:8443/v1/chat/completions"
+    faults.script(Reply(status=307, headers={"Location": elsewhere}, framing="length"))
+    with serve(faults.url + "/v1", tmp_path) as served:
+        response = httpx.post(
+            served.url + "/v1/chat/completions", json={"model": "m", "messages": USER}, timeout=20
+        )
+    assert response.status_code == 502
+    assert "redirect" in response.json()["error"]["message"]
+    assert "internal-host" not in response.text
+    assert "internal-host.example:8443" in served.log_text
 
 
 def test_a_stream_cut_mid_way_names_no_upstream_detail(faults: FaultServer, tmp_path: Path) -> None:
