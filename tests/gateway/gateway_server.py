@@ -1,4 +1,5 @@
-"""The gateway on a free loopback port, served by uvicorn in a thread, for one test.
+"""The gateway on a free loopback port, served by uvicorn in a thread (with the protocol
+classes and settings ``spout serve`` uses), for one test.
 
 Example::
 
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import threading
 import time
 from collections.abc import Iterator
@@ -22,6 +24,7 @@ from starlette.applications import Starlette
 
 from helpers import free_port
 from spout.gateway import GatewayConfig, Route, create_app
+from spout.gateway._server import server_config
 
 __all__ = ["RunningGateway", "free_port", "run_gateway", "upstream_config"]
 
@@ -53,15 +56,10 @@ def run_gateway(
 ) -> Iterator[RunningGateway]:
     app = create_app(config, hub=hub)
     port = port or free_port()
+    # Served as `spout serve` serves it: its deadlines, connection limit and trusted proxies.
+    served = dataclasses.replace(config, host="127.0.0.1", port=port)
     server = uvicorn.Server(
-        uvicorn.Config(
-            app,
-            host="127.0.0.1",
-            port=port,
-            log_level="warning",
-            lifespan="on",
-            timeout_graceful_shutdown=2,
-        )
+        server_config(app, served, log_level="warning", lifespan="on", timeout_graceful_shutdown=2)
     )
     loops: list[asyncio.AbstractEventLoop] = []
 

@@ -175,7 +175,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         app = create_app(config)
     except (ConfigurationError, ValueError) as exc:
         return fail(str(exc), 2)
-    # Its deadlines (header, idle, write) and connection limit are the config's.
+    # Its deadlines (header, idle, write), connection limit and trusted proxies: the config's.
     server = uvicorn.Server(
         server_config(
             app,
@@ -183,10 +183,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             timeout_graceful_shutdown=max(1, round(config.shutdown_deadline)),
             log_level="info",
             access_log=False,
-            # uvicorn believes X-Forwarded-For from 127.0.0.1 by default: any local process
-            # could then pick the address a keyless gateway counts its requests under.
-            proxy_headers=bool(config.trusted_proxies),
-            forwarded_allow_ips=list(config.trusted_proxies),
         )
     )
     _announce(server, config)

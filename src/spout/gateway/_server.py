@@ -16,7 +16,8 @@ classes here add three deadlines to uvicorn's own (HTTP/1.1 through httptools, a
   sees the client gone, as for any disconnect: the stream it followed gets its resume window.
 
 ``max_connections`` is uvicorn's ``limit_concurrency``: a request arriving while that many
-connections (or requests) are open is answered ``503`` and its connection closed.
+connections (or requests) are open is answered ``503`` and its connection closed. Forwarded
+headers (``X-Forwarded-For``) are believed only from ``trusted_proxies``.
 
 Example::
 
@@ -69,6 +70,10 @@ def server_config(app: Any, config: GatewayConfig, **settings: Any) -> ServerCon
         limit_concurrency=config.max_connections or None,
         header_timeout=config.header_timeout,
         write_timeout=config.write_timeout,
+        # uvicorn believes X-Forwarded-For from 127.0.0.1 by default: any local process could
+        # then pick the address a keyless gateway counts its requests under.
+        proxy_headers=bool(config.trusted_proxies),
+        forwarded_allow_ips=list(config.trusted_proxies),
         **settings,
     )
 
