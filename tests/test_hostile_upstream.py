@@ -329,8 +329,13 @@ def test_limits_are_checked() -> None:
         ResponseLimits(max_body_bytes=0)
     with pytest.raises(ValueError, match="max_event_bytes"):
         ResponseLimits(max_event_bytes=True)
-    with pytest.raises(TypeError, match=r"limits must be a spout\.ResponseLimits, not dict"):
-        spout.create_llm("openai:gpt-4o-mini", api_key="sk-test", limits={"max_body_bytes": 1})
+    with pytest.raises(TypeError, match=r"limits must be a spout\.ResponseLimits or a mapping"):
+        spout.create_llm("openai:gpt-4o-mini", api_key="sk-test", limits=1024)
+    with pytest.raises(ValueError, match="no setting 'max_bytes'; ResponseLimits has max_event"):
+        spout.create_llm("openai:gpt-4o-mini", api_key="sk-test", limits={"max_bytes": 1})
+    # A config file's table: the settings it names, the defaults for the rest.
+    table = spout.create_llm("openai:gpt-4o-mini", api_key="sk-test", limits={"max_body_bytes": 9})
+    assert table.limits == ResponseLimits(max_body_bytes=9)
     llm = spout.create_llm(
         "openai:gpt-4o-mini", api_key="sk-test", limits=ResponseLimits(max_body_bytes=5)
     )

@@ -8,7 +8,9 @@ thousandfold would otherwise grow memory until the process dies. Past a limit th
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, fields
+from typing import Any
 
 __all__ = ["DEFAULT_LIMITS", "ResponseLimits"]
 
@@ -37,6 +39,7 @@ class ResponseLimits:
     Example::
 
         llm = create_llm("openai", limits=spout.ResponseLimits(max_body_bytes=256 * 1024**2))
+        llm = create_llm("openai", limits={"max_body_bytes": 256 * 1024**2})  # a config's table
     """
 
     max_event_bytes: int = 16 * _MIB
@@ -50,6 +53,28 @@ class ResponseLimits:
                 raise ValueError(
                     f"ResponseLimits.{spec.name} must be a positive whole number, not {value!r}"
                 )
+
+    @classmethod
+    def coerce(cls, value: Any) -> ResponseLimits:
+        """Limits from what a caller passed: ResponseLimits, a mapping of its fields (a TOML
+        table, say; the fields it leaves out keep their defaults) or None (the defaults)."""
+        if value is None:
+            return DEFAULT_LIMITS
+        if isinstance(value, ResponseLimits):
+            return value
+        if isinstance(value, Mapping):
+            names = [spec.name for spec in fields(cls)]
+            unknown = [key for key in value if key not in names]
+            if unknown:
+                raise ValueError(
+                    f"limits: no setting {', '.join(map(repr, unknown))}; ResponseLimits has "
+                    f"{', '.join(names)}"
+                )
+            return cls(**value)
+        raise TypeError(
+            f"limits must be a spout.ResponseLimits or a mapping of its fields, not "
+            f"{type(value).__name__}"
+        )
 
 
 #: The limits of an LLM made without ``limits=``.

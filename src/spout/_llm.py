@@ -14,6 +14,7 @@ from collections.abc import (
     Coroutine,
     Generator,
     Iterable,
+    Mapping,
     Sequence,
 )
 from typing import Any, Literal, overload
@@ -34,7 +35,7 @@ from ._cost import Prices
 from ._errors import ConfigurationError
 from ._events import Event
 from ._files import attach_files, check_files
-from ._limits import DEFAULT_LIMITS, ResponseLimits
+from ._limits import ResponseLimits
 from ._policy import Deadline, Retry, Timeout
 from ._request import send_through
 from ._response import Accumulator, Response
@@ -303,13 +304,11 @@ class LLM(Closing, AsyncClosing):
         retry: Retry | None = None,
         resume: bool = False,
         fallbacks: Sequence[Any] = (),
-        limits: ResponseLimits | None = None,
+        limits: ResponseLimits | Mapping[str, int] | None = None,
     ) -> None:
-        if limits is not None and not isinstance(limits, ResponseLimits):
-            raise TypeError(f"limits must be a spout.ResponseLimits, not {type(limits).__name__}")
         #: What one response may make spout hold (:class:`ResponseLimits`); past one, a call
         #: raises :class:`ProtocolError` with the response so far on ``.partial``.
-        self.limits = limits or DEFAULT_LIMITS
+        self.limits = ResponseLimits.coerce(limits)
         provider.limits = self.limits
         self.provider = provider
         self.defaults = dict(defaults or {})
