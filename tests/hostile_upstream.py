@@ -61,19 +61,24 @@ Reading what happened
   the body ended), ``ended_at`` (``time.monotonic()``).
 * ``upstream.wait_for_response(route, timeout)``: the first finished response of a route (or
   None): a test that stopped reading sees the server notice and stop sending.
+
+``with peak_rss_growth() as growth:`` measures the most the test's process grew meanwhile
+(``growth[0]``, bytes), to bound what a client or an in-thread gateway held.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 import socket
 import threading
 import time
 import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["ROUTES", "HostileUpstream", "Request", "Served"]
+__all__ = ["ROUTES", "HostileUpstream", "Request", "Served", "peak_rss_growth", "rss_bytes"]
 
 #: Every route the server knows, as the first path segment.
 ROUTES = (
@@ -415,3 +420,29 @@ class HostileUpstream:
         final = zlib.compressobj(9, zlib.DEFLATED, -15).flush()  # an empty last block
         trailer = crc.to_bytes(4, "little") + (size & 0xFFFFFFFF).to_bytes(4, "little")
         return self._write(sock, final + trailer, sent)
+
+
+def rss_bytes() -> int:
+    """This process's resident memory now (a gateway in a test runs in one of its threads)."""
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+@contextlib.contextmanager
+def peak_rss_growth() -> Iterator[list[int]]:
+    """The most this process's memory grew meanwhile, sampled every 20 ms: ``[bytes]``."""
+    start = rss_bytes()
+    peak = [0]
+    done = threading.Event()
+
+    def sample() -> None:
+        while not done.wait(0.02):
+            peak[0] = max(peak[0], rss_bytes() - start)
+
+    sampler = threading.Thread(target=sample, name="rss-sampler", daemon=True)
+    sampler.start()
+    try:
+        yield peak
+    finally:
+        done.set()
+        sampler.join(5)

@@ -19,7 +19,6 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -33,7 +32,7 @@ from websockets.sync.client import connect as ws_connect
 
 from fault_server import FaultServer, Stall, openai_chat_stream
 from helpers import free_port
-from hostile_upstream import HostileUpstream
+from hostile_upstream import HostileUpstream, peak_rss_growth
 from spout import ResponseLimits
 from spout.gateway._hub import EventsExpired, MemoryHub
 
@@ -330,32 +329,6 @@ def test_a_reader_keeps_up_with_a_stream_longer_than_max_stream_bytes(
         # The frames from the start are gone: a reader asking for them is told so.
         resumed = httpx.get(f"{gateway.url}/v1/streams/{stream_id}?after=0")
         assert resumed.status_code == 410, resumed.text
-
-
-def rss_bytes() -> int:
-    """This process's resident memory now (the gateway runs in one of its threads)."""
-    with open("/proc/self/statm") as statm:
-        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-
-
-@contextlib.contextmanager
-def peak_rss_growth() -> Iterator[list[int]]:
-    """The most this process's memory grew meanwhile, sampled every 20 ms: ``[bytes]``."""
-    start = rss_bytes()
-    peak = [0]
-    done = threading.Event()
-
-    def sample() -> None:
-        while not done.wait(0.02):
-            peak[0] = max(peak[0], rss_bytes() - start)
-
-    sampler = threading.Thread(target=sample, name="rss-sampler", daemon=True)
-    sampler.start()
-    try:
-        yield peak
-    finally:
-        done.set()
-        sampler.join(5)
 
 
 def test_a_gzip_bomb_upstream_leaves_the_gateway_answering_and_stops_on_delete() -> None:

@@ -138,7 +138,7 @@ class Gateway:
             )
             job = _Job(protocol, request, route, llm, identity, recording)
             if request.stream:
-                response = await self._start_stream(job)
+                response = await self._start_stream(http, job)
             else:
                 response = await self._answer(http, job)
         except Denied as exc:
@@ -196,8 +196,23 @@ class Gateway:
         )
         return JSONResponse(body, headers={"x-spout-stream-id": response_id})
 
-    async def _start_stream(self, job: _Job) -> Response:
-        stream_id = await self._open_stream(job)
+    async def _start_stream(self, http: HTTPRequest, job: _Job) -> Response:
+        # Until the first event the client has no response to read, so nothing else notices
+        # it leave: an upstream sending only keep-alives would be read for nobody, for ever.
+        opening = asyncio.ensure_future(self._open_stream(job))
+        gone = asyncio.ensure_future(_disconnected(http))
+        try:
+            await asyncio.wait({opening, gone}, return_when=asyncio.FIRST_COMPLETED)
+            if not opening.done():
+                self.metrics.stopped("disconnected")
+                raise StreamCancelled("the client disconnected before the stream's first event")
+            stream_id = opening.result()
+        finally:
+            if not opening.done():  # cancelled with its hub stream, which stops the producer
+                opening.cancel()
+                await asyncio.gather(opening, return_exceptions=True)
+            gone.cancel()
+            await asyncio.gather(gone, return_exceptions=True)
         # The creator's follow starts here, not when the response body does: a client gone
         # before that still leaves (EventStream closes it), and the stream is not kept for it.
         frames = self.follow(stream_id, 0, creator=True, protocol=job.protocol)
