@@ -40,7 +40,6 @@ from .. import (
     continue_trace,
     create_llm,
 )
-from .._policy import server_wait
 from . import _openai, _ws
 from ._config import GatewayConfig, Route
 from ._conversations import HEADER as CONVERSATION_HEADER
@@ -639,12 +638,19 @@ def _denied(protocol: WireProtocol, exc: Denied) -> Response:
     return JSONResponse(body, status_code=status, headers=headers)
 
 
+#: The longest ``retry-after`` the gateway sends (the library caps an upstream's so too).
+_DAY = 86_400
+
+
 def _retry_after(seconds: object) -> str | None:
     """A ``retry-after`` header's value: whole seconds, at least 1, at most a day; None for
     none, or for one that is no finite number (an upstream's ``nan``, ``inf``, which made a
     plain-text 500 of the answer)."""
-    wait = server_wait(seconds)
-    return None if wait is None else str(max(1, math.ceil(wait)))
+    if isinstance(seconds, bool) or not isinstance(seconds, int | float):
+        return None
+    if not math.isfinite(seconds):
+        return None
+    return str(min(_DAY, max(1, math.ceil(seconds))))
 
 
 def _log_upstream(exc: BaseException, stream_id: str | None = None) -> None:
