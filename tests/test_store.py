@@ -141,6 +141,25 @@ def test_a_new_store_has_every_migration_and_wal(tmp_path: Path) -> None:
     Store(path).close()  # opening again migrates nothing and changes nothing
 
 
+def test_a_new_store_file_is_private_to_its_user(tmp_path: Path) -> None:
+    # A gateway's store holds what every tenant typed: in a shared directory (the umask of a
+    # service is often 022) its file must still be readable by its owner alone.
+    old_umask = os.umask(0o022)
+    try:
+        store = Store(tmp_path / "chats.db")
+        store.append_turns("c1", [ask("hello")])
+    finally:
+        os.umask(old_umask)
+    for name in ("chats.db", "chats.db-wal"):
+        assert (tmp_path / name).stat().st_mode & 0o777 == 0o600, name
+    store.close()
+
+
+def test_a_store_that_cannot_be_opened_says_why(tmp_path: Path) -> None:
+    with pytest.raises(StoreError, match="cannot open the conversation store: Is a directory"):
+        Store(tmp_path)
+
+
 @pytest.mark.parametrize("ran", range(len(MIGRATIONS)))
 def test_an_older_store_is_migrated_and_keeps_its_data(tmp_path: Path, ran: int) -> None:
     path = tmp_path / "old.db"

@@ -258,6 +258,12 @@ class Store(Closing):
         except OSError as exc:
             raise self._error(f"cannot make the directory {self.path.parent}: {exc}") from exc
         with self._translated("open the conversation store"):
+            # A new file is made user-private too (SQLite gives its -wal and -shm files the
+            # same mode): a store in a shared directory holds a gateway's every tenant.
+            try:
+                os.close(os.open(self.path, os.O_RDONLY | os.O_CREAT, 0o600))
+            except OSError as exc:
+                raise self._error(f"cannot open the conversation store: {exc.strerror}") from exc
             connection = sqlite3.connect(
                 self.path,
                 timeout=BUSY_TIMEOUT,
