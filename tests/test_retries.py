@@ -338,8 +338,12 @@ def test_a_slow_but_steady_stream_is_not_idle(replay: ReplayServer, mode: str) -
 def test_timeouts_are_validated() -> None:
     with pytest.raises(ValueError, match=r"Timeout\.idle must be a positive number"):
         Timeout(idle=0)
-    with pytest.raises(TypeError, match="timeout must be a Timeout or a number"):
+    with pytest.raises(TypeError, match="timeout must be a Timeout, a number of seconds or a"):
         create_llm("openai", model="m", base_url="http://127.0.0.1:9/v1", timeout="soon")
+    # A config file's table is a Timeout's fields; a misspelt one is named.
+    assert Timeout.coerce({"first_token": 60, "idle": 30}) == Timeout(first_token=60, idle=30)
+    with pytest.raises(ValueError, match="timeout has no setting 'first_tokn'; its settings: conn"):
+        create_llm("openai", model="m", base_url="http://127.0.0.1:9/v1", timeout={"first_tokn": 1})
     with pytest.raises(ValueError, match="max_retries must be an int >= 0"):
         Retry(max_retries=-1)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import random
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -97,14 +98,26 @@ class Timeout:
 
     @classmethod
     def coerce(cls, value: Any) -> Timeout:
-        """A :class:`Timeout` from what a caller passed: a Timeout, a number (total) or None."""
+        """A :class:`Timeout` from what a caller passed: a Timeout, a number (total), a mapping
+        of its fields (a config file's table, ``{"first_token": 60, "idle": 30}``) or None."""
         if value is None:
             return cls()
         if isinstance(value, Timeout):
             return value
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             return cls(total=value)
-        raise TypeError(f"timeout must be a Timeout or a number of seconds, not {value!r}")
+        if isinstance(value, Mapping):
+            unknown = sorted(str(name) for name in value if name not in _TIMEOUT_FIELDS)
+            if unknown:
+                raise ValueError(
+                    f"timeout has no setting {', '.join(map(repr, unknown))}; its settings: "
+                    + ", ".join(_TIMEOUT_FIELDS)
+                )
+            return cls(**value)
+        raise TypeError(
+            "timeout must be a Timeout, a number of seconds or a mapping of Timeout's fields, "
+            f"not {value!r}"
+        )
 
     def override(self, other: Timeout) -> Timeout:
         """These limits, with each one ``other`` sets taking its place (a call's over an LLM's)."""
@@ -114,6 +127,9 @@ class Timeout:
             idle=other.idle if other.idle is not None else self.idle,
             total=other.total if other.total is not None else self.total,
         )
+
+
+_TIMEOUT_FIELDS = ("connect", "first_token", "idle", "total")
 
 
 @dataclass(frozen=True, slots=True)

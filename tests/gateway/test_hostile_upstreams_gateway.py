@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -17,7 +18,8 @@ import pytest
 from gateway_server import run_gateway, upstream_config
 
 from hostile_upstream import HostileUpstream, peak_rss_growth
-from spout import Timeout
+from spout import ConfigurationError, Timeout
+from spout.gateway._config import load_config
 
 CHAT = "/v1/chat/completions"
 REQUEST: dict[str, Any] = {"model": "up", "messages": [{"role": "user", "content": "x"}]}
@@ -125,3 +127,15 @@ def test_a_routes_idle_timeout_ends_keep_alives_with_the_protocols_error() -> No
             assert upstream.url.split("//")[1] not in response.text
             served = upstream.wait_for_response("keep-alive", timeout=5)
             assert served is not None and served.client_left, served
+
+
+def test_a_routes_timeout_is_a_table_of_timeouts_in_the_config_file(tmp_path: Path) -> None:
+    config = tmp_path / "gateway.toml"
+    route = '[models.up]\nprovider = "openai"\nbase_url = "http://127.0.0.1:9/v1"\n'
+    config.write_text(route + "timeout = {first_token = 60, idle = 30}\n")
+    loaded = load_config(config)
+    loaded.check()
+    assert Timeout.coerce(loaded.routes["up"].timeout) == Timeout(first_token=60, idle=30)
+    config.write_text(route + "timeout = {first_tokn = 60}\n")
+    with pytest.raises(ConfigurationError, match="model 'up': timeout has no setting 'first_tokn'"):
+        load_config(config).check()

@@ -41,7 +41,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from .. import ConfigurationError
+from .. import ConfigurationError, Timeout
 
 __all__ = ["GatewayConfig", "Limits", "Route", "load_config"]
 
@@ -55,7 +55,8 @@ class Route:
     model: str | None = None
     base_url: str | None = None
     api_key_env: str | None = None
-    timeout: float | None = None
+    #: Seconds in all, or :class:`spout.Timeout`'s fields (``{first_token = 60, idle = 30}``).
+    timeout: float | dict[str, float] | None = None
     max_retries: int | None = None
     fallbacks: tuple[str, ...] = ()
     #: Other create_llm settings (``temperature``, ``headers``, ``n_ctx``...).
@@ -158,6 +159,10 @@ class GatewayConfig:
                     f"model {route.name!r}: the environment variable {route.api_key_env} "
                     "(api_key_env) is not set"
                 )
+            try:  # a table in the config file: Timeout's fields
+                Timeout.coerce(route.timeout)
+            except (TypeError, ValueError) as exc:
+                raise ConfigurationError(f"model {route.name!r}: {exc}") from None
             for name in route.fallbacks:
                 if name not in self.routes:
                     raise ConfigurationError(
