@@ -6,11 +6,14 @@ import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ._common import fail
 
 if TYPE_CHECKING:
+    import uvicorn
+
+    from ..gateway._config import GatewayConfig
     from ..gateway._keys import KeyEntry
 
 __all__ = ["main"]
@@ -119,7 +122,24 @@ def _parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="on shutdown, how long running streams may go on (default 10)",
     )
+    parser.add_argument(
+        "--workers",
+        type=_workers_count,
+        metavar="N",
+        help="gateway processes on the one port (default: the CPU cores); streams, limits "
+        "and spend are shared (through --redis, else a local hub)",
+    )
     return parser
+
+
+def _workers_count(text: str) -> int:
+    try:
+        count = int(text)
+    except ValueError:
+        count = 0
+    if count < 1:
+        raise argparse.ArgumentTypeError(f"a number of processes, 1 or more, not {text!r}")
+    return count
 
 
 def build_config(args: argparse.Namespace):  # type: ignore[no-untyped-def]
@@ -158,10 +178,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return keys_main(argv[1:])
     args = _parser().parse_args(argv)
     try:
-        import uvicorn
+        import uvicorn  # noqa: F401
 
         from ..gateway import create_app
-        from ..gateway._server import server_config
     except ModuleNotFoundError as exc:
         return fail(f"spout serve needs the gateway extra: pip install 'spout[gateway]' ({exc})")
     from .. import ConfigurationError
@@ -175,8 +194,35 @@ def main(argv: Sequence[str] | None = None) -> int:
         app = create_app(config)
     except (ConfigurationError, ValueError) as exc:
         return fail(str(exc), 2)
-    # Its deadlines (header, idle, write), connection limit and trusted proxies: the config's.
-    server = uvicorn.Server(
+    from ..gateway._workers import default_workers, run_workers
+
+    workers = args.workers or default_workers()
+    if workers > 1:
+        # Each worker builds its own gateway from the same arguments; this one only checked
+        # them (so a mistake is told once, here).
+        del app
+        _access_log()
+        return run_workers(
+            list(argv if argv is not None else sys.argv[2:]),
+            config,
+            workers,
+            lambda host, port: _say_listening(host, port, config, workers),
+        )
+    server = serve_server(app, config)
+    _announce(server, config)
+    _access_log()
+    server.run()
+    return 0
+
+
+def serve_server(app: Any, config: GatewayConfig) -> uvicorn.Server:
+    """The uvicorn server of ``app``: its deadlines (header, idle, write), connection limit
+    and trusted proxies are ``config``'s."""
+    import uvicorn
+
+    from ..gateway._server import server_config
+
+    return uvicorn.Server(
         server_config(
             app,
             config,
@@ -185,10 +231,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             access_log=False,
         )
     )
-    _announce(server, config)
-    _access_log()
-    server.run()
-    return 0
+
+
+def worker_config(argv: Sequence[str]) -> GatewayConfig:
+    """A worker's gateway config from the ``spout serve`` arguments (checked by the parent)."""
+    args = _parser().parse_args(argv)
+    config: GatewayConfig = build_config(args)
+    if args.otel:
+        from .. import instrument
+
+        instrument()
+    return config
 
 
 def _access_log() -> None:
@@ -311,10 +364,15 @@ def _announce(server, config) -> None:  # type: ignore[no-untyped-def]
         for listener in server.servers:
             for sock in listener.sockets:
                 host, port = sock.getsockname()[:2]
-                print(
-                    f"spout serve: http://{host}:{port} (models: {', '.join(config.routes)})",
-                    file=sys.stderr,
-                    flush=True,
-                )
+                _say_listening(host, port, config)
 
     server.startup = started
+
+
+def _say_listening(host: str, port: int, config, workers: int = 1) -> None:  # type: ignore[no-untyped-def]
+    processes = f", {workers} workers" if workers > 1 else ""
+    print(
+        f"spout serve: http://{host}:{port} (models: {', '.join(config.routes)}{processes})",
+        file=sys.stderr,
+        flush=True,
+    )

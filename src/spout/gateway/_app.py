@@ -93,6 +93,8 @@ class Gateway:
         self.conversations = Conversations(config)
         self._llms: dict[str, LLM] = {}
         self._producers: set[asyncio.Task[None]] = set()
+        #: Under ``spout serve --workers N``: this worker's index, the count and its pid.
+        self.worker: dict[str, int] | None = None
 
     # -- routes to LLMs ------------------------------------------------------------------------
 
@@ -805,10 +807,19 @@ def create_app(config: GatewayConfig, *, hub: Hub | None = None) -> Starlette:
         return checked
 
     async def healthz(http: HTTPRequest) -> Response:
-        return JSONResponse({"status": "ok", "active_streams": await gateway.hub.active()})
+        health: dict[str, object] = {"status": "ok", "active_streams": await gateway.hub.active()}
+        if gateway.worker is not None:  # the figures are this worker's
+            health["worker"] = gateway.worker
+        return JSONResponse(health)
 
     async def metrics(http: HTTPRequest) -> Response:
         text = gateway.metrics.render(active_streams=await gateway.hub.active())
+        if gateway.worker is not None:
+            worker = gateway.worker
+            text = (
+                f"# spout worker {worker['index']} of {worker['workers']} "
+                f"(pid {worker['pid']}): its own figures\n{text}"
+            )
         return PlainTextResponse(text, media_type="text/plain; version=0.0.4")
 
     @contextlib.asynccontextmanager

@@ -105,6 +105,11 @@ class Guard:
         self._counters: Counters | None = None
         self._ledger: Ledger | None = None
 
+    def share_counters(self, counters: Counters) -> None:
+        """Count in ``counters`` (a worker of ``spout serve --workers N``: the workers'
+        shared :class:`~spout.gateway._ratelimit.SqliteCounters`), not this process's."""
+        self._counters = counters
+
     @property
     def counters(self) -> Counters:
         """The counters backend, made on first use (in Redis with ``config.redis_url``)."""

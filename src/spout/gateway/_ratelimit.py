@@ -7,20 +7,24 @@ says how long until enough of the log ages out, which becomes the ``Retry-After`
 tokens are only known once a response ends, so they are charged then and a caller can
 overshoot its token budget by one response; the next request then waits.
 
-Two backends, one behaviour: :class:`MemoryCounters` (one process) and
-:class:`RedisCounters` (sorted sets updated by Lua scripts, timed by the Redis server's
-clock, so replicas sharing a Redis share each caller's counts).
+Three backends, one behaviour: :class:`MemoryCounters` (one process),
+:class:`SqliteCounters` (a SQLite file shared by the workers of ``spout serve --workers N``,
+each decision one write transaction) and :class:`RedisCounters` (sorted sets updated by Lua
+scripts, timed by the Redis server's clock, so replicas sharing a Redis share each caller's
+counts).
 """
 
 from __future__ import annotations
 
+import os
 import secrets
+import sqlite3
 import time
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
-__all__ = ["Counters", "MemoryCounters", "RedisCounters", "Refusal"]
+__all__ = ["Counters", "MemoryCounters", "RedisCounters", "Refusal", "SqliteCounters"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,6 +109,85 @@ class MemoryCounters:
 
     async def aclose(self) -> None:
         self._usage.clear()
+
+
+class SqliteCounters:
+    """Counters in a SQLite file, shared by every process that opens it: the workers of
+    ``spout serve --workers N`` without ``--redis``. Each :meth:`admit` is one ``BEGIN
+    IMMEDIATE`` transaction (the file's write lock), so two workers never both admit a
+    request only one more fits; times are the wall clock, which the processes share."""
+
+    def __init__(self, path: os.PathLike[str] | str, *, window: float = 60.0) -> None:
+        self.window = window
+        # Made user-private before SQLite opens it: it names every caller.
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
+        self._db = sqlite3.connect(path, timeout=10.0, isolation_level=None)
+        # Counts lost to a power cut are harmless: no fsync per request.
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=OFF")
+        self._db.execute("CREATE TABLE IF NOT EXISTS requests (name TEXT NOT NULL, at REAL)")
+        self._db.execute("CREATE INDEX IF NOT EXISTS requests_at ON requests (name, at)")
+        self._db.execute(
+            "CREATE TABLE IF NOT EXISTS tokens (name TEXT NOT NULL, at REAL, n INTEGER)"
+        )
+        self._db.execute("CREATE INDEX IF NOT EXISTS tokens_at ON tokens (name, at)")
+        self._next_sweep = time.time() + window
+
+    async def admit(
+        self, name: str, requests_per_minute: int, tokens_per_minute: int
+    ) -> Refusal | None:
+        db = self._db
+        now = time.time()
+        horizon = now - self.window
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            if now >= self._next_sweep:  # callers seen once do not pile up
+                self._next_sweep = now + self.window
+                db.execute("DELETE FROM requests WHERE at <= ?", (horizon,))
+                db.execute("DELETE FROM tokens WHERE at <= ?", (horizon,))
+            refusal = self._refusal(name, requests_per_minute, tokens_per_minute, now)
+            if refusal is None and requests_per_minute:
+                db.execute("INSERT INTO requests VALUES (?, ?)", (name, now))
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        return refusal
+
+    def _refusal(self, name: str, rpm: int, tpm: int, now: float) -> Refusal | None:
+        horizon = now - self.window
+        if tpm:
+            rows = self._db.execute(
+                "SELECT at, n FROM tokens WHERE name = ? AND at > ? ORDER BY at", (name, horizon)
+            ).fetchall()
+            left = sum(tokens for _, tokens in rows)
+            if left >= tpm:
+                for at, tokens in rows:
+                    left -= tokens
+                    if left < tpm:
+                        return Refusal("tokens", at + self.window - now)
+        if rpm:
+            (count,) = self._db.execute(
+                "SELECT COUNT(*) FROM requests WHERE name = ? AND at > ?", (name, horizon)
+            ).fetchone()
+            if count >= rpm:
+                (frees,) = self._db.execute(
+                    "SELECT at FROM requests WHERE name = ? AND at > ? ORDER BY at "
+                    "LIMIT 1 OFFSET ?",
+                    (name, horizon, count - rpm),
+                ).fetchone()
+                return Refusal("requests", frees + self.window - now)
+        return None
+
+    async def charge(self, name: str, tokens: int) -> None:
+        self._db.execute("INSERT INTO tokens VALUES (?, ?, ?)", (name, time.time(), tokens))
+
+    def close(self) -> None:
+        """Close the file (what :meth:`aclose` does, outside an event loop)."""
+        self._db.close()
+
+    async def aclose(self) -> None:
+        self.close()
 
 
 # KEYS: the caller's request log, its token log. ARGV: window (ms), requests per minute,
