@@ -318,8 +318,10 @@ def run_workers(
         received.append(signum)
         stop.set()
 
-    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-        signal.signal(signum, on_signal)
+    before = {
+        signum: signal.signal(signum, on_signal)
+        for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+    }
     context = multiprocessing.get_context("spawn")
     common = {"argv": list(argv), "workers": workers, "shared": str(shared)}
 
@@ -369,7 +371,15 @@ def run_workers(
     finally:
         listener.close()
         shutil.rmtree(shared, ignore_errors=True)
-    return 1 if failed else 0
+        for signum, handler in before.items():
+            signal.signal(signum, handler)
+    if failed:
+        return 1
+    # As one process does (uvicorn's way): the signal that stopped the gateway, raised again
+    # now that it stopped cleanly, is its exit status.
+    for signum in reversed(received):
+        signal.raise_signal(signum)
+    return 0
 
 
 def _end_with_parent() -> None:
