@@ -61,9 +61,11 @@ BENCH_VENV := bench/.venv
 $(BENCH_VENV)/.installed: pyproject.toml bench/requirements.txt
 	$(PYTHON) -m venv $(BENCH_VENV)
 	$(BENCH_VENV)/bin/python -m pip install -q --upgrade pip
-	$(BENCH_VENV)/bin/python -m pip install -q -e ".[local]" -r bench/requirements.txt
+	$(BENCH_VENV)/bin/python -m pip install -q -e ".[local,gateway]" -r bench/requirements.txt
 	touch $@
 
-## Install the peers into bench/.venv, run every benchmark, write docs/benchmarks.md (~15 min).
+## Install the peers into bench/.venv, run every benchmark, write docs/benchmarks.md (~20 min):
+## bench/run.py's tables, then the gateway table (spout serve, litellm's proxy, a raw relay).
 bench: $(BENCH_VENV)/.installed
 	LITELLM_LOCAL_MODEL_COST_MAP=True $(BENCH_VENV)/bin/python bench/run.py --write $(BENCH_ARGS)
+	$(BENCH_VENV)/bin/python bench/gateway.py --write $(GATEWAY_ARGS)
