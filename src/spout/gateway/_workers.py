@@ -401,7 +401,7 @@ def _worker_main(
     """One worker: the gateway of ``argv``, on the parent's ``listener``."""
     from uvicorn._compat import asyncio_run
 
-    from ..cli._serve import serve_server, worker_config
+    from ..cli._serve import _access_log, serve_server, worker_config
     from ._app import create_app
     from ._ratelimit import SqliteCounters
 
@@ -425,6 +425,7 @@ def _worker_main(
     if not config.redis_url:
         gateway.guard.share_counters(SqliteCounters(Path(shared) / "limits.sqlite"))
     server = serve_server(app, config)
+    _access_log()  # this process's own logging: a spawned worker starts with none
 
     async def serve() -> None:
         if hub is not None:
