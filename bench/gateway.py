@@ -247,7 +247,9 @@ def spout_workers() -> bool:
     return "--workers" in shown.stdout
 
 
-def start_gateway(name: str, workers: int, upstream: str, workdir: Path) -> Gateway:
+def start_gateway(
+    name: str, workers: int, upstream: str, workdir: Path, has_workers: bool = True
+) -> Gateway:
     """Start ``name`` (one of GATEWAYS) with ``workers`` processes in front of ``upstream``."""
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
@@ -261,7 +263,7 @@ def start_gateway(name: str, workers: int, upstream: str, workdir: Path) -> Gate
             "--resume-window", "0",
             "--max-connections", "0",  # the 2,000-stream case is over the default 1,000
         ]  # fmt: skip
-        if workers != 1:
+        if has_workers:  # always said: its default is one worker per core
             args += ["--workers", str(workers)]
         return _launch(name, args, url, "/v1/models", workdir)
     if name == "litellm proxy":
@@ -344,7 +346,7 @@ def measure(args: argparse.Namespace, workdir: Path) -> tuple[list[Run], list[Ru
                         runs.append(Run(name, workers, streams, skipped="no --workers"))
                     continue
                 try:
-                    gateway = start_gateway(name, workers, upstream_url, workdir)
+                    gateway = start_gateway(name, workers, upstream_url, workdir, has_workers)
                 except RuntimeError as exc:
                     print(exc, file=sys.stderr)
                     for streams in args.streams:
