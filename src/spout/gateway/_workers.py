@@ -234,6 +234,10 @@ class PeerHub(MemoryHub):
             await writer.drain()
         except (OSError, ValueError, KeyError, asyncio.IncompleteReadError) as exc:
             log.debug("a peer worker's request failed: %s", exc)
+        except asyncio.CancelledError:
+            # aclose ends the answers under way; asyncio's stream server would log a
+            # cancelled handler as an error, on every shutdown with a remote reader.
+            pass
         finally:
             self._serving.discard(task)
             writer.close()
