@@ -29,7 +29,6 @@ from test_streams import PIECES, EventReader, parse_sse, read_events, text_of
 from fault_server import FaultServer, openai_chat_stream
 from spout.gateway._hub import EventsExpired, StreamNotFound
 from spout.gateway._keys import add_key
-from spout.gateway._workers import PeerHub
 
 CHAT = "/v1/chat/completions"
 
@@ -277,6 +276,7 @@ def test_streams_resume_follow_and_cancel_across_workers_through_redis(
 
 def test_peer_hubs_answer_for_the_streams_they_hold(tmp_path: Path) -> None:
     """Two workers' hubs in one event loop, over their real Unix sockets."""
+    from spout.gateway._workers import PeerHub
 
     async def scenario() -> None:
         a = PeerHub(tmp_path, "a", max_events=3, resume_window=0)
