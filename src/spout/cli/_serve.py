@@ -203,6 +203,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         del app
         _access_log()
         return run_workers(
+            _worker,
             list(argv if argv is not None else sys.argv[2:]),
             config,
             workers,
@@ -215,6 +216,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
+def _server_settings(config: GatewayConfig) -> dict[str, Any]:
+    """uvicorn's settings beside the config's deadlines, connection limit and proxies."""
+    return {
+        "timeout_graceful_shutdown": max(1, round(config.shutdown_deadline)),
+        "log_level": "info",
+        "access_log": False,
+    }
+
+
 def serve_server(app: Any, config: GatewayConfig) -> uvicorn.Server:
     """The uvicorn server of ``app``: its deadlines (header, idle, write), connection limit
     and trusted proxies are ``config``'s."""
@@ -222,26 +232,21 @@ def serve_server(app: Any, config: GatewayConfig) -> uvicorn.Server:
 
     from ..gateway._server import server_config
 
-    return uvicorn.Server(
-        server_config(
-            app,
-            config,
-            timeout_graceful_shutdown=max(1, round(config.shutdown_deadline)),
-            log_level="info",
-            access_log=False,
-        )
-    )
+    return uvicorn.Server(server_config(app, config, **_server_settings(config)))
 
 
-def worker_config(argv: Sequence[str]) -> GatewayConfig:
-    """A worker's gateway config from the ``spout serve`` arguments (checked by the parent)."""
+def _worker(argv: Sequence[str], **worker: Any) -> None:
+    """A ``--workers`` process: the gateway of ``argv`` (checked by the parent already)."""
+    from ..gateway._workers import serve_worker
+
     args = _parser().parse_args(argv)
     config: GatewayConfig = build_config(args)
     if args.otel:
         from .. import instrument
 
         instrument()
-    return config
+    _access_log()  # this process's own logging: a spawned worker starts with none
+    serve_worker(config, _server_settings(config), **worker)
 
 
 def _access_log() -> None:

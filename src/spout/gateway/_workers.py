@@ -46,7 +46,7 @@ from typing import Any
 
 from ._hub import MAX_HUB_BYTES, MAX_STREAM_BYTES, EventsExpired, MemoryHub, StreamNotFound
 
-__all__ = ["PeerHub", "default_workers", "run_workers"]
+__all__ = ["PeerHub", "default_workers", "run_workers", "serve_worker"]
 
 log = logging.getLogger("spout.gateway")
 
@@ -295,6 +295,7 @@ class PeerHub(MemoryHub):
 
 
 def run_workers(
+    worker: Callable[..., None],
     argv: Sequence[str],
     config: Any,
     workers: int,
@@ -302,7 +303,9 @@ def run_workers(
 ) -> int:
     """Serve ``config`` with ``workers`` processes on one socket until SIGTERM or Ctrl-C.
 
-    ``argv``: the ``spout serve`` arguments each worker builds its gateway from.
+    ``worker``: a module-level function each worker process runs (it is imported there by
+    name), called with ``argv`` (the ``spout serve`` arguments it builds its gateway from)
+    and the ``workers``, ``shared``, ``index`` and ``listener`` :func:`serve_worker` takes.
     ``announce``: called with the host and port once the socket listens.
     """
     import uvicorn
@@ -322,16 +325,16 @@ def run_workers(
         received.append(signum)
         stop.set()
 
-    before = {
-        signum: signal.signal(signum, on_signal)
-        for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
-    }
+    stopping = [
+        getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name)
+    ]
+    before = {signum: signal.signal(signum, on_signal) for signum in stopping}
     context = multiprocessing.get_context("spawn")
     common = {"argv": list(argv), "workers": workers, "shared": str(shared)}
 
     def start(index: int) -> tuple[Any, float]:
         process = context.Process(
-            target=_worker_main,
+            target=worker,
             kwargs={**common, "index": index, "listener": listener},
             name=f"spout-serve-worker-{index}",
         )
@@ -399,18 +402,27 @@ def _end_with_parent() -> None:
     threading.Thread(target=watch, name="spout-parent-watch", daemon=True).start()
 
 
-def _worker_main(
-    argv: list[str], workers: int, shared: str, index: int, listener: socket.socket
+def serve_worker(
+    config: Any,
+    server_settings: dict[str, Any],
+    *,
+    workers: int,
+    shared: str,
+    index: int,
+    listener: socket.socket,
 ) -> None:
-    """One worker: the gateway of ``argv``, on the parent's ``listener``."""
+    """Run one worker (in the process :func:`run_workers` started): the gateway of
+    ``config`` on the parent's ``listener``, sharing what it must through ``shared`` (the
+    parent's private directory) or Redis. ``server_settings`` are uvicorn's, as
+    :func:`~spout.gateway._server.server_config` takes them."""
+    from uvicorn import Server
     from uvicorn._compat import asyncio_run
 
-    from ..cli._serve import _access_log, serve_server, worker_config
     from ._app import create_app
     from ._ratelimit import SqliteCounters
+    from ._server import server_config
 
     _end_with_parent()
-    config = worker_config(argv)
     hub: PeerHub | None = None
     if not config.redis_url:
         hub = PeerHub(
@@ -428,8 +440,7 @@ def _worker_main(
     gateway.worker = {"index": index, "workers": workers, "pid": os.getpid()}
     if not config.redis_url:
         gateway.guard.share_counters(SqliteCounters(Path(shared) / "limits.sqlite"))
-    server = serve_server(app, config)
-    _access_log()  # this process's own logging: a spawned worker starts with none
+    server = Server(server_config(app, config, **server_settings))
 
     async def serve() -> None:
         if hub is not None:
