@@ -419,3 +419,54 @@ def test_healthz_and_metrics_say_which_worker_answered(faults: FaultServer) -> N
             assert metrics.startswith(
                 f"# spout worker {health['worker']['index']} of 2 (pid {pid}): its own figures\n"
             )
+
+
+def _admit_many(path: str, attempts: int, start: float) -> int:
+    """In a process of its own: how many of ``attempts`` requests the shared counters let in."""
+    from spout.gateway._ratelimit import SqliteCounters
+
+    counters = SqliteCounters(path)
+    while time.time() < start:  # both processes begin together
+        time.sleep(0.001)
+
+    async def run() -> int:
+        admitted = 0
+        for _ in range(attempts):
+            admitted += await counters.admit("alice", 1000, 0) is None
+        return admitted
+
+    try:
+        return asyncio.run(run())
+    finally:
+        counters.close()
+
+
+def test_sqlite_counters_admit_exactly_the_limit_from_racing_processes(tmp_path: Path) -> None:
+    import multiprocessing
+
+    from spout.gateway._ratelimit import SqliteCounters
+
+    path = str(tmp_path / "limits.sqlite")
+    SqliteCounters(path).close()
+    start = time.time() + 1.5
+    with multiprocessing.get_context("spawn").Pool(2) as pool:
+        admitted = pool.starmap(_admit_many, [(path, 1500, start), (path, 1500, start)])
+    assert sum(admitted) == 1000, admitted
+    assert oct(os.stat(path).st_mode & 0o777) == "0o600"
+
+    async def tokens() -> None:
+        counters = SqliteCounters(path, window=60)
+        try:
+            assert await counters.admit("bob", 0, 100) is None
+            await counters.charge("bob", 60)
+            assert await counters.admit("bob", 0, 100) is None
+            await counters.charge("bob", 50)
+            refusal = await counters.admit("bob", 0, 100)
+            assert refusal is not None and refusal.limit == "tokens"
+            assert 58 < refusal.retry_after <= 60
+            refusal = await counters.admit("alice", 1000, 0)  # still full from the processes
+            assert refusal is not None and refusal.limit == "requests"
+        finally:
+            await counters.aclose()
+
+    asyncio.run(tokens())
