@@ -50,9 +50,11 @@ __all__ = ["PeerHub", "default_workers", "run_workers", "serve_worker"]
 
 log = logging.getLogger("spout.gateway")
 
-#: A batch of frames on a peer socket: b"B", the frame count and the first frame's number;
-#: then the frames' lengths (4 bytes each) and their bytes, back to back.
-_BATCH = struct.Struct(">IQ")
+#: What a peer's follow sends, each a header then ``size`` bytes: a batch of frames (b"B", the
+#: frame count and the first frame's number; then the frames' lengths, 4 bytes each, and
+#: their bytes, back to back), the end (b"E"), or events expired (b"X", then the message).
+#: Two reads a batch, whatever its size.
+_HEADER = struct.Struct(">cIQI")
 #: Seconds a worker waits for a peer to answer a ``meta`` or ``cancel``.
 PEER_TIMEOUT = 5.0
 #: A worker that dies this soon after it started is not restarted: it would die again (its
@@ -188,19 +190,20 @@ class PeerHub(MemoryHub):
                 if status != b'"ok"\n':
                     continue  # not this peer's stream
                 while True:
-                    kind = await reader.readexactly(1)
+                    kind, count, first, size = _HEADER.unpack(
+                        await reader.readexactly(_HEADER.size)
+                    )
+                    body = await reader.readexactly(size)
                     if kind == b"E":
                         return
                     if kind == b"X":
-                        raise EventsExpired((await reader.readline()).decode().rstrip("\n"))
-                    count, first = _BATCH.unpack(await reader.readexactly(_BATCH.size))
+                        raise EventsExpired(body.decode())
                     lengths = array("I")
-                    lengths.frombytes(await reader.readexactly(4 * count))
-                    data = await reader.readexactly(sum(lengths))
+                    lengths.frombytes(body[: 4 * count])
                     batch = []
-                    start = 0
+                    start = 4 * count
                     for offset, length in enumerate(lengths):
-                        batch.append((first + offset, data[start : start + length]))
+                        batch.append((first + offset, body[start : start + length]))
                         start += length
                     yield batch
             except asyncio.IncompleteReadError:
@@ -260,21 +263,16 @@ class PeerHub(MemoryHub):
             batches = MemoryHub.follow_batches(self, stream_id, after)
             try:
                 async for batch in batches:
-                    lengths = array("I", [len(frame) for _, frame in batch])
-                    writer.write(
-                        b"".join(
-                            [
-                                b"B",
-                                _BATCH.pack(len(batch), batch[0][0]),
-                                lengths.tobytes(),
-                                *[frame for _, frame in batch],
-                            ]
-                        )
-                    )
+                    frames = [frame for _, frame in batch]
+                    lengths = array("I", map(len, frames)).tobytes()
+                    size = len(lengths) + sum(map(len, frames))
+                    header = _HEADER.pack(b"B", len(batch), batch[0][0], size)
+                    writer.write(b"".join([header, lengths, *frames]))
                     await writer.drain()
-                writer.write(b"E")
+                writer.write(_HEADER.pack(b"E", 0, 0, 0))
             except EventsExpired as exc:
-                writer.write(b"X" + str(exc).encode() + b"\n")
+                message = str(exc).encode()
+                writer.write(_HEADER.pack(b"X", 0, 0, len(message)) + message)
             finally:
                 await batches.aclose()
             await writer.drain()
