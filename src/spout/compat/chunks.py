@@ -127,6 +127,10 @@ def arguments_text(call: ev.ToolCall) -> str:
     return orjson.dumps(call.arguments).decode()
 
 
+#: Stands for the text in the template of a text chunk (no real text or model name holds it).
+_TEXT_MARK = "\x00spout-text\x00"
+
+
 class ChunkEncoder:
     """spout's events as ``chat.completion.chunk`` objects, one event at a time, no I/O: the one
     encoder behind ``completion(..., stream=True)`` and the gateway's chat completions wire.
@@ -173,6 +177,7 @@ class ChunkEncoder:
         "_named",
         "_refused",
         "_role",
+        "_text_template",
         "_tools",
         "_usage",
     )
@@ -203,6 +208,8 @@ class ChunkEncoder:
         self._chars = 0
         #: whether a refusal's text came (delta.refusal)
         self._refused = False
+        #: a text chunk's JSON before and after its text (made by text_json on first use)
+        self._text_template: tuple[bytes, bytes] | None = None
 
     def start(self) -> ModelResponseStream:
         """The chunk that opens the stream: the role, and nothing said yet."""
@@ -253,6 +260,21 @@ class ChunkEncoder:
         if self._include_usage:
             chunk["usage"] = None
         return chunk
+
+    def text_json(self, text: str) -> bytes | None:
+        """``orjson.dumps(self.text(text))``, the same bytes, made from a template once the
+        first chunk went out: a gateway relaying text spends no dicts on it."""
+        if self._litellm or self._role is not None or not text:
+            chunk = self.text(text)
+            return None if chunk is None else orjson.dumps(chunk)
+        self._chars += len(text)
+        template = self._text_template
+        if template is None:
+            probe = orjson.dumps(self._chunk(Delta(content=_TEXT_MARK)))
+            head, found, tail = probe.partition(orjson.dumps(_TEXT_MARK))
+            assert found, "a text chunk holds its text"
+            template = self._text_template = (head, tail)
+        return template[0] + orjson.dumps(text) + template[1]
 
     def _delta(self, **fields: Any) -> Delta:
         if self._litellm:

@@ -218,7 +218,7 @@ class Gateway:
         # before that still leaves (EventStream closes it), and the stream is not kept for it.
         frames = self.follow(stream_id, 0, creator=True, protocol=job.protocol)
         first = await anext(frames, None)
-        return EventStream(_prepend(first, frames), stream_id, closing=frames)
+        return EventStream(frames, stream_id, first=first)
 
     async def open_stream(
         self,
@@ -323,10 +323,17 @@ class Gateway:
             self.metrics.first_token(time.monotonic() - sent)
             await self._append(stream_id, frames)
             paused = time.monotonic()
+            # The relay's hot loop: the hub's append and the encoder's feed looked up once,
+            # and no _append coroutine per event (its _HubFailed wrapping is inlined).
+            append = hub.append
+            feed = encoder.feed
             async for event in events:
-                frames = encoder.feed(event)
+                frames = feed(event)
                 if frames:
-                    await self._append(stream_id, frames)
+                    try:
+                        await append(stream_id, frames)
+                    except Exception as exc:
+                        raise _HubFailed from exc
                 if time.monotonic() - paused > _BUSY:
                     # Events that come without a wait (a huge buffer parsed at once) never
                     # let the loop run: other requests, and the stop a cancel or a gone
@@ -407,7 +414,11 @@ class Gateway:
             # Every frame there is goes out in one write: a reader that fell behind (or a
             # gateway under load) catches up with one send, not one per frame.
             async for batch in frames:
-                yield b"".join([b"id: %d\n%s" % (number, frame) for number, frame in batch])
+                if len(batch) == 1:  # the usual batch, under a paced upstream
+                    number, frame = batch[0]
+                    yield b"id: %d\n%s" % (number, frame)
+                else:
+                    yield b"".join([b"id: %d\n%s" % (number, frame) for number, frame in batch])
                 sent = True
         except EventsExpired as exc:
             if not sent:
@@ -484,7 +495,7 @@ class Gateway:
             )
         except RequestError as exc:  # the hub failed (follow said so and logged it)
             return _hub_unavailable(exc)
-        return EventStream(_prepend(first, frames), stream_id, closing=frames)
+        return EventStream(frames, stream_id, first=first)
 
     async def cancel(self, http: HTTPRequest) -> Response:
         stream_id = http.path_params["stream_id"]
@@ -699,16 +710,6 @@ def _not_found(stream_id: str) -> Response:
     )
 
 
-async def _prepend(first: bytes | None, rest: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
-    try:
-        if first is not None:
-            yield first
-        async for frame in rest:
-            yield frame
-    finally:
-        await _aclose(rest)  # `async for` does not close what it iterates
-
-
 async def _aclose(iterator: AsyncIterator[Any]) -> None:
     aclose = getattr(iterator, "aclose", None)
     if aclose is not None:
@@ -717,7 +718,10 @@ async def _aclose(iterator: AsyncIterator[Any]) -> None:
 
 class EventStream(Response):
     """A ``text/event-stream`` response that stops reading its frames as soon as the client
-    disconnects (not only when the next write fails), so the hub knows the reader left."""
+    disconnects (not only when the next write fails), so the hub knows the reader left.
+
+    ``first``: a frame already read from ``frames`` (an iterator already started), sent
+    before the rest; ``frames`` is closed with the response even if nothing was sent."""
 
     media_type = "text/event-stream"
 
@@ -726,7 +730,7 @@ class EventStream(Response):
         frames: AsyncIterator[bytes],
         stream_id: str,
         *,
-        closing: AsyncIterator[bytes] | None = None,
+        first: bytes | None = None,
     ) -> None:
         # Not Response.__init__: that would declare a Content-Length for an empty body.
         self.status_code = 200
@@ -738,8 +742,9 @@ class EventStream(Response):
             (b"x-spout-stream-id", stream_id.encode()),
         ]
         self.frames = frames
-        #: An iterator already started, closed with the response even if it never sent.
-        self.closing = closing
+        # Sent here rather than through a generator prepending it: one layer less for
+        # every frame of the stream to pass through.
+        self.first = first
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         async def write() -> None:
@@ -750,6 +755,8 @@ class EventStream(Response):
                     "headers": self.raw_headers,
                 }
             )
+            if self.first is not None:
+                await send({"type": "http.response.body", "body": self.first, "more_body": True})
             async for frame in self.frames:
                 await send({"type": "http.response.body", "body": frame, "more_body": True})
             await send({"type": "http.response.body", "body": b"", "more_body": False})
@@ -768,9 +775,7 @@ class EventStream(Response):
             for task in (writer, watcher):
                 task.cancel()
             await asyncio.gather(writer, watcher, return_exceptions=True)
-            await _aclose(self.frames)
-            if self.closing is not None:
-                await _aclose(self.closing)
+            await _aclose(self.frames)  # `async for` does not close what it iterates
         if writer.done() and not writer.cancelled() and writer.exception() is not None:
             exc = writer.exception()
             if not isinstance(exc, OSError):

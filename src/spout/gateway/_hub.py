@@ -209,7 +209,6 @@ class HubBase(Generic[P]):
 
 class _Log:
     __slots__ = (
-        "changed",
         "finished_at",
         "first",
         "frames",
@@ -218,6 +217,7 @@ class _Log:
         "readers",
         "size",
         "status",
+        "waiters",
     )
 
     def __init__(self, meta: dict[str, str]) -> None:
@@ -228,12 +228,27 @@ class _Log:
         self.next = 1  # the number the next frame gets
         self.status = "running"
         self.readers = 1  # the creator, until it follows and leaves
-        self.changed = asyncio.Event()
+        # The followers waiting for the next change, each on a future of its own: a new
+        # asyncio.Event per append (what this was) is an object and its set-up per token.
+        self.waiters: list[asyncio.Future[None]] = []
         self.finished_at: float | None = None
 
     def wake(self) -> None:
-        self.changed.set()
-        self.changed = asyncio.Event()
+        waiters, self.waiters = self.waiters, []
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+
+    async def changed(self) -> None:
+        """Returns at the next :meth:`wake`."""
+        waiter = asyncio.get_running_loop().create_future()
+        self.waiters.append(waiter)
+        try:
+            await waiter
+        except asyncio.CancelledError:
+            if waiter in self.waiters:  # not left behind for wake to find
+                self.waiters.remove(waiter)
+            raise
 
 
 class MemoryHub(HubBase[Producer]):
@@ -286,7 +301,8 @@ class MemoryHub(HubBase[Producer]):
         added = sum(map(len, frames))
         log.size += added
         self._size += added
-        self._trim(log, self.max_events, self.max_bytes)
+        if len(log.frames) > self.max_events or log.size > self.max_bytes:  # rare: no call
+            self._trim(log, self.max_events, self.max_bytes)
         while self._size > self.max_total_bytes and self._ended:
             self._drop(next(iter(self._ended)))
         if self._size > self.max_total_bytes:
@@ -364,7 +380,6 @@ class MemoryHub(HubBase[Producer]):
             while True:
                 if position < log.first:
                     raise EventsExpired.before(stream_id, log.first)
-                changed = log.changed
                 if position < log.next:
                     start = position - log.first
                     batch = [
@@ -376,7 +391,7 @@ class MemoryHub(HubBase[Producer]):
                     continue
                 if log.status != "running":
                     return
-                await changed.wait()
+                await log.changed()
         finally:
             log.readers -= 1
             if log.readers == 0:

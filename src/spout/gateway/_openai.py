@@ -767,8 +767,11 @@ class ChatCompletionsEncoder:
         return [sse_frame(orjson.dumps(self._chunks.start()))]
 
     def feed(self, event: Event) -> list[bytes]:
+        if type(event) is TextDelta and self._opened:
+            # Text is most of a stream: its frame from the encoder's template, no dicts.
+            data = self._chunks.text_json(event.text)
+            return [] if data is None else [b"data: " + data + b"\n\n"]
         frames = [] if self._opened else self.start()
-        # Text is most of a stream: straight to its encoder, past the dispatch on type.
         if type(event) is TextDelta:
             chunk = self._chunks.text(event.text)
         elif type(event) in _EXTRAS:
