@@ -9,6 +9,7 @@ connections until ``/healthz`` names that worker's pid, then keeps that one conn
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import re
 import signal
@@ -20,6 +21,7 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -470,3 +472,25 @@ def test_sqlite_counters_admit_exactly_the_limit_from_racing_processes(tmp_path:
             await counters.aclose()
 
     asyncio.run(tokens())
+
+
+def test_a_websocket_stream_is_read_again_on_every_worker(faults: FaultServer) -> None:
+    from websockets.sync.client import connect
+
+    paced(faults, 0.01)
+    with serve("--workers", "2", *upstream(faults)) as served:
+        pids = served.worker_pids()
+        with connect(served.url.replace("http://", "ws://") + "/v1/ws") as ws:
+            ws.send(json.dumps({**body(), "type": "request", "id": "r1"}))
+            messages: list[dict[str, Any]] = []
+            while not messages or messages[-1]["type"] not in ("done", "error"):
+                messages.append(json.loads(ws.recv(timeout=10)))
+        stream_id = messages[0]["stream_id"]
+        assert messages[-1]["type"] == "done"
+        # One worker holds the stream, the other asks it: both give the same events.
+        for pid in pids:
+            with served.pinned(pid) as client:
+                replay = client.get(f"{served.url}/v1/streams/{stream_id}?after=0")
+            assert replay.status_code == 200
+            numbers = [number for number, _ in parse_sse(replay.content)]
+            assert numbers == [message["n"] for message in messages[1:]]
