@@ -494,3 +494,19 @@ def test_a_websocket_stream_is_read_again_on_every_worker(faults: FaultServer) -
             assert replay.status_code == 200
             numbers = [number for number, _ in parse_sse(replay.content)]
             assert numbers == [message["n"] for message in messages[1:]]
+
+
+def test_the_default_is_a_worker_per_core_but_one_for_a_model_in_process(
+    faults: FaultServer,
+) -> None:
+    from spout.gateway._workers import default_workers
+
+    cores = default_workers()
+    assert cores == len(os.sched_getaffinity(0))
+    paced(faults, 0)
+    with serve(*upstream(faults)) as served:
+        health = httpx.get(served.url + "/healthz").json()
+    assert health.get("worker", {"workers": 1})["workers"] == cores
+    with serve() as served:  # the bundled model, run in the gateway's process
+        health = httpx.get(served.url + "/healthz").json()
+    assert "worker" not in health

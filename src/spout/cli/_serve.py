@@ -126,10 +126,15 @@ def _parser() -> argparse.ArgumentParser:
         "--workers",
         type=_workers_count,
         metavar="N",
-        help="gateway processes on the one port (default: the CPU cores); streams, limits "
-        "and spend are shared (through --redis, else a local hub)",
+        help="gateway processes on the one port (default: the CPU cores; 1 when a model runs "
+        "in process: local, transformers); streams, limits and spend are shared (through "
+        "--redis, else a local hub)",
     )
     return parser
+
+
+#: Providers that run the model in the gateway's process: ``--workers`` defaults to 1 then.
+_IN_PROCESS = frozenset({"local", "transformers"})
 
 
 def _workers_count(text: str) -> int:
@@ -197,6 +202,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     from ..gateway._workers import default_workers, run_workers
 
     workers = args.workers or default_workers()
+    in_process = sorted(n for n, r in config.routes.items() if r.provider in _IN_PROCESS)
+    if args.workers is None and in_process:
+        # Each worker would load its own copy of the model, and they would contend for the
+        # same cores: one process, unless asked.
+        workers = 1
     if workers > 1:
         # Each worker builds its own gateway from the same arguments; this one only checked
         # them (so a mistake is told once, here).
