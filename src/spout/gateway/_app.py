@@ -716,6 +716,20 @@ async def _aclose(iterator: AsyncIterator[Any]) -> None:
         await aclose()
 
 
+#: The scope key under which :class:`_GatewayApp` leaves the server's own ``send``.
+_SERVER_SEND = "spout.server_send"
+
+
+class _GatewayApp(Starlette):
+    """Starlette, keeping the server's ``send`` in the scope for :class:`EventStream`: the
+    middleware between (Starlette's error and exception handlers, the access log, CORS) look
+    at a response's start only, and a frame sent through them paid three calls each."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        scope[_SERVER_SEND] = send
+        await super().__call__(scope, receive, send)
+
+
 class EventStream(Response):
     """A ``text/event-stream`` response that stops reading its frames as soon as the client
     disconnects (not only when the next write fails), so the hub knows the reader left.
@@ -755,10 +769,12 @@ class EventStream(Response):
                     "headers": self.raw_headers,
                 }
             )
+            # The start went through the middleware; the frames go straight to the server.
+            body: Send = scope.get(_SERVER_SEND, send)
             if self.first is not None:
-                await send({"type": "http.response.body", "body": self.first, "more_body": True})
+                await body({"type": "http.response.body", "body": self.first, "more_body": True})
             async for frame in self.frames:
-                await send({"type": "http.response.body", "body": frame, "more_body": True})
+                await body({"type": "http.response.body", "body": frame, "more_body": True})
             await send({"type": "http.response.body", "body": b"", "more_body": False})
 
         async def disconnected() -> None:
@@ -849,6 +865,6 @@ def create_app(config: GatewayConfig, *, hub: Hub | None = None) -> Starlette:
         WebSocketRoute("/v1/ws", _ws.endpoint(gateway)),
     ]
     routes += conversation_routes(gateway) + page_routes()
-    app = Starlette(routes=routes, lifespan=lifespan, middleware=middleware(config))
+    app = _GatewayApp(routes=routes, lifespan=lifespan, middleware=middleware(config))
     app.state.gateway = gateway
     return app
