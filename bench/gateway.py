@@ -387,6 +387,14 @@ def _per_token(run: Run) -> float | None:
     return run.cpu / run.deltas * 1e6 if run.cpu is not None and run.deltas else None
 
 
+def _cpu_cell(run: Run, per_token: float | None) -> str:
+    if per_token is not None:
+        return f"{per_token:.1f}"
+    if run.cpu is not None:  # no token came: what it spent is still worth saying
+        return f"none delivered ({run.cpu:.1f} s CPU)"
+    return "-"
+
+
 def _row(run: Run, direct: Run | None) -> str:
     workers = str(run.workers) if run.workers else "-"
     if run.skipped:
@@ -401,7 +409,7 @@ def _row(run: Run, direct: Run | None) -> str:
     bound = "≥ " if run.unstarted else ""  # some streams had no token at the time limit
     return (
         f"| {run.name} | {workers} | {run.streams:,} | {run.errors} | {run.cut:,} "
-        f"| {'-' if cpu is None else f'{cpu:.1f}'} "
+        f"| {_cpu_cell(run, cpu)} "
         f"| {bound}{median * 1000:.0f} | {bound}{p95 * 1000:.0f} "
         f"| {run.deltas / run.wall if run.wall else 0:,.0f} "
         f"| {'-' if run.peak_mb is None else f'{run.peak_mb:.0f}'} |"
@@ -420,8 +428,9 @@ def machine() -> str:
         with contextlib.suppress(importlib.metadata.PackageNotFoundError):
             versions.append(f"{package} {importlib.metadata.version(package)}")
     load = ", ".join(f"{value:.2f}" for value in os.getloadavg())
+    when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     return (
-        f"{model}, {os.cpu_count()} cores, Python {platform.python_version()}; "
+        f"{when} on {model}, {os.cpu_count()} cores, Python {platform.python_version()}; "
         f"{', '.join(versions)}; load average {load} (1, 5, 15 min) at the start"
     )
 
@@ -431,7 +440,7 @@ def table(direct: list[Run], runs: list[Run], args: argparse.Namespace, host: st
     lines = [
         f"Each stream: {args.chunks} chunks, one every {args.pace * 1000:g} ms; the same load "
         f"server upstream, the same client (aiohttp, one process), each gateway in its own "
-        f"processes. Run {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} on {host}.",
+        f"processes. Run {host}.",
         "",
         "CPU per token: the gateway's CPU time (every process it runs, summed, from /proc) over "
         "the text deltas the client received. Added time to first token: the gateway's median "
@@ -460,8 +469,20 @@ def table(direct: list[Run], runs: list[Run], args: argparse.Namespace, host: st
                 if run.workers == workers and run.streams == n
             }
             spout, litellm = found.get("spout serve"), found.get("litellm proxy")
-            cells.append(f"{litellm / spout:.0f}×" if spout and litellm else "n/a")
+            cut = any(
+                run.cut
+                for run in runs
+                if run.workers == workers and run.streams == n and run.name != "raw relay"
+            )
+            mark = "*" if cut else ""
+            cells.append(f"{litellm / spout:.0f}×{mark}" if spout and litellm else "n/a")
         lines.append(f"| {workers} | " + " | ".join(cells) + " |")
+    if any("*" in line for line in lines[-len(args.workers) :]):
+        lines += [
+            "",
+            "\\* streams were cut at the time limit: the ratio is over the tokens delivered "
+            "until then, most of them spent queued, so it says less than the others.",
+        ]
     for run in [*direct, *runs]:
         if run.error:
             lines.append(
