@@ -50,8 +50,11 @@ def _start(args: Sequence[str], env: dict[str, str]) -> subprocess.Popen[str]:
     )
 
 
-def start(pace: float, src: str | None, workers: int) -> tuple[list[subprocess.Popen[str]], str]:
-    """The upstream and the gateway (running ``src``'s code if given); the gateway's URL."""
+def start(
+    pace: float, src: str | None, workers: int, relay: bool = False
+) -> tuple[list[subprocess.Popen[str]], str]:
+    """The upstream and the gateway (running ``src``'s code if given; bench/raw_relay.py,
+    the floor, with ``relay``); the gateway's URL."""
     env = {**os.environ, "BENCH_UPSTREAM_KEY": "bench"}
     if src:
         env["PYTHONPATH"] = src
@@ -61,6 +64,12 @@ def start(pace: float, src: str | None, workers: int) -> tuple[list[subprocess.P
     try:
         assert upstream.stdout is not None
         upstream_url = f"http://127.0.0.1:{upstream.stdout.readline().strip()}"
+        if relay:
+            relayed = _start([sys.executable, str(HERE / "raw_relay.py"), "--upstream",
+                              upstream_url, "--workers", str(workers)], env)  # fmt: skip
+            processes.insert(0, relayed)
+            assert relayed.stdout is not None
+            return processes, f"http://127.0.0.1:{relayed.stdout.readline().strip()}"
         gateway = _start(
             [sys.executable, "-m", "spout", "serve", "-m", "openai:bench",
              "--base-url", upstream_url + "/v1", "--api-key-env", "BENCH_UPSTREAM_KEY",
@@ -92,6 +101,9 @@ def stop(processes: list[subprocess.Popen[str]]) -> None:
                 pipe.close()
 
 
+_TEXT = re.compile(rb'"content":"[^"]')
+
+
 async def _streams(url: str, streams: int, chunks: int) -> int:
     """Text deltas delivered by ``streams`` concurrent streams (an error raises)."""
     body = orjson.dumps({"model": "bench", "stream": True,
@@ -105,7 +117,9 @@ async def _streams(url: str, streams: int, chunks: int) -> int:
             async with session.post(url, data=body, headers=headers) as response:
                 response.raise_for_status()
                 async for line in response.content:
-                    if line.startswith(b"data: {") and b'"content":"' in line:
+                    # A text delta: content with a character (an upstream's role chunk
+                    # may say "content":"", which the relay passes on).
+                    if line.startswith(b"data: {") and _TEXT.search(line):
                         deltas += 1
             if deltas != chunks:
                 raise RuntimeError(f"{deltas} text deltas of {chunks}")
@@ -122,9 +136,10 @@ def rounds(
     src: str | None,
     spy: str | None,
     workers: int,
+    relay: bool = False,
 ) -> list[float]:
     """CPU µs per relayed token of each of ``count`` rounds, one gateway for all of them."""
-    processes, gateway_url = start(pace, src, workers)
+    processes, gateway_url = start(pace, src, workers, relay)
     gateway = processes[0]
     url = gateway_url + "/v1/chat/completions"
     results = []
@@ -185,17 +200,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--src", help="run the gateway from this source directory")
     parser.add_argument("--py-spy", dest="spy", help="record the last round into this file")
     parser.add_argument("--summary", help="summarise a recorded profile instead")
+    parser.add_argument(
+        "--relay", action="store_true", help="measure bench/raw_relay.py (the floor) instead"
+    )
     parser.add_argument("--top", type=int, default=40)
     args = parser.parse_args(argv)
     if args.summary:
         print(summary(args.summary, args.top))
         return 0
     results = rounds(
-        args.streams, args.chunks, args.pace, args.rounds, args.src, args.spy, args.workers
+        args.streams,
+        args.chunks,
+        args.pace,
+        args.rounds,
+        args.src,
+        args.spy,
+        args.workers,
+        args.relay,
     )
     load = os.getloadavg()[0]
     print(
-        f"{args.src or 'this checkout'}, {args.streams} streams, {args.workers} worker(s): "
+        f"{'raw relay' if args.relay else args.src or 'this checkout'}, {args.streams} streams, {args.workers} worker(s): "
         "µs/token "
         + " ".join(f"{value:.1f}" for value in results)
         + f"; median {statistics.median(results):.1f} (load {load:.2f})"
