@@ -12,7 +12,7 @@ ROOT = Path(__file__).resolve().parents[2]
 def test_gateway_bench_quick_run_prints_its_table() -> None:
     # litellm's proxy lives in bench/.venv only, so the project's tests run the other two.
     result = subprocess.run(
-        [sys.executable, str(ROOT / "bench" / "gateway.py"), "--streams", "8,16", "--chunks", "10",
+        [sys.executable, str(ROOT / "bench" / "gateway.py"), "--streams", "8,16", "--chunks", "40",
          "--workers", "1", "--gateways", "spout serve,raw relay"],
         capture_output=True, text=True, timeout=120, cwd=ROOT,
     )  # fmt: skip
@@ -33,8 +33,10 @@ def test_gateway_bench_quick_run_prints_its_table() -> None:
         # every stream delivered: tokens/s is a number
         assert float(row[8].replace(",", "")) > 0
     for row in rows[2:]:
-        # each gateway's CPU per token and its peak memory (over its processes) were measured
-        assert float(row[5]) > 0 and float(row[9]) > 0
+        # each gateway's CPU per token and its peak memory (over its processes) were measured;
+        # CPU time comes in 10 ms ticks, so a light case may read 0
+        assert float(row[5]) >= 0 and float(row[9]) > 0
+    assert float(rows[3][5]) > 0  # spout serve, 640 tokens: at least one tick
     # the ratio table names what it could not compute (no litellm here)
     assert "| 1 | n/a | n/a |" in result.stdout
 
