@@ -510,3 +510,17 @@ def test_the_default_is_a_worker_per_core_but_one_for_a_model_in_process(
     with serve() as served:  # the bundled model, run in the gateway's process
         health = httpx.get(served.url + "/healthz").json()
     assert "worker" not in health
+
+
+def test_ctrl_c_stops_every_worker_without_a_traceback(faults: FaultServer) -> None:
+    paced(faults, 0)
+    with serve("--workers", "2", *upstream(faults)) as served:
+        pids = served.worker_pids()
+        # A terminal's Ctrl-C reaches the whole process group: the parent and each worker.
+        for pid in (served.process.pid, *pids):
+            os.kill(pid, signal.SIGINT)
+        assert served.process.wait(30) == -signal.SIGINT
+    assert all(gone(pid) for pid in pids)
+    log = "".join(served.log)
+    assert "Traceback" not in log and "KeyboardInterrupt" not in log
+    assert log.count("Application shutdown complete.") == 2

@@ -383,6 +383,9 @@ def run_workers(
     # As one process does (uvicorn's way): the signal that stopped the gateway, raised again
     # now that it stopped cleanly, is its exit status.
     for signum in reversed(received):
+        # The default action (not Python's KeyboardInterrupt): Ctrl-C ends it without a
+        # traceback, with the status a shell reads as "ended by SIGINT".
+        signal.signal(signum, signal.SIG_DFL)
         signal.raise_signal(signum)
     return 0
 
@@ -445,4 +448,7 @@ def serve_worker(
             await hub.start()
         await server.serve(sockets=[listener])
 
-    asyncio_run(serve(), loop_factory=server.config.get_loop_factory())
+    # uvicorn raises the signal that stopped it again once it stopped: Ctrl-C's
+    # KeyboardInterrupt is this worker's normal end, not a crash to print.
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio_run(serve(), loop_factory=server.config.get_loop_factory())
