@@ -55,7 +55,8 @@ log = logging.getLogger("spout.gateway")
 #: their bytes, back to back), the end (b"E"), or events expired (b"X", then the message).
 #: Two reads a batch, whatever its size.
 _HEADER = struct.Struct(">cIQI")
-#: Seconds a worker waits for a peer to answer a ``meta`` or ``cancel``.
+#: Seconds a worker waits for a peer to answer a ``meta``, a ``cancel`` or the start of a
+#: follow (then the stream is taken as not held there).
 PEER_TIMEOUT = 5.0
 #: A worker that dies this soon after it started is not restarted: it would die again (its
 #: configuration or its port is wrong), and the parent stops.
@@ -181,12 +182,17 @@ class PeerHub(MemoryHub):
         request = json.dumps({"op": "follow", "id": stream_id, "after": after}).encode() + b"\n"
         for peer in self._peers():
             try:
-                reader, writer = await asyncio.open_unix_connection(str(peer))
-            except OSError:
-                continue
+                reader, writer = await asyncio.wait_for(
+                    asyncio.open_unix_connection(str(peer)), PEER_TIMEOUT
+                )
+            except (OSError, asyncio.TimeoutError):
+                continue  # a worker that died or is restarting holds no stream
             try:
                 writer.write(request)
-                status = await reader.readline()
+                try:
+                    status = await asyncio.wait_for(reader.readline(), PEER_TIMEOUT)
+                except (OSError, asyncio.TimeoutError):
+                    continue  # a hung worker: the stream is not found through it
                 if status != b'"ok"\n':
                     continue  # not this peer's stream
                 while True:
