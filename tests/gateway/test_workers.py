@@ -524,3 +524,23 @@ def test_ctrl_c_stops_every_worker_without_a_traceback(faults: FaultServer) -> N
     log = "".join(served.log)
     assert "Traceback" not in log and "KeyboardInterrupt" not in log
     assert log.count("Application shutdown complete.") == 2
+
+
+def test_a_worker_that_dies_is_replaced(faults: FaultServer) -> None:
+    paced(faults, 0)
+    with serve("--workers", "2", *upstream(faults)) as served:
+        pids = served.worker_pids()
+        time.sleep(5.5)  # past the start-up time, in which a death stops the gateway instead
+        dead = min(pids)
+        os.kill(dead, signal.SIGKILL)
+        deadline = time.monotonic() + 30
+        while True:
+            assert time.monotonic() < deadline, "the dead worker was not replaced"
+            now = served.worker_pids()
+            if dead not in now:
+                break
+        assert len(now - pids) == 1  # one new worker, the other one as it was
+        answer = httpx.post(served.url + CHAT, json=body(), timeout=10)
+        assert text_of(parse_sse(answer.content)) == "".join(PIECES)
+        assert served.process.poll() is None
+    assert f"(pid {dead}) died; starting another" in "".join(served.log)
