@@ -23,6 +23,7 @@ import re
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -81,6 +82,8 @@ def start(
         for line in gateway.stderr:
             found = re.search(r"spout serve: (http://\S+)", line)
             if found:
+                # Read on, or its access lines fill the pipe and the gateway blocks on them.
+                threading.Thread(target=gateway.stderr.read, daemon=True).start()
                 return processes, found.group(1)
         raise RuntimeError("spout serve did not start")
     except BaseException:
