@@ -7,10 +7,10 @@ the local provider runs, so the tests need no other download than the sdist.
 
 The build is portable exactly as scripts/install_llama.py's is (its flags, never
 GGML_NATIVE: a native llama.cpp segfaults on AMX Xeons), builds the ``llama-server`` target
-only, statically linked and without libcurl, and is cached keyed by the version, the flags and
+only, with llama.cpp's own libraries linked in and without libcurl, and is cached keyed by the version, the flags and
 the machine (``$SPOUT_LLAMA_SERVER_CACHE``, else ``$XDG_CACHE_HOME/spout/llama-server``, else
-``~/.cache/spout/llama-server``): the first run takes about 4-5 minutes on 2 cores, later runs
-a second.
+``~/.cache/spout/llama-server``): the first run takes about 5 minutes on 2 idle cores (22 while
+three other test runs shared them), later runs a second.
 
 Usage::
 
@@ -38,9 +38,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from install_llama import PACKAGE, cmake_flags, cpu_flags, pinned_version, pip, run_build
 
 TARGET = "llama-server"
-#: Options besides the CPU flags: a static binary (nothing to find at run time), no libcurl
-#: (the server is given a local file; libcurl's headers may not be installed), no tests or
-#: examples (only the one target is built anyway, this keeps configure short).
+#: Options besides the CPU flags: llama.cpp's and ggml's libraries linked into the binary (no
+#: libllama.so to find at run time; the system's libstdc++, libgomp and, where CMake found it,
+#: OpenSSL stay shared), no libcurl (the server is given a local file; libcurl's headers may
+#: not be installed), no tests or examples (only the one target is built anyway).
 BUILD_OPTIONS = (
     "-DCMAKE_BUILD_TYPE=Release",
     "-DBUILD_SHARED_LIBS=OFF",
@@ -75,6 +76,13 @@ def binary_path(version: str | None = None, args: list[str] | None = None) -> Pa
 
 def build(version: str, args: list[str], dest: Path) -> None:
     cpus = os.cpu_count() or 1
+    # pip's wheel build (install_llama.py) brings its own CMake; this build runs CMake itself.
+    cmake = shutil.which("cmake") or shutil.which("cmake", path=str(Path(sys.executable).parent))
+    if cmake is None:
+        raise SystemExit(
+            f"build_llama_server: building {TARGET} needs CMake, which is not installed: "
+            "apt-get install cmake (.ci/system-deps does), or pip install cmake"
+        )
     print(
         f"Building {TARGET} from {PACKAGE} {version} ({' '.join(args)}): once per machine, "
         f"about {max(2, round(9 / cpus))} minutes on {cpus} cores; later runs reuse {dest}",
@@ -113,9 +121,9 @@ def build(version: str, args: list[str], dest: Path) -> None:
         out = work / "build"
         generator = ["-G", "Ninja"] if shutil.which("ninja") else []
         log_path = work / "build.log"
-        configure = ["cmake", "-S", str(source), "-B", str(out), *generator, *args]
+        configure = [cmake, "-S", str(source), "-B", str(out), *generator, *args]
         run_build(configure, dict(os.environ), log_path)
-        compile_cmd = ["cmake", "--build", str(out), "--target", TARGET, "-j", str(cpus)]
+        compile_cmd = [cmake, "--build", str(out), "--target", TARGET, "-j", str(cpus)]
         run_build(compile_cmd, dict(os.environ), work / "compile.log")
         built = out / "bin" / TARGET
         if not built.is_file():
