@@ -44,6 +44,7 @@ from . import _openai, _ws
 from ._config import GatewayConfig, Route
 from ._conversations import HEADER as CONVERSATION_HEADER
 from ._conversations import Conversations, Recording, conversation_routes, owner_of
+from ._direct import SERVER_SEND, DirectWriter, server_cycle
 from ._guard import Denied, Guard, Identity, middleware
 from ._hub import EventsExpired, Hub, MemoryHub, StreamNotFound
 from ._hygiene import check_depth, require_json, route_template
@@ -219,6 +220,8 @@ class Gateway:
                 await asyncio.gather(opening, return_exceptions=True)
             gone.cancel()
             await asyncio.gather(gone, return_exceptions=True)
+        if isinstance(self.hub, MemoryHub):  # the creator's response can be the hub's sink
+            return CreatorStream(self, stream_id, job.protocol)
         # The creator's follow starts here, not when the response body does: a client gone
         # before that still leaves (EventStream closes it), and the stream is not kept for it.
         frames = self.follow(stream_id, 0, creator=True, protocol=job.protocol)
@@ -414,10 +417,17 @@ class Gateway:
             raise _HubFailed from exc
 
     async def follow(
-        self, stream_id: str, after: int, *, creator: bool, protocol: WireProtocol | None
+        self,
+        stream_id: str,
+        after: int,
+        *,
+        creator: bool,
+        protocol: WireProtocol | None,
+        started: bool = False,
     ) -> AsyncIterator[bytes]:
-        """A stream's frames after ``after``, each with its ``id:``, to send as they come."""
-        sent = False
+        """A stream's frames after ``after``, each with its ``id:``, to send as they come.
+        ``started``: the response has begun, so a failure is an error frame, never raised."""
+        sent = started
         frames = self.hub.follow_batches(stream_id, after, creator=creator)
         try:
             # Every frame there is goes out in one write: a reader that fell behind (or a
@@ -725,17 +735,13 @@ async def _aclose(iterator: AsyncIterator[Any]) -> None:
         await aclose()
 
 
-#: The scope key under which :class:`_GatewayApp` leaves the server's own ``send``.
-_SERVER_SEND = "spout.server_send"
-
-
 class _GatewayApp(Starlette):
     """Starlette, keeping the server's ``send`` in the scope for :class:`EventStream`: the
     middleware between (Starlette's error and exception handlers, the access log, CORS) look
     at a response's start only, and a frame sent through them paid three calls each."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        scope[_SERVER_SEND] = send
+        scope[SERVER_SEND] = send
         await super().__call__(scope, receive, send)
 
 
@@ -779,11 +785,7 @@ class EventStream(Response):
                 }
             )
             # The start went through the middleware; the frames go straight to the server.
-            body: Send = scope.get(_SERVER_SEND, send)
-            if self.first is not None:
-                await body({"type": "http.response.body", "body": self.first, "more_body": True})
-            async for frame in self.frames:
-                await body({"type": "http.response.body", "body": frame, "more_body": True})
+            await self._body(scope, scope.get(SERVER_SEND, send))
             await send({"type": "http.response.body", "body": b"", "more_body": False})
 
         async def disconnected() -> None:
@@ -801,10 +803,66 @@ class EventStream(Response):
                 task.cancel()
             await asyncio.gather(writer, watcher, return_exceptions=True)
             await _aclose(self.frames)  # `async for` does not close what it iterates
+            self._closed()
         if writer.done() and not writer.cancelled() and writer.exception() is not None:
             exc = writer.exception()
             if not isinstance(exc, OSError):
                 raise exc  # type: ignore[misc]
+
+    async def _body(self, scope: Scope, body: Send) -> None:
+        """Send the frames (the response has started; its end is sent after)."""
+        if self.first is not None:
+            await body({"type": "http.response.body", "body": self.first, "more_body": True})
+        async for frame in self.frames:
+            await body({"type": "http.response.body", "body": frame, "more_body": True})
+
+    def _closed(self) -> None:
+        """The response is over, however it ended."""
+
+
+class CreatorStream(EventStream):
+    """The response of the client that asked for a stream of a :class:`MemoryHub`: its frames
+    are written by the producer as it appends them (:mod:`._direct`) while the client keeps
+    up, and by the usual follower from the frame it reached otherwise."""
+
+    def __init__(self, gateway: Gateway, stream_id: str, protocol: WireProtocol) -> None:
+        super().__init__(_no_frames(), stream_id)
+        self._gateway = gateway
+        self._stream_id = stream_id
+        self._protocol = protocol
+        self._writer: DirectWriter | None = None  # attached, holding the creator's count
+
+    async def _body(self, scope: Scope, body: Send) -> None:
+        hub = self._gateway.hub
+        assert isinstance(hub, MemoryHub)
+        after = 0
+        cycle = server_cycle(scope)
+        if cycle is not None:
+            writer = DirectWriter(cycle)
+            if writer.usable() and hub.attach(self._stream_id, writer):
+                self._writer = writer
+                if await writer.done:  # the stream ended, every frame written
+                    return
+                # The client fell behind (or the connection is going): the follower goes on
+                # from the last frame written, and counts the creator as a reader from now.
+                self._writer = None
+                after = writer.after
+        self.frames = self._gateway.follow(
+            self._stream_id, after, creator=True, protocol=self._protocol, started=True
+        )
+        await super()._body(scope, body)
+
+    def _closed(self) -> None:
+        writer, self._writer = self._writer, None
+        if writer is not None:
+            hub = self._gateway.hub
+            assert isinstance(hub, MemoryHub)
+            hub.detach(self._stream_id, writer)
+
+
+async def _no_frames() -> AsyncIterator[bytes]:
+    return
+    yield b""  # pragma: no cover - an async generator with nothing in it
 
 
 def create_app(config: GatewayConfig, *, hub: Hub | None = None) -> Starlette:

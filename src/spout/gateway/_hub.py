@@ -22,6 +22,7 @@ import asyncio
 import time
 from collections import deque
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
+from itertools import islice
 from typing import Generic, Protocol, TypeVar
 
 __all__ = [
@@ -207,6 +208,20 @@ class HubBase(Generic[P]):
             callback(reason)
 
 
+class Sink(Protocol):
+    """A reader the hub calls as frames come, in the producer's own step: no task wakes
+    for it, no follower generator. One a stream, the creator's (:meth:`MemoryHub.attach`)."""
+
+    def frames(self, first: int, frames: Sequence[bytes]) -> bool:
+        """Take ``frames`` (numbered from ``first``); False: not taken, and detach me (the
+        reader goes on by :meth:`Hub.follow_batches` from the frames it did take)."""
+        ...
+
+    def ended(self) -> None:
+        """The stream ended: every frame was given (the hub then forgets the sink)."""
+        ...
+
+
 class _Log:
     __slots__ = (
         "finished_at",
@@ -215,6 +230,7 @@ class _Log:
         "meta",
         "next",
         "readers",
+        "sink",
         "size",
         "status",
         "waiters",
@@ -231,6 +247,7 @@ class _Log:
         # The followers waiting for the next change, each on a future of its own: a new
         # asyncio.Event per append (what this was) is an object and its set-up per token.
         self.waiters: list[asyncio.Future[None]] = []
+        self.sink: Sink | None = None
         self.finished_at: float | None = None
 
     def wake(self) -> None:
@@ -307,7 +324,11 @@ class MemoryHub(HubBase[Producer]):
             self._drop(next(iter(self._ended)))
         if self._size > self.max_total_bytes:
             self._trim(log, self.max_events, max(0, log.size - (self._size - self.max_total_bytes)))
-        log.wake()
+        sink = log.sink
+        if sink is not None and not sink.frames(log.next - len(frames), frames):
+            log.sink = None
+        if log.waiters:
+            log.wake()
 
     def _trim(self, log: _Log, events: int, size: int) -> None:
         """Drop ``log``'s oldest frames to keep at most ``events`` of them and ``size`` bytes,
@@ -339,6 +360,9 @@ class MemoryHub(HubBase[Producer]):
         if self._sweeper is None:
             # Forgotten when its retention ends, even if no request comes to look.
             self._sweeper = asyncio.get_running_loop().call_later(self.retention, self._sweep)
+        sink, log.sink = log.sink, None
+        if sink is not None:
+            sink.ended()
         log.wake()
 
     def _sweep(self) -> None:
@@ -381,11 +405,10 @@ class MemoryHub(HubBase[Producer]):
                 if position < log.first:
                     raise EventsExpired.before(stream_id, log.first)
                 if position < log.next:
-                    start = position - log.first
-                    batch = [
-                        (position + offset, log.frames[start + offset])
-                        for offset in range(log.next - position)
-                    ]
+                    # islice, not an index a frame: indexing a deque far from its ends walks
+                    # it, so a reader catching up on 20,000 frames took 20,000 walks.
+                    frames = islice(log.frames, position - log.first, None)
+                    batch = list(zip(range(position, log.next), frames, strict=True))
                     position = log.next
                     yield batch
                     continue
@@ -396,6 +419,35 @@ class MemoryHub(HubBase[Producer]):
             log.readers -= 1
             if log.readers == 0:
                 self._no_reader_left(stream_id)
+
+    def attach(self, stream_id: str, sink: Sink) -> bool:
+        """The creator's follow as a :class:`Sink`: the frames so far at once, then each new
+        one as it is appended, then :meth:`Sink.ended`. The sink holds the creator's count as
+        a reader (taken at :meth:`create`) until :meth:`detach`, or until it hands over to
+        :meth:`follow_batches` (``creator=True``), which then holds it. False (nothing done):
+        the stream is unknown, has a sink, or lost its first frames; follow it instead."""
+        log = self._logs.get(stream_id)
+        if log is None or log.sink is not None or log.first != 1:
+            return False
+        if log.frames and not sink.frames(1, list(log.frames)):
+            return True
+        if log.status != "running":
+            sink.ended()
+        else:
+            log.sink = sink
+        return True
+
+    def detach(self, stream_id: str, sink: Sink) -> None:
+        """The creator's sink leaves (its client went, or it took the end): it stops being
+        called and no longer counts as a reader."""
+        log = self._logs.get(stream_id)
+        if log is None:
+            return
+        if log.sink is sink:
+            log.sink = None
+        log.readers -= 1
+        if log.readers == 0:
+            self._no_reader_left(stream_id)
 
     async def cancel(self, stream_id: str) -> bool:
         """Stop a running stream now; False if it is not running (or unknown)."""
