@@ -513,3 +513,29 @@ def test_a_cut_turn_keeps_its_estimated_cost(replay: ReplayServer, tmp_path: Pat
         conversation_id = session.id
     with Session.load(conversation_id, store=database, provider=llm) as again:
         assert (again.turns[-1].cost, again.turns[-1].cost_estimated) == (turn.cost, True)
+
+
+def test_a_model_the_list_does_not_price_is_looked_up_once_and_others_still_are(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from spout import _cost
+
+    monkeypatch.setattr(_cost, "_UNLISTED", set())
+    asked: list[str] = []
+    real = genai_prices.calc_price
+
+    def counting(usage: Any, model: str, **where: Any) -> Any:
+        asked.append(model)
+        return real(usage, model, **where)
+
+    monkeypatch.setattr(genai_prices, "calc_price", counting)
+    usage = Usage(input_tokens=1000, output_tokens=500)
+    local = _cost.Pricing(price_list="openai", model="my-finetune", base_url="http://10.0.0.5/v1")
+    assert local.cost(usage) is None
+    first = len(asked)
+    assert first >= 1
+    assert local.cost(usage) is None
+    assert len(asked) == first  # a self-hosted model: the miss is remembered
+    listed = _cost.Pricing(price_list="openai", model="gpt-4o-mini")
+    expected = real(_cost._listed_usage(genai_prices, usage), "gpt-4o-mini", provider_id="openai")
+    assert listed.cost(usage) == pytest.approx(float(expected.total_price))
