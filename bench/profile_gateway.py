@@ -147,12 +147,13 @@ def rounds(
     url = gateway_url + "/v1/chat/completions"
     results = []
     try:
-        asyncio.run(_streams(url, 4, 5))
+        # Every worker warmed up (its imports, its first request), as bench/gateway.py does.
+        asyncio.run(_streams(url, 20 * workers, 5))
         for number in range(count):
             recorder = None
             if spy and number == count - 1:
                 recorder = subprocess.Popen(
-                    ["py-spy", "record", "--pid", str(gateway.pid), "--format", "raw",
+                    ["py-spy", "record", "--subprocesses", "--pid", str(gateway.pid), "--format", "raw",
                      "--rate", "200", "--output", spy, "--nonblocking"],
                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                 )  # fmt: skip

@@ -531,6 +531,18 @@ class Gateway:
     async def models(self, http: HTTPRequest) -> Response:
         return JSONResponse(_openai.models_body(sorted(self.config.routes)))
 
+    def warm(self) -> None:
+        """Import at start what the first requests would otherwise import while clients wait
+        (each worker its own): the wire modules, aiohttp (the upstream client) and the price
+        list. Measured: about 7% of a worker's CPU in its first seconds under load."""
+        for name in _PROTOCOL_MODULES:
+            wire_protocol(name)
+        import aiohttp  # noqa: F401
+
+        from .._cost import _price_list
+
+        _price_list()
+
     async def aclose(self) -> None:
         """Stop what still runs, release connections."""
         for producer in list(self._producers):
@@ -912,6 +924,7 @@ def create_app(config: GatewayConfig, *, hub: Hub | None = None) -> Starlette:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        gateway.warm()
         try:
             yield
         finally:
