@@ -96,6 +96,7 @@ class SSEDecoder:
 
     __slots__ = (
         "_bom_checked",
+        "_clean",
         "_data",
         "_event",
         "_event_size",
@@ -128,6 +129,9 @@ class SSEDecoder:
         self._id = ""
         self._fields = False  # whether the block being read set id or retry
         self._names: dict[bytes, str] = {}  # event names seen, decoded once
+        # True only when nothing is held or half read (no line start, no open block, no CR
+        # waiting for its LF, BOM checked): then a chunk may take :meth:`lone_data`'s path.
+        self._clean = False
         #: The last event id, as the standard's event source keeps it across events.
         self.last_event_id = ""
         #: The reconnection time in milliseconds, as last set by a ``retry`` field.
@@ -139,6 +143,7 @@ class SSEDecoder:
         Raises :class:`spout.ProtocolError` when a line or an event grows past
         ``max_event_bytes``.
         """
+        self._clean = False  # until the end below finds the state idle again
         pending = self._pending
         if pending:
             if self._bom_checked and chunk.rfind(b"\n") < 0 and chunk.rfind(b"\r") < 0:
@@ -210,7 +215,35 @@ class SSEDecoder:
                 self._too_long("an event (its data lines together)")
         else:
             self._event_size = 0
+            self._clean = not (self._pending or self._skip_lf or self._event or self._fields)
         return events
+
+    def lone_data(self, chunk: bytes) -> bytes | None:
+        """The data of ``chunk`` when it is exactly one whole event of one data line,
+        ``data: ...\\n\\n`` (or ``data:...``), and nothing is held from the chunks before;
+        None otherwise, and then nothing was consumed: call :meth:`feed` with it.
+
+        A server streaming tokens mostly sends one such event per read, and a caller that
+        needs only the data (the chat completions parser) skips the line splitting and the
+        :class:`ServerSentEvent` with it. What it returns is the ``raw`` of the one event
+        :meth:`feed` would return for the chunk (of type ``"message"``, with id
+        :attr:`last_event_id` and no retry), and the decoder is left as :meth:`feed` would
+        leave it: as it was. A whole event in one chunk is not held, so, as in :meth:`feed`,
+        ``max_event_bytes`` does not apply to it. (:meth:`feed` does not call it: a chunk it
+        does not take would then be looked at twice.)
+        """
+        n = len(chunk) - 2
+        if (
+            self._clean
+            and n >= 5
+            and chunk[-1] == 10
+            and chunk[n] == 10
+            and chunk.startswith(b"data:")
+        ):
+            raw = chunk[6:n] if chunk[5] == 32 else chunk[5:n]
+            if 10 not in raw and 13 not in raw:
+                return raw
+        return None
 
     def _hold(self, piece: bytes) -> None:
         """Keep the start of a line until its end arrives, within ``max_event_bytes``."""
