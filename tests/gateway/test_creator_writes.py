@@ -107,7 +107,12 @@ def test_a_creator_that_falls_behind_goes_on_from_the_follower_and_misses_nothin
                 b"content-type: application/json\r\ncontent-length: %d\r\n\r\n%s"
                 % (len(body), body)
             )
-            time.sleep(1)  # reads nothing: the gateway's writes fill the socket and pause
+            # Reads nothing until the gateway's writes fill the socket and its transport
+            # pauses (the sink stops), or the whole stream went into the buffers.
+            deadline = time.monotonic() + 30
+            while not (hub.sinks and hub.sinks[0].done.done()):  # type: ignore[attr-defined]
+                assert time.monotonic() < deadline, "the sink neither stopped nor finished"
+                time.sleep(0.05)
             received = bytearray()
             sock.settimeout(20)
             while not received.endswith(b"0\r\n\r\n"):
