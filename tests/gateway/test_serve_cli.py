@@ -193,3 +193,28 @@ def test_shutdown_stops_streams_past_the_deadline(faults: FaultServer) -> None:
         process.wait(10)
         assert time.monotonic() - stopped < 4
     assert faults.wait_for_disconnect(timeout=3) is not None
+
+
+def test_a_serving_process_collects_less_often_and_still_frees_cycles() -> None:
+    # In a fresh interpreter, as `spout serve` and each worker call it before serving.
+    script = """
+import gc, weakref
+from spout.cli._serve import GC_THRESHOLD, server_gc
+server_gc()
+assert gc.get_threshold()[0] == GC_THRESHOLD, gc.get_threshold()
+assert gc.get_freeze_count() > 1000, gc.get_freeze_count()  # what was loaded is frozen
+class Node:
+    pass
+a, b = Node(), Node()
+a.other, b.other = b, a
+alive = weakref.ref(a)
+del a, b
+kept = [[] for _ in range(3 * GC_THRESHOLD)]  # allocations enough for a collection
+assert alive() is None, "a reference cycle outlived the collections"
+print("ok")
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "ok"
