@@ -12,7 +12,7 @@ processes). litellm's proxy runs from bench/.venv (``litellm[proxy]``), with the
 no database, no callbacks, no retries, no telemetry.
 
 Usage: ``python bench/gateway.py [--streams 100,500,2000] [--workers 1,2]
-[--gateways "spout serve,litellm proxy,raw relay"] [--chunks 100] [--pace 0.01] [--write]``
+[--gateways "spout serve,litellm proxy,raw relay,byte pipe"] [--chunks 100] [--pace 0.01] [--write]``
 (``--write`` puts the table in docs/benchmarks.md, between the gateway markers; ``make bench``
 runs it so).
 """
@@ -46,7 +46,9 @@ import orjson
 HERE = Path(__file__).resolve().parent
 DOCS = HERE.parent / "docs" / "benchmarks.md"
 BEGIN, END = "<!-- gateway:begin -->", "<!-- gateway:end -->"
-GATEWAYS = ("spout serve", "litellm proxy", "raw relay")
+GATEWAYS = ("spout serve", "litellm proxy", "raw relay", "byte pipe")
+#: The floors: no gateway is compared with litellm through them.
+FLOORS = ("raw relay", "byte pipe")
 # The key the client sends on every path: litellm's proxy refuses to start without a strong
 # master key; spout serve (no --keys, on loopback), the relay and the load server ignore it.
 KEY = "sk-bench-" + secrets.token_hex(32)
@@ -282,6 +284,12 @@ def start_gateway(
             "--upstream", upstream, "--port", str(port), "--workers", str(workers),
         ]  # fmt: skip
         return _launch(name, args, url, "/", workdir)
+    if name == "byte pipe":
+        args = [
+            sys.executable, str(HERE / "byte_pipe.py"),
+            "--upstream", upstream, "--port", str(port), "--workers", str(workers),
+        ]  # fmt: skip
+        return _launch(name, args, url, "/", workdir)
     raise ValueError(f"unknown gateway {name!r}; one of {', '.join(GATEWAYS)}")
 
 
@@ -472,7 +480,7 @@ def table(direct: list[Run], runs: list[Run], args: argparse.Namespace, host: st
             cut = any(
                 run.cut
                 for run in runs
-                if run.workers == workers and run.streams == n and run.name != "raw relay"
+                if run.workers == workers and run.streams == n and run.name not in FLOORS
             )
             mark = "*" if cut else ""
             cells.append(f"{litellm / spout:.0f}×{mark}" if spout and litellm else "n/a")

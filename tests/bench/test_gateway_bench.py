@@ -10,10 +10,10 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_gateway_bench_quick_run_prints_its_table() -> None:
-    # litellm's proxy lives in bench/.venv only, so the project's tests run the other two.
+    # litellm's proxy lives in bench/.venv only, so the project's tests run the other three.
     result = subprocess.run(
         [sys.executable, str(ROOT / "bench" / "gateway.py"), "--streams", "8,16", "--chunks", "40",
-         "--workers", "1", "--gateways", "spout serve,raw relay"],
+         "--workers", "1", "--gateways", "spout serve,raw relay,byte pipe"],
         capture_output=True, text=True, timeout=120, cwd=ROOT,
     )  # fmt: skip
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
@@ -27,6 +27,8 @@ def test_gateway_bench_quick_run_prints_its_table() -> None:
         ("spout serve", "1", "16"),
         ("raw relay", "1", "8"),
         ("raw relay", "1", "16"),
+        ("byte pipe", "1", "8"),
+        ("byte pipe", "1", "16"),
     ]
     for row in rows:
         assert row[3].strip() == "0" and row[4].strip() == "0"  # no errors, none cut
