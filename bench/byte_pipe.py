@@ -25,6 +25,7 @@ from typing import cast
 from urllib.parse import urlsplit
 
 MAX_HEAD = 64 * 1024
+_OPENING: set[asyncio.Task[None]] = set()
 
 
 class _Upstream(asyncio.Protocol):
@@ -87,8 +88,9 @@ class _Client(asyncio.Protocol):
         request = head + b"\r\n\r\n" + body
         assert self.transport is not None
         client = self.transport
-        loop = asyncio.get_running_loop()
-        loop.create_task(self._open(client, request))
+        task = asyncio.get_running_loop().create_task(self._open(client, request))
+        _OPENING.add(task)  # held until done: the loop keeps only a weak reference
+        task.add_done_callback(_OPENING.discard)
 
     async def _open(self, client: asyncio.Transport, request: bytes) -> None:
         loop = asyncio.get_running_loop()
