@@ -467,8 +467,12 @@ class MemoryHub(HubBase[Producer]):
 
     def _expire(self) -> None:
         # The finished streams in the order they finished: the expired ones come first.
+        # Looked at from the oldest until one is not expired: every stream created, followed
+        # or asked about calls this, so it must not copy the (60 s of them) list each time.
         now = time.monotonic()
-        for stream_id in list(self._ended):
+        ended = self._ended
+        while ended:
+            stream_id = next(iter(ended))
             finished_at = self._logs[stream_id].finished_at
             assert finished_at is not None
             if now - finished_at <= self.retention:
