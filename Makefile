@@ -67,7 +67,7 @@ $(BENCH_VENV)/.installed: pyproject.toml bench/requirements.txt
 	touch $@
 
 ## Install the peers into bench/.venv, run every benchmark, write docs/benchmarks.md (~20 min):
-## bench/run.py's tables, then the gateway table (spout serve, litellm's proxy, a raw relay).
+## bench/run.py's tables, then the gateway table (spout serve, litellm's proxy, two floors).
 bench: $(BENCH_VENV)/.installed
 	LITELLM_LOCAL_MODEL_COST_MAP=True $(BENCH_VENV)/bin/python bench/run.py --write $(BENCH_ARGS)
 	$(BENCH_VENV)/bin/python bench/gateway.py --write $(GATEWAY_ARGS)
