@@ -204,6 +204,15 @@ CHECKS: dict[str, list[str]] = {
         r"^DELETE on A: cancelled=True$",
         r"^the reader on B got, last: \{\"error\":\{\"message\":\"the stream was cancelled",
     ],
+    "gateway_workers": [
+        r"^spout serve --workers 2 on http://127\.0\.0\.1:\d+$",
+        r"^a connection on each worker: two processes: True$",
+        r"^read on worker 0, events 1-5: (['\"]).*\1$",
+        r"^resumed on worker 1 from event 6: (['\"]).+\1$",
+        r"^events 1-\d+, none missing or repeated: True$",
+        r"^DELETE on worker 0: cancelled=True$",
+        r"^the reader on worker 1 got, last: \{\"error\":\{\"message\":\"the stream was cancelled",
+    ],
     "gateway_websocket": [
         r"^-- one answer, event by event\n\(stream st_\w+: ",
         r"^events: \{'response_start': 1, 'text': \d+, 'usage': 1, 'finish': 1\}$",
@@ -295,7 +304,8 @@ def test_there_are_examples() -> None:
 # The examples that run the bundled model (in process, or behind a server they start).
 USE_THE_MODEL = {
     "async_streaming", "callbacks", "cancel", "events", "gateway", "gateway_chat_page",
-    "gateway_keys", "gateway_replicas", "gateway_websocket", "litellm_compat", "local_tools",
+    "gateway_keys", "gateway_replicas", "gateway_websocket", "gateway_workers", "litellm_compat",
+    "local_tools",
     "openai_compatible", "quickstart", "sessions", "structured", "tools", "transformers_local",
 }  # fmt: skip
 
