@@ -338,8 +338,14 @@ def test_a_gzip_bomb_upstream_leaves_the_gateway_answering_and_stops_on_delete()
     # gateway alone must keep its memory, answer others, and stop when told.
     limits = ResponseLimits(max_body_bytes=4 << 30)
     with HostileUpstream() as upstream, peak_rss_growth() as growth:
+        # 32 MiB kept a stream, not 8: between the stream's start and its response's first
+        # write, a producer inflating the bomb on a loaded machine once ran 8 MiB (2,000
+        # frames) ahead, and the client got the "no longer kept" error before any frame.
         config = upstream_config(
-            upstream.base("gzip-bomb"), resume_window=0, options={"limits": limits}
+            upstream.base("gzip-bomb"),
+            resume_window=0,
+            max_stream_bytes=32 << 20,
+            options={"limits": limits},
         )
         with run_gateway(config) as gateway:
             request = {
