@@ -22,7 +22,6 @@ from .._errors import (
     ProtocolError,
     ProviderError,
     RateLimitError,
-    SpoutError,
     error_for_status,
 )
 from .._events import (
@@ -402,34 +401,22 @@ class _StreamParser(SSEStreamParser[ChatChunkMapper]):
         super().__init__(mapper)
         self._done = False
 
-    def feed(self, chunk: bytes) -> list[Event]:
-        # StreamParser.feed with _feed written into it: this runs once a network read, most
-        # often for one token, so one call less counts. What it does on an error is the same.
-        if self.error is not None:
-            raise self.error
-        events: list[Event] = []
+    def _feed(self, chunk: bytes, events: list[Event]) -> None:
         decoder = self._decoder
+        map_into = self._mapper.map_into
         # A server streaming tokens mostly sends one ``data:`` event per read: its data is
         # taken as it is, without splitting lines or making an event (the type is not read).
         lone = decoder.lone_data(chunk)
-        try:
-            for raw in (lone,) if lone is not None else map(_raw, decoder.feed(chunk)):
-                try:
-                    data = orjson.loads(raw)
-                except orjson.JSONDecodeError as exc:
-                    if raw == b"[DONE]":
-                        self._done = True
-                        continue
-                    raise ProtocolError(
-                        f"a stream event is not valid JSON ({exc})", data=raw
-                    ) from None
-                if type(data) is dict:
-                    self._mapper.map_into(data, events)
-        except SpoutError as exc:
-            if not events:
-                raise
-            self.error = exc  # raised by the next call: the events before it go out first
-        return events
+        for raw in (lone,) if lone is not None else map(_raw, decoder.feed(chunk)):
+            try:
+                data = orjson.loads(raw)
+            except orjson.JSONDecodeError as exc:
+                if raw == b"[DONE]":
+                    self._done = True
+                    continue
+                raise ProtocolError(f"a stream event is not valid JSON ({exc})", data=raw) from None
+            if type(data) is dict:
+                map_into(data, events)
 
     def _close(self) -> list[Event]:
         self._end(
