@@ -278,15 +278,10 @@ def start_gateway(
             "--num_workers", str(workers),
         ]  # fmt: skip
         return _launch(name, args, url, "/health/liveliness", workdir)
-    if name == "raw relay":
+    if name in FLOORS:  # bench/raw_relay.py, bench/byte_pipe.py: the same arguments
+        script = HERE / f"{name.replace(' ', '_')}.py"
         args = [
-            sys.executable, str(HERE / "raw_relay.py"),
-            "--upstream", upstream, "--port", str(port), "--workers", str(workers),
-        ]  # fmt: skip
-        return _launch(name, args, url, "/", workdir)
-    if name == "byte pipe":
-        args = [
-            sys.executable, str(HERE / "byte_pipe.py"),
+            sys.executable, str(script),
             "--upstream", upstream, "--port", str(port), "--workers", str(workers),
         ]  # fmt: skip
         return _launch(name, args, url, "/", workdir)
