@@ -157,7 +157,7 @@ def test_a_kept_alive_connection_is_closed_when_idle_and_its_next_headers_have_a
     # headers have header_timeout (1 s): its first bytes do not buy the idle time.
     with serve(tmp_path, faults, settings) as url, connect(url) as sock:
         sock.sendall(request)
-        received, closed_after = read_until_closed(sock, 2)
+        received, closed_after = read_until_closed(sock, 3)
         assert received.startswith(b"HTTP/1.1 200 ") and closed_after is None
         sock.sendall(b"GET /healthz HTTP/1.1\r\n")
         received, closed_after = read_until_closed(sock, 6)

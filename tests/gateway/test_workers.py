@@ -177,6 +177,17 @@ def test_many_streams_on_one_port_are_served_by_every_worker(faults: FaultServer
     assert len(faults.requests) == 80
 
 
+def test_the_address_is_printed_once_every_worker_has_started(faults: FaultServer) -> None:
+    paced(faults, 0)
+    with serve("--workers", "2", *upstream(faults)) as served:
+        log = "".join(served.log)
+        # The workers and the parent write to one pipe: what came before the address did so.
+        before = log[: log.index("spout serve: http://")]
+        assert before.count("Application startup complete.") == 2, log
+        answer = httpx.post(served.url + CHAT, json=body(), timeout=10)
+        assert text_of(parse_sse(answer.content)) == "".join(PIECES)
+
+
 def test_workers_1_is_one_process_as_before(faults: FaultServer) -> None:
     paced(faults, 0)
     with serve("--workers", "1", *upstream(faults)) as served:

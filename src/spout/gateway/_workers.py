@@ -350,12 +350,21 @@ def run_workers(
         SqliteCounters(shared / "limits.sqlite").close()  # made once, before workers race
         processes = [start(index) for index in range(workers)]
         host, port = listener.getsockname()[:2]
-        announce(host, port)
-        while not stop.wait(0.5):
+        # The address is printed once every worker answers (each leaves a file when its
+        # server has started): whoever waits for it can use it at once. A client that
+        # connects sooner waits in the backlog.
+        ready = [shared / f"ready-{index}" for index in range(workers)]
+        announced = False
+        while not stop.wait(0.5 if announced else 0.05):
+            if not announced and all(path.exists() for path in ready):
+                announce(host, port)
+                announced = True
             for index, (process, started) in enumerate(processes):
                 if process.is_alive():
                     continue
-                if time.monotonic() - started < _STARTUP_FAILURE_SECONDS:
+                # Gone before it answered, or soon after: it would fail again.
+                early = time.monotonic() - started < _STARTUP_FAILURE_SECONDS
+                if early or not ready[index].exists():
                     print(
                         f"spout serve: worker {index} exited at start ({process.exitcode}); "
                         "stopping",
@@ -365,6 +374,7 @@ def run_workers(
                     stop.set()
                     break
                 log.warning("worker %d (pid %s) died; starting another", index, process.pid)
+                ready[index].unlink(missing_ok=True)
                 processes[index] = start(index)
         # Ctrl-C reached the workers too (one process group); SIGTERM tells those it did
         # not. A worker takes a second SIGTERM as the first: its streams keep their deadline.
@@ -448,6 +458,14 @@ def serve_worker(
     if not config.redis_url:
         gateway.guard.share_counters(SqliteCounters(Path(shared) / "limits.sqlite"))
     server = Server(server_config(app, config, **server_settings))
+    startup = server.startup
+
+    async def started(sockets: list[socket.socket] | None = None) -> None:
+        await startup(sockets)
+        # Answering now: the parent prints the address once every worker has said so.
+        (Path(shared) / f"ready-{index}").touch()
+
+    server.startup = started  # type: ignore[method-assign]
 
     async def serve() -> None:
         if hub is not None:
