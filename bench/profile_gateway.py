@@ -8,7 +8,7 @@ same load; ``--py-spy FILE`` records the gateway with py-spy (``--format raw``, 
 stacks, for ``--summary``) during the last round.
 
 Usage: ``python bench/profile_gateway.py [--streams 100] [--chunks 200] [--rounds 3]
-[--src /tmp/old/src] [--py-spy out.txt]``;
+[--src /tmp/old/src] [--py-spy out.txt] [--spy-rate 200]``;
 ``python bench/profile_gateway.py --summary out.txt`` prints the self and total share of the
 hottest functions of a recorded profile.
 """
@@ -140,6 +140,7 @@ def rounds(
     spy: str | None,
     workers: int,
     relay: bool = False,
+    spy_rate: int = 200,
 ) -> list[float]:
     """CPU µs per relayed token of each of ``count`` rounds, one gateway for all of them."""
     processes, gateway_url = start(pace, src, workers, relay)
@@ -154,7 +155,7 @@ def rounds(
             if spy and number == count - 1:
                 recorder = subprocess.Popen(
                     ["py-spy", "record", "--subprocesses", "--pid", str(gateway.pid), "--format", "raw",
-                     "--rate", "200", "--output", spy, "--nonblocking"],
+                     "--rate", str(spy_rate), "--output", spy, "--nonblocking"],
                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                 )  # fmt: skip
                 time.sleep(1.0)
@@ -203,6 +204,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=1, help="spout serve --workers")
     parser.add_argument("--src", help="run the gateway from this source directory")
     parser.add_argument("--py-spy", dest="spy", help="record the last round into this file")
+    parser.add_argument("--spy-rate", type=int, default=200, help="py-spy's samples a second")
     parser.add_argument("--summary", help="summarise a recorded profile instead")
     parser.add_argument(
         "--relay", action="store_true", help="measure bench/raw_relay.py (the floor) instead"
@@ -221,6 +223,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.spy,
         args.workers,
         args.relay,
+        args.spy_rate,
     )
     load = os.getloadavg()[0]
     print(
