@@ -300,13 +300,17 @@ def test_lone_event_carries_the_last_event_id() -> None:
     assert decoder.feed(b"data: b\n\n") == [ServerSentEvent("b", id="42")]
 
 
-def test_a_whole_event_over_the_limit_is_treated_as_before() -> None:
-    # max_event_bytes bounds what is held across chunks; a whole event in one chunk is not
-    # held, on either path.
+def test_a_whole_event_over_the_limit_is_refused_on_both_paths() -> None:
+    # max_event_bytes bounds every event, also one that arrives whole in one chunk.
     chunk = b"data: " + b"x" * 100 + b"\n\n"
     for decoder in (SSEDecoder(max_event_bytes=10), GeneralDecoder(max_event_bytes=10)):
         decoder.feed(b": hi\n\n")
-        assert decoder.feed(chunk) == [ServerSentEvent(b"x" * 100)]
+        assert decoder.lone_data(chunk) is None
+        with pytest.raises(SpoutError, match=r"an event .* exceeded 10 bytes"):
+            decoder.feed(chunk)
+    for decoder in (SSEDecoder(max_event_bytes=10), GeneralDecoder(max_event_bytes=10)):
+        decoder.feed(b": hi\n\n")  # an event of exactly the limit passes
+        assert decoder.feed(b"data: " + b"x" * 10 + b"\n\n") == [ServerSentEvent(b"x" * 10)]
 
 
 def test_lone_data_changes_nothing() -> None:

@@ -14,6 +14,7 @@ import asyncio
 import os
 import threading
 import time
+import tracemalloc
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -391,6 +392,48 @@ def test_sse_limit(body: bytes, what: str, cut: int) -> None:
     with pytest.raises(ProtocolError, match=f"^{what}.*exceeded 64 bytes.*max_event_bytes"):
         for at in range(0, len(body), cut):
             decoder.feed(body[at : at + cut])
+
+
+def test_sse_the_events_before_one_over_the_limit_come_first() -> None:
+    """The events a read completed before one over the limit are returned; the error comes
+    at the next call, so what arrived is not lost with it."""
+    over = b"data: " + b"x" * 100 + b"\n\n"
+    for chunk in (b"data: a\n\ndata: b\n\n" + over, b"data: a\n\ndata: b\n\ndata: " + b"x" * 100):
+        decoder = SSEDecoder(max_event_bytes=64)
+        assert [event.data for event in decoder.feed(chunk)] == ["a", "b"]
+        with pytest.raises(ProtocolError, match="exceeded 64 bytes"):
+            decoder.feed(b"data: c\n\n")
+    decoder = SSEDecoder(max_event_bytes=64)
+    assert len(decoder.feed(b"data: a\n\n" + over)) == 1
+    with pytest.raises(ProtocolError, match="exceeded 64 bytes"):
+        decoder.close()
+
+
+def test_sse_made_up_event_names_do_not_grow_memory() -> None:
+    """A server naming each event anew (within max_body_bytes, 64 MiB of them) costs the
+    decoder nothing it keeps: only a real stream's few names are remembered."""
+    decoder = SSEDecoder()
+    chunk = b"".join(b"event: e%d\ndata: x\n\n" % n for n in range(20_000))
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for _ in range(10):
+            events = decoder.feed(chunk)
+        del events
+        kept = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert kept < 256 * 1024, kept  # the 20,000 names would be a few MB
+    (event,) = decoder.feed(b"event: e19999\ndata: y\n\n")
+    assert (event.event, event.data) == ("e19999", "y")
+
+
+def test_ndjson_a_line_over_the_limit_in_one_chunk_is_refused_after_the_lines_before() -> None:
+    decoder = NDJSONDecoder(max_line_bytes=64)
+    line = b'{"a": "' + b"x" * 100 + b'"}\n'
+    assert decoder.feed(b'{"a": 1}\n' + line) == [{"a": 1}]
+    with pytest.raises(ProtocolError, match="line 2 of the NDJSON stream exceeded 64 bytes"):
+        decoder.feed(b"")
 
 
 def test_sse_an_event_just_within_the_limit_passes() -> None:

@@ -104,6 +104,15 @@ class NDJSONDecoder:
         return self.feed(b"\n") if self._buffer or self._pending else []
 
     def _parse(self, line: bytes) -> Any:
+        if len(line) > self.max_line_bytes:  # whole in one chunk, so never held
+            raise ProtocolError(
+                over_limit(
+                    f"line {self._line_number + 1} of the NDJSON stream",
+                    self.max_line_bytes,
+                    "max_event_bytes",
+                ),
+                data=line[:200],
+            )
         if line.endswith(b"\r"):
             line = line[:-1]
         if not line.strip(b" \t"):  # only JSON's whitespace makes a line blank

@@ -29,6 +29,9 @@ from ._limits import DEFAULT_LIMITS, over_limit
 
 __all__ = ["SSEDecoder", "ServerSentEvent"]
 
+#: How many distinct ``event`` names one decoder keeps decoded (a real stream has a few).
+_NAMES_KEPT = 64
+
 _BOM = b"\xef\xbb\xbf"
 
 
@@ -98,6 +101,7 @@ class SSEDecoder:
         "_bom_checked",
         "_clean",
         "_data",
+        "_error",
         "_event",
         "_event_size",
         "_fields",
@@ -129,6 +133,8 @@ class SSEDecoder:
         self._id = ""
         self._fields = False  # whether the block being read set id or retry
         self._names: dict[bytes, str] = {}  # event names seen, decoded once
+        # A limit passed after events that the same chunk completed: raised at the next call.
+        self._error: ProtocolError | None = None
         # True only when nothing is held or half read (no line start, no open block, no CR
         # waiting for its LF, BOM checked): then a chunk may take :meth:`lone_data`'s path.
         self._clean = False
@@ -141,8 +147,11 @@ class SSEDecoder:
         """Decode one chunk; returns the events it completed, in order.
 
         Raises :class:`spout.ProtocolError` when a line or an event grows past
-        ``max_event_bytes``.
+        ``max_event_bytes``; when the chunk completed events before that, they are returned
+        first and the error is raised by the next :meth:`feed` or :meth:`close`.
         """
+        if self._error is not None:
+            raise self._error
         self._clean = False  # until the end below finds the state idle again
         pending = self._pending
         if pending:
@@ -171,51 +180,60 @@ class SSEDecoder:
         if end < 0:
             self._hold(chunk)
             return []
-        if end + 1 < len(chunk):
-            self._hold(chunk[end + 1 :])
-        elif chunk[end] == 13:
+        tail = chunk[end + 1 :] if end + 1 < len(chunk) else None
+        if tail is None and chunk[end] == 13:
             self._skip_lf = True
         events: list[ServerSentEvent] = []
         data = self._data
         names = self._names
-        for line in chunk[: end + 1].splitlines():
-            if line:
-                if line.startswith(b"data: "):  # the common cases first
-                    data.append(line[6:])
-                elif line.startswith(b"event: "):
-                    name = line[7:]
-                    event = names.get(name)
-                    if event is None:
-                        event = names[name] = name.decode("utf-8", "replace")
-                    self._event = event
-                elif line.startswith(b"data:"):
-                    data.append(line[5:])
-                elif line[0] != 58:  # ':' starts a comment
-                    self._field(line)
-            else:
-                if data:
-                    events.append(
-                        ServerSentEvent(
-                            data[0] if len(data) == 1 else b"\n".join(data),
-                            self._event or "message",
-                            self._id,
-                            self._retry,
+        try:
+            for line in chunk[: end + 1].splitlines():
+                if line:
+                    if line.startswith(b"data: "):  # the common cases first
+                        data.append(line[6:])
+                    elif line.startswith(b"event: "):
+                        name = line[7:]
+                        event = names.get(name)
+                        if event is None:
+                            event = name.decode("utf-8", "replace")
+                            if len(names) < _NAMES_KEPT:  # a server making up names gets no more
+                                names[name] = event
+                        self._event = event
+                    elif line.startswith(b"data:"):
+                        data.append(line[5:])
+                    elif line[0] != 58:  # ':' starts a comment
+                        self._field(line)
+                else:
+                    if data:
+                        payload = data[0] if len(data) == 1 else b"\n".join(data)
+                        if len(payload) > self.max_event_bytes:  # even when whole in one chunk
+                            self._too_long("an event (its data lines together)")
+                        events.append(
+                            ServerSentEvent(
+                                payload, self._event or "message", self._id, self._retry
+                            )
                         )
-                    )
-                    data.clear()
-                self._event = ""
-                if self._fields:
-                    self._fields = False
-                    self.last_event_id = self._id
-                    self._retry = None
-        if data:
-            # An event still open: its lines count against the limit, across chunks.
-            self._event_size += end + 1
-            if self._event_size + self._pending_size > self.max_event_bytes:
-                self._too_long("an event (its data lines together)")
-        else:
-            self._event_size = 0
-            self._clean = not (self._pending or self._skip_lf or self._event or self._fields)
+                        data.clear()
+                    self._event = ""
+                    if self._fields:
+                        self._fields = False
+                        self.last_event_id = self._id
+                        self._retry = None
+            if data:
+                # An event still open: its lines count against the limit, across chunks.
+                self._event_size += end + 1
+            if tail is not None:
+                self._hold(tail)  # after the lines before it: their events come first
+            if data:
+                if self._event_size + self._pending_size > self.max_event_bytes:
+                    self._too_long("an event (its data lines together)")
+            else:
+                self._event_size = 0
+                self._clean = not (self._pending or self._skip_lf or self._event or self._fields)
+        except ProtocolError as exc:
+            if not events:
+                raise
+            self._error = exc  # the events before it are not lost
         return events
 
     def lone_data(self, chunk: bytes) -> bytes | None:
@@ -228,14 +246,14 @@ class SSEDecoder:
         :class:`ServerSentEvent` with it. What it returns is the ``raw`` of the one event
         :meth:`feed` would return for the chunk (of type ``"message"``, with id
         :attr:`last_event_id` and no retry), and the decoder is left as :meth:`feed` would
-        leave it: as it was. A whole event in one chunk is not held, so, as in :meth:`feed`,
-        ``max_event_bytes`` does not apply to it. (:meth:`feed` does not call it: a chunk it
-        does not take would then be looked at twice.)
+        leave it: as it was. An event longer than ``max_event_bytes`` is not taken (:meth:`feed`
+        raises for it). (:meth:`feed` does not call it: a chunk it does not take would then be
+        looked at twice.)
         """
         n = len(chunk) - 2
         if (
             self._clean
-            and n >= 5
+            and 5 <= n <= self.max_event_bytes
             and chunk[-1] == 10
             and chunk[n] == 10
             and chunk.startswith(b"data:")
@@ -285,6 +303,9 @@ class SSEDecoder:
 
     def close(self) -> list[ServerSentEvent]:
         """End of stream: an event not yet terminated by a blank line is discarded."""
+        error, self._error = self._error, None
+        if error is not None:
+            raise error
         self._pending.clear()
         self._pending_size = 0
         self._event_size = 0
