@@ -296,8 +296,14 @@ def test_the_server_stops_when_the_first_request_fails(
     replay: ReplayServer, stdio: MCPServer
 ) -> None:
     replay.replies = []  # no turn scripted: the replay server answers 500 at once
-    with pytest.raises(spout.SpoutError):
-        openai(replay).generate_stream_with_tools("Go", tools=[stdio])
+    llm = openai(replay)
+    try:
+        with pytest.raises(spout.SpoutError):
+            llm.generate_stream_with_tools("Go", tools=[stdio])
+    finally:
+        # Closed here: the error's traceback keeps the LLM in a cycle, and a pooled socket
+        # freed by the collector later may be finalized before the LLM closes it.
+        llm.close()
     assert stdio._thread is None
 
 
