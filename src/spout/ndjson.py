@@ -87,17 +87,21 @@ class NDJSONDecoder:
         self._pending.append(piece)
         self._pending_size += len(piece)
         if self._pending_size > self.max_line_bytes:
-            start = self._pending[0][:200]
+            start = self._pending[0]
             self._pending.clear()
             self._pending_size = 0
-            raise ProtocolError(
-                over_limit(
-                    f"line {self._line_number + 1} of the NDJSON stream",
-                    self.max_line_bytes,
-                    "max_event_bytes",
-                ),
-                data=start,
-            )
+            raise self._too_long(start)
+
+    def _too_long(self, start: bytes) -> ProtocolError:
+        """The error for the line now read, past ``max_line_bytes``; ``start`` its first bytes."""
+        return ProtocolError(
+            over_limit(
+                f"line {self._line_number + 1} of the NDJSON stream",
+                self.max_line_bytes,
+                "max_event_bytes",
+            ),
+            data=start[:200],
+        )
 
     def close(self) -> list[Any]:
         """End of stream: parses what is left, including a last line with no line end."""
@@ -105,14 +109,7 @@ class NDJSONDecoder:
 
     def _parse(self, line: bytes) -> Any:
         if len(line) > self.max_line_bytes:  # whole in one chunk, so never held
-            raise ProtocolError(
-                over_limit(
-                    f"line {self._line_number + 1} of the NDJSON stream",
-                    self.max_line_bytes,
-                    "max_event_bytes",
-                ),
-                data=line[:200],
-            )
+            raise self._too_long(line)
         if line.endswith(b"\r"):
             line = line[:-1]
         if not line.strip(b" \t"):  # only JSON's whitespace makes a line blank

@@ -219,12 +219,11 @@ class SSEDecoder:
                         self._fields = False
                         self.last_event_id = self._id
                         self._retry = None
-            if data:
-                # An event still open: its lines count against the limit, across chunks.
-                self._event_size += end + 1
             if tail is not None:
                 self._hold(tail)  # after the lines before it: their events come first
             if data:
+                # An event still open: its lines count against the limit, across chunks.
+                self._event_size += end + 1
                 if self._event_size + self._pending_size > self.max_event_bytes:
                     self._too_long("an event (its data lines together)")
             else:
