@@ -24,8 +24,9 @@ import pytest
 import spout
 from fault_server import FaultServer, Reply
 from hostile_upstream import HostileUpstream
-from spout import ProtocolError, ResponseLimits, Timeout
+from spout import ProtocolError, ResponseLimits, TextDelta, Timeout
 from spout.ndjson import NDJSONDecoder
+from spout.providers._base import limit_decoder
 from spout.sse import SSEDecoder
 
 MIB = 1024 * 1024
@@ -457,3 +458,52 @@ def test_ndjson_a_long_line_is_linear_and_limited() -> None:
     with pytest.raises(ProtocolError, match="line 1 of the NDJSON stream exceeded 64 bytes"):
         for _ in range(100):
             small.feed(b"xx")
+
+
+def _chat_parser() -> Any:
+    from spout.providers.openai import ChatChunkMapper, _StreamParser
+
+    return _StreamParser(ChatChunkMapper("openai", "m"))
+
+
+def _messages_parser() -> Any:
+    from spout.providers.anthropic import MessageEventMapper, MessagesParser
+
+    return MessagesParser(MessageEventMapper("anthropic", "m"))
+
+
+def _responses_parser() -> Any:
+    from spout.providers.openai_responses import ResponsesEventMapper, _ResponsesStreamParser
+
+    return _ResponsesStreamParser(ResponsesEventMapper("openai", "m"))
+
+
+@pytest.mark.parametrize(
+    ("make", "event"),
+    [
+        (_chat_parser, b'data: {"choices": [{"index": 0, "delta": {"content": "Hi"}}]}\n\n'),
+        (
+            _messages_parser,
+            b"event: content_block_delta\ndata: {"
+            b'"type": "content_block_delta", "index": 0, '
+            b'"delta": {"type": "text_delta", "text": "Hi"}}\n\n',
+        ),
+        (
+            _responses_parser,
+            b"event: response.output_text.delta\ndata: {"
+            b'"type": "response.output_text.delta", "item_id": "m1", "output_index": 0, '
+            b'"content_index": 0, "delta": "Hi"}\n\n',
+        ),
+    ],
+    ids=["chat", "messages", "responses"],
+)
+def test_an_sse_event_over_the_limit_is_raised_right_after_the_events_before_it(
+    make: Any, event: bytes
+) -> None:
+    """One read holds a text event, then one past max_event_bytes: the text is delivered and
+    the error is raised with it, not after another read (which a stalling server never sends)."""
+    parser = limit_decoder(make(), ResponseLimits(max_event_bytes=512))
+    events = parser.feed(event + b"data: " + b"x" * 1000 + b"\n\n")
+    assert [e.text for e in events if isinstance(e, TextDelta)] == ["Hi"]
+    assert isinstance(parser.error, ProtocolError), parser.error
+    assert "exceeded 512 bytes" in str(parser.error)

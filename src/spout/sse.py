@@ -101,7 +101,6 @@ class SSEDecoder:
         "_bom_checked",
         "_clean",
         "_data",
-        "_error",
         "_event",
         "_event_size",
         "_fields",
@@ -111,6 +110,7 @@ class SSEDecoder:
         "_pending_size",
         "_retry",
         "_skip_lf",
+        "error",
         "last_event_id",
         "max_event_bytes",
         "retry",
@@ -133,8 +133,10 @@ class SSEDecoder:
         self._id = ""
         self._fields = False  # whether the block being read set id or retry
         self._names: dict[bytes, str] = {}  # event names seen, decoded once
-        # A limit passed after events that the same chunk completed: raised at the next call.
-        self._error: ProtocolError | None = None
+        #: A limit passed after events the last :meth:`feed` returned (raised by the next
+        #: call): a caller that wants it at once raises it after those events, as with
+        #: :attr:`spout.ndjson.NDJSONDecoder.error`.
+        self.error: ProtocolError | None = None
         # True only when nothing is held or half read (no line start, no open block, no CR
         # waiting for its LF, BOM checked): then a chunk may take :meth:`lone_data`'s path.
         self._clean = False
@@ -150,8 +152,8 @@ class SSEDecoder:
         ``max_event_bytes``; when the chunk completed events before that, they are returned
         first and the error is raised by the next :meth:`feed` or :meth:`close`.
         """
-        if self._error is not None:
-            raise self._error
+        if self.error is not None:
+            raise self.error
         self._clean = False  # until the end below finds the state idle again
         pending = self._pending
         if pending:
@@ -232,7 +234,7 @@ class SSEDecoder:
         except ProtocolError as exc:
             if not events:
                 raise
-            self._error = exc  # the events before it are not lost
+            self.error = exc  # the events before it are not lost
         return events
 
     def lone_data(self, chunk: bytes) -> bytes | None:
@@ -302,7 +304,7 @@ class SSEDecoder:
 
     def close(self) -> list[ServerSentEvent]:
         """End of stream: an event not yet terminated by a blank line is discarded."""
-        error, self._error = self._error, None
+        error, self.error = self.error, None
         if error is not None:
             raise error
         self._pending.clear()

@@ -791,6 +791,8 @@ def sse_json(decoder: SSEDecoder, chunk: bytes) -> Iterator[tuple[ServerSentEven
     for sse in decoder.feed(chunk):
         if sse.raw != b"[DONE]":
             yield sse, load_json(sse.raw, "a stream event")
+    if decoder.error is not None:
+        raise decoder.error  # after the events before it: StreamParser delivers them first
 
 
 def env_value(*names: str) -> str | None:

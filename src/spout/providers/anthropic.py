@@ -407,6 +407,8 @@ class MessagesParser(SSEStreamParser[MessageEventMapper]):
             if "type" not in data:
                 data["type"] = name
             events += map_event(data)
+        if self._decoder.error is not None:
+            raise self._decoder.error  # after the events before it: StreamParser delivers them
 
     def _close(self) -> list[Event]:
         self._end(self._mapper.stopped, "the stream ended before its end: no message_stop")

@@ -417,6 +417,8 @@ class _StreamParser(SSEStreamParser[ChatChunkMapper]):
                 raise ProtocolError(f"a stream event is not valid JSON ({exc})", data=raw) from None
             if type(data) is dict:
                 map_into(data, events)
+        if decoder.error is not None:
+            raise decoder.error  # after the events before it: StreamParser delivers them first
 
     def _close(self) -> list[Event]:
         self._end(
