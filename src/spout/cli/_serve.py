@@ -393,16 +393,15 @@ def _spend_column(entry: KeyEntry, spent: dict[str, float]) -> str:
 
 def _announce(server, config) -> None:  # type: ignore[no-untyped-def]
     """Print the address once uvicorn listens (the port may have been 0)."""
-    startup = server.startup
+    from ..gateway._server import when_started
 
-    async def started(sockets=None):  # type: ignore[no-untyped-def]
-        await startup(sockets)
+    def say(server) -> None:  # type: ignore[no-untyped-def]
         for listener in server.servers:
             for sock in listener.sockets:
                 host, port = sock.getsockname()[:2]
                 _say_listening(host, port, config)
 
-    server.startup = started
+    when_started(server, say)
 
 
 def _say_listening(host: str, port: int, config, workers: int = 1) -> None:  # type: ignore[no-untyped-def]

@@ -187,6 +187,18 @@ class _HTTPToolsDeadlines(_HeaderDeadline, HttpToolsProtocol):
         super().on_headers_complete()
 
 
+def when_started(server: uvicorn.Server, then: Any) -> None:
+    """Call ``then(server)`` once ``server`` has started: it listens, and its app's startup
+    ran (uvicorn has no hook for it, so its ``startup`` is wrapped)."""
+    startup = server.startup
+
+    async def started(sockets: Any = None) -> None:
+        await startup(sockets)
+        then(server)
+
+    server.startup = started  # type: ignore[method-assign]
+
+
 def _websocket_protocol() -> type[asyncio.Protocol] | None:
     """uvicorn's WebSocket protocol (the one it would pick itself), dropping a client that
     reads nothing; None when no WebSocket library is installed."""

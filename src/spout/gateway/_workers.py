@@ -437,7 +437,7 @@ def serve_worker(
 
     from ._app import create_app
     from ._ratelimit import SqliteCounters
-    from ._server import server_config
+    from ._server import server_config, when_started
 
     _end_with_parent()
     hub: PeerHub | None = None
@@ -458,14 +458,8 @@ def serve_worker(
     if not config.redis_url:
         gateway.guard.share_counters(SqliteCounters(Path(shared) / "limits.sqlite"))
     server = Server(server_config(app, config, **server_settings))
-    startup = server.startup
-
-    async def started(sockets: list[socket.socket] | None = None) -> None:
-        await startup(sockets)
-        # Answering now: the parent prints the address once every worker has said so.
-        (Path(shared) / f"ready-{index}").touch()
-
-    server.startup = started  # type: ignore[method-assign]
+    # Answering once started: the parent prints the address when every worker has said so.
+    when_started(server, lambda _: (Path(shared) / f"ready-{index}").touch())
 
     async def serve() -> None:
         if hub is not None:
